@@ -1,0 +1,44 @@
+# SQ-DM: every target bootstraps the in-repo venv (.venv) from pyproject.toml on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JOBS ?= 2
+
+# Caches live in the build tree so they are predictable and disposable (TOOLCHAIN.md pitfall 10).
+export XDG_CACHE_HOME := $(CURDIR)/build/cache
+export CCACHE_DIR := $(CURDIR)/build/cache/ccache
+export PYTHONHASHSEED := 0
+
+.PHONY: help venv test test-all clean distclean
+
+help:
+	@echo "make test       unit, property and simulation tests (the CI gate)"
+	@echo "make test-all   also the slow tests"
+	@echo "make train      retrain both golden checkpoints (SiLU, then ReLU fine-tune)"
+	@echo "make venv       only create the venv"
+	@echo "make clean      remove build/ (keeps the venv)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n $(JOBS) -m "not slow"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -n $(JOBS)
+
+train: $(STAMP)
+	$(PY) -m golden.train
+
+clean:
+	rm -rf build
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info
