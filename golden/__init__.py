@@ -1,0 +1,1 @@
+"""SQ-DM golden model: data set, EDM U-Net, EDM sampler, numerics and quantization references."""
