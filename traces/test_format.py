@@ -1,0 +1,162 @@
+"""Trace folders: round trip, determinism, and every kind of damage rejected by name."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from traces.__main__ import main
+from traces.format import (SCHEMA_VERSION, TraceError, open_trace, recompute, sha256_file,
+                           write_trace)
+from traces.synth import random_execution
+
+
+def small_trace(path, **overrides):
+    args = dict(cin=20, cout=18, height=5, width=6, kernel=3, stride=1, sparsity=0.6,
+                mode="int4", seed=3)
+    args.update(overrides)
+    write_trace(path, [random_execution(**args)], header={"source": "test"})
+    return path
+
+
+@pytest.fixture
+def trace_dir(tmp_path):
+    return small_trace(tmp_path / "t")
+
+
+def test_round_trip_and_recompute(trace_dir):
+    trace = open_trace(trace_dir)
+    ex = trace.load(0)
+    for name, want in recompute(ex).items():
+        assert np.array_equal(want, ex.arrays[name]), name
+
+
+def test_export_is_deterministic(tmp_path):
+    a, b = small_trace(tmp_path / "a"), small_trace(tmp_path / "b")
+    for f in sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file()):
+        assert sha256_file(a / f) == sha256_file(b / f), f
+
+
+@pytest.mark.parametrize("mode, kw", [("int4", dict(cin=33, cout=5, stride=2)),
+                                      ("mxint8", dict(cin=40, cout=20, kernel=1)),
+                                      ("int4", dict(residual=True, out_format="int4")),
+                                      ("int4", dict(height=1, width=1, kernel=1))])
+def test_random_layers_of_odd_shapes_validate(tmp_path, mode, kw):
+    d = small_trace(tmp_path / "t", mode=mode, **kw)
+    assert main(["check", "--recompute", str(d)]) == 0
+
+
+def test_flipped_byte_is_rejected(trace_dir):
+    f = trace_dir / "exec0000" / "arrays.npz"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    f.write_bytes(bytes(data))
+    with pytest.raises(TraceError, match=r"exec0000/arrays.npz.*SHA-256"):
+        open_trace(trace_dir)
+
+
+def test_truncated_file_is_rejected(trace_dir):
+    f = trace_dir / "exec0000" / "arrays.npz"
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(TraceError, match="arrays.npz.*SHA-256"):
+        open_trace(trace_dir)
+    trace = open_trace(trace_dir, verify_hashes=False)
+    with pytest.raises(TraceError, match="arrays.npz.*cannot be read"):
+        trace.load(0)
+
+
+def test_missing_files_are_rejected(trace_dir, tmp_path):
+    (trace_dir / "exec0000" / "arrays.npz").unlink()
+    with pytest.raises(TraceError, match="arrays.npz: file is missing"):
+        open_trace(trace_dir)
+    (trace_dir / "manifest.json").unlink()
+    with pytest.raises(TraceError, match="manifest.json: manifest is missing"):
+        open_trace(trace_dir)
+    with pytest.raises(TraceError, match="does not exist"):
+        open_trace(tmp_path / "nowhere")
+
+
+def edit_manifest(trace_dir, edit):
+    path = trace_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_wrong_schema_version_is_rejected(trace_dir):
+    edit_manifest(trace_dir, lambda m: m.update(schema_version=SCHEMA_VERSION + 1))
+    with pytest.raises(TraceError, match=r"manifest.json \[schema_version\]"):
+        open_trace(trace_dir)
+
+
+def test_bad_descriptor_is_rejected(trace_dir):
+    edit_manifest(trace_dir, lambda m: m["executions"][0]["descriptor"].update(kernel=5))
+    with pytest.raises(TraceError, match=r"executions\[0\].descriptor.*kernel"):
+        open_trace(trace_dir)
+
+
+def test_out_of_range_code_is_rejected(trace_dir, tmp_path):
+    """Rewrite an .npz with a UINT4 code of 16 and a matching hash: the range check catches it."""
+    trace = open_trace(trace_dir)
+    ex = trace.load(0)
+    ex.arrays["x_codes"][1, 2, 3] = 16
+    bad = tmp_path / "bad"
+    with pytest.raises(TraceError, match=r"x_codes.*value 16 at index \(1, 2, 3\)"):
+        write_trace(bad, [ex], header={})
+    # the same damage in an existing folder (hash updated, so only the range check can see it)
+    from traces.format import _write_npz
+    f = trace_dir / "exec0000" / "arrays.npz"
+    _write_npz(f, ex.arrays)
+    edit_manifest(trace_dir, lambda m: m["sha256"].update({"exec0000/arrays.npz":
+                                                           sha256_file(f)}))
+    with pytest.raises(TraceError, match=r"arrays.npz \[x_codes\].*outside \[0, 15\]"):
+        open_trace(trace_dir).load(0)
+
+
+def test_mismatched_shape_is_rejected(trace_dir):
+    edit_manifest(trace_dir, lambda m: m["executions"][0]["descriptor"].update(cin=19))
+    with pytest.raises(TraceError, match=r"\[x_codes\]: shape is \(5, 6, 20\), expected \(5, 6, 19\)"):
+        open_trace(trace_dir).load(0)
+
+
+def test_wrong_expected_result_is_caught_by_recompute(trace_dir, capsys):
+    from traces.format import _write_npz
+    ex = open_trace(trace_dir).load(0)
+    ex.arrays["out_codes"][0, 0, 0] ^= 1
+    f = trace_dir / "exec0000" / "arrays.npz"
+    _write_npz(f, ex.arrays)
+    edit_manifest(trace_dir, lambda m: m["sha256"].update({"exec0000/arrays.npz":
+                                                           sha256_file(f)}))
+    assert main(["check", str(trace_dir)]) == 0
+    assert main(["check", "--recompute", str(trace_dir)]) == 1
+    assert "[out_codes]: differs from the golden" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cin", "0"], "cin must be a positive int"),
+    (["--kernel", "3", "--padding", "3"], "padding must be in"),
+    (["--sparsity", "1.5"], "sparsity must be in"),
+    (["--height", "1", "--padding", "0"], "smaller than the 3x3 kernel"),
+])
+def test_random_layer_rejects_illegal_arguments(tmp_path, capsys, argv, message):
+    base = {"--cin": "16", "--cout": "16", "--height": "4", "--width": "4", "--kernel": "3"}
+    for k, v in zip(argv[::2], argv[1::2]):
+        base[k] = v
+    args = ["random-layer", "--out", str(tmp_path / "x")]
+    for k, v in base.items():
+        args += [k, v]
+    assert main(args) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_info_prints_a_summary(trace_dir, capsys):
+    assert main(["info", str(trace_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "random.int4.c20k18" in out and "5x6x20->18 k3s1" in out
+
+
+def test_copy_of_a_trace_still_verifies(trace_dir, tmp_path):
+    shutil.copytree(trace_dir, tmp_path / "copy")
+    assert len(open_trace(tmp_path / "copy")) == 1
