@@ -58,14 +58,19 @@ def block_size(fmt: Format, vector: int) -> int:
 # --------------------------------------------------------------------------- integer rounding
 
 def rne_shift(n, shift: int) -> np.ndarray:
-    """Exact round-half-even of ``n * 2**shift`` for an integer array (returns Python ints in an
-    object array, so no width limit applies). Positive shifts are exact left shifts."""
-    n = np.asarray(n).astype(object)
+    """Exact round-half-even of ``n * 2**shift`` for an integer array.
+
+    Returns int64 when ``n`` is int64 and the result provably fits, else Python ints in an
+    object array (no width limit). Positive shifts are exact left shifts.
+    """
+    n = np.asarray(n)
+    if n.dtype != np.int64 or shift > 0:
+        n = n.astype(object)
     if shift >= 0:
         return n * (1 << shift)
     k = -shift
     q = n >> k                      # floor division by 2**k
-    r = n - q * (1 << k)            # remainder in [0, 2**k)
+    r = n - (q << k)                # remainder in [0, 2**k)
     half = 1 << (k - 1)
     up = (r > half) | ((r == half) & (q % 2 == 1))
     return q + up.astype(np.int64)
@@ -211,8 +216,8 @@ def ppu_fixed(acc, scale_mant, scale_shift: int, bias, residual=None, *, relu: b
     ``Y`` is on the grid 2**-PPU_FRAC_BITS; so are ``bias`` and ``residual``.
     """
     acc = np.asarray(acc)
-    if acc.dtype != np.int64 or acc.ndim != 3:
-        raise TypeError(f"acc must be an int64 [h, w, c] array, got {acc.dtype} {acc.shape}")
+    if acc.dtype != np.int64 or acc.ndim < 1:
+        raise TypeError(f"acc must be an int64 [..., c] array, got {acc.dtype} {acc.shape}")
     c = acc.shape[-1]
     scale_mant = _check_codes("scale_mant", scale_mant, (c,), np.int32, -_SCALE_MAX, _SCALE_MAX)
     bias = _check_codes("bias", bias, (c,), np.int32, _PPU_MIN, _PPU_MAX)
@@ -220,11 +225,15 @@ def ppu_fixed(acc, scale_mant, scale_shift: int, bias, residual=None, *, relu: b
             or not 0 <= scale_shift <= SCALE_SHIFT_MAX:
         raise ValueError(f"scale_shift must be an int in [0, {SCALE_SHIFT_MAX}], "
                          f"got {scale_shift!r}")
-    prod = acc.astype(object) * scale_mant.astype(np.int64).astype(object)
-    y = rne_shift(prod, -int(scale_shift)) + bias.astype(np.int64).astype(object)
+    peak = int(np.abs(acc).max(initial=0)) * int(np.abs(scale_mant).max(initial=0))
+    if peak < 2 ** 62:   # fast path: exact in int64
+        prod = acc * scale_mant.astype(np.int64)
+    else:
+        prod = acc.astype(object) * scale_mant.astype(np.int64).astype(object)
+    y = rne_shift(prod, -int(scale_shift)) + bias.astype(np.int64)
     if residual is not None:
         residual = _check_codes("residual", residual, acc.shape, np.int32, _PPU_MIN, _PPU_MAX)
-        y = y + residual.astype(np.int64).astype(object)
+        y = y + residual.astype(np.int64)
     saturated = int(np.count_nonzero((y > _PPU_MAX) | (y < _PPU_MIN)))
     y = np.clip(y, _PPU_MIN, _PPU_MAX).astype(np.int64)
     if relu:
@@ -253,7 +262,7 @@ def ppu(acc, scale_mant, scale_shift, bias, residual=None, *, relu: bool,
         raise ValueError("out_format UINT4 needs relu=True (UINT4 holds no negative values)")
     y, saturated = ppu_fixed(acc, scale_mant, scale_shift, bias, residual, relu=relu)
     codes, scales = quantize_output(y, out_format, vector)
-    zero_counts = (codes == 0).sum(axis=(0, 1)).astype(np.int64)
+    zero_counts = (codes == 0).reshape(-1, codes.shape[-1]).sum(axis=0).astype(np.int64)
     return PpuResult(codes, scales, zero_counts, saturated)
 
 
