@@ -11,12 +11,16 @@ export XDG_CACHE_HOME := $(CURDIR)/build/cache
 export CCACHE_DIR := $(CURDIR)/build/cache/ccache
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv test test-all clean distclean
+STEPS ?= default
+TRACES ?= build/traces/default
+
+.PHONY: help venv test test-all train traces clean distclean
 
 help:
 	@echo "make test       unit, property and simulation tests (the CI gate)"
 	@echo "make test-all   also the slow tests"
 	@echo "make train      retrain both golden checkpoints (SiLU, then ReLU fine-tune)"
+	@echo "make traces     export golden traces to build/traces/default (STEPS=all: whole sample)"
 	@echo "make venv       only create the venv"
 	@echo "make clean      remove build/ (keeps the venv)"
 
@@ -36,6 +40,10 @@ test-all: $(STAMP)
 
 train: $(STAMP)
 	$(PY) -m golden.train
+
+traces: $(STAMP)
+	$(PY) -m traces export --steps $(STEPS) --out $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS))
+	$(PY) -m traces check $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS))
 
 clean:
 	rm -rf build

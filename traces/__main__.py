@@ -42,6 +42,14 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from traces.export import export_sample
+    path = export_sample(args.out, steps=args.steps, num_steps=args.num_steps, seed=args.seed,
+                         plan_path=args.plan)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_random_layer(args) -> int:
     from traces.synth import random_execution
     ex = random_execution(cin=args.cin, cout=args.cout, height=args.height, width=args.width,
@@ -65,6 +73,14 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="human-readable summary")
     i.add_argument("dir")
     i.set_defaults(func=cmd_info)
+    e = sub.add_parser("export", help="export the layer executions of one golden sample")
+    e.add_argument("--out", required=True)
+    e.add_argument("--steps", default="default",
+                   help="'default' (first, middle, last step), 'all', or e.g. '0,5,17'")
+    e.add_argument("--num-steps", type=int, default=18, help="Heun sampler steps")
+    e.add_argument("--seed", type=int, default=0, help="seed of the latent")
+    e.add_argument("--plan", default=None, help="precision plan JSON (default: committed)")
+    e.set_defaults(func=cmd_export)
     r = sub.add_parser("random-layer", help="synthesise a trace of one random layer")
     r.add_argument("--cin", type=int, required=True)
     r.add_argument("--cout", type=int, required=True)

@@ -1,0 +1,121 @@
+"""Export the layer executions of one golden sample (the committed ReLU checkpoint, the
+precision plan, a seeded latent) as a trace folder."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from golden import edm
+from golden.model import CHECKPOINT_DIR, load_checkpoint
+from golden.quant import QuantUNet, default_plan, load_plan
+from traces.format import Descriptor, Execution, expected_arrays, write_trace
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PLAN = REPO / "golden" / "plans" / "sqdm_plan.json"
+CODE_FILES = ("golden/numerics.py", "golden/intref.py", "golden/quant.py", "golden/model.py",
+              "golden/edm.py", "traces/format.py", "traces/export.py")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def code_hash() -> str:
+    h = hashlib.sha256()
+    for rel in CODE_FILES:
+        h.update(rel.encode() + b"\0" + (REPO / rel).read_bytes())
+    return h.hexdigest()
+
+
+def descriptor_of(kwargs: dict) -> Descriptor:
+    s = kwargs["shape"]
+    return Descriptor(height=s.height, width=s.width, cin=s.cin, cout=s.cout, kernel=s.kernel,
+                      stride=s.stride, padding=s.padding, x_format=int(kwargs["x_format"]),
+                      out_format=int(kwargs["out_format"]), relu=bool(kwargs["relu"]),
+                      residual=kwargs["residual"] is not None,
+                      scale_shift=int(kwargs["scale_shift"]),
+                      threshold_pct=int(kwargs["threshold_pct"]), vector=int(kwargs["vector"]))
+
+
+def execution_of(call, step: int, sigma: float, precision: str, role: str) -> Execution:
+    kw = call.kwargs
+    arrays = {k: kw[k] for k in ("x_codes", "x_scales", "w_codes", "w_scales", "scale_mant",
+                                 "bias")}
+    if kw["residual"] is not None:
+        arrays["residual"] = kw["residual"]
+    arrays["channel_map"] = call.in_map.astype(np.bool_)
+    codes, scales, zeros, next_map = call.result
+    arrays.update(out_codes=codes, out_scales=scales, zero_counts=zeros.astype(np.int64),
+                  next_map=next_map.astype(np.bool_))
+    name = f"s{step:02d}.e{call.eval_index:02d}.{call.name}"
+    meta = {"layer": call.name, "step": step, "eval": call.eval_index, "sigma": sigma,
+            "precision": precision, "role": role, "image": call.image}
+    return Execution(name, descriptor_of(kw), arrays, meta)
+
+
+def select_steps(spec: str, num_steps: int) -> list[int]:
+    """"default": first, middle and last sampler step; "all"; or a comma list of steps."""
+    if spec == "default":
+        return sorted({0, num_steps // 2, num_steps - 1})
+    if spec == "all":
+        return list(range(num_steps))
+    try:
+        steps = sorted({int(s) for s in spec.split(",")})
+    except ValueError:
+        raise ValueError(f"steps must be 'default', 'all' or a comma list of ints, "
+                         f"got {spec!r}") from None
+    bad = [s for s in steps if not 0 <= s < num_steps]
+    if bad:
+        raise ValueError(f"steps {bad} are outside [0, {num_steps - 1}]")
+    return steps
+
+
+def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed: int = 0,
+                  plan_path=None, extra_files=None, progress=True) -> Path:
+    """Run one golden sample on the integer path and write the selected steps' executions."""
+    torch.set_num_threads(1)
+    keep = set(select_steps(steps, num_steps))
+    model, _ = load_checkpoint("relu")
+    plan_path = Path(plan_path) if plan_path else DEFAULT_PLAN
+    plan = load_plan(plan_path, model) if plan_path.exists() else default_plan(model)
+    plan_bytes = plan_path.read_bytes() if plan_path.exists() else repr(sorted(plan.items())).encode()
+    calls = []
+    qnet = QuantUNet(model, plan, recorder=calls.append)
+    sigmas: dict[int, float] = {}
+    started = time.time()
+
+    def hook(k, i, sigma, x, den):
+        sigmas[k] = sigma
+        if progress:
+            print(f"\r  sampler eval {k + 1}/{2 * num_steps - 1} (step {i}, sigma {sigma:.3g}) "
+                  f"{time.time() - started:5.1f} s", end="", file=sys.stderr, flush=True)
+
+    latents = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
+    image = edm.heun_sampler(edm.EDMDenoiser(qnet), latents, num_steps=num_steps, hook=hook)
+    if progress:
+        print(file=sys.stderr)
+    infos = {li.name: li for li in model.layers()}
+    executions = [execution_of(c, c.eval_index // 2, sigmas[c.eval_index], plan[c.name],
+                               infos[c.name].role)
+                  for c in calls if c.eval_index // 2 in keep]
+    ckpt = CHECKPOINT_DIR / "unet_relu.pt"
+    header = {
+        "source": "golden-sample",
+        "model": {"checkpoint": "golden/checkpoints/unet_relu.pt",
+                  "sha256": sha256_bytes(ckpt.read_bytes())},
+        "plan": {"path": str(plan_path.relative_to(REPO)) if plan_path.exists() else "default",
+                 "sha256": sha256_bytes(plan_bytes)},
+        "code_sha256": code_hash(),
+        "sampler": {"num_steps": num_steps, "seed": seed, "steps_exported": sorted(keep),
+                    "sigmas": [sigmas[k] for k in sorted(sigmas)]},
+        "channel_map_rule": "input map of a layer at evaluation e = detector map of that "
+                            "input at evaluation e-1; all dense at e = 0",
+        "image_sha256": sha256_bytes(image.numpy().tobytes()),
+    }
+    return write_trace(out_dir, executions, header=header, extra_files=extra_files)
