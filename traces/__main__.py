@@ -57,7 +57,10 @@ def cmd_random_layer(args) -> int:
                           mode=args.mode, seed=args.seed, padding=args.padding,
                           residual=args.residual, out_format=args.out_format,
                           channel_map=args.channel_map, threshold_pct=args.threshold)
-    path = write_trace(args.out, [ex], header={"source": "random-layer"})
+    from traces.hexfiles import DEFAULT_TILE, write_hex_files
+    header = {"source": "random-layer",
+              "hex": {"layout": "hw/layout.py", "weight_tile": DEFAULT_TILE}}
+    path = write_trace(args.out, [ex], header=header, extra_files=write_hex_files)
     print(f"wrote {path} ({ex.name})")
     return 0
 

@@ -14,7 +14,8 @@ import torch
 from golden import edm
 from golden.model import CHECKPOINT_DIR, load_checkpoint
 from golden.quant import QuantUNet, default_plan, load_plan
-from traces.format import Descriptor, Execution, expected_arrays, write_trace
+from traces.format import Descriptor, Execution, write_trace
+from traces.hexfiles import DEFAULT_TILE, write_hex_files
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PLAN = REPO / "golden" / "plans" / "sqdm_plan.json"
@@ -77,7 +78,7 @@ def select_steps(spec: str, num_steps: int) -> list[int]:
 
 
 def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed: int = 0,
-                  plan_path=None, extra_files=None, progress=True) -> Path:
+                  plan_path=None, hex_files: bool = True, progress=True) -> Path:
     """Run one golden sample on the integer path and write the selected steps' executions."""
     torch.set_num_threads(1)
     keep = set(select_steps(steps, num_steps))
@@ -117,5 +118,7 @@ def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed:
         "channel_map_rule": "input map of a layer at evaluation e = detector map of that "
                             "input at evaluation e-1; all dense at e = 0",
         "image_sha256": sha256_bytes(image.numpy().tobytes()),
+        "hex": {"layout": "hw/layout.py", "weight_tile": DEFAULT_TILE} if hex_files else None,
     }
-    return write_trace(out_dir, executions, header=header, extra_files=extra_files)
+    return write_trace(out_dir, executions, header=header,
+                       extra_files=write_hex_files if hex_files else None)

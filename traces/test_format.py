@@ -160,3 +160,29 @@ def test_info_prints_a_summary(trace_dir, capsys):
 def test_copy_of_a_trace_still_verifies(trace_dir, tmp_path):
     shutil.copytree(trace_dir, tmp_path / "copy")
     assert len(open_trace(tmp_path / "copy")) == 1
+
+
+def test_hex_files_hold_the_arrays(tmp_path):
+    from hw import layout
+    from traces.hexfiles import DEFAULT_TILE
+    d = tmp_path / "h"
+    assert main(["random-layer", "--cin", "40", "--cout", "20", "--height", "3", "--width", "4",
+                 "--kernel", "3", "--residual", "--out", str(d)]) == 0
+    trace = open_trace(d)
+    ex = trace.load(0)
+    files = trace.records[0]["files"]
+    assert sorted(f.split("/")[-1] for f in files) == [
+        "act.hex", "arrays.npz", "out_expected.hex", "param.hex", "res.hex", "weight.hex"]
+    desc = ex.descriptor
+    words = layout.read_memh(d / "exec0000" / "out_expected.hex", layout.ACT_WORD_BITS, 3 * 4 * 2)
+    codes, scales = layout.unpack_outputs(words, out_height=3, out_width=4, cout=20,
+                                          out_format=desc.out_format)
+    assert np.array_equal(codes, ex.arrays["out_codes"])
+    assert np.array_equal(scales, ex.arrays["out_scales"])
+    act = layout.read_memh(d / "exec0000" / "act.hex", layout.ACT_WORD_BITS, 3 * 4 * 3)
+    first, scale = layout.unpack_vector(act[0], 16)
+    assert first == ex.arrays["x_codes"][0, 0, :16].tolist()
+    assert scale == ex.arrays["x_scales"][0, 0, 0]
+    w = layout.read_memh(d / "exec0000" / "weight.hex", layout.weight_word_bits(DEFAULT_TILE),
+                         9 * 3)
+    assert len([x for x in w if x]) > 0
