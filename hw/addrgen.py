@@ -1,0 +1,246 @@
+"""Channel-last address generator: walks output pixels x output-channel tiles x kernel taps x
+input vectors and emits engine work items on a dense and a sparse stream."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .common import MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, validating
+from .descriptor import ADDR_BITS, descriptor_layout
+
+__all__ = ["AddrGen", "addr_item_layout", "walk_items"]
+
+
+def addr_item_layout():
+    """One work item: word addresses of the activation vector and of the weight word, and the
+    unit flags of :func:`hw.common.item_layout` (``first``, ``last``, ``null``)."""
+    return data.StructLayout({
+        "act_addr": ADDR_BITS, "w_addr": ADDR_BITS, "first": 1, "last": 1, "null": 1,
+    })
+
+
+def walk_items(shape, route, *, sparse, mode, vector=16, tile=32):
+    """Cycle model and address model of one walker (the order items leave the stream).
+
+    ``route[g]`` is the channel-map bit of 16-channel group ``g`` (1 = sparse); in MXINT8
+    mode block ``b`` follows bit ``b * 32 / vector``. Yields dicts of ``addr_item_layout``
+    with the activation address relative to ``act_base`` and the weight address relative to
+    ``w_base``. Padding taps are skipped; a unit without items emits one null item.
+    """
+    mx = Mode(mode) == Mode.MXINT8
+    blk = MX_BLOCK if mx else vector
+    nvec = -(-shape.cin // blk)
+    step = MX_BLOCK // vector if mx else 1
+    mine = [j for j in range(nvec) if bool(route[j * step]) == sparse]
+    k, s, p = shape.kernel, shape.stride, shape.padding
+    for oy in range(shape.out_height):
+        for ox in range(shape.out_width):
+            for t in range(-(-shape.cout // tile)):
+                items = []
+                for ky, kx in shape.taps():
+                    iy, ix = oy * s - p + ky, ox * s - p + kx
+                    if not (0 <= iy < shape.height and 0 <= ix < shape.width):
+                        continue
+                    for j in mine:
+                        items.append({"act_addr": (iy * shape.width + ix) * nvec + j,
+                                      "w_addr": (t * k * k + ky * k + kx) * nvec + j,
+                                      "first": 0, "last": 0, "null": 0})
+                if not items:
+                    items.append({"act_addr": 0, "w_addr": 0, "first": 0, "last": 0,
+                                  "null": 1})
+                items[0]["first"] = 1
+                items[-1]["last"] = 1
+                yield from items
+
+
+class _Walker(wiring.Component):
+    """One walker of :class:`AddrGen` (the dense one if ``sparse`` is False); same ports and
+    timing as ``AddrGen`` with a single output stream ``o``."""
+
+    def __init__(self, *, sparse, vector, tile, max_groups):
+        self.sparse, self.vector, self.tile, self.max_groups = sparse, vector, tile, max_groups
+        super().__init__({
+            "desc": In(descriptor_layout()),
+            "map": In(max_groups),
+            "start": In(1),
+            "busy": Out(1),
+            "o": Out(stream.Signature(addr_item_layout())),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        V, T, G = self.vector, self.tile, self.max_groups
+        d = self.desc
+        is_mx = d.mode == Mode.MXINT8
+        step = MX_BLOCK // V
+        nvec = Signal(range(G + 1))
+        m.d.comb += nvec.eq(Mux(is_mx, (d.cin + MX_BLOCK - 1) // MX_BLOCK, (d.cin + V - 1) // V))
+        mask = Signal(G)
+        for j in range(G):
+            route = self.map[j]
+            if j * step < G:
+                route = Mux(is_mx, self.map[j * step], self.map[j])
+            mine = route if self.sparse else ~route
+            m.d.comb += mask[j].eq((j < nvec) & mine)
+
+        k, s, p = d.kernel, d.stride, d.padding
+        out_h = Signal(range(2 ** 12 + 1))
+        out_w = Signal(range(2 ** 12 + 1))
+        m.d.comb += [
+            out_h.eq(((d.height + 2 * p - k) >> (s == 2)) + 1),
+            out_w.eq(((d.width + 2 * p - k) >> (s == 2)) + 1),
+        ]
+
+        oy, ox = Signal(12), Signal(12)
+        t, tc = Signal(12), Signal(13)
+        ky, kx = Signal(2), Signal(2)
+        j = Signal(range(G))
+        ustart = Signal()
+        running = Signal()
+
+        def tap_range(o, size, name):
+            base = Signal(signed(15), name=f"{name}_base")
+            m.d.comb += base.eq(o * s - p)
+            lo = Signal(2, name=f"{name}_lo")
+            hi = Signal(2, name=f"{name}_hi")
+            room = Signal(signed(15), name=f"{name}_room")
+            m.d.comb += room.eq(size - base - 1)
+            m.d.comb += [lo.eq(Mux(base < 0, -base, 0)), hi.eq(Mux(room < k - 1, room, k - 1))]
+            return base, lo, hi
+
+        by, ky_lo, ky_hi = tap_range(oy, d.height, "y")
+        bx, kx_lo, kx_hi = tap_range(ox, d.width, "x")
+
+        first_j = Signal(range(G))
+        for i in reversed(range(G)):
+            with m.If(mask[i]):
+                m.d.comb += first_j.eq(i)
+        cur_ky = Mux(ustart, ky_lo, ky)
+        cur_kx = Mux(ustart, kx_lo, kx)
+        cur_j = Signal(range(G))
+        m.d.comb += cur_j.eq(Mux(ustart, first_j, j))
+        above = Signal(G)
+        m.d.comb += above.eq(mask & ~((2 << cur_j) - 1))
+        next_j = Signal(range(G))
+        for i in reversed(range(G)):
+            with m.If(above[i]):
+                m.d.comb += next_j.eq(i)
+        null = mask == 0
+        last_in_unit = null | ((above == 0) & (cur_kx == kx_hi) & (cur_ky == ky_hi))
+        last_tile = tc + T >= d.cout
+        last_px = (ox == out_w - 1) & (oy == out_h - 1)
+
+        iy = Signal(signed(15))
+        ix = Signal(signed(15))
+        m.d.comb += [iy.eq(by + cur_ky), ix.eq(bx + cur_kx)]
+        taps = Mux(k == 3, 9, 1)
+        act = Signal(ADDR_BITS)
+        wad = Signal(ADDR_BITS)
+        m.d.comb += [
+            act.eq(d.act_base + (iy.as_unsigned()[:12] * d.width + ix.as_unsigned()[:12]) * nvec
+                   + cur_j),
+            wad.eq(d.w_base + (t * taps + cur_ky * k + cur_kx) * nvec + cur_j),
+        ]
+
+        advance = running & (~self.o.valid | self.o.ready)
+        m.d.comb += self.busy.eq(running | self.o.valid)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(advance):
+            m.d.sync += [
+                self.o.valid.eq(1),
+                self.o.payload.act_addr.eq(Mux(null, 0, act)),
+                self.o.payload.w_addr.eq(Mux(null, 0, wad)),
+                self.o.payload.first.eq(ustart),
+                self.o.payload.last.eq(last_in_unit),
+                self.o.payload.null.eq(null),
+            ]
+            with m.If(last_in_unit):
+                m.d.sync += ustart.eq(1)
+                with m.If(last_tile):
+                    m.d.sync += [t.eq(0), tc.eq(0)]
+                    with m.If(ox == out_w - 1):
+                        m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
+                    with m.Else():
+                        m.d.sync += ox.eq(ox + 1)
+                    with m.If(last_px):
+                        m.d.sync += running.eq(0)
+                with m.Else():
+                    m.d.sync += [t.eq(t + 1), tc.eq(tc + T)]
+            with m.Else():
+                m.d.sync += ustart.eq(0)
+                with m.If(above != 0):
+                    m.d.sync += [j.eq(next_j), ky.eq(cur_ky), kx.eq(cur_kx)]
+                with m.Elif(cur_kx != kx_hi):
+                    m.d.sync += [j.eq(first_j), ky.eq(cur_ky), kx.eq(cur_kx + 1)]
+                with m.Else():
+                    m.d.sync += [j.eq(first_j), ky.eq(cur_ky + 1), kx.eq(kx_lo)]
+        with m.If(self.start):
+            m.d.sync += [oy.eq(0), ox.eq(0), t.eq(0), tc.eq(0), ustart.eq(1), running.eq(1)]
+        return m
+
+
+class AddrGen(wiring.Component):
+    """Two independent walkers (dense and sparse) over the same layer.
+
+    Parameters (keyword-only)
+    -------------------------
+    vector : int, one of 4, 8, 16 (default 16)
+        Channels per INT4 vector and per channel-map group.
+    tile : int, 1..256 (default 32)
+        Output channels per unit (the engines' result width).
+    max_cin : int, ``vector``..2048 (default 512)
+        Largest input channel count; ``max_cin / vector`` (rounded up) channel-map bits.
+
+    Members
+    -------
+    desc : In(descriptor_layout())
+        Layer descriptor; ``map`` : In(groups) the channel map of the layer's input (bit g = 1:
+        group g is sparse). Both must be stable from ``start`` until ``busy`` falls.
+    start : In(1)
+        Pulse in cycle t: both walkers restart at the first unit; first items valid in t+2.
+    busy : Out(1)
+        A walker is running or holds an item.
+    d, s : Out(stream.Signature(addr_item_layout()))
+        Dense and sparse work items. Walk order (each walker): output row, output column,
+        output-channel tile, then kernel tap (ky, kx) and its input vectors in ascending order,
+        restricted to the taps inside the input (padding taps are skipped, never issued) and to
+        the vectors of the walker's class (dense: map bit 0, sparse: map bit 1; in MXINT8 mode
+        block b follows map bit ``b * 32 / vector``). A unit with no item of the class gets one
+        ``null`` item, so both streams carry exactly one ``first``..``last`` run per unit.
+
+    Timing
+    ------
+    Each walker emits one item per cycle whenever its output register is empty or being
+    emptied (a registered stream; no bubble between units); skipping vectors of the other class
+    and padding taps costs no cycle. Items per unit and walker: ``max(1, valid taps x class
+    vectors)`` (:func:`walk_items` is the exact model).
+    """
+
+    def __init__(self, *, vector=16, tile=32, max_cin=512):
+        with validating(self):
+            self.vector = check_choice("vector", vector, VECTOR_CHOICES)
+            self.tile = check_int("tile", tile, 1, 256)
+            self.max_cin = check_int("max_cin", max_cin, vector, 2048)
+        self.groups = -(-max_cin // vector)
+        super().__init__({
+            "desc": In(descriptor_layout()),
+            "map": In(self.groups),
+            "start": In(1),
+            "busy": Out(1),
+            "d": Out(stream.Signature(addr_item_layout())),
+            "s": Out(stream.Signature(addr_item_layout())),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        busy = []
+        for name, sparse in (("d", False), ("s", True)):
+            w = _Walker(sparse=sparse, vector=self.vector, tile=self.tile,
+                        max_groups=self.groups)
+            m.submodules[f"walk_{name}"] = w
+            m.d.comb += [w.desc.eq(self.desc), w.map.eq(self.map), w.start.eq(self.start)]
+            wiring.connect(m, w.o, wiring.flipped(getattr(self, name)))
+            busy.append(w.busy)
+        m.d.comb += self.busy.eq(busy[0] | busy[1])
+        return m

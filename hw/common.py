@@ -1,0 +1,236 @@
+"""Shared pieces of the SQ-DM gateware: encodings, parameter checks, scale decoding and the term
+unit that puts one integer vector product on the accumulator grid (docs/numerics.md section 4).
+
+Nothing here re-defines an encoding or a constant of the arithmetic contract: they are imported
+from :mod:`golden.intref` / :mod:`golden.numerics` and only wrapped for Amaranth.
+"""
+
+import contextlib
+
+from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum
+
+from golden import intref
+from golden import numerics as nx
+
+__all__ = [
+    "Mode", "Format", "ACC_WIDTH", "ACC_FRAC_BITS", "TERM_LIMIT", "MX_BLOCK", "ELEM_SHAPE",
+    "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
+    "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_unit",
+    "nibble_operands",
+    "item_layout", "result_layout", "mx_combos", "nonzero_mask", "popcount",
+]
+
+# --------------------------------------------------------------------------- encodings
+
+
+class Mode(enum.Enum, shape=1):
+    """Arithmetic mode of a layer; values are those of :class:`golden.intref.Mode`."""
+    INT4 = intref.Mode.INT4.value
+    MXINT8 = intref.Mode.MXINT8.value
+
+
+class Format(enum.Enum, shape=2):
+    """Activation tensor format; values are those of :class:`golden.intref.Format`."""
+    UINT4 = intref.Format.UINT4.value
+    INT4 = intref.Format.INT4.value
+    MXINT8 = intref.Format.MXINT8.value
+
+
+# --------------------------------------------------------------------------- constants
+
+ACC_WIDTH = intref.ACC_WIDTH          # signed accumulator bits (64)
+ACC_FRAC_BITS = intref.ACC_FRAC_BITS  # accumulator grid 2**-24
+TERM_LIMIT = intref.TERM_LIMIT        # +-(2**52 - 1)
+TERM_WIDTH = TERM_LIMIT.bit_length() + 1  # signed bits of a clamped term (53)
+MX_BLOCK = nx.MX_BLOCK                # 32 elements per MXINT8 block
+#: Every activation / weight element travels in a signed 8-bit container (UINT4 15 is +15).
+ELEM_SHAPE = signed(8)
+#: Bits of the per-unit count of saturated terms that the engines report.
+SAT_WIDTH = 24
+#: Signed bits of ``P * M`` (docs/numerics.md 4: |P * M| < 2**19 in both modes).
+MANT_WIDTH = 20
+#: Vector sizes the gateware supports (channels per INT4 vector and per channel-map group).
+VECTOR_CHOICES = (4, 8, 16)
+
+
+# --------------------------------------------------------------------------- parameter checks
+
+@contextlib.contextmanager
+def validating(component):
+    """Wrap the parameter checks of ``component.__init__``: a rejected component was never
+    meant to be elaborated, so silence Amaranth's "never elaborated" warning for it."""
+    try:
+        yield
+    except (TypeError, ValueError):
+        component._MustUse__silence = True
+        raise
+
+
+def check_int(name, value, lo, hi=None):
+    """Return ``value`` if it is an int in ``[lo, hi]``; else raise TypeError / ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be in {rng}, got {value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """Return ``value`` if it is an int among ``choices``; else raise TypeError / ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- layouts
+
+def item_layout(cols):
+    """Work item of the DPE / SPE: one (kernel tap, input vector) for ``cols`` output channels.
+
+    ``x``: 32 activation elements (INT4 mode uses the first ``vector``); ``x_scale``: FP8 code
+    (INT4 mode) or E8M0 code (MXINT8 mode); ``w[c]``: the weight elements of output column
+    ``c``; ``w_scale[c]`` its scale code. ``first`` clears the accumulators before the item,
+    ``last`` makes the engine emit them after it; a ``null`` item contributes nothing and costs
+    one cycle (it exists so that every unit reaches both engines).
+    """
+    return data.StructLayout({
+        "x": data.ArrayLayout(ELEM_SHAPE, MX_BLOCK),
+        "x_scale": unsigned(8),
+        "w": data.ArrayLayout(data.ArrayLayout(ELEM_SHAPE, MX_BLOCK), cols),
+        "w_scale": data.ArrayLayout(unsigned(8), cols),
+        "first": 1,
+        "last": 1,
+        "null": 1,
+    })
+
+
+def result_layout(cols):
+    """Engine result of one unit: ``cols`` accumulators (2**-24 grid) and the saturated-term
+    count of the unit."""
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(ACC_WIDTH), cols),
+        "sat": unsigned(SAT_WIDTH),
+    })
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+def decode_scale(code, mode):
+    """Integer ``(M, E)`` of a scale code with value ``M * 2**E`` (docs/numerics.md 1, 4).
+
+    INT4 mode: FP8 E4M3 code 0x00..0x7E -> M in 0..15, E = max(exp, 1) - 10.
+    MXINT8 mode: E8M0 code s -> M = 1, E = s - 127 - 6.
+    """
+    exp = code[3:7]
+    man = code[0:3]
+    fp8_m = Mux(exp == 0, man, man + 8)
+    fp8_e = Mux(exp == 0, 1, exp) - 10
+    mx_e = code - (nx.MX_SCALE_BIAS + nx.MX_ELEMENT_FRAC_BITS)
+    is_mx = mode == Mode.MXINT8
+    m = Mux(is_mx, 1, fp8_m)[:4]
+    e = Mux(is_mx, mx_e.as_signed(), fp8_e.as_signed())
+    return m, e
+
+
+def barrel_shl(m, value, amount, max_amount, name):
+    """``value << amount`` as a logarithmic shifter (one 2:1 mux level per bit of ``amount``),
+    ``len(value) + max_amount`` bits wide; ``amount`` must not exceed ``max_amount``. (Cheaper
+    to simulate and to synthesize than a variable shift that becomes a case per amount.)"""
+    out_width = len(value) + max_amount
+    signed_ = value.shape().signed
+    x = value
+    for b in range(len(amount)):
+        if (1 << b) > max_amount:
+            break
+        width = min(len(x) + (1 << b), out_width)
+        st = Signal(signed(width) if signed_ else unsigned(width), name=f"{name}_shl{b}")
+        m.d.comb += st.eq(Mux(amount[b], x << (1 << b), x))
+        x = st
+    return x
+
+
+def term_unit(m, mant, exp, name="term"):
+    """Combinational ``clamp(RNE(mant * 2**exp), +-TERM_LIMIT)`` for a signed integer ``mant``
+    and a signed shift ``exp`` (the term of docs/numerics.md section 4, with ``mant = P * M`` and
+    ``exp = E + 24``). Returns ``(term, saturated)`` signals (``term`` is TERM_WIDTH bits).
+    """
+    mw = len(mant)
+    top = TERM_WIDTH - 1  # |mant| >= 1 shifted by >= 52 always saturates
+    shamt = Signal(range(mw + top + 1), name=f"{name}_shamt")
+    in_range = (exp >= -mw) & (exp < top)
+    m.d.comb += shamt.eq(Mux(in_range, exp + mw, 0))
+    wide = barrel_shl(m, mant, shamt, mw + top - 1, name)
+    frac = wide[:mw]
+    whole = wide[mw:].as_signed()
+    half = 1 << (mw - 1)
+    up = (frac > half) | ((frac == half) & whole[0])
+    rounded = Signal(signed(len(whole) + 1), name=f"{name}_rne")
+    m.d.comb += rounded.eq(whole + up)
+    term = Signal(signed(TERM_WIDTH), name=name)
+    sat = Signal(name=f"{name}_sat")
+    with m.If(exp >= top):
+        m.d.comb += [
+            sat.eq(mant != 0),
+            term.eq(Mux(mant == 0, 0, Mux(mant < 0, -TERM_LIMIT, TERM_LIMIT))),
+        ]
+    with m.Elif(exp < -mw):
+        m.d.comb += term.eq(0)
+    with m.Elif(rounded > TERM_LIMIT):
+        m.d.comb += [sat.eq(1), term.eq(TERM_LIMIT)]
+    with m.Elif(rounded < -TERM_LIMIT):
+        m.d.comb += [sat.eq(1), term.eq(-TERM_LIMIT)]
+    with m.Else():
+        m.d.comb += term.eq(rounded)
+    return term, sat
+
+
+def mx_combos(vector):
+    """The (half, x_nibble, w_nibble, shift) passes of one MXINT8 block for a ``vector``-lane
+    array: 32 / vector element slices times the four nibble products of an 8x8 multiply
+    (nibble 1 = signed high nibble, 0 = unsigned low nibble), in issue order."""
+    combos = []
+    for half in range(MX_BLOCK // vector):
+        for xn, wn in ((1, 1), (1, 0), (0, 1), (0, 0)):
+            combos.append((half, xn, wn, 4 * (xn + wn)))
+    return combos
+
+
+def nibble_operands(elem, nibble, is_mx):
+    """5-bit signed multiplier operand of an element: the whole element in INT4 mode (codes fit
+    -16..15), else its signed high nibble (``nibble`` = 1) or unsigned low nibble (0)."""
+    hi = elem[4:8].as_signed()
+    lo = elem[0:4].as_unsigned()
+    whole = elem[0:5].as_signed()
+    return Mux(is_mx, Mux(nibble, hi, lo), whole)
+
+
+def nonzero_mask(x, count):
+    """Bit ``i`` set when element ``x[i]`` (``i < count``) is non-zero."""
+    return Cat(*[x[i] != 0 for i in range(count)])
+
+
+def popcount(m, bits, name):
+    """Sum of the bits of a value: an adder tree whose levels are named signals (shallow
+    expressions keep the Python simulator's compile time low)."""
+    if len(bits) == 0:
+        return 0
+    flat = Signal(len(bits), name=f"{name}_bits")
+    m.d.comb += flat.eq(bits)
+    terms = [flat[i] for i in range(len(bits))]
+    level = 0
+    while len(terms) > 1:
+        nxt = []
+        for i in range(0, len(terms), 2):
+            if i + 1 == len(terms):
+                nxt.append(terms[i])
+                continue
+            s = Signal(range(len(bits) + 1), name=f"{name}_l{level}_{i // 2}")
+            m.d.comb += s.eq(terms[i] + terms[i + 1])
+            nxt.append(s)
+        terms = nxt
+        level += 1
+    return terms[0]

@@ -1,0 +1,159 @@
+"""Cycle-stepped model of :class:`hw.top.Accelerator` for one layer execution.
+
+It steps the same single-register handshakes as the RTL (docs/hardware.md 4.7): two walkers,
+two fetch stages, DPE, SPE, join, serializer, PPU and writer, and predicts every performance
+counter, including ``cycles``. The per-item costs come from :func:`hw.dpe.dpe_item_cycles` and
+:func:`hw.spe.spe_item_cycles`, the item streams from :func:`hw.addrgen.walk_items`. The test of
+the top checks that the RTL's counters equal this model exactly.
+"""
+
+from golden import intref
+
+from .addrgen import walk_items
+from .common import MX_BLOCK, Mode
+from .dpe import dpe_item_cycles
+from .layout import unpack_vector
+from .spe import spe_item_cycles
+
+__all__ = ["LAUNCH_CYCLES", "predict_layer"]
+
+#: Cycles from the ``start`` cycle (cycle 0) to the walkers' start pulse.
+LAUNCH_CYCLES = 1
+
+
+class _Engine:
+    def __init__(self, costs):
+        self.costs = costs        # item -> processing cycles
+        self.busy = False
+        self.left = 0
+        self.item = None
+        self.o_valid = False
+        self.busy_cycles = 0
+
+    def comb(self, o_ready):
+        final = self.busy and self.left == 1
+        stall = final and self.item["last"] and self.o_valid and not o_ready
+        self.adv = self.busy and not stall
+        self.final = final
+        self.i_ready = (not self.busy) or (final and not stall)
+
+    def edge(self, o_ready, i_valid, i_item):
+        if self.adv:
+            self.busy_cycles += 1
+        emit = self.adv and self.final and self.item["last"]
+        if self.o_valid and o_ready:
+            self.o_valid = False
+        if emit:
+            self.o_valid = True
+        if i_valid and self.i_ready:
+            self.item, self.busy, self.left = i_item, True, self.costs(i_item)
+        elif self.adv and self.final:
+            self.busy = False
+        elif self.adv:
+            self.left -= 1
+
+
+def predict_layer(shape, route, *, x_format, out_format, residual, act_words, vector=16,
+                  dpe_cols=8, spe_lanes=4, tile=32, max_cycles=10 ** 7):
+    """Counters of one layer: ``cycles``, ``dpe_busy``, ``spe_busy``, ``macs``,
+    ``zeros_skipped``, ``mem_reads``, ``mem_writes`` (``act_words``: the act memory image,
+    relative to ``act_base``, used for the SPE's non-zero counts)."""
+    fmt = intref.Format(x_format)
+    mode = Mode.MXINT8 if fmt == intref.Format.MXINT8 else Mode.INT4
+    count = MX_BLOCK if mode == Mode.MXINT8 else vector
+    streams = {s: list(walk_items(shape, route, sparse=s, mode=mode, vector=vector, tile=tile))
+               for s in (False, True)}
+
+    def x_of(item):
+        return unpack_vector(act_words[item["act_addr"]])[0] if not item["null"] else [0] * 32
+
+    dpe = _Engine(lambda it: dpe_item_cycles(mode=mode, null=it["null"], vector=vector,
+                                             cols=dpe_cols, tile=tile))
+    spe = _Engine(lambda it: spe_item_cycles(x_of(it), mode=mode, null=it["null"],
+                                             vector=vector, lanes=spe_lanes))
+    engines = {False: dpe, True: spe}
+    walk = {s: {"pos": 0, "running": False, "o_valid": False, "o": None} for s in streams}
+    fetch = {s: {"valid": False, "item": None} for s in streams}
+
+    out_blk = intref.block_size(intref.Format(out_format), vector)
+    nblk = -(-shape.cout // out_blk)
+    pixels = shape.out_height * shape.out_width
+    total_words = pixels * nblk
+    uval = False
+    c_idx = tc = 0
+    pf_valid = pf_last = False
+    ppu_o_valid = False
+    written = 0
+    cycle = 0
+    busy = False
+    cycles = 0
+    while True:
+        # ---- combinational, downstream first
+        ser_step = uval  # the PPU always accepts (its output is always ready)
+        chan = tc + c_idx
+        tile_end = c_idx == tile - 1 or chan == shape.cout - 1
+        ser_done = ser_step and tile_end
+        join = dpe.o_valid and spe.o_valid and (not uval or ser_done)
+        for s, eng in engines.items():
+            eng.comb(join)
+        take = {s: (not fetch[s]["valid"]) or engines[s].i_ready for s in streams}
+
+        # ---- clock edge
+        if busy:
+            cycles += 1
+        if ppu_o_valid:
+            written += 1
+            if written == total_words:
+                busy = False
+                break
+        for s, eng in engines.items():
+            eng.edge(join, fetch[s]["valid"], fetch[s]["item"])
+        for s in streams:
+            w, f = walk[s], fetch[s]
+            o_ready = take[s]
+            advance = w["running"] and (not w["o_valid"] or o_ready)
+            if take[s]:
+                f["valid"], f["item"] = w["o_valid"], w["o"]
+            if w["o_valid"] and o_ready:
+                w["o_valid"] = False
+            if advance:
+                w["o_valid"], w["o"] = True, streams[s][w["pos"]]
+                w["pos"] += 1
+                if w["pos"] == len(streams[s]):
+                    w["running"] = False
+            if cycle == LAUNCH_CYCLES:
+                w["running"], w["pos"] = True, 0
+        ppu_o_valid = pf_valid and pf_last
+        pf_valid = ser_step
+        if ser_step:
+            blk_end = chan % out_blk == out_blk - 1
+            pf_last = blk_end or chan == shape.cout - 1
+            if tile_end:
+                c_idx = 0
+                tc = 0 if tc + tile >= shape.cout else tc + tile
+            else:
+                c_idx += 1
+        if join:
+            uval = True
+        elif ser_done:
+            uval = False
+        if cycle == 0:
+            busy = True
+        cycle += 1
+        if cycle > max_cycles:
+            raise RuntimeError(f"no completion within {max_cycles} cycles")
+
+    items = streams[False] + streams[True]
+    nnz = [sum(1 for v in x_of(it)[:count] if v) for it in streams[True] if not it["null"]]
+    passes = 4 if mode == Mode.MXINT8 else 1
+    dense_passes = dpe.busy_cycles - sum(1 for it in streams[False] if it["null"])
+    ch_reads = pixels * shape.cout * (2 if residual else 1)
+    return {
+        "cycles": cycles,
+        "dpe_busy": dpe.busy_cycles,
+        "spe_busy": spe.busy_cycles,
+        "macs": dense_passes * vector * dpe_cols + sum(nnz) * passes * tile,
+        "zeros_skipped": sum(count - n for n in nnz),
+        "mem_reads": 2 * sum(1 for it in items if not it["null"]) + ch_reads,
+        "mem_writes": total_words,
+    }

@@ -1,0 +1,109 @@
+"""Temporal sparsity detector: per-channel zero counters over a layer output and the channel map
+of the next time step (docs/numerics.md section 6, golden.intref.channel_map)."""
+
+from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+
+from .common import MX_BLOCK, VECTOR_CHOICES, check_choice, check_int, validating
+
+__all__ = ["SparsityDetector", "detector_in_layout"]
+
+
+def detector_in_layout(max_channels):
+    """One output block: ``zeros`` (bit j: channel ``base + j`` produced a zero code),
+    ``base`` (first channel, a multiple of ``vector``). A subset of the PPU output layout."""
+    return data.StructLayout({"zeros": unsigned(MX_BLOCK), "base": range(max_channels)})
+
+
+class SparsityDetector(wiring.Component):
+    """Zero counters per output channel and the dense/sparse map per group of ``vector``.
+
+    Parameters (keyword-only)
+    -------------------------
+    vector : int, one of 4, 8, 16 (default 16)
+        Channels per group (one map bit each).
+    max_channels : int, ``vector``..4096 (default 256)
+        Counters (channels) instantiated; ``max_channels / vector`` (rounded up) map bits.
+    max_pixels : int, 1..2**24 (default 65536)
+        Largest number of output pixels of a layer (sets the counter width).
+
+    Members
+    -------
+    clear : In(1)
+        Synchronous clear of every counter (pulse it before a layer).
+    i : In(stream.Signature(detector_in_layout(max_channels)))
+        Output blocks; always ready (``i.ready = 1``). Every counter of the block's channels
+        with a set ``zeros`` bit increments by one in the cycle after the transfer.
+    channels : In(range(max_channels + 1)), pixels : In(range(max_pixels + 1)),
+    threshold : In(range(101))
+        Output channels and pixels of the layer, threshold in percent.
+    map : Out(groups)
+        Bit g = 1 (sparse) when ``100 * zeros_g >= threshold * channels_g * pixels`` with
+        ``zeros_g`` the sum of group g's counters and ``channels_g`` its real channels;
+        0 for groups at or beyond ``channels``. Combinational from the counters: valid the
+        cycle after the layer's last block transfer (exactly golden.intref.channel_map).
+    rd_chan : In(range(max_channels)), rd_count : Out(counter)
+        Combinational read of one counter.
+    """
+
+    def __init__(self, *, vector=16, max_channels=256, max_pixels=65536):
+        with validating(self):
+            self.vector = check_choice("vector", vector, VECTOR_CHOICES)
+            self.max_channels = check_int("max_channels", max_channels, vector, 4096)
+            self.max_pixels = check_int("max_pixels", max_pixels, 1, 2 ** 24)
+        self.groups = -(-max_channels // vector)
+        super().__init__({
+            "clear": In(1),
+            "i": In(stream.Signature(detector_in_layout(max_channels))),
+            "channels": In(range(max_channels + 1)),
+            "pixels": In(range(max_pixels + 1)),
+            "threshold": In(range(101)),
+            "map": Out(self.groups),
+            "rd_chan": In(range(max_channels)),
+            "rd_count": Out(range(max_pixels + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        V, C = self.vector, self.max_channels
+        counters = [Signal(range(self.max_pixels + 1), name=f"zc{c}") for c in range(C)]
+        m.d.comb += self.i.ready.eq(1)
+
+        base_grp = Signal(range(self.groups))
+        m.d.comb += base_grp.eq(self.i.payload.base // V)
+        zeros = Signal(MX_BLOCK)
+        m.d.comb += zeros.eq(self.i.payload.zeros)
+        for c in range(C):
+            hits = [(base_grp == c // V - o) & zeros[o * V + c % V]
+                    for o in range(MX_BLOCK // V) if c // V - o >= 0]
+            inc = Signal(name=f"zinc{c}")
+            m.d.comb += inc.eq(Mux(self.i.valid, _any(hits), 0))
+            with m.If(self.clear):
+                m.d.sync += counters[c].eq(0)
+            with m.Elif(inc):
+                m.d.sync += counters[c].eq(counters[c] + 1)
+
+        m.d.comb += self.rd_count.eq(Array(counters)[self.rd_chan])
+
+        tp = Signal(range(100 * self.max_pixels + 1))
+        m.d.comb += tp.eq(self.threshold * self.pixels)
+        for g in range(self.groups):
+            members = counters[g * V:(g + 1) * V]
+            zsum = Signal(range(V * self.max_pixels + 1), name=f"gz{g}")
+            m.d.comb += zsum.eq(sum(members))
+            rem = Signal(range(-(g * V), C + 1), name=f"grem{g}")
+            m.d.comb += rem.eq(self.channels - g * V)
+            chans = Mux(rem >= V, V, rem)
+            rhs = Signal(range(V * 100 * self.max_pixels + 1), name=f"grhs{g}")
+            m.d.comb += rhs.eq(tp * chans[:5])
+            m.d.comb += self.map[g].eq((rem > 0) & (100 * zsum >= rhs))
+        return m
+
+
+def _any(bits):
+    out = 0
+    for b in bits:
+        out = out | b
+    return out

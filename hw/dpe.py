@@ -1,0 +1,193 @@
+"""Dense PE array (DPE): ``vector`` x ``cols`` 5-bit multipliers, exact term accumulation."""
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .common import (ACC_FRAC_BITS, ACC_WIDTH, MANT_WIDTH, MX_BLOCK, SAT_WIDTH,
+                     VECTOR_CHOICES, Mode, check_choice, check_int, decode_scale, item_layout,
+                     mx_combos, nibble_operands, popcount, result_layout, term_unit, validating)
+
+__all__ = ["DPE", "DPE_LATENCY", "dpe_item_cycles"]
+
+#: Cycles from the last processing cycle of a ``last`` item to its result on ``o`` (a register).
+DPE_LATENCY = 1
+
+
+def dpe_item_cycles(*, mode, null, vector=16, cols=8, tile=32):
+    """Processing cycles of one DPE item (the cycle model of :class:`DPE`).
+
+    null item: 1. INT4: ``tile / cols`` (one pass per column group). MXINT8: ``tile / cols *
+    (32 / vector) * 4`` (per column group: every slice of ``vector`` elements times the four
+    nibble products of an 8x8 multiply).
+    """
+    if null:
+        return 1
+    groups = tile // cols
+    if Mode(mode) == Mode.INT4:
+        return groups
+    return groups * len(mx_combos(vector))
+
+
+class DPE(wiring.Component):
+    """Dense vector MAC array: per cycle ``vector`` activation elements x ``cols`` output channels.
+
+    Parameters (keyword-only)
+    -------------------------
+    vector : int, one of 4, 8, 16 (default 16)
+        Lanes: elements of an INT4 vector; an MXINT8 block of 32 takes ``32 / vector`` slices.
+    cols : int, 1..64 (default 8)
+        Output channels computed per cycle.
+    tile : int, a multiple of ``cols``, ``cols``..256 (default 32)
+        Output channels per work item (and per result); ``tile / cols`` column groups.
+
+    Members
+    -------
+    mode : In(Mode)
+        Arithmetic mode; must be stable while items are in flight.
+    i : In(stream.Signature(item_layout(tile)))
+        Work items (see :func:`hw.common.item_layout`): one (tap, input vector) x ``tile``
+        output channels; ``first`` / ``last`` delimit a unit (one output pixel x one tile).
+    o : Out(stream.Signature(result_layout(tile)))
+        One result per unit: ``acc[c]`` = exact sum of the unit's terms (docs/numerics.md 4,
+        grid 2**-24, 64-bit) and ``sat`` = number of terms clamped to +-TERM_LIMIT.
+    busy : Out(1)
+        High in every processing cycle.
+    macs : Out(range(vector * cols + 1))
+        Multiplier operations performed this cycle (``vector * cols`` in a non-null pass).
+
+    Operation and timing
+    --------------------
+    An item is registered on its handshake and processed in the next
+    :func:`dpe_item_cycles` cycles, one pass per cycle: column group ``g`` outer; in MXINT8 mode
+    the slices and nibble products of the block inner, their partial sums combined exactly into
+    ``P`` before the term conversion (RNE per term, so MXINT8 rounds exactly as the reference).
+    A ``null`` item takes one cycle. The next item is accepted in the last processing cycle of
+    the current one, so items stream back to back with no bubble. The result of a ``last`` item
+    is valid on ``o`` :data:`DPE_LATENCY` cycle after its last processing cycle.
+
+    Backpressure
+    ------------
+    ``o`` is a single register. If it still holds an unaccepted result when a ``last`` item
+    reaches its final cycle, the engine stalls in that cycle (and ``i.ready`` stays low) until
+    ``o.ready``. ``i.ready`` never depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
+    """
+
+    def __init__(self, *, vector=16, cols=8, tile=32):
+        with validating(self):
+            self.vector = check_choice("vector", vector, VECTOR_CHOICES)
+            self.cols = check_int("cols", cols, 1, 64)
+            self.tile = check_int("tile", tile, cols, 256)
+            if tile % cols:
+                raise ValueError(f"tile must be a multiple of cols={cols}, got {tile!r}")
+        super().__init__({
+            "mode": In(Mode),
+            "i": In(stream.Signature(item_layout(tile))),
+            "o": Out(stream.Signature(result_layout(tile))),
+            "busy": Out(1),
+            "macs": Out(range(vector * cols + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        V, N, T = self.vector, self.cols, self.tile
+        groups = T // N
+        combos = mx_combos(V)
+        is_mx = self.mode == Mode.MXINT8
+
+        item = Signal(item_layout(T))
+        busy = Signal()
+        g_cnt = Signal(range(groups))
+        c_cnt = Signal(range(len(combos)))
+        # partial sums of the nibble passes may exceed the final |P| < 2**19: two guard bits
+        p_reg = [Signal(signed(MANT_WIDTH + 2), name=f"p{j}") for j in range(N)]
+        acc = [Signal(signed(ACC_WIDTH), name=f"acc{c}") for c in range(T)]
+        sat = Signal(SAT_WIDTH)
+
+        last_combo = Mux(is_mx, c_cnt == len(combos) - 1, 1)
+        final = busy & (item.null | ((g_cnt == groups - 1) & last_combo))
+        stall = final & item.last & self.o.valid & ~self.o.ready
+        adv = busy & ~stall
+        m.d.comb += [
+            self.i.ready.eq(~busy | (final & ~stall)),
+            self.busy.eq(adv),
+            self.macs.eq(Mux(adv & ~item.null, V * N, 0)),
+        ]
+
+        # pass selection: slice (half) and nibble pair of the block
+        half = Signal(range(MX_BLOCK // V))
+        xn, wn = Signal(), Signal()
+        sh = Signal(range(9))
+        with m.Switch(c_cnt):
+            for k, (h, a, b, s) in enumerate(combos):
+                with m.Case(k):
+                    m.d.comb += [half.eq(Mux(is_mx, h, 0)), xn.eq(a), wn.eq(b),
+                                  sh.eq(Mux(is_mx, s, 0))]
+        nh = MX_BLOCK // V
+        x_lane = [Array([item.x[h * V + i] for h in range(nh)])[half] for i in range(V)]
+        x_ops = [nibble_operands(x, xn, is_mx) for x in x_lane]
+        mx_, ex_ = decode_scale(item.x_scale, self.mode)
+        first_pass = (g_cnt == 0) & (c_cnt == 0)
+
+        wsel = Signal(range(groups * nh))  # exact width: a complete case in the Verilog
+        m.d.comb += wsel.eq(g_cnt * nh + half)
+        terms, sats = [], []
+        for j in range(N):
+            prods = []
+            for i in range(V):
+                w = Array([item.w[g * N + j][h * V + i]
+                           for g in range(groups) for h in range(nh)])[wsel]
+                prods.append(x_ops[i] * nibble_operands(w, wn, is_mx))
+            s = prods[0]
+            for p in prods[1:]:
+                s = s + p
+            s_sig = Signal(signed(14), name=f"s{j}")
+            m.d.comb += s_sig.eq(s)
+            p_new = Signal(signed(MANT_WIDTH + 2), name=f"pnew{j}")
+            m.d.comb += p_new.eq(Mux(c_cnt == 0, 0, p_reg[j]) + (s_sig << sh))
+            with m.If(adv):
+                m.d.sync += p_reg[j].eq(p_new)
+            w_scale = Array([item.w_scale[g * N + j] for g in range(groups)])[g_cnt]
+            mw_, ew_ = decode_scale(w_scale, self.mode)
+            mant = Signal(signed(MANT_WIDTH), name=f"mant{j}")
+            m.d.comb += mant.eq(p_new * (mx_ * mw_))
+            term, tsat = term_unit(m, mant, ex_ + ew_ + ACC_FRAC_BITS, name=f"term{j}")
+            terms.append(term)
+            sats.append(tsat)
+
+        group_done = adv & ~item.null & last_combo
+        acc_next = [Signal(signed(ACC_WIDTH), name=f"acc_next{c}") for c in range(T)]
+        for c in range(T):
+            base = Mux(item.first, 0, acc[c])
+            with m.If(adv & item.null & item.first):
+                m.d.comb += acc_next[c].eq(0)
+            with m.Elif(group_done & (g_cnt == c // N)):
+                m.d.comb += acc_next[c].eq(base + terms[c % N])
+            with m.Else():
+                m.d.comb += acc_next[c].eq(acc[c])
+        sat_base = Mux(item.first & (item.null | first_pass), 0, sat)
+        sat_sum = popcount(m, Cat(*sats), "satcnt")
+        sat_next = Signal(SAT_WIDTH)
+        m.d.comb += sat_next.eq(sat_base + Mux(group_done, sat_sum, 0))
+
+        with m.If(adv):
+            m.d.sync += [a.eq(n) for a, n in zip(acc, acc_next)]
+            m.d.sync += sat.eq(sat_next)
+            with m.If(~final):
+                with m.If(last_combo):
+                    m.d.sync += [g_cnt.eq(g_cnt + 1), c_cnt.eq(0)]
+                with m.Else():
+                    m.d.sync += c_cnt.eq(c_cnt + 1)
+
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(adv & final & item.last):
+            m.d.sync += self.o.valid.eq(1)
+            m.d.sync += [self.o.payload.acc[c].eq(acc_next[c]) for c in range(T)]
+            m.d.sync += self.o.payload.sat.eq(sat_next)
+
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [item.eq(self.i.payload), busy.eq(1), g_cnt.eq(0), c_cnt.eq(0)]
+        with m.Elif(adv & final):
+            m.d.sync += busy.eq(0)
+        return m

@@ -1,0 +1,192 @@
+"""Helpers shared by the gateware unit tests (amaranth.sim async testbenches).
+
+Stream drivers with random valid/ready gaps from a seeded ``random.Random``, a cycle counter
+for busy-style signals, and the conversion of golden-model arrays into engine work items.
+"""
+
+import random
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from golden import intref
+
+from .common import MX_BLOCK
+
+__all__ = ["stream_put", "stream_get", "run_sim", "seeded", "make_unit_data", "unit_items",
+           "reference_unit", "engine_check"]
+
+
+async def stream_put(ctx, port, payload, rng=None, gap=0.0):
+    """Drive one transfer on ``port`` (a stream interface), after random idle cycles."""
+    while rng is not None and rng.random() < gap:
+        await ctx.tick()
+    ctx.set(port.valid, 1)
+    ctx.set(port.payload, payload)
+    await ctx.tick().until(port.ready)
+    ctx.set(port.valid, 0)
+
+
+async def stream_get(ctx, port, rng=None, gap=0.0):
+    """Accept one transfer from ``port``, holding ``ready`` low for random cycles first."""
+    while rng is not None and rng.random() < gap:
+        ctx.set(port.ready, 0)
+        await ctx.tick()
+    ctx.set(port.ready, 1)
+    payload, = await ctx.tick().sample(port.payload).until(port.valid)
+    ctx.set(port.ready, 0)
+    return payload
+
+
+def run_sim(dut, testbenches, monitors=(), deadline_cycles=None):
+    """Run ``testbenches`` (async functions of ``ctx``) to completion with background
+    ``monitors``; a 1 MHz clock on ``sync``."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for mon in monitors:
+        sim.add_testbench(mon, background=True)
+    for tb in testbenches:
+        sim.add_testbench(tb)
+    if deadline_cycles is None:
+        sim.run()
+    else:
+        sim.run_until(deadline_cycles * 1e-6)
+
+
+# --------------------------------------------------------------------------- engine work items
+
+def make_unit_data(rng, *, x_format, nvec, cols, sparsity=0.0, vector=16):
+    """Random codes and scales of one unit (one output pixel, ``cols`` output channels,
+    ``nvec`` input vectors/blocks) in the shapes of :func:`golden.intref.conv2d_acc`."""
+    fmt = intref.Format(x_format)
+    blk = intref.block_size(fmt, vector)
+    cin = nvec * blk
+    if fmt == intref.Format.UINT4:
+        x = rng.integers(0, 16, (1, 1, cin)).astype(np.uint8)
+    elif fmt == intref.Format.INT4:
+        x = rng.integers(-7, 8, (1, 1, cin)).astype(np.int8)
+    else:
+        x = rng.integers(-127, 128, (1, 1, cin)).astype(np.int8)
+    x[rng.random(x.shape) < sparsity] = 0
+    if fmt == intref.Format.MXINT8:
+        w = rng.integers(-127, 128, (cols, 1, 1, cin)).astype(np.int8)
+        # shift E + 24 = sx + sw - 242: spread it over rounding, exact and saturating terms
+        target = rng.integers(-26, 40, (nvec,))
+        xs = np.clip(121 + target // 2 + rng.integers(-3, 4, (nvec,)), 0, 254)
+        ws = np.clip(242 + target[None, :] - xs[None, :] + rng.integers(-2, 3, (cols, nvec)),
+                     0, 254)
+        xs = xs.astype(np.uint8).reshape(1, 1, nvec)
+        ws = ws.astype(np.uint8).reshape(cols, 1, 1, nvec)
+    else:
+        w = rng.integers(-7, 8, (cols, 1, 1, cin)).astype(np.int8)
+        xs = rng.integers(0, 0x7F, (1, 1, nvec)).astype(np.uint8)
+        ws = rng.integers(0, 0x7F, (cols, 1, 1, nvec)).astype(np.uint8)
+        if rng.random() < 0.2:  # near-full-scale unit: INT4 terms saturate only up here
+            x[x != 0] = 15 if fmt == intref.Format.UINT4 else 7
+            sign = np.where(rng.random((cols, 1, 1, 1)) < 0.5, -1, 1)
+            w = (sign * np.where(rng.random(w.shape) < 0.9, 7, -7)).astype(np.int8)
+            xs[:] = 0x7E
+            ws[:] = rng.integers(0x76, 0x7F, ws.shape)
+    return x, xs, w, ws
+
+
+def reference_unit(x, xs, w, ws, *, x_format, vector=16):
+    """Accumulators and saturated-term count of one unit, from :func:`intref.conv2d_acc`."""
+    if x.shape[-1] == 0:  # a unit with no vector (all null items): the empty sum
+        return [0] * w.shape[0], 0
+    shape = intref.ConvShape(1, 1, x.shape[-1], w.shape[0], 1, 1, 0)
+    acc, sat = intref.conv2d_acc(shape, x, xs, w, ws, x_format=x_format, vector=vector)
+    return [int(a) for a in acc[0, 0]], sat
+
+
+def unit_items(x, xs, w, ws, *, x_format, vector=16, tile=None, rng=None, null_rate=0.0,
+               filler=0):
+    """Engine items (dicts for ``item_layout``) of one unit; null items are inserted at random.
+
+    In INT4 mode the 32-element containers beyond ``vector`` get ``filler`` values, which the
+    engines must ignore."""
+    fmt = intref.Format(x_format)
+    blk = intref.block_size(fmt, vector)
+    cols = w.shape[0]
+    tile = cols if tile is None else tile
+    nvec = xs.shape[-1]
+    items = []
+    for v in range(nvec):
+        if rng is not None:
+            while rng.random() < null_rate:
+                items.append(_null_item(tile))
+        xe = [int(c) for c in x[0, 0, v * blk:(v + 1) * blk]]
+        xe += [filler] * (MX_BLOCK - blk)
+        we = []
+        for c in range(tile):
+            if c < cols:
+                col = [int(q) for q in w[c, 0, 0, v * blk:(v + 1) * blk]]
+            else:
+                col = [0] * blk
+            we.append(col + [filler] * (MX_BLOCK - blk))
+        wsc = [int(ws[c, 0, 0, v]) if c < cols else 0 for c in range(tile)]
+        items.append({"x": xe, "x_scale": int(xs[0, 0, v]), "w": we, "w_scale": wsc,
+                      "first": 0, "last": 0, "null": 0})
+    if not items:
+        items.append(_null_item(tile))
+    items[0]["first"] = 1
+    items[-1]["last"] = 1
+    return items
+
+
+def _null_item(tile):
+    return {"x": [0] * MX_BLOCK, "x_scale": 0, "w": [[0] * MX_BLOCK] * tile,
+            "w_scale": [0] * tile, "first": 0, "last": 0, "null": 1}
+
+
+def seeded(seed):
+    """A ``random.Random`` and a numpy Generator from one seed."""
+    return random.Random(seed), np.random.default_rng(seed)
+
+
+def engine_check(dut, *, x_format, units, seed, item_cycles, sparsity=0.0, in_gap=0.3,
+                 out_gap=0.3, null_rate=0.1, vector=16, max_vec=3, filler=5):
+    """Feed ``units`` random units to an engine (DPE or SPE) with random valid/ready gaps and
+    compare every result with :func:`reference_unit`. ``item_cycles(item, mode)`` is the
+    block's cycle model; the busy cycles the engine reports must add up to it exactly.
+    Returns ``(busy_cycles, total_cycles)``."""
+    rnd, nrng = seeded(seed)
+    fmt = intref.Format(x_format)
+    mode = intref.Mode.MXINT8 if fmt == intref.Format.MXINT8 else intref.Mode.INT4
+    tile = len(dut.o.payload.acc)
+    all_items, expected = [], []
+    for _ in range(units):
+        nvec = int(nrng.integers(0, max_vec + 1))
+        cols = int(nrng.integers(1, tile + 1))
+        x, xs, w, ws = make_unit_data(nrng, x_format=fmt, nvec=nvec, cols=cols,
+                                      sparsity=sparsity, vector=vector)
+        acc, sat = reference_unit(x, xs, w, ws, x_format=fmt, vector=vector)
+        expected.append((acc + [0] * (tile - cols), sat))
+        all_items += unit_items(x, xs, w, ws, x_format=fmt, vector=vector, tile=tile,
+                                rng=nrng, null_rate=null_rate,
+                                filler=filler if mode == intref.Mode.INT4 else 0)
+    want_busy = sum(item_cycles(it, mode) for it in all_items)
+    got = []
+    stats = {"busy": 0, "cycles": 0}
+
+    async def producer(ctx):
+        ctx.set(dut.mode, mode.value)
+        for it in all_items:
+            await stream_put(ctx, dut.i, it, rnd, in_gap)
+
+    async def consumer(ctx):
+        for _ in range(units):
+            res = await stream_get(ctx, dut.o, rnd, out_gap)
+            got.append(([int(a) for a in res.acc], int(res.sat)))
+
+    async def monitor(ctx):
+        async for _, _, busy in ctx.tick().sample(dut.busy):
+            stats["busy"] += busy
+            stats["cycles"] += 1
+
+    run_sim(dut, [producer, consumer], [monitor])
+    assert len(got) == units
+    for k, (g, e) in enumerate(zip(got, expected)):
+        assert g == e, f"unit {k}: got {g}, expected {e}"
+    assert stats["busy"] == want_busy, (stats, want_busy)
+    return stats["busy"], stats["cycles"]

@@ -1,0 +1,142 @@
+"""Address generator: exact item streams (walk_items) and a functional check that the dense and
+sparse streams together cover every (tap, vector) term of golden.intref.conv2d_acc once."""
+
+import numpy as np
+import pytest
+
+from golden import intref
+
+from .addrgen import AddrGen, walk_items
+from .common import MX_BLOCK, Mode
+from .descriptor import descriptor_for, descriptor_layout
+from .simtest import reference_unit, run_sim, seeded, stream_get
+
+CASES = [  # height, width, cin, cout, kernel, stride, padding, x_format
+    (4, 5, 20, 3, 3, 1, 1, intref.Format.UINT4),
+    (5, 4, 16, 6, 3, 2, 2, intref.Format.INT4),
+    (3, 3, 40, 2, 1, 2, 0, intref.Format.MXINT8),
+    (4, 4, 70, 5, 3, 1, 2, intref.Format.MXINT8),
+]
+
+
+def _collect(dut, desc, route, rnd, n_d, n_s):
+    got = {"d": [], "s": []}
+
+    async def bench(ctx):
+        ctx.set(dut.desc, desc)
+        ctx.set(dut.map, route)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+
+    def consumer(name, n):
+        async def run(ctx):
+            for _ in range(n):
+                it = await stream_get(ctx, getattr(dut, name), rnd, 0.3)
+                got[name].append({k: int(getattr(it, k)) for k in
+                                  ("act_addr", "w_addr", "first", "last", "null")})
+        return run
+
+    run_sim(dut, [bench, consumer("d", n_d), consumer("s", n_s)])
+    return got
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_addrgen_streams_and_coverage(case):
+    h, w, cin, cout, k, s, p, fmt = case
+    rnd, nrng = seeded(sum(case[:7]))
+    shape = intref.ConvShape(h, w, cin, cout, k, s, p)
+    mode = Mode.MXINT8 if fmt == intref.Format.MXINT8 else Mode.INT4
+    tile = 4
+    dut = AddrGen(vector=16, tile=tile, max_cin=80)
+    route_bits = [int(b) for b in nrng.integers(0, 2, dut.groups)]
+    route = sum(b << g for g, b in enumerate(route_bits))
+    desc = descriptor_layout().const(descriptor_for(
+        shape, x_format=fmt, out_format=intref.Format.INT4, relu=False, act_base=7,
+        w_base=100))
+    want = {n: list(walk_items(shape, route_bits, sparse=(n == "s"), mode=mode, tile=tile))
+            for n in ("d", "s")}
+    got = _collect(dut, desc, route, rnd, len(want["d"]), len(want["s"]))
+    for n in ("d", "s"):
+        for it in want[n]:
+            if not it["null"]:
+                it["act_addr"] += 7
+                it["w_addr"] += 100
+        assert got[n] == want[n], n
+
+    # functional: the union of both streams reproduces conv2d_acc
+    blk = intref.block_size(fmt, 16)
+    nvec = -(-cin // blk)
+    x, xs, wt, ws = _layer(nrng, shape, fmt, nvec, blk)
+    ref, _ = intref.conv2d_acc(shape, x, xs, wt, ws, x_format=fmt)
+    xw = np.pad(x, ((0, 0), (0, 0), (0, nvec * blk - cin))).reshape(h * w * nvec, blk)
+    xsw = xs.reshape(-1)
+    wpad = np.pad(wt, ((0, (-cout) % tile), (0, 0), (0, 0), (0, nvec * blk - cin)))
+    ntile = wpad.shape[0] // tile
+    wwords = wpad.reshape(ntile, tile, k * k * nvec, blk).transpose(0, 2, 1, 3)
+    wwords = wwords.reshape(ntile * k * k * nvec, tile, blk)
+    wsp = np.pad(ws, ((0, (-cout) % tile), (0, 0), (0, 0), (0, 0)))
+    wswords = wsp.reshape(ntile, tile, k * k * nvec).transpose(0, 2, 1).reshape(-1, tile)
+    units = {"d": _units(got["d"]), "s": _units(got["s"])}
+    assert len(units["d"]) == len(units["s"]) == shape.out_height * shape.out_width * ntile
+    for u, (ud, us) in enumerate(zip(units["d"], units["s"])):
+        items = [it for it in ud + us if not it["null"]]
+        a = [it["act_addr"] - 7 for it in items]
+        wa = [it["w_addr"] - 100 for it in items]
+        ux = xw[a].reshape(1, 1, -1)
+        uxs = xsw[a].reshape(1, 1, -1)
+        uw = wwords[wa].transpose(1, 0, 2).reshape(tile, 1, 1, -1)
+        uws = wswords[wa].T.reshape(tile, 1, 1, -1)
+        acc, _ = reference_unit(ux, uxs, uw, uws, x_format=fmt)
+        pix, t = divmod(u, ntile)
+        oy, ox = divmod(pix, shape.out_width)
+        want_acc = list(ref[oy, ox, t * tile:(t + 1) * tile])
+        assert acc[:len(want_acc)] == want_acc, (oy, ox, t)
+
+
+def _units(items):
+    units, cur = [], []
+    for it in items:
+        if it["first"]:
+            assert not cur
+        cur.append(it)
+        if it["last"]:
+            units.append(cur)
+            cur = []
+    assert not cur
+    return units
+
+
+def _layer(nrng, shape, fmt, nvec, blk):
+    lo, hi = {intref.Format.UINT4: (0, 15), intref.Format.INT4: (-7, 7),
+              intref.Format.MXINT8: (-127, 127)}[fmt]
+    dt = np.uint8 if fmt == intref.Format.UINT4 else np.int8
+    x = nrng.integers(lo, hi + 1, (shape.height, shape.width, shape.cin)).astype(dt)
+    wlo, whi = (-127, 127) if fmt == intref.Format.MXINT8 else (-7, 7)
+    w = nrng.integers(wlo, whi + 1, (shape.cout, shape.kernel, shape.kernel, shape.cin))
+    smax = 254 if fmt == intref.Format.MXINT8 else 0x7E
+    slo = 110 if fmt == intref.Format.MXINT8 else 0x30
+    xs = nrng.integers(slo, min(smax, slo + 20), (shape.height, shape.width, nvec))
+    ws = nrng.integers(slo, min(smax, slo + 20), (shape.cout, shape.kernel, shape.kernel, nvec))
+    return x, xs.astype(np.uint8), w.astype(np.int8), ws.astype(np.uint8)
+
+
+def test_mxint8_routing_follows_first_group_of_block():
+    shape = intref.ConvShape(1, 1, 64, 1, 1, 1, 0)
+    route = [0, 1, 1, 0]  # blocks 0 (bits 0, 1) and 1 (bits 2, 3)
+    dense = list(walk_items(shape, route, sparse=False, mode=Mode.MXINT8))
+    sparse = list(walk_items(shape, route, sparse=True, mode=Mode.MXINT8))
+    assert [it["act_addr"] for it in dense] == [0]
+    assert [it["act_addr"] for it in sparse] == [1]
+    assert MX_BLOCK // 16 == 2
+
+
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    ({"vector": 64}, ValueError, r"vector must be one of \(4, 8, 16\), got 64"),
+    ({"tile": 0}, ValueError, r"tile must be in \[1, 256\], got 0"),
+    ({"max_cin": 4}, ValueError, r"max_cin must be in \[16, 2048\], got 4"),
+    ({"max_cin": None}, TypeError, "max_cin must be an int"),
+])
+def test_addrgen_rejects_bad_parameters(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        AddrGen(**kwargs)

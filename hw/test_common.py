@@ -1,0 +1,40 @@
+"""Shared encodings and helpers of hw/common.py and hw/layout.py."""
+
+import pytest
+
+from golden import intref
+
+from .common import Format, Mode, check_choice, check_int
+from .layout import pack_param, pack_vector, read_memh, unpack_vector, write_memh
+
+
+def test_encodings_are_the_golden_ones():
+    assert {m.name: m.value for m in Mode} == {m.name: m.value for m in intref.Mode}
+    assert {f.name: f.value for f in Format} == {f.name: f.value for f in intref.Format}
+
+
+def test_parameter_checks_name_value_and_range():
+    with pytest.raises(ValueError, match=r"lanes must be in \[1, 4\], got 5"):
+        check_int("lanes", 5, 1, 4)
+    with pytest.raises(TypeError, match="lanes must be an int, got True"):
+        check_int("lanes", True, 1, 4)
+    with pytest.raises(ValueError, match=r"vector must be one of \(4, 8\), got 3"):
+        check_choice("vector", 3, (4, 8))
+
+
+def test_word_packing_round_trip(tmp_path):
+    codes = [-127, 0, 15, -7, 127] + [0] * 27
+    word = pack_vector(codes, 0x7E)
+    assert unpack_vector(word) == (codes, 0x7E)
+    assert pack_param(-1, -2) == 0xFFFF | (0xFFFFFFFE << 16)
+    path = tmp_path / "m.hex"
+    write_memh(path, [word, 1, 0], 264)
+    assert path.read_text().splitlines()[1] == "0" * 65 + "1"
+    assert read_memh(path, 264, 4) == [word, 1, 0, 0]
+    path.write_text("// comment\n@2 ff\n")
+    assert read_memh(path, 8, 4) == [0, 0, 0xFF, 0]
+    with pytest.raises(ValueError, match="exceeds 8 bits"):
+        path.write_text("1ff\n")
+        read_memh(path, 8, 4)
+    with pytest.raises(ValueError, match="code 200 at element 0 does not fit 8 bits"):
+        pack_vector([200], 0)

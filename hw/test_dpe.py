@@ -1,0 +1,52 @@
+"""DPE against golden.intref.conv2d_acc: random units, random gaps, exact cycle counts."""
+
+import pytest
+
+from golden import intref
+
+from .common import Mode
+from .dpe import DPE, dpe_item_cycles
+from .simtest import engine_check
+
+
+def _cycles(vector, cols, tile):
+    def item_cycles(item, mode):
+        return dpe_item_cycles(mode=Mode(mode.value), null=item["null"], vector=vector,
+                               cols=cols, tile=tile)
+    return item_cycles
+
+
+@pytest.mark.parametrize("x_format", list(intref.Format))
+@pytest.mark.parametrize("vector,cols,tile", [(16, 2, 4), (8, 1, 2)])
+def test_dpe_matches_reference(x_format, vector, cols, tile):
+    dut = DPE(vector=vector, cols=cols, tile=tile)
+    engine_check(dut, x_format=x_format, units=12, seed=100 + x_format.value * 7 + cols,
+                 item_cycles=_cycles(vector, cols, tile), vector=vector)
+
+
+def test_dpe_default_size_int4():
+    dut = DPE()
+    engine_check(dut, x_format=intref.Format.UINT4, units=3, seed=7, item_cycles=_cycles(16, 8, 32),
+                 max_vec=2)
+
+
+def test_dpe_back_to_back_throughput():
+    """Without gaps the engine is busy every cycle between its first and last item."""
+    dut = DPE(vector=16, cols=2, tile=4)
+    busy, cycles = engine_check(dut, x_format=intref.Format.UINT4, units=8, seed=3,
+                                item_cycles=_cycles(16, 2, 4), in_gap=0.0, out_gap=0.0)
+    assert cycles - busy <= 3  # the first handshake, the result register, the final tick
+
+
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    ({"vector": 32}, ValueError, "vector must be one of"),
+    ({"vector": "16"}, TypeError, "vector must be an int"),
+    ({"cols": 0}, ValueError, r"cols must be in \[1, 64\], got 0"),
+    ({"cols": 2.0}, TypeError, "cols must be an int"),
+    ({"cols": 8, "tile": 4}, ValueError, r"tile must be in \[8, 256\], got 4"),
+    ({"cols": 8, "tile": 12}, ValueError, "tile must be a multiple of cols=8, got 12"),
+    ({"tile": True}, TypeError, "tile must be an int"),
+])
+def test_dpe_rejects_bad_parameters(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        DPE(**kwargs)

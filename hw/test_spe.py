@@ -1,0 +1,74 @@
+"""SPE against golden.intref.conv2d_acc: random units, random gaps, exact cycle counts."""
+
+import numpy as np
+import pytest
+
+from golden import intref
+
+from .common import Mode
+from .dpe import DPE, dpe_item_cycles
+from .simtest import engine_check
+from .spe import SPE, spe_item_cycles
+
+
+def _cycles(vector, lanes):
+    def item_cycles(item, mode):
+        return spe_item_cycles(item["x"], mode=Mode(mode.value), null=item["null"],
+                               vector=vector, lanes=lanes)
+    return item_cycles
+
+
+@pytest.mark.parametrize("x_format", list(intref.Format))
+@pytest.mark.parametrize("vector,lanes,cols,sparsity", [(16, 4, 3, 0.65), (8, 3, 2, 0.3)])
+def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity):
+    dut = SPE(vector=vector, lanes=lanes, cols=cols)
+    engine_check(dut, x_format=x_format, units=12, seed=200 + x_format.value * 5 + lanes,
+                 item_cycles=_cycles(vector, lanes), vector=vector, sparsity=sparsity)
+
+
+def test_spe_default_size_int4():
+    engine_check(SPE(), x_format=intref.Format.UINT4, units=3, seed=9,
+                 item_cycles=_cycles(16, 4), sparsity=0.65, max_vec=2)
+
+
+def test_spe_cycle_model_examples():
+    x = [0] * 32
+    assert spe_item_cycles(x, mode=Mode.INT4, null=False) == 1
+    assert spe_item_cycles(x, mode=Mode.MXINT8, null=False) == 4
+    x[:5] = [1, 2, 3, 4, 5]
+    assert spe_item_cycles(x, mode=Mode.INT4, null=False, lanes=4) == 2
+    x[20] = 9  # beyond the 16 elements of an INT4 vector: ignored in INT4 mode
+    assert spe_item_cycles(x, mode=Mode.INT4, null=False, lanes=4) == 2
+    assert spe_item_cycles(x, mode=Mode.MXINT8, null=False, lanes=4) == 8
+    assert spe_item_cycles(x, mode=Mode.MXINT8, null=True) == 1
+
+
+def test_spe_beats_dpe_per_multiplier_at_65_percent_sparsity():
+    """Same work, same multiplier count (32 each): the SPE needs fewer cycles (measured)."""
+    kw = dict(x_format=intref.Format.UINT4, units=10, seed=11, sparsity=0.65, in_gap=0.0,
+              out_gap=0.0, null_rate=0.0, max_vec=4)
+    dpe = DPE(vector=16, cols=2, tile=8)
+    spe = SPE(vector=16, lanes=4, cols=8)
+    dpe_busy, _ = engine_check(dpe, item_cycles=lambda it, mode: dpe_item_cycles(
+        mode=Mode.INT4, null=it["null"], vector=16, cols=2, tile=8), **kw)
+    spe_busy, _ = engine_check(spe, item_cycles=_cycles(16, 4), **kw)
+    assert spe_busy * 1.5 <= dpe_busy, (spe_busy, dpe_busy)
+    # and at the default sizes (16 x 8 vs 4 x 32, 128 multipliers each) by the cycle models
+    rng = np.random.default_rng(5)
+    xs = np.where(rng.random((1000, 16)) < 0.65, 0, rng.integers(1, 16, (1000, 16)))
+    spe_cycles = sum(spe_item_cycles(list(v), mode=Mode.INT4, null=False) for v in xs)
+    dpe_cycles = 1000 * dpe_item_cycles(mode=Mode.INT4, null=False)
+    assert spe_cycles < 0.6 * dpe_cycles
+
+
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    ({"vector": 12}, ValueError, r"vector must be one of \(4, 8, 16\), got 12"),
+    ({"lanes": 0}, ValueError, r"lanes must be in \[1, 32\], got 0"),
+    ({"lanes": 33}, ValueError, r"lanes must be in \[1, 32\], got 33"),
+    ({"lanes": None}, TypeError, "lanes must be an int"),
+    ({"cols": 257}, ValueError, r"cols must be in \[1, 256\], got 257"),
+    ({"cols": 1.5}, TypeError, "cols must be an int"),
+])
+def test_spe_rejects_bad_parameters(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        SPE(**kwargs)

@@ -1,0 +1,348 @@
+"""Accelerator top: controller, memories, address generator, DPE + SPE, PPU, sparsity detector
+and performance counters. One layer execution per ``start``."""
+
+from pathlib import Path
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import enum, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden import intref
+
+from .addrgen import AddrGen
+from .common import MX_BLOCK, VECTOR_CHOICES, Format, check_choice, check_int, validating
+from .descriptor import ADDR_BITS, descriptor_layout
+from .detector import SparsityDetector
+from .dpe import DPE
+from .layout import (ACT_WORD_BITS, ELEM_BITS, PARAM_WORD_BITS, RES_WORD_BITS, SCALE_OFFSET,
+                     read_memh, weight_word_bits)
+from .ppu import PPU
+from .spe import SPE
+
+__all__ = ["Accelerator", "MemSel", "COUNTERS", "COUNTER_BITS"]
+
+#: Performance counters (output ports ``cnt_<name>``), cleared by ``start``.
+COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
+            "mem_writes", "sat_terms", "sat_ppu")
+COUNTER_BITS = 48
+
+
+class MemSel(enum.Enum, shape=3):
+    """Memory selected by the host port."""
+    ACT = 0
+    WEIGHT = 1
+    PARAM = 2
+    RES = 3
+    OUT = 4
+
+
+_MEMS = ("act", "weight", "param", "res", "out")
+
+
+class Accelerator(wiring.Component):
+    """The SQ-DM accelerator for one convolution layer at a time (docs/hardware.md).
+
+    Parameters (keyword-only; defaults in brackets)
+    ------------------------------------------------
+    vector [16]: 4, 8 or 16 -- channels per INT4 vector and channel-map group.
+    dpe_cols [8]: 1..64 -- DPE output channels per cycle (DPE = vector x dpe_cols multipliers).
+    spe_lanes [4]: 1..32 -- SPE non-zero activations per cycle (SPE = spe_lanes x tile).
+    tile [32]: multiple of dpe_cols, <= 256 -- output channels per unit.
+    max_cin [512], max_cout [256]: vector..2048 -- channel-map widths, param memory depth.
+    max_pixels [65536]: 1..2**24 -- output pixels per layer (zero-counter width).
+    act_depth [2048], weight_depth [512], res_depth [2048], out_depth [2048]: 1..2**20 --
+    memory depths in words (param depth = max_cout).
+    init [None]: dict mapping "act", "weight", "param", "res", "out" to a list of words or to
+    the path of a ``$readmemh`` file (parsed at generation time).
+
+    Members
+    -------
+    desc : In(descriptor_layout()), map : In(ceil(max_cin / vector))
+        Layer descriptor and the input's channel map (1 = sparse), sampled at ``start``.
+    start : In(1)
+        Pulse (while not busy): registers desc/map, clears the counters and the zero counters.
+    busy, done : Out(1)
+        ``busy`` from the cycle after ``start`` until the last output word is written;
+        ``done`` then stays high until the next ``start``.
+    next_map : Out(ceil(max_cout / vector)), zc_chan : In, zc_count : Out
+        Channel map computed from this layer's output (valid when ``done``) and a read port of
+        the per-channel zero counters.
+    host_sel, host_addr, host_wdata, host_we : In; host_rdata : Out
+        Host port: writes ``host_wdata`` to the selected memory when ``host_we``; the word at
+        ``host_addr`` of ``host_sel`` appears on ``host_rdata`` one cycle later. Use while idle.
+    cnt_<name> : Out(48) for each name in :data:`COUNTERS`.
+
+    After elaboration ``self.mems`` maps "act", "weight", "param", "res", "out" to the
+    ``lib.memory.Memory`` instances (an amaranth.sim testbench may ``ctx.get``/``ctx.set``
+    their ``data``). Timing: docs/hardware.md section 4.7; :mod:`hw.cyclemodel` predicts
+    every counter.
+    """
+
+    def __init__(self, *, vector=16, dpe_cols=8, spe_lanes=4, tile=32, max_cin=512,
+                 max_cout=256, max_pixels=65536, act_depth=2048, weight_depth=512,
+                 res_depth=2048, out_depth=2048, init=None):
+        with validating(self):
+            self.vector = check_choice("vector", vector, VECTOR_CHOICES)
+            self.dpe_cols = check_int("dpe_cols", dpe_cols, 1, 64)
+            self.spe_lanes = check_int("spe_lanes", spe_lanes, 1, MX_BLOCK)
+            self.tile = check_int("tile", tile, dpe_cols, 256)
+            if tile % dpe_cols:
+                raise ValueError(f"tile must be a multiple of dpe_cols={dpe_cols}, got {tile!r}")
+            self.max_cin = check_int("max_cin", max_cin, vector, 2048)
+            self.max_cout = check_int("max_cout", max_cout, vector, 2048)
+            self.max_pixels = check_int("max_pixels", max_pixels, 1, 2 ** 24)
+            self.depths = {
+                "act": check_int("act_depth", act_depth, 1, 2 ** ADDR_BITS),
+                "weight": check_int("weight_depth", weight_depth, 1, 2 ** ADDR_BITS),
+                "param": max_cout,
+                "res": check_int("res_depth", res_depth, 1, 2 ** ADDR_BITS),
+                "out": check_int("out_depth", out_depth, 1, 2 ** ADDR_BITS),
+            }
+            self.widths = {"act": ACT_WORD_BITS, "weight": weight_word_bits(tile),
+                           "param": PARAM_WORD_BITS, "res": RES_WORD_BITS,
+                           "out": ACT_WORD_BITS}
+            self.init = self._check_init(init)
+        self.groups_in = -(-max_cin // vector)
+        self.groups_out = -(-max_cout // vector)
+        ports = {
+            "desc": In(descriptor_layout()),
+            "map": In(self.groups_in),
+            "start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "next_map": Out(self.groups_out),
+            "zc_chan": In(range(max_cout)),
+            "zc_count": Out(range(max_pixels + 1)),
+            "host_sel": In(MemSel),
+            "host_addr": In(ADDR_BITS),
+            "host_wdata": In(max(self.widths.values())),
+            "host_we": In(1),
+            "host_rdata": Out(max(self.widths.values())),
+        }
+        for name in COUNTERS:
+            ports[f"cnt_{name}"] = Out(COUNTER_BITS)
+        super().__init__(ports)
+
+    def _check_init(self, init):
+        if init is None:
+            return {}
+        if not isinstance(init, dict):
+            raise TypeError(f"init must be a dict or None, got {type(init).__name__}")
+        out = {}
+        for name, value in init.items():
+            if name not in _MEMS:
+                raise ValueError(f"init key must be one of {_MEMS}, got {name!r}")
+            width, depth = self.widths[name], self.depths[name]
+            if isinstance(value, (str, Path)):
+                words = read_memh(value, width, depth)
+            else:
+                words = [int(w) for w in value]
+                if len(words) > depth:
+                    raise ValueError(f"init[{name!r}] has {len(words)} words, depth is {depth}")
+                if any(w < 0 or w >> width for w in words):
+                    raise ValueError(f"init[{name!r}] holds a word outside {width} bits")
+            out[name] = words
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        V, T = self.vector, self.tile
+
+        mems = {}
+        for name in _MEMS:
+            mem = memory.Memory(shape=unsigned(self.widths[name]), depth=self.depths[name],
+                                init=self.init.get(name, []))
+            m.submodules[f"mem_{name}"] = mems[name] = mem
+        self.mems = mems
+
+        # ---- controller: descriptor registers, start / busy / done
+        desc = Signal(descriptor_layout())
+        route = Signal(self.groups_in)
+        busy = Signal()
+        done = Signal()
+        launch = Signal()  # one cycle after start: the walkers start on the registered desc
+        m.d.sync += launch.eq(0)
+        with m.If(self.start & ~busy):
+            m.d.sync += [desc.eq(self.desc), route.eq(self.map), busy.eq(1), done.eq(0),
+                         launch.eq(1)]
+        m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
+
+        is_mx_out = desc.out_format == Format.MXINT8
+        out_h = Signal(13)
+        out_w = Signal(13)
+        s2 = desc.stride == 2
+        m.d.comb += [
+            out_h.eq(((desc.height + 2 * desc.padding - desc.kernel) >> s2) + 1),
+            out_w.eq(((desc.width + 2 * desc.padding - desc.kernel) >> s2) + 1),
+        ]
+        pixels = Signal(range(2 ** 26))
+        m.d.comb += pixels.eq(out_h * out_w)
+        nblk_out = Signal(range(self.max_cout + 1))
+        m.d.comb += nblk_out.eq(Mux(is_mx_out, (desc.cout + MX_BLOCK - 1) // MX_BLOCK,
+                                    (desc.cout + V - 1) // V))
+
+        # ---- address generator and operand fetch
+        m.submodules.ag = ag = AddrGen(vector=V, tile=T, max_cin=self.max_cin)
+        m.d.comb += [ag.desc.eq(desc), ag.map.eq(route), ag.start.eq(launch)]
+        m.submodules.dpe = dpe = DPE(vector=V, cols=self.dpe_cols, tile=T)
+        m.submodules.spe = spe = SPE(vector=V, lanes=self.spe_lanes, cols=T)
+        m.d.comb += [dpe.mode.eq(desc.mode), spe.mode.eq(desc.mode)]
+        reads = []
+        for walk, eng in ((ag.d, dpe), (ag.s, spe)):
+            act_rp = mems["act"].read_port()
+            w_rp = mems["weight"].read_port()
+            valid = Signal()
+            flags = Signal(3)
+            take = ~valid | eng.i.ready
+            fetch = take & walk.valid & ~walk.payload.null
+            m.d.comb += [
+                walk.ready.eq(take),
+                act_rp.en.eq(fetch), act_rp.addr.eq(walk.payload.act_addr),
+                w_rp.en.eq(fetch), w_rp.addr.eq(walk.payload.w_addr),
+            ]
+            with m.If(take):
+                m.d.sync += [valid.eq(walk.valid),
+                             flags.eq(Cat(walk.payload.first, walk.payload.last,
+                                          walk.payload.null))]
+            it = eng.i.payload
+            m.d.comb += [eng.i.valid.eq(valid), it.first.eq(flags[0]), it.last.eq(flags[1]),
+                         it.null.eq(flags[2]), it.x_scale.eq(act_rp.data[SCALE_OFFSET:])]
+            for e in range(MX_BLOCK):
+                m.d.comb += it.x[e].eq(act_rp.data[ELEM_BITS * e:ELEM_BITS * (e + 1)])
+            for c in range(T):
+                col = w_rp.data[ACT_WORD_BITS * c:ACT_WORD_BITS * (c + 1)]
+                m.d.comb += it.w_scale[c].eq(col[SCALE_OFFSET:])
+                for e in range(MX_BLOCK):
+                    m.d.comb += it.w[c][e].eq(col[ELEM_BITS * e:ELEM_BITS * (e + 1)])
+            reads.append(Mux(fetch, 2, 0))
+
+        # ---- join of the two partial results of a unit
+        uval = Signal()
+        uacc = [Signal.like(dpe.o.payload.acc[0], name=f"uacc{c}") for c in range(T)]
+        usat = Signal.like(dpe.o.payload.sat)
+        ser_done = Signal()
+        join = dpe.o.valid & spe.o.valid & (~uval | ser_done)
+        m.d.comb += [dpe.o.ready.eq(join), spe.o.ready.eq(join)]
+        with m.If(join):
+            m.d.sync += uval.eq(1)
+            m.d.sync += [uacc[c].eq(dpe.o.payload.acc[c] + spe.o.payload.acc[c])
+                         for c in range(T)]
+            m.d.sync += usat.eq(dpe.o.payload.sat + spe.o.payload.sat)
+        with m.Elif(ser_done):
+            m.d.sync += uval.eq(0)
+
+        # ---- serializer: one channel per cycle into the PPU, with its parameters
+        m.submodules.ppu = ppu = PPU(vector=V, max_channels=self.max_cout)
+        m.d.comb += [ppu.shift.eq(desc.shift), ppu.relu.eq(desc.relu),
+                     ppu.res_en.eq(desc.res_en), ppu.out_format.eq(desc.out_format)]
+        c_idx = Signal(range(T))
+        tc = Signal(13)
+        upix = Signal(range(2 ** 26))
+        chan = Signal(13)
+        m.d.comb += chan.eq(tc + c_idx)
+        par_rp = mems["param"].read_port()
+        res_rp = mems["res"].read_port()
+        pf_valid = Signal()
+        pf_acc = Signal.like(uacc[0])
+        pf_chan = Signal(range(self.max_cout))
+        pf_last = Signal()
+        take_p = ~pf_valid | ppu.i.ready
+        step = take_p & uval
+        tile_end = (c_idx == T - 1) | (chan == desc.cout - 1)
+        blk_end = Mux(is_mx_out, chan[:5] == MX_BLOCK - 1, (chan & (V - 1)) == V - 1)
+        m.d.comb += [
+            ser_done.eq(step & tile_end),
+            par_rp.en.eq(step), par_rp.addr.eq(desc.par_base + chan),
+            res_rp.en.eq(step & desc.res_en),
+            res_rp.addr.eq(desc.res_base + upix * desc.cout + chan),
+        ]
+        with m.If(take_p):
+            m.d.sync += [pf_valid.eq(uval), pf_acc.eq(Array(uacc)[c_idx]), pf_chan.eq(chan),
+                         pf_last.eq(blk_end | (chan == desc.cout - 1))]
+        with m.If(step):
+            with m.If(tile_end):
+                m.d.sync += c_idx.eq(0)
+                with m.If(tc + T >= desc.cout):
+                    m.d.sync += [tc.eq(0), upix.eq(upix + 1)]
+                with m.Else():
+                    m.d.sync += tc.eq(tc + T)
+            with m.Else():
+                m.d.sync += c_idx.eq(c_idx + 1)
+        pp = ppu.i.payload
+        m.d.comb += [
+            ppu.i.valid.eq(pf_valid), pp.acc.eq(pf_acc), pp.chan.eq(pf_chan),
+            pp.last.eq(pf_last),
+            pp.k.eq(par_rp.data[:intref.SCALE_MANT_BITS]),
+            pp.bias.eq(par_rp.data[intref.SCALE_MANT_BITS:]),
+            pp.residual.eq(res_rp.data),
+        ]
+        reads.append(Mux(step, 1, 0) + Mux(step & desc.res_en, 1, 0))
+
+        # ---- output writer and sparsity detector
+        out_wp = mems["out"].write_port()
+        ob = Signal(range(self.max_cout + 1))
+        opix = Signal(range(2 ** 26))
+        written = Signal(range(2 ** 32))
+        po = ppu.o.payload
+        m.d.comb += [
+            ppu.o.ready.eq(1),
+            out_wp.en.eq(ppu.o.valid),
+            out_wp.addr.eq(desc.out_base + opix * nblk_out + ob),
+            out_wp.data.eq(Cat(*[po.codes[e] for e in range(MX_BLOCK)], po.scale)),
+        ]
+        m.submodules.det = det = SparsityDetector(vector=V, max_channels=self.max_cout,
+                                                  max_pixels=self.max_pixels)
+        m.d.comb += [
+            det.clear.eq(self.start & ~busy),
+            det.i.valid.eq(ppu.o.valid), det.i.payload.zeros.eq(po.zeros),
+            det.i.payload.base.eq(po.base),
+            det.channels.eq(desc.cout), det.pixels.eq(pixels), det.threshold.eq(desc.threshold),
+            self.next_map.eq(det.map), det.rd_chan.eq(self.zc_chan),
+            self.zc_count.eq(det.rd_count),
+        ]
+        with m.If(ppu.o.valid):
+            m.d.sync += written.eq(written + 1)
+            with m.If(ob == nblk_out - 1):
+                m.d.sync += [ob.eq(0), opix.eq(opix + 1)]
+            with m.Else():
+                m.d.sync += ob.eq(ob + 1)
+            with m.If(written + 1 == pixels * nblk_out):
+                m.d.sync += [busy.eq(0), done.eq(1)]
+
+        with m.If(self.start & ~busy):
+            m.d.sync += [c_idx.eq(0), tc.eq(0), upix.eq(0), ob.eq(0), opix.eq(0), written.eq(0)]
+
+        # ---- performance counters
+        incs = {
+            "cycles": busy,
+            "dpe_busy": dpe.busy,
+            "spe_busy": spe.busy,
+            "macs": dpe.macs + spe.macs,
+            "zeros_skipped": spe.skipped,
+            "mem_reads": reads[0] + reads[1] + reads[2],
+            "mem_writes": ppu.o.valid,
+            "sat_terms": Mux(join, dpe.o.payload.sat + spe.o.payload.sat, 0),
+            "sat_ppu": Mux(ppu.o.valid, po.sat, 0),
+        }
+        for name in COUNTERS:
+            reg = getattr(self, f"cnt_{name}")
+            with m.If(self.start & ~busy):
+                m.d.sync += reg.eq(0)
+            with m.Else():
+                m.d.sync += reg.eq(reg + incs[name])
+
+        # ---- host port
+        sel_q = Signal(MemSel)
+        m.d.sync += sel_q.eq(self.host_sel)
+        rdata = []
+        for k, name in enumerate(_MEMS):
+            rp = mems[name].read_port()
+            m.d.comb += rp.addr.eq(self.host_addr)
+            rdata.append(rp.data)
+            if name != "out":
+                wp = mems[name].write_port()
+                m.d.comb += [wp.addr.eq(self.host_addr), wp.data.eq(self.host_wdata),
+                             wp.en.eq(self.host_we & (self.host_sel == MemSel(k)))]
+        rdata += [0] * (2 ** len(sel_q.as_value()) - len(rdata))  # a complete case
+        m.d.comb += self.host_rdata.eq(Array(rdata)[sel_q.as_value()])
+        return m
