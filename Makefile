@@ -14,13 +14,15 @@ export PYTHONHASHSEED := 0
 STEPS ?= default
 TRACES ?= build/traces/default
 
-.PHONY: help venv test test-all train traces clean distclean
+.PHONY: help venv test test-all train traces rtl lint clean distclean
 
 help:
 	@echo "make test       unit, property and simulation tests (the CI gate)"
 	@echo "make test-all   also the slow tests"
 	@echo "make train      retrain both golden checkpoints (SiLU, then ReLU fine-tune)"
 	@echo "make traces     export golden traces to build/traces/default (STEPS=all: whole sample)"
+	@echo "make rtl        generate the Verilog of the top and every block into build/rtl"
+	@echo "make lint       verilator --lint-only -Wall on build/rtl (documented waivers)"
 	@echo "make venv       only create the venv"
 	@echo "make clean      remove build/ (keeps the venv)"
 
@@ -44,6 +46,12 @@ train: $(STAMP)
 traces: $(STAMP)
 	$(PY) -m traces export --steps $(STEPS) --out $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS))
 	$(PY) -m traces check $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS))
+
+rtl: $(STAMP)
+	$(PY) -m hw.generate --out build/rtl
+
+lint: rtl
+	$(PY) -m hw.lint build/rtl
 
 clean:
 	rm -rf build
