@@ -14,12 +14,14 @@ export PYTHONHASHSEED := 0
 STEPS ?= default
 TRACES ?= build/traces/default
 
-.PHONY: help venv test test-all train traces rtl lint clean distclean
+.PHONY: help venv test test-all train plan golden-report traces rtl lint clean distclean
 
 help:
 	@echo "make test       unit, property and simulation tests (the CI gate)"
 	@echo "make test-all   also the slow tests"
 	@echo "make train      retrain both golden checkpoints (SiLU, then ReLU fine-tune)"
+	@echo "make plan       sensitivity analysis -> golden/plans/sqdm_plan.json (~2 min)"
+	@echo "make golden-report  SQNR, samples, sparsity -> build/golden/report.json (~2 min)"
 	@echo "make traces     export golden traces to build/traces/default (STEPS=all: whole sample)"
 	@echo "make rtl        generate the Verilog of the top and every block into build/rtl"
 	@echo "make lint       verilator --lint-only -Wall on build/rtl (documented waivers)"
@@ -42,6 +44,12 @@ test-all: $(STAMP)
 
 train: $(STAMP)
 	$(PY) -m golden.train
+
+plan: $(STAMP)
+	$(PY) -m golden.sensitivity
+
+golden-report: $(STAMP)
+	$(PY) -m golden.report
 
 traces: $(STAMP)
 	$(PY) -m traces export --steps $(STEPS) --out $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS))

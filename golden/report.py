@@ -1,0 +1,222 @@
+"""``make golden-report``: quality and sparsity of the quantized golden model.
+
+Writes ``build/golden/report.json`` (keys documented in the README), ``sparsity.npz`` and PNG
+figures. Uses only the committed checkpoints and plan; about a minute or two on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from golden import edm
+from golden.data import image_grid, load_digits16
+from golden.intref import THRESHOLD_DEFAULT_PCT
+from golden.model import UNet, load_checkpoint
+from golden.quant import QuantUNet, load_plan, uniform_plan
+from golden.sensitivity import PLAN_PATH, Reference, sqnr_db
+
+OUT = Path("build/golden")
+
+
+# --------------------------------------------------------------------------- quality
+
+def pca_features(x: torch.Tensor, basis: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    return (x.reshape(x.shape[0], -1).double().numpy() - mean) @ basis
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (FID's formula)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    vals, vecs = np.linalg.eigh(ca)
+    sqrt_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+    cross = np.linalg.eigvalsh(sqrt_a @ cb @ sqrt_a)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb)
+                 - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
+
+
+class PcaFD:
+    """FD-PCA: Fréchet distance in the 8-dimensional PCA space of the training images, a
+    sample-quality figure computed without downloaded networks."""
+
+    def __init__(self, dims: int = 8):
+        data, _ = load_digits16()
+        flat = data.reshape(data.shape[0], -1).double().numpy()
+        self.mean = flat.mean(0)
+        _, _, vt = np.linalg.svd(flat - self.mean, full_matrices=False)
+        self.basis = vt[:dims].T
+        self.real = pca_features(data, self.basis, self.mean)
+
+    def __call__(self, samples: torch.Tensor) -> float:
+        return frechet_distance(self.real, pca_features(samples.clamp(-1, 1), self.basis,
+                                                        self.mean))
+
+
+# --------------------------------------------------------------------------- sparsity
+
+def relu_sparsity(model: UNet, latents: torch.Tensor, num_steps: int) -> dict:
+    """Zero fraction of every Conv+ReLU layer's post-ReLU output (FP32 model), per channel
+    and per sampler step (first evaluation of each step)."""
+    names = [li.name for li in model.layers() if li.role == "conv_relu" and li.act_after]
+    record: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    state = {"eval": 0}
+    handles = []
+    modules = dict(model.named_pconvs())
+    for n in names:
+        def hook(mod, inp, out, n=n):
+            if state["eval"] % 2 == 0:     # evaluation 2i is the first one of step i
+                record[n].append((out == 0).double().mean(dim=(0, 2, 3)).numpy())
+        handles.append(modules[n].register_forward_hook(hook))
+    den = edm.EDMDenoiser(model)
+
+    def counted(x, sigma):
+        y = den(x, sigma)
+        state["eval"] += 1
+        return y
+
+    try:
+        with torch.no_grad():
+            edm.heun_sampler(counted, latents, num_steps=num_steps)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: np.stack(v) for n, v in record.items()}   # [steps, channels]
+
+
+def flip_rate(per_layer: dict, threshold: float) -> float:
+    flips = total = 0
+    for zf in per_layer.values():
+        labels = zf >= threshold
+        flips += int((labels[1:] != labels[:-1]).sum())
+        total += labels[1:].size
+    return flips / max(total, 1)
+
+
+def heatmaps(per_layer: dict, layers: list[str], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 4), squeeze=False)
+    for ax, name in zip(axes[0], layers):
+        im = ax.imshow(per_layer[name].T, aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                       interpolation="nearest")
+        ax.set_title(name)
+        ax.set_xlabel("sampler step")
+        ax.set_ylabel("channel")
+    fig.colorbar(im, ax=axes[0].tolist(), label="zero fraction")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_grid(rows: list[torch.Tensor], path: Path) -> None:
+    from PIL import Image
+    grids = [image_grid(r, nrow=8) for r in rows]
+    sep = np.full((4, grids[0].shape[1]), 255, np.uint8)
+    parts = []
+    for g in grids:
+        parts += [g, sep]
+    Image.fromarray(np.concatenate(parts[:-1])).resize(
+        (grids[0].shape[1] * 3, sum(p.shape[0] for p in parts[:-1]) * 3),
+        Image.NEAREST).save(path)
+
+
+# --------------------------------------------------------------------------- the report
+
+def build_report(out: Path = OUT, *, images: int = 32, num_steps: int = 18, seed: int = 2,
+                 plan_path: Path = PLAN_PATH, progress=True) -> dict:
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+
+    def say(msg):
+        if progress:
+            print(f"  {msg} ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    relu, _ = load_checkpoint("relu")
+    silu, _ = load_checkpoint("silu")
+    plan = load_plan(plan_path, relu)
+    fd = PcaFD()
+    ref_relu = Reference(relu, images=images, num_steps=num_steps, seed=seed)
+    ref_silu = Reference(silu, images=images, num_steps=num_steps, seed=seed)
+    say("FP32 references")
+    configs = {"mxint8": (relu, uniform_plan(relu, "mxint8"), ref_relu),
+               "int4": (relu, uniform_plan(relu, "int4"), ref_relu),
+               "plan": (relu, plan, ref_relu),
+               "plan_silu": (silu, load_plan(plan_path, silu), ref_silu)}
+    sqnr, sample_sqnr, fd_pca, samples = {}, {}, {}, {}
+    for name, (model, p, ref) in configs.items():
+        net = QuantUNet(model, p, executor="fake")
+        per_step = ref.step_sqnr(net)
+        sqnr[name] = {"per_step": per_step, "mean": float(np.mean(per_step))}
+        sample_sqnr[name], samples[name] = ref.sample_sqnr(net)
+        fd_pca[name] = fd(samples[name])
+        say(f"{name}: denoiser {sqnr[name]['mean']:.2f} dB, samples {sample_sqnr[name]:.2f} dB")
+    fd_pca["fp32_relu"] = fd(ref_relu.samples)
+    fd_pca["fp32_silu"] = fd(ref_silu.samples)
+
+    per_layer = relu_sparsity(relu, ref_relu.latents, num_steps)
+    say("sparsity")
+    means = {n: float(v.mean()) for n, v in per_layer.items()}
+    np.savez(out / "sparsity.npz", **{n: v for n, v in per_layer.items()})
+    heat_layers = [n for n in ("enc16.conv_a", "enc8.conv_b", "mid4.conv_a", "dec16.conv_a")
+                   if n in per_layer]
+    heatmaps(per_layer, heat_layers, out / "sparsity_heatmap.png")
+    save_grid([ref_relu.samples, samples["plan"], ref_silu.samples, samples["plan_silu"]],
+              out / "samples.png")
+
+    report = {
+        "plan": str(plan_path),
+        "settings": {"images": images, "num_steps": num_steps, "seed": seed,
+                     "executor": "fake (float64 conv of the quantized operands + integer PPU; "
+                                 "equal to the integer path on INT4 layers)"},
+        "sqnr_db": sqnr,
+        "sample_sqnr_db": sample_sqnr,
+        "fd_pca": fd_pca,
+        "relu_sparsity_mean": float(np.mean(list(means.values()))),
+        "relu_sparsity_per_layer": means,
+        "relu_sparsity_per_layer_step": {n: v.mean(axis=1).tolist() for n, v in per_layer.items()},
+        "label_threshold": THRESHOLD_DEFAULT_PCT / 100,
+        "label_flip_rate": flip_rate(per_layer, THRESHOLD_DEFAULT_PCT / 100),
+        "figures": {"samples": str(out / "samples.png"),
+                    "sparsity_heatmap": str(out / "sparsity_heatmap.png"),
+                    "sparsity_per_channel": str(out / "sparsity.npz")},
+        "int4_mac_share": _int4_share(relu, plan),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    say(f"wrote {out / 'report.json'}")
+    return report
+
+
+def _int4_share(model: UNet, plan: dict) -> float:
+    macs = {li.name: li.macs() for li in model.layers()}
+    return sum(m for n, m in macs.items() if plan[n] == "int4") / sum(macs.values())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m golden.report", description=__doc__)
+    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--images", type=int, default=32)
+    p.add_argument("--num-steps", type=int, default=18)
+    p.add_argument("--plan", default=str(PLAN_PATH))
+    args = p.parse_args(argv)
+    r = build_report(Path(args.out), images=args.images, num_steps=args.num_steps,
+                     plan_path=Path(args.plan))
+    print(f"{'config':<10} {'denoiser SQNR':>14} {'sample SQNR':>12} {'FD-PCA':>8}")
+    for name, v in r["sqnr_db"].items():
+        print(f"{name:<10} {v['mean']:>11.2f} dB {r['sample_sqnr_db'][name]:>9.2f} dB "
+              f"{r['fd_pca'][name]:>8.3f}")
+    print(f"FP32 FD-PCA: relu {r['fd_pca']['fp32_relu']:.3f}, silu {r['fd_pca']['fp32_silu']:.3f}")
+    print(f"ReLU sparsity {r['relu_sparsity_mean']:.1%}, label flip rate "
+          f"{r['label_flip_rate']:.1%}, INT4 share of MACs {r['int4_mac_share']:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

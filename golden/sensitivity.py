@@ -1,0 +1,181 @@
+"""Sensitivity analysis that decides the precision plan.
+
+Two measurements, both with one block at INT4 and every other layer at MXINT8 (the paper's
+block-wise profiling), on the inputs the FP32 sampler visits:
+
+(a) block-wise sample quality: the final samples of the quantized model against the FP32
+    samples from the same noise (SQNR of the images, dB);
+(b) the denoiser's output SQNR against FP32, averaged over the sampler's steps (dB).
+
+Both rank the blocks (lowest SQNR = most sensitive). The plan keeps the paper's sensitive
+layers (role "sensitive": first and last conv, skip convs, embedding, attention) at MXINT8, then
+adds whole blocks in the order of (b) while the MXINT8 share of the conv MACs stays within
+``budget`` (10 %: the paper runs >90 % of the compute in 4 bits); everything else runs INT4. ``python -m golden.sensitivity`` writes
+the plan file the rest of the flow reads (``golden/plans/sqdm_plan.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from golden import edm
+from golden.model import UNet, load_checkpoint
+from golden.quant import QuantUNet, save_plan, uniform_plan
+
+PLAN_PATH = Path(__file__).resolve().parent / "plans" / "sqdm_plan.json"
+MXINT8_MAC_BUDGET = 0.10
+
+
+def block_of(layer: str) -> str:
+    """The block a layer belongs to: the embedding MLP and every modulation layer form one
+    "embedding" block; otherwise the first component of the name."""
+    if layer.startswith("emb.") or layer.endswith(".mod"):
+        return "embedding"
+    return layer.split(".")[0]
+
+
+def blocks(model: UNet) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for li in model.layers():
+        out.setdefault(block_of(li.name), []).append(li.name)
+    return out
+
+
+def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
+    """10 log10(E[ref^2] / E[(ref - test)^2]) over the whole tensor."""
+    noise = float(((ref.double() - test.double()) ** 2).mean())
+    signal = float((ref.double() ** 2).mean())
+    return float("inf") if noise == 0 else 10.0 * np.log10(signal / noise)
+
+
+class Reference:
+    """FP32 sampler run whose inputs every quantized configuration is evaluated on."""
+
+    def __init__(self, model: UNet, *, images: int = 8, num_steps: int = 18, seed: int = 1):
+        self.model, self.num_steps = model, num_steps
+        self.latents = torch.randn(images, 1, 16, 16,
+                                   generator=torch.Generator().manual_seed(seed))
+        self.inputs: list[tuple[int, float, torch.Tensor]] = []
+        self.outputs: list[torch.Tensor] = []
+
+        def hook(k, i, sigma, x, den):
+            self.inputs.append((i, sigma, x.clone()))
+            self.outputs.append(den.clone())
+
+        with torch.no_grad():
+            self.samples = edm.heun_sampler(edm.EDMDenoiser(model), self.latents,
+                                            num_steps=num_steps, hook=hook)
+
+    def step_sqnr(self, net, evals=None) -> list[float]:
+        """Denoiser-output SQNR per sampler step (first evaluation of each step)."""
+        den = edm.EDMDenoiser(net)
+        per_step = {}
+        for k, (step, sigma, x) in enumerate(self.inputs):
+            if step in per_step or (evals is not None and step not in evals):
+                continue
+            with torch.no_grad():
+                per_step[step] = sqnr_db(self.outputs[k], den(x, sigma))
+        return [per_step[s] for s in sorted(per_step)]
+
+    def sample_sqnr(self, net) -> tuple[float, torch.Tensor]:
+        with torch.no_grad():
+            samples = edm.heun_sampler(edm.EDMDenoiser(net), self.latents,
+                                       num_steps=self.num_steps)
+        return sqnr_db(self.samples, samples), samples
+
+
+def analyse(model: UNet, *, images: int = 8, num_steps: int = 18, seed: int = 1,
+            progress=True) -> dict:
+    """Both block-wise measurements for every block (fake-quant executor)."""
+    ref = Reference(model, images=images, num_steps=num_steps, seed=seed)
+    macs = {li.name: li.macs() for li in model.layers()}
+    total = sum(macs.values())
+    result = {}
+    started = time.time()
+    groups = blocks(model)
+    for n, (block, layers) in enumerate(groups.items()):
+        plan = uniform_plan(model, "mxint8")
+        plan.update({name: "int4" for name in layers})
+        net = QuantUNet(model, plan, executor="fake")
+        per_step = ref.step_sqnr(net)
+        sample, _ = ref.sample_sqnr(net)
+        result[block] = {"layers": layers, "mac_share": sum(macs[x] for x in layers) / total,
+                         "denoiser_sqnr_db": {"per_step": per_step,
+                                              "mean": float(np.mean(per_step))},
+                         "sample_sqnr_db": sample}
+        if progress:
+            print(f"  [{n + 1}/{len(groups)}] {block:<10} denoiser {np.mean(per_step):6.2f} dB"
+                  f"  sample {sample:6.2f} dB  ({time.time() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+    return result
+
+
+def rank(analysis: dict, key: str) -> list[str]:
+    """Blocks from most to least sensitive by ``key`` ("denoiser" or "sample")."""
+    metric = (lambda b: analysis[b]["denoiser_sqnr_db"]["mean"]) if key == "denoiser" \
+        else (lambda b: analysis[b]["sample_sqnr_db"])
+    return sorted(analysis, key=lambda b: (metric(b), b))
+
+
+def choose_plan(model: UNet, analysis: dict, budget: float = MXINT8_MAC_BUDGET) -> dict:
+    """MXINT8 for the "sensitive" layers, then for the most sensitive blocks (by the
+    time-averaged denoiser SQNR) while the MXINT8 MAC share fits ``budget``; a block that does
+    not fit is skipped and smaller ones may follow."""
+    infos = model.layers()
+    total = sum(li.macs() for li in infos)
+    plan = {li.name: ("mxint8" if li.role == "sensitive" else "int4") for li in infos}
+    used = sum(li.macs() for li in infos if li.role == "sensitive") / total
+    for block in rank(analysis, "denoiser"):
+        layers = analysis[block]["layers"]
+        extra = sum(li.macs() for li in infos if li.name in layers and plan[li.name] == "int4")
+        if extra and used + extra / total <= budget:
+            used += extra / total
+            plan.update({name: "mxint8" for name in layers})
+    return plan
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m golden.sensitivity", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(PLAN_PATH))
+    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--num-steps", type=int, default=18)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--budget", type=float, default=MXINT8_MAC_BUDGET)
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse build/golden/sensitivity.json instead of measuring again")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    model, _ = load_checkpoint("relu")
+    started = time.time()
+    cache = Path("build/golden/sensitivity.json")
+    if args.reuse and cache.exists():
+        analysis = json.loads(cache.read_text())
+    else:
+        analysis = analyse(model, images=args.images, num_steps=args.num_steps, seed=args.seed)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(analysis, indent=1, sort_keys=True) + "\n")
+    plan = choose_plan(model, analysis, args.budget)
+    mx = sorted({block_of(n) for n, p in plan.items() if p == "mxint8"})
+    save_plan(args.out, plan, source="golden.sensitivity", checkpoint="unet_relu.pt",
+              rule=f"MXINT8 for the 'sensitive' layers (first/last conv, skip, embedding, "
+                   f"attention), then for the blocks with the lowest time-averaged denoiser "
+                   f"SQNR (one block INT4, rest MXINT8) within {args.budget:.0%} of the MACs",
+              settings={"images": args.images, "num_steps": args.num_steps, "seed": args.seed,
+                        "budget": args.budget},
+              ranking={"denoiser": rank(analysis, "denoiser"),
+                       "sample": rank(analysis, "sample")},
+              analysis=analysis)
+    print(f"MXINT8 blocks: {', '.join(mx)}; wrote {args.out} ({time.time() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
