@@ -14,7 +14,7 @@ export PYTHONHASHSEED := 0
 STEPS ?= default
 TRACES ?= build/traces/default
 
-.PHONY: help venv test test-all train plan golden-report traces rtl lint clean distclean
+.PHONY: help venv test test-all train plan golden-report traces rtl lint bench clean distclean
 
 help:
 	@echo "make test       unit, property and simulation tests (the CI gate)"
@@ -23,6 +23,7 @@ help:
 	@echo "make plan       sensitivity analysis -> golden/plans/sqdm_plan.json (~2 min)"
 	@echo "make golden-report  SQNR, samples, sparsity -> build/golden/report.json (~2 min)"
 	@echo "make traces     export golden traces to build/traces/default (STEPS=all: whole sample)"
+	@echo "make bench      speed and energy against FP16/INT4/INT4-VSQ dense -> build/bench/report.json"
 	@echo "make rtl        generate the Verilog of the top and every block into build/rtl"
 	@echo "make lint       verilator --lint-only -Wall on build/rtl (documented waivers)"
 	@echo "make venv       only create the venv"
@@ -60,6 +61,10 @@ rtl: $(STAMP)
 
 lint: rtl
 	$(PY) -m hw.lint build/rtl
+
+bench: $(STAMP)
+	test -f build/traces/all/manifest.json || $(MAKE) traces STEPS=all
+	$(PY) -m evaluation.bench --traces build/traces/all $(if $(RESULTS),--results $(RESULTS))
 
 clean:
 	rm -rf build

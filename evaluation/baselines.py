@@ -1,0 +1,154 @@
+"""Per-execution cycles and energy events of the four configurations (docs/evaluation.md 3).
+
+Budget: every configuration has 256 multipliers and the same DRAM bandwidth.
+
+* ``fp16_dense``  -- analytic: the accelerator's pipeline (walker, one item per cycle, join,
+  1-channel-per-cycle serializer/PPU) with a single dense array of 16 lanes x 16 columns =
+  256 FP16 multipliers, every layer in FP16 (16-channel vectors, one pass per column group).
+* ``int4_vsq_dense`` -- analytic: the same pipeline and 16 x 16 array of 5-bit multipliers,
+  every layer INT4 with a FP8 scale per 16-element vector (the scale product per term).
+* ``int4_dense``  -- the SQ-DM RTL (DPE 128 + SPE 128) with an all-dense channel map:
+  mixed precision per the plan, VSQ scales, every item on the DPE (the SPE idles).
+* ``sqdm``        -- the SQ-DM RTL with the trace's channel maps.
+
+The cycle counts of the analytic baselines come from :func:`evaluation.fastmodel.layer_counters`
+(the closed form of the RTL's pipeline) run with ``dpe_cols=16`` and an all-dense map: the
+"utilisation model" is therefore the RTL's own (padding of cin to 16-channel vectors and of
+cout to 32-channel tiles, per-unit max of array time and serializer time, pipeline fill).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from golden import intref as ir
+from .fastmodel import _tap_sum, layer_counters
+
+__all__ = ["CONFIGS", "HW", "DENSE_ARRAY", "MULTIPLIERS", "dense_counters", "sqdm_counters",
+           "events_for", "dram_bytes", "useful_macs", "channel_reads"]
+
+CONFIGS = ("fp16_dense", "int4_dense", "int4_vsq_dense", "sqdm")
+#: The RTL's default parameters (docs/hardware.md 2): DPE 16 x 8, SPE 4 x 32.
+HW = {"vector": 16, "dpe_cols": 8, "spe_lanes": 4, "tile": 32}
+#: The dense baselines' array: 16 lanes x 16 columns.
+DENSE_ARRAY = {"vector": 16, "dpe_cols": 16, "spe_lanes": 1, "tile": 32}
+MULTIPLIERS = {"fp16_dense": 256, "int4_vsq_dense": 256, "int4_dense": 256, "sqdm": 256}
+
+_FP8_SCALE_BITS = 8
+_E8M0_SCALE_BITS = 8
+
+
+def _fmt_bits(fmt: ir.Format, elements: int, vectors: int) -> float:
+    """Bits of ``elements`` codes in ``vectors`` scale blocks of format ``fmt``."""
+    if fmt == ir.Format.MXINT8:
+        return elements * 8 + vectors * _E8M0_SCALE_BITS
+    return elements * 4 + vectors * _FP8_SCALE_BITS
+
+
+def _vectors(pixels, channels, fmt, vector=16):
+    return pixels * -(-channels // ir.block_size(fmt, vector))
+
+
+def useful_macs(d) -> int:
+    """Products of the convolution without padding taps (cin x cout per valid tap)."""
+    s = d.shape
+    taps = int(_tap_sum(np.ones((s.height, s.width), dtype=np.int64), s).sum())
+    return taps * d.cin * d.cout
+
+
+def channel_reads(d) -> int:
+    """The RTL's per-output-channel memory reads (param word, + residual word)."""
+    s = d.shape
+    return s.out_height * s.out_width * d.cout * (2 if d.residual else 1)
+
+
+def dense_counters(d, x_codes) -> dict:
+    """Cycles and item counts of a 16 x 16 dense array running ``d`` in INT4-like passes (the
+    FP16 and INT4-VSQ baselines: 16-channel vectors, one pass per 16-column group)."""
+    route = np.zeros(-(-d.cin // d.vector), dtype=bool)
+    return layer_counters(d.shape, route, x_codes=x_codes, x_format=ir.Format.INT4,
+                          out_format=ir.Format.INT4, residual=d.residual, details=True,
+                          **DENSE_ARRAY)
+
+
+def sqdm_counters(d, x_codes, route, **params) -> dict:
+    """Counters (and item counts) of the SQ-DM top for ``d`` with channel map ``route``."""
+    p = {**HW, **params}
+    return layer_counters(d.shape, route, x_codes=x_codes, x_format=d.x_format,
+                          out_format=d.out_format, residual=d.residual, details=True, **p)
+
+
+def dram_bytes(config: str, d) -> float:
+    """Off-chip traffic of one execution: weights and parameters, input, residual and output,
+    each moved once (the on-chip buffers hold one layer's working set)."""
+    s = d.shape
+    px_in, px_out = d.height * d.width, s.out_height * s.out_width
+    w_elems = d.cout * d.kernel ** 2 * d.cin
+    if config == "fp16_dense":
+        bits = 16 * (px_in * d.cin + w_elems + px_out * d.cout) + 32 * d.cout
+        if d.residual:
+            bits += 16 * px_out * d.cout
+        return bits / 8
+    if config == "int4_vsq_dense":
+        xf = wf = of = ir.Format.INT4
+    elif config in ("sqdm", "int4_dense"):
+        xf, of = ir.Format(d.x_format), ir.Format(d.out_format)
+        wf = ir.Format.MXINT8 if xf == ir.Format.MXINT8 else ir.Format.INT4
+    else:
+        raise ValueError(f"unknown configuration {config!r}; one of {CONFIGS}")
+    bits = _fmt_bits(xf, px_in * d.cin, _vectors(px_in, d.cin, xf))
+    bits += _fmt_bits(wf, w_elems, _vectors(d.cout * d.kernel ** 2, d.cin, wf))
+    bits += _fmt_bits(of, px_out * d.cout, _vectors(px_out, d.cout, of))
+    bits += 48 * d.cout                       # param word: K (16 b) + bias (32 b)
+    if d.residual:
+        bits += 32 * px_out * d.cout          # int32 residual on the 2^-16 grid
+    return bits / 8
+
+
+def _word_bits(fmt: ir.Format, vector=16) -> int:
+    """Packed bits of one act/out word (one vector or block and its scale)."""
+    return 32 * 8 + 8 if fmt == ir.Format.MXINT8 else vector * 4 + 8
+
+
+#: The RTL's word widths as built (8-bit containers for every element; docs/hardware.md 5).
+AS_BUILT_ACT_BITS = 264
+
+
+def events_for(config: str, d, c: dict, *, as_built: bool = False) -> dict:
+    """Energy events (evaluation.energy.EVENTS names -> counts) of one execution.
+
+    ``c``: counters with item counts (``dense_counters`` / ``sqdm_counters``, or RTL counters
+    with ``items`` = non-null items). ``as_built``: SRAM words at the RTL's 8-bit-container
+    widths instead of packed 4-bit codes (sqdm / int4_dense only).
+    """
+    s = d.shape
+    outs = s.out_height * s.out_width * d.cout
+    tile = HW["tile"]
+    items = c["items"] if "items" in c else c["items_dense"] + c["items_sparse"]
+    dram = dram_bytes(config, d)
+    if config == "fp16_dense":
+        prods = items * 16 * tile
+        act_bits, out_bits = 16 * 16, 16 * 16
+        sram = (items * (act_bits + tile * act_bits) + outs * (32 + (16 if d.residual else 0))
+                + c["mem_writes"] * out_bits)
+        return {"mult_fp16": prods, "add_fp16": prods, "add_fp32": items * tile,
+                "ppu_fp16": outs, "sram_bit": sram + 8 * dram, "dram_byte": dram}
+    if config == "int4_vsq_dense":
+        prods = items * 16 * tile
+        wb = _word_bits(ir.Format.INT4)
+        sram = (items * (wb + tile * wb) + outs * (48 + (32 if d.residual else 0))
+                + c["mem_writes"] * wb)
+        return {"mult_int5": prods, "add_int16": prods, "scale_term": items * tile,
+                "ppu_int": outs, "sram_bit": sram + 8 * dram, "dram_byte": dram}
+    if config in ("sqdm", "int4_dense"):
+        xf, of = ir.Format(d.x_format), ir.Format(d.out_format)
+        if as_built:
+            xb = ob = AS_BUILT_ACT_BITS
+        else:
+            xb, ob = _word_bits(xf), _word_bits(of)
+        sram = (items * (xb + tile * xb) + outs * (48 + (32 if d.residual else 0))
+                + c["mem_writes"] * ob)
+        return {"mult_int5": c["macs"], "add_int16": c["macs"], "scale_term": items * tile,
+                "ppu_int": outs, "detector": outs, "sram_bit": sram + 8 * dram,
+                "dram_byte": dram}
+    raise ValueError(f"unknown configuration {config!r}; one of {CONFIGS}")

@@ -1,0 +1,125 @@
+"""Closed-form per-unit cycle model of the accelerator top: the same counters as
+``hw.cyclemodel.predict_layer`` (which steps every cycle) from a recurrence over units.
+
+Derivation (docs/hardware.md 4.7; docs/evaluation.md 4). Number the loop iterations of
+``predict_layer`` as cycles. The walkers emit one item per cycle and every engine item takes
+at least one cycle, so after the launch the engines are never starved: both accept their
+first item in cycle 4 and then process their items back to back. For unit ``u`` let ``S_u``
+be an engine's sum of item cycles (``max(1, valid taps x class vectors)`` items, a lone null
+item costing 1), ``n_u = min(tile, cout - tc)`` the unit's channels. An engine's final cycle
+of unit ``u`` stalls until the join takes its previous result:
+
+    F_u = max(F_{u-1} + S_u, J_{u-1})            (F_{-1} = 4, J_{-1} = -inf)
+    J_u = max(max(F_u^dpe, F_u^spe) + 1, J_{u-1} + n_{u-1})     (join; serializer frees)
+    cycles = J_last + n_last + 2                 (PPU register, then the last out write)
+
+The other counters are sums over items (dpe_busy, spe_busy, macs, zeros_skipped,
+mem_reads, mem_writes), computed per input pixel with numpy. ``eval/test_fastmodel.py``
+checks equality with ``predict_layer`` on random layers and channel maps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from golden import intref as ir
+from hw.dpe import dpe_item_cycles
+from hw.common import Mode, MX_BLOCK
+
+__all__ = ["layer_counters", "START_CYCLE"]
+
+#: Cycle in which both engines accept their first item (cycle 0 = start seen).
+START_CYCLE = 4
+
+
+def _tap_sum(a, shape):
+    """``out[oy, ox] = sum over kernel taps of a[iy, ix]`` (zero outside the input)."""
+    k, s, p = shape.kernel, shape.stride, shape.padding
+    oh, ow = shape.out_height, shape.out_width
+    pad = np.zeros((a.shape[0] + 2 * p + k, a.shape[1] + 2 * p + k), dtype=np.int64)
+    pad[p:p + a.shape[0], p:p + a.shape[1]] = a
+    out = np.zeros((oh, ow), dtype=np.int64)
+    for ky in range(k):
+        for kx in range(k):
+            out += pad[ky:ky + (oh - 1) * s + 1:s, kx:kx + (ow - 1) * s + 1:s]
+    return out
+
+
+def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, vector=16,
+                   dpe_cols=8, spe_lanes=4, tile=32, details=False):
+    """Counters of one layer execution, equal to ``hw.cyclemodel.predict_layer``.
+
+    ``x_codes``: the ``[H, W, cin]`` input codes (the act memory's elements); ``route``: map
+    bit per 16-channel group (1 = SPE). With ``details`` also item counts for the energy model
+    (``items_dense``, ``items_sparse``: non-null items; ``null_dense``, ``null_sparse``).
+    """
+    fmt = ir.Format(x_format)
+    mode = Mode.MXINT8 if fmt == ir.Format.MXINT8 else Mode.INT4
+    mx = mode == Mode.MXINT8
+    blk = MX_BLOCK if mx else vector
+    nvec = -(-shape.cin // blk)
+    step = MX_BLOCK // vector if mx else 1
+    route = np.asarray(route).astype(bool)
+    if route.size < (nvec - 1) * step + 1:
+        raise ValueError(f"route has {route.size} groups, the layer needs "
+                         f"{(nvec - 1) * step + 1}")
+    sparse_vec = np.array([bool(route[j * step]) for j in range(nvec)], dtype=bool)
+    nd, ns = int((~sparse_vec).sum()), int(sparse_vec.sum())
+
+    x = np.asarray(x_codes)
+    h, w, c = x.shape
+    padded = np.zeros((h, w, nvec * blk), dtype=bool)
+    padded[..., :c] = x != 0
+    nnz = padded.reshape(h, w, nvec, blk).sum(axis=3).astype(np.int64)      # [h, w, nvec]
+    passes = 4 if mx else 1
+    spe_cost = passes * np.maximum(1, -(-nnz // spe_lanes))
+    cd = dpe_item_cycles(mode=mode, null=False, vector=vector, cols=dpe_cols, tile=tile)
+
+    taps = _tap_sum(np.ones((h, w), dtype=np.int64), shape)                 # [oh, ow]
+    s_cost = _tap_sum(spe_cost[..., sparse_vec].sum(axis=2), shape)
+    s_nnz = _tap_sum(nnz[..., sparse_vec].sum(axis=2), shape)
+    items_d = taps * nd
+    items_s = taps * ns
+    sd = np.where(items_d > 0, items_d * cd, 1).ravel()
+    ss = np.where(items_s > 0, s_cost, 1).ravel()
+
+    ntile = -(-shape.cout // tile)
+    nch = [min(tile, shape.cout - t * tile) for t in range(ntile)]
+    # the recurrence over units (pixel-major, tile-minor)
+    fd = fs = START_CYCLE
+    j_prev = None
+    n_prev = 0
+    for sdu, ssu in zip(sd.tolist(), ss.tolist()):
+        for n in nch:
+            if j_prev is None:
+                fd, fs = fd + sdu, fs + ssu
+                j = max(fd, fs) + 1
+            else:
+                fd = max(fd + sdu, j_prev)
+                fs = max(fs + ssu, j_prev)
+                j = max(max(fd, fs) + 1, j_prev + n_prev)
+            j_prev, n_prev = j, n
+    cycles = j_prev + n_prev + 2
+
+    pixels = shape.out_height * shape.out_width
+    nonnull_d = int(items_d.sum()) * ntile
+    nonnull_s = int(items_s.sum()) * ntile
+    null_d = int((items_d == 0).sum()) * ntile
+    null_s = int((items_s == 0).sum()) * ntile
+    dpe_busy = int(sd.sum()) * ntile
+    spe_busy = int(ss.sum()) * ntile
+    nnz_s = int(s_nnz.sum()) * ntile
+    out_blk = ir.block_size(ir.Format(out_format), vector)
+    out = {
+        "cycles": int(cycles),
+        "dpe_busy": dpe_busy,
+        "spe_busy": spe_busy,
+        "macs": (dpe_busy - null_d) * vector * dpe_cols + nnz_s * passes * tile,
+        "zeros_skipped": nonnull_s * blk - nnz_s,
+        "mem_reads": 2 * (nonnull_d + nonnull_s) + pixels * shape.cout * (2 if residual else 1),
+        "mem_writes": pixels * -(-shape.cout // out_blk),
+    }
+    if details:
+        out.update(items_dense=nonnull_d, items_sparse=nonnull_s, null_dense=null_d,
+                   null_sparse=null_s, units=pixels * ntile)
+    return out

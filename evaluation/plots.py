@@ -1,0 +1,100 @@
+"""PNG plots of build/bench/report.json (matplotlib, Agg backend, fixed metadata)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .baselines import CONFIGS  # noqa: E402
+
+_META = {"Software": None}   # no version/date string in the PNG: byte-stable output
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata=_META)
+    plt.close(fig)
+    return path
+
+
+def write_plots(report: dict, out_dir) -> list[Path]:
+    out_dir = Path(out_dir)
+    paths = []
+    cfgs = report["configs"]
+    paper = report["paper"]
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    sp = [cfgs[c]["speedup_vs_fp16"] for c in CONFIGS]
+    er = [100 * cfgs[c]["energy_reduction_vs_fp16"] for c in CONFIGS]
+    ax[0].bar(CONFIGS, sp, color=["grey", "tab:orange", "tab:green", "tab:blue"])
+    ax[0].axhline(paper["speedup_vs_fp16"], color="k", ls="--", label="paper sqdm 6.91x")
+    ax[0].axhline(1, color="grey", lw=0.5)
+    ax[0].set_ylabel("speed-up vs fp16_dense")
+    ax[0].legend()
+    ax[1].bar(CONFIGS, er, color=["grey", "tab:orange", "tab:green", "tab:blue"])
+    ab = [100 * cfgs[c].get("energy_reduction_vs_fp16_as_built", float("nan"))
+          for c in CONFIGS]
+    ax[1].plot(CONFIGS, ab, "kx", label="RTL word widths as built")
+    ax[1].axhline(100 * paper["energy_reduction_vs_fp16"], color="k", ls="--",
+                  label="paper sqdm 51.5 %")
+    ax[1].set_ylabel("energy reduction vs fp16_dense (%)")
+    ax[1].legend()
+    for a in ax:
+        a.tick_params(axis="x", rotation=20)
+    bw = report["budget"]["dram_bytes_per_cycle"]
+    fig.suptitle(f"{report['trace']['executions']} layer executions, 256 multipliers, "
+                 f"{bw} B/cycle DRAM")
+    paths.append(_save(fig, out_dir / "speedup_energy.png"))
+
+    sw = report.get("sweeps")
+    if sw:
+        th = sw["threshold"]
+        x = [t["threshold_pct"] for t in th]
+        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        ax[0].plot(x, [t["dpe_utilisation"] for t in th], "o-", label="DPE busy / cycles")
+        ax[0].plot(x, [t["spe_utilisation"] for t in th], "s-", label="SPE busy / cycles")
+        ax[0].plot(x, [t["sparse_group_fraction"] for t in th], "^--",
+                   label="groups routed to SPE")
+        ax[0].set_xlabel("sparsity threshold (%)")
+        ax[0].legend()
+        ax[1].plot(x, [t["speedup_vs_fp16"] for t in th], "o-", label="speed-up vs fp16")
+        ax[1].plot(x, [t["energy_reduction_vs_fp16"] for t in th], "s-",
+                   label="energy reduction (fraction)")
+        ax[1].set_xlabel("sparsity threshold (%)")
+        ax[1].legend()
+        fig.suptitle("threshold sweep (cycle model, maps recomputed from recorded inputs)")
+        paths.append(_save(fig, out_dir / "threshold_sweep.png"))
+
+        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        r = sw["dpe_spe_ratio"]
+        ax[0].bar([f"{t['label']}\n({t['multipliers']})" for t in r],
+                  [t["speedup_vs_fp16"] for t in r])
+        ax[0].set_ylabel("speed-up vs fp16_dense")
+        ax[0].set_title("DPE:SPE multipliers (total)")
+        m = sw["map_policy"]
+        ax[1].bar([t["policy"] for t in m], [t["speedup_vs_fp16"] for t in m])
+        ax[1].set_title("channel-map policy")
+        paths.append(_save(fig, out_dir / "ratio_policy_sweep.png"))
+
+    pl = report["per_layer"]
+    layers = sorted(pl, key=lambda k: -pl[k]["fp16_dense"]["cycles"])
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    xs = range(len(layers))
+    w = 0.27
+    ax.bar([i - w for i in xs], [pl[k]["sqdm"]["dpe_utilisation"] for k in layers], w,
+           label="sqdm DPE busy")
+    ax.bar(list(xs), [pl[k]["sqdm"]["spe_utilisation"] for k in layers], w,
+           label="sqdm SPE busy")
+    ax.bar([i + w for i in xs], [pl[k]["int4_vsq_dense"]["mac_utilisation"] for k in layers], w,
+           label="int4_vsq_dense MAC utilisation")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(layers, rotation=75, fontsize=7)
+    ax.set_ylabel("fraction of cycles")
+    ax.set_title("per-layer utilisation (layers by fp16_dense cycles, all evaluations)")
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, out_dir / "per_layer_utilisation.png"))
+    return paths

@@ -1,0 +1,132 @@
+"""Baseline formulas on a hand-computed layer; the report on a tiny synthetic sample; errors."""
+import json
+
+import numpy as np
+import pytest
+
+from golden import intref as ir
+from traces.format import Descriptor, write_trace
+from traces.synth import random_execution
+from evaluation import bench
+from evaluation.baselines import dense_counters, dram_bytes, events_for, useful_macs
+
+
+def _desc(**kw):
+    base = dict(height=4, width=4, cin=32, cout=64, kernel=3, stride=1, padding=1,
+                x_format=int(ir.Format.UINT4), out_format=int(ir.Format.UINT4), relu=True,
+                residual=False, scale_shift=20)
+    base.update(kw)
+    return Descriptor(**base)
+
+
+def test_dense_baseline_on_a_hand_computed_layer():
+    d = _desc()
+    # valid taps of a 4x4 map, 3x3 kernel, padding 1: 4 corners x 4 + 8 edges x 6 + 4 x 9 = 100
+    assert useful_macs(d) == 100 * 32 * 64
+    c = dense_counters(d, np.zeros((4, 4, 32), np.uint8))
+    # items: 100 taps x 2 vectors x 2 tiles; 16 x 16 array: 32 / 16 = 2 passes per item
+    assert c["items_dense"] == 400 and c["dpe_busy"] == 800
+    # 32 units of 32 channels: the 1-channel-per-cycle serializer needs 1024 cycles, the array
+    # 4 x taps per unit (corners 16, edges 24, interior 36); with one register of slack the
+    # total lies between max(sums) and the sum of per-unit maxima plus fill and drain
+    per_unit = [max(16, 32)] * 4 + [max(24, 32)] * 8 + [36] * 4
+    assert max(800, 32 * 32) <= c["cycles"] <= 2 * sum(per_unit) + 4 + 1 + 2
+    ev = events_for("fp16_dense", d, c)
+    assert ev["mult_fp16"] == 400 * 16 * 32 and ev["add_fp32"] == 400 * 32
+    assert ev["ppu_fp16"] == 16 * 64
+    assert ev["dram_byte"] == 2 * (16 * 32 + 64 * 9 * 32 + 16 * 64) + 4 * 64
+    vsq = events_for("int4_vsq_dense", d, c)
+    assert vsq["mult_int5"] == ev["mult_fp16"] and vsq["scale_term"] == 400 * 32
+    # INT4 codes + one FP8 scale per 16 channels; K + bias per output channel
+    want = (16 * 32 * 4 + 16 * 2 * 8 + 64 * 9 * 32 * 4 + 64 * 9 * 2 * 8 + 16 * 64 * 4
+            + 16 * 4 * 8 + 48 * 64) / 8
+    assert dram_bytes("int4_vsq_dense", d) == want
+    with pytest.raises(ValueError, match="unknown configuration"):
+        dram_bytes("fp8_dense", d)
+
+
+def _tiny_trace(path):
+    exs = []
+    for ev in range(4):
+        step = 0 if ev < 2 else ev - 1
+        for li, (cin, cout, mode) in enumerate(((32, 32, "int4"), (32, 16, "mxint8"))):
+            ex = random_execution(cin=cin, cout=cout, height=4, width=4, kernel=3, stride=1,
+                                  sparsity=0.65 if mode == "int4" else 0.0, mode=mode,
+                                  seed=10 * ev + li, channel_map="detect" if ev else "dense")
+            ex.name = f"s{step:02d}.e{ev:02d}.l{li}"
+            ex.meta = {"layer": f"l{li}", "step": step, "eval": ev, "image": 0,
+                       "precision": mode}
+            exs.append(ex)
+    write_trace(path, exs, header={"source": "test"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return _tiny_trace(tmp_path_factory.mktemp("trace"))
+
+
+def test_report_keys_sanity_and_determinism(tiny, tmp_path):
+    out1, out2 = tmp_path / "a", tmp_path / "b"
+    rep = bench.run(tiny, None, out1, plots=True, check_every=1, progress=lambda *_: None)
+    bench.run(tiny, None, out2, plots=False, check_every=1, progress=lambda *_: None)
+    assert (out1 / "report.json").read_bytes() == (out2 / "report.json").read_bytes()
+    for png in ("speedup_energy", "threshold_sweep", "ratio_policy_sweep",
+                "per_layer_utilisation"):
+        assert (out1 / f"{png}.png").stat().st_size > 1000
+    data = json.loads((out1 / "report.json").read_text())
+    cfgs = data["configs"]
+    assert set(cfgs) == {"fp16_dense", "int4_dense", "int4_vsq_dense", "sqdm"}
+    for c in cfgs.values():
+        assert {"cycles", "energy_pj", "speedup_vs_fp16", "energy_reduction_vs_fp16",
+                "source"} <= set(c)
+        assert c["source"] == "model"
+    assert cfgs["fp16_dense"]["speedup_vs_fp16"] == 1.0
+    # 4-bit arithmetic saves energy; the SPE beats the idle-SPE dense map on sparse inputs
+    for c in ("int4_dense", "int4_vsq_dense", "sqdm"):
+        assert cfgs[c]["energy_reduction_vs_fp16"] > 0.3
+    assert cfgs["sqdm"]["cycles"] < cfgs["int4_dense"]["cycles"]
+    assert data["fast_model_check"]["mismatches"] == 0
+    assert data["fast_model_check"]["executions"] == 16
+    sw = data["sweeps"]
+    assert [t["threshold_pct"] for t in sw["threshold"]] == [10, 20, 30, 40, 50]
+    assert sw["threshold"][2]["maps_equal_trace"] is True
+    assert {t["policy"] for t in sw["map_policy"]} == set(bench.MAP_POLICIES)
+    assert rep["timing_s"]["evaluate"] >= 0
+
+
+def test_rtl_results_are_used_and_labelled(tiny, tmp_path):
+    tr, execs = bench.load_trace(tiny, progress=None)
+    from evaluation.baselines import sqdm_counters
+    recs = []
+    for e in execs:
+        c = sqdm_counters(e.d, e.x, e.map)
+        recs.append({"index": e.index, "name": e.name, "map": "trace", "bit_exact": True,
+                     "counters_rtl": {k: c[k] for k in bench.RTL_COUNTERS}})
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"summary": {"trace": str(tiny), "params": {"tile": 32}},
+                                "executions": recs}))
+    rep = bench.run(tiny, path, tmp_path / "o", do_sweeps=False, plots=False,
+                    progress=lambda *_: None)
+    assert rep["configs"]["sqdm"]["source"] == "rtl"
+    assert rep["configs"]["int4_dense"]["source"] == "model"
+    assert rep["rtl_vs_model"] == {"compared": 8, "mismatches": 0, "first": None}
+
+
+def test_bad_inputs_give_clear_errors(tiny, tmp_path, capsys):
+    with pytest.raises(bench.BenchError, match="does not exist"):
+        bench.run(tmp_path / "nope", None, tmp_path / "o", progress=lambda *_: None)
+    assert bench.main(["--traces", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "trace folder does not exist" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"summary": {"trace": "build/traces/default"}, "executions": [
+        {"index": 0, "name": "s00.e00.emb.fc0", "map": "trace",
+         "counters_rtl": {k: 1 for k in bench.RTL_COUNTERS}}]}))
+    with pytest.raises(bench.BenchError, match="is not of trace"):
+        bench.run(tiny, other, tmp_path / "o", progress=lambda *_: None)
+    with pytest.raises(bench.BenchError, match="does not exist"):
+        bench.run(tiny, tmp_path / "missing.json", tmp_path / "o", progress=lambda *_: None)
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"summary": {"params": {"spe_lanes": 8}}, "executions": []}))
+    with pytest.raises(bench.BenchError, match="spe_lanes=8"):
+        bench.run(tiny, params, tmp_path / "o", progress=lambda *_: None)

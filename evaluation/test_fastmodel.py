@@ -1,0 +1,56 @@
+"""evaluation.fastmodel (closed form) equals hw.cyclemodel.predict_layer (cycle-stepped)."""
+import numpy as np
+import pytest
+
+from golden import intref as ir
+from hw.cyclemodel import predict_layer
+from hw.layout import act_words
+from evaluation.fastmodel import layer_counters
+
+CASES = [  # h, w, cin, cout, k, s, p, x_format, out_format, residual, (cols, lanes, tile)
+    (1, 1, 16, 1, 1, 1, 0, ir.Format.UINT4, ir.Format.UINT4, False, (8, 4, 32)),
+    (4, 4, 40, 33, 3, 1, 1, ir.Format.UINT4, ir.Format.UINT4, True, (8, 4, 32)),
+    (5, 3, 64, 16, 3, 2, 1, ir.Format.UINT4, ir.Format.MXINT8, False, (4, 6, 32)),
+    (4, 4, 48, 70, 3, 1, 2, ir.Format.MXINT8, ir.Format.MXINT8, False, (8, 4, 32)),
+    (3, 5, 96, 40, 1, 1, 0, ir.Format.MXINT8, ir.Format.INT4, True, (12, 2, 48)),
+    (6, 6, 32, 8, 3, 2, 0, ir.Format.INT4, ir.Format.UINT4, False, (16, 1, 32)),
+    (4, 4, 1, 32, 3, 1, 1, ir.Format.MXINT8, ir.Format.UINT4, False, (2, 7, 32)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_fast_model_equals_predict_layer(case):
+    h, w, cin, cout, k, s, p, xf, of, res, (cols, lanes, tile) = CASES[case]
+    rng = np.random.default_rng(case)
+    shape = ir.ConvShape(h, w, cin, cout, k, s, p)
+    blk = ir.block_size(xf, 16)
+    lo, hi = (0, 15) if xf == ir.Format.UINT4 else ((-7, 7) if xf == ir.Format.INT4 else (-127, 127))
+    for trial in range(3):
+        x = rng.integers(lo, hi + 1, (h, w, cin))
+        x[rng.random(x.shape) < rng.uniform(0.2, 0.9)] = 0
+        route = [int(b) for b in rng.integers(0, 2, -(-cin // 16))]
+        if trial == 1:
+            route = [0] * len(route)
+        scales = np.zeros((h, w, -(-cin // blk)), dtype=np.uint8)
+        words = act_words(x, scales, x_format=xf)
+        want = predict_layer(shape, route, x_format=xf, out_format=of, residual=res,
+                             act_words=words, dpe_cols=cols, spe_lanes=lanes, tile=tile)
+        got = layer_counters(shape, route, x_codes=x, x_format=xf, out_format=of, residual=res,
+                             dpe_cols=cols, spe_lanes=lanes, tile=tile)
+        assert got == want, (case, trial, route)
+
+
+def test_worked_example_of_the_hardware_doc():
+    # docs/hardware.md 4.7: 1x1 input, 1x1 kernel, cin 16, cout 1, INT4: cycles = 12
+    shape = ir.ConvShape(1, 1, 16, 1, 1, 1, 0)
+    c = layer_counters(shape, [0], x_codes=np.ones((1, 1, 16), int), x_format=ir.Format.UINT4,
+                       out_format=ir.Format.UINT4, residual=False, details=True)
+    assert c["cycles"] == 12 and c["dpe_busy"] == 4 and c["spe_busy"] == 1
+    assert c["items_dense"] == 1 and c["null_sparse"] == 1
+
+
+def test_short_route_is_rejected():
+    shape = ir.ConvShape(2, 2, 64, 16, 1, 1, 0)
+    with pytest.raises(ValueError, match="route has 2 groups"):
+        layer_counters(shape, [0, 0], x_codes=np.zeros((2, 2, 64), int),
+                       x_format=ir.Format.UINT4, out_format=ir.Format.UINT4, residual=False)
