@@ -90,6 +90,59 @@ def relu_sparsity(model: UNet, latents: torch.Tensor, num_steps: int) -> dict:
     return {n: np.stack(v) for n, v in record.items()}   # [steps, channels]
 
 
+def calibration_study(model: UNet, latents: torch.Tensor, num_steps: int,
+                      calib_step: int | None = None) -> dict:
+    """Activation quantization SQNR of the Conv+ReLU layers' inputs (FP32 model) per step for
+    three ways of choosing UINT4 scales: ours (dynamic FP8 scale per 16-channel vector, chosen
+    by the PPU at run time), static per-tensor calibrated on one sampling step (the LDM
+    method), and static per-tensor calibrated on all steps."""
+    from golden import numerics as nx
+    names = [li.name for li in model.layers()
+             if li.role == "conv_relu" and li.input_post_act]
+    captured: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    state = {"eval": 0}
+    modules = dict(model.named_pconvs())
+    handles = [modules[n].register_forward_pre_hook(
+        lambda mod, inp, n=n: captured[n].append(inp[0].double().permute(0, 2, 3, 1).numpy())
+        if state["eval"] % 2 == 0 else None) for n in names]
+    den = edm.EDMDenoiser(model)
+
+    def counted(x, sigma):
+        y = den(x, sigma)
+        state["eval"] += 1
+        return y
+
+    try:
+        with torch.no_grad():
+            edm.heun_sampler(counted, latents, num_steps=num_steps)
+    finally:
+        for h in handles:
+            h.remove()
+    calib_step = num_steps // 2 if calib_step is None else calib_step
+
+    def sqnr(x, q):
+        noise = ((x - q) ** 2).mean()
+        return 10 * np.log10((x ** 2).mean() / noise) if noise > 0 else float("inf")
+
+    per_scheme: dict[str, list[list[float]]] = {"dynamic_per_vector": [], "static_one_step": [],
+                                               "static_all_steps": []}
+    for n in names:
+        acts = captured[n]
+        s_one = acts[calib_step].max() / nx.UINT4_MAX
+        s_all = max(a.max() for a in acts) / nx.UINT4_MAX
+        rows = {k: [] for k in per_scheme}
+        for a in acts:
+            codes, scales = nx.uint4_quantize(a, axis=-1)
+            rows["dynamic_per_vector"].append(sqnr(a, nx.uint4_dequantize(codes, scales)))
+            for key, s in (("static_one_step", s_one), ("static_all_steps", s_all)):
+                rows[key].append(sqnr(a, np.clip(np.rint(a / s), 0, 15) * s))
+        for k in per_scheme:
+            per_scheme[k].append(rows[k])
+    return {k: {"per_step": np.mean(v, axis=0).tolist(), "mean": float(np.mean(v))}
+            for k, v in per_scheme.items()} | {"calibration_step": calib_step,
+                                                 "layers": len(names)}
+
+
 def flip_rate(per_layer: dict, threshold: float) -> float:
     flips = total = 0
     for zf in per_layer.values():
@@ -163,6 +216,8 @@ def build_report(out: Path = OUT, *, images: int = 32, num_steps: int = 18, seed
 
     per_layer = relu_sparsity(relu, ref_relu.latents, num_steps)
     say("sparsity")
+    calibration = calibration_study(relu, ref_relu.latents[:8], num_steps)
+    say("calibration study")
     means = {n: float(v.mean()) for n, v in per_layer.items()}
     np.savez(out / "sparsity.npz", **{n: v for n, v in per_layer.items()})
     heat_layers = [n for n in ("enc16.conv_a", "enc8.conv_b", "mid4.conv_a", "dec16.conv_a")
@@ -188,6 +243,7 @@ def build_report(out: Path = OUT, *, images: int = 32, num_steps: int = 18, seed
                     "sparsity_heatmap": str(out / "sparsity_heatmap.png"),
                     "sparsity_per_channel": str(out / "sparsity.npz")},
         "int4_mac_share": _int4_share(relu, plan),
+        "activation_calibration_sqnr_db": calibration,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     say(f"wrote {out / 'report.json'}")
@@ -213,6 +269,10 @@ def main(argv=None) -> int:
         print(f"{name:<10} {v['mean']:>11.2f} dB {r['sample_sqnr_db'][name]:>9.2f} dB "
               f"{r['fd_pca'][name]:>8.3f}")
     print(f"FP32 FD-PCA: relu {r['fd_pca']['fp32_relu']:.3f}, silu {r['fd_pca']['fp32_silu']:.3f}")
+    cal = r["activation_calibration_sqnr_db"]
+    print("activation UINT4 SQNR: " + ", ".join(
+        f"{k} {cal[k]['mean']:.2f} dB" for k in ("dynamic_per_vector", "static_one_step",
+                                                 "static_all_steps")))
     print(f"ReLU sparsity {r['relu_sparsity_mean']:.1%}, label flip rate "
           f"{r['label_flip_rate']:.1%}, INT4 share of MACs {r['int4_mac_share']:.1%}")
     return 0

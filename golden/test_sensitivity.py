@@ -71,3 +71,13 @@ def test_relu_sparsity_of_the_checkpoint_is_substantial():
                                                  generator=torch.Generator().manual_seed(0)), 3)
     assert per_layer["enc8.conv_a"].shape == (3, 64)
     assert 0.4 < np.mean([v.mean() for v in per_layer.values()]) < 0.95
+
+
+def test_calibration_study_compares_three_scale_choices():
+    from golden.report import calibration_study
+    model, _ = load_checkpoint("relu")
+    r = calibration_study(model, torch.randn(1, 1, 16, 16,
+                                             generator=torch.Generator().manual_seed(1)), 3)
+    assert set(r) >= {"dynamic_per_vector", "static_one_step", "static_all_steps"}
+    assert len(r["static_one_step"]["per_step"]) == 3 and r["calibration_step"] == 1
+    assert r["dynamic_per_vector"]["mean"] > r["static_all_steps"]["mean"]
