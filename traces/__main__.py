@@ -57,7 +57,8 @@ def cmd_random_layer(args) -> int:
                           mode=args.mode, seed=args.seed, padding=args.padding,
                           residual=args.residual, out_format=args.out_format,
                           channel_map=args.channel_map, threshold_pct=args.threshold)
-    from traces.hexfiles import DEFAULT_TILE, write_hex_files
+    from traces.hexfiles import DEFAULT_TILE, predicted_counters, write_hex_files
+    ex.meta["cycles"] = predicted_counters(ex)
     header = {"source": "random-layer",
               "hex": {"layout": "hw/layout.py", "weight_tile": DEFAULT_TILE}}
     path = write_trace(args.out, [ex], header=header, extra_files=write_hex_files)

@@ -43,3 +43,16 @@ def write_hex_files(ex: Execution, index: int, folder: Path, *, tile: int = DEFA
         layout.write_memh(path, words, width)
         paths.append(path)
     return paths
+
+
+def predicted_counters(ex: Execution, *, tile: int = DEFAULT_TILE) -> dict:
+    """The cycle model's counters (``hw.cyclemodel``) for ``ex`` on the default accelerator
+    configuration (DPE 16 x 8, SPE 4 lanes, tile ``tile``) with the execution's channel map."""
+    from hw.cyclemodel import predict_layer
+    d = ex.descriptor
+    act = layout.act_words(ex.arrays["x_codes"], ex.arrays["x_scales"], x_format=d.x_format,
+                           vector=d.vector)
+    counters = predict_layer(d.shape, [int(b) for b in ex.arrays["channel_map"]],
+                             x_format=d.x_format, out_format=d.out_format,
+                             residual=d.residual, act_words=act, vector=d.vector, tile=tile)
+    return {k: int(v) for k, v in counters.items()}

@@ -186,3 +186,5 @@ def test_hex_files_hold_the_arrays(tmp_path):
     w = layout.read_memh(d / "exec0000" / "weight.hex", layout.weight_word_bits(DEFAULT_TILE),
                          9 * 3)
     assert len([x for x in w if x]) > 0
+    cycles = ex.meta["cycles"]
+    assert cycles["cycles"] > cycles["dpe_busy"] > 0 and cycles["mem_writes"] == 3 * 4 * 2
