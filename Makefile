@@ -13,8 +13,10 @@ export PYTHONHASHSEED := 0
 
 STEPS ?= default
 TRACES ?= build/traces/default
+TRACE ?= build/traces/default
+EXEC ?= 0
 
-.PHONY: help venv test test-all train plan golden-report traces rtl lint bench clean distclean
+.PHONY: help venv test test-all train plan golden-report traces rtl lint bench bringup clean distclean
 
 help:
 	@echo "make test       unit, property and simulation tests (the CI gate)"
@@ -24,6 +26,7 @@ help:
 	@echo "make golden-report  SQNR, samples, sparsity -> build/golden/report.json (~2 min)"
 	@echo "make traces     export golden traces to build/traces/default (STEPS=all: whole sample)"
 	@echo "make bench      speed and energy against FP16/INT4/INT4-VSQ dense -> build/bench/report.json"
+	@echo "make bringup    self-checking Verilog testbench of one execution (TRACE=DIR EXEC=N), run on Verilator"
 	@echo "make rtl        generate the Verilog of the top and every block into build/rtl"
 	@echo "make lint       verilator --lint-only -Wall on build/rtl (documented waivers)"
 	@echo "make venv       only create the venv"
@@ -65,6 +68,10 @@ lint: rtl
 bench: $(STAMP)
 	test -f build/traces/all/manifest.json || $(MAKE) traces STEPS=all
 	$(PY) -m evaluation.bench --traces build/traces/all $(if $(RESULTS),--results $(RESULTS))
+
+bringup: $(STAMP)
+	test -f $(TRACE)/manifest.json || $(MAKE) traces
+	$(PY) -m hw.fpga.bringup --trace $(TRACE) --exec $(EXEC) --out build/bringup --sim verilator
 
 clean:
 	rm -rf build

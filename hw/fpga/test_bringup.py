@@ -1,0 +1,78 @@
+"""Tests of the FPGA bring-up kit (python -m hw.fpga.bringup) on a small random layer.
+
+The layer's trace is written with weight words packed for tile 8 so that the ``tiny``
+configuration (hw/fpga/rtl.py) serves it: its Verilog emits in ~20 s and Verilator builds it in
+~35 s (cold; ccache makes rebuilds fast). Icarus builds it but hangs at the first ``start``
+(docs/fpga.md, "Known problems"), so the Icarus run is an expected failure for now.
+"""
+
+import shutil
+
+import pytest
+
+from traces.format import write_trace
+from traces.hexfiles import write_hex_files
+from traces.synth import random_execution
+
+from .bringup import generate, run
+from .rtl import config_params
+
+TILE = 8
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trace")
+    ex = random_execution(cin=24, cout=12, height=3, width=3, kernel=3, stride=1,
+                          sparsity=0.65, mode="int4", seed=1, padding=1, out_format="uint4",
+                          channel_map="random")
+    write_trace(root, [ex], header={"source": "random-layer",
+                                    "hex": {"layout": "hw/layout.py", "weight_tile": TILE}},
+                extra_files=lambda e, i, f: write_hex_files(e, i, f, tile=TILE))
+    return root
+
+
+@pytest.fixture(scope="module")
+def bench(trace, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bringup")
+    info = generate(trace, 0, out, params=config_params("tiny"))
+    return out, info
+
+
+def test_generated_files(bench):
+    out, info = bench
+    for name in ("sqdm_top.v", "tb_bringup.v", "act.hex", "weight.hex", "param.hex",
+                 "out_expected.hex", "bringup.json"):
+        assert (out / name).is_file(), name
+    tb = (out / "tb_bringup.v").read_text()
+    assert f"48'd{info['expected']['counters']['cycles']}" in tb
+    assert "$readmemh(\"out_expected.hex\"" in tb
+
+
+def test_verilator_pass(bench):
+    out, _ = bench
+    report = run(out, "verilator")
+    assert report["result"] == "PASS", report["first_failure"]
+    assert report["counters"]["cycles"] > 0
+
+
+def test_verilator_fail_names_the_word(bench, tmp_path):
+    out, _ = bench
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad, ignore=shutil.ignore_patterns("verilator", "icarus"))
+    lines = (bad / "out_expected.hex").read_text().splitlines()
+    word = 3
+    digit = "1" if lines[word][-1] != "1" else "2"
+    lines[word] = lines[word][:-1] + digit
+    (bad / "out_expected.hex").write_text("\n".join(lines) + "\n")
+    report = run(bad, "verilator")
+    assert report["result"] == "FAIL"
+    assert report["exit_status"] != 0
+    assert report["first_failure"].startswith(f"FAIL out word {word} (address {word})")
+
+
+@pytest.mark.xfail(reason="Icarus 11 hangs after start on the top (docs/fpga.md)", run=False)
+def test_icarus_pass(bench):
+    out, _ = bench
+    report = run(out, "icarus", timeout=120)
+    assert report["result"] == "PASS", report["first_failure"]
