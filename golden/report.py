@@ -61,19 +61,21 @@ class PcaFD:
 
 # --------------------------------------------------------------------------- sparsity
 
-def relu_sparsity(model: UNet, latents: torch.Tensor, num_steps: int) -> dict:
-    """Zero fraction of every Conv+ReLU layer's post-ReLU output (FP32 model), per channel
-    and per sampler step (first evaluation of each step)."""
-    names = [li.name for li in model.layers() if li.role == "conv_relu" and li.act_after]
-    record: dict[str, list[np.ndarray]] = {n: [] for n in names}
+def probe_sampler(model: UNet, latents: torch.Tensor, num_steps: int, probes: dict, *,
+                  inputs: bool) -> None:
+    """Run the FP32 sampler; at the first evaluation of every step call ``probes[name]`` with
+    the input (``inputs=True``) or the output of layer ``name``."""
     state = {"eval": 0}
-    handles = []
     modules = dict(model.named_pconvs())
-    for n in names:
-        def hook(mod, inp, out, n=n):
-            if state["eval"] % 2 == 0:     # evaluation 2i is the first one of step i
-                record[n].append((out == 0).double().mean(dim=(0, 2, 3)).numpy())
-        handles.append(modules[n].register_forward_hook(hook))
+
+    def call(name, tensor):
+        if state["eval"] % 2 == 0:     # evaluation 2i is the first one of step i
+            probes[name](tensor)
+
+    handles = [modules[n].register_forward_pre_hook(lambda m, i, n=n: call(n, i[0]))
+               if inputs else
+               modules[n].register_forward_hook(lambda m, i, o, n=n: call(n, o))
+               for n in probes]
     den = edm.EDMDenoiser(model)
 
     def counted(x, sigma):
@@ -87,6 +89,16 @@ def relu_sparsity(model: UNet, latents: torch.Tensor, num_steps: int) -> dict:
     finally:
         for h in handles:
             h.remove()
+
+
+def relu_sparsity(model: UNet, latents: torch.Tensor, num_steps: int) -> dict:
+    """Zero fraction of every Conv+ReLU layer's post-ReLU output (FP32 model), per channel
+    and per sampler step (first evaluation of each step)."""
+    names = [li.name for li in model.layers() if li.role == "conv_relu" and li.act_after]
+    record: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    probe_sampler(model, latents, num_steps, inputs=False, probes={
+        n: lambda out, n=n: record[n].append((out == 0).double().mean(dim=(0, 2, 3)).numpy())
+        for n in names})
     return {n: np.stack(v) for n, v in record.items()}   # [steps, channels]
 
 
@@ -100,24 +112,9 @@ def calibration_study(model: UNet, latents: torch.Tensor, num_steps: int,
     names = [li.name for li in model.layers()
              if li.role == "conv_relu" and li.input_post_act]
     captured: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    state = {"eval": 0}
-    modules = dict(model.named_pconvs())
-    handles = [modules[n].register_forward_pre_hook(
-        lambda mod, inp, n=n: captured[n].append(inp[0].double().permute(0, 2, 3, 1).numpy())
-        if state["eval"] % 2 == 0 else None) for n in names]
-    den = edm.EDMDenoiser(model)
-
-    def counted(x, sigma):
-        y = den(x, sigma)
-        state["eval"] += 1
-        return y
-
-    try:
-        with torch.no_grad():
-            edm.heun_sampler(counted, latents, num_steps=num_steps)
-    finally:
-        for h in handles:
-            h.remove()
+    probe_sampler(model, latents, num_steps, inputs=True, probes={
+        n: lambda x, n=n: captured[n].append(x.double().permute(0, 2, 3, 1).numpy())
+        for n in names})
     calib_step = num_steps // 2 if calib_step is None else calib_step
 
     def sqnr(x, q):
