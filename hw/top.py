@@ -3,7 +3,7 @@ and performance counters. One layer execution per ``start``."""
 
 from pathlib import Path
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,6 +25,19 @@ __all__ = ["Accelerator", "MemSel", "COUNTERS", "COUNTER_BITS"]
 COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
             "mem_writes", "sat_terms", "sat_ppu")
 COUNTER_BITS = 48
+
+
+def _pack_struct(layout, fields):
+    """``Cat`` of one value per field of the struct ``layout`` (each exactly the field's width),
+    for assigning a whole struct signal in one statement."""
+    parts, pos = [], 0
+    for name, field in sorted(layout, key=lambda nf: nf[1].offset):
+        value = Value.cast(fields[name])
+        assert field.offset == pos and len(value) == field.width, name
+        parts.append(value)
+        pos += field.width
+    assert pos == layout.size and set(fields) == {name for name, _ in layout}
+    return Cat(*parts)
 
 
 class MemSel(enum.Enum, shape=3):
@@ -204,16 +217,21 @@ class Accelerator(wiring.Component):
                 m.d.sync += [valid.eq(walk.valid),
                              flags.eq(Cat(walk.payload.first, walk.payload.last,
                                           walk.payload.null))]
-            it = eng.i.payload
-            m.d.comb += [eng.i.valid.eq(valid), it.first.eq(flags[0]), it.last.eq(flags[1]),
-                         it.null.eq(flags[2]), it.x_scale.eq(act_rp.data[SCALE_OFFSET:])]
-            for e in range(MX_BLOCK):
-                m.d.comb += it.x[e].eq(act_rp.data[ELEM_BITS * e:ELEM_BITS * (e + 1)])
-            for c in range(T):
-                col = w_rp.data[ACT_WORD_BITS * c:ACT_WORD_BITS * (c + 1)]
-                m.d.comb += it.w_scale[c].eq(col[SCALE_OFFSET:])
-                for e in range(MX_BLOCK):
-                    m.d.comb += it.w[c][e].eq(col[ELEM_BITS * e:ELEM_BITS * (e + 1)])
+            # One assignment of the whole item, not one per field: field by field, the
+            # Verilog drives the ~2.4 kbit payload wire with ~300 part-select assigns, which
+            # Icarus re-resolves (and fans out) once per part (docs/hardware.md, "Simulator
+            # notes").
+            cols = [w_rp.data[ACT_WORD_BITS * c:ACT_WORD_BITS * (c + 1)] for c in range(T)]
+            item = _pack_struct(eng.i.payload.shape(), {
+                "x": Cat(act_rp.data[ELEM_BITS * e:ELEM_BITS * (e + 1)]
+                         for e in range(MX_BLOCK)),
+                "x_scale": act_rp.data[SCALE_OFFSET:SCALE_OFFSET + 8],
+                "w": Cat(col[ELEM_BITS * e:ELEM_BITS * (e + 1)]
+                         for col in cols for e in range(MX_BLOCK)),
+                "w_scale": Cat(col[SCALE_OFFSET:SCALE_OFFSET + 8] for col in cols),
+                "first": flags[0], "last": flags[1], "null": flags[2],
+            })
+            m.d.comb += [eng.i.valid.eq(valid), eng.i.payload.eq(item)]
             reads.append(Mux(fetch, 2, 0))
 
         # ---- join of the two partial results of a unit
