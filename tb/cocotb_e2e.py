@@ -1,0 +1,163 @@
+"""cocotb test module: hardware in the loop. The golden EDM sampler runs one image with every
+accelerated layer execution computed by the simulated top (driven by :mod:`tb.e2e`).
+
+The sampler (``golden.edm.heun_sampler`` on ``EDMDenoiser(QuantUNet(relu checkpoint, plan,
+backend=<RTL backend>))``) is blocking Python code, so it runs in a thread started with
+``cocotb.task.bridge`` (the 2.x name of ``cocotb.external``); its layer backend calls back into
+the simulation through ``cocotb.task.resume`` (the 2.x name of ``cocotb.function``), which
+blocks the sampler thread while the layer runs on the RTL (load, start, ``await
+RisingEdge(done)``, read back). Only one of the two runs at any time.
+
+Environment (``extra_env``): ``SQDM_E2E_STEPS`` (sampler steps), ``SQDM_E2E_SEED`` (latent
+seed), ``SQDM_E2E_OUT`` (npz written at the end: image, per-layer records),
+``SQDM_E2E_PROGRESS`` (a text file, one line per sampler evaluation), ``SQDM_E2E_CHECK``
+("1": also compare every layer with the golden integer reference as it runs),
+``SQDM_COSIM_PARAMS`` (the top's parameters, JSON).
+"""
+
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.task import bridge, resume
+from cocotb.triggers import Timer
+
+from golden import intref as ir
+from tb.host import AcceleratorTB
+from tb.replay_model import prepare
+from hw.layout import unpack_outputs
+
+#: Simulated-time limit (the whole 18-step sample is ~45 M cycles = 0.45 s at 10 ns).
+TIMEOUT_S = 100
+
+
+class TracingQuantUNet:
+    """Factory of a ``golden.quant.QuantUNet`` subclass that remembers the layer being run, so
+    the backend can give the top the layer's input channel map (the backend hook receives
+    ``run_layer``'s keyword arguments only, not the map; see docs/cosim.md)."""
+
+    @staticmethod
+    def make(model, plan, backend):
+        from golden.quant import QuantUNet
+
+        class _Net(QuantUNet):
+            current = None
+
+            def run(self, name, x, **kwargs):
+                self.current = name
+                return super().run(name, x, **kwargs)
+
+        return _Net(model, plan, backend=backend)
+
+
+def execution_from_kwargs(kwargs, in_map, name):
+    """A ``traces.format.Execution`` of one backend call (expected outputs zero: unknown)."""
+    from traces.export import descriptor_of
+    from traces.format import Execution, array_specs
+
+    desc = descriptor_of(kwargs)
+    specs = array_specs(desc)
+    arrays = {k: kwargs[k] for k in ("x_codes", "x_scales", "w_codes", "w_scales",
+                                     "scale_mant", "bias")}
+    if kwargs["residual"] is not None:
+        arrays["residual"] = kwargs["residual"]
+    arrays["channel_map"] = np.asarray(in_map, dtype=bool)
+    for k in ("out_codes", "out_scales"):
+        shape, dtype, _, _ = specs[k]
+        arrays[k] = np.zeros(shape, dtype=dtype)
+    return Execution(name, desc, arrays, {"layer": name})
+
+
+@cocotb.test(timeout_time=TIMEOUT_S, timeout_unit="sec")
+async def e2e(dut):
+    """One image of the golden sampler with every accelerated layer on the RTL."""
+    import torch
+
+    from golden import edm
+    from golden.model import load_checkpoint
+    from golden.quant import default_plan, load_plan
+    from traces.export import DEFAULT_PLAN
+
+    steps = int(os.environ["SQDM_E2E_STEPS"])
+    seed = int(os.environ.get("SQDM_E2E_SEED", "0"))
+    out_path = os.environ["SQDM_E2E_OUT"]
+    progress_path = os.environ.get("SQDM_E2E_PROGRESS")
+    check = os.environ.get("SQDM_E2E_CHECK", "1") == "1"
+    params = json.loads(os.environ["SQDM_COSIM_PARAMS"])
+
+    torch.set_num_threads(1)
+    tb = AcceleratorTB(dut, params.get("clock_ns", 10))
+    await tb.reset()
+
+    model, _ = load_checkpoint("relu")
+    plan = load_plan(DEFAULT_PLAN, model) if DEFAULT_PLAN.exists() else default_plan(model)
+    records = []
+    state = {"t0": time.monotonic()}
+    progress = open(progress_path, "a") if progress_path else None
+
+    @resume
+    async def run_on_rtl(ex):
+        job = prepare(ex, len(records), tile=params["tile"])
+        t = time.monotonic()
+        actual = await tb.execute(job)
+        return job, actual, time.monotonic() - t
+
+    def backend(kwargs):
+        name = net.current
+        in_map = net.maps.get((name, 0))
+        if in_map is None:
+            in_map = np.zeros(-(-kwargs["shape"].cin // 16), dtype=bool)
+        ex = execution_from_kwargs(kwargs, in_map, name)
+        job, actual, wall = run_on_rtl(ex)     # blocks this thread; the simulator runs
+        d, s = ex.descriptor, ex.descriptor.shape
+        out_fmt = ir.Format(d.out_format)
+        codes, scales = unpack_outputs(actual["out_words"], out_height=s.out_height,
+                                       out_width=s.out_width, cout=d.cout,
+                                       out_format=out_fmt, vector=d.vector)
+        code_dtype = ex.arrays["out_codes"].dtype
+        result = (codes.astype(code_dtype), scales.astype(np.uint8),
+                  np.asarray(actual["zero_counts"], dtype=np.int64),
+                  np.asarray(actual["next_map"][:-(-d.cout // d.vector)], dtype=bool))
+        rec = {"name": name, "eval": net.eval_index,
+               "shape": f"{d.height}x{d.width}x{d.cin}->{d.cout} k{d.kernel}s{d.stride}",
+               "cycles": actual["counters"]["cycles"],
+               "cycles_start_to_done": actual["cycles_start_to_done"],
+               "sparse_groups": int(np.sum(in_map)), "wall_s": wall}
+        if check:
+            ref = ir.run_layer(**kwargs)
+            rec["layer_identical"] = bool(
+                np.array_equal(ref.out.codes, result[0]) and np.array_equal(ref.out.scales,
+                                                                             result[1])
+                and np.array_equal(ref.out.zero_counts, result[2])
+                and np.array_equal(ref.next_map, result[3]))
+        records.append(rec)
+        return result
+
+    net = TracingQuantUNet.make(model, plan, backend)
+
+    def hook(k, i, sigma, x, den):
+        line = (f"eval {k + 1}/{2 * steps - 1} (step {i}, sigma {sigma:.3g}) done: "
+                f"{len(records)} layer executions, "
+                f"{sum(r['cycles'] for r in records)} cycles, "
+                f"{time.monotonic() - state['t0']:.0f} s")
+        dut._log.info(line)
+        if progress:
+            progress.write(line + "\n")
+            progress.flush()
+
+    @bridge
+    def sample():
+        latents = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
+        return edm.heun_sampler(edm.EDMDenoiser(net), latents, num_steps=steps, hook=hook)
+
+    image = await sample()
+    image = image.detach().numpy()
+    np.savez(out_path, image=image, records=json.dumps(records),
+             wall_seconds=time.monotonic() - state["t0"])
+    if progress:
+        progress.close()
+    bad = [r["name"] for r in records if r.get("layer_identical") is False]
+    assert not bad, f"{len(bad)} layer execution(s) differ from the golden reference: {bad[:5]}"
+    await Timer(1, unit="ns")

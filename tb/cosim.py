@@ -1,0 +1,292 @@
+"""Trace replay on the simulated RTL: ``python -m tb.cosim [--traces DIR] [--sim verilator|icarus]
+[--limit N] [--maps trace,dense,sparse,random] [--select 0,5,9] [--out build/sim]``.
+
+Emits the top's Verilog once per configuration (:func:`tb.rtl.top_verilog`), builds it once
+(:func:`tb.simulator.run_cocotb` caches builds by the Verilog's hash), runs the cocotb module
+:mod:`tb.replay` with the trace folder passed in ``extra_env``, then writes
+``<out>/results.json`` (one record per replayed execution and a ``summary``), prints a table and
+exits non-zero on any mismatch (bit or cycle). docs/cosim.md describes it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tb.replay_model import MAP_VARIANTS, fits
+from tb.rtl import CLOCK_NS, CONFIGS, REPLAY_PARAMS, TOPLEVEL, top_params, top_verilog
+from tb.simulator import SIMULATORS, SimulationError, _testcases, run_cocotb
+from traces.format import MANIFEST, Descriptor, TraceError, open_trace, sha256_file
+
+__all__ = ["DEFAULT_TRACES", "DEFAULT_OUT", "DEFAULT_LIMITS", "CosimError", "replay",
+           "summary_table", "main"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TRACES = REPO_ROOT / "build" / "traces" / "default"
+DEFAULT_OUT = REPO_ROOT / "build" / "sim"
+#: The testbenches touch the top's ports only, so the Verilator model makes only the ports
+#: public (``tb.simulator`` ``vpi_access="ports"``): ~11x faster than cocotb's default
+#: ``--public-flat-rw`` on this top (docs/cosim.md section 5).
+VPI_ACCESS = "ports"
+#: Executions replayed when ``--limit`` is not given: all on Verilator; Icarus simulates the
+#: full-size top at about one active cycle per second (docs/cosim.md), so it replays the first
+#: execution only unless asked for more.
+DEFAULT_LIMITS = {"verilator": 0, "icarus": 1}
+
+
+class CosimError(RuntimeError):
+    """The replay could not run (bad trace folder, execution that does not fit the top, build
+    failure); not a mismatch."""
+
+
+def check_trace(trace_dir, params, select=None):
+    """Open and validate ``trace_dir`` (manifest, hashes) and check that every selected
+    execution fits a top built with ``params``. Returns the :class:`traces.format.Trace`."""
+    path = Path(trace_dir)
+    try:
+        trace = open_trace(path)
+    except TraceError as e:
+        hint = ""
+        if not path.exists() and path.resolve() == DEFAULT_TRACES.resolve():
+            hint = " (run `make traces` to export it)"
+        raise CosimError(f"cannot replay trace: {e}{hint}") from None
+    if len(trace) == 0:
+        raise CosimError(f"trace {path} holds no executions")
+    indices = range(len(trace)) if select is None else select
+    for i in indices:
+        if not 0 <= i < len(trace):
+            raise CosimError(f"trace {path}: no execution #{i} (it holds {len(trace)})")
+        rec = trace.records[i]
+        problems = fits(Descriptor.from_json(rec["descriptor"]), params)
+        if problems:
+            raise CosimError(f"trace {path}: execution #{i} {rec['name']} does not fit the top "
+                             f"({'; '.join(problems)}); pass --param NAME=VALUE")
+    return trace
+
+
+def _read_records(path):
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, select=None,
+           maps=("trace",), params=None, out_dir=DEFAULT_OUT, results_name="results.json",
+           log=print):
+    """Replay a trace folder on the simulated top and write ``out_dir/results_name``.
+
+    Returns the results dict (``{"summary": ..., "executions": [...]}``); raises
+    :class:`CosimError` when the replay cannot run. Mismatches do not raise: look at
+    ``summary["bit_exact"]`` / ``summary["cycle_exact"]`` / ``summary["passed"]``.
+    """
+    wall0 = time.monotonic()
+    if simulator not in SIMULATORS:
+        raise CosimError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
+    bad = [m for m in maps if m not in MAP_VARIANTS]
+    if bad:
+        raise CosimError(f"unknown map variant(s) {bad}; known {MAP_VARIANTS}")
+    params = dict(REPLAY_PARAMS if params is None else params)
+    if limit is None:
+        limit = DEFAULT_LIMITS[simulator]
+    trace_dir = Path(trace_dir)
+    trace = check_trace(trace_dir, params, select)
+    chosen = list(range(len(trace))) if select is None else list(select)
+    if limit:
+        chosen = chosen[:limit]
+
+    verilog, emit_s = top_verilog(params, log=log)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".replay-", dir=out_dir))
+    try:
+        snapshot = snapshot_trace(trace, chosen, work / "trace")
+        return _replay(trace_dir, snapshot, work, chosen=chosen, total=len(trace),
+                       simulator=simulator, maps=maps, params=params, out_dir=out_dir,
+                       results_name=results_name, verilog=verilog, emit_s=emit_s,
+                       wall0=wall0, log=log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def snapshot_trace(trace, indices, folder):
+    """Copy the manifest and the selected executions' files of ``trace`` into ``folder`` and
+    verify their hashes there: the replay reads this private copy, so a concurrent re-export
+    of the trace (``make traces``) cannot change it under the simulator."""
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    shutil.copy2(trace.root / MANIFEST, folder / MANIFEST)
+    for i in indices:
+        sub = trace.records[i]["folder"]
+        shutil.copytree(trace.root / sub, folder / sub)
+    hashes = trace.manifest["sha256"]
+    for i in indices:
+        for rel in trace.records[i]["files"]:
+            if sha256_file(folder / rel) != hashes[rel]:
+                raise CosimError(f"trace {trace.root}: {rel} changed while it was being "
+                                 f"copied (a concurrent export?); run again")
+    return folder
+
+
+def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, params, out_dir,
+            results_name, verilog, emit_s, wall0, log):
+    jsonl = work / "records.jsonl"
+    env = {
+        "SQDM_COSIM_TRACE": str(snapshot),
+        "SQDM_COSIM_TRACE_NAME": str(trace_dir),
+        "SQDM_COSIM_VERIFIED": "1",
+        "SQDM_COSIM_RESULTS": str(jsonl),
+        "SQDM_COSIM_PARAMS": json.dumps({**params, "clock_ns": CLOCK_NS}),
+        "SQDM_COSIM_SELECT": ",".join(str(i) for i in chosen),
+        "SQDM_COSIM_MAPS": ",".join(maps),
+    }
+    log(f"replaying {len(chosen)} of {total} execution(s) of {trace_dir} on {simulator}"
+        f" (maps: {','.join(maps)})")
+    failure = None
+    try:
+        result = run_cocotb([verilog], TOPLEVEL, "tb.replay", simulator=simulator,
+                            extra_env=env, check=False, vpi_access=VPI_ACCESS)
+    except SimulationError as e:
+        records = _read_records(jsonl)
+        raise CosimError(f"simulation failed after {len(records)} execution(s): {e}") from None
+    records = _read_records(jsonl)
+    if result.failed:
+        failure = "; ".join(msg for _, msg in _testcases(result.results_xml)[1])
+        failure += f" (run folder {result.run_dir})"
+    wall = time.monotonic() - wall0
+
+    sim_cycles = sum(r["cycles_rtl"] for r in records)
+    compute_s = sum(r["timing"]["compute_s"] for r in records)
+    host_cycles = sum(r["timing"]["load_words"] + max(r["mem_writes"], 0) for r in records)
+    expected_runs = len(chosen) * len(maps)
+    summary = {
+        "trace": str(trace_dir), "simulator": simulator, "toplevel": TOPLEVEL,
+        "params": params, "verilog": str(verilog),
+        "executions": len(records), "executions_expected": expected_runs,
+        "maps": list(maps),
+        "bit_exact": bool(records) and all(r["bit_exact"] for r in records),
+        "cycle_exact": bool(records) and all(r["cycle_exact"] for r in records),
+        "mismatching_executions": sum(1 for r in records if r["mismatches"]),
+        "mismatches": sum(r["mismatches"] for r in records),
+        "first_mismatch": next((r["first_mismatch"] for r in records if r["first_mismatch"]),
+                               None),
+        "simulated_cycles": sim_cycles,
+        "host_port_cycles": host_cycles,
+        "compute_wall_seconds": compute_s,
+        "cycles_per_second": sim_cycles / compute_s if compute_s else 0.0,
+        "sim_wall_seconds": result.run_seconds,
+        "build_seconds": result.build_seconds, "built": result.built,
+        "emit_seconds": emit_s,
+        "load_seconds": sum(r["timing"]["load_s"] for r in records),
+        "readback_seconds": sum(r["timing"]["readback_s"] for r in records),
+        "model_seconds": sum(r["timing"]["model_s"] for r in records),
+        "wall_seconds": wall,
+        "cycles_per_ideal": _range([r["cycles_per_ideal"] for r in records]),
+        "cocotb_failure": failure,
+    }
+    summary["run_dir"] = str(result.run_dir) if result.run_dir.exists() else None
+    summary["passed"] = (summary["bit_exact"] and summary["cycle_exact"]
+                         and len(records) == expected_runs and not result.failed)
+    results = {"summary": summary, "executions": records}
+    path = out_dir / results_name
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(path)
+    summary["results_file"] = str(path)
+    return results
+
+
+def _range(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"min": min(values), "max": max(values), "mean": sum(values) / len(values)}
+
+
+def summary_table(results):
+    """The printed table: one line per replayed execution and a summary."""
+    lines = [f"{'#':>4} {'layer':<18} {'st':>3} {'map':<6} {'shape':<24} {'in 0%':>6} "
+             f"{'cycles RTL':>10} {'model':>10} {'DPE':>5} {'SPE':>5} {'/ideal':>7} result"]
+    for r in results["executions"]:
+        res = "ok" if not r["mismatches"] else (
+            ("BITS " if not r["bit_exact"] else "") + ("CYCLES " if not r["cycle_exact"] else "")
+            + f"x{r['mismatches']}")
+        ratio = f"{r['cycles_per_ideal']:.2f}" if r["cycles_per_ideal"] else "-"
+        step = "-" if r["step"] is None else r["step"]
+        lines.append(
+            f"{r['index']:>4} {str(r['layer'])[:18]:<18} {step:>3} {r['map'][:6]:<6} "
+            f"{r['shape'][:24]:<24} {100 * r['in_sparsity']:>5.1f}% {r['cycles_rtl']:>10} "
+            f"{r['cycles_model']:>10} {100 * r['dpe_utilisation']:>4.0f}% "
+            f"{100 * r['spe_utilisation']:>4.0f}% {ratio:>7} {res}")
+    s = results["summary"]
+    ratio = s["cycles_per_ideal"]
+    lines.append(
+        f"{s['executions']}/{s['executions_expected']} execution(s) on {s['simulator']}: "
+        f"bit-exact {s['bit_exact']}, cycle-exact {s['cycle_exact']}, "
+        f"{s['mismatches']} mismatch(es); {s['simulated_cycles']} cycles in "
+        f"{s['compute_wall_seconds']:.2f} s of compute = {s['cycles_per_second']:,.0f} cycles/s; "
+        f"simulation {s['sim_wall_seconds']:.1f} s, build {s['build_seconds']:.1f} s, "
+        f"total {s['wall_seconds']:.1f} s"
+        + (f"; cycles/ideal {ratio['min']:.2f}..{ratio['max']:.2f}" if ratio else ""))
+    if s["first_mismatch"]:
+        lines.append(f"first mismatch: {s['first_mismatch']}")
+    if s["cocotb_failure"] and not s["first_mismatch"]:
+        lines.append(f"cocotb test failed: {s['cocotb_failure']}")
+    return "\n".join(lines)
+
+
+def _param(text):
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: value must be an int, got {value!r}") from None
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m tb.cosim", description=__doc__.split("\n")[0])
+    p.add_argument("--traces", default=str(DEFAULT_TRACES), help="trace folder "
+                   "(default build/traces/default, from `make traces`)")
+    p.add_argument("--sim", choices=SIMULATORS, default="verilator")
+    p.add_argument("--limit", type=int, default=None,
+                   help="replay at most N executions (default: all on Verilator, "
+                        f"{DEFAULT_LIMITS['icarus']} on Icarus; 0 = all)")
+    p.add_argument("--select", default=None, help="comma list of execution indices")
+    p.add_argument("--maps", default="trace",
+                   help=f"comma list of channel maps per execution, of {MAP_VARIANTS}")
+    p.add_argument("--config", choices=sorted(CONFIGS), default="replay",
+                   help="top configuration (tb/rtl.py): 'replay' = Accelerator() defaults with "
+                        "res_depth=8192 (default); 'small' for small synthetic layers on Icarus")
+    p.add_argument("--param", type=_param, action="append", default=[],
+                   help="override an Accelerator parameter, e.g. res_depth=16384")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="folder of results.json")
+    p.add_argument("--quiet", action="store_true", help="print the summary line only")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        select = None if args.select is None else [int(s) for s in args.select.split(",")
+                                                   if s.strip()]
+        params = top_params(args.config, **dict(args.param))
+        results = replay(args.traces, simulator=args.sim, limit=args.limit, select=select,
+                         maps=[m.strip() for m in args.maps.split(",") if m.strip()],
+                         params=params, out_dir=args.out)
+    except (CosimError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    table = summary_table(results)
+    print(table.splitlines()[-1] if args.quiet else table)
+    print(f"results: {results['summary']['results_file']}")
+    return 0 if results["summary"]["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Hardware in the loop: ``python -m tb.e2e [--steps N] [--seed S] [--no-check] [--out DIR]``.
+
+Samples one image with the golden EDM Heun sampler where every accelerated layer execution is
+computed by the simulated RTL (cocotb module :mod:`tb.cocotb_e2e`, Verilator), then samples the
+same image on the golden integer path (``QuantUNet`` with its default backend, same checkpoint,
+plan, seed and steps) and compares the two final images bit for bit. Writes
+``<out>/e2e.json`` (steps, layer_executions, identical, wall_seconds, ...) and
+``<out>/e2e.png`` (RTL image | golden image, 8x upscaled). Exit code 1 unless identical.
+
+The default is :data:`DEFAULT_STEPS` sampler steps (2 x steps - 1 network evaluations of 34
+layer executions each) because the simulated top runs at a few thousand cycles per second
+(docs/cosim.md has measured times); ``--steps 18`` is the full sample of ``make traces``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import struct
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from tb.cosim import DEFAULT_OUT, VPI_ACCESS
+from tb.rtl import CLOCK_NS, REPLAY_PARAMS, TOPLEVEL, top_verilog
+from tb.simulator import SimulationError, _testcases, run_cocotb
+
+#: Sampler steps by default (3 evaluations of the network).
+DEFAULT_STEPS = 2
+
+
+def golden_image(steps, seed):
+    """The final image of the golden integer path (default backend), as a numpy array."""
+    import torch
+
+    from golden import edm
+    from golden.model import load_checkpoint
+    from golden.quant import QuantUNet, default_plan, load_plan
+    from traces.export import DEFAULT_PLAN
+
+    torch.set_num_threads(1)
+    model, _ = load_checkpoint("relu")
+    plan = load_plan(DEFAULT_PLAN, model) if DEFAULT_PLAN.exists() else default_plan(model)
+    latents = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
+    image = edm.heun_sampler(edm.EDMDenoiser(QuantUNet(model, plan)), latents,
+                             num_steps=steps)
+    return image.detach().numpy()
+
+
+def write_png(path, images, scale=8):
+    """Grey-scale PNG of images in [-1, 1] side by side (2 px gap), each upscaled."""
+    tiles = []
+    for img in images:
+        a = np.clip((np.asarray(img, dtype=np.float64).reshape(img.shape[-2:]) + 1) * 127.5,
+                    0, 255).round().astype(np.uint8)
+        tiles.append(np.kron(a, np.ones((scale, scale), dtype=np.uint8)))
+        tiles.append(np.full((tiles[-1].shape[0], 2 * scale), 255, dtype=np.uint8))
+    pix = np.concatenate(tiles[:-1], axis=1)
+    h, w = pix.shape
+    raw = b"".join(b"\0" + pix[y].tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    Path(path).write_bytes(png)
+
+
+def _follow(path, stop, log):
+    """Print the lines appended to ``path`` until ``stop`` is set (progress of the sim)."""
+    pos = 0
+    while True:
+        done = stop.wait(2.0)
+        try:
+            with open(path) as f:
+                f.seek(pos)
+                text = f.read()
+                pos = f.tell()
+        except FileNotFoundError:
+            text = ""
+        for line in text.splitlines():
+            log(f"  [rtl] {line}")
+        if done:
+            return
+
+
+def main(argv=None, log=print):
+    p = argparse.ArgumentParser(prog="python -m tb.e2e", description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"Heun sampler steps (default {DEFAULT_STEPS}; 18 = the full sample)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-check", action="store_true",
+                   help="do not compare each layer with the golden reference as it runs")
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    args = p.parse_args(argv)
+    if args.steps < 2:
+        p.error("--steps must be >= 2")
+    wall0 = time.monotonic()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = dict(REPLAY_PARAMS)
+    verilog, _ = top_verilog(params, log=log)
+
+    work = Path(tempfile.mkdtemp(prefix=".e2e-", dir=out))
+    npz, progress = work / "rtl.npz", work / "progress.txt"
+    env = {"SQDM_E2E_STEPS": args.steps, "SQDM_E2E_SEED": args.seed, "SQDM_E2E_OUT": npz,
+           "SQDM_E2E_PROGRESS": progress, "SQDM_E2E_CHECK": "0" if args.no_check else "1",
+           "SQDM_COSIM_PARAMS": json.dumps({**params, "clock_ns": CLOCK_NS})}
+    log(f"hardware in the loop: {args.steps} sampler steps ({2 * args.steps - 1} network "
+        f"evaluations), seed {args.seed}, every layer on the simulated {TOPLEVEL} (Verilator)")
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(progress, stop, log), daemon=True)
+    follower.start()
+    try:
+        result = run_cocotb([verilog], TOPLEVEL, "tb.cocotb_e2e", simulator="verilator",
+                            extra_env=env, check=False, vpi_access=VPI_ACCESS)
+    except SimulationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        stop.set()
+        follower.join()
+    failure = None
+    if result.failed:
+        failure = "; ".join(msg for _, msg in _testcases(result.results_xml)[1])
+    if not npz.exists():
+        print(f"error: the simulation wrote no image ({failure}); run folder "
+              f"{result.run_dir}", file=sys.stderr)
+        return 2
+    with np.load(npz) as z:
+        rtl_image = z["image"]
+        records = json.loads(str(z["records"]))
+        sim_wall = float(z["wall_seconds"])
+    log("golden integer path (default backend), same seed and steps ...")
+    t = time.monotonic()
+    gold = golden_image(args.steps, args.seed)
+    golden_s = time.monotonic() - t
+    identical = (rtl_image.dtype == gold.dtype and rtl_image.shape == gold.shape
+                 and rtl_image.tobytes() == gold.tobytes())
+    png = out / "e2e.png"
+    write_png(png, [rtl_image, gold])
+    cycles = sum(r["cycles"] for r in records)
+    layer_checked = [r for r in records if "layer_identical" in r]
+    report = {
+        "steps": args.steps, "evaluations": 2 * args.steps - 1, "seed": args.seed,
+        "layer_executions": len(records),
+        "identical": bool(identical),
+        "max_abs_difference": float(np.max(np.abs(rtl_image.astype(np.float64)
+                                                  - gold.astype(np.float64)))),
+        "layers_checked": len(layer_checked),
+        "layers_identical": sum(1 for r in layer_checked if r["layer_identical"]),
+        "simulated_cycles": cycles,
+        "compute_wall_seconds": sum(r["wall_s"] for r in records),
+        "sim_wall_seconds": sim_wall, "golden_wall_seconds": golden_s,
+        "build_seconds": result.build_seconds,
+        "wall_seconds": time.monotonic() - wall0,
+        "image_sha256_rtl": hashlib.sha256(rtl_image.tobytes()).hexdigest(),
+        "image_png": str(png), "simulator": "verilator", "params": params,
+        "cocotb_failure": failure,
+        "layers": records,
+    }
+    (out / "e2e.json").write_text(json.dumps(report, indent=1) + "\n")
+    log(f"{len(records)} layer executions on the RTL ({cycles} cycles), "
+        f"{report['layers_identical']}/{len(layer_checked)} layers identical to the golden "
+        f"reference; final image identical: {identical}; {report['wall_seconds']:.0f} s")
+    log(f"wrote {out / 'e2e.json'} and {png}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if identical and not failure else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

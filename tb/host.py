@@ -1,0 +1,104 @@
+"""Host-side driver of the accelerator top (``sqdm_top``) in cocotb: clock and reset, memory
+loads through the host port, one layer run from ``start`` to ``done``, read-back of the out
+memory, zero counters, next map and counters. Shared by the cocotb modules :mod:`tb.replay`
+(trace replay) and :mod:`tb.cocotb_e2e` (hardware in the loop). cocotb 2.x API only; imported
+inside the simulator only.
+"""
+
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.utils import get_sim_time
+
+from hw.top import COUNTERS, MemSel
+from tb.replay_model import HOST_MEMS
+
+__all__ = ["AcceleratorTB"]
+
+
+class AcceleratorTB:
+    """Clock, reset and the host-side operations on the top: load memories, run, read back."""
+
+    def __init__(self, dut, clock_ns):
+        self.dut = dut
+        self.clock_ns = clock_ns
+        self.groups_out = len(dut.next_map)
+
+    async def reset(self):
+        dut = self.dut
+        Clock(dut.clk, self.clock_ns, unit="ns").start()  # C++ (GPI) clock
+        dut.rst.value = 1
+        dut.start.value = 0
+        dut.host_we.value = 0
+        dut.host_sel.value = 0
+        dut.host_addr.value = 0
+        dut.host_wdata.value = 0
+        dut.zc_chan.value = 0
+        dut.desc.value = 0
+        dut.map.value = 0
+        for _ in range(2):
+            await RisingEdge(dut.clk)
+        dut.rst.value = 0
+        await RisingEdge(dut.clk)
+
+    async def load(self, sel, words):
+        """Write ``words`` to memory ``sel`` from address 0, one word per clock edge."""
+        dut = self.dut
+        dut.host_sel.value = sel.value
+        dut.host_we.value = 1
+        for addr, word in enumerate(words):
+            dut.host_addr.value = addr
+            dut.host_wdata.value = word
+            await RisingEdge(dut.clk)
+        dut.host_we.value = 0
+
+    async def run(self, desc_value, map_value):
+        """Program the descriptor and map, pulse ``start``, wait for ``done``. Returns the
+        clock cycles from the edge that samples ``start`` to the edge that raises ``done``."""
+        dut = self.dut
+        dut.desc.value = desc_value
+        dut.map.value = map_value
+        dut.start.value = 1
+        await RisingEdge(dut.clk)           # the edge that registers desc/map: cycle 0 ends
+        t_start = get_sim_time("ns")
+        dut.start.value = 0
+        await RisingEdge(dut.done)          # the whole layer runs without Python
+        t_done = get_sim_time("ns")
+        await ReadOnly()
+        return round((t_done - t_start) / self.clock_ns)
+
+    async def read_back(self, out_words, cout):
+        """Out memory words ``0 .. out_words-1``, the zero counters of channels ``0 .. cout-1``,
+        ``next_map`` bits and all counters. Pipelined: the address set after edge k is read in
+        the ``ReadOnly`` phase after edge k+1 (host_rdata has one cycle of latency);
+        ``zc_count`` is combinational from ``zc_chan``."""
+        dut = self.dut
+        await RisingEdge(dut.clk)
+        counters = {n: getattr(dut, f"cnt_{n}").value.to_unsigned() for n in COUNTERS}
+        next_bits = dut.next_map.value.to_unsigned()
+        next_map = [(next_bits >> g) & 1 for g in range(self.groups_out)]
+        dut.host_sel.value = MemSel.OUT.value
+        words, zeros = [], []
+        n = max(out_words, cout)
+        for i in range(n + 1):
+            if i < n:
+                dut.host_addr.value = i
+                dut.zc_chan.value = min(i, cout - 1)
+            await ReadOnly()
+            if 0 < i <= out_words:
+                words.append(dut.host_rdata.value.to_unsigned())
+            if i < cout:
+                zeros.append(dut.zc_count.value.to_unsigned())
+            await RisingEdge(dut.clk)
+        return {"out_words": words, "zero_counts": zeros, "next_map": next_map,
+                "counters": counters}
+
+    async def execute(self, job):
+        """Load ``job``'s memories (a :class:`tb.replay_model.Job`), run it and read
+        everything back: the ``actual`` dict of :func:`tb.replay_model.compare`."""
+        for name, sel in HOST_MEMS.items():
+            if name in job.images:
+                await self.load(sel, job.images[name])
+        span = await self.run(job.desc_value, job.map_value)
+        actual = await self.read_back(job.out_words, job.descriptor.cout)
+        actual["cycles_start_to_done"] = span
+        return actual

@@ -1,0 +1,305 @@
+"""Host side of a trace replay on the accelerator top, without cocotb: what to load, what to
+expect, how to compare and what to record (docs/cosim.md).
+
+Used inside the simulator by :mod:`tb.replay` (numpy only, no torch: TOOLCHAIN pitfall 8) and
+outside it by :mod:`tb.cosim`, :mod:`tb.bench_sim` and the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from golden import intref as ir
+from hw.cyclemodel import predict_layer
+from hw.descriptor import descriptor_for, descriptor_layout
+from hw.layout import unpack_outputs
+from hw.top import MemSel
+from traces.format import Descriptor, Execution
+from traces.hexfiles import memory_images
+
+__all__ = ["MODEL_COUNTERS", "MAP_VARIANTS", "HOST_MEMS", "Job", "Mismatch", "fits",
+           "requirements", "prepare", "route_for", "descriptor_value", "recorded_counters",
+           "predicted_counters", "compare", "ideal_cycles", "record", "mismatch_text"]
+
+#: Counters the cycle model (hw/cyclemodel.py) predicts; the RTL must equal it on each.
+MODEL_COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
+                  "mem_writes")
+#: Channel maps a replay can use: the trace's own, or one forced for every execution.
+MAP_VARIANTS = ("trace", "dense", "sparse", "random")
+
+#: Host-port memory loaded from each image of ``traces.hexfiles.memory_images``.
+HOST_MEMS = {"act": MemSel.ACT, "weight": MemSel.WEIGHT, "param": MemSel.PARAM,
+             "res": MemSel.RES}
+
+
+def _groups(channels, vector):
+    return -(-channels // vector)
+
+
+def requirements(d: Descriptor, tile: int) -> dict:
+    """Accelerator parameters (minimum values) that execution ``d`` needs, from its descriptor
+    alone: memory depths in words and the channel/pixel limits."""
+    s = d.shape
+    xb, ob = d.x_block, d.out_block
+    nvec_in, nblk_out = _groups(d.cin, xb), _groups(d.cout, ob)
+    pixels = s.out_height * s.out_width
+    return {
+        "act_depth": d.height * d.width * nvec_in,
+        "weight_depth": _groups(d.cout, tile) * d.kernel ** 2 * nvec_in,
+        "res_depth": pixels * d.cout if d.residual else 0,
+        "out_depth": pixels * nblk_out,
+        "max_cin": d.cin,
+        "max_cout": d.cout,  # also the param memory depth
+        "max_pixels": pixels,
+    }
+
+
+def fits(d: Descriptor, params: dict) -> list[str]:
+    """Reasons why execution ``d`` does not fit a top built with ``params`` (empty: fits)."""
+    problems = []
+    if d.vector != params["vector"]:
+        problems.append(f"vector is {d.vector}, the top has vector={params['vector']}")
+    for name, need in requirements(d, params["tile"]).items():
+        if need > params[name]:
+            problems.append(f"needs {name} >= {need} (the top has {params[name]})")
+    return problems
+
+
+@dataclasses.dataclass
+class Job:
+    """One execution prepared for the top: memory images, register values, expectations."""
+    index: int
+    name: str
+    meta: dict
+    descriptor: Descriptor
+    images: dict          # memory name -> list of words (host-loadable ones and out_expected)
+    desc_value: int       # packed descriptor (descriptor_layout)
+    route: list           # input channel map bits, 1 = sparse
+    map_variant: str
+    arrays: dict          # the execution's arrays (inputs and expected results)
+
+    @property
+    def map_value(self) -> int:
+        return sum(int(b) << g for g, b in enumerate(self.route))
+
+    @property
+    def out_words(self) -> int:
+        return len(self.images["out_expected"])
+
+    def label(self) -> dict:
+        m = self.meta
+        return {"layer": m.get("layer", self.name), "step": m.get("step"),
+                "eval": m.get("eval")}
+
+
+def descriptor_value(d: Descriptor) -> int:
+    """The packed descriptor register value of ``d`` (all bases 0)."""
+    fields = descriptor_for(d.shape, x_format=ir.Format(d.x_format),
+                            out_format=ir.Format(d.out_format), relu=d.relu,
+                            residual=d.residual, shift=d.scale_shift,
+                            threshold=d.threshold_pct)
+    return descriptor_layout().const(fields).as_value().value
+
+
+def route_for(ex: Execution, variant: str, seed: int = 0) -> list[int]:
+    """Input channel map of ``ex`` for a map variant (see :data:`MAP_VARIANTS`)."""
+    trace_map = [int(b) for b in ex.arrays["channel_map"]]
+    if variant == "trace":
+        return trace_map
+    if variant == "dense":
+        return [0] * len(trace_map)
+    if variant == "sparse":
+        return [1] * len(trace_map)
+    if variant == "random":
+        digest = hashlib.sha256(f"{seed}:{ex.name}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        return [int(b) for b in rng.integers(0, 2, len(trace_map))]
+    raise ValueError(f"map variant must be one of {MAP_VARIANTS}, got {variant!r}")
+
+
+def prepare(ex: Execution, index: int, *, tile: int, variant: str = "trace",
+            seed: int = 0) -> Job:
+    """A :class:`Job` for execution ``ex`` (number ``index`` of its trace)."""
+    images = {name: words for name, (words, _width) in memory_images(ex, tile=tile).items()}
+    return Job(index=index, name=ex.name, meta=dict(ex.meta), descriptor=ex.descriptor,
+               images=images, desc_value=descriptor_value(ex.descriptor),
+               route=route_for(ex, variant, seed), map_variant=variant, arrays=ex.arrays)
+
+
+def recorded_counters(job: Job, params: dict, cycle_model: dict | None) -> dict | None:
+    """The counters the trace records for this execution (``meta["cycles"]``: a dict of
+    counters, or the cycle count alone), if they apply: the trace's own channel map and a
+    header ``cycle_model`` (if any) whose parameters equal the top's. Else None."""
+    rec = job.meta.get("cycles")
+    if job.map_variant != "trace" or rec is None:
+        return None
+    for key, value in (cycle_model or {}).items():
+        if key in params and params[key] != value:
+            return None
+    if isinstance(rec, dict):
+        return {k: int(v) for k, v in rec.items() if k in MODEL_COUNTERS}
+    if isinstance(rec, int):
+        return {"cycles": rec}
+    return None
+
+
+def predicted_counters(job: Job, params: dict, cycle_model: dict | None = None) -> dict:
+    """Counters the RTL must produce: those the trace records (:func:`recorded_counters`)
+    where it records them, the others from hw/cyclemodel.py (``predict_layer``)."""
+    recorded = recorded_counters(job, params, cycle_model) or {}
+    if all(k in recorded for k in MODEL_COUNTERS):
+        return {k: recorded[k] for k in MODEL_COUNTERS}
+    d = job.descriptor
+    pred = predict_layer(d.shape, job.route, x_format=ir.Format(d.x_format),
+                         out_format=ir.Format(d.out_format), residual=d.residual,
+                         act_words=job.images["act"], vector=params["vector"],
+                         dpe_cols=params["dpe_cols"], spe_lanes=params["spe_lanes"],
+                         tile=params["tile"])
+    pred.update(recorded)
+    return pred
+
+
+@dataclasses.dataclass(frozen=True)
+class Mismatch:
+    """One differing value; ``where`` locates it (pixel, channel, block, group, counter)."""
+    what: str        # out_codes, out_scales, zero_counts, next_map, counter:<name>, ...
+    where: dict
+    expected: int
+    actual: int
+
+    def text(self) -> str:
+        loc = ", ".join(f"{k} {v}" for k, v in self.where.items())
+        return f"{self.what} at {loc}: expected {self.expected}, actual {self.actual}"
+
+
+def compare(job: Job, actual: dict, predicted: dict, source: dict | None = None
+            ) -> list[Mismatch]:
+    """Every mismatch between what the top produced (``actual``: ``out_words``,
+    ``zero_counts``, ``next_map`` bits, ``counters``) and the trace / cycle model
+    (``source``: counter -> where its expectation comes from, for the report)."""
+    source = source or {}
+    d, a = job.descriptor, job.arrays
+    s = d.shape
+    out = []
+    codes, scales = unpack_outputs(actual["out_words"], out_height=s.out_height,
+                                   out_width=s.out_width, cout=d.cout,
+                                   out_format=ir.Format(d.out_format), vector=d.vector)
+    want = a["out_codes"].astype(np.int64)
+    for y, x, c in np.argwhere(codes != want):
+        out.append(Mismatch("out_codes", {"pixel (y, x)": (int(y), int(x)), "channel": int(c)},
+                            int(want[y, x, c]), int(codes[y, x, c])))
+    want = a["out_scales"].astype(np.int64)
+    blk = d.out_block
+    for y, x, b in np.argwhere(scales != want):
+        out.append(Mismatch("out_scales", {
+            "pixel (y, x)": (int(y), int(x)),
+            "channel": f"{b * blk}..{min(d.cout, (b + 1) * blk) - 1} (block {b})"},
+            int(want[y, x, b]), int(scales[y, x, b])))
+    want = a["zero_counts"].astype(np.int64)
+    got = np.asarray(actual["zero_counts"], dtype=np.int64)
+    for c in np.flatnonzero(got != want):
+        out.append(Mismatch("zero_counts", {"channel": int(c)}, int(want[c]), int(got[c])))
+    want = a["next_map"].astype(np.int64)
+    got = np.asarray(actual["next_map"][:len(want)], dtype=np.int64)
+    for g in np.flatnonzero(got != want):
+        out.append(Mismatch("next_map", {
+            "group": int(g), "channel": f"{g * d.vector}..{min(d.cout, (g + 1) * d.vector) - 1}"},
+            int(want[g]), int(got[g])))
+    extra = [g for g, b in enumerate(actual["next_map"][len(want):], len(want)) if b]
+    for g in extra:
+        out.append(Mismatch("next_map", {"group": g, "channel": "beyond cout"}, 0, 1))
+    span = actual.get("cycles_start_to_done")
+    if span is not None and span != actual["counters"]["cycles"]:
+        out.append(Mismatch("counter cnt_cycles", {"versus": "clock edges from start to done"},
+                            int(span), int(actual["counters"]["cycles"])))
+    for name, value in predicted.items():
+        if actual["counters"][name] != value:
+            out.append(Mismatch(f"counter cnt_{name}", {"expected from": source.get(
+                name, "hw/cyclemodel.py")}, int(value), int(actual["counters"][name])))
+    return out
+
+
+def mismatch_text(trace: str, job: Job, m: Mismatch) -> str:
+    """The one-line report of a mismatch: trace, execution, layer, step, then the value."""
+    lab = job.label()
+    return (f"trace {trace}: execution #{job.index} {job.name} (layer {lab['layer']}, "
+            f"step {lab['step']}, eval {lab['eval']}, map {job.map_variant}): {m.text()}")
+
+
+def ideal_cycles(job: Job, params: dict) -> dict:
+    """Lower bound of the compute cycles for this execution and channel map: every multiplier
+    busy with useful work. Dense MACs are the dense-class (map bit 0) channels' products
+    including zero activations, on the DPE's ``vector x dpe_cols`` multipliers; non-zero MACs
+    are the sparse-class channels' products with a non-zero activation, on the SPE's
+    ``spe_lanes x tile`` multipliers. Padding taps, padded channels and padded tile columns
+    are not work. An 8-bit (MXINT8) product counts 4 (4-bit multiplier operations)."""
+    d, s = job.descriptor, job.descriptor.shape
+    x = job.arrays["x_codes"]
+    mx = ir.Format(d.x_format) == ir.Format.MXINT8
+    # map bit of every input channel (MXINT8: block b follows bit b * 32 / vector)
+    blk = 32 if mx else d.vector
+    chan_group = (np.arange(d.cin) // blk) * (blk // d.vector)
+    sparse = np.asarray(job.route, dtype=bool)[chan_group]
+    # uses[iy, ix]: (output pixel, tap) pairs reading input pixel (iy, ix)
+    uses = np.zeros((s.height, s.width), dtype=np.int64)
+    for ky, kx in s.taps():
+        for oy in range(s.out_height):
+            iy = oy * s.stride - s.padding + ky
+            if not 0 <= iy < s.height:
+                continue
+            ox = np.arange(s.out_width)
+            ix = ox * s.stride - s.padding + kx
+            ok = (ix >= 0) & (ix < s.width)
+            np.add.at(uses[iy], ix[ok], 1)
+    per_product = 4 if mx else 1
+    dense_macs = int(uses.sum()) * int((~sparse).sum()) * d.cout * per_product
+    nnz = (x[:, :, sparse] != 0).sum(axis=2)
+    nz_macs = int((uses * nnz).sum()) * d.cout * per_product
+    dpe_mults = params["vector"] * params["dpe_cols"]
+    spe_mults = params["spe_lanes"] * params["tile"]
+    return {"dense_macs": dense_macs, "nonzero_macs": nz_macs,
+            "ideal_cycles": max(dense_macs / dpe_mults, nz_macs / spe_mults)}
+
+
+def record(trace: str, job: Job, actual: dict, predicted: dict, mismatches: list,
+           params: dict, *, timing: dict | None = None, source: dict | None = None) -> dict:
+    """The results.json record of one replayed execution."""
+    d, s = job.descriptor, job.descriptor.shape
+    cnt = actual["counters"]
+    cycles = cnt["cycles"]
+    ideal = ideal_cycles(job, params)
+    x = job.arrays["x_codes"]
+    bit_exact = not any(not m.what.startswith("counter") for m in mismatches)
+    cycle_exact = not any(m.what.startswith("counter") for m in mismatches)
+    rec = {
+        "trace": trace, "index": job.index, "name": job.name, **job.label(),
+        "map": job.map_variant,
+        "shape": f"{d.height}x{d.width}x{d.cin}->{d.cout} k{d.kernel}s{d.stride}p{d.padding}",
+        "mode": d.mode.name.lower(), "out_format": ir.Format(d.out_format).name.lower(),
+        "residual": d.residual,
+        "in_sparsity": float(np.mean(x == 0)) if x.size else 0.0,
+        "sparse_groups": f"{sum(job.route)}/{len(job.route)}",
+        "cycles_rtl": cycles, "cycles_model": predicted.get("cycles"),
+        "cycles_start_to_done": actual.get("cycles_start_to_done"),
+        "dpe_utilisation": cnt["dpe_busy"] / cycles if cycles else 0.0,
+        "spe_utilisation": cnt["spe_busy"] / cycles if cycles else 0.0,
+        "macs": cnt["macs"], "zeros_skipped": cnt["zeros_skipped"],
+        "mem_reads": cnt["mem_reads"], "mem_writes": cnt["mem_writes"],
+        "sat_terms": cnt["sat_terms"], "sat_ppu": cnt["sat_ppu"],
+        "dense_macs": ideal["dense_macs"], "nonzero_macs": ideal["nonzero_macs"],
+        "ideal_cycles": ideal["ideal_cycles"],
+        "cycles_per_ideal": cycles / ideal["ideal_cycles"] if ideal["ideal_cycles"] else None,
+        "counters_rtl": dict(cnt), "counters_model": dict(predicted),
+        "counters_expected_from": sorted(set((source or {}).values())) or ["hw/cyclemodel.py"],
+        "out_sha256": hashlib.sha256(
+            b"".join(int(w).to_bytes(33, "little") for w in actual["out_words"])).hexdigest(),
+        "bit_exact": bit_exact, "cycle_exact": cycle_exact,
+        "mismatches": len(mismatches),
+        "first_mismatch": mismatch_text(trace, job, mismatches[0]) if mismatches else None,
+    }
+    if timing:
+        rec["timing"] = timing
+    return rec

@@ -1,0 +1,206 @@
+"""Co-simulation of the accelerator top: trace replay through cocotb (tb/replay.py, driven by
+tb/cosim.py), bit-exact against the golden integer reference and cycle-exact against
+hw/cyclemodel.py. A fixed-seed fuzz slice of random layers on Verilator, one small replay on
+Icarus, channel-map independence, and the error paths (mismatch report, bad trace folder).
+
+All tests share one Verilog emission (tb/rtl.py) and one simulator build per simulator
+(tb/simulator.py caches both), see docs/cosim.md.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from tb.cosim import CosimError, main, replay
+from tb.replay_model import fits, ideal_cycles, prepare, requirements
+from tb.rtl import REPLAY_PARAMS, SMALL_PARAMS, top_params
+from traces.format import write_trace
+from traces.synth import random_execution
+
+HEADER = {"source": "tb/test_cosim.py"}
+
+#: The fuzz slice (fixed seeds): shapes with cin/cout off multiples of 16, kernels 1/3,
+#: strides 1/2, sparsities, INT4/MXINT8 inputs, all output formats, residual on/off and
+#: random, detected, all-dense and all-sparse channel maps.
+FUZZ = [
+    dict(height=6, width=5, cin=20, cout=17, kernel=3, stride=1, sparsity=0.7, mode="int4",
+         residual=True, channel_map="random"),
+    dict(height=7, width=7, cin=48, cout=40, kernel=3, stride=2, sparsity=0.5, mode="int4",
+         channel_map="detect"),
+    dict(height=4, width=4, cin=40, cout=33, kernel=1, stride=1, sparsity=0.3, mode="mxint8",
+         residual=True, channel_map="random"),
+    dict(height=5, width=3, cin=24, cout=8, kernel=3, stride=2, sparsity=0.6, mode="mxint8",
+         out_format="uint4", channel_map="sparse"),
+    dict(height=3, width=4, cin=9, cout=70, kernel=1, stride=2, sparsity=0.8, mode="int4",
+         out_format="int4", channel_map="random"),
+    dict(height=4, width=4, cin=64, cout=32, kernel=3, stride=1, sparsity=0.65, mode="int4",
+         out_format="mxint8", channel_map="random"),
+    dict(height=2, width=3, cin=70, cout=5, kernel=3, stride=1, sparsity=0.4, mode="mxint8",
+         out_format="int4", residual=True, channel_map="random"),
+    dict(height=1, width=1, cin=33, cout=100, kernel=1, stride=1, sparsity=0.9, mode="int4",
+         channel_map="dense"),
+]
+FUZZ_SEED = 7100
+
+
+def write_fuzz_trace(folder, cases, seed):
+    executions = [random_execution(**case, seed=seed + i) for i, case in enumerate(cases)]
+    write_trace(folder, executions, header=HEADER)
+    return executions
+
+
+@pytest.fixture(scope="module")
+def fuzz_trace(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz_trace")
+    write_fuzz_trace(folder, FUZZ, FUZZ_SEED)
+    return folder
+
+
+# --------------------------------------------------------------------------- no simulator
+
+def test_fuzz_slice_covers_the_corners(fuzz_trace):
+    from traces.format import open_trace
+    trace = open_trace(fuzz_trace)
+    ds = [trace.load(i).descriptor for i in range(len(trace))]
+    assert {d.kernel for d in ds} == {1, 3} and {d.stride for d in ds} == {1, 2}
+    assert any(d.cin % 16 for d in ds) and any(d.cout % 16 for d in ds)
+    assert {d.x_format for d in ds} == {0, 2} and {d.residual for d in ds} == {False, True}
+    assert {d.out_format for d in ds} == {0, 1, 2}
+    assert all(not fits(d, REPLAY_PARAMS) for d in ds)
+
+
+def test_ideal_cycles_and_requirements():
+    ex = random_execution(cin=32, cout=32, height=4, width=4, kernel=3, stride=1,
+                          sparsity=0.5, mode="int4", seed=1, channel_map="dense")
+    dense = ideal_cycles(prepare(ex, 0, tile=32, variant="dense"), REPLAY_PARAMS)
+    sparse = ideal_cycles(prepare(ex, 0, tile=32, variant="sparse"), REPLAY_PARAMS)
+    # 4x4 output, 3x3 taps with padding 1: 36 + 2*4*... valid (pixel, tap) pairs = 100
+    assert dense["dense_macs"] == 100 * 32 * 32 and dense["nonzero_macs"] == 0
+    nnz_work = sparse["nonzero_macs"]
+    assert sparse["dense_macs"] == 0 and 0 < nnz_work < 100 * 32 * 32
+    assert dense["ideal_cycles"] == 100 * 32 * 32 / 128
+    need = requirements(ex.descriptor, 32)
+    assert need["act_depth"] == 4 * 4 * 2 and need["weight_depth"] == 9 * 2
+    problems = fits(ex.descriptor, top_params(act_depth=16))
+    assert problems == ["needs act_depth >= 32 (the top has 16)"]
+
+
+def test_missing_trace_folder_is_a_clear_error(tmp_path, capsys):
+    missing = tmp_path / "no_such_trace"
+    assert main(["--traces", str(missing), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "error: cannot replay trace" in err and str(missing) in err
+    assert "trace folder does not exist" in err
+    with pytest.raises(CosimError, match="trace folder does not exist"):
+        replay(missing, out_dir=tmp_path / "out")
+
+
+def test_bad_trace_folder_is_a_clear_error(tmp_path, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    assert main(["--traces", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert "manifest.json: manifest is missing" in capsys.readouterr().err
+    (folder / "manifest.json").write_text("{not json")
+    assert main(["--traces", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    # A valid trace whose data file was modified after export: the hash check names it.
+    write_trace(folder, [random_execution(cin=16, cout=16, height=2, width=2, kernel=1,
+                                          stride=1, sparsity=0.5, mode="int4", seed=3)],
+                header=HEADER)
+    with open(folder / "exec0000" / "arrays.npz", "ab") as f:
+        f.write(b"\0")
+    assert main(["--traces", str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "exec0000/arrays.npz" in err and "corrupt or modified" in err
+
+
+def test_execution_that_does_not_fit_is_a_clear_error(tmp_path, capsys):
+    write_trace(tmp_path / "t", [random_execution(cin=16, cout=16, height=8, width=8,
+                                                  kernel=1, stride=1, sparsity=0.5,
+                                                  mode="int4", seed=4)], header=HEADER)
+    code = main(["--traces", str(tmp_path / "t"), "--param", "act_depth=32",
+                 "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "needs act_depth >= 64 (the top has 32)" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- Verilator
+
+def test_fuzz_slice_is_bit_and_cycle_exact(fuzz_trace, tmp_path):
+    results = replay(fuzz_trace, simulator="verilator", out_dir=tmp_path, log=lambda *_: None)
+    s = results["summary"]
+    assert s["executions"] == len(FUZZ), s
+    assert s["bit_exact"] and s["cycle_exact"] and s["passed"], s["first_mismatch"]
+    for r in results["executions"]:
+        assert r["cycles_rtl"] == r["cycles_model"] == r["cycles_start_to_done"]
+        assert r["counters_rtl"]["mem_writes"] == r["mem_writes"] > 0
+        assert r["cycles_per_ideal"] >= 1.0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["summary"]["executions"] == len(FUZZ)
+    assert saved["summary"]["cycles_per_second"] > 0
+
+
+def test_channel_map_does_not_change_results(tmp_path):
+    """One random layer with the maps all dense, all sparse and random: identical outputs
+    (all equal to the golden result), different cycle counts (each equal to the model)."""
+    ex = random_execution(cin=40, cout=24, height=5, width=5, kernel=3, stride=1,
+                          sparsity=0.65, mode="int4", seed=4242, channel_map="detect")
+    write_trace(tmp_path / "t", [ex], header=HEADER)
+    results = replay(tmp_path / "t", maps=("dense", "sparse", "random"), out_dir=tmp_path,
+                     log=lambda *_: None)
+    runs = {r["map"]: r for r in results["executions"]}
+    assert set(runs) == {"dense", "sparse", "random"}
+    assert results["summary"]["passed"], results["summary"]["first_mismatch"]
+    assert len({r["out_sha256"] for r in runs.values()}) == 1
+    assert runs["dense"]["sparse_groups"] == "0/3" and runs["sparse"]["sparse_groups"] == "3/3"
+    cycles = {m: r["cycles_rtl"] for m, r in runs.items()}
+    assert len(set(cycles.values())) == 3, cycles
+    assert runs["dense"]["zeros_skipped"] == 0 < runs["sparse"]["zeros_skipped"]
+
+
+def test_corrupted_expected_value_is_reported(tmp_path, capsys):
+    ex = random_execution(cin=20, cout=18, height=3, width=4, kernel=3, stride=1,
+                          sparsity=0.5, mode="int4", seed=99)
+    good = random_execution(cin=16, cout=16, height=2, width=2, kernel=1, stride=1,
+                            sparsity=0.5, mode="int4", seed=98)
+    codes = ex.arrays["out_codes"]
+    y, x, c = 1, 2, 5
+    codes[y, x, c] = (int(codes[y, x, c]) + 3) % 16        # still a legal UINT4 code
+    want = int(codes[y, x, c])
+    ex.arrays["zero_counts"][7] += 1
+    write_trace(tmp_path / "t", [good, ex], header=HEADER)
+    code = main(["--traces", str(tmp_path / "t"), "--out", str(tmp_path / "out"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 1
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    s = results["summary"]
+    assert not s["bit_exact"] and s["cycle_exact"] and not s["passed"]
+    assert s["mismatching_executions"] == 1 and s["mismatches"] == 2
+    first = s["first_mismatch"]
+    assert f"execution #1 {ex.name}" in first
+    assert "out_codes at pixel (y, x) (1, 2), channel 5" in first
+    assert f"expected {want}, actual {(want - 3) % 16}" in first
+    assert first in out
+    assert results["executions"][0]["bit_exact"] and not results["executions"][1]["bit_exact"]
+    assert "2 mismatch(es) in 1 of 2 replayed execution(s)" in s["cocotb_failure"]
+    shutil.rmtree(s["run_dir"])  # kept by tb/simulator.py after a failing run
+
+
+# --------------------------------------------------------------------------- Icarus
+
+def test_small_replay_on_icarus(tmp_path):
+    """Icarus (4-state) on the small configuration: it simulates this RTL at a few active
+    cycles per second (docs/cosim.md), so the layer is tiny (23 cycles, both engines busy)."""
+    ex = random_execution(cin=20, cout=6, height=2, width=1, kernel=3, stride=1,
+                          sparsity=0.6, mode="int4", residual=True, seed=5,
+                          channel_map="random")
+    write_trace(tmp_path / "t", [ex], header=HEADER)
+    results = replay(tmp_path / "t", simulator="icarus", params=SMALL_PARAMS,
+                     out_dir=tmp_path, log=lambda *_: None)
+    s = results["summary"]
+    assert s["simulator"] == "icarus" and s["executions"] == 1
+    assert s["passed"], s["first_mismatch"]
+    rec = results["executions"][0]
+    assert rec["cycles_rtl"] == rec["cycles_model"] == rec["cycles_start_to_done"]
+    assert rec["sparse_groups"] == "1/2"
