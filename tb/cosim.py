@@ -34,8 +34,8 @@ DEFAULT_OUT = REPO_ROOT / "build" / "sim"
 #: ``--public-flat-rw`` on this top (docs/cosim.md section 5).
 VPI_ACCESS = "ports"
 #: Executions replayed when ``--limit`` is not given: all on Verilator; Icarus simulates the
-#: full-size top at about one active cycle per second (docs/cosim.md), so it replays the first
-#: execution only unless asked for more.
+#: full-size top at a few hundred cycles per second (docs/cosim.md section 7), so it replays the
+#: first execution only unless asked for more.
 DEFAULT_LIMITS = {"verilator": 0, "icarus": 1}
 
 

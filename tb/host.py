@@ -15,6 +15,16 @@ from tb.replay_model import HOST_MEMS
 __all__ = ["AcceleratorTB"]
 
 
+def _value(handle, name, unknown):
+    """The integer value of ``handle``; X/Z bits read as 0 and ``name`` is appended to
+    ``unknown`` (Icarus is 4-state; Verilator never reports X)."""
+    value = handle.value
+    if value.is_resolvable:
+        return value.to_unsigned()
+    unknown.append(name)
+    return int(str(value).translate(str.maketrans("xXzZuUwW-", "000000000")), 2)
+
+
 class AcceleratorTB:
     """Clock, reset and the host-side operations on the top: load memories, run, read back."""
 
@@ -72,9 +82,10 @@ class AcceleratorTB:
         the ``ReadOnly`` phase after edge k+1 (host_rdata has one cycle of latency);
         ``zc_count`` is combinational from ``zc_chan``."""
         dut = self.dut
+        unknown = []  # names of values with X/Z bits (4-state simulators); read as 0 there
         await RisingEdge(dut.clk)
-        counters = {n: getattr(dut, f"cnt_{n}").value.to_unsigned() for n in COUNTERS}
-        next_bits = dut.next_map.value.to_unsigned()
+        counters = {n: _value(getattr(dut, f"cnt_{n}"), f"cnt_{n}", unknown) for n in COUNTERS}
+        next_bits = _value(dut.next_map, "next_map", unknown)
         next_map = [(next_bits >> g) & 1 for g in range(self.groups_out)]
         dut.host_sel.value = MemSel.OUT.value
         words, zeros = [], []
@@ -85,12 +96,12 @@ class AcceleratorTB:
                 dut.zc_chan.value = min(i, cout - 1)
             await ReadOnly()
             if 0 < i <= out_words:
-                words.append(dut.host_rdata.value.to_unsigned())
+                words.append(_value(dut.host_rdata, f"out word {i - 1}", unknown))
             if i < cout:
-                zeros.append(dut.zc_count.value.to_unsigned())
+                zeros.append(_value(dut.zc_count, f"zc_count of channel {i}", unknown))
             await RisingEdge(dut.clk)
         return {"out_words": words, "zero_counts": zeros, "next_map": next_map,
-                "counters": counters}
+                "counters": counters, "unknown": unknown}
 
     async def execute(self, job):
         """Load ``job``'s memories (a :class:`tb.replay_model.Job`), run it and read

@@ -165,10 +165,10 @@ def predicted_counters(job: Job, params: dict, cycle_model: dict | None = None) 
 @dataclasses.dataclass(frozen=True)
 class Mismatch:
     """One differing value; ``where`` locates it (pixel, channel, block, group, counter)."""
-    what: str        # out_codes, out_scales, zero_counts, next_map, counter:<name>, ...
+    what: str        # out_codes, out_scales, zero_counts, next_map, counter <name>, X/Z value
     where: dict
-    expected: int
-    actual: int
+    expected: int | str
+    actual: int | str
 
     def text(self) -> str:
         loc = ", ".join(f"{k} {v}" for k, v in self.where.items())
@@ -184,6 +184,9 @@ def compare(job: Job, actual: dict, predicted: dict, source: dict | None = None
     d, a = job.descriptor, job.arrays
     s = d.shape
     out = []
+    # values with X/Z bits (4-state simulators; read as 0) first: they explain what follows
+    for name in actual.get("unknown", ()):
+        out.append(Mismatch("X/Z value", {"signal": name}, "0/1", "X/Z"))
     codes, scales = unpack_outputs(actual["out_words"], out_height=s.out_height,
                                    out_width=s.out_width, cout=d.cout,
                                    out_format=ir.Format(d.out_format), vector=d.vector)
@@ -299,6 +302,7 @@ def record(trace: str, job: Job, actual: dict, predicted: dict, mismatches: list
         "bit_exact": bit_exact, "cycle_exact": cycle_exact,
         "mismatches": len(mismatches),
         "first_mismatch": mismatch_text(trace, job, mismatches[0]) if mismatches else None,
+        "mismatch_samples": [m.text() for m in mismatches[:20]],
     }
     if timing:
         rec["timing"] = timing

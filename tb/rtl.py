@@ -39,9 +39,9 @@ DEFAULT_PARAMS = dict(vector=16, dpe_cols=8, spe_lanes=4, tile=32, max_cin=512, 
                       out_depth=2048)
 #: The co-simulation configuration: defaults, residual memory large enough for the model.
 REPLAY_PARAMS = {**DEFAULT_PARAMS, "res_depth": 8192}
-#: A small configuration (the shape of hw/test_top.py's) for slow simulators: Icarus runs the
-#: full-size top at about one cycle per second (docs/cosim.md), this one much faster. It fits
-#: small synthetic layers only (cin <= 64, cout <= 64, <= 256 output pixels).
+#: A small configuration (the shape of hw/test_top.py's) for slow simulators (Icarus runs the
+#: full-size top at a few hundred cycles per second, docs/cosim.md section 7). It fits small
+#: synthetic layers only (cin <= 64, cout <= 64, <= 256 output pixels).
 SMALL_PARAMS = dict(vector=16, dpe_cols=4, spe_lanes=2, tile=8, max_cin=64, max_cout=64,
                     max_pixels=256, act_depth=256, weight_depth=256, res_depth=1024,
                     out_depth=256)

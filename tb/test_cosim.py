@@ -190,8 +190,9 @@ def test_corrupted_expected_value_is_reported(tmp_path, capsys):
 # --------------------------------------------------------------------------- Icarus
 
 def test_small_replay_on_icarus(tmp_path):
-    """Icarus (4-state) on the small configuration: it simulates this RTL at a few active
-    cycles per second (docs/cosim.md), so the layer is tiny (23 cycles, both engines busy)."""
+    """Icarus (4-state) on the small configuration and a tiny layer (23 cycles, INT4, residual,
+    both engines busy): Icarus is slow on this RTL and sees X values on some layers that
+    Verilator cannot (docs/cosim.md section 7); this one is X-free."""
     ex = random_execution(cin=20, cout=6, height=2, width=1, kernel=3, stride=1,
                           sparsity=0.6, mode="int4", residual=True, seed=5,
                           channel_map="random")

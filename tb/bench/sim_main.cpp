@@ -104,13 +104,19 @@ struct Harness {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 2) {
-        std::cerr << "usage: " << argv[0] << " JOBFILE\n";
+    // Verilator's own +verilator+... arguments (e.g. +verilator+rand+reset+2 +verilator+seed+N
+    // to start from random register and memory contents) are passed through.
+    std::string job_path;
+    for (int i = 1; i < argc; ++i)
+        if (argv[i][0] != '+') job_path = argv[i];
+    if (job_path.empty()) {
+        std::cerr << "usage: " << argv[0] << " [+verilator+...] JOBFILE\n";
         return 2;
     }
+    Verilated::commandArgs(argc, argv);
     Harness h;
     h.reset();
-    std::ifstream job(argv[1]);
+    std::ifstream job(job_path);
     std::string line, name;
     long long want_cycles = -1;
     Word desc, map;
