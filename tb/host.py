@@ -19,8 +19,10 @@ def _value(handle, name, unknown):
     """The integer value of ``handle``; X/Z bits read as 0 and ``name`` is appended to
     ``unknown`` (Icarus is 4-state; Verilator never reports X)."""
     value = handle.value
-    if value.is_resolvable:
-        return value.to_unsigned()
+    try:
+        return value.to_unsigned()  # fast path; is_resolvable scans every bit in Python
+    except ValueError:
+        pass
     unknown.append(name)
     return int(str(value).translate(str.maketrans("xXzZuUwW-", "000000000")), 2)
 
