@@ -224,12 +224,24 @@ class QuantLayer:
                         np.asarray(bias, np.float64))
 
 
-# A layer executor gets run_layer's keyword arguments for one image and returns
-# (out_codes, out_scales, zero_counts, next_map) -- the golden reference or a simulated RTL.
-LayerBackend = Callable[[dict], tuple]
+@dataclasses.dataclass(frozen=True)
+class LayerSite:
+    """Where a layer execution happens: layer ``name``, denoiser evaluation, image of the
+    batch, and the input's channel map (bool per 16-channel group, True = sparse) that the
+    hardware routes by (it does not change the result)."""
+    name: str
+    eval_index: int
+    image: int
+    in_map: np.ndarray
 
 
-def golden_backend(kwargs: dict) -> tuple:
+# A layer executor gets run_layer's keyword arguments for one image and its LayerSite and
+# returns (out_codes, out_scales, zero_counts, next_map) -- the golden reference or a
+# simulated RTL.
+LayerBackend = Callable[[dict, LayerSite], tuple]
+
+
+def golden_backend(kwargs: dict, site: LayerSite) -> tuple:
     r = ir.run_layer(**kwargs)
     return r.out.codes, r.out.scales, r.out.zero_counts, r.next_map
 
@@ -303,7 +315,7 @@ class QuantUNet:
             in_map = self.maps.get((name, i))
             if in_map is None:
                 in_map = np.zeros(-(-info.in_ch // VECTOR), dtype=bool)
-            result = self.backend(kwargs)
+            result = self.backend(kwargs, LayerSite(name, self.eval_index, i, in_map))
             zeros = (xi.codes == 0).reshape(-1, info.in_ch).sum(axis=0)
             self.maps[(name, i)] = ir.channel_map(zeros, h * w, vector=VECTOR,
                                                   threshold_pct=self.threshold_pct)

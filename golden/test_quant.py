@@ -9,8 +9,8 @@ import torch
 from golden import intref as ir
 from golden import numerics as nx
 from golden.model import build_model
-from golden.quant import (QTensor, QuantUNet, concat, default_plan, fold_ppu, load_plan,
-                          save_plan, uniform_plan)
+from golden.quant import (QTensor, QuantUNet, concat, default_plan, fold_ppu, golden_backend,
+                          load_plan, save_plan, uniform_plan)
 
 torch.set_num_threads(1)
 
@@ -137,6 +137,28 @@ def test_recorded_calls_replay_through_the_reference(relu_model):
         assert np.array_equal(r.out.codes, c.result[0])
         if c.eval_index == 0:
             assert not c.in_map.any()          # no measurement yet: all dense
+
+
+def test_backend_receives_the_layer_site(relu_model):
+    """A backend (e.g. the simulated RTL) is told which layer, evaluation and image it runs and
+    the input channel map to route by: the map the recorder sees."""
+    calls, sites = [], []
+
+    def backend(kwargs, site):
+        sites.append(site)
+        return golden_backend(kwargs, site)
+
+    q = QuantUNet(relu_model, default_plan(relu_model), backend=backend,
+                  recorder=calls.append)
+    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(5))
+    for sigma in (0.5, 0.4):
+        q(x, torch.tensor([sigma, sigma]))
+    assert len(sites) == len(calls) > 0
+    for site, call in zip(sites, calls):
+        assert (site.name, site.eval_index, site.image) == (call.name, call.eval_index,
+                                                             call.image)
+        assert np.array_equal(site.in_map, call.in_map)
+    assert any(s.in_map.any() for s in sites if s.eval_index == 1)
 
 
 def test_integer_executor_rejects_silu(relu_model):

@@ -15,16 +15,14 @@ from .detector import SparsityDetector
 from .dpe import DPE, DPE_LATENCY
 from .ppu import PPU, PPU_LATENCY
 from .spe import SPE, SPE_LATENCY
-from .top import COUNTERS, Accelerator
+from .top import ACCELERATOR_DEFAULTS, COUNTERS, Accelerator
 from .verilog import emit_verilog
 
 __all__ = ["DEFAULTS", "blocks", "generate", "main"]
 
 #: Generator parameters of every emitted module (module name -> (class, kwargs)).
 DEFAULTS = {
-    "sqdm_top": (Accelerator, dict(vector=16, dpe_cols=8, spe_lanes=4, tile=32, max_cin=512,
-                                   max_cout=256, max_pixels=65536, act_depth=2048,
-                                   weight_depth=512, res_depth=2048, out_depth=2048)),
+    "sqdm_top": (Accelerator, dict(ACCELERATOR_DEFAULTS)),
     "sqdm_dpe": (DPE, dict(vector=16, cols=8, tile=32)),
     "sqdm_spe": (SPE, dict(vector=16, lanes=4, cols=32)),
     "sqdm_ppu": (PPU, dict(vector=16, max_channels=256)),

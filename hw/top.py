@@ -1,6 +1,7 @@
 """Accelerator top: controller, memories, address generator, DPE + SPE, PPU, sparsity detector
 and performance counters. One layer execution per ``start``."""
 
+import inspect
 from pathlib import Path
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, unsigned
@@ -19,7 +20,7 @@ from .layout import (ACT_WORD_BITS, ELEM_BITS, PARAM_WORD_BITS, RES_WORD_BITS, S
 from .ppu import PPU
 from .spe import SPE
 
-__all__ = ["Accelerator", "MemSel", "COUNTERS", "COUNTER_BITS"]
+__all__ = ["Accelerator", "MemSel", "COUNTERS", "COUNTER_BITS", "ACCELERATOR_DEFAULTS"]
 
 #: Performance counters (output ports ``cnt_<name>``), cleared by ``start``.
 COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
@@ -63,8 +64,9 @@ class Accelerator(wiring.Component):
     tile [32]: multiple of dpe_cols, <= 256 -- output channels per unit.
     max_cin [512], max_cout [256]: vector..2048 -- channel-map widths, param memory depth.
     max_pixels [65536]: 1..2**24 -- output pixels per layer (zero-counter width).
-    act_depth [2048], weight_depth [512], res_depth [2048], out_depth [2048]: 1..2**20 --
-    memory depths in words (param depth = max_cout).
+    act_depth [2048], weight_depth [512], res_depth [8192], out_depth [2048]: 1..2**20 --
+    memory depths in words (param depth = max_cout). The residual memory holds one residual
+    tensor (pixels x cout words; 8192 = the model's 16x16x32 layers).
     init [None]: dict mapping "act", "weight", "param", "res", "out" to a list of words or to
     the path of a ``$readmemh`` file (parsed at generation time).
 
@@ -93,7 +95,7 @@ class Accelerator(wiring.Component):
 
     def __init__(self, *, vector=16, dpe_cols=8, spe_lanes=4, tile=32, max_cin=512,
                  max_cout=256, max_pixels=65536, act_depth=2048, weight_depth=512,
-                 res_depth=2048, out_depth=2048, init=None):
+                 res_depth=8192, out_depth=2048, init=None):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.dpe_cols = check_int("dpe_cols", dpe_cols, 1, 64)
@@ -364,3 +366,10 @@ class Accelerator(wiring.Component):
         rdata += [0] * (2 ** len(sel_q.as_value()) - len(rdata))  # a complete case
         m.d.comb += self.host_rdata.eq(Array(rdata)[sel_q.as_value()])
         return m
+
+
+#: ``Accelerator()``'s default parameters (every keyword but ``init``): the one copy that
+#: hw.generate, hw.fpga.rtl and tb.rtl start from.
+ACCELERATOR_DEFAULTS = {name: p.default
+                        for name, p in inspect.signature(Accelerator.__init__).parameters.items()
+                        if p.kind is p.KEYWORD_ONLY and name != "init"}

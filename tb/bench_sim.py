@@ -163,7 +163,7 @@ def main(argv=None):
     WORK_ROOT.mkdir(parents=True, exist_ok=True)
     report, code = {"trace": str(args.traces)}, 0
     try:
-        trace = check_trace(args.traces, params)
+        trace, _ = check_trace(args.traces, params)
         indices = (list(range(len(trace))) if args.select is None
                    else [int(s) for s in args.select.split(",")])
         if args.limit:

@@ -34,25 +34,6 @@ from hw.layout import unpack_outputs
 TIMEOUT_S = 100
 
 
-class TracingQuantUNet:
-    """Factory of a ``golden.quant.QuantUNet`` subclass that remembers the layer being run, so
-    the backend can give the top the layer's input channel map (the backend hook receives
-    ``run_layer``'s keyword arguments only, not the map; see docs/cosim.md)."""
-
-    @staticmethod
-    def make(model, plan, backend):
-        from golden.quant import QuantUNet
-
-        class _Net(QuantUNet):
-            current = None
-
-            def run(self, name, x, **kwargs):
-                self.current = name
-                return super().run(name, x, **kwargs)
-
-        return _Net(model, plan, backend=backend)
-
-
 def execution_from_kwargs(kwargs, in_map, name):
     """A ``traces.format.Execution`` of one backend call (expected outputs zero: unknown)."""
     from traces.export import descriptor_of
@@ -78,7 +59,7 @@ async def e2e(dut):
 
     from golden import edm
     from golden.model import load_checkpoint
-    from golden.quant import default_plan, load_plan
+    from golden.quant import QuantUNet, default_plan, load_plan
     from traces.export import DEFAULT_PLAN
 
     steps = int(os.environ["SQDM_E2E_STEPS"])
@@ -105,11 +86,8 @@ async def e2e(dut):
         actual = await tb.execute(job)
         return job, actual, time.monotonic() - t
 
-    def backend(kwargs):
-        name = net.current
-        in_map = net.maps.get((name, 0))
-        if in_map is None:
-            in_map = np.zeros(-(-kwargs["shape"].cin // 16), dtype=bool)
+    def backend(kwargs, site):
+        name, in_map = site.name, site.in_map
         ex = execution_from_kwargs(kwargs, in_map, name)
         job, actual, wall = run_on_rtl(ex)     # blocks this thread; the simulator runs
         d, s = ex.descriptor, ex.descriptor.shape
@@ -121,7 +99,7 @@ async def e2e(dut):
         result = (codes.astype(code_dtype), scales.astype(np.uint8),
                   np.asarray(actual["zero_counts"], dtype=np.int64),
                   np.asarray(actual["next_map"][:-(-d.cout // d.vector)], dtype=bool))
-        rec = {"name": name, "eval": net.eval_index,
+        rec = {"name": name, "eval": site.eval_index,
                "shape": f"{d.height}x{d.width}x{d.cin}->{d.cout} k{d.kernel}s{d.stride}",
                "cycles": actual["counters"]["cycles"],
                "cycles_start_to_done": actual["cycles_start_to_done"],
@@ -136,7 +114,7 @@ async def e2e(dut):
         records.append(rec)
         return result
 
-    net = TracingQuantUNet.make(model, plan, backend)
+    net = QuantUNet(model, plan, backend=backend)
 
     def hook(k, i, sigma, x, den):
         line = (f"eval {k + 1}/{2 * steps - 1} (step {i}, sigma {sigma:.3g}) done: "

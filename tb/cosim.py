@@ -18,12 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from tb.replay_model import MAP_VARIANTS, fits
+from tb.replay_model import MAP_VARIANTS, fits, kind_selection
 from tb.rtl import CLOCK_NS, CONFIGS, REPLAY_PARAMS, TOPLEVEL, top_params, top_verilog
 from tb.simulator import SIMULATORS, SimulationError, _testcases, run_cocotb
 from traces.format import MANIFEST, Descriptor, TraceError, open_trace, sha256_file
 
-__all__ = ["DEFAULT_TRACES", "DEFAULT_OUT", "DEFAULT_LIMITS", "CosimError", "replay",
+__all__ = ["DEFAULT_TRACES", "DEFAULT_OUT", "DEFAULT_SELECT", "CosimError", "replay",
            "summary_table", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -33,10 +33,12 @@ DEFAULT_OUT = REPO_ROOT / "build" / "sim"
 #: public (``tb.simulator`` ``vpi_access="ports"``): ~11x faster than cocotb's default
 #: ``--public-flat-rw`` on this top (docs/cosim.md section 5).
 VPI_ACCESS = "ports"
-#: Executions replayed when ``--limit`` is not given: all on Verilator; Icarus simulates the
-#: full-size top at a few hundred cycles per second (docs/cosim.md section 7), so it replays the
-#: first execution only unless asked for more.
-DEFAULT_LIMITS = {"verilator": 0, "icarus": 1}
+#: Executions replayed when neither ``--select`` nor ``--limit`` is given: all on Verilator;
+#: Icarus simulates the full-size top at a few hundred cycles per second (docs/cosim.md
+#: section 7), so it replays one execution per layer kind (:func:`tb.replay_model.kind_selection`:
+#: every datapath of the top, ~10 % of the default trace's cycles).
+DEFAULT_SELECT = {"verilator": "all", "icarus": "kinds"}
+SELECTIONS = ("all", "kinds")
 
 
 class CosimError(RuntimeError):
@@ -44,9 +46,10 @@ class CosimError(RuntimeError):
     failure); not a mismatch."""
 
 
-def check_trace(trace_dir, params, select=None):
+def check_trace(trace_dir, params, select="all"):
     """Open and validate ``trace_dir`` (manifest, hashes) and check that every selected
-    execution fits a top built with ``params``. Returns the :class:`traces.format.Trace`."""
+    execution (``select``: "all", "kinds" or a list of indices) fits a top built with
+    ``params``. Returns ``(trace, indices)``."""
     path = Path(trace_dir)
     try:
         trace = open_trace(path)
@@ -57,7 +60,15 @@ def check_trace(trace_dir, params, select=None):
         raise CosimError(f"cannot replay trace: {e}{hint}") from None
     if len(trace) == 0:
         raise CosimError(f"trace {path} holds no executions")
-    indices = range(len(trace)) if select is None else select
+    if select == "all":
+        indices = list(range(len(trace)))
+    elif select == "kinds":
+        indices = kind_selection(trace.records)
+    elif isinstance(select, str):
+        raise CosimError(f"select must be one of {SELECTIONS} or a list of indices, "
+                         f"not {select!r}")
+    else:
+        indices = list(select)
     for i in indices:
         if not 0 <= i < len(trace):
             raise CosimError(f"trace {path}: no execution #{i} (it holds {len(trace)})")
@@ -66,7 +77,7 @@ def check_trace(trace_dir, params, select=None):
         if problems:
             raise CosimError(f"trace {path}: execution #{i} {rec['name']} does not fit the top "
                              f"({'; '.join(problems)}); pass --param NAME=VALUE")
-    return trace
+    return trace, indices
 
 
 def _read_records(path):
@@ -91,11 +102,10 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
     if bad:
         raise CosimError(f"unknown map variant(s) {bad}; known {MAP_VARIANTS}")
     params = dict(REPLAY_PARAMS if params is None else params)
-    if limit is None:
-        limit = DEFAULT_LIMITS[simulator]
+    if select is None:
+        select = "all" if limit else DEFAULT_SELECT[simulator]
     trace_dir = Path(trace_dir)
-    trace = check_trace(trace_dir, params, select)
-    chosen = list(range(len(trace))) if select is None else list(select)
+    trace, chosen = check_trace(trace_dir, params, select)
     if limit:
         chosen = chosen[:limit]
 
@@ -255,9 +265,11 @@ def parser():
                    "(default build/traces/default, from `make traces`)")
     p.add_argument("--sim", choices=SIMULATORS, default="verilator")
     p.add_argument("--limit", type=int, default=None,
-                   help="replay at most N executions (default: all on Verilator, "
-                        f"{DEFAULT_LIMITS['icarus']} on Icarus; 0 = all)")
-    p.add_argument("--select", default=None, help="comma list of execution indices")
+                   help="replay at most the first N selected executions (0 = no limit)")
+    p.add_argument("--select", default=None,
+                   help="'all', 'kinds' (one execution per layer kind, the cheapest) or a "
+                        "comma list of execution indices (default: all on Verilator, kinds on "
+                        "Icarus)")
     p.add_argument("--maps", default="trace",
                    help=f"comma list of channel maps per execution, of {MAP_VARIANTS}")
     p.add_argument("--config", choices=sorted(CONFIGS), default="replay",
@@ -265,7 +277,8 @@ def parser():
                         "res_depth=8192 (default); 'small' for small synthetic layers on Icarus")
     p.add_argument("--param", type=_param, action="append", default=[],
                    help="override an Accelerator parameter, e.g. res_depth=16384")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help="folder of results.json")
+    p.add_argument("--out", default=None, help="folder of results.json (default build/sim, "
+                   "build/sim/icarus for --sim icarus)")
     p.add_argument("--quiet", action="store_true", help="print the summary line only")
     return p
 
@@ -273,12 +286,14 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
-        select = None if args.select is None else [int(s) for s in args.select.split(",")
-                                                   if s.strip()]
+        select = args.select
+        if select is not None and select not in SELECTIONS:
+            select = [int(s) for s in select.split(",") if s.strip()]
         params = top_params(args.config, **dict(args.param))
+        out = args.out or (DEFAULT_OUT if args.sim == "verilator" else DEFAULT_OUT / args.sim)
         results = replay(args.traces, simulator=args.sim, limit=args.limit, select=select,
                          maps=[m.strip() for m in args.maps.split(",") if m.strip()],
-                         params=params, out_dir=args.out)
+                         params=params, out_dir=out)
     except (CosimError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

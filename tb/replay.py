@@ -35,8 +35,9 @@ import cocotb
 from cocotb.triggers import Timer
 
 from tb.host import AcceleratorTB
-from tb.replay_model import (HOST_MEMS, MAP_VARIANTS, compare, fits, mismatch_text,
-                             predicted_counters, prepare, record, recorded_counters)
+from tb.replay_model import (HOST_MEMS, MAP_VARIANTS, compare, expected_saturation, fits,
+                             mismatch_text, predicted_counters, prepare, record,
+                             recorded_counters)
 from traces.format import open_trace
 
 #: Simulated-time limit of one test (a generous bound; the replay of build/traces/default
@@ -96,7 +97,8 @@ async def replay(dut):
                 predicted = predicted_counters(job, params, cycle_model)
                 source = {k: "trace meta[cycles]" if k in recorded else "hw/cyclemodel.py"
                           for k in predicted}
-                mismatches = compare(job, actual, predicted, source)
+                mismatches = compare(job, actual, predicted, source,
+                                     saturation=expected_saturation(job))
                 t5 = time.monotonic()
                 timing = {"prepare_s": t1 - t0, "load_s": t2 - t1, "compute_s": t3 - t2,
                           "readback_s": t4 - t3, "model_s": t5 - t4,

@@ -21,12 +21,15 @@ from traces.format import Descriptor, Execution
 from traces.hexfiles import memory_images
 
 __all__ = ["MODEL_COUNTERS", "MAP_VARIANTS", "HOST_MEMS", "Job", "Mismatch", "fits",
-           "requirements", "prepare", "route_for", "descriptor_value", "recorded_counters",
-           "predicted_counters", "compare", "ideal_cycles", "record", "mismatch_text"]
+           "requirements", "layer_kind", "kind_selection", "prepare", "route_for", "descriptor_value", "recorded_counters",
+           "predicted_counters", "expected_saturation", "compare", "ideal_cycles", "record", "mismatch_text"]
 
 #: Counters the cycle model (hw/cyclemodel.py) predicts; the RTL must equal it on each.
 MODEL_COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
                   "mem_writes")
+#: Counters that count arithmetic events (saturations); the golden reference
+#: (``golden.intref.run_layer``) predicts them, a difference is a bit mismatch.
+SATURATION_COUNTERS = ("sat_terms", "sat_ppu")
 #: Channel maps a replay can use: the trace's own, or one forced for every execution.
 MAP_VARIANTS = ("trace", "dense", "sparse", "random")
 
@@ -93,6 +96,31 @@ class Job:
         m = self.meta
         return {"layer": m.get("layer", self.name), "step": m.get("step"),
                 "eval": m.get("eval")}
+
+
+def layer_kind(d: Descriptor) -> tuple:
+    """What selects a different datapath through the top: input and output formats, kernel,
+    stride, residual and ReLU."""
+    return (ir.Format(d.x_format).name.lower(), ir.Format(d.out_format).name.lower(),
+            f"k{d.kernel}", f"s{d.stride}", "res" if d.residual else "-",
+            "relu" if d.relu else "-")
+
+
+def kind_selection(records: list[dict]) -> list[int]:
+    """Indices of one execution per :func:`layer_kind` of a trace's manifest ``records``: the
+    one with the fewest predicted cycles (``meta["cycles"]``; else the fewest output values
+    times input channels), in trace order. Covers every datapath at a fraction of the cost of a
+    whole trace (for slow simulators)."""
+    best = {}
+    for i, rec in enumerate(records):
+        d = Descriptor.from_json(rec["descriptor"])
+        cyc = (rec.get("meta") or {}).get("cycles")
+        cost = (cyc.get("cycles") if isinstance(cyc, dict) else cyc) or (
+            d.shape.out_height * d.shape.out_width * d.cout * d.cin * d.kernel ** 2)
+        kind = layer_kind(d)
+        if kind not in best or cost < best[kind][0]:
+            best[kind] = (cost, i)
+    return sorted(i for _cost, i in best.values())
 
 
 def descriptor_value(d: Descriptor) -> int:
@@ -162,6 +190,14 @@ def predicted_counters(job: Job, params: dict, cycle_model: dict | None = None) 
     return pred
 
 
+def expected_saturation(job: Job) -> dict:
+    """``sat_terms`` (accumulator terms clamped to +-TERM_LIMIT) and ``sat_ppu`` (PPU values
+    clamped to 32 bits) of the execution, from the golden integer reference. They do not
+    depend on the channel map."""
+    r = ir.run_layer(**Execution(job.name, job.descriptor, job.arrays).inputs())
+    return {"sat_terms": int(r.saturated_terms), "sat_ppu": int(r.out.saturated)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Mismatch:
     """One differing value; ``where`` locates it (pixel, channel, block, group, counter)."""
@@ -175,11 +211,12 @@ class Mismatch:
         return f"{self.what} at {loc}: expected {self.expected}, actual {self.actual}"
 
 
-def compare(job: Job, actual: dict, predicted: dict, source: dict | None = None
-            ) -> list[Mismatch]:
+def compare(job: Job, actual: dict, predicted: dict, source: dict | None = None,
+            saturation: dict | None = None) -> list[Mismatch]:
     """Every mismatch between what the top produced (``actual``: ``out_words``,
     ``zero_counts``, ``next_map`` bits, ``counters``) and the trace / cycle model
-    (``source``: counter -> where its expectation comes from, for the report)."""
+    (``source``: counter -> where its expectation comes from, for the report) / the golden
+    saturation counts (``saturation``, see :func:`expected_saturation`; a bit mismatch)."""
     source = source or {}
     d, a = job.descriptor, job.arrays
     s = d.shape
@@ -214,6 +251,11 @@ def compare(job: Job, actual: dict, predicted: dict, source: dict | None = None
     extra = [g for g, b in enumerate(actual["next_map"][len(want):], len(want)) if b]
     for g in extra:
         out.append(Mismatch("next_map", {"group": g, "channel": "beyond cout"}, 0, 1))
+    for name, value in (saturation or {}).items():
+        if actual["counters"][name] != value:
+            out.append(Mismatch(name, {"counter": f"cnt_{name}",
+                                       "expected from": "golden/intref.py"},
+                                int(value), int(actual["counters"][name])))
     span = actual.get("cycles_start_to_done")
     if span is not None and span != actual["counters"]["cycles"]:
         out.append(Mismatch("counter cnt_cycles", {"versus": "clock edges from start to done"},

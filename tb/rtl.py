@@ -10,8 +10,7 @@ simulator build is then cached by :mod:`tb.simulator` on the Verilog's text.
 
 :data:`REPLAY_PARAMS` is the one configuration every co-simulation uses (``python -m tb.cosim``,
 ``tb/test_cosim.py``, ``tb.bench_sim``, ``tb.e2e``), so they all share one Verilator build.
-It is ``Accelerator()``'s defaults except ``res_depth``: the default 2048 residual words do not
-hold the residual of a 16x16x32 layer of the model (8192 words), see docs/cosim.md.
+It is ``Accelerator()``'s defaults (:data:`hw.top.ACCELERATOR_DEFAULTS`).
 """
 
 from pathlib import Path
@@ -24,15 +23,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RTL_ROOT = REPO_ROOT / "build" / "sim" / "rtl"
 #: Verilog module name of the top (as ``python -m hw.generate`` names it).
 from hw.fpga.rtl import TOPLEVEL  # noqa: E402  (one name for the top)
+from hw.top import ACCELERATOR_DEFAULTS  # noqa: E402
 #: Clock period of every co-simulation (ns); only simulated time depends on it.
 CLOCK_NS = 10
 
-#: ``Accelerator()``'s defaults (docs/hardware.md section 2), for reference and checks.
-DEFAULT_PARAMS = dict(vector=16, dpe_cols=8, spe_lanes=4, tile=32, max_cin=512, max_cout=256,
-                      max_pixels=65536, act_depth=2048, weight_depth=512, res_depth=2048,
-                      out_depth=2048)
-#: The co-simulation configuration: defaults, residual memory large enough for the model.
-REPLAY_PARAMS = {**DEFAULT_PARAMS, "res_depth": 8192}
+#: ``Accelerator()``'s defaults (docs/hardware.md section 2).
+DEFAULT_PARAMS = dict(ACCELERATOR_DEFAULTS)
+#: The co-simulation configuration: the defaults.
+REPLAY_PARAMS = dict(DEFAULT_PARAMS)
 #: A small configuration (the shape of hw/test_top.py's) for slow simulators (Icarus runs the
 #: full-size top at a few hundred cycles per second, docs/cosim.md section 7). It fits small
 #: synthetic layers only (cin <= 64, cout <= 64, <= 256 output pixels).

@@ -8,6 +8,9 @@ testbenches only say *what* to simulate (see ``docs/toolchain.md`` and
   never called and a ``CXXFLAGS`` carrying ``-DVL_TIME_CONTEXT`` is dropped (pitfall 1).
 - Amaranth's width warnings are waived for Verilator builds (pitfall 2).
 - Icarus (and Verilator) get a ``1ns/1ps`` timescale (pitfall 3).
+- Icarus compiles the Verilog as Verilog-2005 (:data:`hw.verilog.ICARUS_GENERATION`): under
+  cocotb's ``-g2012`` Yosys' time-0 trigger of ``always @*`` blocks does not fire and
+  combinational logic whose inputs have not changed since reset reads X.
 - Only ``cocotb_tools.runner`` is used, never cocotb's makefiles (pitfall 4).
 - Each build lives in ``build/sim_build/<simulator>-<toplevel>-<key>/`` where ``key`` hashes the
   Verilog text and every build input, so a build is redone exactly when one of them changes
@@ -37,6 +40,8 @@ from xml.etree import ElementTree
 
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
+
+from hw.verilog import ICARUS_GENERATION
 
 __all__ = [
     "REPO_ROOT", "SIM_BUILD_ROOT", "SIM_RUN_ROOT", "SIMULATORS", "TIMESCALE",
@@ -439,6 +444,8 @@ def run_cocotb(verilog_sources, toplevel, test_module, *, simulator="verilator",
     build_args = list(build_args)
     if simulator == "verilator":
         build_args = [*VERILATOR_WAIVERS, *build_args]
+    else:
+        build_args = [ICARUS_GENERATION, *build_args]  # Verilog-2005, after cocotb's -g2012
 
     set_vars, unset_vars = _environment(simulator, extra_env)
     with _scoped_environ(set_vars, unset_vars):

@@ -13,7 +13,8 @@ import shutil
 import pytest
 
 from tb.cosim import CosimError, main, replay
-from tb.replay_model import fits, ideal_cycles, prepare, requirements
+from tb.replay_model import (compare, expected_saturation, fits, ideal_cycles, kind_selection,
+                             prepare, requirements)
 from tb.rtl import REPLAY_PARAMS, SMALL_PARAMS, top_params
 from traces.format import write_trace
 from traces.synth import random_execution
@@ -22,7 +23,8 @@ HEADER = {"source": "tb/test_cosim.py"}
 
 #: The fuzz slice (fixed seeds): shapes with cin/cout off multiples of 16, kernels 1/3,
 #: strides 1/2, sparsities, INT4/MXINT8 inputs, all output formats, residual on/off and
-#: random, detected, all-dense and all-sparse channel maps.
+#: random, detected, all-dense and all-sparse channel maps, and one layer that saturates both
+#: accumulator terms and PPU values.
 FUZZ = [
     dict(height=6, width=5, cin=20, cout=17, kernel=3, stride=1, sparsity=0.7, mode="int4",
          residual=True, channel_map="random"),
@@ -40,6 +42,8 @@ FUZZ = [
          out_format="int4", residual=True, channel_map="random"),
     dict(height=1, width=1, cin=33, cout=100, kernel=1, stride=1, sparsity=0.9, mode="int4",
          channel_map="dense"),
+    dict(height=3, width=3, cin=40, cout=20, kernel=3, stride=1, sparsity=0.5, mode="mxint8",
+         out_format="int4", residual=True, channel_map="random", saturate=True),
 ]
 FUZZ_SEED = 7100
 
@@ -84,6 +88,35 @@ def test_ideal_cycles_and_requirements():
     assert need["act_depth"] == 4 * 4 * 2 and need["weight_depth"] == 9 * 2
     problems = fits(ex.descriptor, top_params(act_depth=16))
     assert problems == ["needs act_depth >= 32 (the top has 16)"]
+
+
+def test_kind_selection_takes_the_cheapest_of_each_kind(tmp_path):
+    """Icarus' default selection: one execution per datapath kind, the fewest cycles."""
+    small = dict(cin=16, cout=16, height=2, width=2, kernel=3, stride=1, sparsity=0.5,
+                 mode="int4")
+    cases = [dict(small, height=4), dict(small), dict(small, mode="mxint8"),
+             dict(small, kernel=1), dict(small, height=3)]
+    exs = [random_execution(**c, seed=i) for i, c in enumerate(cases)]
+    for ex in exs:
+        ex.meta["cycles"] = {"cycles": int(ex.descriptor.height) * 100}
+    write_trace(tmp_path / "t", exs, header=HEADER)
+    from traces.format import open_trace
+    assert kind_selection(open_trace(tmp_path / "t").records) == [1, 2, 3]
+
+
+def test_saturation_counters_are_compared_with_the_reference():
+    ex = random_execution(cin=40, cout=20, height=3, width=3, kernel=3, stride=1,
+                          sparsity=0.5, mode="mxint8", residual=True, saturate=True, seed=11)
+    job = prepare(ex, 0, tile=32)
+    want = expected_saturation(job)
+    assert want["sat_terms"] > 0 and want["sat_ppu"] > 0
+    actual = {"out_words": job.images["out_expected"],
+              "zero_counts": ex.arrays["zero_counts"], "next_map": ex.arrays["next_map"],
+              "counters": {"sat_terms": want["sat_terms"], "sat_ppu": want["sat_ppu"] - 1}}
+    found = compare(job, actual, {}, saturation=want)
+    assert [m.text() for m in found] == [
+        f"sat_ppu at counter cnt_sat_ppu, expected from golden/intref.py: expected "
+        f"{want['sat_ppu']}, actual {want['sat_ppu'] - 1}"]
 
 
 def test_missing_trace_folder_is_a_clear_error(tmp_path, capsys):
@@ -136,6 +169,8 @@ def test_fuzz_slice_is_bit_and_cycle_exact(fuzz_trace, tmp_path):
         assert r["cycles_rtl"] == r["cycles_model"] == r["cycles_start_to_done"]
         assert r["counters_rtl"]["mem_writes"] == r["mem_writes"] > 0
         assert r["cycles_per_ideal"] >= 1.0
+    # the saturation counters are compared with the golden reference; one case exercises both
+    assert any(r["sat_terms"] > 0 and r["sat_ppu"] > 0 for r in results["executions"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"]["executions"] == len(FUZZ)
     assert saved["summary"]["cycles_per_second"] > 0
@@ -189,19 +224,27 @@ def test_corrupted_expected_value_is_reported(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- Icarus
 
+#: Icarus replays these on the small configuration. An MXINT8 layer comes first: right after
+#: reset is where 4-state simulation once found X values (combinational blocks that had never
+#: been evaluated, see hw.verilog.ICARUS_GENERATION).
+ICARUS_CASES = [
+    FUZZ[2],
+    dict(height=3, width=2, cin=40, cout=12, kernel=3, stride=1, sparsity=0.5, mode="mxint8",
+         out_format="int4", residual=True, channel_map="random", saturate=True),
+    dict(height=2, width=1, cin=20, cout=6, kernel=3, stride=1, sparsity=0.6, mode="int4",
+         residual=True, channel_map="random"),
+]
+
+
 def test_small_replay_on_icarus(tmp_path):
-    """Icarus (4-state) on the small configuration and a tiny layer (23 cycles, INT4, residual,
-    both engines busy): Icarus is slow on this RTL and sees X values on some layers that
-    Verilator cannot (docs/cosim.md section 7); this one is X-free."""
-    ex = random_execution(cin=20, cout=6, height=2, width=1, kernel=3, stride=1,
-                          sparsity=0.6, mode="int4", residual=True, seed=5,
-                          channel_map="random")
-    write_trace(tmp_path / "t", [ex], header=HEADER)
+    """Icarus (4-state, X-checked) on the small configuration: MXINT8 right after reset, a
+    saturating layer, an INT4 layer with both engines busy; bit- and cycle-exact."""
+    write_fuzz_trace(tmp_path / "t", ICARUS_CASES, seed=5)
     results = replay(tmp_path / "t", simulator="icarus", params=SMALL_PARAMS,
                      out_dir=tmp_path, log=lambda *_: None)
     s = results["summary"]
-    assert s["simulator"] == "icarus" and s["executions"] == 1
+    assert s["simulator"] == "icarus" and s["executions"] == len(ICARUS_CASES)
     assert s["passed"], s["first_mismatch"]
-    rec = results["executions"][0]
-    assert rec["cycles_rtl"] == rec["cycles_model"] == rec["cycles_start_to_done"]
-    assert rec["sparse_groups"] == "1/2"
+    for rec in results["executions"]:
+        assert rec["cycles_rtl"] == rec["cycles_model"] == rec["cycles_start_to_done"]
+    assert results["executions"][1]["sat_terms"] > 0

@@ -56,6 +56,7 @@ def cmd_random_layer(args) -> int:
                           kernel=args.kernel, stride=args.stride, sparsity=args.sparsity,
                           mode=args.mode, seed=args.seed, padding=args.padding,
                           residual=args.residual, out_format=args.out_format,
+                          saturate=args.saturate,
                           channel_map=args.channel_map, threshold_pct=args.threshold)
     from traces.hexfiles import DEFAULT_TILE, predicted_counters, write_hex_files
     ex.meta["cycles"] = predicted_counters(ex)
@@ -97,6 +98,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", choices=("int4", "mxint8"), default="int4")
     r.add_argument("--out-format", choices=("uint4", "int4", "mxint8"), default=None)
     r.add_argument("--residual", action="store_true")
+    r.add_argument("--saturate", action="store_true",
+                   help="exercise the saturation paths (accumulator terms and PPU)")
     r.add_argument("--channel-map", choices=("detect", "dense", "sparse", "random"),
                    default="detect")
     r.add_argument("--threshold", type=int, default=ir.THRESHOLD_DEFAULT_PCT)

@@ -16,13 +16,16 @@ def random_execution(*, cin: int, cout: int, height: int, width: int, kernel: in
                      padding: int | None = None, residual: bool = False,
                      out_format: str | None = None, channel_map: str = "detect",
                      threshold_pct: int = ir.THRESHOLD_DEFAULT_PCT,
-                     vector: int = 16) -> Execution:
+                     vector: int = 16, saturate: bool = False) -> Execution:
     """One random layer execution of any legal shape.
 
     Activations are UINT4 (INT4 mode) with a fraction ``sparsity`` of zeros, or MXINT8;
     weights INT4 / MXINT8. The PPU scale is chosen from the accumulator so the output spans
     the output format's range. ``channel_map``: "detect" labels the input groups with the
     sparsity detector's rule, "dense"/"sparse" force one label, "random" draws each.
+    ``saturate`` drives both saturation paths: MXINT8 inputs get their first 32-channel block
+    scaled by 2**60 (those accumulator terms clamp to +-TERM_LIMIT) and the PPU shift is 16
+    bits below the fitting one (large values clamp to 32 bits).
     Raises ValueError for illegal arguments.
     """
     if mode not in ("int4", "mxint8"):
@@ -49,6 +52,8 @@ def random_execution(*, cin: int, cout: int, height: int, width: int, kernel: in
     w = rng.standard_normal((cout, kernel, kernel, cin)) / np.sqrt(cin * kernel * kernel)
     if x_format == ir.Format.MXINT8:
         x = x * np.where(rng.random(x.shape) < 0.5, -1, 1)
+        if saturate:
+            x[:, :, :nx.MX_BLOCK] *= 2.0 ** 60
         x_codes, x_scales = nx.mxint8_quantize(x)
         w_codes, w_scales = nx.mxint8_quantize(w)
     else:
@@ -61,7 +66,8 @@ def random_execution(*, cin: int, cout: int, height: int, width: int, kernel: in
     scale_mant *= np.where(rng.random(cout) < 0.1, -1, 1).astype(np.int32)
     # choose the shift so that the largest |acc * K| lands near 4.0 on the 2**-16 grid
     peak = int(np.abs(acc).max()) * 2 ** 14
-    scale_shift = int(np.clip(peak.bit_length() - 18, 0, ir.SCALE_SHIFT_MAX))
+    scale_shift = int(np.clip(peak.bit_length() - 18 - (16 if saturate else 0), 0,
+                              ir.SCALE_SHIFT_MAX))
     bias = rng.integers(-2 ** 15, 2 ** 15, cout).astype(np.int32)
     arrays = dict(x_codes=x_codes, x_scales=x_scales, w_codes=w_codes, w_scales=w_scales,
                   scale_mant=scale_mant, bias=bias)
@@ -87,7 +93,7 @@ def random_execution(*, cin: int, cout: int, height: int, width: int, kernel: in
     result = ir.run_layer(**Execution("", desc, arrays).inputs())
     arrays.update(expected_arrays(result))
     name = (f"random.{mode}.c{cin}k{cout}.{height}x{width}.k{kernel}s{stride}"
-            f".p{int(round(100 * sparsity))}.seed{seed}")
+            f".p{int(round(100 * sparsity))}{'.sat' if saturate else ''}.seed{seed}")
     meta = {"source": "random-layer", "seed": seed, "sparsity": sparsity,
-            "channel_map": channel_map}
+            "channel_map": channel_map, "saturate": saturate}
     return Execution(name, desc, arrays, meta)

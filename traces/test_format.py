@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+from golden import intref as ir
 from traces.__main__ import main
 from traces.format import (SCHEMA_VERSION, TraceError, open_trace, recompute, sha256_file,
                            write_trace)
@@ -188,3 +189,17 @@ def test_hex_files_hold_the_arrays(tmp_path):
     assert len([x for x in w if x]) > 0
     cycles = ex.meta["cycles"]
     assert cycles["cycles"] > cycles["dpe_busy"] > 0 and cycles["mem_writes"] == 3 * 4 * 2
+
+
+@pytest.mark.parametrize("mode", ["int4", "mxint8"])
+def test_saturating_random_layer_saturates(mode):
+    """``saturate=True`` exercises the PPU clamp in both modes and the term clamp in MXINT8
+    (INT4 terms cannot reach +-TERM_LIMIT), without changing the layer's shape."""
+    kw = dict(cin=40, cout=20, height=3, width=3, kernel=3, stride=1, sparsity=0.5, seed=11,
+              mode=mode, residual=True)
+    plain = ir.run_layer(**random_execution(**kw).inputs())
+    ex = random_execution(**kw, saturate=True)
+    r = ir.run_layer(**ex.inputs())
+    assert plain.saturated_terms == 0 and plain.out.saturated == 0
+    assert r.out.saturated > 0 and ".sat." in ex.name
+    assert (r.saturated_terms > 0) == (mode == "mxint8")

@@ -25,7 +25,7 @@ writes into ``--out``:
   No Python runs at simulation time; ``$readmemh`` paths are relative: run it in the folder.
 - ``bringup.json``: what was generated (trace, execution, configuration, expected values).
 
-``--sim`` also builds and runs it (Icarus: ``iverilog -g2012`` + ``vvp``; Verilator:
+``--sim`` also builds and runs it (Icarus: ``iverilog -g2005`` + ``vvp``; Verilator:
 ``--binary``) and writes ``report.json`` (``result`` = ``PASS`` / ``FAIL``).
 """
 
@@ -45,7 +45,7 @@ from ..descriptor import ADDR_BITS, descriptor_for, descriptor_layout
 from ..layout import (ACT_WORD_BITS, PARAM_WORD_BITS, RES_WORD_BITS, read_memh,
                       weight_word_bits)
 from ..top import COUNTERS, MemSel
-from ..verilog import BUILD_ROOT
+from ..verilog import BUILD_ROOT, ICARUS_GENERATION
 from .rtl import TOPLEVEL, config_params, parse_overrides, top_verilog
 
 __all__ = ["TB_TOP", "CHECKED_COUNTERS", "BringupError", "generate", "run", "main"]
@@ -364,7 +364,7 @@ def run(out, sim, *, timeout=3600):
     sources = ["tb_bringup.v", f"{TOPLEVEL}.v"]
     report = {"sim": sim, "out": str(out)}
     if sim == "icarus":
-        build = ["iverilog", "-g2012", "-s", TB_TOP, "-o", "icarus/tb.vvp", *sources]
+        build = ["iverilog", ICARUS_GENERATION, "-s", TB_TOP, "-o", "icarus/tb.vvp", *sources]
         (out / "icarus").mkdir(exist_ok=True)
         p, build_s = _tool(build, out, timeout=timeout)
         if p.returncode:

@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from ..top import ACCELERATOR_DEFAULTS
 from ..verilog import BUILD_ROOT, REPO_ROOT, emit_verilog
 
 __all__ = ["TOPLEVEL", "CONFIGS", "config_params", "parse_overrides", "top_verilog"]
@@ -20,21 +21,22 @@ __all__ = ["TOPLEVEL", "CONFIGS", "config_params", "parse_overrides", "top_veril
 #: Verilog module name of the top (as ``python -m hw.generate`` names it).
 TOPLEVEL = "sqdm_top"
 
-_DEFAULTS = dict(vector=16, dpe_cols=8, spe_lanes=4, tile=32, max_cin=512, max_cout=256,
-                 max_pixels=65536, act_depth=2048, weight_depth=512, res_depth=2048,
-                 out_depth=2048)
-
-#: Named configurations. ``default`` is ``Accelerator()``'s defaults with a residual memory of
-#: 8192 words (the default trace's largest residual image; 2048 does not hold it). ``small``
+#: Named configurations. ``default`` is ``Accelerator()``'s defaults. ``small``
 #: keeps the trace word layout (vector 16, tile 32) but shrinks everything else: it is the
 #: configuration of synthesis iterations. ``tiny`` (tile 8: it needs a trace whose weight words
-#: are packed for tile 8) is the configuration of the fast Icarus tests.
+#: are packed for tile 8) is the configuration of the fast Icarus tests. ``micro`` is the
+#: place-and-route configuration (docs/fpga.md 2): the same per-column datapath as ``tiny``
+#: (16 lanes, one term unit and 64-bit accumulators per column, two column groups per tile,
+#: the 16-lane PPU) with one DPE column, one SPE lane, tile 2 and 16-word memories, small
+#: enough for nextpnr-ecp5 to finish in minutes.
 CONFIGS = {
-    "default": {**_DEFAULTS, "res_depth": 8192},
+    "default": dict(ACCELERATOR_DEFAULTS),
     "small": dict(vector=16, dpe_cols=8, spe_lanes=2, tile=32, max_cin=64, max_cout=32,
                   max_pixels=64, act_depth=64, weight_depth=64, res_depth=256, out_depth=64),
     "tiny": dict(vector=16, dpe_cols=4, spe_lanes=1, tile=8, max_cin=32, max_cout=32,
                  max_pixels=16, act_depth=32, weight_depth=64, res_depth=64, out_depth=32),
+    "micro": dict(vector=16, dpe_cols=1, spe_lanes=1, tile=2, max_cin=16, max_cout=16,
+                  max_pixels=16, act_depth=16, weight_depth=16, res_depth=16, out_depth=16),
 }
 
 
@@ -43,10 +45,10 @@ def config_params(name, overrides=None):
     if name not in CONFIGS:
         raise ValueError(f"configuration must be one of {sorted(CONFIGS)}, got {name!r}")
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(_DEFAULTS))
+    unknown = sorted(set(overrides) - set(ACCELERATOR_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown Accelerator parameter(s) {unknown}; known: "
-                         f"{sorted(_DEFAULTS)}")
+                         f"{sorted(ACCELERATOR_DEFAULTS)}")
     return {**CONFIGS[name], **overrides}
 
 
