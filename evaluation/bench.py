@@ -2,7 +2,8 @@
 execution of a whole-sample trace, plus sweeps (threshold, DPE:SPE ratio, channel-map policy,
 DRAM bandwidth). ``python -m evaluation.bench [--traces DIR] [--results FILE] [--out DIR]``.
 
-Writes ``<out>/report.json``, ``<out>/executions.json`` and PNG plots; prints a table.
+Writes ``<out>/report.json``, ``<out>/executions.json`` and PNG plots; prints the tables at
+both budgets (equal multiplier count; equal arithmetic area, :mod:`evaluation.area`).
 docs/evaluation.md describes the method and what is measured versus modelled.
 """
 
@@ -20,13 +21,15 @@ import numpy as np
 
 from golden import intref as ir
 from traces.format import TraceError, open_trace
+from . import area as ar
 from . import energy as en
 from .baselines import (CONFIGS, DENSE_ARRAY, HW, MULTIPLIERS, channel_reads, dense_counters,
                         events_for, sqdm_counters, useful_macs)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TRACES = REPO / "build" / "traces" / "all"
-DEFAULT_RESULTS = REPO / "build" / "sim" / "results.json"
+#: Where ``make bench`` has tb.cosim replay build/traces/all (maps trace and dense).
+DEFAULT_RESULTS = REPO / "build" / "sim" / "all" / "results.json"
 DEFAULT_OUT = REPO / "build" / "bench"
 
 #: Off-chip bandwidth of every configuration (bytes per accelerator cycle).
@@ -91,11 +94,16 @@ def load_results(path, tr, execs) -> dict:
         raise BenchError(f"results file {path} is not valid JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("executions"), list):
         raise BenchError(f"results file {path} has no 'executions' list (not tb.cosim output)")
-    params = (data.get("summary") or {}).get("params") or {}
+    summary = data.get("summary") or {}
+    params = summary.get("params") or {}
     for k, v in HW.items():
         if k in params and params[k] != v:
             raise BenchError(f"results file {path} was simulated with {k}={params[k]}, the "
                              f"benchmark's sqdm configuration has {k}={v}")
+    if not data["executions"]:
+        why = summary.get("cocotb_failure")
+        raise BenchError(f"results file {path} holds no executions (a failed replay"
+                         + (f": {why}" if why else "") + "); re-run tb.cosim")
     out = {}
     for r in data["executions"]:
         try:
@@ -109,8 +117,9 @@ def load_results(path, tr, execs) -> dict:
             raise BenchError(
                 f"results file {path} is not of trace {tr.root}: its execution #{i} is "
                 f"{name!r}, the trace has {have!r} there (results trace: "
-                f"{(data.get('summary') or {}).get('trace')!r}); re-run "
-                f"`python -m tb.cosim --traces {tr.root}` or pass --results")
+                f"{summary.get('trace')!r}); replay this trace with `python -m tb.cosim "
+                f"--traces {tr.root} --maps trace,dense --out <absolute folder>` (`make bench` "
+                "does, into build/sim/all) or pass another --results")
         missing = [k for k in RTL_COUNTERS if k not in counters]
         if missing:
             raise BenchError(f"results file {path}: execution #{i} lacks counters {missing}")
@@ -360,6 +369,71 @@ def bandwidth_sweep(recs):
     return res
 
 
+def equal_area(execs, cfgs, *, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTable(),
+               progress=print):
+    """The four configurations at equal arithmetic area (docs/evaluation.md 3): the dense
+    baselines re-evaluated (evaluation.fastmodel) with the column count whose multipliers, adder
+    trees and accumulators have the area of this design's DPE + SPE arithmetic
+    (:func:`evaluation.area.equal_area_array`); sqdm and int4_dense are this design itself, so
+    their figures are those of ``cfgs``."""
+    budget = ar.sqdm_um2()
+    macs = sum(useful_macs(e.d) for e in execs)
+    out = {}
+    for cfg in CONFIGS:
+        if cfg in ("sqdm", "int4_dense"):
+            t = cfgs[cfg]
+            r = {"multipliers": MULTIPLIERS[cfg], "multipliers_exact": float(MULTIPLIERS[cfg]),
+                 "array": {"vector": HW["vector"], "dpe_cols": HW["dpe_cols"],
+                           "spe_lanes": HW["spe_lanes"], "tile": HW["tile"]},
+                 "area_um2": budget["total_um2"], "area_ratio": 1.0,
+                 "cycles": t["cycles"], "cycles_compute": t["cycles_compute"],
+                 "energy_pj": t["energy_pj"], "source": t["source"],
+                 "rtl_executions": t["rtl_executions"]}
+        else:
+            t0 = time.monotonic()
+            arr = ar.equal_area_array(cfg, budget["total_um2"])
+            cyc = cyc_c = 0
+            pj = 0.0
+            for e in execs:
+                c = dense_counters(e.d, e.x, arr)
+                ev = events_for(cfg, e.d, c, array=arr)
+                pj += en.energy_of(ev, table)[0]
+                cyc_c += c["cycles"]
+                cyc += _bound(c["cycles"], ev["dram_byte"], bandwidth)
+            r = {"multipliers": arr["multipliers"], "multipliers_exact": arr["multipliers_exact"],
+                 "array": {k: arr[k] for k in ("vector", "dpe_cols", "spe_lanes", "tile")},
+                 "area_um2": arr["area_um2"], "area_ratio": arr["area_ratio"],
+                 "cycles": int(cyc), "cycles_compute": int(cyc_c), "energy_pj": pj,
+                 "source": "model", "rtl_executions": 0}
+            progress(f"  equal area {cfg}: {arr['multipliers']} multipliers (exact "
+                     f"{arr['multipliers_exact']:.1f}), {cyc:,} cycles "
+                     f"({time.monotonic() - t0:.1f} s)")
+        r["mac_utilisation"] = macs / (r["multipliers"] * r["cycles"]) if r["cycles"] else 0.0
+        out[cfg] = r
+    base = out["fp16_dense"]
+    for t in out.values():
+        t["speedup_vs_fp16"] = base["cycles"] / t["cycles"]
+        t["energy_reduction_vs_fp16"] = 1 - t["energy_pj"] / base["energy_pj"]
+    return {
+        "configs": out,
+        "dram_bytes_per_cycle": bandwidth,
+        "budget_um2": budget["total_um2"],
+        "sqdm_arithmetic_um2": budget["engines"],
+        "area_table_um2": ar.AREA_45NM_UM2,
+        "source": ar.SOURCE,
+        "rule": "arithmetic area (multipliers, adder trees, per-column accumulation) of each "
+                "dense baseline equal to this design's DPE + SPE arithmetic; column count "
+                "rounded up to a whole 16-multiplier column (the baseline never gets less "
+                "area); tile 32 if the column count divides 32, else one pass per item "
+                "(tile = columns); equal DRAM bandwidth. Not counted: registers, multiplexers, "
+                "SPE lane selection, term-unit shifters, PPU, SRAM (docs/evaluation.md 3)",
+        "rules_um2": {"int_mult": "282 * a * b / 64 (operand-width product, 8b anchor)",
+                      "int_add": "piecewise linear through 8b 36, 16b 67, 32b 137; beyond 32b "
+                                 "4.375 per bit; below 8b 4.5 per bit",
+                      "int_mult_5x5": ar.int_mult_um2(5), "int_add_64": ar.int_add_um2(64)},
+    }
+
+
 def per_layer(recs):
     out = {}
     for r in recs:
@@ -387,8 +461,24 @@ def per_layer(recs):
 
 # --------------------------------------------------------------------------- output
 
+def equal_area_text(ea) -> str:
+    cfgs = ea["configs"]
+    lines = [f"equal arithmetic area ({ea['budget_um2']:,.0f} um^2 at 45 nm), "
+             f"{ea['dram_bytes_per_cycle']} B/cycle:",
+             f"{'config':<15} {'source':<9} {'mults':>5} {'exact':>6} {'area':>5} "
+             f"{'cycles':>12} {'speed-up':>9} {'energy uJ':>10} {'energy red.':>11}"]
+    for c in CONFIGS:
+        t = cfgs[c]
+        lines.append(f"{c:<15} {t['source']:<9} {t['multipliers']:>5} "
+                     f"{t['multipliers_exact']:>6.1f} {t['area_ratio']:>5.2f} {t['cycles']:>12,} "
+                     f"{t['speedup_vs_fp16']:>8.2f}x {t['energy_pj'] / 1e6:>10.2f} "
+                     f"{100 * t['energy_reduction_vs_fp16']:>10.1f}%")
+    return "\n".join(lines)
+
+
 def table_text(cfgs) -> str:
-    lines = [f"{'config':<15} {'source':<9} {'cycles':>12} {'speed-up':>9} "
+    lines = ["equal multiplier count (256), equal bandwidth:",
+             f"{'config':<15} {'source':<9} {'cycles':>12} {'speed-up':>9} "
              f"{'energy uJ':>10} {'energy red.':>11} {'as-built red.':>13}"]
     for c in CONFIGS:
         t = cfgs[c]
@@ -445,7 +535,10 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
     if check["mismatches"]:
         raise BenchError(f"evaluation.fastmodel differs from hw.cyclemodel: {check['first']}")
     cfgs = totals(recs, bandwidth)
-    progress("\n" + table_text(cfgs) + "\n")
+    t0 = time.monotonic()
+    ea = equal_area(execs, cfgs, bandwidth=bandwidth, table=table, progress=progress)
+    t_area = time.monotonic() - t0
+    progress("\n" + table_text(cfgs) + "\n\n" + equal_area_text(ea) + "\n")
     steps = sorted({e.meta.get("step") for e in execs if e.meta.get("step") is not None})
     report = {
         "trace": {"dir": str(trace_dir), "executions": len(execs), "steps": len(steps),
@@ -456,18 +549,20 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
         "budget": {"multipliers": 256, "dram_bytes_per_cycle": bandwidth,
                    "sqdm": {**HW, "dpe_multipliers": 128, "spe_multipliers": 128},
                    "dense_array": {k: DENSE_ARRAY[k] for k in ("vector", "dpe_cols", "tile")},
-                   "note": "equal multiplier count and equal DRAM bandwidth; per execution "
-                           "cycles = max(compute cycles, DRAM bytes / bandwidth)"},
+                   "note": "configs: equal multiplier count and equal DRAM bandwidth; per "
+                           "execution cycles = max(compute cycles, DRAM bytes / bandwidth). "
+                           "equal_area: the same at equal arithmetic area"},
         "energy_table": {"source": en.SOURCE, "node_nm": table.node_nm,
                          "pj_per_event": table.as_dict(), "cited": en.HOROWITZ_45NM},
         "configs": cfgs,
+        "equal_area": ea,
         "paper": PAPER,
         "fast_model_check": {**check, "reference": "hw.cyclemodel.predict_layer",
                              "sample": f"every {check_every}th execution, maps trace and dense"},
         "rtl_vs_model": rtl_vs_model,
         "per_layer": per_layer(recs),
         "bandwidth_sweep": bandwidth_sweep(recs),
-        "timing_s": {"evaluate": t_eval},
+        "timing_s": {"evaluate": t_eval, "equal_area": t_area},
     }
     if do_sweeps:
         progress("sweeps (evaluation.fastmodel):")
@@ -493,8 +588,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__.split("\n")[0])
     p.add_argument("--traces", default=str(DEFAULT_TRACES), help="whole-sample trace folder")
     p.add_argument("--results", default=None,
-                   help="tb.cosim results.json (default: build/sim/results.json if it exists "
-                        "and belongs to the trace)")
+                   help="tb.cosim results.json (default: build/sim/all/results.json if it "
+                        "exists and belongs to the trace)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--bandwidth", type=int, default=DEFAULT_BANDWIDTH,
                    help="DRAM bytes per cycle of every configuration")

@@ -30,7 +30,17 @@ def write_plots(report: dict, out_dir) -> list[Path]:
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     sp = [cfgs[c]["speedup_vs_fp16"] for c in CONFIGS]
     er = [100 * cfgs[c]["energy_reduction_vs_fp16"] for c in CONFIGS]
-    ax[0].bar(CONFIGS, sp, color=["grey", "tab:orange", "tab:green", "tab:blue"])
+    ea = (report.get("equal_area") or {}).get("configs")
+    xs = range(len(CONFIGS))
+    w = 0.4 if ea else 0.8
+    ax[0].bar([i - (w / 2 if ea else 0) for i in xs], sp, w, label="equal multipliers (256)",
+              color=["grey", "tab:orange", "tab:green", "tab:blue"])
+    if ea:
+        ax[0].bar([i + w / 2 for i in xs], [ea[c]["speedup_vs_fp16"] for c in CONFIGS], w,
+                  color=["grey", "tab:orange", "tab:green", "tab:blue"], alpha=0.5, hatch="//",
+                  label="equal arithmetic area")
+    ax[0].set_xticks(list(xs))
+    ax[0].set_xticklabels(CONFIGS)
     ax[0].axhline(paper["speedup_vs_fp16"], color="k", ls="--", label="paper sqdm 6.91x")
     ax[0].axhline(1, color="grey", lw=0.5)
     ax[0].set_ylabel("speed-up vs fp16_dense")
@@ -46,8 +56,8 @@ def write_plots(report: dict, out_dir) -> list[Path]:
     for a in ax:
         a.tick_params(axis="x", rotation=20)
     bw = report["budget"]["dram_bytes_per_cycle"]
-    fig.suptitle(f"{report['trace']['executions']} layer executions, 256 multipliers, "
-                 f"{bw} B/cycle DRAM")
+    fig.suptitle(f"{report['trace']['executions']} layer executions, 256 multipliers"
+                 + (" / equal arithmetic area" if ea else "") + f", {bw} B/cycle DRAM")
     paths.append(_save(fig, out_dir / "speedup_energy.png"))
 
     sw = report.get("sweeps")

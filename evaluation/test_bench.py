@@ -86,6 +86,19 @@ def test_report_keys_sanity_and_determinism(tiny, tmp_path):
     for c in ("int4_dense", "int4_vsq_dense", "sqdm"):
         assert cfgs[c]["energy_reduction_vs_fp16"] > 0.3
     assert cfgs["sqdm"]["cycles"] < cfgs["int4_dense"]["cycles"]
+    ea = data["equal_area"]
+    assert set(ea["configs"]) == set(cfgs)
+    assert {"multipliers", "cycles", "energy_pj", "speedup_vs_fp16", "energy_reduction_vs_fp16",
+            "source", "area_ratio"} <= set(ea["configs"]["sqdm"])
+    assert [ea["configs"][c]["multipliers"] for c in sorted(cfgs)] == [32, 256, 384, 256]
+    assert ea["configs"]["fp16_dense"]["speedup_vs_fp16"] == 1.0
+    for c in ("sqdm", "int4_dense"):       # this design: the same figures at both budgets
+        assert ea["configs"][c]["cycles"] == cfgs[c]["cycles"]
+        assert ea["configs"][c]["energy_pj"] == cfgs[c]["energy_pj"]
+    # 32 FP16 multipliers instead of 256: far slower; the 16 x 24 4-bit array is not slower
+    assert ea["configs"]["fp16_dense"]["cycles"] > 3 * cfgs["fp16_dense"]["cycles"]
+    assert ea["configs"]["int4_vsq_dense"]["cycles"] <= cfgs["int4_vsq_dense"]["cycles"]
+    assert ea["configs"]["sqdm"]["speedup_vs_fp16"] > cfgs["sqdm"]["speedup_vs_fp16"]
     assert data["fast_model_check"]["mismatches"] == 0
     assert data["fast_model_check"]["executions"] == 16
     sw = data["sweeps"]
@@ -126,6 +139,11 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path, capsys):
         bench.run(tiny, other, tmp_path / "o", progress=lambda *_: None)
     with pytest.raises(bench.BenchError, match="does not exist"):
         bench.run(tiny, tmp_path / "missing.json", tmp_path / "o", progress=lambda *_: None)
+    failed = tmp_path / "failed.json"
+    failed.write_text(json.dumps({"summary": {"executions": 0, "cocotb_failure": "boom"},
+                                  "executions": []}))
+    with pytest.raises(bench.BenchError, match="holds no executions.*boom"):
+        bench.run(tiny, failed, tmp_path / "o", progress=lambda *_: None)
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"summary": {"params": {"spe_lanes": 8}}, "executions": []}))
     with pytest.raises(bench.BenchError, match="spe_lanes=8"):

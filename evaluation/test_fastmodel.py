@@ -15,6 +15,9 @@ CASES = [  # h, w, cin, cout, k, s, p, x_format, out_format, residual, (cols, la
     (3, 5, 96, 40, 1, 1, 0, ir.Format.MXINT8, ir.Format.INT4, True, (12, 2, 48)),
     (6, 6, 32, 8, 3, 2, 0, ir.Format.INT4, ir.Format.UINT4, False, (16, 1, 32)),
     (4, 4, 1, 32, 3, 1, 1, ir.Format.MXINT8, ir.Format.UINT4, False, (2, 7, 32)),
+    # the dense baselines' equal-area arrays (evaluation.area.equal_area_array)
+    (4, 4, 40, 70, 3, 1, 1, ir.Format.INT4, ir.Format.INT4, True, (24, 1, 24)),
+    (3, 3, 32, 33, 3, 1, 1, ir.Format.INT4, ir.Format.INT4, False, (2, 1, 32)),
 ]
 
 

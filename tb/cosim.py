@@ -110,7 +110,7 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
         chosen = chosen[:limit]
 
     verilog, emit_s = top_verilog(params, log=log)
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # the simulator runs in its own folder
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".replay-", dir=out_dir))
     try:

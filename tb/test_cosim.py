@@ -176,14 +176,17 @@ def test_fuzz_slice_is_bit_and_cycle_exact(fuzz_trace, tmp_path):
     assert saved["summary"]["cycles_per_second"] > 0
 
 
-def test_channel_map_does_not_change_results(tmp_path):
+def test_channel_map_does_not_change_results(tmp_path, monkeypatch):
     """One random layer with the maps all dense, all sparse and random: identical outputs
-    (all equal to the golden result), different cycle counts (each equal to the model)."""
+    (all equal to the golden result), different cycle counts (each equal to the model).
+    Trace and output folders given relative to the working directory."""
     ex = random_execution(cin=40, cout=24, height=5, width=5, kernel=3, stride=1,
                           sparsity=0.65, mode="int4", seed=4242, channel_map="detect")
     write_trace(tmp_path / "t", [ex], header=HEADER)
-    results = replay(tmp_path / "t", maps=("dense", "sparse", "random"), out_dir=tmp_path,
+    monkeypatch.chdir(tmp_path)
+    results = replay("t", maps=("dense", "sparse", "random"), out_dir="out",
                      log=lambda *_: None)
+    assert (tmp_path / "out" / "results.json").exists()
     runs = {r["map"]: r for r in results["executions"]}
     assert set(runs) == {"dense", "sparse", "random"}
     assert results["summary"]["passed"], results["summary"]["first_mismatch"]
