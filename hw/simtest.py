@@ -1,20 +1,26 @@
-"""Helpers shared by the gateware unit tests (amaranth.sim async testbenches).
+"""Helpers shared by the gateware unit tests (amaranth.sim async testbenches) and the
+cocotb block tests (tb/cocotb_blocks.py, on the emitted Verilog).
 
 Stream drivers with random valid/ready gaps from a seeded ``random.Random``, a cycle counter
-for busy-style signals, and the conversion of golden-model arrays into engine work items.
+for busy-style signals, the conversion of golden-model arrays into engine work items, and
+:class:`StreamCase`: one block test (configuration, input transfers, expected output check)
+that either simulator runs.
 """
 
+import dataclasses
 import random
+from typing import Callable
 
 import numpy as np
 from amaranth.sim import Simulator
 
 from golden import intref
 
-from .common import MX_BLOCK
+from .common import MX_BLOCK, Mode
 
 __all__ = ["stream_put", "stream_get", "run_sim", "seeded", "make_unit_data", "unit_items",
-           "reference_unit", "engine_check"]
+           "reference_unit", "StreamCase", "run_stream_case", "engine_case", "engine_check",
+           "dpe_cycles", "spe_cycles", "ppu_case"]
 
 
 async def stream_put(ctx, port, payload, rng=None, gap=0.0):
@@ -144,16 +150,64 @@ def seeded(seed):
     return random.Random(seed), np.random.default_rng(seed)
 
 
-def engine_check(dut, *, x_format, units, seed, item_cycles, sparsity=0.0, in_gap=0.3,
-                 out_gap=0.3, null_rate=0.1, vector=16, max_vec=3, filler=5):
-    """Feed ``units`` random units to an engine (DPE or SPE) with random valid/ready gaps and
-    compare every result with :func:`reference_unit`. ``item_cycles(item, mode)`` is the
-    block's cycle model; the busy cycles the engine reports must add up to it exactly.
-    Returns ``(busy_cycles, total_cycles)``."""
-    rnd, nrng = seeded(seed)
+@dataclasses.dataclass
+class StreamCase:
+    """One test of a block with an input stream ``i`` and an output stream ``o``.
+
+    ``config``: input port name -> value, set before the first transfer and held; ``inputs``:
+    payloads for ``i`` (dicts of the payload layout); ``outputs``: transfers expected on ``o``;
+    ``check(results)`` raises AssertionError unless the output payloads (``data.Const`` views
+    of ``o``'s layout, in order) are right; ``busy_cycles``: the exact number of cycles the
+    block's ``busy`` output must be high (its cycle model), or None. ``in_gap`` / ``out_gap``:
+    probability of an idle cycle before each transfer / of holding ``ready`` low, drawn from
+    ``random.Random(seed)``."""
+    config: dict
+    inputs: list
+    outputs: int
+    check: Callable[[list], None]
+    seed: int
+    busy_cycles: int | None = None
+    in_gap: float = 0.3
+    out_gap: float = 0.3
+
+
+def run_stream_case(dut, case):
+    """Run ``case`` on ``dut`` in amaranth.sim; returns ``(busy_cycles, total_cycles)``."""
+    rnd = random.Random(case.seed)
+    got = []
+    stats = {"busy": 0, "cycles": 0}
+
+    async def producer(ctx):
+        for name, value in case.config.items():
+            ctx.set(getattr(dut, name), value)
+        for payload in case.inputs:
+            await stream_put(ctx, dut.i, payload, rnd, case.in_gap)
+
+    async def consumer(ctx):
+        for _ in range(case.outputs):
+            got.append(await stream_get(ctx, dut.o, rnd, case.out_gap))
+
+    async def monitor(ctx):
+        async for _, _, busy in ctx.tick().sample(dut.busy):
+            stats["busy"] += busy
+            stats["cycles"] += 1
+
+    run_sim(dut, [producer, consumer], [monitor] if case.busy_cycles is not None else [])
+    assert len(got) == case.outputs
+    case.check(got)
+    if case.busy_cycles is not None:
+        assert stats["busy"] == case.busy_cycles, (stats, case.busy_cycles)
+    return stats["busy"], stats["cycles"]
+
+
+def engine_case(*, tile, x_format, units, seed, item_cycles, sparsity=0.0, in_gap=0.3,
+                out_gap=0.3, null_rate=0.1, vector=16, max_vec=3, filler=5):
+    """A :class:`StreamCase` of ``units`` random units for an engine (DPE or SPE) with
+    ``tile`` output columns: every result is compared with :func:`reference_unit`;
+    ``item_cycles(item, mode)`` is the block's cycle model, which ``busy`` must add up to."""
+    _, nrng = seeded(seed)
     fmt = intref.Format(x_format)
     mode = intref.Mode.MXINT8 if fmt == intref.Format.MXINT8 else intref.Mode.INT4
-    tile = len(dut.o.payload.acc)
     all_items, expected = [], []
     for _ in range(units):
         nvec = int(nrng.integers(0, max_vec + 1))
@@ -165,28 +219,101 @@ def engine_check(dut, *, x_format, units, seed, item_cycles, sparsity=0.0, in_ga
         all_items += unit_items(x, xs, w, ws, x_format=fmt, vector=vector, tile=tile,
                                 rng=nrng, null_rate=null_rate,
                                 filler=filler if mode == intref.Mode.INT4 else 0)
-    want_busy = sum(item_cycles(it, mode) for it in all_items)
-    got = []
-    stats = {"busy": 0, "cycles": 0}
 
-    async def producer(ctx):
-        ctx.set(dut.mode, mode.value)
-        for it in all_items:
-            await stream_put(ctx, dut.i, it, rnd, in_gap)
+    def check(results):
+        for k, (res, e) in enumerate(zip(results, expected)):
+            g = ([int(a) for a in res.acc], int(res.sat))
+            assert g == e, f"unit {k}: got {g}, expected {e}"
 
-    async def consumer(ctx):
-        for _ in range(units):
-            res = await stream_get(ctx, dut.o, rnd, out_gap)
-            got.append(([int(a) for a in res.acc], int(res.sat)))
+    return StreamCase(config={"mode": mode.value}, inputs=all_items, outputs=units,
+                      check=check, seed=seed, in_gap=in_gap, out_gap=out_gap,
+                      busy_cycles=sum(item_cycles(it, mode) for it in all_items))
 
-    async def monitor(ctx):
-        async for _, _, busy in ctx.tick().sample(dut.busy):
-            stats["busy"] += busy
-            stats["cycles"] += 1
 
-    run_sim(dut, [producer, consumer], [monitor])
-    assert len(got) == units
-    for k, (g, e) in enumerate(zip(got, expected)):
-        assert g == e, f"unit {k}: got {g}, expected {e}"
-    assert stats["busy"] == want_busy, (stats, want_busy)
-    return stats["busy"], stats["cycles"]
+def dpe_cycles(vector, cols, tile):
+    """``item_cycles(item, mode)`` of a DPE (:func:`hw.dpe.dpe_item_cycles`)."""
+    from .dpe import dpe_item_cycles
+
+    def item_cycles(item, mode):
+        return dpe_item_cycles(mode=Mode(mode.value), null=item["null"], vector=vector,
+                               cols=cols, tile=tile)
+    return item_cycles
+
+
+def spe_cycles(vector, lanes):
+    """``item_cycles(item, mode)`` of an SPE (:func:`hw.spe.spe_item_cycles`)."""
+    from .spe import spe_item_cycles
+
+    def item_cycles(item, mode):
+        return spe_item_cycles(item["x"], mode=Mode(mode.value), null=item["null"],
+                               vector=vector, lanes=lanes)
+    return item_cycles
+
+
+def engine_check(dut, *, x_format, units, seed, item_cycles, **kwargs):
+    """Feed ``units`` random units to an engine (DPE or SPE) with random valid/ready gaps and
+    compare every result with :func:`reference_unit` (:func:`engine_case`). Returns
+    ``(busy_cycles, total_cycles)``."""
+    case = engine_case(tile=len(dut.o.payload.acc), x_format=x_format, units=units, seed=seed,
+                       item_cycles=item_cycles, **kwargs)
+    return run_stream_case(dut, case)
+
+
+def _ppu_random_layer(nrng, *, pixels, channels, residual):
+    mag = nrng.uniform(0, 62, (1, pixels, channels))
+    acc = (np.sign(nrng.uniform(-1, 1, mag.shape)) * np.floor(2.0 ** mag)).astype(np.int64)
+    acc[nrng.random(acc.shape) < 0.15] = 0
+    k = nrng.integers(-32767, 32768, channels).astype(np.int32)
+    k[: channels // 4] = nrng.integers(-3, 4, channels // 4)  # small mantissas: exact ties
+    bias = nrng.integers(-2 ** 20, 2 ** 20, channels).astype(np.int32)
+    res = None
+    if residual:
+        res = nrng.integers(-2 ** 31, 2 ** 31, acc.shape, dtype=np.int64).astype(np.int32)
+        res[:, :, ::3] //= 2 ** 12
+    return acc, k, bias, res
+
+
+def ppu_case(*, out_format, relu, residual, seed, channels=40, pixels=3, in_gap=0.3,
+             out_gap=0.3, vector=16):
+    """A :class:`StreamCase` for the PPU: random accumulators (up to 2**62), scale mantissas
+    (small ones give exact ties), bias, residual and shift; every output block (codes, scale,
+    count, base, zero flags) and the saturation total compared with :func:`intref.ppu`."""
+    _, nrng = seeded(seed)
+    shift = int(nrng.choice([0, 1, 2, int(nrng.integers(3, 64))]))
+    acc, k, bias, res = _ppu_random_layer(nrng, pixels=pixels, channels=channels,
+                                          residual=residual)
+    if seed % 2:  # an all-zero output pixel: every block of it gets scale 0 and codes 0
+        acc[0, 0, :] = 0
+        bias[:] = 0
+        if residual:
+            res[0, 0, :] = 0
+    ref = intref.ppu(acc, k, shift, bias, res, relu=relu, out_format=out_format, vector=vector)
+    blk = intref.block_size(intref.Format(out_format), vector)
+    inputs = []
+    for px in range(pixels):
+        for c in range(channels):
+            last = (c % blk == blk - 1) or c == channels - 1
+            r = int(res[0, px, c]) if residual else int(nrng.integers(-99, 99))
+            inputs.append({"acc": int(acc[0, px, c]), "k": int(k[c]), "bias": int(bias[c]),
+                           "residual": r, "chan": c, "last": last})
+    nblk = -(-channels // blk)
+
+    def check(results):
+        sat = 0
+        for n, res_blk in enumerate(results):
+            px, b = divmod(n, nblk)
+            count = min(blk, channels - b * blk)
+            assert res_blk.base == b * blk and res_blk.count == count
+            want = [int(c) for c in ref.codes[0, px, b * blk:b * blk + count]]
+            assert [int(c) for c in res_blk.codes][:count] == want, (px, b)
+            assert all(int(c) == 0 for c in res_blk.codes[count:])
+            assert res_blk.scale == int(ref.scales[0, px, b]), (px, b)
+            zeros = [(int(res_blk.zeros) >> j) & 1 for j in range(count)]
+            assert zeros == [int(c == 0) for c in want]
+            sat += int(res_blk.sat)
+        assert sat == ref.saturated
+
+    config = {"shift": shift, "relu": int(relu), "res_en": int(residual),
+              "out_format": int(intref.Format(out_format).value)}
+    return StreamCase(config=config, inputs=inputs, outputs=pixels * nblk, check=check,
+                      seed=seed, in_gap=in_gap, out_gap=out_gap)

@@ -4,16 +4,8 @@ import pytest
 
 from golden import intref
 
-from .common import Mode
-from .dpe import DPE, dpe_item_cycles
-from .simtest import engine_check
-
-
-def _cycles(vector, cols, tile):
-    def item_cycles(item, mode):
-        return dpe_item_cycles(mode=Mode(mode.value), null=item["null"], vector=vector,
-                               cols=cols, tile=tile)
-    return item_cycles
+from .dpe import DPE
+from .simtest import dpe_cycles, engine_check
 
 
 @pytest.mark.parametrize("x_format", list(intref.Format))
@@ -21,20 +13,20 @@ def _cycles(vector, cols, tile):
 def test_dpe_matches_reference(x_format, vector, cols, tile):
     dut = DPE(vector=vector, cols=cols, tile=tile)
     engine_check(dut, x_format=x_format, units=12, seed=100 + x_format.value * 7 + cols,
-                 item_cycles=_cycles(vector, cols, tile), vector=vector)
+                 item_cycles=dpe_cycles(vector, cols, tile), vector=vector)
 
 
 def test_dpe_default_size_int4():
     dut = DPE()
-    engine_check(dut, x_format=intref.Format.UINT4, units=3, seed=7, item_cycles=_cycles(16, 8, 32),
-                 max_vec=2)
+    engine_check(dut, x_format=intref.Format.UINT4, units=3, seed=7,
+                 item_cycles=dpe_cycles(16, 8, 32), max_vec=2)
 
 
 def test_dpe_back_to_back_throughput():
     """Without gaps the engine is busy every cycle between its first and last item."""
     dut = DPE(vector=16, cols=2, tile=4)
     busy, cycles = engine_check(dut, x_format=intref.Format.UINT4, units=8, seed=3,
-                                item_cycles=_cycles(16, 2, 4), in_gap=0.0, out_gap=0.0)
+                                item_cycles=dpe_cycles(16, 2, 4), in_gap=0.0, out_gap=0.0)
     assert cycles - busy <= 3  # the first handshake, the result register, the final tick
 
 

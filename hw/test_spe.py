@@ -7,15 +7,8 @@ from golden import intref
 
 from .common import Mode
 from .dpe import DPE, dpe_item_cycles
-from .simtest import engine_check
+from .simtest import dpe_cycles, engine_check, spe_cycles
 from .spe import SPE, spe_item_cycles
-
-
-def _cycles(vector, lanes):
-    def item_cycles(item, mode):
-        return spe_item_cycles(item["x"], mode=Mode(mode.value), null=item["null"],
-                               vector=vector, lanes=lanes)
-    return item_cycles
 
 
 @pytest.mark.parametrize("x_format", list(intref.Format))
@@ -23,12 +16,12 @@ def _cycles(vector, lanes):
 def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity):
     dut = SPE(vector=vector, lanes=lanes, cols=cols)
     engine_check(dut, x_format=x_format, units=12, seed=200 + x_format.value * 5 + lanes,
-                 item_cycles=_cycles(vector, lanes), vector=vector, sparsity=sparsity)
+                 item_cycles=spe_cycles(vector, lanes), vector=vector, sparsity=sparsity)
 
 
 def test_spe_default_size_int4():
     engine_check(SPE(), x_format=intref.Format.UINT4, units=3, seed=9,
-                 item_cycles=_cycles(16, 4), sparsity=0.65, max_vec=2)
+                 item_cycles=spe_cycles(16, 4), sparsity=0.65, max_vec=2)
 
 
 def test_spe_cycle_model_examples():
@@ -49,16 +42,15 @@ def test_spe_beats_dpe_per_multiplier_at_65_percent_sparsity():
               out_gap=0.0, null_rate=0.0, max_vec=4)
     dpe = DPE(vector=16, cols=2, tile=8)
     spe = SPE(vector=16, lanes=4, cols=8)
-    dpe_busy, _ = engine_check(dpe, item_cycles=lambda it, mode: dpe_item_cycles(
-        mode=Mode.INT4, null=it["null"], vector=16, cols=2, tile=8), **kw)
-    spe_busy, _ = engine_check(spe, item_cycles=_cycles(16, 4), **kw)
+    dpe_busy, _ = engine_check(dpe, item_cycles=dpe_cycles(16, 2, 8), **kw)
+    spe_busy, _ = engine_check(spe, item_cycles=spe_cycles(16, 4), **kw)
     assert spe_busy * 1.5 <= dpe_busy, (spe_busy, dpe_busy)
     # and at the default sizes (16 x 8 vs 4 x 32, 128 multipliers each) by the cycle models
     rng = np.random.default_rng(5)
     xs = np.where(rng.random((1000, 16)) < 0.65, 0, rng.integers(1, 16, (1000, 16)))
-    spe_cycles = sum(spe_item_cycles(list(v), mode=Mode.INT4, null=False) for v in xs)
-    dpe_cycles = 1000 * dpe_item_cycles(mode=Mode.INT4, null=False)
-    assert spe_cycles < 0.6 * dpe_cycles
+    spe_total = sum(spe_item_cycles(list(v), mode=Mode.INT4, null=False) for v in xs)
+    dpe_total = 1000 * dpe_item_cycles(mode=Mode.INT4, null=False)
+    assert spe_total < 0.6 * dpe_total
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
