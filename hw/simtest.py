@@ -20,7 +20,7 @@ from .common import MX_BLOCK, Mode
 
 __all__ = ["stream_put", "stream_get", "run_sim", "seeded", "make_unit_data", "unit_items",
            "reference_unit", "StreamCase", "run_stream_case", "engine_case", "engine_check",
-           "dpe_cycles", "spe_cycles", "ppu_case"]
+           "dpe_cycles", "spe_cycles", "ppu_case", "detector_case", "addrgen_case"]
 
 
 async def stream_put(ctx, port, payload, rng=None, gap=0.0):
@@ -317,3 +317,62 @@ def ppu_case(*, out_format, relu, residual, seed, channels=40, pixels=3, in_gap=
               "out_format": int(intref.Format(out_format).value)}
     return StreamCase(config=config, inputs=inputs, outputs=pixels * nblk, check=check,
                       seed=seed, in_gap=in_gap, out_gap=out_gap)
+
+
+def detector_case(*, out_format, channels, threshold, seed, pixels=9, vector=16):
+    """Inputs and expectations for the sparsity detector: the zero flags of every output
+    block of a random layer through the golden PPU (channel sparsity varies widely), the
+    per-channel zero counts and the channel map (:func:`intref.channel_map`).
+
+    Returns a dict: ``config`` (channels, pixels, threshold), ``inputs`` (``zeros`` /
+    ``base`` payloads), ``counts``, ``map_bits``, ``seed``."""
+    _, nrng = seeded(seed)
+    acc = nrng.integers(-2 ** 40, 2 ** 40, (1, pixels, channels))
+    density = nrng.uniform(0, 1, channels)
+    acc[nrng.random(acc.shape) > density] = 0
+    relu = out_format == intref.Format.UINT4 or nrng.random() < 0.5
+    ref = intref.ppu(acc.astype(np.int64), np.full(channels, 1 << 10, np.int32), 30,
+                     np.zeros(channels, np.int32), relu=relu, out_format=out_format,
+                     vector=vector)
+    blk = intref.block_size(intref.Format(out_format), vector)
+    inputs = []
+    for px in range(pixels):
+        for base in range(0, channels, blk):
+            codes = ref.codes[0, px, base:base + blk]
+            inputs.append({"zeros": sum(1 << j for j, c in enumerate(codes) if c == 0),
+                           "base": base})
+    want_map = intref.channel_map(ref.zero_counts, pixels, threshold_pct=threshold,
+                                  vector=vector)
+    return {"config": {"channels": channels, "pixels": pixels, "threshold": threshold},
+            "inputs": inputs, "counts": [int(z) for z in ref.zero_counts],
+            "map_bits": [int(b) for b in want_map], "seed": seed}
+
+
+def addrgen_case(shape, x_format, *, groups, seed, tile=4, vector=16, act_base=7,
+                 w_base=100):
+    """A random channel map for ``shape`` and the exact item streams the address generator
+    must produce (:func:`hw.addrgen.walk_items`, addresses offset by the bases).
+
+    Returns a dict: ``desc`` (a ``descriptor_layout`` constant), ``route`` (the map as an
+    int), ``route_bits``, ``want`` (``{"d": [...], "s": [...]}`` item dicts), ``seed``."""
+    from .addrgen import walk_items
+    from .descriptor import descriptor_for, descriptor_layout
+
+    _, nrng = seeded(seed)
+    fmt = intref.Format(x_format)
+    mode = Mode.MXINT8 if fmt == intref.Format.MXINT8 else Mode.INT4
+    route_bits = [int(b) for b in nrng.integers(0, 2, groups)]
+    desc = descriptor_layout().const(descriptor_for(
+        shape, x_format=fmt, out_format=intref.Format.INT4, relu=False, act_base=act_base,
+        w_base=w_base))
+    want = {}
+    for name in ("d", "s"):
+        items = list(walk_items(shape, route_bits, sparse=(name == "s"), mode=mode,
+                                vector=vector, tile=tile))
+        for it in items:
+            if not it["null"]:
+                it["act_addr"] += act_base
+                it["w_addr"] += w_base
+        want[name] = items
+    return {"desc": desc, "route": sum(b << g for g, b in enumerate(route_bits)),
+            "route_bits": route_bits, "want": want, "seed": seed}

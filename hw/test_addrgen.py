@@ -8,8 +8,7 @@ from golden import intref
 
 from .addrgen import AddrGen, walk_items
 from .common import MX_BLOCK, Mode
-from .descriptor import descriptor_for, descriptor_layout
-from .simtest import reference_unit, run_sim, seeded, stream_get
+from .simtest import addrgen_case, reference_unit, run_sim, seeded, stream_get
 
 CASES = [  # height, width, cin, cout, kernel, stride, padding, x_format
     (4, 5, 20, 3, 3, 1, 1, intref.Format.UINT4),
@@ -46,22 +45,12 @@ def test_addrgen_streams_and_coverage(case):
     h, w, cin, cout, k, s, p, fmt = case
     rnd, nrng = seeded(sum(case[:7]))
     shape = intref.ConvShape(h, w, cin, cout, k, s, p)
-    mode = Mode.MXINT8 if fmt == intref.Format.MXINT8 else Mode.INT4
     tile = 4
     dut = AddrGen(vector=16, tile=tile, max_cin=80)
-    route_bits = [int(b) for b in nrng.integers(0, 2, dut.groups)]
-    route = sum(b << g for g, b in enumerate(route_bits))
-    desc = descriptor_layout().const(descriptor_for(
-        shape, x_format=fmt, out_format=intref.Format.INT4, relu=False, act_base=7,
-        w_base=100))
-    want = {n: list(walk_items(shape, route_bits, sparse=(n == "s"), mode=mode, tile=tile))
-            for n in ("d", "s")}
-    got = _collect(dut, desc, route, rnd, len(want["d"]), len(want["s"]))
+    ag = addrgen_case(shape, fmt, groups=dut.groups, seed=sum(case[:7]), tile=tile)
+    want = ag["want"]
+    got = _collect(dut, ag["desc"], ag["route"], rnd, len(want["d"]), len(want["s"]))
     for n in ("d", "s"):
-        for it in want[n]:
-            if not it["null"]:
-                it["act_addr"] += 7
-                it["w_addr"] += 100
         assert got[n] == want[n], n
 
     # functional: the union of both streams reproduces conv2d_acc

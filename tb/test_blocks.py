@@ -1,12 +1,14 @@
-"""cocotb unit tests of the DPE, SPE and PPU Verilog with random backpressure (tb/cocotb_blocks.py):
-every result against the golden reference, the engines' busy cycles against their cycle
-models. Verilator for every block; Icarus (4-state) for the DPE with an MXINT8 case first
+"""cocotb unit tests of the DPE, SPE, PPU, sparsity detector and address generator Verilog
+with random backpressure (tb/cocotb_blocks.py): every result against the golden reference,
+the engines' busy cycles against their cycle models. Verilator for every block; Icarus (4-state) for the DPE with an MXINT8 case first
 after reset, where 4-state simulation once found X values (hw.verilog.ICARUS_GENERATION)."""
 
 import json
 
 import pytest
 
+from hw.addrgen import AddrGen
+from hw.detector import SparsityDetector
 from hw.dpe import DPE
 from hw.ppu import PPU
 from hw.spe import SPE
@@ -31,6 +33,16 @@ BLOCKS = {
         dict(out_format="uint4", relu=True, residual=False, seed=322),
         dict(out_format="int4", relu=False, residual=True, seed=323),
         dict(out_format="uint4", relu=True, residual=True, seed=324, channels=17, pixels=2),
+    ]),
+    "detector": (SparsityDetector, dict(vector=16, max_channels=128, max_pixels=16), [
+        dict(out_format="uint4", channels=40, threshold=30, seed=331),
+        dict(out_format="mxint8", channels=72, threshold=65, seed=332),
+        dict(out_format="int4", channels=7, threshold=0, seed=333),
+    ]),
+    "addrgen": (AddrGen, dict(vector=16, tile=4, max_cin=80), [
+        dict(shape=[4, 5, 20, 3, 3, 1, 1], x_format="uint4", seed=341),
+        dict(shape=[5, 4, 16, 6, 3, 2, 2], x_format="int4", seed=342),
+        dict(shape=[4, 4, 70, 5, 3, 1, 2], x_format="mxint8", seed=343),
     ]),
 }
 
