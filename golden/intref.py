@@ -272,9 +272,11 @@ def channel_map(zero_counts, pixels: int, *, threshold_pct: int = THRESHOLD_DEFA
                 vector: int = 16) -> np.ndarray:
     """Dense/sparse label per channel group of ``vector`` channels (True = sparse).
 
-    A group is sparse when ``100 * zeros >= threshold_pct * channels * pixels``, where
-    ``zeros`` sums the group's per-channel zero counts and ``channels`` is the number of real
-    channels in the group (the last group may be short).
+    A group is sparse when ``100 * (zeros + (vector - channels) * pixels) >= threshold_pct *
+    vector * pixels``, where ``zeros`` sums the group's per-channel zero counts and ``channels``
+    is the number of real channels in the group (the last group may be short): the missing
+    channels of a short group are zero in every activation word, so they count as zeros (the
+    sparse engine skips them, the dense one multiplies them).
     """
     vec = nx._check_vector(vector)
     zc = np.asarray(zero_counts)
@@ -292,7 +294,7 @@ def channel_map(zero_counts, pixels: int, *, threshold_pct: int = THRESHOLD_DEFA
     padded[: zc.size] = zc
     zeros = padded.reshape(groups, vec).sum(axis=1)
     channels = np.minimum(vec, zc.size - vec * np.arange(groups))
-    return 100 * zeros >= threshold_pct * channels * pixels
+    return 100 * (zeros + (vec - channels) * pixels) >= threshold_pct * vec * pixels
 
 
 # --------------------------------------------------------------------------- one layer

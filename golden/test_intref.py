@@ -190,10 +190,15 @@ def test_ppu_output_formats_and_zero_counts(fmt):
 def test_channel_map_threshold_and_short_group():
     zeros = np.array([3] * 16 + [10] * 16 + [10, 0])     # pixels = 10
     sparse = ir.channel_map(zeros, 10, threshold_pct=30)
-    assert sparse.tolist() == [True, True, True]          # 48/160 = 30 %, 100 %, 50 %
+    # 48/160 = 30 %, 100 %; the short group: 10 zeros + 14 missing channels x 10 = 150/160
+    assert sparse.tolist() == [True, True, True]
     assert ir.channel_map(zeros, 10, threshold_pct=31).tolist() == [False, True, True]
-    assert ir.channel_map(zeros, 10, threshold_pct=51).tolist() == [False, True, False]
+    assert ir.channel_map(zeros, 10, threshold_pct=93).tolist() == [False, True, True]
+    assert ir.channel_map(zeros, 10, threshold_pct=94).tolist() == [False, True, False]
     assert ir.channel_map(zeros, 10, threshold_pct=0).all()
+    # one real channel without zeros (the model's conv_in input): 15/16 missing = 93.75 %
+    assert ir.channel_map(np.array([0]), 256, threshold_pct=30).tolist() == [True]
+    assert ir.channel_map(np.array([0]), 256, threshold_pct=94).tolist() == [False]
 
 
 def test_run_layer_composes_the_stages():

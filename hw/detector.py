@@ -40,8 +40,9 @@ class SparsityDetector(wiring.Component):
     threshold : In(range(101))
         Output channels and pixels of the layer, threshold in percent.
     map : Out(groups)
-        Bit g = 1 (sparse) when ``100 * zeros_g >= threshold * channels_g * pixels`` with
-        ``zeros_g`` the sum of group g's counters and ``channels_g`` its real channels;
+        Bit g = 1 (sparse) when ``100 * (zeros_g + (vector - channels_g) * pixels) >=
+        threshold * vector * pixels`` with ``zeros_g`` the sum of group g's counters and
+        ``channels_g`` its real channels (missing channels of a short group count as zeros);
         0 for groups at or beyond ``channels``. Combinational from the counters: valid the
         cycle after the layer's last block transfer (exactly golden.intref.channel_map).
     rd_chan : In(range(max_channels)), rd_count : Out(counter)
@@ -87,17 +88,15 @@ class SparsityDetector(wiring.Component):
 
         m.d.comb += self.rd_count.eq(Array(counters)[self.rd_chan])
 
-        tp = Signal(range(100 * self.max_pixels + 1))
-        m.d.comb += tp.eq(self.threshold * self.pixels)
+        rhs = Signal(range(V * 100 * self.max_pixels + 1))
+        m.d.comb += rhs.eq(self.threshold * self.pixels * V)
         for g in range(self.groups):
             members = counters[g * V:(g + 1) * V]
-            zsum = Signal(range(V * self.max_pixels + 1), name=f"gz{g}")
-            m.d.comb += zsum.eq(sum(members))
             rem = Signal(range(-(g * V), C + 1), name=f"grem{g}")
             m.d.comb += rem.eq(self.channels - g * V)
-            chans = Mux(rem >= V, V, rem)
-            rhs = Signal(range(V * 100 * self.max_pixels + 1), name=f"grhs{g}")
-            m.d.comb += rhs.eq(tp * chans[:5])
+            missing = Mux(rem >= V, 0, V - rem)[:5]  # channels absent from a short group
+            zsum = Signal(range(V * self.max_pixels + 1), name=f"gz{g}")
+            m.d.comb += zsum.eq(sum(members) + missing * self.pixels)
             m.d.comb += self.map[g].eq((rem > 0) & (100 * zsum >= rhs))
         return m
 
