@@ -15,6 +15,7 @@ import json
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -80,18 +81,40 @@ def check_trace(trace_dir, params, select="all"):
     return trace, indices
 
 
+#: Seconds between progress lines of a running replay (``progress`` of :func:`replay`).
+PROGRESS_SECONDS = 15
+
+
+def _watch(jsonl, expected, stop, progress):
+    """Report the replay's progress from its incrementally written records file."""
+    t0 = time.monotonic()
+    while not stop.wait(PROGRESS_SECONDS):
+        records = _read_records(jsonl)
+        cycles = sum(r["cycles_rtl"] for r in records)
+        bad = sum(1 for r in records if r["mismatches"])
+        progress(f"  replayed {len(records)}/{expected} execution(s), {cycles:,} cycles, "
+                 f"{bad} with mismatches, {time.monotonic() - t0:.0f} s")
+
+
 def _read_records(path):
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line being written (progress reads a live file)
+            break
+    return out
 
 
 def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, select=None,
            maps=("trace",), params=None, out_dir=DEFAULT_OUT, results_name="results.json",
-           log=print):
+           log=print, progress=None):
     """Replay a trace folder on the simulated top and write ``out_dir/results_name``.
 
-    Returns the results dict (``{"summary": ..., "executions": [...]}``); raises
+    ``progress``: if given, called with a progress line every :data:`PROGRESS_SECONDS` while
+    the simulator runs. Returns the results dict (``{"summary": ..., "executions": [...]}``); raises
     :class:`CosimError` when the replay cannot run. Mismatches do not raise: look at
     ``summary["bit_exact"]`` / ``summary["cycle_exact"]`` / ``summary["passed"]``.
     """
@@ -118,7 +141,7 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
         return _replay(trace_dir, snapshot, work, chosen=chosen, total=len(trace),
                        simulator=simulator, maps=maps, params=params, out_dir=out_dir,
                        results_name=results_name, verilog=verilog, emit_s=emit_s,
-                       wall0=wall0, log=log)
+                       wall0=wall0, log=log, progress=progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -143,7 +166,7 @@ def snapshot_trace(trace, indices, folder):
 
 
 def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, params, out_dir,
-            results_name, verilog, emit_s, wall0, log):
+            results_name, verilog, emit_s, wall0, log, progress=None):
     jsonl = work / "records.jsonl"
     env = {
         "SQDM_COSIM_TRACE": str(snapshot),
@@ -157,12 +180,22 @@ def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, params
     log(f"replaying {len(chosen)} of {total} execution(s) of {trace_dir} on {simulator}"
         f" (maps: {','.join(maps)})")
     failure = None
+    stop = threading.Event()
+    watcher = None
+    if progress is not None:
+        watcher = threading.Thread(target=_watch, daemon=True,
+                                   args=(jsonl, len(chosen) * len(maps), stop, progress))
+        watcher.start()
     try:
         result = run_cocotb([verilog], TOPLEVEL, "tb.replay", simulator=simulator,
                             extra_env=env, check=False, vpi_access=VPI_ACCESS)
     except SimulationError as e:
         records = _read_records(jsonl)
         raise CosimError(f"simulation failed after {len(records)} execution(s): {e}") from None
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join()
     records = _read_records(jsonl)
     if result.failed:
         failure = "; ".join(msg for _, msg in _testcases(result.results_xml)[1])
@@ -293,7 +326,8 @@ def main(argv=None):
         out = args.out or (DEFAULT_OUT if args.sim == "verilator" else DEFAULT_OUT / args.sim)
         results = replay(args.traces, simulator=args.sim, limit=args.limit, select=select,
                          maps=[m.strip() for m in args.maps.split(",") if m.strip()],
-                         params=params, out_dir=out)
+                         params=params, out_dir=out,
+                         progress=lambda line: print(line, file=sys.stderr, flush=True))
     except (CosimError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -184,9 +184,13 @@ def test_channel_map_does_not_change_results(tmp_path, monkeypatch):
                           sparsity=0.65, mode="int4", seed=4242, channel_map="detect")
     write_trace(tmp_path / "t", [ex], header=HEADER)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("tb.cosim.PROGRESS_SECONDS", 0.05)
+    lines = []
     results = replay("t", maps=("dense", "sparse", "random"), out_dir="out",
-                     log=lambda *_: None)
+                     log=lambda *_: None, progress=lines.append)
     assert (tmp_path / "out" / "results.json").exists()
+    assert lines and all(line.startswith("  replayed ") and "/3 execution(s)" in line
+                         for line in lines)
     runs = {r["map"]: r for r in results["executions"]}
     assert set(runs) == {"dense", "sparse", "random"}
     assert results["summary"]["passed"], results["summary"]["first_mismatch"]
