@@ -161,18 +161,20 @@ def test_result_independent_of_channel_map(x_format):
 
 
 def test_host_port_and_init_file(tmp_path):
+    """An init file fills a memory; host writes land in the selected input memory only; the
+    host reads the out memory (one cycle of latency)."""
     words = [pack_vector([1, -2, 3], 0x38), pack_vector([-128, 127], 0x7E)]
     path = tmp_path / "act.hex"
     write_memh(path, words, 264)
-    dut = Accelerator(**SMALL, init={"act": str(path)})
-    got = []
+    dut = Accelerator(**SMALL, init={"act": str(path), "out": words[::-1]})
+    got = {}
 
     async def bench(ctx):
-        ctx.set(dut.host_sel, MemSel.ACT)
+        got["act"] = [ctx.get(dut.mems["act"].data[a]) for a in range(2)]
         for a in range(2):
             ctx.set(dut.host_addr, a)
             await ctx.tick()
-            got.append(ctx.get(dut.host_rdata))
+            got.setdefault("out", []).append(ctx.get(dut.host_rdata))
         ctx.set(dut.host_sel, MemSel.PARAM)
         ctx.set(dut.host_addr, 5)
         ctx.set(dut.host_wdata, 0xABCDEF)
@@ -180,10 +182,12 @@ def test_host_port_and_init_file(tmp_path):
         await ctx.tick()
         ctx.set(dut.host_we, 0)
         await ctx.tick()
-        got.append(ctx.get(dut.host_rdata))
+        got["param"] = ctx.get(dut.mems["param"].data[5])
+        got["res"] = ctx.get(dut.mems["res"].data[5])
 
     run_sim(dut, [bench])
-    assert got == words + [0xABCDEF]
+    assert got == {"act": words, "out": words[::-1], "param": 0xABCDEF, "res": 0}
+    assert len(dut.host_rdata) == 264
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [

@@ -83,8 +83,10 @@ class Accelerator(wiring.Component):
         Channel map computed from this layer's output (valid when ``done``) and a read port of
         the per-channel zero counters.
     host_sel, host_addr, host_wdata, host_we : In; host_rdata : Out
-        Host port: writes ``host_wdata`` to the selected memory when ``host_we``; the word at
-        ``host_addr`` of ``host_sel`` appears on ``host_rdata`` one cycle later. Use while idle.
+        Host port: writes ``host_wdata`` to the selected input memory (ACT, WEIGHT, PARAM,
+        RES) when ``host_we``; the word at ``host_addr`` of the OUT memory appears on
+        ``host_rdata`` one cycle later (the input memories have no host read port: on an FPGA
+        each read port is a copy of the memory). Use while idle.
     cnt_<name> : Out(48) for each name in :data:`COUNTERS`.
 
     After elaboration ``self.mems`` maps "act", "weight", "param", "res", "out" to the
@@ -132,7 +134,7 @@ class Accelerator(wiring.Component):
             "host_addr": In(ADDR_BITS),
             "host_wdata": In(max(self.widths.values())),
             "host_we": In(1),
-            "host_rdata": Out(max(self.widths.values())),
+            "host_rdata": Out(self.widths["out"]),
         }
         for name in COUNTERS:
             ports[f"cnt_{name}"] = Out(COUNTER_BITS)
@@ -351,20 +353,15 @@ class Accelerator(wiring.Component):
             with m.Else():
                 m.d.sync += reg.eq(reg + incs[name])
 
-        # ---- host port
-        sel_q = Signal(MemSel)
-        m.d.sync += sel_q.eq(self.host_sel)
-        rdata = []
+        # ---- host port: writes to the input memories, reads of the out memory only (a read
+        # port on the others would cost a copy of each, e.g. of the weight memory, on FPGAs)
         for k, name in enumerate(_MEMS):
-            rp = mems[name].read_port()
-            m.d.comb += rp.addr.eq(self.host_addr)
-            rdata.append(rp.data)
             if name != "out":
                 wp = mems[name].write_port()
                 m.d.comb += [wp.addr.eq(self.host_addr), wp.data.eq(self.host_wdata),
                              wp.en.eq(self.host_we & (self.host_sel == MemSel(k)))]
-        rdata += [0] * (2 ** len(sel_q.as_value()) - len(rdata))  # a complete case
-        m.d.comb += self.host_rdata.eq(Array(rdata)[sel_q.as_value()])
+        out_rp = mems["out"].read_port()
+        m.d.comb += [out_rp.addr.eq(self.host_addr), self.host_rdata.eq(out_rp.data)]
         return m
 
 

@@ -142,7 +142,7 @@ def _ports(params):
         "next_map": -(-params["max_cout"] // V),
         "zc_chan": Shape.cast(range(params["max_cout"])).width,
         "zc_count": Shape.cast(range(params["max_pixels"] + 1)).width,
-        "host_addr": ADDR_BITS, "host_wdata": host, "host_rdata": host,
+        "host_addr": ADDR_BITS, "host_wdata": host, "host_rdata": mem["out"],
         "host_sel": Shape.cast(MemSel).width,
     }
 

@@ -1,7 +1,7 @@
 """Pin-limited synthesis wrapper around the accelerator top (``sqdm_top``).
 
-The top has far more port bits than any ECP5 package has pins (``host_wdata`` and
-``host_rdata`` alone are ``tile x 264`` bits each), so for synthesis / place and route the top is
+The top has far more port bits than any ECP5 package has pins (``host_wdata`` alone is
+``tile x 264`` bits wide), so for synthesis / place and route the top is
 wrapped and its ports are kept internal:
 
 * every input of the top except ``start`` and ``host_we`` (``desc``, ``map``, ``zc_chan``,
