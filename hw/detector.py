@@ -86,7 +86,10 @@ class SparsityDetector(wiring.Component):
             with m.Elif(inc):
                 m.d.sync += counters[c].eq(counters[c] + 1)
 
-        m.d.comb += self.rd_count.eq(Array(counters)[self.rd_chan])
+        # a complete read mux (one entry per rd_chan value) even when max_channels is not a
+        # power of two: out-of-range channels read 0
+        pad = [0] * (2 ** len(self.rd_chan) - C)
+        m.d.comb += self.rd_count.eq(Array(counters + pad)[self.rd_chan])
 
         rhs = Signal(range(V * 100 * self.max_pixels + 1))
         m.d.comb += rhs.eq(self.threshold * self.pixels * V)

@@ -34,7 +34,7 @@ BLOCKS = {
         dict(out_format="int4", relu=False, residual=True, seed=323),
         dict(out_format="uint4", relu=True, residual=True, seed=324, channels=17, pixels=2),
     ]),
-    "detector": (SparsityDetector, dict(vector=16, max_channels=128, max_pixels=16), [
+    "detector": (SparsityDetector, dict(vector=16, max_channels=80, max_pixels=16), [
         dict(out_format="uint4", channels=40, threshold=30, seed=331),
         dict(out_format="mxint8", channels=72, threshold=65, seed=332),
         dict(out_format="int4", channels=7, threshold=0, seed=333),
