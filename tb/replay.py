@@ -81,6 +81,7 @@ async def replay(dut):
             problems = fits(ex.descriptor, params)
             assert not problems, (f"trace {trace_name}: execution #{index} {ex.name} does not "
                                   f"fit the top: {'; '.join(problems)}")
+            saturation = expected_saturation(ex)
             for variant in variants:
                 job = prepare(ex, index, tile=params["tile"], variant=variant)
                 t1 = time.monotonic()
@@ -97,8 +98,7 @@ async def replay(dut):
                 predicted = predicted_counters(job, params, cycle_model)
                 source = {k: "trace meta[cycles]" if k in recorded else "hw/cyclemodel.py"
                           for k in predicted}
-                mismatches = compare(job, actual, predicted, source,
-                                     saturation=expected_saturation(job))
+                mismatches = compare(job, actual, predicted, source, saturation=saturation)
                 t5 = time.monotonic()
                 timing = {"prepare_s": t1 - t0, "load_s": t2 - t1, "compute_s": t3 - t2,
                           "readback_s": t4 - t3, "model_s": t5 - t4,

@@ -190,11 +190,11 @@ def predicted_counters(job: Job, params: dict, cycle_model: dict | None = None) 
     return pred
 
 
-def expected_saturation(job: Job) -> dict:
+def expected_saturation(ex: Execution) -> dict:
     """``sat_terms`` (accumulator terms clamped to +-TERM_LIMIT) and ``sat_ppu`` (PPU values
-    clamped to 32 bits) of the execution, from the golden integer reference. They do not
-    depend on the channel map."""
-    r = ir.run_layer(**Execution(job.name, job.descriptor, job.arrays).inputs())
+    clamped to 32 bits) of execution ``ex``, from the golden integer reference. They do not
+    depend on the channel map, so one call serves every map variant of ``ex``."""
+    r = ir.run_layer(**ex.inputs())
     return {"sat_terms": int(r.saturated_terms), "sat_ppu": int(r.out.saturated)}
 
 
