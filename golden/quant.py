@@ -246,14 +246,11 @@ def golden_backend(kwargs: dict, site: LayerSite) -> tuple:
     return r.out.codes, r.out.scales, r.out.zero_counts, r.next_map
 
 
-@dataclasses.dataclass
-class LayerCall:
-    """What one layer execution of the quantized model was (for traces and statistics)."""
-    name: str
-    eval_index: int
-    image: int
+@dataclasses.dataclass(frozen=True)
+class LayerCall(LayerSite):
+    """What one layer execution of the quantized model was (for traces and statistics): its
+    site, ``run_layer``'s keyword arguments and the backend's result."""
     kwargs: dict
-    in_map: np.ndarray
     result: tuple
 
 
@@ -315,12 +312,13 @@ class QuantUNet:
             in_map = self.maps.get((name, i))
             if in_map is None:
                 in_map = np.zeros(-(-info.in_ch // VECTOR), dtype=bool)
-            result = self.backend(kwargs, LayerSite(name, self.eval_index, i, in_map))
+            site = LayerSite(name, self.eval_index, i, in_map)
+            result = self.backend(kwargs, site)
             zeros = (xi.codes == 0).reshape(-1, info.in_ch).sum(axis=0)
             self.maps[(name, i)] = ir.channel_map(zeros, h * w, vector=VECTOR,
                                                   threshold_pct=self.threshold_pct)
             if self.recorder is not None:
-                self.recorder(LayerCall(name, self.eval_index, i, kwargs, in_map, result))
+                self.recorder(LayerCall(**vars(site), kwargs=kwargs, result=result))
             outs.append(result)
         return QTensor(out_format, np.stack([o[0] for o in outs]),
                        np.stack([o[1] for o in outs]))
