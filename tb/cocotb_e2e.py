@@ -36,16 +36,12 @@ TIMEOUT_S = 100
 
 def execution_from_kwargs(kwargs, in_map, name):
     """A ``traces.format.Execution`` of one backend call (expected outputs zero: unknown)."""
-    from traces.export import descriptor_of
+    from traces.export import descriptor_of, input_arrays
     from traces.format import Execution, array_specs
 
     desc = descriptor_of(kwargs)
     specs = array_specs(desc)
-    arrays = {k: kwargs[k] for k in ("x_codes", "x_scales", "w_codes", "w_scales",
-                                     "scale_mant", "bias")}
-    if kwargs["residual"] is not None:
-        arrays["residual"] = kwargs["residual"]
-    arrays["channel_map"] = np.asarray(in_map, dtype=bool)
+    arrays = input_arrays(kwargs, in_map)
     for k in ("out_codes", "out_scales"):
         shape, dtype, _, _ = specs[k]
         arrays[k] = np.zeros(shape, dtype=dtype)

@@ -44,13 +44,20 @@ def descriptor_of(kwargs: dict) -> Descriptor:
                       threshold_pct=int(kwargs["threshold_pct"]), vector=int(kwargs["vector"]))
 
 
+def input_arrays(kwargs: dict, in_map) -> dict:
+    """The input arrays of a trace execution from ``run_layer``'s keyword arguments and the
+    input channel map."""
+    arrays = {k: kwargs[k] for k in ("x_codes", "x_scales", "w_codes", "w_scales",
+                                     "scale_mant", "bias")}
+    if kwargs["residual"] is not None:
+        arrays["residual"] = kwargs["residual"]
+    arrays["channel_map"] = np.asarray(in_map, dtype=np.bool_)
+    return arrays
+
+
 def execution_of(call, step: int, sigma: float, precision: str, role: str) -> Execution:
     kw = call.kwargs
-    arrays = {k: kw[k] for k in ("x_codes", "x_scales", "w_codes", "w_scales", "scale_mant",
-                                 "bias")}
-    if kw["residual"] is not None:
-        arrays["residual"] = kw["residual"]
-    arrays["channel_map"] = call.in_map.astype(np.bool_)
+    arrays = input_arrays(kw, call.in_map)
     codes, scales, zeros, next_map = call.result
     arrays.update(out_codes=codes, out_scales=scales, zero_counts=zeros.astype(np.int64),
                   next_map=next_map.astype(np.bool_))
