@@ -4,14 +4,16 @@
 Derivation (docs/hardware.md 4.7; docs/evaluation.md 4). Number the loop iterations of
 ``predict_layer`` as cycles. The walkers emit one item per cycle and every engine item takes
 at least one cycle, so after the launch the engines are never starved: both accept their
-first item in cycle 4 and then process their items back to back. For unit ``u`` let ``S_u``
+first item in cycle 4 and then issue their items back to back. For unit ``u`` let ``S_u``
 be an engine's sum of item cycles (``max(1, valid taps x class vectors)`` items, a lone null
-item costing 1), ``n_u = min(tile, cout - tc)`` the unit's channels. An engine's final cycle
-of unit ``u`` stalls until the join takes its previous result:
+item costing 1), ``n_u = min(tile, cout - tc)`` the unit's channels. ``F_u``, the cycle in
+which the unit's final pass leaves the last of the ``D = ENGINE_STAGES`` pipeline registers
+(``D`` cycles after its issue), stalls the whole engine until the join takes its previous
+result; the stall shifts everything behind it, so:
 
-    F_u = max(F_{u-1} + S_u, J_{u-1})            (F_{-1} = 4, J_{-1} = -inf)
+    F_u = max(F_{u-1} + S_u, J_{u-1})            (F_{-1} = 4 + D, J_{-1} = -inf)
     J_u = max(max(F_u^dpe, F_u^spe) + 1, J_{u-1} + n_{u-1})     (join; serializer frees)
-    cycles = J_last + n_last + 2                 (PPU register, then the last out write)
+    cycles = J_last + n_last + 1 + PPU_LATENCY   (the PPU's registers, then the last out write)
 
 The other counters are sums over items (dpe_busy, spe_busy, macs, zeros_skipped,
 mem_reads, mem_writes), computed per input pixel with numpy. ``eval/test_fastmodel.py``
@@ -23,8 +25,10 @@ from __future__ import annotations
 import numpy as np
 
 from golden import intref as ir
-from hw.dpe import dpe_item_cycles
 from hw.common import Mode, MX_BLOCK
+from hw.dpe import dpe_item_cycles
+from hw.engine import ENGINE_STAGES
+from hw.ppu import PPU_LATENCY
 
 __all__ = ["layer_counters", "START_CYCLE"]
 
@@ -86,7 +90,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, vec
     ntile = -(-shape.cout // tile)
     nch = [min(tile, shape.cout - t * tile) for t in range(ntile)]
     # the recurrence over units (pixel-major, tile-minor)
-    fd = fs = START_CYCLE
+    fd = fs = START_CYCLE + ENGINE_STAGES
     j_prev = None
     n_prev = 0
     for sdu, ssu in zip(sd.tolist(), ss.tolist()):
@@ -99,7 +103,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, vec
                 fs = max(fs + ssu, j_prev)
                 j = max(max(fd, fs) + 1, j_prev + n_prev)
             j_prev, n_prev = j, n
-    cycles = j_prev + n_prev + 2
+    cycles = j_prev + n_prev + 1 + PPU_LATENCY
 
     pixels = shape.out_height * shape.out_width
     nonnull_d = int(items_d.sum()) * ntile

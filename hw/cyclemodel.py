@@ -12,39 +12,59 @@ from golden import intref
 from .addrgen import walk_items
 from .common import MX_BLOCK, Mode
 from .dpe import dpe_item_cycles
+from .engine import ENGINE_STAGES
 from .layout import unpack_vector
+from .ppu import PPU_LATENCY
 from .spe import spe_item_cycles
 
-__all__ = ["LAUNCH_CYCLES", "predict_layer"]
+__all__ = ["LAUNCH_CYCLES", "EngineModel", "predict_layer"]
 
 #: Cycles from the ``start`` cycle (cycle 0) to the walkers' start pulse.
 LAUNCH_CYCLES = 1
 
 
-class _Engine:
-    def __init__(self, costs):
-        self.costs = costs        # item -> processing cycles
+class EngineModel:
+    """Cycle model of a DPE / SPE: an issue stage (``costs(item)`` cycles per item, the next
+    item accepted in the final cycle of the current one) and the result pipeline of
+    :mod:`hw.engine`: ``stages`` registers that move together and stall, with the issue stage,
+    while the last one holds the final pass of a ``last`` item and ``o`` is still full.
+
+    Per cycle: :meth:`comb` (given the join's ``o_ready``) sets ``i_ready``, then :meth:`edge`
+    clocks the engine."""
+
+    def __init__(self, costs, stages=ENGINE_STAGES):
+        self.costs = costs        # item -> issue cycles
         self.busy = False
         self.left = 0
         self.item = None
+        self.pipe = [False] * stages  # per stage: holds the final pass of a ``last`` item
         self.o_valid = False
         self.busy_cycles = 0
 
     def comb(self, o_ready):
         final = self.busy and self.left == 1
-        stall = final and self.item["last"] and self.o_valid and not o_ready
-        self.adv = self.busy and not stall
+        emit_issue = final and self.item["last"]
+        tail = self.pipe[-1] if self.pipe else emit_issue
+        self.stall = tail and self.o_valid and not o_ready
+        self.adv = self.busy and not self.stall
         self.final = final
-        self.i_ready = (not self.busy) or (final and not stall)
+        self.emit_issue = emit_issue
+        self.i_ready = (not self.busy) or (final and not self.stall)
 
     def edge(self, o_ready, i_valid, i_item):
         if self.adv:
             self.busy_cycles += 1
-        emit = self.adv and self.final and self.item["last"]
         if self.o_valid and o_ready:
             self.o_valid = False
-        if emit:
-            self.o_valid = True
+        if not self.stall:
+            issued = self.adv and self.emit_issue
+            if self.pipe:
+                emit = self.pipe[-1]
+                self.pipe = [issued] + self.pipe[:-1]
+            else:
+                emit = issued
+            if emit:
+                self.o_valid = True
         if i_valid and self.i_ready:
             self.item, self.busy, self.left = i_item, True, self.costs(i_item)
         elif self.adv and self.final:
@@ -67,9 +87,9 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, ve
     def x_of(item):
         return unpack_vector(act_words[item["act_addr"]])[0] if not item["null"] else [0] * 32
 
-    dpe = _Engine(lambda it: dpe_item_cycles(mode=mode, null=it["null"], vector=vector,
+    dpe = EngineModel(lambda it: dpe_item_cycles(mode=mode, null=it["null"], vector=vector,
                                              cols=dpe_cols, tile=tile))
-    spe = _Engine(lambda it: spe_item_cycles(x_of(it), mode=mode, null=it["null"],
+    spe = EngineModel(lambda it: spe_item_cycles(x_of(it), mode=mode, null=it["null"],
                                              vector=vector, lanes=spe_lanes))
     engines = {False: dpe, True: spe}
     walk = {s: {"pos": 0, "running": False, "o_valid": False, "o": None} for s in streams}
@@ -82,7 +102,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, ve
     uval = False
     c_idx = tc = 0
     pf_valid = pf_last = False
-    ppu_o_valid = False
+    ppu_pipe = [False] * PPU_LATENCY  # the PPU's registers: a block's last element
     written = 0
     cycle = 0
     busy = False
@@ -101,7 +121,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, ve
         # ---- clock edge
         if busy:
             cycles += 1
-        if ppu_o_valid:
+        if ppu_pipe[-1]:  # a block on the PPU's output: written
             written += 1
             if written == total_words:
                 busy = False
@@ -123,7 +143,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, ve
                     w["running"] = False
             if cycle == LAUNCH_CYCLES:
                 w["running"], w["pos"] = True, 0
-        ppu_o_valid = pf_valid and pf_last
+        ppu_pipe = [pf_valid and pf_last] + ppu_pipe[:-1]
         pf_valid = ser_step
         if ser_step:
             blk_end = chan % out_blk == out_blk - 1

@@ -1,17 +1,18 @@
 """Dense PE array (DPE): ``vector`` x ``cols`` 5-bit multipliers, exact term accumulation."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import (ACC_FRAC_BITS, ACC_WIDTH, MANT_WIDTH, MX_BLOCK, SAT_WIDTH,
-                     VECTOR_CHOICES, Mode, check_choice, check_int, decode_scale, item_layout,
-                     mx_combos, nibble_operands, popcount, result_layout, term_unit, validating)
+from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
+                     mx_combos, nibble_operands, result_layout, validating)
+from .engine import ENGINE_STAGES, result_pipeline, scale_factors
 
 __all__ = ["DPE", "DPE_LATENCY", "dpe_item_cycles"]
 
-#: Cycles from the last processing cycle of a ``last`` item to its result on ``o`` (a register).
-DPE_LATENCY = 1
+#: Cycles from the last processing cycle of a ``last`` item to its result on ``o`` (the result
+#: pipeline of :mod:`hw.engine`, then the result register).
+DPE_LATENCY = ENGINE_STAGES + 1
 
 
 def dpe_item_cycles(*, mode, null, vector=16, cols=8, tile=32):
@@ -58,19 +59,22 @@ class DPE(wiring.Component):
 
     Operation and timing
     --------------------
-    An item is registered on its handshake and processed in the next
-    :func:`dpe_item_cycles` cycles, one pass per cycle: column group ``g`` outer; in MXINT8 mode
-    the slices and nibble products of the block inner, their partial sums combined exactly into
-    ``P`` before the term conversion (RNE per term, so MXINT8 rounds exactly as the reference).
-    A ``null`` item takes one cycle. The next item is accepted in the last processing cycle of
-    the current one, so items stream back to back with no bubble. The result of a ``last`` item
-    is valid on ``o`` :data:`DPE_LATENCY` cycle after its last processing cycle.
+    An item is registered on its handshake and issued in the next :func:`dpe_item_cycles`
+    cycles, one pass per cycle: column group ``g`` outer; in MXINT8 mode the slices and nibble
+    products of the block inner. Each pass's ``cols`` partial sums enter the result pipeline of
+    :mod:`hw.engine` (:data:`hw.engine.ENGINE_STAGES` registers), which combines a group's
+    passes exactly into ``P`` before the term conversion (RNE per term, so MXINT8 rounds
+    exactly as the reference) and accumulates. A ``null`` item takes one cycle. The next item
+    is accepted in the last issue cycle of the current one, so items stream back to back with
+    no bubble. The result of a ``last`` item is valid on ``o`` :data:`DPE_LATENCY` cycles after
+    its last issue cycle.
 
     Backpressure
     ------------
-    ``o`` is a single register. If it still holds an unaccepted result when a ``last`` item
-    reaches its final cycle, the engine stalls in that cycle (and ``i.ready`` stays low) until
-    ``o.ready``. ``i.ready`` never depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
+    ``o`` is a single register. If it still holds an unaccepted result when the pipeline's
+    last stage holds the final pass of a ``last`` item, the whole engine (pipeline and issue
+    stage, ``i.ready`` low) stalls until ``o.ready``. ``i.ready`` never depends on ``i.valid``;
+    ``o.valid`` never on ``o.ready``.
     """
 
     def __init__(self, *, vector=16, cols=8, tile=32):
@@ -99,17 +103,13 @@ class DPE(wiring.Component):
         busy = Signal()
         g_cnt = Signal(range(groups))
         c_cnt = Signal(range(len(combos)))
-        # partial sums of the nibble passes may exceed the final |P| < 2**19: two guard bits
-        p_reg = [Signal(signed(MANT_WIDTH + 2), name=f"p{j}") for j in range(N)]
-        acc = [Signal(signed(ACC_WIDTH), name=f"acc{c}") for c in range(T)]
-        sat = Signal(SAT_WIDTH)
+        issue, pipe_stall = result_pipeline(m, cols=N, tile=T, o=self.o)
 
         last_combo = Mux(is_mx, c_cnt == len(combos) - 1, 1)
         final = busy & (item.null | ((g_cnt == groups - 1) & last_combo))
-        stall = final & item.last & self.o.valid & ~self.o.ready
-        adv = busy & ~stall
+        adv = busy & ~pipe_stall
         m.d.comb += [
-            self.i.ready.eq(~busy | (final & ~stall)),
+            self.i.ready.eq(~busy | (final & ~pipe_stall)),
             self.busy.eq(adv),
             self.macs.eq(Mux(adv & ~item.null, V * N, 0)),
         ]
@@ -126,12 +126,14 @@ class DPE(wiring.Component):
         nh = MX_BLOCK // V
         x_lane = [Array([item.x[h * V + i] for h in range(nh)])[half] for i in range(V)]
         x_ops = [nibble_operands(x, xn, is_mx) for x in x_lane]
-        mx_, ex_ = decode_scale(item.x_scale, self.mode)
-        first_pass = (g_cnt == 0) & (c_cnt == 0)
 
         wsel = Signal(range(groups * nh))  # exact width: a complete case in the Verilog
         m.d.comb += wsel.eq(g_cnt * nh + half)
-        terms, sats = [], []
+        m.d.comb += [
+            issue.valid.eq(adv), issue.null.eq(item.null), issue.first.eq(item.first),
+            issue.last.eq(item.last), issue.final.eq(final), issue.pdone.eq(last_combo),
+            issue.fresh.eq(c_cnt == 0), issue.sh.eq(sh), issue.group.eq(g_cnt),
+        ]
         for j in range(N):
             prods = []
             for i in range(V):
@@ -141,50 +143,15 @@ class DPE(wiring.Component):
             s = prods[0]
             for p in prods[1:]:
                 s = s + p
-            s_sig = Signal(signed(14), name=f"s{j}")
-            m.d.comb += s_sig.eq(s)
-            p_new = Signal(signed(MANT_WIDTH + 2), name=f"pnew{j}")
-            m.d.comb += p_new.eq(Mux(c_cnt == 0, 0, p_reg[j]) + (s_sig << sh))
-            with m.If(adv):
-                m.d.sync += p_reg[j].eq(p_new)
             w_scale = Array([item.w_scale[g * N + j] for g in range(groups)])[g_cnt]
-            mw_, ew_ = decode_scale(w_scale, self.mode)
-            mant = Signal(signed(MANT_WIDTH), name=f"mant{j}")
-            m.d.comb += mant.eq(p_new * (mx_ * mw_))
-            term, tsat = term_unit(m, mant, ex_ + ew_ + ACC_FRAC_BITS, name=f"term{j}")
-            terms.append(term)
-            sats.append(tsat)
+            msc, esc = scale_factors(item.x_scale, w_scale, self.mode)
+            m.d.comb += [issue.s[j].eq(s), issue.m[j].eq(msc), issue.e[j].eq(esc)]
 
-        group_done = adv & ~item.null & last_combo
-        acc_next = [Signal(signed(ACC_WIDTH), name=f"acc_next{c}") for c in range(T)]
-        for c in range(T):
-            base = Mux(item.first, 0, acc[c])
-            with m.If(adv & item.null & item.first):
-                m.d.comb += acc_next[c].eq(0)
-            with m.Elif(group_done & (g_cnt == c // N)):
-                m.d.comb += acc_next[c].eq(base + terms[c % N])
+        with m.If(adv & ~final):
+            with m.If(last_combo):
+                m.d.sync += [g_cnt.eq(g_cnt + 1), c_cnt.eq(0)]
             with m.Else():
-                m.d.comb += acc_next[c].eq(acc[c])
-        sat_base = Mux(item.first & (item.null | first_pass), 0, sat)
-        sat_sum = popcount(m, Cat(*sats), "satcnt")
-        sat_next = Signal(SAT_WIDTH)
-        m.d.comb += sat_next.eq(sat_base + Mux(group_done, sat_sum, 0))
-
-        with m.If(adv):
-            m.d.sync += [a.eq(n) for a, n in zip(acc, acc_next)]
-            m.d.sync += sat.eq(sat_next)
-            with m.If(~final):
-                with m.If(last_combo):
-                    m.d.sync += [g_cnt.eq(g_cnt + 1), c_cnt.eq(0)]
-                with m.Else():
-                    m.d.sync += c_cnt.eq(c_cnt + 1)
-
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(adv & final & item.last):
-            m.d.sync += self.o.valid.eq(1)
-            m.d.sync += [self.o.payload.acc[c].eq(acc_next[c]) for c in range(T)]
-            m.d.sync += self.o.payload.sat.eq(sat_next)
+                m.d.sync += c_cnt.eq(c_cnt + 1)
 
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [item.eq(self.i.payload), busy.eq(1), g_cnt.eq(0), c_cnt.eq(0)]

@@ -14,8 +14,9 @@ from .common import (ACC_WIDTH, MX_BLOCK, VECTOR_CHOICES, Format, barrel_shl, ch
 
 __all__ = ["PPU", "PPU_LATENCY", "ppu_in_layout", "ppu_out_layout", "block_channels"]
 
-#: Cycles from the handshake of a block's last element to the block on ``o``.
-PPU_LATENCY = 1
+#: Cycles from the handshake of a block's last element to the block on ``o``: the product
+#: register, the fixed-point register, the block register, the scale (output) register.
+PPU_LATENCY = 4
 
 _Y_MAX = 2 ** (intref.PPU_WIDTH - 1) - 1
 _Y_MIN = -(2 ** (intref.PPU_WIDTH - 1))
@@ -55,7 +56,7 @@ def ppu_out_layout(max_channels):
 
 
 class PPU(wiring.Component):
-    """Element-serial post-processing with block-parallel re-quantization.
+    """Element-serial, pipelined post-processing with block-parallel re-quantization.
 
     Parameters (keyword-only)
     -------------------------
@@ -85,10 +86,14 @@ class PPU(wiring.Component):
 
     Timing and backpressure
     -----------------------
-    One element per cycle. The fixed-point stage is combinational into a block buffer; the
-    handshake of a ``last`` element moves the block to the output register, valid
-    :data:`PPU_LATENCY` cycle later (scale and codes are combinational from that register).
-    ``i.ready = ~o.valid | o.ready``: input stalls only while a finished block waits.
+    One element per cycle through four registers: the product ``acc * k`` (with ``bias +
+    residual``), the fixed-point value ``Y`` (shift, round, add, clamp, ReLU), the block
+    register (filled from a block buffer by a ``last`` element) and the output register (the
+    block with its scale code: the thermometer count of the FP8 scale or the leading one of the
+    MXINT8 maximum). The codes are combinational from the output register. A block is valid on
+    ``o`` :data:`PPU_LATENCY` cycles after the handshake of its last element. The whole unit
+    moves one step per cycle except while a finished block waits on ``o`` (``o.valid & ~o.ready``):
+    ``i.ready = ~o.valid | o.ready``.
     """
 
     def __init__(self, *, vector=16, max_channels=256):
@@ -110,72 +115,110 @@ class PPU(wiring.Component):
         p = self.i.payload
         width = intref.PPU_WIDTH
 
-        # ---- fixed-point stage (combinational)
-        prod = Signal(signed(ACC_WIDTH + intref.SCALE_MANT_BITS))
-        m.d.comb += prod.eq(p.acc * p.k)
+        # The whole PPU moves one step per cycle unless a finished block waits on ``o``.
+        go = ~(self.o.valid & ~self.o.ready)
+        m.d.comb += self.i.ready.eq(go)
+
+        # ---- fixed-point stage 1: the product (registered)
+        f1 = Signal(data.StructLayout({
+            "valid": 1, "prod": signed(ACC_WIDTH + intref.SCALE_MANT_BITS),
+            "add": signed(width + 1), "chan": range(self.max_channels), "last": 1}))
+        with m.If(go):
+            m.d.sync += [
+                f1.valid.eq(self.i.valid), f1.prod.eq(p.acc * p.k), f1.chan.eq(p.chan),
+                f1.last.eq(p.last),
+                f1.add.eq(p.bias + Mux(self.res_en, p.residual, 0)),
+            ]
+
+        # ---- fixed-point stage 2: shift, round, add, clamp, ReLU (registered)
         fb = intref.SCALE_SHIFT_MAX  # fraction bits kept for the rounding decision
         lsh = Signal(range(fb + 1))
         m.d.comb += lsh.eq(fb - self.shift)
-        wide = barrel_shl(m, prod, lsh, fb, "fix")
+        wide = barrel_shl(m, f1.prod, lsh, fb, "fix")
         whole = wide[fb:].as_signed()
         frac = wide[:fb]
         half = 1 << (fb - 1)
         up = (frac > half) | ((frac == half) & whole[0])
         ysum = Signal(signed(len(whole) + 3))
-        m.d.comb += ysum.eq(whole + up + p.bias + Mux(self.res_en, p.residual, 0))
+        m.d.comb += ysum.eq(whole + up + f1.add)
         ysat = (ysum > _Y_MAX) | (ysum < _Y_MIN)
         yclip = Mux(ysum > _Y_MAX, _Y_MAX, Mux(ysum < _Y_MIN, _Y_MIN, ysum))
-        y = Signal(signed(width))
-        m.d.comb += y.eq(Mux(self.relu & (yclip < 0), 0, yclip))
+        f2 = Signal(data.StructLayout({
+            "valid": 1, "y": signed(width), "sat": 1, "chan": range(self.max_channels),
+            "last": 1}))
+        with m.If(go):
+            m.d.sync += [
+                f2.valid.eq(f1.valid), f2.sat.eq(ysat), f2.chan.eq(f1.chan),
+                f2.last.eq(f1.last),
+                f2.y.eq(Mux(self.relu & (yclip < 0), 0, yclip)),
+            ]
+        y = f2.y
         yabs = Signal(unsigned(width))
         m.d.comb += yabs.eq(Mux(y < 0, -y, y))
 
-        # ---- block buffer
+        # ---- block buffer -> block register (b1)
         buf = [Signal(signed(width), name=f"buf{j}") for j in range(MX_BLOCK)]
         pos = Signal(range(MX_BLOCK))
         bmax = Signal(unsigned(width))
         bsat = Signal(range(MX_BLOCK + 1))
         base = Signal.like(p.chan)
         new_max = Mux(pos == 0, yabs, Mux(yabs > bmax, yabs, bmax))
-        new_sat = Mux(pos == 0, 0, bsat) + ysat
-        new_base = Mux(pos == 0, p.chan, base)
+        new_sat = Mux(pos == 0, 0, bsat) + f2.sat
+        new_base = Mux(pos == 0, f2.chan, base)
 
-        vals = [Signal(signed(width), name=f"val{j}") for j in range(MX_BLOCK)]
-        omax = Signal(unsigned(width))
-        count = Signal(range(MX_BLOCK + 1))
-
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(self.i.valid & self.i.ready):
-            for j in range(MX_BLOCK):
-                with m.If(pos == j):
-                    m.d.sync += buf[j].eq(y)
-            with m.If(p.last):
-                m.d.sync += [pos.eq(0), self.o.valid.eq(1), omax.eq(new_max),
-                             count.eq(pos + 1), self.o.payload.sat.eq(new_sat),
-                             self.o.payload.base.eq(new_base)]
+        block = data.StructLayout({
+            "vals": data.ArrayLayout(signed(width), MX_BLOCK), "max": unsigned(width),
+            "count": range(MX_BLOCK + 1), "sat": range(MX_BLOCK + 1),
+            "base": range(self.max_channels)})
+        b1 = Signal(block)
+        b1_valid = Signal()
+        with m.If(go):
+            m.d.sync += b1_valid.eq(f2.valid & f2.last)
+            with m.If(f2.valid):
                 for j in range(MX_BLOCK):
-                    older = Mux(pos > j, buf[j], 0) if j < MX_BLOCK - 1 else 0
-                    m.d.sync += vals[j].eq(Mux(pos == j, y, older))
-            with m.Else():
-                m.d.sync += [pos.eq(pos + 1), bmax.eq(new_max), bsat.eq(new_sat),
-                             base.eq(new_base)]
+                    with m.If(pos == j):
+                        m.d.sync += buf[j].eq(y)
+                with m.If(f2.last):
+                    m.d.sync += [pos.eq(0), b1.max.eq(new_max), b1.count.eq(pos + 1),
+                                 b1.sat.eq(new_sat), b1.base.eq(new_base)]
+                    for j in range(MX_BLOCK):
+                        older = Mux(pos > j, buf[j], 0) if j < MX_BLOCK - 1 else 0
+                        m.d.sync += b1.vals[j].eq(Mux(pos == j, y, older))
+                with m.Else():
+                    m.d.sync += [pos.eq(pos + 1), bmax.eq(new_max), bsat.eq(new_sat),
+                                 base.eq(new_base)]
 
-        # ---- re-quantization of the output register (combinational)
+        # ---- scale of the block (b1 -> b2, the output register)
         is_mx = self.out_format == Format.MXINT8
-        qmax = Mux(self.out_format == Format.UINT4, nx.UINT4_MAX, nx.INT4_MAX)
         fp8 = nx.fp8_e4m3_decode(np.arange(nx.FP8_MAX_CODE + 1, dtype=np.uint8))
         below = []
         for code, val in enumerate(fp8):
             t15 = int(nx.UINT4_MAX * val * 2 ** intref.PPU_FRAC_BITS)
             t7 = int(nx.INT4_MAX * val * 2 ** intref.PPU_FRAC_BITS)
-            below.append(Mux(self.out_format == Format.UINT4, t15 < omax, t7 < omax))
+            below.append(Mux(self.out_format == Format.UINT4, t15 < b1.max, t7 < b1.max))
         vs_code = Signal(8)
         m.d.comb += vs_code.eq(popcount(m, Cat(*below[:nx.FP8_MAX_CODE]), "vs"))
+        lead = Signal(range(width))  # MXINT8: leading one of the block maximum
+        for b in range(width):
+            with m.If(b1.max[b]):
+                m.d.comb += lead.eq(b)
+        b2 = Signal(data.StructLayout({
+            "block": block, "vs_code": 8, "lead": range(width), "zero": 1}))
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(go):
+            m.d.sync += self.o.valid.eq(b1_valid)
+            with m.If(b1_valid):
+                m.d.sync += [b2.block.eq(b1), b2.vs_code.eq(vs_code), b2.lead.eq(lead),
+                             b2.zero.eq(b1.max == 0)]
+
+        # ---- re-quantization of the output register (combinational)
+        qmax = Mux(self.out_format == Format.UINT4, nx.UINT4_MAX, nx.INT4_MAX)
+        vals, count = b2.block.vals, b2.block.count
+        m.d.comb += [self.o.payload.sat.eq(b2.block.sat), self.o.payload.base.eq(b2.block.base)]
         # FP8 scale (M', E' + 16) and the rounding thresholds (2j + 1) * M' << (E' + 16)
-        exp = vs_code[3:7]
-        man = Mux(exp == 0, vs_code[0:3], vs_code[0:3] + 8)
+        exp = b2.vs_code[3:7]
+        man = Mux(exp == 0, b2.vs_code[0:3], b2.vs_code[0:3] + 8)
         sh = Signal(range(32))
         m.d.comb += sh.eq(Mux(exp == 0, 1, exp) - 10 + intref.PPU_FRAC_BITS)
         thr = []
@@ -184,16 +227,11 @@ class PPU(wiring.Component):
             m.d.comb += odd.eq((2 * j + 1) * man)
             thr.append(barrel_shl(m, odd, sh, 21, f"thr{j}"))
 
-        # MXINT8: leading one of the block maximum
-        lead = Signal(range(width))
-        for b in range(width):
-            with m.If(omax[b]):
-                m.d.comb += lead.eq(b)
-        mx_code = Mux(omax == 0, 0, lead + (nx.MX_SCALE_BIAS - intref.PPU_FRAC_BITS))
+        mx_code = Mux(b2.zero, 0, b2.lead + (nx.MX_SCALE_BIAS - intref.PPU_FRAC_BITS))
         fbm = width  # fraction bits of the MXINT8 rounding
         mx_sh = Signal(range(fbm + nx.MX_ELEMENT_FRAC_BITS + 1))
-        m.d.comb += mx_sh.eq(fbm + nx.MX_ELEMENT_FRAC_BITS - lead)
-        m.d.comb += self.o.payload.scale.eq(Mux(is_mx, mx_code, vs_code))
+        m.d.comb += mx_sh.eq(fbm + nx.MX_ELEMENT_FRAC_BITS - b2.lead)
+        m.d.comb += self.o.payload.scale.eq(Mux(is_mx, mx_code, b2.vs_code))
 
         zeros = []
         for j in range(MX_BLOCK):
@@ -204,7 +242,7 @@ class PPU(wiring.Component):
                    for k in range(nx.UINT4_MAX)]
             mag = popcount(m, Cat(*ups), f"mag{j}")
             # an all-zero block has scale 0 (M' = 0): every code is 0
-            vsq = Mux(omax == 0, 0, Mux(v < 0, -mag, mag)) if j < V else 0
+            vsq = Mux(b2.zero, 0, Mux(v < 0, -mag, mag)) if j < V else 0
             wv = barrel_shl(m, v, mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, f"mxw{j}")
             wq = wv[fbm:].as_signed()
             wf = wv[:fbm]
@@ -214,7 +252,7 @@ class PPU(wiring.Component):
             mxq = Mux(wr > nx.MX_ELEMENT_MAX, nx.MX_ELEMENT_MAX,
                       Mux(wr < -nx.MX_ELEMENT_MAX, -nx.MX_ELEMENT_MAX, wr))
             code = Signal(signed(8), name=f"code{j}")
-            m.d.comb += code.eq(Mux(is_mx, Mux(omax == 0, 0, mxq), vsq))
+            m.d.comb += code.eq(Mux(is_mx, Mux(b2.zero, 0, mxq), vsq))
             m.d.comb += self.o.payload.codes[j].eq(code)
             zeros.append((code == 0) & (j < count))
         m.d.comb += [self.o.payload.zeros.eq(Cat(*zeros)), self.o.payload.count.eq(count)]

@@ -1,18 +1,18 @@
 """Sparse PE array (SPE): ``lanes`` non-zero activations x ``cols`` output channels per cycle."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import (ACC_FRAC_BITS, ACC_WIDTH, MANT_WIDTH, MX_BLOCK, SAT_WIDTH,
-                     VECTOR_CHOICES, Mode, check_choice, check_int, decode_scale, item_layout,
-                     nibble_operands, nonzero_mask, popcount, result_layout, term_unit,
-                     validating)
+from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
+                     nibble_operands, nonzero_mask, popcount, result_layout, validating)
+from .engine import ENGINE_STAGES, result_pipeline, scale_factors
 
 __all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles"]
 
-#: Cycles from the last processing cycle of a ``last`` item to its result on ``o``.
-SPE_LATENCY = 1
+#: Cycles from the last processing cycle of a ``last`` item to its result on ``o`` (the result
+#: pipeline of :mod:`hw.engine`, then the result register).
+SPE_LATENCY = ENGINE_STAGES + 1
 #: The (x_nibble, w_nibble, shift) products of an 8x8 multiply, in issue order (MXINT8 mode).
 SPE_NIBBLE_PASSES = ((1, 1, 8), (1, 0, 4), (0, 1, 4), (0, 0, 0))
 
@@ -57,19 +57,22 @@ class SPE(wiring.Component):
 
     Operation and timing
     --------------------
-    On its handshake an item is registered together with the mask of its non-zero
-    activation elements. Each cycle the ``lanes`` lowest set bits of the remaining mask are
-    taken (priority encoders), each lane multiplexes its activation and the matching weight of
-    every column, and the products are added into an exact per-column integer ``P``; when the
-    mask is exhausted the sweep ends (an all-zero vector still takes one cycle). MXINT8 runs
-    four sweeps, one per nibble product. In the item's last cycle ``P`` goes through the term
-    unit (RNE, clamp) into the accumulators. Cycles per item: :func:`spe_item_cycles`. Items
-    stream back to back (the next is accepted in the last cycle of the current one); a result
-    is valid :data:`SPE_LATENCY` cycle after the last cycle of a ``last`` item.
+    On its handshake an item is registered together with the lane indices of its non-zero
+    activation elements: each issue cycle the ``lanes`` lowest set bits of the remaining mask
+    are taken, their indices registered one cycle ahead (priority encoders on the mask being
+    loaded), each lane multiplexes its activation and the matching weight of every column, and
+    the products of the lanes are summed per column; when the mask is
+    exhausted the sweep ends (an all-zero vector still takes one cycle). MXINT8 runs four
+    sweeps, one per nibble product. The per-column sums enter the result pipeline of
+    :mod:`hw.engine`, which adds the item's passes exactly into ``P``, converts it to a term
+    (RNE, clamp) and accumulates. Cycles per item: :func:`spe_item_cycles`. Items stream back
+    to back (the next is accepted in the last issue cycle of the current one); a result is
+    valid :data:`SPE_LATENCY` cycles after the last issue cycle of a ``last`` item.
 
     Backpressure
     ------------
-    As :class:`hw.dpe.DPE`: a full ``o`` register stalls the final cycle of a ``last`` item.
+    As :class:`hw.dpe.DPE`: a full ``o`` register stalls the whole engine while the pipeline's
+    last stage holds the final pass of a ``last`` item.
     """
 
     def __init__(self, *, vector=16, lanes=4, cols=32):
@@ -99,35 +102,36 @@ class SPE(wiring.Component):
         busy = Signal()
         fresh = Signal()  # first processing cycle of the item
         c_cnt = Signal(range(npass))
-        rem = Signal(MX_BLOCK)
-        p_reg = [Signal(signed(MANT_WIDTH + 2), name=f"p{c}") for c in range(T)]
-        acc = [Signal(signed(ACC_WIDTH), name=f"acc{c}") for c in range(T)]
-        sat = Signal(SAT_WIDTH)
+        issue, pipe_stall = result_pipeline(m, cols=T, tile=T, o=self.o)
 
-        # lane selection: the L lowest set bits of the remaining mask
-        r = rem
-        idx, lane_ok = [], []
-        for lane in range(L):
-            sel = Signal(range(MX_BLOCK), name=f"idx{lane}")
-            for i in reversed(range(MX_BLOCK)):
-                with m.If(r[i]):
-                    m.d.comb += sel.eq(i)
-            ok = Signal(name=f"lane_ok{lane}")
-            m.d.comb += ok.eq(r != 0)
-            idx.append(sel)
-            lane_ok.append(ok)
-            nxt = Signal(MX_BLOCK, name=f"rem{lane + 1}")
-            m.d.comb += nxt.eq(r & (r - 1))
-            r = nxt
-        sweep_done = r == 0
+        def lanes_of(mask, name):
+            """The ``L`` lowest set bits of ``mask`` (index, valid) and the rest of it."""
+            r = mask
+            idx, ok = [], []
+            for lane in range(L):
+                sel = Signal(range(MX_BLOCK), name=f"{name}_idx{lane}")
+                for i in reversed(range(MX_BLOCK)):
+                    with m.If(r[i]):
+                        m.d.comb += sel.eq(i)
+                idx.append(sel)
+                ok.append(r != 0)
+                nxt = Signal(MX_BLOCK, name=f"{name}_rest{lane}")
+                m.d.comb += nxt.eq(r & (r - 1))
+                r = nxt
+            return idx, ok, r
+
+        # lane selection, registered: this cycle's lane indices and the mask left after them
+        idx = [Signal(range(MX_BLOCK), name=f"idx{lane}") for lane in range(L)]
+        lane_ok = [Signal(name=f"lane_ok{lane}") for lane in range(L)]
+        rest = Signal(MX_BLOCK)
+        sweep_done = rest == 0
 
         last_pass = Mux(is_mx, c_cnt == npass - 1, 1)
         final = busy & (item.null | (sweep_done & last_pass))
-        stall = final & item.last & self.o.valid & ~self.o.ready
-        adv = busy & ~stall
+        adv = busy & ~pipe_stall
         active = popcount(m, Cat(*lane_ok), "active")
         m.d.comb += [
-            self.i.ready.eq(~busy | (final & ~stall)),
+            self.i.ready.eq(~busy | (final & ~pipe_stall)),
             self.busy.eq(adv),
             self.macs.eq(Mux(adv & ~item.null, active * T, 0)),
             self.skipped.eq(Mux(adv & final & ~item.null,
@@ -141,9 +145,11 @@ class SPE(wiring.Component):
                     m.d.comb += [xn.eq(a), wn.eq(b), sh.eq(Mux(is_mx, s, 0))]
         x_arr = Array([item.x[e] for e in range(MX_BLOCK)])
         x_ops = [nibble_operands(x_arr[idx[lane]], xn, is_mx) for lane in range(L)]
-        mx_, ex_ = decode_scale(item.x_scale, self.mode)
-
-        terms, sats = [], []
+        m.d.comb += [
+            issue.valid.eq(adv), issue.null.eq(item.null), issue.first.eq(item.first),
+            issue.last.eq(item.last), issue.final.eq(final), issue.pdone.eq(final),
+            issue.fresh.eq(fresh), issue.sh.eq(sh), issue.group.eq(0),
+        ]
         for c in range(T):
             w_arr = Array([item.w[c][e] for e in range(MX_BLOCK)])
             prods = [Mux(lane_ok[lane], x_ops[lane] * nibble_operands(w_arr[idx[lane]], wn,
@@ -152,53 +158,27 @@ class SPE(wiring.Component):
             s = prods[0]
             for p in prods[1:]:
                 s = s + p
-            s_sig = Signal(signed(16), name=f"s{c}")
-            m.d.comb += s_sig.eq(s)
-            p_new = Signal(signed(MANT_WIDTH + 2), name=f"pnew{c}")
-            m.d.comb += p_new.eq(Mux(fresh, 0, p_reg[c]) + (s_sig << sh))
-            with m.If(adv):
-                m.d.sync += p_reg[c].eq(p_new)
-            mw_, ew_ = decode_scale(item.w_scale[c], self.mode)
-            mant = Signal(signed(MANT_WIDTH), name=f"mant{c}")
-            m.d.comb += mant.eq(p_new * (mx_ * mw_))
-            term, tsat = term_unit(m, mant, ex_ + ew_ + ACC_FRAC_BITS, name=f"term{c}")
-            terms.append(term)
-            sats.append(tsat)
+            msc, esc = scale_factors(item.x_scale, item.w_scale[c], self.mode)
+            m.d.comb += [issue.s[c].eq(s), issue.m[c].eq(msc), issue.e[c].eq(esc)]
 
-        done = adv & final & ~item.null
-        acc_next = [Signal(signed(ACC_WIDTH), name=f"acc_next{c}") for c in range(T)]
-        for c in range(T):
-            base = Mux(item.first, 0, acc[c])
-            with m.If(adv & final & item.first & item.null):
-                m.d.comb += acc_next[c].eq(0)
-            with m.Elif(done):
-                m.d.comb += acc_next[c].eq(base + terms[c])
-            with m.Else():
-                m.d.comb += acc_next[c].eq(acc[c])
-        sat_next = Signal(SAT_WIDTH)
-        sat_sum = popcount(m, Cat(*sats), "satcnt")
-        m.d.comb += sat_next.eq(Mux(done, Mux(item.first, 0, sat) + sat_sum,
-                                    Mux(adv & final & item.first, 0, sat)))
+        # the next cycle's lanes: of the accepted item's mask, of the mask again for the next
+        # nibble sweep, or of the rest of this sweep
+        accept = self.i.valid & self.i.ready
+        next_mask = Signal(MX_BLOCK)
+        m.d.comb += next_mask.eq(Mux(accept, mask_of(self.i.payload.x),
+                                     Mux(sweep_done, mask_of(item.x), rest)))
+        n_idx, n_ok, n_rest = lanes_of(next_mask, "next")
+        with m.If(accept | (adv & ~final)):
+            m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, n_idx + n_ok)]
+            m.d.sync += rest.eq(n_rest)
 
         with m.If(adv):
-            m.d.sync += [a.eq(n) for a, n in zip(acc, acc_next)]
-            m.d.sync += [sat.eq(sat_next), fresh.eq(0)]
-            with m.If(~final):
-                with m.If(sweep_done):
-                    m.d.sync += [c_cnt.eq(c_cnt + 1), rem.eq(mask_of(item.x))]
-                with m.Else():
-                    m.d.sync += rem.eq(r)
+            m.d.sync += fresh.eq(0)
+            with m.If(~final & sweep_done):
+                m.d.sync += c_cnt.eq(c_cnt + 1)
 
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(adv & final & item.last):
-            m.d.sync += self.o.valid.eq(1)
-            m.d.sync += [self.o.payload.acc[c].eq(acc_next[c]) for c in range(T)]
-            m.d.sync += self.o.payload.sat.eq(sat_next)
-
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [item.eq(self.i.payload), busy.eq(1), fresh.eq(1), c_cnt.eq(0),
-                         rem.eq(mask_of(self.i.payload.x))]
+        with m.If(accept):
+            m.d.sync += [item.eq(self.i.payload), busy.eq(1), fresh.eq(1), c_cnt.eq(0)]
         with m.Elif(adv & final):
             m.d.sync += busy.eq(0)
         return m

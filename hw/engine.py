@@ -1,0 +1,161 @@
+"""The result pipeline shared by the DPE and the SPE: from an engine's per-pass partial sums to
+its accumulators and its result register.
+
+An engine's *issue stage* (its own control: item register, pass counters, operand selection
+and the multipliers) produces per cycle one *pass*: for each of its ``cols`` computing columns
+the sum ``s`` of that cycle's products, and the pass's flags. The result pipeline takes it
+through :data:`ENGINE_STAGES` registers:
+
+====== ====================================================================================
+stage  work
+====== ====================================================================================
+1      ``P = (fresh ? 0 : P) + (s << sh)``: the exact integer vector product, built over the
+       passes of an item (SPE) or of a column group (DPE: the slices / nibble products)
+2      ``mant = P * M`` (``M`` = product of the activation and weight scale mantissas)
+3      the term unit: ``clamp(RNE(mant * 2**E), +-TERM_LIMIT)`` (docs/numerics.md 4)
+4      accumulate into column group ``group`` (clear it first if ``first``); a pass with
+       ``emit`` (the final pass of a ``last`` item) writes the accumulators to ``o``
+====== ====================================================================================
+
+Every stage register moves when the pipeline is not stalled. It stalls (all stages and the
+issue stage) in the cycle in which stage 4 holds an ``emit`` pass while ``o`` still holds an
+unaccepted result: ``stall = emit4 & o.valid & ~o.ready``. So a result appears on ``o``
+``ENGINE_STAGES + 1`` cycles after the final pass of its unit was issued, and the issue stage
+loses exactly the cycles in which the pipeline stalls (the cycle model,
+:class:`hw.cyclemodel.EngineModel`, steps the same rule).
+"""
+
+from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
+from amaranth.lib import data
+
+from .common import ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, decode_scale, popcount, term_unit
+
+__all__ = ["ENGINE_STAGES", "SUM_WIDTH", "pass_layout", "scale_factors", "result_pipeline"]
+
+#: Register stages between an engine's issue stage and its accumulators.
+ENGINE_STAGES = 4
+#: Signed bits of one pass's partial sum per column (up to 32 lanes of 5 x 5-bit products).
+SUM_WIDTH = 16
+#: Signed bits of a term exponent ``E + 24`` (FP8: -9..5 per scale, E8M0: -133..122).
+EXP_WIDTH = 10
+
+
+def pass_layout(cols, groups):
+    """One issued pass: ``valid`` (the issue stage processed a pass), the item's ``null``,
+    ``first``, ``last``, ``final`` (the item's last pass), ``pdone`` (this pass completes
+    ``P``), ``fresh`` (``P`` starts from zero), ``sh`` (``s << sh``), ``group`` (the column
+    group the columns compute), per column the partial sum ``s`` and the scale factors ``m``
+    (mantissa product) and ``e`` (exponent sum + 24)."""
+    return data.StructLayout({
+        "valid": 1, "null": 1, "first": 1, "last": 1, "final": 1, "pdone": 1, "fresh": 1,
+        "sh": range(9),
+        "group": range(max(groups, 2)),  # never 0 bits wide (Verilator rejects [-1:0])
+        "s": data.ArrayLayout(signed(SUM_WIDTH), cols),
+        "m": data.ArrayLayout(unsigned(8), cols),
+        "e": data.ArrayLayout(signed(EXP_WIDTH), cols),
+    })
+
+
+def scale_factors(x_scale, w_scale, mode):
+    """``(M, E + 24)`` of a term: the product of the activation and weight scale mantissas and
+    the sum of their exponents on the accumulator grid (:func:`hw.common.decode_scale`)."""
+    mx, ex = decode_scale(x_scale, mode)
+    mw, ew = decode_scale(w_scale, mode)
+    return mx * mw, ex + ew + ACC_FRAC_BITS
+
+
+def result_pipeline(m, *, cols, tile, o, name="rp"):
+    """Build the pipeline of the module docstring into ``m`` for ``cols`` computing columns
+    and ``tile`` accumulators (column ``c`` belongs to group ``c // cols``); ``o`` is the
+    engine's result stream (``result_layout(tile)``).
+
+    Returns ``(inp, stall)``: ``inp`` (a :func:`pass_layout` signal) must be driven
+    combinationally by the issue stage, with ``valid`` high only in cycles it advances;
+    ``stall`` must hold the issue stage."""
+    groups = tile // cols
+    layout = pass_layout(cols, groups)
+    inp = Signal(layout, name=f"{name}_in")
+    st1 = Signal(layout, name=f"{name}_st1")
+    flags = data.StructLayout({"done": 1, "clear": 1, "emit": 1, "first": 1,
+                               "group": layout.members["group"]})
+    st2 = Signal(flags, name=f"{name}_st2")
+    st3 = Signal(flags, name=f"{name}_st3")
+    st4 = Signal(flags, name=f"{name}_st4")
+    stall = Signal(name=f"{name}_stall")
+    go = ~stall
+    m.d.comb += stall.eq(st4.emit & o.valid & ~o.ready)
+
+    with m.If(go):
+        m.d.sync += st1.eq(inp)
+
+    # stage 1: P over the passes
+    p_reg = [Signal(signed(MANT_WIDTH + 2), name=f"{name}_p{j}") for j in range(cols)]
+    p2 = [Signal(signed(MANT_WIDTH + 2), name=f"{name}_p2_{j}") for j in range(cols)]
+    m2 = [Signal(unsigned(8), name=f"{name}_m2_{j}") for j in range(cols)]
+    e2 = [Signal(signed(EXP_WIDTH), name=f"{name}_e2_{j}") for j in range(cols)]
+    work = st1.valid & ~st1.null
+    for j in range(cols):
+        p_new = Signal(signed(MANT_WIDTH + 2), name=f"{name}_pnew{j}")
+        m.d.comb += p_new.eq(Mux(st1.fresh, 0, p_reg[j]) + (st1.s[j] << st1.sh))
+        with m.If(go & work):
+            m.d.sync += p_reg[j].eq(p_new)
+        with m.If(go):
+            m.d.sync += [p2[j].eq(p_new), m2[j].eq(st1.m[j]), e2[j].eq(st1.e[j])]
+    with m.If(go):
+        m.d.sync += [
+            st2.done.eq(work & st1.pdone),
+            st2.clear.eq(st1.valid & st1.null & st1.first),
+            st2.emit.eq(st1.valid & st1.final & st1.last),
+            st2.first.eq(st1.first),
+            st2.group.eq(st1.group),
+        ]
+
+    # stage 2: mantissa
+    mant3 = [Signal(signed(MANT_WIDTH), name=f"{name}_mant{j}") for j in range(cols)]
+    e3 = [Signal(signed(EXP_WIDTH), name=f"{name}_e3_{j}") for j in range(cols)]
+    with m.If(go):
+        m.d.sync += st3.eq(st2)
+        m.d.sync += [mant3[j].eq(p2[j] * m2[j]) for j in range(cols)]
+        m.d.sync += [e3[j].eq(e2[j]) for j in range(cols)]
+
+    # stage 3: term unit
+    term4 = []
+    sats4 = Signal(cols, name=f"{name}_sat4")
+    with m.If(go):
+        m.d.sync += st4.eq(st3)
+    sat_bits = []
+    for j in range(cols):
+        term, tsat = term_unit(m, mant3[j], e3[j], name=f"{name}_tu{j}")
+        reg = Signal.like(term, name=f"{name}_term{j}")
+        with m.If(go):
+            m.d.sync += reg.eq(term)
+        term4.append(reg)
+        sat_bits.append(tsat)
+    with m.If(go):
+        m.d.sync += sats4.eq(Cat(*sat_bits))
+
+    # stage 4: accumulate, emit
+    acc = [Signal.like(o.payload.acc[c], name=f"{name}_acc{c}") for c in range(tile)]
+    acc_next = [Signal.like(o.payload.acc[c], name=f"{name}_acc_next{c}") for c in range(tile)]
+    sat = Signal(SAT_WIDTH, name=f"{name}_sat")
+    for c in range(tile):
+        with m.If(st4.clear):
+            m.d.comb += acc_next[c].eq(0)
+        with m.Elif(st4.done & (st4.group == c // cols)):
+            m.d.comb += acc_next[c].eq(Mux(st4.first, 0, acc[c]) + term4[c % cols])
+        with m.Else():
+            m.d.comb += acc_next[c].eq(acc[c])
+    restart = st4.first & (st4.clear | (st4.done & (st4.group == 0)))
+    sat_next = Signal(SAT_WIDTH, name=f"{name}_sat_next")
+    m.d.comb += sat_next.eq(Mux(restart, 0, sat)
+                            + Mux(st4.done, popcount(m, sats4, f"{name}_satcnt"), 0))
+
+    with m.If(go):
+        m.d.sync += [a.eq(n) for a, n in zip(acc, acc_next)]
+        m.d.sync += sat.eq(sat_next)
+    with m.If(o.valid & o.ready):
+        m.d.sync += o.valid.eq(0)
+    with m.If(go & st4.emit):
+        m.d.sync += [o.valid.eq(1), o.payload.sat.eq(sat_next)]
+        m.d.sync += [o.payload.acc[c].eq(acc_next[c]) for c in range(tile)]
+    return inp, stall
