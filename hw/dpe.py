@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
-                     mx_combos, nibble_operands, result_layout, validating)
+                     lut_product, mx_combos, nibble_operands, result_layout, validating)
 from .engine import ENGINE_STAGES, result_pipeline, scale_factors
 
 __all__ = ["DPE", "DPE_LATENCY", "dpe_item_cycles"]
@@ -139,7 +139,7 @@ class DPE(wiring.Component):
             for i in range(V):
                 w = Array([item.w[g * N + j][h * V + i]
                            for g in range(groups) for h in range(nh)])[wsel]
-                prods.append(x_ops[i] * nibble_operands(w, wn, is_mx))
+                prods.append(lut_product(x_ops[i], nibble_operands(w, wn, is_mx)))
             s = prods[0]
             for p in prods[1:]:
                 s = s + p

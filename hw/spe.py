@@ -5,7 +5,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
-                     nibble_operands, nonzero_mask, popcount, result_layout, validating)
+                     lut_product, nibble_operands, nonzero_mask, popcount, result_layout,
+                     validating)
 from .engine import ENGINE_STAGES, result_pipeline, scale_factors
 
 __all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles"]
@@ -152,8 +153,9 @@ class SPE(wiring.Component):
         ]
         for c in range(T):
             w_arr = Array([item.w[c][e] for e in range(MX_BLOCK)])
-            prods = [Mux(lane_ok[lane], x_ops[lane] * nibble_operands(w_arr[idx[lane]], wn,
-                                                                      is_mx), 0)
+            prods = [Mux(lane_ok[lane],
+                         lut_product(x_ops[lane], nibble_operands(w_arr[idx[lane]], wn, is_mx)),
+                         0)
                      for lane in range(L)]
             s = prods[0]
             for p in prods[1:]:
