@@ -1,12 +1,12 @@
 """Temporal sparsity detector: per-channel zero counters over a layer output and the channel map
 of the next time step (docs/numerics.md section 6, golden.intref.channel_map)."""
 
-from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 
-from .common import MX_BLOCK, VECTOR_CHOICES, check_choice, check_int, validating
+from .common import MX_BLOCK, VECTOR_CHOICES, check_choice, check_int, popcount, validating
 
 __all__ = ["SparsityDetector", "detector_in_layout"]
 
@@ -43,8 +43,10 @@ class SparsityDetector(wiring.Component):
         Bit g = 1 (sparse) when ``100 * (zeros_g + (vector - channels_g) * pixels) >=
         threshold * vector * pixels`` with ``zeros_g`` the sum of group g's counters and
         ``channels_g`` its real channels (missing channels of a short group count as zeros);
-        0 for groups at or beyond ``channels``. Combinational from the counters: valid the
-        cycle after the layer's last block transfer (exactly golden.intref.channel_map).
+        0 for groups at or beyond ``channels``. Combinational from per-group zero counters
+        (kept next to the per-channel ones) and registered layer constants: valid the cycle
+        after the layer's last block transfer and at least one cycle after ``channels``,
+        ``pixels`` or ``threshold`` changed (exactly golden.intref.channel_map).
     rd_chan : In(range(max_channels)), rd_count : Out(counter)
         Combinational read of one counter.
     """
@@ -76,31 +78,44 @@ class SparsityDetector(wiring.Component):
         m.d.comb += base_grp.eq(self.i.payload.base // V)
         zeros = Signal(MX_BLOCK)
         m.d.comb += zeros.eq(self.i.payload.zeros)
+        group_inc = [[] for _ in range(self.groups)]
         for c in range(C):
             hits = [(base_grp == c // V - o) & zeros[o * V + c % V]
                     for o in range(MX_BLOCK // V) if c // V - o >= 0]
             inc = Signal(name=f"zinc{c}")
             m.d.comb += inc.eq(Mux(self.i.valid, _any(hits), 0))
+            group_inc[c // V].append(inc)
             with m.If(self.clear):
                 m.d.sync += counters[c].eq(0)
             with m.Elif(inc):
                 m.d.sync += counters[c].eq(counters[c] + 1)
+        # per group the sum of its counters, kept as a counter of its own
+        group_zeros = [Signal(range(V * self.max_pixels + 1), name=f"gzc{g}")
+                       for g in range(self.groups)]
+        for g, zc in enumerate(group_zeros):
+            with m.If(self.clear):
+                m.d.sync += zc.eq(0)
+            with m.Else():
+                m.d.sync += zc.eq(zc + popcount(m, Cat(*group_inc[g]), f"ginc{g}"))
 
         # a complete read mux (one entry per rd_chan value) even when max_channels is not a
         # power of two: out-of-range channels read 0
         pad = [0] * (2 ** len(self.rd_chan) - C)
         m.d.comb += self.rd_count.eq(Array(counters + pad)[self.rd_chan])
 
+        # layer constants, registered (valid one cycle after channels / pixels / threshold)
         rhs = Signal(range(V * 100 * self.max_pixels + 1))
-        m.d.comb += rhs.eq(self.threshold * self.pixels * V)
+        m.d.sync += rhs.eq(self.threshold * self.pixels * V)
         for g in range(self.groups):
-            members = counters[g * V:(g + 1) * V]
             rem = Signal(range(-(g * V), C + 1), name=f"grem{g}")
             m.d.comb += rem.eq(self.channels - g * V)
             missing = Mux(rem >= V, 0, V - rem)[:5]  # channels absent from a short group
+            absent = Signal(range(V * self.max_pixels + 1), name=f"gabs{g}")
+            present = Signal(name=f"gpresent{g}")
+            m.d.sync += [absent.eq(missing * self.pixels), present.eq(rem > 0)]
             zsum = Signal(range(V * self.max_pixels + 1), name=f"gz{g}")
-            m.d.comb += zsum.eq(sum(members) + missing * self.pixels)
-            m.d.comb += self.map[g].eq((rem > 0) & (100 * zsum >= rhs))
+            m.d.comb += zsum.eq(group_zeros[g] + absent)
+            m.d.comb += self.map[g].eq(present & (100 * zsum >= rhs))
         return m
 
 

@@ -15,8 +15,9 @@ from .common import (ACC_WIDTH, MX_BLOCK, VECTOR_CHOICES, Format, barrel_shl, ch
 __all__ = ["PPU", "PPU_LATENCY", "ppu_in_layout", "ppu_out_layout", "block_channels"]
 
 #: Cycles from the handshake of a block's last element to the block on ``o``: the product
-#: register, the fixed-point register, the block register, the scale (output) register.
-PPU_LATENCY = 4
+#: register, the fixed-point register, the block register, the scale register, the output
+#: register.
+PPU_LATENCY = 5
 
 _Y_MAX = 2 ** (intref.PPU_WIDTH - 1) - 1
 _Y_MIN = -(2 ** (intref.PPU_WIDTH - 1))
@@ -86,13 +87,13 @@ class PPU(wiring.Component):
 
     Timing and backpressure
     -----------------------
-    One element per cycle through four registers: the product ``acc * k`` (with ``bias +
+    One element per cycle through five registers: the product ``acc * k`` (with ``bias +
     residual``), the fixed-point value ``Y`` (shift, round, add, clamp, ReLU), the block
-    register (filled from a block buffer by a ``last`` element) and the output register (the
-    block with its scale code: the thermometer count of the FP8 scale or the leading one of the
-    MXINT8 maximum). The codes are combinational from the output register. A block is valid on
-    ``o`` :data:`PPU_LATENCY` cycles after the handshake of its last element. The whole unit
-    moves one step per cycle except while a finished block waits on ``o`` (``o.valid & ~o.ready``):
+    register (filled from a block buffer by a ``last`` element), the scale register (the block
+    with its scale code: the thermometer count of the FP8 scale or the leading one of the
+    MXINT8 maximum) and the output register (codes, zero flags). A block is valid on ``o``
+    :data:`PPU_LATENCY` cycles after the handshake of its last element. The whole unit moves
+    one step per cycle except while a finished block waits on ``o`` (``o.valid & ~o.ready``):
     ``i.ready = ~o.valid | o.ready``.
     """
 
@@ -204,18 +205,24 @@ class PPU(wiring.Component):
                 m.d.comb += lead.eq(b)
         b2 = Signal(data.StructLayout({
             "block": block, "vs_code": 8, "lead": range(width), "zero": 1}))
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+        b2_valid = Signal()
         with m.If(go):
-            m.d.sync += self.o.valid.eq(b1_valid)
+            m.d.sync += b2_valid.eq(b1_valid)
             with m.If(b1_valid):
                 m.d.sync += [b2.block.eq(b1), b2.vs_code.eq(vs_code), b2.lead.eq(lead),
                              b2.zero.eq(b1.max == 0)]
 
-        # ---- re-quantization of the output register (combinational)
+        # ---- re-quantization of b2 (combinational) into the output register
+        out = Signal.like(self.o.payload)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(go):
+            m.d.sync += self.o.valid.eq(b2_valid)
+            with m.If(b2_valid):
+                m.d.sync += self.o.payload.eq(out)
         qmax = Mux(self.out_format == Format.UINT4, nx.UINT4_MAX, nx.INT4_MAX)
         vals, count = b2.block.vals, b2.block.count
-        m.d.comb += [self.o.payload.sat.eq(b2.block.sat), self.o.payload.base.eq(b2.block.base)]
+        m.d.comb += [out.sat.eq(b2.block.sat), out.base.eq(b2.block.base)]
         # FP8 scale (M', E' + 16) and the rounding thresholds (2j + 1) * M' << (E' + 16)
         exp = b2.vs_code[3:7]
         man = Mux(exp == 0, b2.vs_code[0:3], b2.vs_code[0:3] + 8)
@@ -231,7 +238,7 @@ class PPU(wiring.Component):
         fbm = width  # fraction bits of the MXINT8 rounding
         mx_sh = Signal(range(fbm + nx.MX_ELEMENT_FRAC_BITS + 1))
         m.d.comb += mx_sh.eq(fbm + nx.MX_ELEMENT_FRAC_BITS - b2.lead)
-        m.d.comb += self.o.payload.scale.eq(Mux(is_mx, mx_code, b2.vs_code))
+        m.d.comb += out.scale.eq(Mux(is_mx, mx_code, b2.vs_code))
 
         zeros = []
         for j in range(MX_BLOCK):
@@ -253,7 +260,7 @@ class PPU(wiring.Component):
                       Mux(wr < -nx.MX_ELEMENT_MAX, -nx.MX_ELEMENT_MAX, wr))
             code = Signal(signed(8), name=f"code{j}")
             m.d.comb += code.eq(Mux(is_mx, Mux(b2.zero, 0, mxq), vsq))
-            m.d.comb += self.o.payload.codes[j].eq(code)
+            m.d.comb += out.codes[j].eq(code)
             zeros.append((code == 0) & (j < count))
-        m.d.comb += [self.o.payload.zeros.eq(Cat(*zeros)), self.o.payload.count.eq(count)]
+        m.d.comb += [out.zeros.eq(Cat(*zeros)), out.count.eq(count)]
         return m

@@ -192,11 +192,14 @@ class Accelerator(wiring.Component):
             out_h.eq(((desc.height + 2 * desc.padding - desc.kernel) >> s2) + 1),
             out_w.eq(((desc.width + 2 * desc.padding - desc.kernel) >> s2) + 1),
         ]
-        pixels = Signal(range(2 ** 26))
-        m.d.comb += pixels.eq(out_h * out_w)
         nblk_out = Signal(range(self.max_cout + 1))
         m.d.comb += nblk_out.eq(Mux(is_mx_out, (desc.cout + MX_BLOCK - 1) // MX_BLOCK,
                                     (desc.cout + V - 1) // V))
+        # layer constants through registers (valid from cycle 2, needed only at the end): the
+        # multiplies stay off the paths that use them
+        pixels = Signal(range(2 ** 26))
+        out_words = Signal(range(2 ** 26 * (self.max_cout + 1)))
+        m.d.sync += [pixels.eq(out_h * out_w), out_words.eq(pixels * nblk_out)]
 
         # ---- address generator and operand fetch
         m.submodules.ag = ag = AddrGen(vector=V, tile=T, max_cin=self.max_cin)
@@ -328,7 +331,7 @@ class Accelerator(wiring.Component):
                 m.d.sync += [ob.eq(0), opix.eq(opix + 1)]
             with m.Else():
                 m.d.sync += ob.eq(ob + 1)
-            with m.If(written + 1 == pixels * nblk_out):
+            with m.If(written + 1 == out_words):
                 m.d.sync += [busy.eq(0), done.eq(1)]
 
         with m.If(self.start & ~busy):
