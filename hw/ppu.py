@@ -15,9 +15,9 @@ from .common import (ACC_WIDTH, MX_BLOCK, VECTOR_CHOICES, Format, barrel_shl, ch
 __all__ = ["PPU", "PPU_LATENCY", "ppu_in_layout", "ppu_out_layout", "block_channels"]
 
 #: Cycles from the handshake of a block's last element to the block on ``o``: the product
-#: register, the fixed-point register, the block register, the scale register, the output
-#: register.
-PPU_LATENCY = 5
+#: register, the fixed-point register, the block register, the scale register, the threshold
+#: register, the output register.
+PPU_LATENCY = 6
 
 _Y_MAX = 2 ** (intref.PPU_WIDTH - 1) - 1
 _Y_MIN = -(2 ** (intref.PPU_WIDTH - 1))
@@ -87,14 +87,14 @@ class PPU(wiring.Component):
 
     Timing and backpressure
     -----------------------
-    One element per cycle through five registers: the product ``acc * k`` (with ``bias +
+    One element per cycle through six registers: the product ``acc * k`` (with ``bias +
     residual``), the fixed-point value ``Y`` (shift, round, add, clamp, ReLU), the block
-    register (filled from a block buffer by a ``last`` element), the scale register (the block
-    with its scale code: the thermometer count of the FP8 scale or the leading one of the
-    MXINT8 maximum) and the output register (codes, zero flags). A block is valid on ``o``
-    :data:`PPU_LATENCY` cycles after the handshake of its last element. The whole unit moves
-    one step per cycle except while a finished block waits on ``o`` (``o.valid & ~o.ready``):
-    ``i.ready = ~o.valid | o.ready``.
+    register (filled from a block buffer by a ``last`` element), the scale register (the
+    thermometer count of the FP8 scale or the leading one of the MXINT8 maximum), the threshold
+    register (the 15 rounding thresholds, the MXINT8 shift, ``|Y|``) and the output register
+    (codes, zero flags). A block is valid on ``o`` :data:`PPU_LATENCY` cycles after the
+    handshake of its last element. The whole unit moves one step per cycle except while a
+    finished block waits on ``o`` (``o.valid & ~o.ready``): ``i.ready = ~o.valid | o.ready``.
     """
 
     def __init__(self, *, vector=16, max_channels=256):
@@ -212,17 +212,7 @@ class PPU(wiring.Component):
                 m.d.sync += [b2.block.eq(b1), b2.vs_code.eq(vs_code), b2.lead.eq(lead),
                              b2.zero.eq(b1.max == 0)]
 
-        # ---- re-quantization of b2 (combinational) into the output register
-        out = Signal.like(self.o.payload)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(go):
-            m.d.sync += self.o.valid.eq(b2_valid)
-            with m.If(b2_valid):
-                m.d.sync += self.o.payload.eq(out)
-        qmax = Mux(self.out_format == Format.UINT4, nx.UINT4_MAX, nx.INT4_MAX)
-        vals, count = b2.block.vals, b2.block.count
-        m.d.comb += [out.sat.eq(b2.block.sat), out.base.eq(b2.block.base)]
+        # ---- rounding thresholds, MXINT8 shift and magnitudes (b2 -> b3)
         # FP8 scale (M', E' + 16) and the rounding thresholds (2j + 1) * M' << (E' + 16)
         exp = b2.vs_code[3:7]
         man = Mux(exp == 0, b2.vs_code[0:3], b2.vs_code[0:3] + 8)
@@ -233,24 +223,54 @@ class PPU(wiring.Component):
             odd = Signal(9, name=f"odd{j}")
             m.d.comb += odd.eq((2 * j + 1) * man)
             thr.append(barrel_shl(m, odd, sh, 21, f"thr{j}"))
-
-        mx_code = Mux(b2.zero, 0, b2.lead + (nx.MX_SCALE_BIAS - intref.PPU_FRAC_BITS))
         fbm = width  # fraction bits of the MXINT8 rounding
-        mx_sh = Signal(range(fbm + nx.MX_ELEMENT_FRAC_BITS + 1))
-        m.d.comb += mx_sh.eq(fbm + nx.MX_ELEMENT_FRAC_BITS - b2.lead)
-        m.d.comb += out.scale.eq(Mux(is_mx, mx_code, b2.vs_code))
+        mx_code = Mux(b2.zero, 0, b2.lead + (nx.MX_SCALE_BIAS - intref.PPU_FRAC_BITS))
+        b3 = Signal(data.StructLayout({
+            "block": block,
+            "mag": data.ArrayLayout(unsigned(width), V),  # |Y| of the INT4 / UINT4 elements
+            "thr": data.ArrayLayout(unsigned(len(thr[0])), nx.UINT4_MAX),
+            "mx_sh": range(fbm + nx.MX_ELEMENT_FRAC_BITS + 1),
+            "scale": 8, "zero": 1}))
+        b3_valid = Signal()
+        with m.If(go):
+            m.d.sync += b3_valid.eq(b2_valid)
+            with m.If(b2_valid):
+                m.d.sync += [
+                    b3.block.eq(b2.block), b3.zero.eq(b2.zero),
+                    b3.mx_sh.eq(fbm + nx.MX_ELEMENT_FRAC_BITS - b2.lead),
+                    b3.scale.eq(Mux(is_mx, mx_code, b2.vs_code)),
+                ]
+                m.d.sync += [b3.thr[k].eq(t) for k, t in enumerate(thr)]
+                for j in range(V):
+                    v = b2.block.vals[j]
+                    m.d.sync += b3.mag[j].eq(Mux(v < 0, -v, v))
 
+        # ---- codes of b3 (combinational) into the output register
+        out = Signal.like(self.o.payload)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(go):
+            m.d.sync += self.o.valid.eq(b3_valid)
+            with m.If(b3_valid):
+                m.d.sync += self.o.payload.eq(out)
+        qmax = Mux(self.out_format == Format.UINT4, nx.UINT4_MAX, nx.INT4_MAX)
+        vals, count = b3.block.vals, b3.block.count
+        m.d.comb += [out.sat.eq(b3.block.sat), out.base.eq(b3.block.base),
+                     out.scale.eq(b3.scale)]
         zeros = []
         for j in range(MX_BLOCK):
             v = vals[j]
-            a = Signal(unsigned(width), name=f"abs{j}")
-            m.d.comb += a.eq(Mux(v < 0, -v, v))
-            ups = [Mux(k < qmax, ((a << 1) > thr[k]) | (((a << 1) == thr[k]) & (k % 2 == 1)), 0)
-                   for k in range(nx.UINT4_MAX)]
-            mag = popcount(m, Cat(*ups), f"mag{j}")
-            # an all-zero block has scale 0 (M' = 0): every code is 0
-            vsq = Mux(b2.zero, 0, Mux(v < 0, -mag, mag)) if j < V else 0
-            wv = barrel_shl(m, v, mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, f"mxw{j}")
+            if j < V:
+                a = b3.mag[j]
+                ups = [Mux(k < qmax, ((a << 1) > b3.thr[k])
+                           | (((a << 1) == b3.thr[k]) & (k % 2 == 1)), 0)
+                       for k in range(nx.UINT4_MAX)]
+                mag = popcount(m, Cat(*ups), f"mag{j}")
+                # an all-zero block has scale 0 (M' = 0): every code is 0
+                vsq = Mux(b3.zero, 0, Mux(v < 0, -mag, mag))
+            else:
+                vsq = 0
+            wv = barrel_shl(m, v, b3.mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, f"mxw{j}")
             wq = wv[fbm:].as_signed()
             wf = wv[:fbm]
             wr = Signal(signed(width + 8), name=f"mxr{j}")
@@ -259,7 +279,7 @@ class PPU(wiring.Component):
             mxq = Mux(wr > nx.MX_ELEMENT_MAX, nx.MX_ELEMENT_MAX,
                       Mux(wr < -nx.MX_ELEMENT_MAX, -nx.MX_ELEMENT_MAX, wr))
             code = Signal(signed(8), name=f"code{j}")
-            m.d.comb += code.eq(Mux(is_mx, Mux(b2.zero, 0, mxq), vsq))
+            m.d.comb += code.eq(Mux(is_mx, Mux(b3.zero, 0, mxq), vsq))
             m.d.comb += out.codes[j].eq(code)
             zeros.append((code == 0) & (j < count))
         m.d.comb += [out.zeros.eq(Cat(*zeros)), out.count.eq(count)]
