@@ -65,9 +65,9 @@ traces: $(STAMP)
 	$(PY) -m traces check $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS))
 
 # The exported traces are re-exported when what produces them changes (golden model, trace
-# code, the memory layout and cycle model they record, checkpoint, plan).
-TRACE_INPUTS := $(filter-out %/test_%.py,$(wildcard golden/*.py traces/*.py)) \
-	hw/layout.py hw/cyclemodel.py hw/common.py hw/dpe.py hw/spe.py \
+# code, checkpoint, plan, and the gateware: the memory layout and the cycle model they record
+# import most of hw/, and a new trace also makes `make bench` replay it on the new RTL).
+TRACE_INPUTS := $(filter-out %/test_%.py,$(wildcard golden/*.py traces/*.py hw/*.py)) \
 	golden/checkpoints/unet_relu.pt golden/plans/sqdm_plan.json
 build/traces/default/manifest.json: $(STAMP) $(TRACE_INPUTS)
 	$(PY) -m traces export --steps default --out build/traces/default
