@@ -208,12 +208,18 @@ def nibble_operands(elem, nibble, is_mx):
     return Mux(is_mx, Mux(nibble, hi, lo), whole)
 
 
-def lut_product(a, b):
-    """``a * b`` for a small signed multiplier operand ``b`` as a sum of shifted partial
-    products (``b``'s sign bit has weight ``-2**(len(b) - 1)``). Synthesis sees adders, not a
+def lut_product(m, a, b, name):
+    """``a * b`` for a small multiplier operand ``b`` as a sum of shifted partial products
+    (a signed ``b``'s sign bit has weight ``-2**(len(b) - 1)``). Synthesis sees adders, not a
     ``$mul``: on an FPGA a 5 x 5-bit product takes a few dozen LUTs instead of a whole
     18 x 18 DSP block (docs/fpga.md 2), and the array's width is then not limited by the
-    device's DSP count."""
+    device's DSP count. The operands are first assigned to signals named ``name_a`` /
+    ``name_b`` (each bit of ``b`` is used once per partial product: without the signal an
+    operand multiplexer would be repeated for every bit in the emitted Verilog)."""
+    a_sig = Signal(a.shape(), name=f"{name}_a")
+    b_sig = Signal(b.shape(), name=f"{name}_b")
+    m.d.comb += [a_sig.eq(a), b_sig.eq(b)]
+    a, b = a_sig, b_sig
     n = len(b)
     parts = [Mux(b[k], a << k, 0) for k in range(n - 1)]
     parts.append(Mux(b[n - 1], -(a << (n - 1)), 0) if b.shape().signed

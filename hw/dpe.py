@@ -1,6 +1,6 @@
 """Dense PE array (DPE): ``vector`` x ``cols`` 5-bit multipliers, exact term accumulation."""
 
-from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -125,7 +125,8 @@ class DPE(wiring.Component):
                                   sh.eq(Mux(is_mx, s, 0))]
         nh = MX_BLOCK // V
         x_lane = [Array([item.x[h * V + i] for h in range(nh)])[half] for i in range(V)]
-        x_ops = [nibble_operands(x, xn, is_mx) for x in x_lane]
+        x_ops = [Signal(signed(5), name=f"xop{i}") for i in range(V)]
+        m.d.comb += [op.eq(nibble_operands(x, xn, is_mx)) for op, x in zip(x_ops, x_lane)]
 
         wsel = Signal(range(groups * nh))  # exact width: a complete case in the Verilog
         m.d.comb += wsel.eq(g_cnt * nh + half)
@@ -139,7 +140,8 @@ class DPE(wiring.Component):
             for i in range(V):
                 w = Array([item.w[g * N + j][h * V + i]
                            for g in range(groups) for h in range(nh)])[wsel]
-                prods.append(lut_product(x_ops[i], nibble_operands(w, wn, is_mx)))
+                prods.append(lut_product(m, x_ops[i], nibble_operands(w, wn, is_mx),
+                                         f"prod{j}_{i}"))
             s = prods[0]
             for p in prods[1:]:
                 s = s + p

@@ -1,6 +1,6 @@
 """Sparse PE array (SPE): ``lanes`` non-zero activations x ``cols`` output channels per cycle."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -145,7 +145,9 @@ class SPE(wiring.Component):
                 with m.Case(k):
                     m.d.comb += [xn.eq(a), wn.eq(b), sh.eq(Mux(is_mx, s, 0))]
         x_arr = Array([item.x[e] for e in range(MX_BLOCK)])
-        x_ops = [nibble_operands(x_arr[idx[lane]], xn, is_mx) for lane in range(L)]
+        x_ops = [Signal(signed(5), name=f"xop{lane}") for lane in range(L)]
+        m.d.comb += [x_ops[lane].eq(nibble_operands(x_arr[idx[lane]], xn, is_mx))
+                     for lane in range(L)]
         m.d.comb += [
             issue.valid.eq(adv), issue.null.eq(item.null), issue.first.eq(item.first),
             issue.last.eq(item.last), issue.final.eq(final), issue.pdone.eq(final),
@@ -154,7 +156,9 @@ class SPE(wiring.Component):
         for c in range(T):
             w_arr = Array([item.w[c][e] for e in range(MX_BLOCK)])
             prods = [Mux(lane_ok[lane],
-                         lut_product(x_ops[lane], nibble_operands(w_arr[idx[lane]], wn, is_mx)),
+                         lut_product(m, x_ops[lane],
+                                     nibble_operands(w_arr[idx[lane]], wn, is_mx),
+                                     f"prod{c}_{lane}"),
                          0)
                      for lane in range(L)]
             s = prods[0]

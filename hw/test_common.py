@@ -50,7 +50,7 @@ def test_lut_product_is_exact_for_every_operand_pair():
     m = Module()
     a, b, bu = Signal(signed(5)), Signal(signed(5)), Signal(unsigned(4))
     p, pu = Signal(signed(12)), Signal(signed(12))
-    m.d.comb += [p.eq(lut_product(a, b)), pu.eq(lut_product(a, bu))]
+    m.d.comb += [p.eq(lut_product(m, a, b, "ss")), pu.eq(lut_product(m, a, bu, "su"))]
     bad = []
 
     async def bench(ctx):
