@@ -26,30 +26,28 @@ LAUNCH_CYCLES = 1
 class EngineModel:
     """Cycle model of a DPE / SPE: an issue stage (``costs(item)`` cycles per item, the next
     item accepted in the final cycle of the current one) and the result pipeline of
-    :mod:`hw.engine`: ``stages`` registers that move together and stall, with the issue stage,
-    while the last one holds the final pass of a ``last`` item and ``o`` is still full.
+    :mod:`hw.engine`: ``ENGINE_STAGES`` registers that move together and stall, with the
+    issue stage, while the last one holds the final pass of a ``last`` item and ``o`` is
+    still full.
 
     Per cycle: :meth:`comb` (given the join's ``o_ready``) sets ``i_ready``, then :meth:`edge`
     clocks the engine."""
 
-    def __init__(self, costs, stages=ENGINE_STAGES):
+    def __init__(self, costs):
         self.costs = costs        # item -> issue cycles
         self.busy = False
         self.left = 0
         self.item = None
-        self.pipe = [False] * stages  # per stage: holds the final pass of a ``last`` item
+        # per pipeline register: it holds the final pass of a ``last`` item
+        self.pipe = [False] * ENGINE_STAGES
         self.o_valid = False
         self.busy_cycles = 0
 
     def comb(self, o_ready):
-        final = self.busy and self.left == 1
-        emit_issue = final and self.item["last"]
-        tail = self.pipe[-1] if self.pipe else emit_issue
-        self.stall = tail and self.o_valid and not o_ready
+        self.final = self.busy and self.left == 1
+        self.stall = self.pipe[-1] and self.o_valid and not o_ready
         self.adv = self.busy and not self.stall
-        self.final = final
-        self.emit_issue = emit_issue
-        self.i_ready = (not self.busy) or (final and not self.stall)
+        self.i_ready = (not self.busy) or (self.final and not self.stall)
 
     def edge(self, o_ready, i_valid, i_item):
         if self.adv:
@@ -57,14 +55,10 @@ class EngineModel:
         if self.o_valid and o_ready:
             self.o_valid = False
         if not self.stall:
-            issued = self.adv and self.emit_issue
-            if self.pipe:
-                emit = self.pipe[-1]
-                self.pipe = [issued] + self.pipe[:-1]
-            else:
-                emit = issued
-            if emit:
+            if self.pipe[-1]:
                 self.o_valid = True
+            issued = self.adv and self.final and self.item["last"]
+            self.pipe = [issued] + self.pipe[:-1]
         if i_valid and self.i_ready:
             self.item, self.busy, self.left = i_item, True, self.costs(i_item)
         elif self.adv and self.final:
