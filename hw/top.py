@@ -161,9 +161,27 @@ class Accelerator(wiring.Component):
             out[name] = words
         return out
 
+    def block_args(self):
+        """``{submodule name: (class, kwargs)}`` of the blocks :meth:`elaborate` builds: the one
+        mapping from the accelerator's parameters to its blocks' (``hw.fpga.rtl.block_args``
+        builds the same blocks alone for synthesis)."""
+        V, T, C = self.vector, self.tile, self.max_cout
+        return {
+            "ag": (AddrGen, dict(vector=V, tile=T, max_cin=self.max_cin)),
+            "dpe": (DPE, dict(vector=V, cols=self.dpe_cols, tile=T)),
+            "spe": (SPE, dict(vector=V, lanes=self.spe_lanes, cols=T)),
+            "ppu": (PPU, dict(vector=V, max_channels=C)),
+            "det": (SparsityDetector, dict(vector=V, max_channels=C, max_pixels=self.max_pixels)),
+        }
+
     def elaborate(self, platform):
         m = Module()
         V, T = self.vector, self.tile
+        blocks = self.block_args()
+
+        def build(name):
+            cls, kwargs = blocks[name]
+            return cls(**kwargs)
 
         mems = {}
         for name in _MEMS:
@@ -202,10 +220,10 @@ class Accelerator(wiring.Component):
         m.d.sync += [pixels.eq(out_h * out_w), out_words.eq(pixels * nblk_out)]
 
         # ---- address generator and operand fetch
-        m.submodules.ag = ag = AddrGen(vector=V, tile=T, max_cin=self.max_cin)
+        m.submodules.ag = ag = build("ag")
         m.d.comb += [ag.desc.eq(desc), ag.map.eq(route), ag.start.eq(launch)]
-        m.submodules.dpe = dpe = DPE(vector=V, cols=self.dpe_cols, tile=T)
-        m.submodules.spe = spe = SPE(vector=V, lanes=self.spe_lanes, cols=T)
+        m.submodules.dpe = dpe = build("dpe")
+        m.submodules.spe = spe = build("spe")
         m.d.comb += [dpe.mode.eq(desc.mode), spe.mode.eq(desc.mode)]
         reads = []
         for walk, eng in ((ag.d, dpe), (ag.s, spe)):
@@ -257,7 +275,7 @@ class Accelerator(wiring.Component):
             m.d.sync += uval.eq(0)
 
         # ---- serializer: one channel per cycle into the PPU, with its parameters
-        m.submodules.ppu = ppu = PPU(vector=V, max_channels=self.max_cout)
+        m.submodules.ppu = ppu = build("ppu")
         m.d.comb += [ppu.shift.eq(desc.shift), ppu.relu.eq(desc.relu),
                      ppu.res_en.eq(desc.res_en), ppu.out_format.eq(desc.out_format)]
         c_idx = Signal(range(T))
@@ -315,8 +333,7 @@ class Accelerator(wiring.Component):
             out_wp.addr.eq(desc.out_base + opix * nblk_out + ob),
             out_wp.data.eq(Cat(*[po.codes[e] for e in range(MX_BLOCK)], po.scale)),
         ]
-        m.submodules.det = det = SparsityDetector(vector=V, max_channels=self.max_cout,
-                                                  max_pixels=self.max_pixels)
+        m.submodules.det = det = build("det")
         m.d.comb += [
             det.clear.eq(self.start & ~busy),
             det.i.valid.eq(ppu.o.valid), det.i.payload.zeros.eq(po.zeros),

@@ -86,29 +86,20 @@ def block_module(block):
     return TOPLEVEL if check_block(block) == "top" else f"sqdm_{block}"
 
 
+#: Submodule name in :meth:`hw.top.Accelerator.elaborate` of each block but the top.
+_SUBMODULES = {"dpe": "dpe", "spe": "spe", "ppu": "ppu", "detector": "det", "addrgen": "ag"}
+
+
 def block_args(block, params):
     """``(class, kwargs)`` of ``block`` as :meth:`hw.top.Accelerator.elaborate` builds it for
-    the accelerator parameters ``params`` (``config_params``). The one place that maps the
-    top's parameters to a block's; ``test_synth`` checks it against the elaborated top."""
+    the accelerator parameters ``params`` (``config_params``), from
+    :meth:`hw.top.Accelerator.block_args`."""
     from ..top import Accelerator
-    p = params
     if check_block(block) == "top":
         return Accelerator, dict(params)
-    if block == "dpe":
-        from ..dpe import DPE
-        return DPE, dict(vector=p["vector"], cols=p["dpe_cols"], tile=p["tile"])
-    if block == "spe":
-        from ..spe import SPE
-        return SPE, dict(vector=p["vector"], lanes=p["spe_lanes"], cols=p["tile"])
-    if block == "ppu":
-        from ..ppu import PPU
-        return PPU, dict(vector=p["vector"], max_channels=p["max_cout"])
-    if block == "detector":
-        from ..detector import SparsityDetector
-        return SparsityDetector, dict(vector=p["vector"], max_channels=p["max_cout"],
-                                      max_pixels=p["max_pixels"])
-    from ..addrgen import AddrGen
-    return AddrGen, dict(vector=p["vector"], tile=p["tile"], max_cin=p["max_cin"])
+    top = Accelerator(**params)
+    top._MustUse__silence = True  # never elaborated here: only its block arguments are read
+    return top.block_args()[_SUBMODULES[block]]
 
 
 def block_component(block, params):
