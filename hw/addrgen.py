@@ -92,15 +92,17 @@ class _Walker(wiring.Component):
         ]
 
         oy, ox = Signal(12), Signal(12)
-        t, tc = Signal(12), Signal(13)
+        tc = Signal(13)  # first output channel of the tile
         ky, kx = Signal(2), Signal(2)
         j = Signal(range(G))
         ustart = Signal()
         running = Signal()
 
+        s2 = s == 2
+
         def tap_range(o, size, name):
             base = Signal(signed(15), name=f"{name}_base")
-            m.d.comb += base.eq(o * s - p)
+            m.d.comb += base.eq(Mux(s2, o << 1, o) - p)
             lo = Signal(2, name=f"{name}_lo")
             hi = Signal(2, name=f"{name}_hi")
             room = Signal(signed(15), name=f"{name}_room")
@@ -130,16 +132,38 @@ class _Walker(wiring.Component):
         last_tile = tc + T >= d.cout
         last_px = (ox == out_w - 1) & (oy == out_h - 1)
 
-        iy = Signal(signed(15))
-        ix = Signal(signed(15))
-        m.d.comb += [iy.eq(by + cur_ky), ix.eq(bx + cur_kx)]
-        taps = Mux(k == 3, 9, 1)
-        act = Signal(ADDR_BITS)
-        wad = Signal(ADDR_BITS)
+        # Addresses without multipliers on the item path (all arithmetic modulo 2**ADDR_BITS):
+        #   act = act_base + ((oy*s - p + ky) * width + ox*s - p + kx) * nvec + j
+        #       = act_org + pix + ky * row + kx * nvec + j
+        #   w   = w_base + t * taps * nvec + ky * 3 * nvec + kx * nvec + j   (ky = 0 if k = 1)
+        # The layer's strides are registered every cycle from desc (one register after it, so
+        # valid from the cycle after start, when the first item is computed); pix = (oy*s*width
+        # + ox*s) * nvec and toff = t * taps * nvec step with the counters.
+        A = ADDR_BITS
+        row = Signal(range(2 ** 12 * (G + 1)))
+        m.d.comb += row.eq(d.width * nvec)
+        nvec_r, row_r, nvec3, act_org = (Signal(A, name=n) for n in
+                                          ("nvec_r", "row_r", "nvec3", "act_org"))
+        row_step, col_step, tile_step = (Signal(A, name=n) for n in
+                                         ("row_step", "col_step", "tile_step"))
+        m.d.sync += [
+            nvec_r.eq(nvec), row_r.eq(row), nvec3.eq((nvec << 1) + nvec),
+            act_org.eq(d.act_base - Mux(p[1], (row + nvec) << 1, Mux(p[0], row + nvec, 0))),
+            row_step.eq(Mux(s2, row << 1, row)), col_step.eq(Mux(s2, nvec << 1, nvec)),
+            tile_step.eq(Mux(k == 3, (nvec << 3) + nvec, nvec)),
+        ]
+        pix, row_pix, toff = Signal(A), Signal(A), Signal(A)
+
+        def by_tap(tap, stride):  # tap * stride for tap in 0..2
+            return Mux(tap[1], stride << 1, Mux(tap[0], stride, 0))
+
+        inner = Signal(A)
+        m.d.comb += inner.eq(by_tap(cur_kx, nvec_r) + cur_j)
+        act = Signal(A)
+        wad = Signal(A)
         m.d.comb += [
-            act.eq(d.act_base + (iy.as_unsigned()[:12] * d.width + ix.as_unsigned()[:12]) * nvec
-                   + cur_j),
-            wad.eq(d.w_base + (t * taps + cur_ky * k + cur_kx) * nvec + cur_j),
+            act.eq(act_org + pix + by_tap(cur_ky, row_r) + inner),
+            wad.eq(d.w_base + toff + by_tap(cur_ky, nvec3) + inner),
         ]
 
         advance = running & (~self.o.valid | self.o.ready)
@@ -158,15 +182,16 @@ class _Walker(wiring.Component):
             with m.If(last_in_unit):
                 m.d.sync += ustart.eq(1)
                 with m.If(last_tile):
-                    m.d.sync += [t.eq(0), tc.eq(0)]
+                    m.d.sync += [tc.eq(0), toff.eq(0)]
                     with m.If(ox == out_w - 1):
-                        m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
+                        m.d.sync += [ox.eq(0), oy.eq(oy + 1),
+                                     row_pix.eq(row_pix + row_step), pix.eq(row_pix + row_step)]
                     with m.Else():
-                        m.d.sync += ox.eq(ox + 1)
+                        m.d.sync += [ox.eq(ox + 1), pix.eq(pix + col_step)]
                     with m.If(last_px):
                         m.d.sync += running.eq(0)
                 with m.Else():
-                    m.d.sync += [t.eq(t + 1), tc.eq(tc + T)]
+                    m.d.sync += [tc.eq(tc + T), toff.eq(toff + tile_step)]
             with m.Else():
                 m.d.sync += ustart.eq(0)
                 with m.If(above != 0):
@@ -176,7 +201,8 @@ class _Walker(wiring.Component):
                 with m.Else():
                     m.d.sync += [j.eq(first_j), ky.eq(cur_ky + 1), kx.eq(kx_lo)]
         with m.If(self.start):
-            m.d.sync += [oy.eq(0), ox.eq(0), t.eq(0), tc.eq(0), ustart.eq(1), running.eq(1)]
+            m.d.sync += [oy.eq(0), ox.eq(0), tc.eq(0), ustart.eq(1), running.eq(1),
+                         pix.eq(0), row_pix.eq(0), toff.eq(0)]
         return m
 
 
