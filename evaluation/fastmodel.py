@@ -13,7 +13,13 @@ result; the stall shifts everything behind it, so:
 
     F_u = max(F_{u-1} + S_u, J_{u-1})            (F_{-1} = 4 + D, J_{-1} = -inf)
     J_u = max(max(F_u^dpe, F_u^spe) + 1, J_{u-1} + n_{u-1})     (join; serializer frees)
-    cycles = J_last + n_last + 1 + PPU_LATENCY   (the PPU's registers, then the last out write)
+    O_b = max(C_b + PPU_LATENCY, O_{b-1}) + m_b   (hw.ppu.ppu_block_out: output block b, of m_b
+                                                  channels, its last one at the PPU in C_b)
+    cycles = O_last + 1                           (the last out write)
+
+where channel i of unit u reaches the PPU in cycle ``C = J_u + i + 1`` (the serializer, then
+the PPU's input register), and blocks are drained in order, one element per cycle (the PPU's
+input never stalls: blocks arrive no faster than their length).
 
 The other counters are sums over items (dpe_busy, spe_busy, macs, zeros_skipped,
 mem_reads, mem_writes), computed per input pixel with numpy. ``eval/test_fastmodel.py``
@@ -28,7 +34,7 @@ from golden import intref as ir
 from hw.common import Mode, MX_BLOCK
 from hw.dpe import dpe_item_cycles
 from hw.engine import ENGINE_STAGES
-from hw.ppu import PPU_LATENCY
+from hw.ppu import ppu_block_out
 
 __all__ = ["layer_counters", "START_CYCLE"]
 
@@ -89,12 +95,16 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, vec
 
     ntile = -(-shape.cout // tile)
     nch = [min(tile, shape.cout - t * tile) for t in range(ntile)]
+    out_blk = ir.block_size(ir.Format(out_format), vector)
+    # per tile: (channel offset in the tile, block count) of each output block ending in it
+    ends = [[(c - t * tile, c % out_blk + 1) for c in range(t * tile, t * tile + n)
+             if c % out_blk == out_blk - 1 or c == shape.cout - 1] for t, n in enumerate(nch)]
     # the recurrence over units (pixel-major, tile-minor)
     fd = fs = START_CYCLE + ENGINE_STAGES
-    j_prev = None
+    j_prev = o_blk = None
     n_prev = 0
     for sdu, ssu in zip(sd.tolist(), ss.tolist()):
-        for n in nch:
+        for n, tile_ends in zip(nch, ends):
             if j_prev is None:
                 fd, fs = fd + sdu, fs + ssu
                 j = max(fd, fs) + 1
@@ -102,8 +112,10 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, vec
                 fd = max(fd + sdu, j_prev)
                 fs = max(fs + ssu, j_prev)
                 j = max(max(fd, fs) + 1, j_prev + n_prev)
+            for off, m in tile_ends:
+                o_blk = ppu_block_out(j + off + 1, m, o_blk)
             j_prev, n_prev = j, n
-    cycles = j_prev + n_prev + 1 + PPU_LATENCY
+    cycles = o_blk + 1
 
     pixels = shape.out_height * shape.out_width
     nonnull_d = int(items_d.sum()) * ntile
@@ -113,7 +125,6 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, vec
     dpe_busy = int(sd.sum()) * ntile
     spe_busy = int(ss.sum()) * ntile
     nnz_s = int(s_nnz.sum()) * ntile
-    out_blk = ir.block_size(ir.Format(out_format), vector)
     out = {
         "cycles": int(cycles),
         "dpe_busy": dpe_busy,

@@ -14,10 +14,10 @@ from .common import MX_BLOCK, Mode
 from .dpe import dpe_item_cycles
 from .engine import ENGINE_STAGES
 from .layout import unpack_vector
-from .ppu import PPU_LATENCY
+from .ppu import BUFFER_DEPTH
 from .spe import spe_item_cycles
 
-__all__ = ["LAUNCH_CYCLES", "EngineModel", "predict_layer"]
+__all__ = ["LAUNCH_CYCLES", "EngineModel", "PPUModel", "predict_layer"]
 
 #: Cycles from the ``start`` cycle (cycle 0) to the walkers' start pulse.
 LAUNCH_CYCLES = 1
@@ -67,6 +67,54 @@ class EngineModel:
             self.left -= 1
 
 
+class PPUModel:
+    """Cycle model of the PPU (:mod:`hw.ppu`) with ``o`` always ready, register by register:
+    the element stages f1, f2 (each empty, or the block count its element closes, 0 if it is
+    not ``last``), the closed-block queue b1 -> b2 -> b3 (block counts) and the drain of b3,
+    one element per cycle; the input stalls while b1 cannot move on or the buffer is full.
+
+    Per cycle: :meth:`comb` sets ``i_ready``, then :meth:`edge` clocks it; ``o_valid``: a
+    block is on ``o`` in this cycle."""
+
+    def __init__(self):
+        self.f = [None, None]
+        self.b = [None, None, None]
+        self.rd = 0
+        self.held = 0
+        self.o_valid = False
+
+    def comb(self):
+        b1, b2, b3 = self.b
+        self.drain = b3 is not None
+        self.drain_end = self.drain and self.rd == b3 - 1
+        self.mv23 = b2 is not None and (b3 is None or self.drain_end)
+        self.mv12 = b1 is not None and (b2 is None or self.mv23)
+        self.i_ready = (b1 is None or self.mv12) and self.held < BUFFER_DEPTH
+
+    def edge(self, i_valid, i_closes):
+        """``i_closes``: the count of the block the input element closes (0: not ``last``)."""
+        go = self.i_ready
+        self.o_valid = self.drain_end
+        self.held += int(i_valid and go) - int(self.drain)
+        b1, b2, b3 = self.b
+        if self.mv23:
+            b3, self.rd = b2, 0
+        elif self.drain_end:
+            b3 = None
+        elif self.drain:
+            self.rd += 1
+        if self.mv12:
+            b2 = b1
+        elif self.mv23:
+            b2 = None
+        if go:
+            b1 = self.f[1] or None
+            self.f = [i_closes if i_valid else None, self.f[0]]
+        elif self.mv12:
+            b1 = None
+        self.b = [b1, b2, b3]
+
+
 def predict_layer(shape, route, *, x_format, out_format, residual, act_words, vector=16,
                   dpe_cols=8, spe_lanes=4, tile=32, max_cycles=10 ** 7):
     """Counters of one layer: ``cycles``, ``dpe_busy``, ``spe_busy``, ``macs``,
@@ -95,15 +143,17 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, ve
     total_words = pixels * nblk
     uval = False
     c_idx = tc = 0
-    pf_valid = pf_last = False
-    ppu_pipe = [False] * PPU_LATENCY  # the PPU's registers: a block's last element
+    pf_valid, pf_closes = False, 0
+    ppu = PPUModel()
     written = 0
     cycle = 0
     busy = False
     cycles = 0
     while True:
         # ---- combinational, downstream first
-        ser_step = uval  # the PPU always accepts (its output is always ready)
+        ppu.comb()
+        take_p = not pf_valid or ppu.i_ready
+        ser_step = uval and take_p
         chan = tc + c_idx
         tile_end = c_idx == tile - 1 or chan == shape.cout - 1
         ser_done = ser_step and tile_end
@@ -115,7 +165,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, ve
         # ---- clock edge
         if busy:
             cycles += 1
-        if ppu_pipe[-1]:  # a block on the PPU's output: written
+        if ppu.o_valid:  # a block on the PPU's output: written
             written += 1
             if written == total_words:
                 busy = False
@@ -137,11 +187,12 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, ve
                     w["running"] = False
             if cycle == LAUNCH_CYCLES:
                 w["running"], w["pos"] = True, 0
-        ppu_pipe = [pf_valid and pf_last] + ppu_pipe[:-1]
-        pf_valid = ser_step
-        if ser_step:
+        ppu.edge(pf_valid, pf_closes)
+        if take_p:
+            pf_valid = uval
             blk_end = chan % out_blk == out_blk - 1
-            pf_last = blk_end or chan == shape.cout - 1
+            pf_closes = chan % out_blk + 1 if blk_end or chan == shape.cout - 1 else 0
+        if ser_step:
             if tile_end:
                 c_idx = 0
                 tc = 0 if tc + tile >= shape.cout else tc + tile

@@ -3,7 +3,7 @@ re-quantization of one output block (docs/numerics.md section 5)."""
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden import intref
@@ -12,12 +12,30 @@ from golden import numerics as nx
 from .common import (ACC_WIDTH, MX_BLOCK, VECTOR_CHOICES, Format, barrel_shl, check_choice,
                      check_int, popcount, validating)
 
-__all__ = ["PPU", "PPU_LATENCY", "ppu_in_layout", "ppu_out_layout", "block_channels"]
+__all__ = ["PPU", "PPU_LATENCY", "BUFFER_DEPTH", "ppu_block_out", "ppu_in_layout", "ppu_out_layout", "block_channels"]
 
-#: Cycles from the handshake of a block's last element to the block on ``o``: the product
-#: register, the fixed-point register, the block register, the scale register, the threshold
-#: register, the output register.
-PPU_LATENCY = 6
+#: Cycles from the handshake of a block's last element to its first drain cycle when the drain
+#: is free: the product register, the fixed-point register, the closed-block register, the
+#: scale register, the threshold register.
+PPU_LATENCY = 5
+
+#: Values held between the fixed-point stage and the drain (a LUT RAM): a block of up to 32
+#: being drained and the next one filling, with room for the pipeline in between.
+BUFFER_DEPTH = 64
+
+
+def ppu_block_out(last_cycle, count, prev_out):
+    """Cycle in which a block is on ``o``: its last element's handshake in ``last_cycle``, its
+    ``count`` elements drained one per cycle after :data:`PPU_LATENCY`, not before the
+    previous block left the drain (``prev_out``, the cycle that block was on ``o``; ``None``
+    for the first). Exact while ``o`` is always ready and the PPU never stalls its input,
+    which the accelerator's serializer guarantees (blocks arrive no faster than one element
+    per cycle; docs/hardware.md 4.5)."""
+    start = last_cycle + PPU_LATENCY
+    if prev_out is not None:
+        start = max(start, prev_out)
+    return start + count
+
 
 _Y_MAX = 2 ** (intref.PPU_WIDTH - 1) - 1
 _Y_MIN = -(2 ** (intref.PPU_WIDTH - 1))
@@ -57,7 +75,7 @@ def ppu_out_layout(max_channels):
 
 
 class PPU(wiring.Component):
-    """Element-serial, pipelined post-processing with block-parallel re-quantization.
+    """Element-serial, pipelined post-processing and re-quantization.
 
     Parameters (keyword-only)
     -------------------------
@@ -87,14 +105,18 @@ class PPU(wiring.Component):
 
     Timing and backpressure
     -----------------------
-    One element per cycle through six registers: the product ``acc * k`` (with ``bias +
-    residual``), the fixed-point value ``Y`` (shift, round, add, clamp, ReLU), the block
-    register (filled from a block buffer by a ``last`` element), the scale register (the
-    thermometer count of the FP8 scale or the leading one of the MXINT8 maximum), the threshold
-    register (the 15 rounding thresholds, the MXINT8 shift, ``|Y|``) and the output register
-    (codes, zero flags). A block is valid on ``o`` :data:`PPU_LATENCY` cycles after the
-    handshake of its last element. The whole unit moves one step per cycle except while a
-    finished block waits on ``o`` (``o.valid & ~o.ready``): ``i.ready = ~o.valid | o.ready``.
+    Elements go one per cycle through the product register ``acc * k`` (with ``bias +
+    residual``) and the fixed-point register ``Y`` (shift, round, add, clamp, ReLU) into a
+    circular value buffer of :data:`BUFFER_DEPTH` (LUT RAM); a ``last`` element closes its
+    block (first slot, count, max ``|Y|``). Closed blocks queue through three registers: b1
+    (closed), b2 (the FP8 scale's thermometer count or the MXINT8 maximum's leading one), b3
+    (the 15 rounding thresholds, the MXINT8 shift), where one quantizer drains the block one
+    element per cycle straight into ``o``'s payload. A block is on ``o`` at
+    :func:`ppu_block_out`: ``count`` cycles after its first drain cycle, which is
+    :data:`PPU_LATENCY` cycles after its last handshake or the cycle the previous block left.
+    The drain pauses while a finished block waits on ``o`` (``o.valid & ~o.ready``); the input
+    (``i.ready``) stalls while a closed block cannot leave b1 or the buffer is full (never in
+    the accelerator, whose blocks arrive no faster than their length).
     """
 
     def __init__(self, *, vector=16, max_channels=256):
@@ -116,8 +138,8 @@ class PPU(wiring.Component):
         p = self.i.payload
         width = intref.PPU_WIDTH
 
-        # The whole PPU moves one step per cycle unless a finished block waits on ``o``.
-        go = ~(self.o.valid & ~self.o.ready)
+        # The element stages (f1, f2, block closing) move together; see ``go`` below.
+        go = Signal()
         m.d.comb += self.i.ready.eq(go)
 
         # ---- fixed-point stage 1: the product (registered)
@@ -157,8 +179,15 @@ class PPU(wiring.Component):
         yabs = Signal(unsigned(width))
         m.d.comb += yabs.eq(Mux(y < 0, -y, y))
 
-        # ---- block buffer -> block register (b1)
-        buf = [Signal(signed(width), name=f"buf{j}") for j in range(MX_BLOCK)]
+        # ---- value buffer and block closing (b1)
+        # Every value goes into a circular buffer; a ``last`` element closes its block into
+        # b1 (first buffer slot, count, max |Y|, saturations, first channel).
+        buf = memory.Memory(shape=signed(width), depth=BUFFER_DEPTH, init=[])
+        m.submodules.buf = buf
+        buf_w = buf.write_port()
+        buf_r = buf.read_port(domain="comb")
+        ptr = range(BUFFER_DEPTH)
+        wp, start = Signal(ptr), Signal(ptr)
         pos = Signal(range(MX_BLOCK))
         bmax = Signal(unsigned(width))
         bsat = Signal(range(MX_BLOCK + 1))
@@ -167,29 +196,51 @@ class PPU(wiring.Component):
         new_sat = Mux(pos == 0, 0, bsat) + f2.sat
         new_base = Mux(pos == 0, f2.chan, base)
 
-        block = data.StructLayout({
-            "vals": data.ArrayLayout(signed(width), MX_BLOCK), "max": unsigned(width),
-            "count": range(MX_BLOCK + 1), "sat": range(MX_BLOCK + 1),
+        meta = data.StructLayout({
+            "start": ptr, "count": range(MX_BLOCK + 1), "sat": range(MX_BLOCK + 1),
             "base": range(self.max_channels)})
-        b1 = Signal(block)
+        b1 = Signal(data.StructLayout({"meta": meta, "max": unsigned(width)}))
         b1_valid = Signal()
+        m.d.comb += [buf_w.addr.eq(wp), buf_w.data.eq(y), buf_w.en.eq(go & f2.valid)]
+        with m.If(go & f2.valid):
+            m.d.sync += wp.eq(wp + 1)
+            with m.If(f2.last):
+                m.d.sync += [pos.eq(0), start.eq(wp + 1),
+                             b1.meta.start.eq(start), b1.meta.count.eq(pos + 1),
+                             b1.meta.sat.eq(new_sat), b1.meta.base.eq(new_base),
+                             b1.max.eq(new_max)]
+            with m.Else():
+                m.d.sync += [pos.eq(pos + 1), bmax.eq(new_max), bsat.eq(new_sat),
+                             base.eq(new_base)]
+
+        # ---- block queue: b1 (closed) -> b2 (scale) -> b3 (thresholds; drained one element
+        # per cycle). A stage moves on when the next one is free or moves on itself.
+        b2_valid, b3_valid = Signal(), Signal()
+        rd = Signal(range(MX_BLOCK))  # element of the b3 block being drained
+        drain = Signal()
+        drain_end = Signal()
+        mv23, mv12 = Signal(), Signal()
+        b3 = Signal(data.StructLayout({
+            "meta": meta,
+            "thr": data.ArrayLayout(unsigned(21 + 9), nx.UINT4_MAX),
+            "mx_sh": range(width + nx.MX_ELEMENT_FRAC_BITS + 1),
+            "scale": 8, "zero": 1}))
+        m.d.comb += [
+            drain.eq(b3_valid & ~(self.o.valid & ~self.o.ready)),
+            drain_end.eq(drain & (rd == b3.meta.count - 1)),
+            mv23.eq(b2_valid & (~b3_valid | drain_end)),
+            mv12.eq(b1_valid & (~b2_valid | mv23)),
+        ]
+        # Elements move on unless a closed block cannot leave b1 or the buffer is full.
+        held = Signal(range(BUFFER_DEPTH + 1))  # accepted, not yet drained
+        m.d.comb += go.eq((~b1_valid | mv12) & (held < BUFFER_DEPTH))
+        m.d.sync += held.eq(held + (self.i.valid & go) - drain)
         with m.If(go):
             m.d.sync += b1_valid.eq(f2.valid & f2.last)
-            with m.If(f2.valid):
-                for j in range(MX_BLOCK):
-                    with m.If(pos == j):
-                        m.d.sync += buf[j].eq(y)
-                with m.If(f2.last):
-                    m.d.sync += [pos.eq(0), b1.max.eq(new_max), b1.count.eq(pos + 1),
-                                 b1.sat.eq(new_sat), b1.base.eq(new_base)]
-                    for j in range(MX_BLOCK):
-                        older = Mux(pos > j, buf[j], 0) if j < MX_BLOCK - 1 else 0
-                        m.d.sync += b1.vals[j].eq(Mux(pos == j, y, older))
-                with m.Else():
-                    m.d.sync += [pos.eq(pos + 1), bmax.eq(new_max), bsat.eq(new_sat),
-                                 base.eq(new_base)]
+        with m.Elif(mv12):
+            m.d.sync += b1_valid.eq(0)
 
-        # ---- scale of the block (b1 -> b2, the output register)
+        # ---- scale of the block (b1 -> b2)
         is_mx = self.out_format == Format.MXINT8
         fp8 = nx.fp8_e4m3_decode(np.arange(nx.FP8_MAX_CODE + 1, dtype=np.uint8))
         below = []
@@ -204,15 +255,14 @@ class PPU(wiring.Component):
             with m.If(b1.max[b]):
                 m.d.comb += lead.eq(b)
         b2 = Signal(data.StructLayout({
-            "block": block, "vs_code": 8, "lead": range(width), "zero": 1}))
-        b2_valid = Signal()
-        with m.If(go):
-            m.d.sync += b2_valid.eq(b1_valid)
-            with m.If(b1_valid):
-                m.d.sync += [b2.block.eq(b1), b2.vs_code.eq(vs_code), b2.lead.eq(lead),
-                             b2.zero.eq(b1.max == 0)]
+            "meta": meta, "vs_code": 8, "lead": range(width), "zero": 1}))
+        with m.If(mv12):
+            m.d.sync += [b2_valid.eq(1), b2.meta.eq(b1.meta), b2.vs_code.eq(vs_code),
+                         b2.lead.eq(lead), b2.zero.eq(b1.max == 0)]
+        with m.Elif(mv23):
+            m.d.sync += b2_valid.eq(0)
 
-        # ---- rounding thresholds, MXINT8 shift and magnitudes (b2 -> b3)
+        # ---- rounding thresholds and MXINT8 shift (b2 -> b3)
         # FP8 scale (M', E' + 16) and the rounding thresholds (2j + 1) * M' << (E' + 16)
         exp = b2.vs_code[3:7]
         man = Mux(exp == 0, b2.vs_code[0:3], b2.vs_code[0:3] + 8)
@@ -225,62 +275,55 @@ class PPU(wiring.Component):
             thr.append(barrel_shl(m, odd, sh, 21, f"thr{j}"))
         fbm = width  # fraction bits of the MXINT8 rounding
         mx_code = Mux(b2.zero, 0, b2.lead + (nx.MX_SCALE_BIAS - intref.PPU_FRAC_BITS))
-        b3 = Signal(data.StructLayout({
-            "block": block,
-            "mag": data.ArrayLayout(unsigned(width), V),  # |Y| of the INT4 / UINT4 elements
-            "thr": data.ArrayLayout(unsigned(len(thr[0])), nx.UINT4_MAX),
-            "mx_sh": range(fbm + nx.MX_ELEMENT_FRAC_BITS + 1),
-            "scale": 8, "zero": 1}))
-        b3_valid = Signal()
-        with m.If(go):
-            m.d.sync += b3_valid.eq(b2_valid)
-            with m.If(b2_valid):
-                m.d.sync += [
-                    b3.block.eq(b2.block), b3.zero.eq(b2.zero),
-                    b3.mx_sh.eq(fbm + nx.MX_ELEMENT_FRAC_BITS - b2.lead),
-                    b3.scale.eq(Mux(is_mx, mx_code, b2.vs_code)),
-                ]
-                m.d.sync += [b3.thr[k].eq(t) for k, t in enumerate(thr)]
-                for j in range(V):
-                    v = b2.block.vals[j]
-                    m.d.sync += b3.mag[j].eq(Mux(v < 0, -v, v))
+        with m.If(mv23):
+            m.d.sync += [
+                b3_valid.eq(1), rd.eq(0), b3.meta.eq(b2.meta), b3.zero.eq(b2.zero),
+                b3.mx_sh.eq(fbm + nx.MX_ELEMENT_FRAC_BITS - b2.lead),
+                b3.scale.eq(Mux(is_mx, mx_code, b2.vs_code)),
+            ]
+            m.d.sync += [b3.thr[k].eq(t) for k, t in enumerate(thr)]
+        with m.Elif(drain_end):
+            m.d.sync += b3_valid.eq(0)
+        with m.Elif(drain):
+            m.d.sync += rd.eq(rd + 1)
 
-        # ---- codes of b3 (combinational) into the output register
-        out = Signal.like(self.o.payload)
+        # ---- one element of the b3 block per cycle: its code into the output register
+        m.d.comb += buf_r.addr.eq(b3.meta.start + rd)
+        v = Signal(signed(width))
+        m.d.comb += v.eq(buf_r.data)
+        a = Signal(unsigned(width))
+        m.d.comb += a.eq(Mux(v < 0, -v, v))
+        qmax = Mux(self.out_format == Format.UINT4, nx.UINT4_MAX, nx.INT4_MAX)
+        ups = [Mux(k < qmax, ((a << 1) > b3.thr[k]) | (((a << 1) == b3.thr[k]) & (k % 2 == 1)),
+                   0)
+               for k in range(nx.UINT4_MAX)]
+        mag = popcount(m, Cat(*ups), "mag")
+        vsq = Mux(v < 0, -mag, mag)
+        wv = barrel_shl(m, v, b3.mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, "mxw")
+        wq = wv[fbm:].as_signed()
+        wf = wv[:fbm]
+        wr = Signal(signed(width + 8))
+        mx_up = (wf > (1 << (fbm - 1))) | ((wf == (1 << (fbm - 1))) & wq[0])
+        m.d.comb += wr.eq(wq + mx_up)
+        mxq = Mux(wr > nx.MX_ELEMENT_MAX, nx.MX_ELEMENT_MAX,
+                  Mux(wr < -nx.MX_ELEMENT_MAX, -nx.MX_ELEMENT_MAX, wr))
+        code = Signal(signed(8))
+        # an all-zero block has scale 0 (M' = 0): every code is 0
+        m.d.comb += code.eq(Mux(b3.zero, 0, Mux(is_mx, mxq, vsq)))
+
+        # The codes are written into o's payload slot by slot (o is free or being taken while
+        # the drain runs); the first element clears the other slots.
+        out = self.o.payload
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(go):
-            m.d.sync += self.o.valid.eq(b3_valid)
-            with m.If(b3_valid):
-                m.d.sync += self.o.payload.eq(out)
-        qmax = Mux(self.out_format == Format.UINT4, nx.UINT4_MAX, nx.INT4_MAX)
-        vals, count = b3.block.vals, b3.block.count
-        m.d.comb += [out.sat.eq(b3.block.sat), out.base.eq(b3.block.base),
-                     out.scale.eq(b3.scale)]
-        zeros = []
-        for j in range(MX_BLOCK):
-            v = vals[j]
-            if j < V:
-                a = b3.mag[j]
-                ups = [Mux(k < qmax, ((a << 1) > b3.thr[k])
-                           | (((a << 1) == b3.thr[k]) & (k % 2 == 1)), 0)
-                       for k in range(nx.UINT4_MAX)]
-                mag = popcount(m, Cat(*ups), f"mag{j}")
-                # an all-zero block has scale 0 (M' = 0): every code is 0
-                vsq = Mux(b3.zero, 0, Mux(v < 0, -mag, mag))
-            else:
-                vsq = 0
-            wv = barrel_shl(m, v, b3.mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, f"mxw{j}")
-            wq = wv[fbm:].as_signed()
-            wf = wv[:fbm]
-            wr = Signal(signed(width + 8), name=f"mxr{j}")
-            mx_up = (wf > (1 << (fbm - 1))) | ((wf == (1 << (fbm - 1))) & wq[0])
-            m.d.comb += wr.eq(wq + mx_up)
-            mxq = Mux(wr > nx.MX_ELEMENT_MAX, nx.MX_ELEMENT_MAX,
-                      Mux(wr < -nx.MX_ELEMENT_MAX, -nx.MX_ELEMENT_MAX, wr))
-            code = Signal(signed(8), name=f"code{j}")
-            m.d.comb += code.eq(Mux(is_mx, Mux(b3.zero, 0, mxq), vsq))
-            m.d.comb += out.codes[j].eq(code)
-            zeros.append((code == 0) & (j < count))
-        m.d.comb += [out.zeros.eq(Cat(*zeros)), out.count.eq(count)]
+        with m.If(drain):
+            for j in range(MX_BLOCK):
+                with m.If(rd == j):
+                    m.d.sync += [out.codes[j].eq(code), out.zeros[j].eq(code == 0)]
+                with m.Elif(rd == 0):
+                    m.d.sync += [out.codes[j].eq(0), out.zeros[j].eq(0)]
+        with m.If(drain_end):
+            m.d.sync += [self.o.valid.eq(1), out.scale.eq(b3.scale),
+                         out.count.eq(b3.meta.count), out.base.eq(b3.meta.base),
+                         out.sat.eq(b3.meta.sat)]
         return m

@@ -4,8 +4,8 @@ import pytest
 
 from golden import intref
 
-from .ppu import PPU
-from .simtest import ppu_case, run_stream_case
+from .ppu import PPU, ppu_block_out
+from .simtest import ppu_case, run_sim, run_stream_case
 
 
 def ppu_check(*, out_format, relu, residual, seed, **kwargs):
@@ -29,6 +29,53 @@ def test_ppu_matches_reference(out_format, relu, residual, seed):
 def test_ppu_vector_8_back_to_back():
     ppu_check(out_format=intref.Format.INT4, relu=False, residual=True, seed=5, vector=8,
               channels=20, in_gap=0.0, out_gap=0.0)
+
+
+@pytest.mark.parametrize("out_format,channels,vector", [
+    (intref.Format.INT4, 20, 16),     # a full block then a short one, back to back
+    (intref.Format.MXINT8, 40, 16),   # 32 + 8
+    (intref.Format.MXINT8, 3, 16),    # every block short
+    (intref.Format.UINT4, 37, 8),
+])
+def test_ppu_block_timing(out_format, channels, vector):
+    """Back-to-back elements, ``o`` always ready: the input never stalls and every block is on
+    ``o`` in the cycle :func:`ppu_block_out` gives (the cycle models rely on both)."""
+    case = ppu_case(out_format=out_format, relu=out_format == intref.Format.UINT4,
+                    residual=False, seed=3, channels=channels, pixels=3, vector=vector)
+    dut = PPU(vector=vector, max_channels=64)
+    last_cycles, out_cycles, got = [], [], []
+
+    async def producer(ctx):
+        for name, value in case.config.items():
+            ctx.set(getattr(dut, name), value)
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        for payload in case.inputs:
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, payload)
+            _, _, ready = await ctx.tick().sample(dut.i.ready)
+            assert ready, f"input stalled in cycle {cycle}"
+            if payload["last"]:
+                last_cycles.append(cycle)
+            cycle += 1
+        ctx.set(dut.i.valid, 0)
+
+    async def monitor(ctx):
+        cycle = 0
+        while len(got) < case.outputs:
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                out_cycles.append(cycle)
+                got.append(payload)
+            cycle += 1
+
+    run_sim(dut, [producer, monitor])
+    case.check(got)
+    want, prev = [], None
+    for c, first in zip(last_cycles, [0] + [c + 1 for c in last_cycles[:-1]]):
+        prev = ppu_block_out(c, c - first + 1, prev)  # inputs back to back: cycle = index
+        want.append(prev)
+    assert out_cycles == want, (last_cycles, out_cycles, want)
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
