@@ -280,9 +280,12 @@ class Accelerator(wiring.Component):
                      ppu.res_en.eq(desc.res_en), ppu.out_format.eq(desc.out_format)]
         c_idx = Signal(range(T))
         tc = Signal(13)
-        upix = Signal(range(2 ** 26))
+        # chan (= tc + c_idx), the residual row (= pixel x cout) and tile_end are registers, so
+        # the serializer's handshake chain (ser_done -> join -> engine stalls) starts at a flop;
+        # tile_end is recomputed every cycle for the state after this cycle's step.
         chan = Signal(13)
-        m.d.comb += chan.eq(tc + c_idx)
+        res_row = Signal(ADDR_BITS)
+        tile_end = Signal()
         par_rp = mems["param"].read_port()
         res_rp = mems["res"].read_port()
         pf_valid = Signal()
@@ -291,26 +294,30 @@ class Accelerator(wiring.Component):
         pf_last = Signal()
         take_p = ~pf_valid | ppu.i.ready
         step = take_p & uval
-        tile_end = (c_idx == T - 1) | (chan == desc.cout - 1)
+        last_chan = desc.cout - 1
+        tile_wraps = tc + T >= desc.cout
+        next_tc = Mux(tile_wraps, 0, tc + T)
+        end_now = (c_idx == T - 1) | (chan == last_chan)
+        end_after_inc = (c_idx == T - 2) | (chan + 1 == last_chan)
+        end_after_wrap = (T == 1) | (next_tc == last_chan)
+        m.d.sync += tile_end.eq(Mux(step, Mux(tile_end, end_after_wrap, end_after_inc), end_now))
         blk_end = Mux(is_mx_out, chan[:5] == MX_BLOCK - 1, (chan & (V - 1)) == V - 1)
         m.d.comb += [
             ser_done.eq(step & tile_end),
             par_rp.en.eq(step), par_rp.addr.eq(desc.par_base + chan),
             res_rp.en.eq(step & desc.res_en),
-            res_rp.addr.eq(desc.res_base + upix * desc.cout + chan),
+            res_rp.addr.eq(desc.res_base + res_row + chan),
         ]
         with m.If(take_p):
             m.d.sync += [pf_valid.eq(uval), pf_acc.eq(Array(uacc)[c_idx]), pf_chan.eq(chan),
-                         pf_last.eq(blk_end | (chan == desc.cout - 1))]
+                         pf_last.eq(blk_end | (chan == last_chan))]
         with m.If(step):
             with m.If(tile_end):
-                m.d.sync += c_idx.eq(0)
-                with m.If(tc + T >= desc.cout):
-                    m.d.sync += [tc.eq(0), upix.eq(upix + 1)]
-                with m.Else():
-                    m.d.sync += tc.eq(tc + T)
+                m.d.sync += [c_idx.eq(0), tc.eq(next_tc), chan.eq(next_tc)]
+                with m.If(tile_wraps):
+                    m.d.sync += res_row.eq(res_row + desc.cout)
             with m.Else():
-                m.d.sync += c_idx.eq(c_idx + 1)
+                m.d.sync += [c_idx.eq(c_idx + 1), chan.eq(chan + 1)]
         pp = ppu.i.payload
         m.d.comb += [
             ppu.i.valid.eq(pf_valid), pp.acc.eq(pf_acc), pp.chan.eq(pf_chan),
@@ -352,7 +359,8 @@ class Accelerator(wiring.Component):
                 m.d.sync += [busy.eq(0), done.eq(1)]
 
         with m.If(self.start & ~busy):
-            m.d.sync += [c_idx.eq(0), tc.eq(0), upix.eq(0), ob.eq(0), opix.eq(0), written.eq(0)]
+            m.d.sync += [c_idx.eq(0), tc.eq(0), chan.eq(0), res_row.eq(0), ob.eq(0), opix.eq(0),
+                         written.eq(0)]
 
         # ---- performance counters
         incs = {
