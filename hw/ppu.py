@@ -14,10 +14,10 @@ from .common import (ACC_WIDTH, MX_BLOCK, VECTOR_CHOICES, Format, barrel_shl, ch
 
 __all__ = ["PPU", "PPU_LATENCY", "BUFFER_DEPTH", "ppu_block_out", "ppu_in_layout", "ppu_out_layout", "block_channels"]
 
-#: Cycles from the handshake of a block's last element to its first drain cycle when the drain
-#: is free: the product register, the fixed-point register, the closed-block register, the
-#: scale register, the threshold register.
-PPU_LATENCY = 5
+#: Cycles from the handshake of a block's last element to its first code when the drain is
+#: free: the product register, the fixed-point register, the closed-block register, the scale
+#: register, the threshold register, the buffer-read register.
+PPU_LATENCY = 6
 
 #: Values held between the fixed-point stage and the drain (a LUT RAM): a block of up to 32
 #: being drained and the next one filling, with room for the pipeline in between.
@@ -26,9 +26,8 @@ BUFFER_DEPTH = 64
 
 def ppu_block_out(last_cycle, count, prev_out):
     """Cycle in which a block is on ``o``: its last element's handshake in ``last_cycle``, its
-    ``count`` elements drained one per cycle after :data:`PPU_LATENCY`, not before the
-    previous block left the drain (``prev_out``, the cycle that block was on ``o``; ``None``
-    for the first). Exact while ``o`` is always ready and the PPU never stalls its input,
+    ``count`` codes one per cycle from :data:`PPU_LATENCY` cycles later, not before the
+    previous block was on ``o`` (``prev_out``; ``None`` for the first). Exact while ``o`` is always ready and the PPU never stalls its input,
     which the accelerator's serializer guarantees (blocks arrive no faster than one element
     per cycle; docs/hardware.md 4.5)."""
     start = last_cycle + PPU_LATENCY
@@ -111,9 +110,10 @@ class PPU(wiring.Component):
     block (first slot, count, max ``|Y|``). Closed blocks queue through three registers: b1
     (closed), b2 (the FP8 scale's thermometer count or the MXINT8 maximum's leading one), b3
     (the 15 rounding thresholds, the MXINT8 shift), where one quantizer drains the block one
-    element per cycle straight into ``o``'s payload. A block is on ``o`` at
-    :func:`ppu_block_out`: ``count`` cycles after its first drain cycle, which is
-    :data:`PPU_LATENCY` cycles after its last handshake or the cycle the previous block left.
+    element per cycle (a buffer-read register, then the quantizer with the block's parameters
+    copied from b3) straight into ``o``'s payload. A block is on ``o`` at
+    :func:`ppu_block_out`: ``count`` cycles after its first code, which is :data:`PPU_LATENCY`
+    cycles after its last handshake or the cycle the previous block was on ``o``.
     The drain pauses while a finished block waits on ``o`` (``o.valid & ~o.ready``); the input
     (``i.ready``) stalls while a closed block cannot leave b1 or the buffer is full (never in
     the accelerator, whose blocks arrive no faster than their length).
@@ -225,8 +225,9 @@ class PPU(wiring.Component):
             "thr": data.ArrayLayout(unsigned(21 + 9), nx.UINT4_MAX),
             "mx_sh": range(width + nx.MX_ELEMENT_FRAC_BITS + 1),
             "scale": 8, "zero": 1}))
+        go_o = ~(self.o.valid & ~self.o.ready)  # the drain pauses while a block waits on o
         m.d.comb += [
-            drain.eq(b3_valid & ~(self.o.valid & ~self.o.ready)),
+            drain.eq(b3_valid & go_o),
             drain_end.eq(drain & (rd == b3.meta.count - 1)),
             mv23.eq(b2_valid & (~b3_valid | drain_end)),
             mv12.eq(b1_valid & (~b2_valid | mv23)),
@@ -287,19 +288,33 @@ class PPU(wiring.Component):
         with m.Elif(drain):
             m.d.sync += rd.eq(rd + 1)
 
-        # ---- one element of the b3 block per cycle: its code into the output register
-        m.d.comb += buf_r.addr.eq(b3.meta.start + rd)
-        v = Signal(signed(width))
-        m.d.comb += v.eq(buf_r.data)
+        # ---- drain, two stages: R reads element rd of the b3 block (address register raddr);
+        # Q quantizes it with the block's parameters, copied from b3 when R reads element 0,
+        # and writes its code into o's payload.
+        raddr = Signal(ptr)
+        with m.If(mv23):
+            m.d.sync += raddr.eq(b2.meta.start)
+        with m.Elif(drain):
+            m.d.sync += raddr.eq(raddr + 1)
+        m.d.comb += buf_r.addr.eq(raddr)
+        q = Signal(data.StructLayout({
+            "valid": 1, "v": signed(width), "rd": range(MX_BLOCK), "last": 1}))
+        qp = Signal.like(b3)
+        with m.If(go_o):
+            m.d.sync += [q.valid.eq(drain), q.v.eq(buf_r.data), q.rd.eq(rd),
+                         q.last.eq(drain_end)]
+            with m.If(drain & (rd == 0)):
+                m.d.sync += qp.eq(b3)
+        v = q.v
         a = Signal(unsigned(width))
         m.d.comb += a.eq(Mux(v < 0, -v, v))
         qmax = Mux(self.out_format == Format.UINT4, nx.UINT4_MAX, nx.INT4_MAX)
-        ups = [Mux(k < qmax, ((a << 1) > b3.thr[k]) | (((a << 1) == b3.thr[k]) & (k % 2 == 1)),
+        ups = [Mux(k < qmax, ((a << 1) > qp.thr[k]) | (((a << 1) == qp.thr[k]) & (k % 2 == 1)),
                    0)
                for k in range(nx.UINT4_MAX)]
         mag = popcount(m, Cat(*ups), "mag")
         vsq = Mux(v < 0, -mag, mag)
-        wv = barrel_shl(m, v, b3.mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, "mxw")
+        wv = barrel_shl(m, v, qp.mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, "mxw")
         wq = wv[fbm:].as_signed()
         wf = wv[:fbm]
         wr = Signal(signed(width + 8))
@@ -309,21 +324,21 @@ class PPU(wiring.Component):
                   Mux(wr < -nx.MX_ELEMENT_MAX, -nx.MX_ELEMENT_MAX, wr))
         code = Signal(signed(8))
         # an all-zero block has scale 0 (M' = 0): every code is 0
-        m.d.comb += code.eq(Mux(b3.zero, 0, Mux(is_mx, mxq, vsq)))
+        m.d.comb += code.eq(Mux(qp.zero, 0, Mux(is_mx, mxq, vsq)))
 
         # The codes are written into o's payload slot by slot (o is free or being taken while
         # the drain runs); the first element clears the other slots.
         out = self.o.payload
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(drain):
+        with m.If(go_o & q.valid):
             for j in range(MX_BLOCK):
-                with m.If(rd == j):
+                with m.If(q.rd == j):
                     m.d.sync += [out.codes[j].eq(code), out.zeros[j].eq(code == 0)]
-                with m.Elif(rd == 0):
+                with m.Elif(q.rd == 0):
                     m.d.sync += [out.codes[j].eq(0), out.zeros[j].eq(0)]
-        with m.If(drain_end):
-            m.d.sync += [self.o.valid.eq(1), out.scale.eq(b3.scale),
-                         out.count.eq(b3.meta.count), out.base.eq(b3.meta.base),
-                         out.sat.eq(b3.meta.sat)]
+            with m.If(q.last):
+                m.d.sync += [self.o.valid.eq(1), out.scale.eq(qp.scale),
+                             out.count.eq(qp.meta.count), out.base.eq(qp.meta.base),
+                             out.sat.eq(qp.meta.sat)]
         return m
