@@ -167,16 +167,20 @@ class SPE(wiring.Component):
             msc, esc = scale_factors(item.x_scale, item.w_scale[c], self.mode)
             m.d.comb += [issue.s[c].eq(s), issue.m[c].eq(msc), issue.e[c].eq(esc)]
 
-        # the next cycle's lanes: of the accepted item's mask, of the mask again for the next
-        # nibble sweep, or of the rest of this sweep
+        # the next cycle's lanes: of the accepted item's mask, or of the mask again for the next
+        # nibble sweep or the rest of this sweep. Both are encoded before ``accept`` (which
+        # depends on the result pipeline's stall, hence on the join) picks one.
         accept = self.i.valid & self.i.ready
-        next_mask = Signal(MX_BLOCK)
-        m.d.comb += next_mask.eq(Mux(accept, mask_of(self.i.payload.x),
-                                     Mux(sweep_done, mask_of(item.x), rest)))
-        n_idx, n_ok, n_rest = lanes_of(next_mask, "next")
-        with m.If(accept | (adv & ~final)):
-            m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, n_idx + n_ok)]
-            m.d.sync += rest.eq(n_rest)
+        a_idx, a_ok, a_rest = lanes_of(mask_of(self.i.payload.x), "acc")
+        cont_mask = Signal(MX_BLOCK)
+        m.d.comb += cont_mask.eq(Mux(sweep_done, mask_of(item.x), rest))
+        k_idx, k_ok, k_rest = lanes_of(cont_mask, "cont")
+        with m.If(accept):
+            m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, a_idx + a_ok)]
+            m.d.sync += rest.eq(a_rest)
+        with m.Elif(adv & ~final):
+            m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, k_idx + k_ok)]
+            m.d.sync += rest.eq(k_rest)
 
         with m.If(adv):
             m.d.sync += fresh.eq(0)
