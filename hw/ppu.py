@@ -182,7 +182,11 @@ class PPU(wiring.Component):
         # ---- value buffer and block closing (b1)
         # Every value goes into a circular buffer; a ``last`` element closes its block into
         # b1 (first buffer slot, count, max |Y|, saturations, first channel).
-        buf = memory.Memory(shape=signed(width), depth=BUFFER_DEPTH, init=[])
+        # |Y| and its sign (the quantizer works on magnitudes); LUT RAM, not a block RAM, whose
+        # ~5.6 ns clock-to-out would start the quantizer's path
+        entry = data.StructLayout({"mag": unsigned(width), "neg": 1})
+        buf = memory.Memory(shape=entry, depth=BUFFER_DEPTH, init=[],
+                            attrs={"ram_style": "distributed"})
         m.submodules.buf = buf
         buf_w = buf.write_port()
         buf_r = buf.read_port(domain="comb")
@@ -201,7 +205,8 @@ class PPU(wiring.Component):
             "base": range(self.max_channels)})
         b1 = Signal(data.StructLayout({"meta": meta, "max": unsigned(width)}))
         b1_valid = Signal()
-        m.d.comb += [buf_w.addr.eq(wp), buf_w.data.eq(y), buf_w.en.eq(go & f2.valid)]
+        m.d.comb += [buf_w.addr.eq(wp), buf_w.data.mag.eq(yabs), buf_w.data.neg.eq(y < 0),
+                     buf_w.en.eq(go & f2.valid)]
         with m.If(go & f2.valid):
             m.d.sync += wp.eq(wp + 1)
             with m.If(f2.last):
@@ -298,30 +303,30 @@ class PPU(wiring.Component):
             m.d.sync += raddr.eq(raddr + 1)
         m.d.comb += buf_r.addr.eq(raddr)
         q = Signal(data.StructLayout({
-            "valid": 1, "v": signed(width), "rd": range(MX_BLOCK), "last": 1}))
+            "valid": 1, "e": entry, "rd": range(MX_BLOCK), "last": 1}))
         qp = Signal.like(b3)
         with m.If(go_o):
-            m.d.sync += [q.valid.eq(drain), q.v.eq(buf_r.data), q.rd.eq(rd),
+            m.d.sync += [q.valid.eq(drain), q.e.eq(buf_r.data), q.rd.eq(rd),
                          q.last.eq(drain_end)]
             with m.If(drain & (rd == 0)):
                 m.d.sync += qp.eq(b3)
-        v = q.v
-        a = Signal(unsigned(width))
-        m.d.comb += a.eq(Mux(v < 0, -v, v))
+        a, neg = q.e.mag, q.e.neg
         qmax = Mux(self.out_format == Format.UINT4, nx.UINT4_MAX, nx.INT4_MAX)
         ups = [Mux(k < qmax, ((a << 1) > qp.thr[k]) | (((a << 1) == qp.thr[k]) & (k % 2 == 1)),
                    0)
                for k in range(nx.UINT4_MAX)]
         mag = popcount(m, Cat(*ups), "mag")
-        vsq = Mux(v < 0, -mag, mag)
-        wv = barrel_shl(m, v, qp.mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, "mxw")
-        wq = wv[fbm:].as_signed()
+        vsq = Mux(neg, -mag, mag)
+        # MXINT8: RNE(|Y| * 2**(6 - p)) clamped to 127, then the sign (RNE is symmetric)
+        wv = barrel_shl(m, a, qp.mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, "mxw")
+        wq = wv[fbm:]
         wf = wv[:fbm]
-        wr = Signal(signed(width + 8))
+        wr = Signal(width + 8)
         mx_up = (wf > (1 << (fbm - 1))) | ((wf == (1 << (fbm - 1))) & wq[0])
         m.d.comb += wr.eq(wq + mx_up)
-        mxq = Mux(wr > nx.MX_ELEMENT_MAX, nx.MX_ELEMENT_MAX,
-                  Mux(wr < -nx.MX_ELEMENT_MAX, -nx.MX_ELEMENT_MAX, wr))
+        mxm = Signal(signed(8))
+        m.d.comb += mxm.eq(Mux(wr > nx.MX_ELEMENT_MAX, nx.MX_ELEMENT_MAX, wr))
+        mxq = Mux(neg, -mxm, mxm)
         code = Signal(signed(8))
         # an all-zero block has scale 0 (M' = 0): every code is 0
         m.d.comb += code.eq(Mux(qp.zero, 0, Mux(is_mx, mxq, vsq)))
