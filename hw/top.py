@@ -282,7 +282,9 @@ class Accelerator(wiring.Component):
         tc = Signal(13)
         # chan (= tc + c_idx), the residual row (= pixel x cout) and tile_end are registers, so
         # the serializer's handshake chain (ser_done -> join -> engine stalls) starts at a flop;
-        # tile_end is recomputed every cycle for the state after this cycle's step.
+        # tile_end is recomputed every cycle for the state after this cycle's step (from the
+        # registered desc, so it is right from cycle 2 of a layer; the first step is at cycle
+        # 4 + ENGINE_STAGES + 1 at the earliest).
         chan = Signal(13)
         res_row = Signal(ADDR_BITS)
         tile_end = Signal()
