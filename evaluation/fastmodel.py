@@ -34,7 +34,7 @@ from golden import intref as ir
 from hw.common import Mode, MX_BLOCK
 from hw.dpe import dpe_item_cycles
 from hw.engine import ENGINE_STAGES
-from hw.ppu import ppu_block_out
+from hw.ppu import block_closed_by, ppu_block_out
 
 __all__ = ["layer_counters", "START_CYCLE"]
 
@@ -97,8 +97,11 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, vec
     nch = [min(tile, shape.cout - t * tile) for t in range(ntile)]
     out_blk = ir.block_size(ir.Format(out_format), vector)
     # per tile: (channel offset in the tile, block count) of each output block ending in it
-    ends = [[(c - t * tile, c % out_blk + 1) for c in range(t * tile, t * tile + n)
-             if c % out_blk == out_blk - 1 or c == shape.cout - 1] for t, n in enumerate(nch)]
+    ends = []
+    for t, n in enumerate(nch):
+        closes = [(c - t * tile, block_closed_by(c, shape.cout, out_blk))
+                  for c in range(t * tile, t * tile + n)]
+        ends.append([(off, m) for off, m in closes if m])
     # the recurrence over units (pixel-major, tile-minor)
     fd = fs = START_CYCLE + ENGINE_STAGES
     j_prev = o_blk = None

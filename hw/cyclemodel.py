@@ -14,7 +14,7 @@ from .common import MX_BLOCK, Mode
 from .dpe import dpe_item_cycles
 from .engine import ENGINE_STAGES
 from .layout import unpack_vector
-from .ppu import BUFFER_DEPTH
+from .ppu import BUFFER_DEPTH, block_closed_by
 from .spe import spe_item_cycles
 
 __all__ = ["LAUNCH_CYCLES", "EngineModel", "PPUModel", "predict_layer"]
@@ -192,8 +192,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, ve
         ppu.edge(pf_valid, pf_closes)
         if take_p:
             pf_valid = uval
-            blk_end = chan % out_blk == out_blk - 1
-            pf_closes = chan % out_blk + 1 if blk_end or chan == shape.cout - 1 else 0
+            pf_closes = block_closed_by(chan, shape.cout, out_blk)
         if ser_step:
             if tile_end:
                 c_idx = 0

@@ -12,7 +12,8 @@ from golden import numerics as nx
 from .common import (ACC_WIDTH, MX_BLOCK, VECTOR_CHOICES, Format, barrel_shl, check_choice,
                      check_int, popcount, validating)
 
-__all__ = ["PPU", "PPU_LATENCY", "BUFFER_DEPTH", "ppu_block_out", "ppu_in_layout", "ppu_out_layout", "block_channels"]
+__all__ = ["PPU", "PPU_LATENCY", "BUFFER_DEPTH", "ppu_block_out", "block_closed_by",
+           "ppu_in_layout", "ppu_out_layout", "block_channels"]
 
 #: Cycles from the handshake of a block's last element to its first code when the drain is
 #: free: the product register, the fixed-point register, the closed-block register, the scale
@@ -27,14 +28,28 @@ BUFFER_DEPTH = 64
 def ppu_block_out(last_cycle, count, prev_out):
     """Cycle in which a block is on ``o``: its last element's handshake in ``last_cycle``, its
     ``count`` codes one per cycle from :data:`PPU_LATENCY` cycles later, not before the
-    previous block was on ``o`` (``prev_out``; ``None`` for the first). Exact while ``o`` is always ready and the PPU never stalls its input,
-    which the accelerator's serializer guarantees (blocks arrive no faster than one element
-    per cycle; docs/hardware.md 4.5)."""
+    previous block was on ``o`` (``prev_out``; ``None`` for the first). Exact while ``o`` is
+    always ready and the PPU never stalls its input, which the accelerator's serializer
+    guarantees (blocks arrive no faster than one element per cycle; docs/hardware.md 4.5)."""
     start = last_cycle + PPU_LATENCY
     if prev_out is not None:
         start = max(start, prev_out)
     return start + count
 
+
+def block_closed_by(chan, channels, block):
+    """Channel count of the output block that channel ``chan`` (of ``channels``) closes, i.e.
+    that it enters the PPU with ``last`` set: block position ``block - 1`` or the last
+    channel; 0 if it closes none."""
+    if chan % block == block - 1 or chan == channels - 1:
+        return chan % block + 1
+    return 0
+
+
+#: The rounding thresholds ``(2j + 1) * M' << (E' + 16)``: 9-bit odd multiples of the 4-bit
+#: mantissa, shifted by up to 21.
+_THR_ODD_BITS = 9
+_THR_SHIFT_MAX = 21
 
 _Y_MAX = 2 ** (intref.PPU_WIDTH - 1) - 1
 _Y_MIN = -(2 ** (intref.PPU_WIDTH - 1))
@@ -180,10 +195,10 @@ class PPU(wiring.Component):
         m.d.comb += yabs.eq(Mux(y < 0, -y, y))
 
         # ---- value buffer and block closing (b1)
-        # Every value goes into a circular buffer; a ``last`` element closes its block into
-        # b1 (first buffer slot, count, max |Y|, saturations, first channel).
-        # |Y| and its sign (the quantizer works on magnitudes); LUT RAM, not a block RAM, whose
-        # ~5.6 ns clock-to-out would start the quantizer's path
+        # Every value goes into a circular buffer as |Y| and its sign (the quantizer works on
+        # magnitudes); LUT RAM, not a block RAM, whose ~5.6 ns clock-to-out would start the
+        # quantizer's path. A ``last`` element closes its block into b1 (first buffer slot,
+        # count, max |Y|, saturations, first channel).
         entry = data.StructLayout({"mag": unsigned(width), "neg": 1})
         buf = memory.Memory(shape=entry, depth=BUFFER_DEPTH, init=[],
                             attrs={"ram_style": "distributed"})
@@ -227,7 +242,7 @@ class PPU(wiring.Component):
         mv23, mv12 = Signal(), Signal()
         b3 = Signal(data.StructLayout({
             "meta": meta,
-            "thr": data.ArrayLayout(unsigned(21 + 9), nx.UINT4_MAX),
+            "thr": data.ArrayLayout(unsigned(_THR_ODD_BITS + _THR_SHIFT_MAX), nx.UINT4_MAX),
             "mx_sh": range(width + nx.MX_ELEMENT_FRAC_BITS + 1),
             "scale": 8, "zero": 1}))
         go_o = ~(self.o.valid & ~self.o.ready)  # the drain pauses while a block waits on o
@@ -276,9 +291,9 @@ class PPU(wiring.Component):
         m.d.comb += sh.eq(Mux(exp == 0, 1, exp) - 10 + intref.PPU_FRAC_BITS)
         thr = []
         for j in range(nx.UINT4_MAX):
-            odd = Signal(9, name=f"odd{j}")
+            odd = Signal(_THR_ODD_BITS, name=f"odd{j}")
             m.d.comb += odd.eq((2 * j + 1) * man)
-            thr.append(barrel_shl(m, odd, sh, 21, f"thr{j}"))
+            thr.append(barrel_shl(m, odd, sh, _THR_SHIFT_MAX, f"thr{j}"))
         fbm = width  # fraction bits of the MXINT8 rounding
         mx_code = Mux(b2.zero, 0, b2.lead + (nx.MX_SCALE_BIAS - intref.PPU_FRAC_BITS))
         with m.If(mv23):

@@ -278,6 +278,7 @@ def ppu_case(*, out_format, relu, residual, seed, channels=40, pixels=3, in_gap=
     """A :class:`StreamCase` for the PPU: random accumulators (up to 2**62), scale mantissas
     (small ones give exact ties), bias, residual and shift; every output block (codes, scale,
     count, base, zero flags) and the saturation total compared with :func:`intref.ppu`."""
+    from .ppu import block_closed_by
     _, nrng = seeded(seed)
     shift = int(nrng.choice([0, 1, 2, int(nrng.integers(3, 64))]))
     acc, k, bias, res = _ppu_random_layer(nrng, pixels=pixels, channels=channels,
@@ -292,7 +293,7 @@ def ppu_case(*, out_format, relu, residual, seed, channels=40, pixels=3, in_gap=
     inputs = []
     for px in range(pixels):
         for c in range(channels):
-            last = (c % blk == blk - 1) or c == channels - 1
+            last = bool(block_closed_by(c, channels, blk))
             r = int(res[0, px, c]) if residual else int(nrng.integers(-99, 99))
             inputs.append({"acc": int(acc[0, px, c]), "k": int(k[c]), "bias": int(bias[c]),
                            "residual": r, "chan": c, "last": last})

@@ -56,8 +56,8 @@ from .rtl import (BLOCKS, CONFIGS, TOPLEVEL, block_args, block_module, block_ver
 from .wrapper import WRAPPER_NAME, wrapper_verilog
 
 __all__ = ["CLOCK_BALLS", "DEVICES", "PACKAGES", "clock_lpf", "normalise_device",
-           "check_package", "parse_yosys_stat", "parse_yosys_stat_modules", "parse_nextpnr_log", "parse_critical_path",
-           "path_signals", "pnr_stage", "run", "main"]
+           "check_package", "parse_yosys_stat", "parse_yosys_stat_modules", "parse_nextpnr_log",
+           "parse_critical_path", "path_signals", "pnr_stage", "run", "main"]
 
 #: Default configuration of ``python -m hw.fpga.synth`` and ``make synth``: the one that fits
 #: the LFE5U-85F *and* finishes place and route in minutes (docs/fpga.md 2).
