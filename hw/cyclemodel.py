@@ -71,7 +71,8 @@ class PPUModel:
     """Cycle model of the PPU (:mod:`hw.ppu`) with ``o`` always ready, register by register:
     the element stages f1, f2 (each empty, or the block count its element closes, 0 if it is
     not ``last``), the closed-block queue b1 -> b2 -> b3 (block counts), the drain of b3, one
-    element per cycle, and its read register (``q_last``: it holds a block's last element);
+    element per cycle, its read register and its comparison register (``q_last``, ``c_last``:
+    they hold a block's last element);
     the input stalls while b1 cannot move on or the buffer is full.
 
     Per cycle: :meth:`comb` sets ``i_ready``, then :meth:`edge` clocks it; ``o_valid``: a
@@ -82,7 +83,7 @@ class PPUModel:
         self.b = [None, None, None]
         self.rd = 0
         self.held = 0
-        self.q_last = False
+        self.q_last = self.c_last = False
         self.o_valid = False
 
     def comb(self):
@@ -96,7 +97,7 @@ class PPUModel:
     def edge(self, i_valid, i_closes):
         """``i_closes``: the count of the block the input element closes (0: not ``last``)."""
         go = self.i_ready
-        self.o_valid, self.q_last = self.q_last, self.drain_end
+        self.o_valid, self.c_last, self.q_last = self.c_last, self.q_last, self.drain_end
         self.held += int(i_valid and go) - int(self.drain)
         b1, b2, b3 = self.b
         if self.mv23:

