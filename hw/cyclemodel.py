@@ -70,36 +70,36 @@ class EngineModel:
 class PPUModel:
     """Cycle model of the PPU (:mod:`hw.ppu`) with ``o`` always ready, register by register:
     the element stages f1, f2 (each empty, or the block count its element closes, 0 if it is
-    not ``last``), the closed-block queue b1 -> b2 -> b3 (block counts), the drain of b3, one
-    element per cycle, its read register and its comparison register (``q_last``, ``c_last``:
-    they hold a block's last element);
-    the input stalls while b1 cannot move on or the buffer is full.
+    not ``last``), the closed-block queue b0 / b1 -> b2 -> b3 (block counts; b0 holds a block
+    that closed while b1 could not move on), the drain of b3, one element per cycle, its read
+    register and its comparison register (``q_last``, ``c_last``: they hold a block's last
+    element); the input stalls while b0 is taken or the buffer is full.
 
     Per cycle: :meth:`comb` sets ``i_ready``, then :meth:`edge` clocks it; ``o_valid``: a
     block is on ``o`` in this cycle."""
 
     def __init__(self):
         self.f = [None, None]
-        self.b = [None, None, None]
+        self.b = [None, None, None, None]  # b0, b1, b2, b3
         self.rd = 0
         self.held = 0
         self.q_last = self.c_last = False
         self.o_valid = False
 
     def comb(self):
-        b1, b2, b3 = self.b
+        b0, b1, b2, b3 = self.b
         self.drain = b3 is not None
         self.drain_end = self.drain and self.rd == b3 - 1
         self.mv23 = b2 is not None and (b3 is None or self.drain_end)
         self.mv12 = b1 is not None and (b2 is None or self.mv23)
-        self.i_ready = (b1 is None or self.mv12) and self.held < BUFFER_DEPTH
+        self.i_ready = b0 is None and self.held < BUFFER_DEPTH
 
     def edge(self, i_valid, i_closes):
         """``i_closes``: the count of the block the input element closes (0: not ``last``)."""
         go = self.i_ready
         self.o_valid, self.c_last, self.q_last = self.c_last, self.q_last, self.drain_end
         self.held += int(i_valid and go) - int(self.drain)
-        b1, b2, b3 = self.b
+        b0, b1, b2, b3 = self.b
         if self.mv23:
             b3, self.rd = b2, 0
         elif self.drain_end:
@@ -110,12 +110,14 @@ class PPUModel:
             b2 = b1
         elif self.mv23:
             b2 = None
+        closing = (self.f[1] or None) if go else None
+        if b1 is None or self.mv12:
+            b1, b0 = (b0, None) if b0 is not None else (closing, None)
+        elif closing:
+            b0 = closing
         if go:
-            b1 = self.f[1] or None
             self.f = [i_closes if i_valid else None, self.f[0]]
-        elif self.mv12:
-            b1 = None
-        self.b = [b1, b2, b3]
+        self.b = [b0, b1, b2, b3]
 
 
 def predict_layer(shape, route, *, x_format, out_format, residual, act_words, vector=16,

@@ -123,15 +123,15 @@ class PPU(wiring.Component):
     residual``) and the fixed-point register ``Y`` (shift, round, add, clamp, ReLU) into a
     circular value buffer of :data:`BUFFER_DEPTH` (LUT RAM); a ``last`` element closes its
     block (first slot, count, max ``|Y|``). Closed blocks queue through three registers: b1
-    (closed), b2 (the FP8 scale's thermometer count or the MXINT8 maximum's leading one), b3
+    (closed; with a second entry b0 for a block that closes while b1 cannot move on), b2 (the FP8 scale's thermometer count or the MXINT8 maximum's leading one), b3
     (the 15 rounding thresholds, the MXINT8 shift), where one quantizer drains the block one
     element per cycle (a buffer-read register; the comparisons with the block's parameters,
-    copied from b3, into a register; the count and sign) straight into ``o``'s payload. A block is on ``o`` at
-    :func:`ppu_block_out`: ``count`` cycles after its first code, which is :data:`PPU_LATENCY`
-    cycles after its last handshake or the cycle the previous block was on ``o``.
-    The drain pauses while a finished block waits on ``o`` (``o.valid & ~o.ready``); the input
-    (``i.ready``) stalls while a closed block cannot leave b1 or the buffer is full (never in
-    the accelerator, whose blocks arrive no faster than their length).
+    copied from b3, into a register; the count and sign) straight into ``o``'s payload. A
+    block is on ``o`` at :func:`ppu_block_out`: ``count`` cycles after its first code, which is
+    :data:`PPU_LATENCY` cycles after its last handshake or the cycle the previous block was on
+    ``o``. The drain pauses while a finished block waits on ``o`` (``o.valid & ~o.ready``); the
+    input (``i.ready``, a function of registers only) stalls while b0 is taken or the buffer
+    is full (never in the accelerator, whose blocks arrive no faster than their length).
     """
 
     def __init__(self, *, vector=16, max_channels=256):
@@ -218,17 +218,19 @@ class PPU(wiring.Component):
         meta = data.StructLayout({
             "start": ptr, "count": range(MX_BLOCK + 1), "sat": range(MX_BLOCK + 1),
             "base": range(self.max_channels)})
-        b1 = Signal(data.StructLayout({"meta": meta, "max": unsigned(width)}))
-        b1_valid = Signal()
+        closed = data.StructLayout({"meta": meta, "max": unsigned(width)})
+        closing = Signal(closed)  # the block f2's element closes
+        b1, b0 = Signal(closed), Signal(closed)  # b0: see the block queue below
+        b1_valid, b0_valid = Signal(), Signal()
+        m.d.comb += [closing.meta.start.eq(start), closing.meta.count.eq(pos + 1),
+                     closing.meta.sat.eq(new_sat), closing.meta.base.eq(new_base),
+                     closing.max.eq(new_max)]
         m.d.comb += [buf_w.addr.eq(wp), buf_w.data.mag.eq(yabs), buf_w.data.neg.eq(y < 0),
                      buf_w.en.eq(go & f2.valid)]
         with m.If(go & f2.valid):
             m.d.sync += wp.eq(wp + 1)
             with m.If(f2.last):
-                m.d.sync += [pos.eq(0), start.eq(wp + 1),
-                             b1.meta.start.eq(start), b1.meta.count.eq(pos + 1),
-                             b1.meta.sat.eq(new_sat), b1.meta.base.eq(new_base),
-                             b1.max.eq(new_max)]
+                m.d.sync += [pos.eq(0), start.eq(wp + 1)]
             with m.Else():
                 m.d.sync += [pos.eq(pos + 1), bmax.eq(new_max), bsat.eq(new_sat),
                              base.eq(new_base)]
@@ -252,14 +254,21 @@ class PPU(wiring.Component):
             mv23.eq(b2_valid & (~b3_valid | drain_end)),
             mv12.eq(b1_valid & (~b2_valid | mv23)),
         ]
-        # Elements move on unless a closed block cannot leave b1 or the buffer is full.
+        # b1 has a second entry, b0, for a block that closes while b1 cannot move on. Elements
+        # move on unless b0 is taken or the buffer is full: both registers, so the input's
+        # ready never waits for the drain (in the accelerator it starts the serializer's
+        # handshake chain). b0 is only ever taken when the input would otherwise have stalled.
         held = Signal(range(BUFFER_DEPTH + 1))  # accepted, not yet drained
-        m.d.comb += go.eq((~b1_valid | mv12) & (held < BUFFER_DEPTH))
+        m.d.comb += go.eq(~b0_valid & (held < BUFFER_DEPTH))
         m.d.sync += held.eq(held + (self.i.valid & go) - drain)
-        with m.If(go):
-            m.d.sync += b1_valid.eq(f2.valid & f2.last)
-        with m.Elif(mv12):
-            m.d.sync += b1_valid.eq(0)
+        closes = go & f2.valid & f2.last
+        with m.If(~b1_valid | mv12):
+            with m.If(b0_valid):
+                m.d.sync += [b1.eq(b0), b1_valid.eq(1), b0_valid.eq(0)]  # go is 0: none closes
+            with m.Else():
+                m.d.sync += [b1.eq(closing), b1_valid.eq(closes)]
+        with m.Elif(closes):
+            m.d.sync += [b0.eq(closing), b0_valid.eq(1)]
 
         # ---- scale of the block (b1 -> b2)
         is_mx = self.out_format == Format.MXINT8

@@ -192,7 +192,16 @@ def run_stream_case(dut, case):
             stats["busy"] += busy
             stats["cycles"] += 1
 
-    run_sim(dut, [producer, consumer], [monitor] if case.busy_cycles is not None else [])
+    # A lost or stuck transfer fails the test instead of hanging it.
+    limit = 1000 * (len(case.inputs) + case.outputs + 1)
+
+    async def watchdog(ctx):
+        for _ in range(limit):
+            await ctx.tick()
+        raise AssertionError(f"{len(got)} of {case.outputs} outputs after {limit} cycles")
+
+    monitors = [watchdog] + ([monitor] if case.busy_cycles is not None else [])
+    run_sim(dut, [producer, consumer], monitors)
     assert len(got) == case.outputs
     case.check(got)
     if case.busy_cycles is not None:

@@ -31,6 +31,17 @@ def test_ppu_vector_8_back_to_back():
               channels=20, in_gap=0.0, out_gap=0.0)
 
 
+@pytest.mark.parametrize("out_format,channels", [
+    (intref.Format.MXINT8, 3),   # 3-element blocks: b1 fills long before the buffer does
+    (intref.Format.INT4, 20),
+])
+def test_ppu_heavy_backpressure(out_format, channels):
+    """``o`` mostly not ready, inputs back to back: the queue fills up to b0 and the input
+    stalls; nothing is lost or reordered."""
+    ppu_check(out_format=out_format, relu=False, residual=True, seed=7, channels=channels,
+              pixels=12, in_gap=0.0, out_gap=0.9)
+
+
 @pytest.mark.parametrize("out_format,channels,vector", [
     (intref.Format.INT4, 20, 16),     # a full block then a short one, back to back
     (intref.Format.MXINT8, 40, 16),   # 32 + 8
