@@ -1,7 +1,7 @@
 """Dense PE array (DPE): ``vector`` x ``cols`` 5-bit multipliers, exact term accumulation."""
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
@@ -61,8 +61,9 @@ class DPE(wiring.Component):
     --------------------
     An item is registered on its handshake and issued in the next :func:`dpe_item_cycles`
     cycles, one pass per cycle: column group ``g`` outer; in MXINT8 mode the slices and nibble
-    products of the block inner. Each pass's ``cols`` partial sums enter the result pipeline of
-    :mod:`hw.engine` (:data:`hw.engine.ENGINE_STAGES` registers), which combines a group's
+    products of the block inner. Each pass's operands enter the result pipeline of
+    :mod:`hw.engine` (:data:`hw.engine.ENGINE_STAGES` registers; the multipliers and the
+    ``cols`` column sums follow its operand register, stage 0), which combines a group's
     passes exactly into ``P`` before the term conversion (RNE per term, so MXINT8 rounds
     exactly as the reference) and accumulates. A ``null`` item takes one cycle. The next item
     is accepted in the last issue cycle of the current one, so items stream back to back with
@@ -103,7 +104,24 @@ class DPE(wiring.Component):
         busy = Signal()
         g_cnt = Signal(range(groups))
         c_cnt = Signal(range(len(combos)))
-        issue, pipe_stall = result_pipeline(m, cols=N, tile=T, o=self.o)
+        # a pass's operands: one activation operand per lane, one weight operand per column
+        # and lane; stage 0 of the result pipeline registers them before the multipliers
+        operands = data.StructLayout({
+            "x": data.ArrayLayout(signed(5), V),
+            "w": data.ArrayLayout(data.ArrayLayout(signed(5), V), N)})
+
+        def column_sums(ops):
+            sums = []
+            for j in range(N):
+                prods = [lut_product(m, ops.x[i], ops.w[j][i], f"prod{j}_{i}") for i in range(V)]
+                s = prods[0]
+                for p in prods[1:]:
+                    s = s + p
+                sums.append(s)
+            return sums
+
+        issue, pipe_stall = result_pipeline(m, cols=N, tile=T, o=self.o, operands=operands,
+                                            column_sums=column_sums)
 
         last_combo = Mux(is_mx, c_cnt == len(combos) - 1, 1)
         final = busy & (item.null | ((g_cnt == groups - 1) & last_combo))
@@ -125,8 +143,8 @@ class DPE(wiring.Component):
                                   sh.eq(Mux(is_mx, s, 0))]
         nh = MX_BLOCK // V
         x_lane = [Array([item.x[h * V + i] for h in range(nh)])[half] for i in range(V)]
-        x_ops = [Signal(signed(5), name=f"xop{i}") for i in range(V)]
-        m.d.comb += [op.eq(nibble_operands(x, xn, is_mx)) for op, x in zip(x_ops, x_lane)]
+        m.d.comb += [issue.ops.x[i].eq(nibble_operands(x, xn, is_mx))
+                     for i, x in enumerate(x_lane)]
 
         wsel = Signal(range(groups * nh))  # exact width: a complete case in the Verilog
         m.d.comb += wsel.eq(g_cnt * nh + half)
@@ -136,18 +154,13 @@ class DPE(wiring.Component):
             issue.fresh.eq(c_cnt == 0), issue.sh.eq(sh), issue.group.eq(g_cnt),
         ]
         for j in range(N):
-            prods = []
             for i in range(V):
                 w = Array([item.w[g * N + j][h * V + i]
                            for g in range(groups) for h in range(nh)])[wsel]
-                prods.append(lut_product(m, x_ops[i], nibble_operands(w, wn, is_mx),
-                                         f"prod{j}_{i}"))
-            s = prods[0]
-            for p in prods[1:]:
-                s = s + p
+                m.d.comb += issue.ops.w[j][i].eq(nibble_operands(w, wn, is_mx))
             w_scale = Array([item.w_scale[g * N + j] for g in range(groups)])[g_cnt]
             msc, esc = scale_factors(item.x_scale, w_scale, self.mode)
-            m.d.comb += [issue.s[j].eq(s), issue.m[j].eq(msc), issue.e[j].eq(esc)]
+            m.d.comb += [issue.m[j].eq(msc), issue.e[j].eq(esc)]
 
         with m.If(adv & ~final):
             with m.If(last_combo):

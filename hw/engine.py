@@ -1,14 +1,16 @@
 """The result pipeline shared by the DPE and the SPE: from an engine's per-pass partial sums to
 its accumulators and its result register.
 
-An engine's *issue stage* (its own control: item register, pass counters, operand selection
-and the multipliers) produces per cycle one *pass*: for each of its ``cols`` computing columns
-the sum ``s`` of that cycle's products, and the pass's flags. The result pipeline takes it
-through :data:`ENGINE_STAGES` registers:
+An engine's *issue stage* (its own control: item register, pass counters, operand selection)
+produces per cycle one *pass*: the multiplier operands of that cycle (in the engine's own
+``operands`` layout) and the pass's flags. The result pipeline takes it through
+:data:`ENGINE_STAGES` registers:
 
 ====== ====================================================================================
 stage  work
 ====== ====================================================================================
+0      the operand register; the engine's ``column_sums`` multiplies the registered operands
+       and sums the products of each of its ``cols`` computing columns into ``s``
 1      ``P = (fresh ? 0 : P) + (s << sh)``: the exact integer vector product, built over the
        passes of an item (SPE) or of a column group (DPE: the slices / nibble products)
 2      ``mant = P * M`` (``M`` = product of the activation and weight scale mantissas)
@@ -18,8 +20,8 @@ stage  work
 ====== ====================================================================================
 
 Every stage register moves when the pipeline is not stalled. It stalls (all stages and the
-issue stage) in the cycle in which stage 4 holds an ``emit`` pass while ``o`` still holds an
-unaccepted result: ``stall = emit4 & o.valid & ~o.ready``. So a result appears on ``o``
+issue stage) in the cycle in which stage 4 (the last) holds an ``emit`` pass while ``o``
+still holds an unaccepted result: ``stall = emit4 & o.valid & ~o.ready``. So a result appears on ``o``
 ``ENGINE_STAGES + 1`` cycles after the final pass of its unit was issued, and the issue stage
 loses exactly the cycles in which the pipeline stalls (the cycle model,
 :class:`hw.cyclemodel.EngineModel`, steps the same rule).
@@ -32,25 +34,29 @@ from .common import ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, decode_scale, popcount
 
 __all__ = ["ENGINE_STAGES", "SUM_WIDTH", "pass_layout", "scale_factors", "result_pipeline"]
 
-#: Register stages between an engine's issue stage and its accumulators.
-ENGINE_STAGES = 4
+#: Register stages between an engine's issue stage and its result register (stages 0-4).
+ENGINE_STAGES = 5
 #: Signed bits of one pass's partial sum per column (up to 32 lanes of 5 x 5-bit products).
 SUM_WIDTH = 16
 #: Signed bits of a term exponent ``E + 24`` (FP8: -9..5 per scale, E8M0: -133..122).
 EXP_WIDTH = 10
 
 
-def pass_layout(cols, groups):
+def pass_layout(cols, groups, operands=None):
     """One issued pass: ``valid`` (the issue stage processed a pass), the item's ``null``,
     ``first``, ``last``, ``final`` (the item's last pass), ``pdone`` (this pass completes
     ``P``), ``fresh`` (``P`` starts from zero), ``sh`` (``s << sh``), ``group`` (the column
-    group the columns compute), per column the partial sum ``s`` and the scale factors ``m``
-    (mantissa product) and ``e`` (exponent sum + 24)."""
+    group the columns compute), per column the scale factors ``m`` (mantissa product) and
+    ``e`` (exponent sum + 24); and the pass's multiplier operands ``ops`` (layout
+    ``operands``: the issue stage and stage 0) or, without ``operands``, per column the
+    partial sum ``s`` (stage 1)."""
+    data_field = ({"ops": operands} if operands is not None
+                  else {"s": data.ArrayLayout(signed(SUM_WIDTH), cols)})
     return data.StructLayout({
         "valid": 1, "null": 1, "first": 1, "last": 1, "final": 1, "pdone": 1, "fresh": 1,
         "sh": range(9),
         "group": range(max(groups, 2)),  # never 0 bits wide (Verilator rejects [-1:0])
-        "s": data.ArrayLayout(signed(SUM_WIDTH), cols),
+        **data_field,
         "m": data.ArrayLayout(unsigned(8), cols),
         "e": data.ArrayLayout(signed(EXP_WIDTH), cols),
     })
@@ -64,17 +70,20 @@ def scale_factors(x_scale, w_scale, mode):
     return mx * mw, ex + ew + ACC_FRAC_BITS
 
 
-def result_pipeline(m, *, cols, tile, o, name="rp"):
+def result_pipeline(m, *, cols, tile, o, operands, column_sums, name="rp"):
     """Build the pipeline of the module docstring into ``m`` for ``cols`` computing columns
     and ``tile`` accumulators (column ``c`` belongs to group ``c // cols``); ``o`` is the
-    engine's result stream (``result_layout(tile)``).
+    engine's result stream (``result_layout(tile)``); ``operands`` is the layout of a pass's
+    multiplier operands and ``column_sums(ops)`` returns the ``cols`` partial sums (each
+    fitting ``signed(SUM_WIDTH)``) of the registered operands ``ops``.
 
-    Returns ``(inp, stall)``: ``inp`` (a :func:`pass_layout` signal) must be driven
-    combinationally by the issue stage, with ``valid`` high only in cycles it advances;
-    ``stall`` must hold the issue stage."""
+    Returns ``(inp, stall)``: ``inp`` (a :func:`pass_layout` signal with ``ops``) must be
+    driven combinationally by the issue stage, with ``valid`` high only in cycles it
+    advances; ``stall`` must hold the issue stage."""
     groups = tile // cols
+    inp = Signal(pass_layout(cols, groups, operands), name=f"{name}_in")
+    st0 = Signal.like(inp, name=f"{name}_st0")
     layout = pass_layout(cols, groups)
-    inp = Signal(layout, name=f"{name}_in")
     st1 = Signal(layout, name=f"{name}_st1")
     flags = data.StructLayout({"done": 1, "clear": 1, "emit": 1, "first": 1,
                                "group": layout.members["group"]})
@@ -85,8 +94,15 @@ def result_pipeline(m, *, cols, tile, o, name="rp"):
     go = ~stall
     m.d.comb += stall.eq(st4.emit & o.valid & ~o.ready)
 
+    # stage 0: operands; the products and column sums are computed from this register
     with m.If(go):
-        m.d.sync += st1.eq(inp)
+        m.d.sync += st0.eq(inp)
+    sums = column_sums(st0.ops)
+    with m.If(go):
+        m.d.sync += [getattr(st1, f).eq(getattr(st0, f))
+                     for f in ("valid", "null", "first", "last", "final", "pdone", "fresh",
+                               "sh", "group", "m", "e")]
+        m.d.sync += [st1.s[j].eq(sums[j]) for j in range(cols)]
 
     # stage 1: P over the passes
     p_reg = [Signal(signed(MANT_WIDTH + 2), name=f"{name}_p{j}") for j in range(cols)]

@@ -1,7 +1,7 @@
 """Sparse PE array (SPE): ``lanes`` non-zero activations x ``cols`` output channels per cycle."""
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
@@ -61,11 +61,11 @@ class SPE(wiring.Component):
     On its handshake an item is registered together with the lane indices of its non-zero
     activation elements: each issue cycle the ``lanes`` lowest set bits of the remaining mask
     are taken, their indices registered one cycle ahead (priority encoders on the mask being
-    loaded), each lane multiplexes its activation and the matching weight of every column, and
-    the products of the lanes are summed per column; when the mask is
-    exhausted the sweep ends (an all-zero vector still takes one cycle). MXINT8 runs four
-    sweeps, one per nibble product. The per-column sums enter the result pipeline of
-    :mod:`hw.engine`, which adds the item's passes exactly into ``P``, converts it to a term
+    loaded), each lane multiplexes its activation and the matching weight of every column;
+    when the mask is exhausted the sweep ends (an all-zero vector still takes one cycle).
+    MXINT8 runs four sweeps, one per nibble product. The operands enter the result pipeline of
+    :mod:`hw.engine`, whose operand register (stage 0) feeds the products, summed over the
+    lanes per column; it adds the item's passes exactly into ``P``, converts it to a term
     (RNE, clamp) and accumulates. Cycles per item: :func:`spe_item_cycles`. Items stream back
     to back (the next is accepted in the last issue cycle of the current one); a result is
     valid :data:`SPE_LATENCY` cycles after the last issue cycle of a ``last`` item.
@@ -103,7 +103,26 @@ class SPE(wiring.Component):
         busy = Signal()
         fresh = Signal()  # first processing cycle of the item
         c_cnt = Signal(range(npass))
-        issue, pipe_stall = result_pipeline(m, cols=T, tile=T, o=self.o)
+        # a pass's operands: per lane an activation operand and its valid flag, per column and
+        # lane a weight operand; stage 0 of the result pipeline registers them
+        operands = data.StructLayout({
+            "x": data.ArrayLayout(signed(5), L), "ok": L,
+            "w": data.ArrayLayout(data.ArrayLayout(signed(5), L), T)})
+
+        def column_sums(ops):
+            sums = []
+            for c in range(T):
+                prods = [Mux(ops.ok[lane],
+                             lut_product(m, ops.x[lane], ops.w[c][lane], f"prod{c}_{lane}"), 0)
+                         for lane in range(L)]
+                s = prods[0]
+                for p in prods[1:]:
+                    s = s + p
+                sums.append(s)
+            return sums
+
+        issue, pipe_stall = result_pipeline(m, cols=T, tile=T, o=self.o, operands=operands,
+                                            column_sums=column_sums)
 
         def lanes_of(mask, name):
             """The ``L`` lowest set bits of ``mask`` (index, valid) and the rest of it."""
@@ -145,9 +164,9 @@ class SPE(wiring.Component):
                 with m.Case(k):
                     m.d.comb += [xn.eq(a), wn.eq(b), sh.eq(Mux(is_mx, s, 0))]
         x_arr = Array([item.x[e] for e in range(MX_BLOCK)])
-        x_ops = [Signal(signed(5), name=f"xop{lane}") for lane in range(L)]
-        m.d.comb += [x_ops[lane].eq(nibble_operands(x_arr[idx[lane]], xn, is_mx))
+        m.d.comb += [issue.ops.x[lane].eq(nibble_operands(x_arr[idx[lane]], xn, is_mx))
                      for lane in range(L)]
+        m.d.comb += issue.ops.ok.eq(Cat(*lane_ok))
         m.d.comb += [
             issue.valid.eq(adv), issue.null.eq(item.null), issue.first.eq(item.first),
             issue.last.eq(item.last), issue.final.eq(final), issue.pdone.eq(final),
@@ -155,17 +174,10 @@ class SPE(wiring.Component):
         ]
         for c in range(T):
             w_arr = Array([item.w[c][e] for e in range(MX_BLOCK)])
-            prods = [Mux(lane_ok[lane],
-                         lut_product(m, x_ops[lane],
-                                     nibble_operands(w_arr[idx[lane]], wn, is_mx),
-                                     f"prod{c}_{lane}"),
-                         0)
-                     for lane in range(L)]
-            s = prods[0]
-            for p in prods[1:]:
-                s = s + p
+            m.d.comb += [issue.ops.w[c][lane].eq(nibble_operands(w_arr[idx[lane]], wn, is_mx))
+                         for lane in range(L)]
             msc, esc = scale_factors(item.x_scale, item.w_scale[c], self.mode)
-            m.d.comb += [issue.s[c].eq(s), issue.m[c].eq(msc), issue.e[c].eq(esc)]
+            m.d.comb += [issue.m[c].eq(msc), issue.e[c].eq(esc)]
 
         # the next cycle's lanes: of the accepted item's mask, or of the mask again for the next
         # nibble sweep or the rest of this sweep. Both are encoded before ``accept`` (which
