@@ -5,8 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
-                     lut_product, mx_combos, nibble_operands, result_layout, validating)
-from .engine import ENGINE_STAGES, result_pipeline, scale_factors
+                     mx_combos, nibble_operands, result_layout, validating)
+from .engine import ENGINE_STAGES, lane_sum, result_pipeline, scale_factors
 
 __all__ = ["DPE", "DPE_LATENCY", "dpe_item_cycles"]
 
@@ -111,14 +111,7 @@ class DPE(wiring.Component):
             "w": data.ArrayLayout(data.ArrayLayout(signed(5), V), N)})
 
         def column_sums(ops):
-            sums = []
-            for j in range(N):
-                prods = [lut_product(m, ops.x[i], ops.w[j][i], f"prod{j}_{i}") for i in range(V)]
-                s = prods[0]
-                for p in prods[1:]:
-                    s = s + p
-                sums.append(s)
-            return sums
+            return [lane_sum(m, ops.x, ops.w[j], V, f"prod{j}") for j in range(N)]
 
         issue, pipe_stall = result_pipeline(m, cols=N, tile=T, o=self.o, operands=operands,
                                             column_sums=column_sums)

@@ -30,9 +30,11 @@ loses exactly the cycles in which the pipeline stalls (the cycle model,
 from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
-from .common import ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, decode_scale, popcount, term_unit
+from .common import (ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, decode_scale, lut_product,
+                     popcount, term_unit)
 
-__all__ = ["ENGINE_STAGES", "SUM_WIDTH", "pass_layout", "scale_factors", "result_pipeline"]
+__all__ = ["ENGINE_STAGES", "SUM_WIDTH", "pass_layout", "scale_factors", "lane_sum",
+           "result_pipeline"]
 
 #: Register stages between an engine's issue stage and its result register (stages 0-4).
 ENGINE_STAGES = 5
@@ -68,6 +70,20 @@ def scale_factors(x_scale, w_scale, mode):
     mx, ex = decode_scale(x_scale, mode)
     mw, ew = decode_scale(w_scale, mode)
     return mx * mw, ex + ew + ACC_FRAC_BITS
+
+
+def lane_sum(m, xs, ws, lanes, name, valid=None):
+    """``sum(xs[i] * ws[i] for i < lanes)``, the products as :func:`hw.common.lut_product`
+    (named ``{name}_{i}``); with ``valid``, product ``i`` counts only where bit ``i`` is set.
+    A column's partial sum ``s`` for ``column_sums``."""
+    parts = []
+    for i in range(lanes):
+        prod = lut_product(m, xs[i], ws[i], f"{name}_{i}")
+        parts.append(prod if valid is None else Mux(valid[i], prod, 0))
+    while len(parts) > 1:  # balanced adder tree
+        parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
 
 
 def result_pipeline(m, *, cols, tile, o, operands, column_sums, name="rp"):

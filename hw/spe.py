@@ -5,9 +5,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
-                     lut_product, nibble_operands, nonzero_mask, popcount, result_layout,
+                     nibble_operands, nonzero_mask, popcount, result_layout,
                      validating)
-from .engine import ENGINE_STAGES, result_pipeline, scale_factors
+from .engine import ENGINE_STAGES, lane_sum, result_pipeline, scale_factors
 
 __all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles"]
 
@@ -110,16 +110,7 @@ class SPE(wiring.Component):
             "w": data.ArrayLayout(data.ArrayLayout(signed(5), L), T)})
 
         def column_sums(ops):
-            sums = []
-            for c in range(T):
-                prods = [Mux(ops.ok[lane],
-                             lut_product(m, ops.x[lane], ops.w[c][lane], f"prod{c}_{lane}"), 0)
-                         for lane in range(L)]
-                s = prods[0]
-                for p in prods[1:]:
-                    s = s + p
-                sums.append(s)
-            return sums
+            return [lane_sum(m, ops.x, ops.w[c], L, f"prod{c}", valid=ops.ok) for c in range(T)]
 
         issue, pipe_stall = result_pipeline(m, cols=T, tile=T, o=self.o, operands=operands,
                                             column_sums=column_sums)
