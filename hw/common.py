@@ -153,11 +153,13 @@ def barrel_shl(m, value, amount, max_amount, name):
     return x
 
 
-def term_unit(m, mant, exp, name="term"):
-    """Combinational ``clamp(RNE(mant * 2**exp), +-TERM_LIMIT)`` for a signed integer ``mant``
-    and a signed shift ``exp`` (the term of docs/numerics.md section 4, with ``mant = P * M`` and
-    ``exp = E + 24``). Returns ``(term, saturated)`` signals (``term`` is TERM_WIDTH bits).
-    """
+def term_unit(m, mant, exp, *, go, name="term"):
+    """``clamp(RNE(mant * 2**exp), +-TERM_LIMIT)`` for a signed integer ``mant`` and a signed
+    shift ``exp`` (the term of docs/numerics.md section 4, with ``mant = P * M`` and
+    ``exp = E + 24``), in two halves with a register between them, loaded when ``go``: the
+    shift and the rounding decision, then the rounding increment and the clamp. Returns
+    ``(term, saturated)`` signals (``term`` is TERM_WIDTH bits) for the ``mant`` and ``exp``
+    of the previous ``go`` cycle."""
     mw = len(mant)
     top = TERM_WIDTH - 1  # |mant| >= 1 shifted by >= 52 always saturates
     shamt = Signal(range(mw + top + 1), name=f"{name}_shamt")
@@ -165,19 +167,27 @@ def term_unit(m, mant, exp, name="term"):
     m.d.comb += shamt.eq(Mux(in_range, exp + mw, 0))
     wide = barrel_shl(m, mant, shamt, mw + top - 1, name)
     frac = wide[:mw]
-    whole = wide[mw:].as_signed()
     half = 1 << (mw - 1)
-    up = (frac > half) | ((frac == half) & whole[0])
+    # first half, registered: the integer part, the rounding decision, the out-of-range cases
+    whole = Signal(signed(len(wide) - mw), name=f"{name}_whole")
+    up, big, small = (Signal(name=f"{name}_{n}") for n in ("up", "big", "small"))
+    mzero, mneg = Signal(name=f"{name}_mzero"), Signal(name=f"{name}_mneg")
+    with m.If(go):
+        m.d.sync += [whole.eq(wide[mw:].as_signed()),
+                     up.eq((frac > half) | ((frac == half) & wide[mw])),
+                     big.eq(exp >= top), small.eq(exp < -mw),
+                     mzero.eq(mant == 0), mneg.eq(mant < 0)]
+    # second half: RNE increment and clamp
     rounded = Signal(signed(len(whole) + 1), name=f"{name}_rne")
     m.d.comb += rounded.eq(whole + up)
     term = Signal(signed(TERM_WIDTH), name=name)
     sat = Signal(name=f"{name}_sat")
-    with m.If(exp >= top):
+    with m.If(big):
         m.d.comb += [
-            sat.eq(mant != 0),
-            term.eq(Mux(mant == 0, 0, Mux(mant < 0, -TERM_LIMIT, TERM_LIMIT))),
+            sat.eq(~mzero),
+            term.eq(Mux(mzero, 0, Mux(mneg, -TERM_LIMIT, TERM_LIMIT))),
         ]
-    with m.Elif(exp < -mw):
+    with m.Elif(small):
         m.d.comb += term.eq(0)
     with m.Elif(rounded > TERM_LIMIT):
         m.d.comb += [sat.eq(1), term.eq(TERM_LIMIT)]

@@ -14,13 +14,15 @@ stage  work
 1      ``P = (fresh ? 0 : P) + (s << sh)``: the exact integer vector product, built over the
        passes of an item (SPE) or of a column group (DPE: the slices / nibble products)
 2      ``mant = P * M`` (``M`` = product of the activation and weight scale mantissas)
-3      the term unit: ``clamp(RNE(mant * 2**E), +-TERM_LIMIT)`` (docs/numerics.md 4)
-4      accumulate into column group ``group`` (clear it first if ``first``); a pass with
+3      the term unit, first half: ``mant * 2**E`` (logarithmic shift) and the rounding
+       decision
+4      the term unit, second half: ``clamp(RNE(...), +-TERM_LIMIT)`` (docs/numerics.md 4)
+5      accumulate into column group ``group`` (clear it first if ``first``); a pass with
        ``emit`` (the final pass of a ``last`` item) writes the accumulators to ``o``
 ====== ====================================================================================
 
 Every stage register moves when the pipeline is not stalled. It stalls (all stages and the
-issue stage) in the cycle in which stage 4 (the last) holds an ``emit`` pass while ``o``
+issue stage) in the cycle in which stage 5 (the last) holds an ``emit`` pass while ``o``
 still holds an unaccepted result: ``stall = emit4 & o.valid & ~o.ready``. So a result appears on ``o``
 ``ENGINE_STAGES + 1`` cycles after the final pass of its unit was issued, and the issue stage
 loses exactly the cycles in which the pipeline stalls (the cycle model,
@@ -36,8 +38,8 @@ from .common import (ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, decode_scale, lut_pro
 __all__ = ["ENGINE_STAGES", "SUM_WIDTH", "pass_layout", "scale_factors", "lane_sum",
            "result_pipeline"]
 
-#: Register stages between an engine's issue stage and its result register (stages 0-4).
-ENGINE_STAGES = 5
+#: Register stages between an engine's issue stage and its result register (stages 0-5).
+ENGINE_STAGES = 6
 #: Signed bits of one pass's partial sum per column (up to 32 lanes of 5 x 5-bit products).
 SUM_WIDTH = 16
 #: Signed bits of a term exponent ``E + 24`` (FP8: -9..5 per scale, E8M0: -133..122).
@@ -106,9 +108,10 @@ def result_pipeline(m, *, cols, tile, o, operands, column_sums, name="rp"):
     st2 = Signal(flags, name=f"{name}_st2")
     st3 = Signal(flags, name=f"{name}_st3")
     st4 = Signal(flags, name=f"{name}_st4")
+    st5 = Signal(flags, name=f"{name}_st5")
     stall = Signal(name=f"{name}_stall")
     go = ~stall
-    m.d.comb += stall.eq(st4.emit & o.valid & ~o.ready)
+    m.d.comb += stall.eq(st5.emit & o.valid & ~o.ready)
 
     # stage 0: operands; the products and column sums are computed from this register
     with m.If(go):
@@ -150,44 +153,45 @@ def result_pipeline(m, *, cols, tile, o, operands, column_sums, name="rp"):
         m.d.sync += [mant3[j].eq(p2[j] * m2[j]) for j in range(cols)]
         m.d.sync += [e3[j].eq(e2[j]) for j in range(cols)]
 
-    # stage 3: term unit
-    term4 = []
-    sats4 = Signal(cols, name=f"{name}_sat4")
+    # stages 3 and 4: the term unit, shift and rounding decision (registered inside
+    # term_unit), then the increment and the clamp
+    term5 = []
+    sats5 = Signal(cols, name=f"{name}_sat5")
     with m.If(go):
-        m.d.sync += st4.eq(st3)
+        m.d.sync += [st4.eq(st3), st5.eq(st4)]
     sat_bits = []
     for j in range(cols):
-        term, tsat = term_unit(m, mant3[j], e3[j], name=f"{name}_tu{j}")
+        term, tsat = term_unit(m, mant3[j], e3[j], go=go, name=f"{name}_tu{j}")
         reg = Signal.like(term, name=f"{name}_term{j}")
         with m.If(go):
             m.d.sync += reg.eq(term)
-        term4.append(reg)
+        term5.append(reg)
         sat_bits.append(tsat)
     with m.If(go):
-        m.d.sync += sats4.eq(Cat(*sat_bits))
+        m.d.sync += sats5.eq(Cat(*sat_bits))
 
-    # stage 4: accumulate, emit
+    # stage 5: accumulate, emit
     acc = [Signal.like(o.payload.acc[c], name=f"{name}_acc{c}") for c in range(tile)]
     acc_next = [Signal.like(o.payload.acc[c], name=f"{name}_acc_next{c}") for c in range(tile)]
     sat = Signal(SAT_WIDTH, name=f"{name}_sat")
     for c in range(tile):
-        with m.If(st4.clear):
+        with m.If(st5.clear):
             m.d.comb += acc_next[c].eq(0)
-        with m.Elif(st4.done & (st4.group == c // cols)):
-            m.d.comb += acc_next[c].eq(Mux(st4.first, 0, acc[c]) + term4[c % cols])
+        with m.Elif(st5.done & (st5.group == c // cols)):
+            m.d.comb += acc_next[c].eq(Mux(st5.first, 0, acc[c]) + term5[c % cols])
         with m.Else():
             m.d.comb += acc_next[c].eq(acc[c])
-    restart = st4.first & (st4.clear | (st4.done & (st4.group == 0)))
+    restart = st5.first & (st5.clear | (st5.done & (st5.group == 0)))
     sat_next = Signal(SAT_WIDTH, name=f"{name}_sat_next")
     m.d.comb += sat_next.eq(Mux(restart, 0, sat)
-                            + Mux(st4.done, popcount(m, sats4, f"{name}_satcnt"), 0))
+                            + Mux(st5.done, popcount(m, sats5, f"{name}_satcnt"), 0))
 
     with m.If(go):
         m.d.sync += [a.eq(n) for a, n in zip(acc, acc_next)]
         m.d.sync += sat.eq(sat_next)
     with m.If(o.valid & o.ready):
         m.d.sync += o.valid.eq(0)
-    with m.If(go & st4.emit):
+    with m.If(go & st5.emit):
         m.d.sync += [o.valid.eq(1), o.payload.sat.eq(sat_next)]
         m.d.sync += [o.payload.acc[c].eq(acc_next[c]) for c in range(tile)]
     return inp, stall
