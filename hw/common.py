@@ -17,6 +17,7 @@ __all__ = [
     "Mode", "Format", "ACC_WIDTH", "ACC_FRAC_BITS", "TERM_LIMIT", "MX_BLOCK", "ELEM_SHAPE",
     "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
     "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_unit",
+    "adder_tree",
     "nibble_operands", "lut_product",
     "item_layout", "result_layout", "mx_combos", "nonzero_mask", "popcount",
 ]
@@ -234,7 +235,12 @@ def lut_product(m, a, b, name):
     parts = [Mux(b[k], a << k, 0) for k in range(n - 1)]
     parts.append(Mux(b[n - 1], -(a << (n - 1)), 0) if b.shape().signed
                  else Mux(b[n - 1], a << (n - 1), 0))
-    while len(parts) > 1:  # balanced adder tree
+    return adder_tree(parts)
+
+
+def adder_tree(parts):
+    """Sum of the values ``parts`` (at least one) as a balanced tree of two-input adds."""
+    while len(parts) > 1:
         parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i]
                  for i in range(0, len(parts), 2)]
     return parts[0]

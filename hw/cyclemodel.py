@@ -111,8 +111,8 @@ class PPUModel:
         elif self.mv23:
             b2 = None
         closing = (self.f[1] or None) if go else None
-        if b1 is None or self.mv12:
-            b1, b0 = (b0, None) if b0 is not None else (closing, None)
+        if b1 is None or self.mv12:  # b1 takes b0, else the closing block (none while b0 is taken)
+            b1, b0 = (b0 if b0 is not None else closing), None
         elif closing:
             b0 = closing
         if go:

@@ -23,17 +23,17 @@ stage  work
 
 Every stage register moves when the pipeline is not stalled. It stalls (all stages and the
 issue stage) in the cycle in which stage 5 (the last) holds an ``emit`` pass while ``o``
-still holds an unaccepted result: ``stall = emit4 & o.valid & ~o.ready``. So a result appears on ``o``
-``ENGINE_STAGES + 1`` cycles after the final pass of its unit was issued, and the issue stage
-loses exactly the cycles in which the pipeline stalls (the cycle model,
+still holds an unaccepted result: ``stall = emit5 & o.valid & ~o.ready``. So a result appears
+on ``o`` ``ENGINE_STAGES + 1`` cycles after the final pass of its unit was issued, and the
+issue stage loses exactly the cycles in which the pipeline stalls (the cycle model,
 :class:`hw.cyclemodel.EngineModel`, steps the same rule).
 """
 
 from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
-from .common import (ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, decode_scale, lut_product,
-                     popcount, term_unit)
+from .common import (ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, adder_tree, decode_scale,
+                     lut_product, popcount, term_unit)
 
 __all__ = ["ENGINE_STAGES", "SUM_WIDTH", "pass_layout", "scale_factors", "lane_sum",
            "result_pipeline"]
@@ -82,10 +82,7 @@ def lane_sum(m, xs, ws, lanes, name, valid=None):
     for i in range(lanes):
         prod = lut_product(m, xs[i], ws[i], f"{name}_{i}")
         parts.append(prod if valid is None else Mux(valid[i], prod, 0))
-    while len(parts) > 1:  # balanced adder tree
-        parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i]
-                 for i in range(0, len(parts), 2)]
-    return parts[0]
+    return adder_tree(parts)
 
 
 def result_pipeline(m, *, cols, tile, o, operands, column_sums, name="rp"):
@@ -118,9 +115,7 @@ def result_pipeline(m, *, cols, tile, o, operands, column_sums, name="rp"):
         m.d.sync += st0.eq(inp)
     sums = column_sums(st0.ops)
     with m.If(go):
-        m.d.sync += [getattr(st1, f).eq(getattr(st0, f))
-                     for f in ("valid", "null", "first", "last", "final", "pdone", "fresh",
-                               "sh", "group", "m", "e")]
+        m.d.sync += [st1[f].eq(st0[f]) for f, _ in layout if f != "s"]
         m.d.sync += [st1.s[j].eq(sums[j]) for j in range(cols)]
 
     # stage 1: P over the passes

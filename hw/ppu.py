@@ -123,8 +123,9 @@ class PPU(wiring.Component):
     residual``) and the fixed-point register ``Y`` (shift, round, add, clamp, ReLU) into a
     circular value buffer of :data:`BUFFER_DEPTH` (LUT RAM); a ``last`` element closes its
     block (first slot, count, max ``|Y|``). Closed blocks queue through three registers: b1
-    (closed; with a second entry b0 for a block that closes while b1 cannot move on), b2 (the FP8 scale's thermometer count or the MXINT8 maximum's leading one), b3
-    (the 15 rounding thresholds, the MXINT8 shift), where one quantizer drains the block one
+    (closed; with a second entry b0 for a block that closes while b1 cannot move on), b2 (the
+    FP8 scale's thermometer count or the MXINT8 maximum's leading one), b3 (the 15 rounding
+    thresholds, the MXINT8 shift), where one quantizer drains the block one
     element per cycle (a buffer-read register; the comparisons with the block's parameters,
     copied from b3, into a register; the count and sign) straight into ``o``'s payload. A
     block is on ``o`` at :func:`ppu_block_out`: ``count`` cycles after its first code, which is
