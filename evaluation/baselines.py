@@ -24,16 +24,32 @@ from __future__ import annotations
 import numpy as np
 
 from golden import intref as ir
+from hw.config import PRESETS
 from .fastmodel import _tap_sum, layer_counters
 
-__all__ = ["CONFIGS", "HW", "DENSE_ARRAY", "MULTIPLIERS", "dense_counters", "sqdm_counters",
+__all__ = ["CONFIGS", "HW", "ARRAY_KEYS", "DENSE_ARRAY", "MULTIPLIERS", "array_of",
+           "array_config", "dense_counters", "sqdm_counters",
            "events_for", "dram_bytes", "useful_macs", "channel_reads"]
 
 CONFIGS = ("fp16_dense", "int4_dense", "int4_vsq_dense", "sqdm")
-#: The RTL's default parameters (docs/hardware.md 2): DPE 16 x 8, SPE 4 x 32.
-HW = {"vector": 16, "dpe_cols": 8, "spe_lanes": 4, "tile": 32}
-#: The dense baselines' array: 16 lanes x 16 columns.
-DENSE_ARRAY = {"vector": 16, "dpe_cols": 16, "spe_lanes": 1, "tile": 32}
+#: The RTL's configuration (``hw.config.PRESETS["default"]``: DPE 16 x 8, SPE 4 x 32).
+HW = PRESETS["default"]
+#: The parameters that shape an array (an "array" dict of this module and evaluation.area).
+ARRAY_KEYS = ("vector", "dpe_cols", "spe_lanes", "tile")
+
+
+def array_of(config) -> dict:
+    """The array shape (:data:`ARRAY_KEYS`) of an ``hw.config.AcceleratorConfig``."""
+    return {k: getattr(config, k) for k in ARRAY_KEYS}
+
+
+def array_config(array: dict):
+    """The accelerator configuration of an array shape (the rest as :data:`HW`)."""
+    return HW.replace(**{k: array[k] for k in ARRAY_KEYS})
+
+
+#: The dense baselines' array: :data:`HW`'s 16 lanes and tile, 16 columns, no SPE to speak of.
+DENSE_ARRAY = {**array_of(HW), "dpe_cols": 16, "spe_lanes": 1}
 MULTIPLIERS = {"fp16_dense": 256, "int4_vsq_dense": 256, "int4_dense": 256, "sqdm": 256}
 
 _FP8_SCALE_BITS = 8
@@ -73,14 +89,14 @@ def dense_counters(d, x_codes, array=None) -> dict:
     route = np.zeros(-(-d.cin // d.vector), dtype=bool)
     return layer_counters(d.shape, route, x_codes=x_codes, x_format=ir.Format.INT4,
                           out_format=ir.Format.INT4, residual=d.residual, details=True,
-                          **{k: a[k] for k in ("vector", "dpe_cols", "spe_lanes", "tile")})
+                          config=array_config(a))
 
 
 def sqdm_counters(d, x_codes, route, **params) -> dict:
     """Counters (and item counts) of the SQ-DM top for ``d`` with channel map ``route``."""
-    p = {**HW, **params}
     return layer_counters(d.shape, route, x_codes=x_codes, x_format=d.x_format,
-                          out_format=d.out_format, residual=d.residual, details=True, **p)
+                          out_format=d.out_format, residual=d.residual, details=True,
+                          config=HW.replace(**params))
 
 
 def dram_bytes(config: str, d) -> float:
@@ -98,7 +114,7 @@ def dram_bytes(config: str, d) -> float:
         xf = wf = of = ir.Format.INT4
     elif config in ("sqdm", "int4_dense"):
         xf, of = ir.Format(d.x_format), ir.Format(d.out_format)
-        wf = ir.Format.MXINT8 if xf == ir.Format.MXINT8 else ir.Format.INT4
+        wf = xf.mode.weight_format
     else:
         raise ValueError(f"unknown configuration {config!r}; one of {CONFIGS}")
     bits = _fmt_bits(xf, px_in * d.cin, _vectors(px_in, d.cin, xf))
@@ -130,7 +146,7 @@ def events_for(config: str, d, c: dict, *, as_built: bool = False, array=None) -
     """
     s = d.shape
     outs = s.out_height * s.out_width * d.cout
-    tile = HW["tile"]
+    tile = HW.tile
     if config in ("fp16_dense", "int4_vsq_dense"):
         a = DENSE_ARRAY if array is None else array
         if a["vector"] != 16:

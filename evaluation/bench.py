@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from golden import intref as ir
+from hw.config import MODEL_COUNTERS
 from traces.format import TraceError, open_trace
 from . import area as ar
 from . import energy as en
-from .baselines import (CONFIGS, DENSE_ARRAY, HW, MULTIPLIERS, channel_reads, dense_counters,
-                        events_for, sqdm_counters, useful_macs)
+from .baselines import (CONFIGS, DENSE_ARRAY, HW, MULTIPLIERS, array_of,
+                        dense_counters, events_for, sqdm_counters, useful_macs)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TRACES = REPO / "build" / "traces" / "all"
@@ -42,8 +43,8 @@ THRESHOLDS = (10, 20, 30, 40, 50)
 RATIOS = (("32:224", 2, 7, 32), ("64:192", 4, 6, 32), ("128:128", 8, 4, 32),
           ("192:96", 12, 2, 48), ("256:32", 16, 1, 32))
 MAP_POLICIES = ("trace", "frozen", "oracle", "dense", "sparse")
-RTL_COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
-                "mem_writes")
+#: The counters the RTL replay provides and the cycle models predict.
+RTL_COUNTERS = MODEL_COUNTERS
 
 PAPER = {"speedup_vs_fp16": 6.91, "energy_reduction_vs_fp16": 0.515,
          "speedup_quantization_only": 3.78, "node_nm": 28, "dpe_spe_multipliers": "128:128",
@@ -96,7 +97,7 @@ def load_results(path, tr, execs) -> dict:
         raise BenchError(f"results file {path} has no 'executions' list (not tb.cosim output)")
     summary = data.get("summary") or {}
     params = summary.get("params") or {}
-    for k, v in HW.items():
+    for k, v in HW.to_dict().items():
         if k in params and params[k] != v:
             raise BenchError(f"results file {path} was simulated with {k}={params[k]}, the "
                              f"benchmark's sqdm configuration has {k}={v}")
@@ -215,8 +216,8 @@ def evaluate(execs, *, rtl=None, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTab
                 if any(r[k] != c[k] for k in RTL_COUNTERS):
                     rtl_vs_model["mismatches"] += 1
                     rtl_vs_model["first"] = rtl_vs_model["first"] or e.name
-                items = (r["mem_reads"] - channel_reads(d)) // 2
-                c = {**r, "items": items}
+                # the non-null items are the address streams' (the model's), not a counter
+                c = {**r, "items": c["items_dense"] + c["items_sparse"]}
                 src = "rtl"
                 rtl_used[cfg] += 1
             per[cfg] = (c, src)
@@ -249,15 +250,19 @@ def evaluate(execs, *, rtl=None, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTab
 
 
 def _predict(e, route):
-    """hw.cyclemodel.predict_layer on one execution (the reference of evaluation.fastmodel)."""
-    from hw.cyclemodel import predict_layer
-    from hw.layout import act_words
+    """hw.cyclemodel.predict_layer on one execution (the reference of evaluation.fastmodel),
+    through the job layer (only the activations matter to the counters; the weights and
+    parameters are zero)."""
+    from hw.job import make_job
     d = e.d
-    scales = np.zeros((d.height, d.width, -(-d.cin // d.x_block)), dtype=np.uint8)
-    words = act_words(e.x, scales, x_format=ir.Format(d.x_format), vector=d.vector)
-    return predict_layer(d.shape, [int(b) for b in route], x_format=ir.Format(d.x_format),
-                         out_format=ir.Format(d.out_format), residual=d.residual,
-                         act_words=words, **HW)
+    s = d.shape
+    xb = -(-d.cin // d.x_block)
+    arrays = {"x_codes": e.x, "x_scales": np.zeros((d.height, d.width, xb), np.uint8),
+              "w_codes": np.zeros((d.cout, d.kernel, d.kernel, d.cin), np.int8),
+              "w_scales": np.zeros((d.cout, d.kernel, d.kernel, xb), np.uint8),
+              "scale_mant": np.zeros(d.cout, np.int32), "bias": np.zeros(d.cout, np.int32),
+              "residual": np.zeros((s.out_height, s.out_width, d.cout), np.int32)}
+    return make_job(d, arrays, HW, route=route).predicted_counters()
 
 
 def totals(recs, bandwidth=DEFAULT_BANDWIDTH):
@@ -383,8 +388,7 @@ def equal_area(execs, cfgs, *, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTable
         if cfg in ("sqdm", "int4_dense"):
             t = cfgs[cfg]
             r = {"multipliers": MULTIPLIERS[cfg], "multipliers_exact": float(MULTIPLIERS[cfg]),
-                 "array": {"vector": HW["vector"], "dpe_cols": HW["dpe_cols"],
-                           "spe_lanes": HW["spe_lanes"], "tile": HW["tile"]},
+                 "array": array_of(HW),
                  "area_um2": budget["total_um2"], "area_ratio": 1.0,
                  "cycles": t["cycles"], "cycles_compute": t["cycles_compute"],
                  "energy_pj": t["energy_pj"], "source": t["source"],
@@ -547,7 +551,8 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
                   "code_sha256": tr.manifest.get("code_sha256")},
         "results_file": results_used,
         "budget": {"multipliers": 256, "dram_bytes_per_cycle": bandwidth,
-                   "sqdm": {**HW, "dpe_multipliers": 128, "spe_multipliers": 128},
+                   "sqdm": {**array_of(HW), "dpe_multipliers": HW.dpe_multipliers,
+                            "spe_multipliers": HW.spe_multipliers},
                    "dense_array": {k: DENSE_ARRAY[k] for k in ("vector", "dpe_cols", "tile")},
                    "note": "configs: equal multiplier count and equal DRAM bandwidth; per "
                            "execution cycles = max(compute cycles, DRAM bytes / bandwidth). "

@@ -4,14 +4,14 @@
 Derivation (docs/hardware.md 4.7; docs/evaluation.md 4). Number the loop iterations of
 ``predict_layer`` as cycles. The walkers emit one item per cycle and every engine item takes
 at least one cycle, so after the launch the engines are never starved: both accept their
-first item in cycle 4 and then issue their items back to back. For unit ``u`` let ``S_u``
-be an engine's sum of item cycles (``max(1, valid taps x class vectors)`` items, a lone null
+first item in cycle ``START_CYCLE`` (``hw.cyclemodel``, derived from the blocks' latencies)
+and then issue their items back to back. For unit ``u`` let ``S_u`` be an engine's sum of item cycles (``max(1, valid taps x class vectors)`` items, a lone null
 item costing 1), ``n_u = min(tile, cout - tc)`` the unit's channels. ``F_u``, the cycle in
 which the unit's final pass leaves the last of the ``D = ENGINE_STAGES`` pipeline registers
 (``D`` cycles after its issue), stalls the whole engine until the join takes its previous
 result; the stall shifts everything behind it, so:
 
-    F_u = max(F_{u-1} + S_u, J_{u-1})            (F_{-1} = 4 + D, J_{-1} = -inf)
+    F_u = max(F_{u-1} + S_u, J_{u-1})            (F_{-1} = START_CYCLE + D, J_{-1} = -inf)
     J_u = max(max(F_u^dpe, F_u^spe) + 1, J_{u-1} + n_{u-1})     (join; serializer frees)
     O_b = max(C_b + PPU_LATENCY, O_{b-1}) + m_b   (hw.ppu.ppu_block_out: output block b, of m_b
                                                   channels, its last one at the PPU in C_b)
@@ -31,15 +31,13 @@ from __future__ import annotations
 import numpy as np
 
 from golden import intref as ir
-from hw.common import Mode, MX_BLOCK
+from hw.common import MX_BLOCK, Mode
+from hw.cyclemodel import START_CYCLE
 from hw.dpe import dpe_item_cycles
 from hw.engine import ENGINE_STAGES
 from hw.ppu import block_closed_by, ppu_block_out
 
-__all__ = ["layer_counters", "START_CYCLE"]
-
-#: Cycle in which both engines accept their first item (cycle 0 = start seen).
-START_CYCLE = 4
+__all__ = ["layer_counters"]
 
 
 def _tap_sum(a, shape):
@@ -55,18 +53,20 @@ def _tap_sum(a, shape):
     return out
 
 
-def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, vector=16,
-                   dpe_cols=8, spe_lanes=4, tile=32, details=False):
-    """Counters of one layer execution, equal to ``hw.cyclemodel.predict_layer``.
+def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, config,
+                   details=False):
+    """Counters of one layer execution on the top built with ``config`` (an
+    :class:`hw.config.AcceleratorConfig`), equal to ``hw.cyclemodel.predict_layer``.
 
     ``x_codes``: the ``[H, W, cin]`` input codes (the act memory's elements); ``route``: map
     bit per 16-channel group (1 = SPE). With ``details`` also item counts for the energy model
     (``items_dense``, ``items_sparse``: non-null items; ``null_dense``, ``null_sparse``).
     """
+    vector, tile, spe_lanes = config.vector, config.tile, config.spe_lanes
     fmt = ir.Format(x_format)
-    mode = Mode.MXINT8 if fmt == ir.Format.MXINT8 else Mode.INT4
+    mode = fmt.mode
     mx = mode == Mode.MXINT8
-    blk = MX_BLOCK if mx else vector
+    blk = fmt.block(vector)
     nvec = -(-shape.cin // blk)
     step = MX_BLOCK // vector if mx else 1
     route = np.asarray(route).astype(bool)
@@ -83,7 +83,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, vec
     nnz = padded.reshape(h, w, nvec, blk).sum(axis=3).astype(np.int64)      # [h, w, nvec]
     passes = 4 if mx else 1
     spe_cost = passes * np.maximum(1, -(-nnz // spe_lanes))
-    cd = dpe_item_cycles(mode=mode, null=False, vector=vector, cols=dpe_cols, tile=tile)
+    cd = dpe_item_cycles(mode=mode, null=False, vector=vector, cols=config.dpe_cols, tile=tile)
 
     taps = _tap_sum(np.ones((h, w), dtype=np.int64), shape)                 # [oh, ow]
     s_cost = _tap_sum(spe_cost[..., sparse_vec].sum(axis=2), shape)
@@ -132,7 +132,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, vec
         "cycles": int(cycles),
         "dpe_busy": dpe_busy,
         "spe_busy": spe_busy,
-        "macs": (dpe_busy - null_d) * vector * dpe_cols + nnz_s * passes * tile,
+        "macs": (dpe_busy - null_d) * config.dpe_multipliers + nnz_s * passes * tile,
         "zeros_skipped": nonnull_s * blk - nnz_s,
         "mem_reads": 2 * (nonnull_d + nonnull_s) + pixels * shape.cout * (2 if residual else 1),
         "mem_writes": pixels * -(-shape.cout // out_blk),

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from golden import intref as ir
+from hw.config import PRESETS, AcceleratorConfig
 from hw.cyclemodel import predict_layer
 from hw.layout import act_words
 from evaluation.fastmodel import layer_counters
@@ -36,10 +37,11 @@ def test_fast_model_equals_predict_layer(case):
             route = [0] * len(route)
         scales = np.zeros((h, w, -(-cin // blk)), dtype=np.uint8)
         words = act_words(x, scales, x_format=xf)
+        config = AcceleratorConfig(dpe_cols=cols, spe_lanes=lanes, tile=tile)
         want = predict_layer(shape, route, x_format=xf, out_format=of, residual=res,
-                             act_words=words, dpe_cols=cols, spe_lanes=lanes, tile=tile)
+                             act_words=words, config=config)
         got = layer_counters(shape, route, x_codes=x, x_format=xf, out_format=of, residual=res,
-                             dpe_cols=cols, spe_lanes=lanes, tile=tile)
+                             config=config)
         assert got == want, (case, trial, route)
 
 
@@ -47,13 +49,14 @@ def test_worked_example_of_the_hardware_doc():
     # docs/hardware.md 4.7: 1x1 input, 1x1 kernel, cin 16, cout 1, INT4: cycles = 25
     shape = ir.ConvShape(1, 1, 16, 1, 1, 1, 0)
     c = layer_counters(shape, [0], x_codes=np.ones((1, 1, 16), int), x_format=ir.Format.UINT4,
-                       out_format=ir.Format.UINT4, residual=False, details=True)
+                       out_format=ir.Format.UINT4, residual=False, details=True,
+                       config=PRESETS["default"])
     assert c["cycles"] == 25 and c["dpe_busy"] == 4 and c["spe_busy"] == 1
     assert c["items_dense"] == 1 and c["null_sparse"] == 1
     # cout 16: 15 more channels through the serializer and the block's 16-element drain
     shape = ir.ConvShape(1, 1, 16, 16, 1, 1, 0)
     c = layer_counters(shape, [0], x_codes=np.ones((1, 1, 16), int), x_format=ir.Format.UINT4,
-                       out_format=ir.Format.UINT4, residual=False)
+                       out_format=ir.Format.UINT4, residual=False, config=PRESETS["default"])
     assert c["cycles"] == 25 + 15 + 15
 
 
@@ -61,4 +64,5 @@ def test_short_route_is_rejected():
     shape = ir.ConvShape(2, 2, 64, 16, 1, 1, 0)
     with pytest.raises(ValueError, match="route has 2 groups"):
         layer_counters(shape, [0, 0], x_codes=np.zeros((2, 2, 64), int),
-                       x_format=ir.Format.UINT4, out_format=ir.Format.UINT4, residual=False)
+                       x_format=ir.Format.UINT4, out_format=ir.Format.UINT4, residual=False,
+                       config=PRESETS["default"])

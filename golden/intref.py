@@ -38,9 +38,37 @@ _SCALE_MAX = 2 ** (SCALE_MANT_BITS - 1) - 1
 
 
 class Mode(enum.IntEnum):
-    """Arithmetic mode of a layer (shared with the RTL and the traces)."""
+    """Arithmetic mode of a layer, i.e. its precision in a plan (shared with the RTL, whose
+    ports and descriptor fields use this enum as their shape, and with the traces).
+
+    The one precision type: a plan's string is :attr:`plan` (``Mode.from_plan`` parses it),
+    the weights' format is :attr:`weight_format`, the input's :meth:`input_format`, and
+    ``Format.mode`` gives the mode a layer with that input format runs in."""
     INT4 = 0    # INT4 weights x UINT4/INT4 activations, FP8 per-vector scales
     MXINT8 = 1  # MXINT8 weights x MXINT8 activations, E8M0 scale per block of 32
+
+    @property
+    def plan(self) -> str:
+        """The precision's name in a plan file: ``"int4"`` or ``"mxint8"``."""
+        return self.name.lower()
+
+    @classmethod
+    def from_plan(cls, name: str) -> "Mode":
+        """The mode of a plan's precision string; ValueError naming the choices otherwise."""
+        for mode in cls:
+            if mode.plan == name:
+                return mode
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
+
+    @property
+    def weight_format(self) -> "Format":
+        return Format.MXINT8 if self is Mode.MXINT8 else Format.INT4
+
+    def input_format(self, post_relu: bool) -> "Format":
+        """Format of a layer input in this mode: MXINT8, else UINT4 after a ReLU, else INT4."""
+        if self is Mode.MXINT8:
+            return Format.MXINT8
+        return Format.UINT4 if post_relu else Format.INT4
 
 
 class Format(enum.IntEnum):
@@ -49,10 +77,23 @@ class Format(enum.IntEnum):
     INT4 = 1    # signed, codes -7..7, FP8 scale per vector
     MXINT8 = 2  # codes -127..127, E8M0 scale per block of 32
 
+    @property
+    def mode(self) -> Mode:
+        """The mode of a layer whose input has this format (MXINT8 exactly for MXINT8)."""
+        return Mode.MXINT8 if self is Format.MXINT8 else Mode.INT4
+
+    def block(self, vector: int) -> int:
+        """Elements per scale along the channel axis (32 for MXINT8, else ``vector``)."""
+        return nx.MX_BLOCK if self is Format.MXINT8 else vector
+
+
+#: Precision names of a plan file, in :class:`Mode` order.
+PRECISIONS = tuple(m.plan for m in Mode)
+
 
 def block_size(fmt: Format, vector: int) -> int:
     """Elements per scale along the channel axis for ``fmt``."""
-    return nx.MX_BLOCK if fmt == Format.MXINT8 else vector
+    return Format(fmt).block(vector)
 
 
 # --------------------------------------------------------------------------- integer rounding
@@ -155,7 +196,7 @@ def conv2d_acc(shape: ConvShape, x_codes, x_scales, w_codes, w_scales, *,
     vec = nx._check_vector(vector)
     x_format = Format(x_format)
     blk = block_size(x_format, vec)
-    w_format = Format.MXINT8 if x_format == Format.MXINT8 else Format.INT4
+    w_format = Format(x_format).mode.weight_format
     nblk = -(-shape.cin // blk)
     k = shape.kernel
     x_dtype, x_lo, x_hi = _code_range(x_format)

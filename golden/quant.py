@@ -32,7 +32,7 @@ from golden import intref as ir
 from golden import numerics as nx
 from golden.model import LayerInfo, PConv, UNet
 
-PRECISIONS = ("int4", "mxint8")
+PRECISIONS = ir.PRECISIONS  # the plan strings of golden.intref.Mode
 PLAN_SCHEMA = "sqdm-plan"
 PLAN_VERSION = 1
 VECTOR = 16
@@ -157,9 +157,7 @@ def to_nchw(x: np.ndarray) -> torch.Tensor:
 # --------------------------------------------------------------------------- layers
 
 def input_format(info: LayerInfo, precision: str, act: str) -> ir.Format:
-    if precision == "mxint8":
-        return Fmt.MXINT8
-    return Fmt.UINT4 if (info.input_post_act and act == "relu") else Fmt.INT4
+    return ir.Mode.from_plan(precision).input_format(info.input_post_act and act == "relu")
 
 
 def fold_ppu(k: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:

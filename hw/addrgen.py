@@ -8,7 +8,10 @@ from amaranth.lib.wiring import In, Out
 from .common import MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, validating
 from .descriptor import ADDR_BITS, descriptor_layout
 
-__all__ = ["AddrGen", "addr_item_layout", "walk_items"]
+__all__ = ["AddrGen", "ADDRGEN_LATENCY", "addr_item_layout", "walk_items"]
+
+#: Cycles from a ``start`` pulse to the first items valid on ``d`` and ``s``.
+ADDRGEN_LATENCY = 2
 
 
 def addr_item_layout():
@@ -19,7 +22,7 @@ def addr_item_layout():
     })
 
 
-def walk_items(shape, route, *, sparse, mode, vector=16, tile=32):
+def walk_items(shape, route, *, sparse, mode, vector, tile):
     """Cycle model and address model of one walker (the order items leave the stream).
 
     ``route[g]`` is the channel-map bit of 16-channel group ``g`` (1 = sparse); in MXINT8
@@ -28,7 +31,7 @@ def walk_items(shape, route, *, sparse, mode, vector=16, tile=32):
     ``w_base``. Padding taps are skipped; a unit without items emits one null item.
     """
     mx = Mode(mode) == Mode.MXINT8
-    blk = MX_BLOCK if mx else vector
+    blk = MX_BLOCK if mx else vector  # the block of the mode's input format
     nvec = -(-shape.cin // blk)
     step = MX_BLOCK // vector if mx else 1
     mine = [j for j in range(nvec) if bool(route[j * step]) == sparse]
@@ -224,7 +227,8 @@ class AddrGen(wiring.Component):
         Layer descriptor; ``map`` : In(groups) the channel map of the layer's input (bit g = 1:
         group g is sparse). Both must be stable from ``start`` until ``busy`` falls.
     start : In(1)
-        Pulse in cycle t: both walkers restart at the first unit; first items valid in t+2.
+        Pulse in cycle t: both walkers restart at the first unit; first items valid in
+        t + :data:`ADDRGEN_LATENCY`.
     busy : Out(1)
         A walker is running or holds an item.
     d, s : Out(stream.Signature(addr_item_layout()))

@@ -8,7 +8,7 @@ from :mod:`golden.intref` / :mod:`golden.numerics` and only wrapped for Amaranth
 import contextlib
 
 from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
-from amaranth.lib import data, enum
+from amaranth.lib import data
 
 from golden import intref
 from golden import numerics as nx
@@ -25,17 +25,11 @@ __all__ = [
 # --------------------------------------------------------------------------- encodings
 
 
-class Mode(enum.Enum, shape=1):
-    """Arithmetic mode of a layer; values are those of :class:`golden.intref.Mode`."""
-    INT4 = intref.Mode.INT4.value
-    MXINT8 = intref.Mode.MXINT8.value
-
-
-class Format(enum.Enum, shape=2):
-    """Activation tensor format; values are those of :class:`golden.intref.Format`."""
-    UINT4 = intref.Format.UINT4.value
-    INT4 = intref.Format.INT4.value
-    MXINT8 = intref.Format.MXINT8.value
+#: The precision type of the golden model (a Python ``IntEnum``, which Amaranth takes as a
+#: shape: ``unsigned(1)`` / ``unsigned(2)``): ports and descriptor fields use it directly, so
+#: the RTL, the traces and the golden model share one definition.
+Mode = intref.Mode
+Format = intref.Format
 
 
 # --------------------------------------------------------------------------- constants

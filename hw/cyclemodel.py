@@ -9,18 +9,25 @@ the top checks that the RTL's counters equal this model exactly.
 
 from golden import intref
 
-from .addrgen import walk_items
-from .common import MX_BLOCK, Mode
+from .addrgen import ADDRGEN_LATENCY, walk_items
+from .common import Mode
 from .dpe import dpe_item_cycles
 from .engine import ENGINE_STAGES
 from .layout import unpack_vector
 from .ppu import BUFFER_DEPTH, block_closed_by
 from .spe import spe_item_cycles
 
-__all__ = ["LAUNCH_CYCLES", "EngineModel", "PPUModel", "predict_layer"]
+__all__ = ["LAUNCH_CYCLES", "FETCH_LATENCY", "START_CYCLE", "EngineModel", "PPUModel",
+           "predict_layer"]
 
-#: Cycles from the ``start`` cycle (cycle 0) to the walkers' start pulse.
+#: Cycles from the ``start`` cycle (cycle 0) to the walkers' start pulse (the controller's
+#: ``launch`` register, :class:`hw.top.Accelerator`).
 LAUNCH_CYCLES = 1
+#: Cycles an item spends in the operand fetch stage (the memories' read register).
+FETCH_LATENCY = 1
+#: Cycle in which both engines can accept their first item: the launch, the address
+#: generator's latency, the fetch stage.
+START_CYCLE = LAUNCH_CYCLES + ADDRGEN_LATENCY + FETCH_LATENCY
 
 
 class EngineModel:
@@ -120,14 +127,16 @@ class PPUModel:
         self.b = [b0, b1, b2, b3]
 
 
-def predict_layer(shape, route, *, x_format, out_format, residual, act_words, vector=16,
-                  dpe_cols=8, spe_lanes=4, tile=32, max_cycles=10 ** 7):
-    """Counters of one layer: ``cycles``, ``dpe_busy``, ``spe_busy``, ``macs``,
-    ``zeros_skipped``, ``mem_reads``, ``mem_writes`` (``act_words``: the act memory image,
-    relative to ``act_base``, used for the SPE's non-zero counts)."""
+def predict_layer(shape, route, *, x_format, out_format, residual, act_words, config,
+                  max_cycles=10 ** 7):
+    """Counters of one layer on the top built with ``config`` (an
+    :class:`hw.config.AcceleratorConfig`): every name of :data:`hw.config.MODEL_COUNTERS`
+    (``act_words``: the act memory image, relative to ``act_base``, used for the SPE's
+    non-zero counts)."""
+    vector, tile = config.vector, config.tile
     fmt = intref.Format(x_format)
-    mode = Mode.MXINT8 if fmt == intref.Format.MXINT8 else Mode.INT4
-    count = MX_BLOCK if mode == Mode.MXINT8 else vector
+    mode = fmt.mode
+    count = fmt.block(vector)
     streams = {s: list(walk_items(shape, route, sparse=s, mode=mode, vector=vector, tile=tile))
                for s in (False, True)}
 
@@ -135,9 +144,9 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, ve
         return unpack_vector(act_words[item["act_addr"]])[0] if not item["null"] else [0] * 32
 
     dpe = EngineModel(lambda it: dpe_item_cycles(mode=mode, null=it["null"], vector=vector,
-                                             cols=dpe_cols, tile=tile))
+                                                 cols=config.dpe_cols, tile=tile))
     spe = EngineModel(lambda it: spe_item_cycles(x_of(it), mode=mode, null=it["null"],
-                                             vector=vector, lanes=spe_lanes))
+                                                 vector=vector, lanes=config.spe_lanes))
     engines = {False: dpe, True: spe}
     walk = {s: {"pos": 0, "running": False, "o_valid": False, "o": None} for s in streams}
     fetch = {s: {"valid": False, "item": None} for s in streams}
@@ -221,7 +230,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, ve
         "cycles": cycles,
         "dpe_busy": dpe.busy_cycles,
         "spe_busy": spe.busy_cycles,
-        "macs": dense_passes * vector * dpe_cols + sum(nnz) * passes * tile,
+        "macs": dense_passes * config.dpe_multipliers + sum(nnz) * passes * tile,
         "zeros_skipped": sum(count - n for n in nnz),
         "mem_reads": 2 * sum(1 for it in items if not it["null"]) + ch_reads,
         "mem_writes": total_words,

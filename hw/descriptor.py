@@ -60,12 +60,10 @@ def descriptor_for(shape, *, x_format, out_format, relu, residual=False, shift=0
         raise ValueError(f"shift must be in [0, {intref.SCALE_SHIFT_MAX}], got {shift}")
     if not 0 <= threshold <= 100:
         raise ValueError(f"threshold must be in [0, 100], got {threshold}")
-    mode = intref.Mode.MXINT8 if x_format == intref.Format.MXINT8 else intref.Mode.INT4
     return {
         "height": shape.height, "width": shape.width, "cin": shape.cin, "cout": shape.cout,
         "kernel": shape.kernel, "stride": shape.stride, "padding": shape.padding,
-        "mode": Mode(mode.value), "x_format": Format(x_format.value),
-        "out_format": Format(out_format.value), "relu": int(relu), "res_en": int(residual),
+        "mode": x_format.mode, "x_format": x_format, "out_format": out_format, "relu": int(relu), "res_en": int(residual),
         "threshold": threshold, "shift": shift, "act_base": act_base, "w_base": w_base,
         "par_base": par_base, "res_base": res_base, "out_base": out_base,
     }

@@ -15,7 +15,7 @@ __all__ = ["DPE", "DPE_LATENCY", "dpe_item_cycles"]
 DPE_LATENCY = ENGINE_STAGES + 1
 
 
-def dpe_item_cycles(*, mode, null, vector=16, cols=8, tile=32):
+def dpe_item_cycles(*, mode, null, vector, cols, tile):
     """Processing cycles of one DPE item (the cycle model of :class:`DPE`).
 
     null item: 1. INT4: ``tile / cols`` (one pass per column group). MXINT8: ``tile / cols *

@@ -10,51 +10,48 @@ import json
 import sys
 from pathlib import Path
 
-from .addrgen import AddrGen
-from .detector import SparsityDetector
-from .dpe import DPE, DPE_LATENCY
-from .ppu import PPU, PPU_LATENCY
-from .spe import SPE, SPE_LATENCY
-from .top import ACCELERATOR_DEFAULTS, COUNTERS, Accelerator
+from .config import COUNTERS, PRESETS, preset
+from .dpe import DPE_LATENCY
+from .ppu import PPU_LATENCY
+from .rtlcache import BLOCKS, TOPLEVEL, block_args, block_module
+from .spe import SPE_LATENCY
 from .verilog import emit_verilog
 
-__all__ = ["DEFAULTS", "blocks", "generate", "main"]
+__all__ = ["MODULES", "blocks", "generate", "main"]
 
-#: Generator parameters of every emitted module (module name -> (class, kwargs)).
-DEFAULTS = {
-    "sqdm_top": (Accelerator, dict(ACCELERATOR_DEFAULTS)),
-    "sqdm_dpe": (DPE, dict(vector=16, cols=8, tile=32)),
-    "sqdm_spe": (SPE, dict(vector=16, lanes=4, cols=32)),
-    "sqdm_ppu": (PPU, dict(vector=16, max_channels=256)),
-    "sqdm_detector": (SparsityDetector, dict(vector=16, max_channels=256, max_pixels=65536)),
-    "sqdm_addrgen": (AddrGen, dict(vector=16, tile=32, max_cin=512)),
-}
+#: Names of the emitted modules: the top and each block, as ``hw.rtlcache`` names them.
+MODULES = tuple(block_module(b) for b in BLOCKS)
 
 
-def blocks(names=None):
-    """``(module name, component)`` pairs, freshly constructed."""
-    for name, (cls, kwargs) in DEFAULTS.items():
+def blocks(names=None, config=PRESETS["default"]):
+    """``(module name, component, parameters)`` of every module (or of ``names``), freshly
+    built for ``config`` (each block as the top builds it)."""
+    for block in BLOCKS:
+        name = block_module(block)
         if names is None or name in names:
-            yield name, cls(**kwargs)
+            cls, kwargs = block_args(block, config)
+            shown = config.to_dict() if block == "top" else kwargs
+            yield name, cls(**kwargs), shown
 
 
-def generate(out, names=None):
+def generate(out, names=None, config=PRESETS["default"]):
     """Emit every module into ``out`` and write ``out/report.json``; returns the report."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     modules = {}
-    for name, comp in blocks(names):
+    for name, comp, params in blocks(names, config):
         text = emit_verilog(comp, name, out / f"{name}.v")
         modules[name] = {
             "file": f"{name}.v",
             "class": type(comp).__name__,
-            "parameters": DEFAULTS[name][1],
+            "parameters": params,
             "lines": text.count("\n"),
             "verilog_modules": _modules(text),
         }
     report = {
         "schema": 1,
-        "top": "sqdm_top",
+        "top": TOPLEVEL,
+        "config": config.to_dict(),
         "latencies": {"dpe": DPE_LATENCY, "spe": SPE_LATENCY, "ppu": PPU_LATENCY},
         "counters": list(COUNTERS),
         "modules": modules,
@@ -76,9 +73,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m hw.generate", description=__doc__.split(
         "\n")[0])
     parser.add_argument("--out", default="build/rtl", help="output folder (build/rtl)")
-    parser.add_argument("--only", nargs="*", choices=sorted(DEFAULTS), help="modules to emit")
+    parser.add_argument("--only", nargs="*", choices=MODULES, help="modules to emit")
+    parser.add_argument("--config", default="default", choices=sorted(PRESETS),
+                        help="configuration (hw/config.py PRESETS; default 'default')")
     args = parser.parse_args(argv)
-    report = generate(args.out, args.only)
+    report = generate(args.out, args.only, preset(args.config))
     for name, mod in report["modules"].items():
         print(f"{name:16s} {mod['lines']:8d} lines  {args.out}/{mod['file']}")
     return 0

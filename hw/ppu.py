@@ -13,7 +13,7 @@ from .common import (ACC_WIDTH, MX_BLOCK, VECTOR_CHOICES, Format, barrel_shl, ch
                      check_int, popcount, validating)
 
 __all__ = ["PPU", "PPU_LATENCY", "BUFFER_DEPTH", "ppu_block_out", "block_closed_by",
-           "ppu_in_layout", "ppu_out_layout", "block_channels"]
+           "ppu_in_layout", "ppu_out_layout"]
 
 #: Cycles from the handshake of a block's last element to its first code when the drain is
 #: free: the product register, the fixed-point register, the closed-block register, the scale
@@ -53,11 +53,6 @@ _THR_SHIFT_MAX = 21
 
 _Y_MAX = 2 ** (intref.PPU_WIDTH - 1) - 1
 _Y_MIN = -(2 ** (intref.PPU_WIDTH - 1))
-
-
-def block_channels(out_format, vector=16):
-    """Channels per output block (one output word): ``vector`` for UINT4/INT4, 32 for MXINT8."""
-    return intref.block_size(intref.Format(Format(out_format).value), vector)
 
 
 def ppu_in_layout(max_channels):

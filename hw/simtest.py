@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 
 from golden import intref
 
-from .common import MX_BLOCK, Mode
+from .common import MX_BLOCK
 
 __all__ = ["stream_put", "stream_get", "run_sim", "seeded", "make_unit_data", "unit_items",
            "reference_unit", "StreamCase", "run_stream_case", "engine_case", "engine_check",
@@ -216,7 +216,7 @@ def engine_case(*, tile, x_format, units, seed, item_cycles, sparsity=0.0, in_ga
     ``item_cycles(item, mode)`` is the block's cycle model, which ``busy`` must add up to."""
     _, nrng = seeded(seed)
     fmt = intref.Format(x_format)
-    mode = intref.Mode.MXINT8 if fmt == intref.Format.MXINT8 else intref.Mode.INT4
+    mode = fmt.mode
     all_items, expected = [], []
     for _ in range(units):
         nvec = int(nrng.integers(0, max_vec + 1))
@@ -244,7 +244,7 @@ def dpe_cycles(vector, cols, tile):
     from .dpe import dpe_item_cycles
 
     def item_cycles(item, mode):
-        return dpe_item_cycles(mode=Mode(mode.value), null=item["null"], vector=vector,
+        return dpe_item_cycles(mode=mode, null=item["null"], vector=vector,
                                cols=cols, tile=tile)
     return item_cycles
 
@@ -254,7 +254,7 @@ def spe_cycles(vector, lanes):
     from .spe import spe_item_cycles
 
     def item_cycles(item, mode):
-        return spe_item_cycles(item["x"], mode=Mode(mode.value), null=item["null"],
+        return spe_item_cycles(item["x"], mode=mode, null=item["null"],
                                vector=vector, lanes=lanes)
     return item_cycles
 
@@ -370,7 +370,7 @@ def addrgen_case(shape, x_format, *, groups, seed, tile=4, vector=16, act_base=7
 
     _, nrng = seeded(seed)
     fmt = intref.Format(x_format)
-    mode = Mode.MXINT8 if fmt == intref.Format.MXINT8 else Mode.INT4
+    mode = fmt.mode
     route_bits = [int(b) for b in nrng.integers(0, 2, groups)]
     desc = descriptor_layout().const(descriptor_for(
         shape, x_format=fmt, out_format=intref.Format.INT4, relu=False, act_base=act_base,

@@ -18,7 +18,7 @@ SPE_LATENCY = ENGINE_STAGES + 1
 SPE_NIBBLE_PASSES = ((1, 1, 8), (1, 0, 4), (0, 1, 4), (0, 0, 0))
 
 
-def spe_item_cycles(x, *, mode, null, vector=16, lanes=4):
+def spe_item_cycles(x, *, mode, null, vector, lanes):
     """Processing cycles of one SPE item with activation elements ``x`` (the cycle model).
 
     null item: 1. INT4: ``max(1, ceil(nnz / lanes))`` with ``nnz`` the non-zero elements among

@@ -113,8 +113,8 @@ def _layer(nrng, shape, fmt, nvec, blk):
 def test_mxint8_routing_follows_first_group_of_block():
     shape = intref.ConvShape(1, 1, 64, 1, 1, 1, 0)
     route = [0, 1, 1, 0]  # blocks 0 (bits 0, 1) and 1 (bits 2, 3)
-    dense = list(walk_items(shape, route, sparse=False, mode=Mode.MXINT8))
-    sparse = list(walk_items(shape, route, sparse=True, mode=Mode.MXINT8))
+    dense = list(walk_items(shape, route, sparse=False, mode=Mode.MXINT8, vector=16, tile=32))
+    sparse = list(walk_items(shape, route, sparse=True, mode=Mode.MXINT8, vector=16, tile=32))
     assert [it["act_addr"] for it in dense] == [0]
     assert [it["act_addr"] for it in sparse] == [1]
     assert MX_BLOCK // 16 == 2

@@ -6,6 +6,7 @@ import pytest
 from golden import intref
 
 from .common import Mode
+from .config import PRESETS
 from .dpe import DPE, dpe_item_cycles
 from .simtest import dpe_cycles, engine_check, spe_cycles
 from .spe import SPE, spe_item_cycles
@@ -26,14 +27,14 @@ def test_spe_default_size_int4():
 
 def test_spe_cycle_model_examples():
     x = [0] * 32
-    assert spe_item_cycles(x, mode=Mode.INT4, null=False) == 1
-    assert spe_item_cycles(x, mode=Mode.MXINT8, null=False) == 4
+    assert spe_item_cycles(x, mode=Mode.INT4, null=False, vector=16, lanes=4) == 1
+    assert spe_item_cycles(x, mode=Mode.MXINT8, null=False, vector=16, lanes=4) == 4
     x[:5] = [1, 2, 3, 4, 5]
-    assert spe_item_cycles(x, mode=Mode.INT4, null=False, lanes=4) == 2
+    assert spe_item_cycles(x, mode=Mode.INT4, null=False, vector=16, lanes=4) == 2
     x[20] = 9  # beyond the 16 elements of an INT4 vector: ignored in INT4 mode
-    assert spe_item_cycles(x, mode=Mode.INT4, null=False, lanes=4) == 2
-    assert spe_item_cycles(x, mode=Mode.MXINT8, null=False, lanes=4) == 8
-    assert spe_item_cycles(x, mode=Mode.MXINT8, null=True) == 1
+    assert spe_item_cycles(x, mode=Mode.INT4, null=False, vector=16, lanes=4) == 2
+    assert spe_item_cycles(x, mode=Mode.MXINT8, null=False, vector=16, lanes=4) == 8
+    assert spe_item_cycles(x, mode=Mode.MXINT8, null=True, vector=16, lanes=4) == 1
 
 
 def test_spe_beats_dpe_per_multiplier_at_65_percent_sparsity():
@@ -48,8 +49,11 @@ def test_spe_beats_dpe_per_multiplier_at_65_percent_sparsity():
     # and at the default sizes (16 x 8 vs 4 x 32, 128 multipliers each) by the cycle models
     rng = np.random.default_rng(5)
     xs = np.where(rng.random((1000, 16)) < 0.65, 0, rng.integers(1, 16, (1000, 16)))
-    spe_total = sum(spe_item_cycles(list(v), mode=Mode.INT4, null=False) for v in xs)
-    dpe_total = 1000 * dpe_item_cycles(mode=Mode.INT4, null=False)
+    cfg = PRESETS["default"]
+    spe_total = sum(spe_item_cycles(list(v), mode=Mode.INT4, null=False, vector=cfg.vector,
+                                    lanes=cfg.spe_lanes) for v in xs)
+    dpe_total = 1000 * dpe_item_cycles(mode=Mode.INT4, null=False, vector=cfg.vector,
+                                       cols=cfg.dpe_cols, tile=cfg.tile)
     assert spe_total < 0.6 * dpe_total
 
 

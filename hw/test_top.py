@@ -5,15 +5,13 @@ import pytest
 
 from golden import intref
 
-from .cyclemodel import predict_layer
-from .descriptor import descriptor_for, descriptor_layout
-from .layout import (act_words, pack_vector, param_words, residual_words, unpack_outputs,
-                     weight_words, write_memh)
+from .config import COUNTERS, PRESETS, AcceleratorConfig
+from .job import Descriptor, make_job
+from .layout import ACT_WORD_BITS, pack_vector, unpack_outputs, write_memh
 from .simtest import run_sim, seeded
-from .top import COUNTERS, Accelerator, MemSel
+from .top import Accelerator, MemSel
 
-SMALL = dict(vector=16, dpe_cols=4, spe_lanes=2, tile=4, max_cin=64, max_cout=48,
-             max_pixels=64, act_depth=512, weight_depth=256, res_depth=1024, out_depth=256)
+SMALL = PRESETS["unit"]
 
 
 def make_layer(seed, shape, x_format, out_format, relu, residual, sparsity=0.5):
@@ -47,48 +45,41 @@ def make_layer(seed, shape, x_format, out_format, relu, residual, sparsity=0.5):
         res = res.astype(np.int32)
     ref = intref.run_layer(shape, x, xs, w, ws, kmant, shift, bias, res, x_format=fmt,
                            out_format=out_format, relu=relu)
-    return dict(shape=shape, x=x, xs=xs, w=w, ws=ws, k=kmant, shift=shift, bias=bias,
-                res=res, x_format=fmt, out_format=intref.Format(out_format), relu=relu,
-                ref=ref)
+    desc = Descriptor.of_layer(shape, x_format=fmt, out_format=out_format, relu=relu,
+                               residual=residual, scale_shift=shift)
+    arrays = dict(x_codes=x, x_scales=xs, w_codes=w, w_scales=ws, scale_mant=kmant, bias=bias)
+    if residual:
+        arrays["residual"] = res
+    return dict(shape=shape, desc=desc, arrays=arrays, x_format=fmt,
+                out_format=intref.Format(out_format), ref=ref)
 
 
-def run_top(layer, routes, params=SMALL):
+def run_top(layer, routes, config=SMALL):
     """Run one layer once per channel map in ``routes``, back to back in one simulation
-    (memories initialised at generation time). Returns one result dict per run."""
-    tile = params["tile"]
-    fmt = layer["x_format"]
-    init = {"act": act_words(layer["x"], layer["xs"], x_format=fmt),
-            "weight": weight_words(layer["w"], layer["ws"], x_format=fmt, tile=tile),
-            "param": param_words(layer["k"], layer["bias"])}
-    if layer["res"] is not None:
-        init["res"] = residual_words(layer["res"])
-    dut = Accelerator(**params, init=init)
-    shape = layer["shape"]
-    desc = descriptor_layout().const(descriptor_for(
-        shape, x_format=fmt, out_format=layer["out_format"], relu=layer["relu"],
-        residual=layer["res"] is not None, shift=layer["shift"]))
+    (memories initialised at generation time, from the job layer's images). Returns one
+    result dict per run, with the job."""
+    jobs = [make_job(layer["desc"], layer["arrays"], config, route=r) for r in routes]
+    dut = Accelerator(config, init=jobs[0].images)
     outs = []
 
     async def bench(ctx):
-        for route in routes:
-            out = {}
-            ctx.set(dut.desc, desc)
-            ctx.set(dut.map, sum(int(b) << g for g, b in enumerate(route)))
+        for job in jobs:
+            out = {"job": job}
+            ctx.set(dut.desc, job.descriptor.register_const())
+            ctx.set(dut.map, job.map_value)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
             await ctx.tick().until(dut.done)
             out["counters"] = {n: ctx.get(getattr(dut, f"cnt_{n}")) for n in COUNTERS}
-            blk = intref.block_size(layer["out_format"], 16)
-            nwords = shape.out_height * shape.out_width * -(-shape.cout // blk)
-            out["words"] = [ctx.get(dut.mems["out"].data[i]) for i in range(nwords)]
+            out["words"] = [ctx.get(dut.mems["out"].data[i]) for i in range(job.out_words)]
             zc = []
-            for c in range(shape.cout):
+            for c in range(job.descriptor.cout):
                 ctx.set(dut.zc_chan, c)
                 zc.append(ctx.get(dut.zc_count))
             out["zero_counts"] = zc
             out["next_map"] = [(ctx.get(dut.next_map) >> g) & 1
-                               for g in range(dut.groups_out)]
+                               for g in range(config.groups_out)]
             outs.append(out)
 
     run_sim(dut, [bench])
@@ -110,15 +101,6 @@ def check_against_golden(layer, out):
     assert cnt["sat_ppu"] == ref.out.saturated
 
 
-def predicted(layer, route, params=SMALL):
-    """Every counter from the cycle model (hw/cyclemodel.py)."""
-    return predict_layer(layer["shape"], route, x_format=layer["x_format"],
-                         out_format=layer["out_format"], residual=layer["res"] is not None,
-                         act_words=act_words(layer["x"], layer["xs"], x_format=layer["x_format"]),
-                         dpe_cols=params["dpe_cols"], spe_lanes=params["spe_lanes"],
-                         tile=params["tile"])
-
-
 LAYERS = [  # (h, w, cin, cout, k, s, p), x_format, out_format, relu, residual
     ((4, 3, 20, 6, 3, 1, 1), intref.Format.UINT4, intref.Format.UINT4, True, False),
     ((5, 4, 24, 5, 3, 2, 2), intref.Format.INT4, intref.Format.INT4, False, True),
@@ -133,10 +115,10 @@ def test_layer_matches_golden(n):
     dims, xf, of, relu, res = LAYERS[n]
     layer = make_layer(300 + n, intref.ConvShape(*dims), xf, of, relu, res)
     _, nrng = seeded(n)
-    route = [int(b) for b in nrng.integers(0, 2, SMALL["max_cin"] // 16)]
+    route = [int(b) for b in nrng.integers(0, 2, SMALL.groups_in)]
     out, = run_top(layer, [route])
     check_against_golden(layer, out)
-    want = predicted(layer, route)
+    want = out["job"].predicted_counters()
     got = {k: out["counters"][k] for k in want}
     assert got == want
 
@@ -147,12 +129,12 @@ def test_result_independent_of_channel_map(x_format):
     kernel = 1 if x_format == intref.Format.MXINT8 else 3  # MXINT8 costs 8 DPE passes/item
     layer = make_layer(77, intref.ConvShape(3, 3, 40, 4, kernel, 1, kernel // 2), x_format,
                        intref.Format.UINT4, True, False, sparsity=0.65)
-    groups = SMALL["max_cin"] // 16
+    groups = SMALL.groups_in
     maps = {"dense": [0] * groups, "sparse": [1] * groups, "mixed": [1, 0, 1, 0][:groups]}
     outs = dict(zip(maps, run_top(layer, list(maps.values()))))
     for name, out in outs.items():
         check_against_golden(layer, out)
-        want = predicted(layer, maps[name])
+        want = out["job"].predicted_counters()
         assert {k: out["counters"][k] for k in want} == want, name
         assert out["words"] == outs["dense"]["words"], name
         assert out["next_map"] == outs["dense"]["next_map"], name
@@ -165,8 +147,8 @@ def test_host_port_and_init_file(tmp_path):
     host reads the out memory (one cycle of latency)."""
     words = [pack_vector([1, -2, 3], 0x38), pack_vector([-128, 127], 0x7E)]
     path = tmp_path / "act.hex"
-    write_memh(path, words, 264)
-    dut = Accelerator(**SMALL, init={"act": str(path), "out": words[::-1]})
+    write_memh(path, words, ACT_WORD_BITS)
+    dut = Accelerator(SMALL, init={"act": str(path), "out": words[::-1]})
     got = {}
 
     async def bench(ctx):
@@ -187,7 +169,7 @@ def test_host_port_and_init_file(tmp_path):
 
     run_sim(dut, [bench])
     assert got == {"act": words, "out": words[::-1], "param": 0xABCDEF, "res": 0}
-    assert len(dut.host_rdata) == 264
+    assert len(dut.host_rdata) == ACT_WORD_BITS
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
@@ -197,13 +179,60 @@ def test_host_port_and_init_file(tmp_path):
     ({"max_cout": 8}, ValueError, r"max_cout must be in \[16, 2048\], got 8"),
     ({"act_depth": 0}, ValueError, r"act_depth must be in \[1, 1048576\], got 0"),
     ({"weight_depth": "x"}, TypeError, "weight_depth must be an int"),
-    ({"init": []}, TypeError, "init must be a dict or None"),
-    ({"init": {"foo": []}}, ValueError, "init key must be one of"),
-    ({"init": {"param": [1 << 48]}}, ValueError, r"init\['param'\] holds a word outside 48"),
 ])
-def test_top_rejects_bad_parameters(kwargs, exc, msg):
+def test_config_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
-        Accelerator(**kwargs)
+        AcceleratorConfig(**kwargs)
+    with pytest.raises(exc, match=msg):
+        PRESETS["default"].replace(**kwargs)
+
+
+@pytest.mark.parametrize("config,init,exc,msg", [
+    ({"tile": 8}, None, TypeError, "config must be an hw.config.AcceleratorConfig"),
+    (None, [], TypeError, "init must be a dict or None"),
+    (None, {"foo": []}, ValueError, "init key must be one of"),
+    (None, {"param": [1 << 48]}, ValueError, r"init\['param'\] holds a word outside 48"),
+])
+def test_top_rejects_bad_arguments(config, init, exc, msg):
+    with pytest.raises(exc, match=msg):
+        Accelerator(config, init=init)
+
+
+def test_presets_and_overrides():
+    from .config import parse_overrides, preset
+    assert preset("default") == AcceleratorConfig()
+    assert preset("tiny", tile=16).tile == 16 and PRESETS["tiny"].tile == 8
+    with pytest.raises(ValueError, match="configuration must be one of"):
+        preset("huge")
+    with pytest.raises(ValueError, match=r"unknown Accelerator parameter\(s\) \['tiles'\]"):
+        preset("default", tiles=4)
+    assert parse_overrides(["tile=0x10", "dpe_cols = 4"]) == {"tile": 16, "dpe_cols": 4}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_overrides(["tile"])
+    cfg = PRESETS["default"]
+    assert AcceleratorConfig.from_dict(cfg.to_dict()) == cfg
+    assert (cfg.groups_in, cfg.groups_out, cfg.column_groups) == (32, 16, 4)
+    assert cfg.dpe_multipliers == cfg.spe_multipliers == 128
+
+
+def test_job_layer_fit_check():
+    """A layer that does not fit names every reason; a bad channel map is refused."""
+    from .job import JobError
+    layer = make_layer(5, intref.ConvShape(9, 9, 80, 50, 3, 1, 1), intref.Format.UINT4,
+                       intref.Format.UINT4, True, True)
+    problems = layer["desc"].fit_problems(SMALL)
+    assert any("max_cin >= 80" in p for p in problems)
+    assert any("max_cout >= 50" in p for p in problems)
+    assert any("max_pixels >= 81" in p for p in problems)
+    with pytest.raises(JobError, match="does not fit"):
+        make_job(layer["desc"], layer["arrays"], SMALL, route=[0] * 5)
+    small = make_layer(6, intref.ConvShape(2, 2, 20, 4, 1, 1, 0), intref.Format.UINT4,
+                       intref.Format.UINT4, True, False)
+    with pytest.raises(JobError, match="channel map must hold 2 to 4 bits"):
+        make_job(small["desc"], small["arrays"], SMALL, route=[0])
+    job = make_job(small["desc"], small["arrays"], SMALL, route=[1, 0])
+    assert job.map_value == 1 and job.out_words == 4
+    assert sorted(job.images) == ["act", "param", "weight"]
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -219,8 +248,8 @@ def test_random_layer(seed):
     relu = of == intref.Format.UINT4 or rnd.random() < 0.5
     layer = make_layer(seed, shape, xf, of, relu, rnd.random() < 0.5,
                        sparsity=rnd.uniform(0.2, 0.8))
-    route = [int(b) for b in nrng.integers(0, 2, SMALL["max_cin"] // 16)]
+    route = [int(b) for b in nrng.integers(0, 2, SMALL.groups_in)]
     out, = run_top(layer, [route])
     check_against_golden(layer, out)
-    want = predicted(layer, route)
+    want = out["job"].predicted_counters()
     assert {k: out["counters"][k] for k in want} == want

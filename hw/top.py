@@ -1,7 +1,6 @@
 """Accelerator top: controller, memories, address generator, DPE + SPE, PPU, sparsity detector
 and performance counters. One layer execution per ``start``."""
 
-import inspect
 from pathlib import Path
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, unsigned
@@ -11,21 +10,16 @@ from amaranth.lib.wiring import In, Out
 from golden import intref
 
 from .addrgen import AddrGen
-from .common import MX_BLOCK, VECTOR_CHOICES, Format, check_choice, check_int, validating
+from .common import MX_BLOCK, Format, validating
+from .config import COUNTER_BITS, COUNTERS, MEMORIES, AcceleratorConfig
 from .descriptor import ADDR_BITS, descriptor_layout
 from .detector import SparsityDetector
 from .dpe import DPE
-from .layout import (ACT_WORD_BITS, ELEM_BITS, PARAM_WORD_BITS, RES_WORD_BITS, SCALE_OFFSET,
-                     read_memh, weight_word_bits)
+from .layout import ACT_WORD_BITS, ELEM_BITS, SCALE_OFFSET, read_memh
 from .ppu import PPU
 from .spe import SPE
 
-__all__ = ["Accelerator", "MemSel", "COUNTERS", "COUNTER_BITS", "ACCELERATOR_DEFAULTS"]
-
-#: Performance counters (output ports ``cnt_<name>``), cleared by ``start``.
-COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
-            "mem_writes", "sat_terms", "sat_ppu")
-COUNTER_BITS = 48
+__all__ = ["Accelerator", "MemSel", "block_args"]
 
 
 def _pack_struct(layout, fields):
@@ -42,7 +36,7 @@ def _pack_struct(layout, fields):
 
 
 class MemSel(enum.Enum, shape=3):
-    """Memory selected by the host port."""
+    """Memory selected by the host port (the order of :data:`hw.config.MEMORIES`)."""
     ACT = 0
     WEIGHT = 1
     PARAM = 2
@@ -50,36 +44,45 @@ class MemSel(enum.Enum, shape=3):
     OUT = 4
 
 
-_MEMS = ("act", "weight", "param", "res", "out")
+assert [m.name.lower() for m in MemSel] == list(MEMORIES)
+
+
+def block_args(config):
+    """``{submodule name: (class, kwargs)}`` of the blocks :class:`Accelerator` builds for
+    ``config``: the one mapping from the accelerator's parameters to its blocks' (the FPGA
+    kit builds the same blocks alone for synthesis)."""
+    c = config
+    V, T, C = c.vector, c.tile, c.max_cout
+    return {
+        "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin)),
+        "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T)),
+        "spe": (SPE, dict(vector=V, lanes=c.spe_lanes, cols=T)),
+        "ppu": (PPU, dict(vector=V, max_channels=C)),
+        "det": (SparsityDetector, dict(vector=V, max_channels=C, max_pixels=c.max_pixels)),
+    }
 
 
 class Accelerator(wiring.Component):
     """The SQ-DM accelerator for one convolution layer at a time (docs/hardware.md).
 
-    Parameters (keyword-only; defaults in brackets)
-    ------------------------------------------------
-    vector [16]: 4, 8 or 16 -- channels per INT4 vector and channel-map group.
-    dpe_cols [8]: 1..64 -- DPE output channels per cycle (DPE = vector x dpe_cols multipliers).
-    spe_lanes [4]: 1..32 -- SPE non-zero activations per cycle (SPE = spe_lanes x tile).
-    tile [32]: multiple of dpe_cols, <= 256 -- output channels per unit.
-    max_cin [512], max_cout [256]: vector..2048 -- channel-map widths, param memory depth.
-    max_pixels [65536]: 1..2**24 -- output pixels per layer (zero-counter width).
-    act_depth [2048], weight_depth [512], res_depth [8192], out_depth [2048]: 1..2**20 --
-    memory depths in words (param depth = max_cout). The residual memory holds one residual
-    tensor (pixels x cout words; 8192 = the model's 16x16x32 layers).
-    init [None]: dict mapping "act", "weight", "param", "res", "out" to a list of words or to
-    the path of a ``$readmemh`` file (parsed at generation time).
+    Parameters
+    ----------
+    config : :class:`hw.config.AcceleratorConfig` (default: ``AcceleratorConfig()``)
+        Every generator parameter, already validated.
+    init : dict or None (keyword-only)
+        Maps "act", "weight", "param", "res", "out" to a list of words or to the path of a
+        ``$readmemh`` file (parsed at generation time).
 
     Members
     -------
-    desc : In(descriptor_layout()), map : In(ceil(max_cin / vector))
+    desc : In(descriptor_layout()), map : In(config.groups_in)
         Layer descriptor and the input's channel map (1 = sparse), sampled at ``start``.
     start : In(1)
         Pulse (while not busy): registers desc/map, clears the counters and the zero counters.
     busy, done : Out(1)
         ``busy`` from the cycle after ``start`` until the last output word is written;
         ``done`` then stays high until the next ``start``.
-    next_map : Out(ceil(max_cout / vector)), zc_chan : In, zc_count : Out
+    next_map : Out(config.groups_out), zc_chan : In, zc_count : Out
         Channel map computed from this layer's output (valid when ``done``) and a read port of
         the per-channel zero counters.
     host_sel, host_addr, host_wdata, host_we : In; host_rdata : Out
@@ -87,7 +90,7 @@ class Accelerator(wiring.Component):
         RES) when ``host_we``; the word at ``host_addr`` of the OUT memory appears on
         ``host_rdata`` one cycle later (the input memories have no host read port: on an FPGA
         each read port is a copy of the memory). Use while idle.
-    cnt_<name> : Out(48) for each name in :data:`COUNTERS`.
+    cnt_<name> : Out(COUNTER_BITS) for each name in :data:`hw.config.COUNTERS`.
 
     After elaboration ``self.mems`` maps "act", "weight", "param", "res", "out" to the
     ``lib.memory.Memory`` instances (an amaranth.sim testbench may ``ctx.get``/``ctx.set``
@@ -95,32 +98,16 @@ class Accelerator(wiring.Component):
     every counter.
     """
 
-    def __init__(self, *, vector=16, dpe_cols=8, spe_lanes=4, tile=32, max_cin=512,
-                 max_cout=256, max_pixels=65536, act_depth=2048, weight_depth=512,
-                 res_depth=8192, out_depth=2048, init=None):
+    def __init__(self, config=None, *, init=None):
+        config = AcceleratorConfig() if config is None else config
         with validating(self):
-            self.vector = check_choice("vector", vector, VECTOR_CHOICES)
-            self.dpe_cols = check_int("dpe_cols", dpe_cols, 1, 64)
-            self.spe_lanes = check_int("spe_lanes", spe_lanes, 1, MX_BLOCK)
-            self.tile = check_int("tile", tile, dpe_cols, 256)
-            if tile % dpe_cols:
-                raise ValueError(f"tile must be a multiple of dpe_cols={dpe_cols}, got {tile!r}")
-            self.max_cin = check_int("max_cin", max_cin, vector, 2048)
-            self.max_cout = check_int("max_cout", max_cout, vector, 2048)
-            self.max_pixels = check_int("max_pixels", max_pixels, 1, 2 ** 24)
-            self.depths = {
-                "act": check_int("act_depth", act_depth, 1, 2 ** ADDR_BITS),
-                "weight": check_int("weight_depth", weight_depth, 1, 2 ** ADDR_BITS),
-                "param": max_cout,
-                "res": check_int("res_depth", res_depth, 1, 2 ** ADDR_BITS),
-                "out": check_int("out_depth", out_depth, 1, 2 ** ADDR_BITS),
-            }
-            self.widths = {"act": ACT_WORD_BITS, "weight": weight_word_bits(tile),
-                           "param": PARAM_WORD_BITS, "res": RES_WORD_BITS,
-                           "out": ACT_WORD_BITS}
+            if not isinstance(config, AcceleratorConfig):
+                raise TypeError(f"config must be an hw.config.AcceleratorConfig, got "
+                                f"{config!r}")
+            self.config = config
+            self.depths, self.widths = config.depths, config.widths
             self.init = self._check_init(init)
-        self.groups_in = -(-max_cin // vector)
-        self.groups_out = -(-max_cout // vector)
+        self.groups_in, self.groups_out = config.groups_in, config.groups_out
         ports = {
             "desc": In(descriptor_layout()),
             "map": In(self.groups_in),
@@ -128,11 +115,11 @@ class Accelerator(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "next_map": Out(self.groups_out),
-            "zc_chan": In(range(max_cout)),
-            "zc_count": Out(range(max_pixels + 1)),
+            "zc_chan": In(range(config.max_cout)),
+            "zc_count": Out(range(config.max_pixels + 1)),
             "host_sel": In(MemSel),
             "host_addr": In(ADDR_BITS),
-            "host_wdata": In(max(self.widths.values())),
+            "host_wdata": In(config.host_width),
             "host_we": In(1),
             "host_rdata": Out(self.widths["out"]),
         }
@@ -147,8 +134,8 @@ class Accelerator(wiring.Component):
             raise TypeError(f"init must be a dict or None, got {type(init).__name__}")
         out = {}
         for name, value in init.items():
-            if name not in _MEMS:
-                raise ValueError(f"init key must be one of {_MEMS}, got {name!r}")
+            if name not in MEMORIES:
+                raise ValueError(f"init key must be one of {MEMORIES}, got {name!r}")
             width, depth = self.widths[name], self.depths[name]
             if isinstance(value, (str, Path)):
                 words = read_memh(value, width, depth)
@@ -161,30 +148,18 @@ class Accelerator(wiring.Component):
             out[name] = words
         return out
 
-    def block_args(self):
-        """``{submodule name: (class, kwargs)}`` of the blocks :meth:`elaborate` builds: the one
-        mapping from the accelerator's parameters to its blocks' (``hw.fpga.rtl.block_args``
-        builds the same blocks alone for synthesis)."""
-        V, T, C = self.vector, self.tile, self.max_cout
-        return {
-            "ag": (AddrGen, dict(vector=V, tile=T, max_cin=self.max_cin)),
-            "dpe": (DPE, dict(vector=V, cols=self.dpe_cols, tile=T)),
-            "spe": (SPE, dict(vector=V, lanes=self.spe_lanes, cols=T)),
-            "ppu": (PPU, dict(vector=V, max_channels=C)),
-            "det": (SparsityDetector, dict(vector=V, max_channels=C, max_pixels=self.max_pixels)),
-        }
-
     def elaborate(self, platform):
         m = Module()
-        V, T = self.vector, self.tile
-        blocks = self.block_args()
+        cfg = self.config
+        V, T = cfg.vector, cfg.tile
+        blocks = block_args(cfg)
 
         def build(name):
             cls, kwargs = blocks[name]
             return cls(**kwargs)
 
         mems = {}
-        for name in _MEMS:
+        for name in MEMORIES:
             mem = memory.Memory(shape=unsigned(self.widths[name]), depth=self.depths[name],
                                 init=self.init.get(name, []))
             m.submodules[f"mem_{name}"] = mems[name] = mem
@@ -210,13 +185,13 @@ class Accelerator(wiring.Component):
             out_h.eq(((desc.height + 2 * desc.padding - desc.kernel) >> s2) + 1),
             out_w.eq(((desc.width + 2 * desc.padding - desc.kernel) >> s2) + 1),
         ]
-        nblk_out = Signal(range(self.max_cout + 1))
+        nblk_out = Signal(range(cfg.max_cout + 1))
         m.d.comb += nblk_out.eq(Mux(is_mx_out, (desc.cout + MX_BLOCK - 1) // MX_BLOCK,
                                     (desc.cout + V - 1) // V))
         # layer constants through registers (valid from cycle 2, needed only at the end): the
         # multiplies stay off the paths that use them
         pixels = Signal(range(2 ** 26))
-        out_words = Signal(range(2 ** 26 * (self.max_cout + 1)))
+        out_words = Signal(range(2 ** 26 * (cfg.max_cout + 1)))
         m.d.sync += [pixels.eq(out_h * out_w), out_words.eq(pixels * nblk_out)]
 
         # ---- address generator and operand fetch
@@ -292,7 +267,7 @@ class Accelerator(wiring.Component):
         res_rp = mems["res"].read_port()
         pf_valid = Signal()
         pf_acc = Signal.like(uacc[0])
-        pf_chan = Signal(range(self.max_cout))
+        pf_chan = Signal(range(cfg.max_cout))
         pf_last = Signal()
         take_p = ~pf_valid | ppu.i.ready
         step = take_p & uval
@@ -332,7 +307,7 @@ class Accelerator(wiring.Component):
 
         # ---- output writer and sparsity detector
         out_wp = mems["out"].write_port()
-        ob = Signal(range(self.max_cout + 1))
+        ob = Signal(range(cfg.max_cout + 1))
         opix = Signal(range(2 ** 26))
         written = Signal(range(2 ** 32))
         po = ppu.o.payload
@@ -385,7 +360,7 @@ class Accelerator(wiring.Component):
 
         # ---- host port: writes to the input memories, reads of the out memory only (a read
         # port on the others would cost a copy of each, e.g. of the weight memory, on FPGAs)
-        for k, name in enumerate(_MEMS):
+        for k, name in enumerate(MEMORIES):
             if name != "out":
                 wp = mems[name].write_port()
                 m.d.comb += [wp.addr.eq(self.host_addr), wp.data.eq(self.host_wdata),
@@ -393,10 +368,3 @@ class Accelerator(wiring.Component):
         out_rp = mems["out"].read_port()
         m.d.comb += [out_rp.addr.eq(self.host_addr), self.host_rdata.eq(out_rp.data)]
         return m
-
-
-#: ``Accelerator()``'s default parameters (every keyword but ``init``): the one copy that
-#: hw.generate, hw.fpga.rtl and tb.rtl start from.
-ACCELERATOR_DEFAULTS = {name: p.default
-                        for name, p in inspect.signature(Accelerator.__init__).parameters.items()
-                        if p.kind is p.KEYWORD_ONLY and name != "init"}

@@ -11,22 +11,12 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["REPO_ROOT", "BUILD_ROOT", "ICARUS_GENERATION", "emit_verilog"]
+__all__ = ["REPO_ROOT", "BUILD_ROOT", "emit_verilog"]
 
 #: Root of the git checkout.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Everything generated (caches, Verilog, simulator builds) lives below this folder.
 BUILD_ROOT = REPO_ROOT / "build"
-#: Icarus language generation for the emitted Verilog. Yosys writes Verilog-2005 and makes every
-#: ``always @*`` block also wait on a register initialised in its declaration, so that each block
-#: runs once at time 0. Under ``-g2012`` (cocotb's default) IEEE 1800 section 6.8 applies the
-#: initialiser before any process starts: no event, and a block whose inputs keep their reset
-#: values (e.g. a case on a counter that is still 0) leaves its outputs X. As Verilog-2005
-#: the initialiser is an event and the blocks settle (docs/hardware.md, "Simulator notes").
-#: Icarus takes the last ``-g`` flag, so this may follow cocotb's own ``-g2012``.
-ICARUS_GENERATION = "-g2005"
-
-
 def _set_cache_home():
     # Amaranth runs Yosys as WebAssembly; wasmtime caches the compiled module under
     # $XDG_CACHE_HOME (the first conversion costs ~5 s, later ones ~0.4 s). Keep that cache in

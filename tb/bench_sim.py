@@ -23,13 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+from hw.config import PRESETS
+from hw.job import memory_images
 from hw.layout import write_memh
-from hw.top import MemSel
+from hw.rtlcache import TOPLEVEL, top_verilog
 from tb.cosim import DEFAULT_TRACES, CosimError, check_trace, replay
 from tb.replay_model import HOST_MEMS, predicted_counters, prepare
-from tb.rtl import REPLAY_PARAMS, TOPLEVEL, top_verilog
-from tb.simulator import VERILATOR_WAIVERS, ports_vlt, verilator_env, verilator_executable
-from traces.hexfiles import memory_images
+from hw.toolchain import verilator_env, verilator_executable
+from tb.simulator import VERILATOR_WAIVERS, ports_vlt
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_ROOT = REPO_ROOT / "build" / "bench"
@@ -87,21 +88,23 @@ def build_harness(verilog, *, public=False, log=print):
     return binary, seconds, True
 
 
-def write_job(trace, indices, folder, params):
-    """The harness's job file for ``indices`` of ``trace``; hex files from the trace folder
-    when it has them for this tile, else written into ``folder``."""
+def write_job(trace, indices, folder, config):
+    """The harness's job file for ``indices`` of ``trace`` on the top built with ``config``;
+    hex files from the trace folder when it has them for this tile, else written into
+    ``folder``."""
     lines = []
-    tile = params["tile"]
+    tile = config.tile
     has_hex = (trace.manifest.get("hex") or {}).get("weight_tile") == tile
     for i in indices:
         ex = trace.load(i)
-        job = prepare(ex, i, tile=tile)
-        pred = predicted_counters(job, params, trace.manifest.get("cycle_model"))
+        job = prepare(ex, i, config=config)
+        pred = predicted_counters(job, trace.manifest.get("cycle_model"))
         src = trace.root / trace.records[i]["folder"]
         if not has_hex:
             src = folder / f"exec{i:04d}"
             src.mkdir(parents=True, exist_ok=True)
-            for name, (words, width) in memory_images(ex, tile=tile).items():
+            for name, (words, width) in memory_images(ex.descriptor, ex.arrays,
+                                                      tile=tile).items():
                 write_memh(src / f"{name}.hex", words, width)
         lines.append(f"exec {ex.name} {pred['cycles']}")
         lines.append(f"desc {job.desc_value:x}")
@@ -157,20 +160,20 @@ def main(argv=None):
                         "cocotb's own")
     p.add_argument("--out", default=str(BENCH_ROOT), help="folder of sim.json (build/bench)")
     args = p.parse_args(argv)
-    params = dict(REPLAY_PARAMS)
+    config = PRESETS["default"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     WORK_ROOT.mkdir(parents=True, exist_ok=True)
     report, code = {"trace": str(args.traces)}, 0
     try:
-        trace, _ = check_trace(args.traces, params)
+        trace, _ = check_trace(args.traces, config)
         indices = (list(range(len(trace))) if args.select is None
                    else [int(s) for s in args.select.split(",")])
         if args.limit:
             indices = indices[:args.limit]
         report["executions"] = indices
-        verilog, _ = top_verilog(params, log=print)
-        job = write_job(trace, indices, WORK_ROOT, params)
+        verilog, _ = top_verilog(config, log=print)
+        job = write_job(trace, indices, WORK_ROOT, config)
         for variant in ("plain", "public") if args.public else ("plain",):
             binary, build_s, built = build_harness(verilog, public=variant == "public")
             rows, total, wall, rc = run_harness(binary, job)
@@ -190,7 +193,7 @@ def main(argv=None):
     ok = code == 0
     if not args.skip_cocotb:
         try:
-            res = replay(args.traces, select=indices, limit=0, params=params,
+            res = replay(args.traces, select=indices, limit=0, config=config,
                          out_dir=WORK_ROOT, results_name="cocotb_results.json")
         except CosimError as e:
             print(f"error: {e}", file=sys.stderr)

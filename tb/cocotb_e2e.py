@@ -26,7 +26,7 @@ from cocotb.triggers import Timer
 
 from golden import intref as ir
 from tb.host import AcceleratorTB
-from tb.replay_model import prepare
+from tb.replay_model import config_of, prepare
 from hw.layout import unpack_outputs
 
 #: Simulated-time limit (the whole 18-step sample is ~8.3 M compute cycles plus host-port
@@ -77,7 +77,7 @@ async def e2e(dut):
 
     @resume
     async def run_on_rtl(ex):
-        job = prepare(ex, len(records), tile=params["tile"])
+        job = prepare(ex, len(records), config=config_of(params))
         t = time.monotonic()
         actual = await tb.execute(job)
         return job, actual, time.monotonic() - t

@@ -1,7 +1,7 @@
 """Trace replay on the simulated RTL: ``python -m tb.cosim [--traces DIR] [--sim verilator|icarus]
 [--limit N] [--maps trace,dense,sparse,random] [--select 0,5,9] [--out build/sim]``.
 
-Emits the top's Verilog once per configuration (:func:`tb.rtl.top_verilog`), builds it once
+Emits the top's Verilog once per configuration (:func:`hw.rtlcache.top_verilog`), builds it once
 (:func:`tb.simulator.run_cocotb` caches builds by the Verilog's hash), runs the cocotb module
 :mod:`tb.replay` with the trace folder passed in ``extra_env``, then writes
 ``<out>/results.json`` (one record per replayed execution and a ``summary``), prints a table and
@@ -19,8 +19,10 @@ import threading
 import time
 from pathlib import Path
 
-from tb.replay_model import MAP_VARIANTS, fits, kind_selection
-from tb.rtl import CLOCK_NS, CONFIGS, REPLAY_PARAMS, TOPLEVEL, top_params, top_verilog
+from hw.config import PRESETS, AcceleratorConfig, preset
+from hw.rtlcache import TOPLEVEL, top_verilog
+from hw.toolchain import CLOCK_NS
+from tb.replay_model import MAP_VARIANTS, kind_selection
 from tb.simulator import SIMULATORS, SimulationError, _testcases, run_cocotb
 from traces.format import MANIFEST, Descriptor, TraceError, open_trace, sha256_file
 
@@ -47,10 +49,10 @@ class CosimError(RuntimeError):
     failure); not a mismatch."""
 
 
-def check_trace(trace_dir, params, select="all"):
+def check_trace(trace_dir, config, select="all"):
     """Open and validate ``trace_dir`` (manifest, hashes) and check that every selected
     execution (``select``: "all", "kinds" or a list of indices) fits a top built with
-    ``params``. Returns ``(trace, indices)``."""
+    ``config``. Returns ``(trace, indices)``."""
     path = Path(trace_dir)
     try:
         trace = open_trace(path)
@@ -74,7 +76,7 @@ def check_trace(trace_dir, params, select="all"):
         if not 0 <= i < len(trace):
             raise CosimError(f"trace {path}: no execution #{i} (it holds {len(trace)})")
         rec = trace.records[i]
-        problems = fits(Descriptor.from_json(rec["descriptor"]), params)
+        problems = Descriptor.from_json(rec["descriptor"]).fit_problems(config)
         if problems:
             raise CosimError(f"trace {path}: execution #{i} {rec['name']} does not fit the top "
                              f"({'; '.join(problems)}); pass --param NAME=VALUE")
@@ -109,11 +111,12 @@ def _read_records(path):
 
 
 def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, select=None,
-           maps=("trace",), params=None, out_dir=DEFAULT_OUT, results_name="results.json",
+           maps=("trace",), config=None, out_dir=DEFAULT_OUT, results_name="results.json",
            log=print, progress=None):
     """Replay a trace folder on the simulated top and write ``out_dir/results_name``.
 
-    ``progress``: if given, called with a progress line every :data:`PROGRESS_SECONDS` while
+    ``config``: the top's :class:`hw.config.AcceleratorConfig` (default
+    ``PRESETS["default"]``). ``progress``: if given, called with a progress line every :data:`PROGRESS_SECONDS` while
     the simulator runs. Returns the results dict (``{"summary": ..., "executions": [...]}``); raises
     :class:`CosimError` when the replay cannot run. Mismatches do not raise: look at
     ``summary["bit_exact"]`` / ``summary["cycle_exact"]`` / ``summary["passed"]``.
@@ -124,22 +127,24 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
     bad = [m for m in maps if m not in MAP_VARIANTS]
     if bad:
         raise CosimError(f"unknown map variant(s) {bad}; known {MAP_VARIANTS}")
-    params = dict(REPLAY_PARAMS if params is None else params)
+    config = PRESETS["default"] if config is None else config
+    if not isinstance(config, AcceleratorConfig):
+        raise CosimError(f"config must be an hw.config.AcceleratorConfig, got {config!r}")
     if select is None:
         select = "all" if limit else DEFAULT_SELECT[simulator]
     trace_dir = Path(trace_dir)
-    trace, chosen = check_trace(trace_dir, params, select)
+    trace, chosen = check_trace(trace_dir, config, select)
     if limit:
         chosen = chosen[:limit]
 
-    verilog, emit_s = top_verilog(params, log=log)
+    verilog, emit_s = top_verilog(config, log=log)
     out_dir = Path(out_dir).resolve()  # the simulator runs in its own folder
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".replay-", dir=out_dir))
     try:
         snapshot = snapshot_trace(trace, chosen, work / "trace")
         return _replay(trace_dir, snapshot, work, chosen=chosen, total=len(trace),
-                       simulator=simulator, maps=maps, params=params, out_dir=out_dir,
+                       simulator=simulator, maps=maps, config=config, out_dir=out_dir,
                        results_name=results_name, verilog=verilog, emit_s=emit_s,
                        wall0=wall0, log=log, progress=progress)
     finally:
@@ -165,7 +170,7 @@ def snapshot_trace(trace, indices, folder):
     return folder
 
 
-def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, params, out_dir,
+def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, config, out_dir,
             results_name, verilog, emit_s, wall0, log, progress=None):
     jsonl = work / "records.jsonl"
     env = {
@@ -173,7 +178,7 @@ def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, params
         "SQDM_COSIM_TRACE_NAME": str(trace_dir),
         "SQDM_COSIM_VERIFIED": "1",
         "SQDM_COSIM_RESULTS": str(jsonl),
-        "SQDM_COSIM_PARAMS": json.dumps({**params, "clock_ns": CLOCK_NS}),
+        "SQDM_COSIM_PARAMS": json.dumps({**config.to_dict(), "clock_ns": CLOCK_NS}),
         "SQDM_COSIM_SELECT": ",".join(str(i) for i in chosen),
         "SQDM_COSIM_MAPS": ",".join(maps),
     }
@@ -208,7 +213,7 @@ def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, params
     expected_runs = len(chosen) * len(maps)
     summary = {
         "trace": str(trace_dir), "simulator": simulator, "toplevel": TOPLEVEL,
-        "params": params, "verilog": str(verilog),
+        "params": config.to_dict(), "verilog": str(verilog),
         "executions": len(records), "executions_expected": expected_runs,
         "maps": list(maps),
         "bit_exact": bool(records) and all(r["bit_exact"] for r in records),
@@ -305,9 +310,9 @@ def parser():
                         "Icarus)")
     p.add_argument("--maps", default="trace",
                    help=f"comma list of channel maps per execution, of {MAP_VARIANTS}")
-    p.add_argument("--config", choices=sorted(CONFIGS), default="replay",
-                   help="top configuration (tb/rtl.py): 'replay' = Accelerator() defaults with "
-                        "res_depth=8192 (default); 'small' for small synthetic layers on Icarus")
+    p.add_argument("--config", choices=sorted(PRESETS), default="default",
+                   help="top configuration (hw/config.py PRESETS): 'default' (the default), "
+                        "'icarus' for small synthetic layers on Icarus")
     p.add_argument("--param", type=_param, action="append", default=[],
                    help="override an Accelerator parameter, e.g. res_depth=16384")
     p.add_argument("--out", default=None, help="folder of results.json (default build/sim, "
@@ -322,11 +327,11 @@ def main(argv=None):
         select = args.select
         if select is not None and select not in SELECTIONS:
             select = [int(s) for s in select.split(",") if s.strip()]
-        params = top_params(args.config, **dict(args.param))
+        config = preset(args.config, **dict(args.param))
         out = args.out or (DEFAULT_OUT if args.sim == "verilator" else DEFAULT_OUT / args.sim)
         results = replay(args.traces, simulator=args.sim, limit=args.limit, select=select,
                          maps=[m.strip() for m in args.maps.split(",") if m.strip()],
-                         params=params, out_dir=out,
+                         config=config, out_dir=out,
                          progress=lambda line: print(line, file=sys.stderr, flush=True))
     except (CosimError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from tb.cosim import DEFAULT_OUT, VPI_ACCESS
-from tb.rtl import CLOCK_NS, REPLAY_PARAMS, TOPLEVEL, top_verilog
+from hw.config import PRESETS
+from hw.rtlcache import TOPLEVEL, top_verilog
+from hw.toolchain import CLOCK_NS
 from tb.simulator import SimulationError, _testcases, run_cocotb
 
 #: Sampler steps by default: the full sample of ``make traces`` (35 network evaluations, 1190
@@ -109,14 +111,14 @@ def main(argv=None, log=print):
     wall0 = time.monotonic()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    params = dict(REPLAY_PARAMS)
-    verilog, _ = top_verilog(params, log=log)
+    config = PRESETS["default"]
+    verilog, _ = top_verilog(config, log=log)
 
     work = Path(tempfile.mkdtemp(prefix=".e2e-", dir=out))
     npz, progress = work / "rtl.npz", work / "progress.txt"
     env = {"SQDM_E2E_STEPS": args.steps, "SQDM_E2E_SEED": args.seed, "SQDM_E2E_OUT": npz,
            "SQDM_E2E_PROGRESS": progress, "SQDM_E2E_CHECK": "0" if args.no_check else "1",
-           "SQDM_COSIM_PARAMS": json.dumps({**params, "clock_ns": CLOCK_NS})}
+           "SQDM_COSIM_PARAMS": json.dumps({**config.to_dict(), "clock_ns": CLOCK_NS})}
     log(f"hardware in the loop: {args.steps} sampler steps ({2 * args.steps - 1} network "
         f"evaluations), seed {args.seed}, every layer on the simulated {TOPLEVEL} (Verilator)")
     stop = threading.Event()
@@ -167,7 +169,7 @@ def main(argv=None, log=print):
         "wall_seconds": time.monotonic() - wall0,
         "image_sha256_rtl": hashlib.sha256(rtl_image.tobytes()).hexdigest(),
         "image_sha256_golden": hashlib.sha256(gold.tobytes()).hexdigest(),
-        "image_png": str(png), "simulator": "verilator", "params": params,
+        "image_png": str(png), "simulator": "verilator", "params": config.to_dict(),
         "cocotb_failure": failure,
         "layers": records,
     }

@@ -9,7 +9,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
-from hw.top import COUNTERS, MemSel
+from hw.config import COUNTERS
+from hw.top import MemSel
 from tb.replay_model import HOST_MEMS
 
 __all__ = ["AcceleratorTB"]

@@ -35,7 +35,7 @@ import cocotb
 from cocotb.triggers import Timer
 
 from tb.host import AcceleratorTB
-from tb.replay_model import (HOST_MEMS, MAP_VARIANTS, compare, expected_saturation, fits,
+from tb.replay_model import (HOST_MEMS, MAP_VARIANTS, compare, config_of, expected_saturation,
                              mismatch_text, predicted_counters, prepare, record,
                              recorded_counters)
 from traces.format import open_trace
@@ -57,6 +57,7 @@ async def replay(dut):
     trace_name = os.environ.get("SQDM_COSIM_TRACE_NAME", trace_dir)
     results_path = Path(os.environ["SQDM_COSIM_RESULTS"])
     params = json.loads(os.environ["SQDM_COSIM_PARAMS"])
+    config = config_of(params)
     limit = int(os.environ.get("SQDM_COSIM_LIMIT", "0") or 0)
     variants = _env_list("SQDM_COSIM_MAPS", ["trace"])
     bad = [v for v in variants if v not in MAP_VARIANTS]
@@ -78,12 +79,12 @@ async def replay(dut):
         for index in select:
             t0 = time.monotonic()
             ex = trace.load(index)
-            problems = fits(ex.descriptor, params)
+            problems = ex.descriptor.fit_problems(config)
             assert not problems, (f"trace {trace_name}: execution #{index} {ex.name} does not "
                                   f"fit the top: {'; '.join(problems)}")
             saturation = expected_saturation(ex)
             for variant in variants:
-                job = prepare(ex, index, tile=params["tile"], variant=variant)
+                job = prepare(ex, index, config=config, variant=variant)
                 t1 = time.monotonic()
                 for name, sel in HOST_MEMS.items():
                     if name in job.images:
@@ -94,8 +95,8 @@ async def replay(dut):
                 actual = await tb.read_back(job.out_words, job.descriptor.cout)
                 actual["cycles_start_to_done"] = span
                 t4 = time.monotonic()
-                recorded = recorded_counters(job, params, cycle_model) or {}
-                predicted = predicted_counters(job, params, cycle_model)
+                recorded = recorded_counters(job, cycle_model) or {}
+                predicted = predicted_counters(job, cycle_model)
                 source = {k: "trace meta[cycles]" if k in recorded else "hw/cyclemodel.py"
                           for k in predicted}
                 mismatches = compare(job, actual, predicted, source, saturation=saturation)
@@ -104,8 +105,8 @@ async def replay(dut):
                           "readback_s": t4 - t3, "model_s": t5 - t4,
                           "load_words": sum(len(job.images[n]) for n in HOST_MEMS
                                             if n in job.images)}
-                rec = record(trace_name, job, actual, predicted, mismatches, params,
-                             timing=timing, source=source)
+                rec = record(trace_name, job, actual, predicted, mismatches, timing=timing,
+                             source=source)
                 results.write(json.dumps(rec) + "\n")
                 results.flush()
                 replayed += 1

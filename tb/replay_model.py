@@ -13,84 +13,69 @@ import hashlib
 import numpy as np
 
 from golden import intref as ir
-from hw.cyclemodel import predict_layer
-from hw.descriptor import descriptor_for, descriptor_layout
+from hw.config import MODEL_COUNTERS, SATURATION_COUNTERS, AcceleratorConfig
+from hw.job import Descriptor, Job, make_job
 from hw.layout import unpack_outputs
 from hw.top import MemSel
-from traces.format import Descriptor, Execution
-from traces.hexfiles import memory_images
+from traces.format import Execution
 
-__all__ = ["MODEL_COUNTERS", "MAP_VARIANTS", "HOST_MEMS", "Job", "Mismatch", "fits",
-           "requirements", "layer_kind", "kind_selection", "prepare", "route_for", "descriptor_value", "recorded_counters",
-           "predicted_counters", "expected_saturation", "compare", "ideal_cycles", "record", "mismatch_text"]
+__all__ = ["MODEL_COUNTERS", "SATURATION_COUNTERS", "MAP_VARIANTS", "HOST_MEMS", "ReplayJob",
+           "Mismatch", "config_of", "layer_kind", "kind_selection", "prepare", "route_for",
+           "recorded_counters", "predicted_counters", "expected_saturation", "compare",
+           "ideal_cycles", "record", "mismatch_text"]
 
-#: Counters the cycle model (hw/cyclemodel.py) predicts; the RTL must equal it on each.
-MODEL_COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
-                  "mem_writes")
-#: Counters that count arithmetic events (saturations); the golden reference
-#: (``golden.intref.run_layer``) predicts them, a difference is a bit mismatch.
-SATURATION_COUNTERS = ("sat_terms", "sat_ppu")
 #: Channel maps a replay can use: the trace's own, or one forced for every execution.
 MAP_VARIANTS = ("trace", "dense", "sparse", "random")
 
-#: Host-port memory loaded from each image of ``traces.hexfiles.memory_images``.
+#: Host-port memory loaded from each memory image of a job (``hw.job.memory_images``).
 HOST_MEMS = {"act": MemSel.ACT, "weight": MemSel.WEIGHT, "param": MemSel.PARAM,
              "res": MemSel.RES}
 
 
-def _groups(channels, vector):
-    return -(-channels // vector)
-
-
-def requirements(d: Descriptor, tile: int) -> dict:
-    """Accelerator parameters (minimum values) that execution ``d`` needs, from its descriptor
-    alone: memory depths in words and the channel/pixel limits."""
-    s = d.shape
-    xb, ob = d.x_block, d.out_block
-    nvec_in, nblk_out = _groups(d.cin, xb), _groups(d.cout, ob)
-    pixels = s.out_height * s.out_width
-    return {
-        "act_depth": d.height * d.width * nvec_in,
-        "weight_depth": _groups(d.cout, tile) * d.kernel ** 2 * nvec_in,
-        "res_depth": pixels * d.cout if d.residual else 0,
-        "out_depth": pixels * nblk_out,
-        "max_cin": d.cin,
-        "max_cout": d.cout,  # also the param memory depth
-        "max_pixels": pixels,
-    }
-
-
-def fits(d: Descriptor, params: dict) -> list[str]:
-    """Reasons why execution ``d`` does not fit a top built with ``params`` (empty: fits)."""
-    problems = []
-    if d.vector != params["vector"]:
-        problems.append(f"vector is {d.vector}, the top has vector={params['vector']}")
-    for name, need in requirements(d, params["tile"]).items():
-        if need > params[name]:
-            problems.append(f"needs {name} >= {need} (the top has {params[name]})")
-    return problems
+def config_of(params: dict) -> AcceleratorConfig:
+    """The configuration of the ``SQDM_COSIM_PARAMS`` JSON a replay receives (the
+    configuration's parameters and ``clock_ns``)."""
+    return AcceleratorConfig.from_dict({k: v for k, v in params.items() if k != "clock_ns"})
 
 
 @dataclasses.dataclass
-class Job:
-    """One execution prepared for the top: memory images, register values, expectations."""
+class ReplayJob:
+    """One execution of a trace prepared for the top (:class:`hw.job.Job`), with where it
+    comes from and the channel-map variant it runs with."""
     index: int
     name: str
     meta: dict
-    descriptor: Descriptor
-    images: dict          # memory name -> list of words (host-loadable ones and out_expected)
-    desc_value: int       # packed descriptor (descriptor_layout)
-    route: list           # input channel map bits, 1 = sparse
+    job: Job
     map_variant: str
     arrays: dict          # the execution's arrays (inputs and expected results)
 
     @property
+    def descriptor(self) -> Descriptor:
+        return self.job.descriptor
+
+    @property
+    def config(self) -> AcceleratorConfig:
+        return self.job.config
+
+    @property
+    def images(self) -> dict:
+        return self.job.images
+
+    @property
+    def route(self) -> tuple:
+        return self.job.route
+
+    @property
+    def desc_value(self) -> int:
+        return self.job.desc_value
+
+    @property
     def map_value(self) -> int:
-        return sum(int(b) << g for g, b in enumerate(self.route))
+        return self.job.map_value
 
     @property
     def out_words(self) -> int:
-        return len(self.images["out_expected"])
+        return self.job.out_words
 
     def label(self) -> dict:
         m = self.meta
@@ -123,15 +108,6 @@ def kind_selection(records: list[dict]) -> list[int]:
     return sorted(i for _cost, i in best.values())
 
 
-def descriptor_value(d: Descriptor) -> int:
-    """The packed descriptor register value of ``d`` (all bases 0)."""
-    fields = descriptor_for(d.shape, x_format=ir.Format(d.x_format),
-                            out_format=ir.Format(d.out_format), relu=d.relu,
-                            residual=d.residual, shift=d.scale_shift,
-                            threshold=d.threshold_pct)
-    return descriptor_layout().const(fields).as_value().value
-
-
 def route_for(ex: Execution, variant: str, seed: int = 0) -> list[int]:
     """Input channel map of ``ex`` for a map variant (see :data:`MAP_VARIANTS`)."""
     trace_map = [int(b) for b in ex.arrays["channel_map"]]
@@ -148,22 +124,24 @@ def route_for(ex: Execution, variant: str, seed: int = 0) -> list[int]:
     raise ValueError(f"map variant must be one of {MAP_VARIANTS}, got {variant!r}")
 
 
-def prepare(ex: Execution, index: int, *, tile: int, variant: str = "trace",
-            seed: int = 0) -> Job:
-    """A :class:`Job` for execution ``ex`` (number ``index`` of its trace)."""
-    images = {name: words for name, (words, _width) in memory_images(ex, tile=tile).items()}
-    return Job(index=index, name=ex.name, meta=dict(ex.meta), descriptor=ex.descriptor,
-               images=images, desc_value=descriptor_value(ex.descriptor),
-               route=route_for(ex, variant, seed), map_variant=variant, arrays=ex.arrays)
+def prepare(ex: Execution, index: int, *, config: AcceleratorConfig, variant: str = "trace",
+            seed: int = 0) -> ReplayJob:
+    """A :class:`ReplayJob` for execution ``ex`` (number ``index`` of its trace) on the top
+    built with ``config`` (:func:`hw.job.make_job`; :class:`hw.job.JobError` if it does not
+    fit)."""
+    job = make_job(ex.descriptor, ex.arrays, config, route=route_for(ex, variant, seed))
+    return ReplayJob(index=index, name=ex.name, meta=dict(ex.meta), job=job,
+                     map_variant=variant, arrays=ex.arrays)
 
 
-def recorded_counters(job: Job, params: dict, cycle_model: dict | None) -> dict | None:
+def recorded_counters(job: ReplayJob, cycle_model: dict | None) -> dict | None:
     """The counters the trace records for this execution (``meta["cycles"]``: a dict of
     counters, or the cycle count alone), if they apply: the trace's own channel map and a
     header ``cycle_model`` (if any) whose parameters equal the top's. Else None."""
     rec = job.meta.get("cycles")
     if job.map_variant != "trace" or rec is None:
         return None
+    params = job.config.to_dict()
     for key, value in (cycle_model or {}).items():
         if key in params and params[key] != value:
             return None
@@ -174,18 +152,13 @@ def recorded_counters(job: Job, params: dict, cycle_model: dict | None) -> dict 
     return None
 
 
-def predicted_counters(job: Job, params: dict, cycle_model: dict | None = None) -> dict:
+def predicted_counters(job: ReplayJob, cycle_model: dict | None = None) -> dict:
     """Counters the RTL must produce: those the trace records (:func:`recorded_counters`)
     where it records them, the others from hw/cyclemodel.py (``predict_layer``)."""
-    recorded = recorded_counters(job, params, cycle_model) or {}
+    recorded = recorded_counters(job, cycle_model) or {}
     if all(k in recorded for k in MODEL_COUNTERS):
         return {k: recorded[k] for k in MODEL_COUNTERS}
-    d = job.descriptor
-    pred = predict_layer(d.shape, job.route, x_format=ir.Format(d.x_format),
-                         out_format=ir.Format(d.out_format), residual=d.residual,
-                         act_words=job.images["act"], vector=params["vector"],
-                         dpe_cols=params["dpe_cols"], spe_lanes=params["spe_lanes"],
-                         tile=params["tile"])
+    pred = job.job.predicted_counters()
     pred.update(recorded)
     return pred
 
@@ -211,7 +184,7 @@ class Mismatch:
         return f"{self.what} at {loc}: expected {self.expected}, actual {self.actual}"
 
 
-def compare(job: Job, actual: dict, predicted: dict, source: dict | None = None,
+def compare(job: ReplayJob, actual: dict, predicted: dict, source: dict | None = None,
             saturation: dict | None = None) -> list[Mismatch]:
     """Every mismatch between what the top produced (``actual``: ``out_words``,
     ``zero_counts``, ``next_map`` bits, ``counters``) and the trace / cycle model
@@ -267,14 +240,14 @@ def compare(job: Job, actual: dict, predicted: dict, source: dict | None = None,
     return out
 
 
-def mismatch_text(trace: str, job: Job, m: Mismatch) -> str:
+def mismatch_text(trace: str, job: ReplayJob, m: Mismatch) -> str:
     """The one-line report of a mismatch: trace, execution, layer, step, then the value."""
     lab = job.label()
     return (f"trace {trace}: execution #{job.index} {job.name} (layer {lab['layer']}, "
             f"step {lab['step']}, eval {lab['eval']}, map {job.map_variant}): {m.text()}")
 
 
-def ideal_cycles(job: Job, params: dict) -> dict:
+def ideal_cycles(job: ReplayJob) -> dict:
     """Lower bound of the compute cycles for this execution and channel map: every multiplier
     busy with useful work. Dense MACs are the dense-class (map bit 0) channels' products
     including zero activations, on the DPE's ``vector x dpe_cols`` multipliers; non-zero MACs
@@ -283,9 +256,9 @@ def ideal_cycles(job: Job, params: dict) -> dict:
     are not work. An 8-bit (MXINT8) product counts 4 (4-bit multiplier operations)."""
     d, s = job.descriptor, job.descriptor.shape
     x = job.arrays["x_codes"]
-    mx = ir.Format(d.x_format) == ir.Format.MXINT8
+    mx = d.mode == ir.Mode.MXINT8
     # map bit of every input channel (MXINT8: block b follows bit b * 32 / vector)
-    blk = 32 if mx else d.vector
+    blk = d.x_block
     chan_group = (np.arange(d.cin) // blk) * (blk // d.vector)
     sparse = np.asarray(job.route, dtype=bool)[chan_group]
     # uses[iy, ix]: (output pixel, tap) pairs reading input pixel (iy, ix)
@@ -303,19 +276,18 @@ def ideal_cycles(job: Job, params: dict) -> dict:
     dense_macs = int(uses.sum()) * int((~sparse).sum()) * d.cout * per_product
     nnz = (x[:, :, sparse] != 0).sum(axis=2)
     nz_macs = int((uses * nnz).sum()) * d.cout * per_product
-    dpe_mults = params["vector"] * params["dpe_cols"]
-    spe_mults = params["spe_lanes"] * params["tile"]
+    dpe_mults, spe_mults = job.config.dpe_multipliers, job.config.spe_multipliers
     return {"dense_macs": dense_macs, "nonzero_macs": nz_macs,
             "ideal_cycles": max(dense_macs / dpe_mults, nz_macs / spe_mults)}
 
 
-def record(trace: str, job: Job, actual: dict, predicted: dict, mismatches: list,
-           params: dict, *, timing: dict | None = None, source: dict | None = None) -> dict:
+def record(trace: str, job: ReplayJob, actual: dict, predicted: dict, mismatches: list, *,
+           timing: dict | None = None, source: dict | None = None) -> dict:
     """The results.json record of one replayed execution."""
     d, s = job.descriptor, job.descriptor.shape
     cnt = actual["counters"]
     cycles = cnt["cycles"]
-    ideal = ideal_cycles(job, params)
+    ideal = ideal_cycles(job)
     x = job.arrays["x_codes"]
     bit_exact = not any(not m.what.startswith("counter") for m in mismatches)
     cycle_exact = not any(m.what.startswith("counter") for m in mismatches)

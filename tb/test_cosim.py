@@ -3,7 +3,7 @@ tb/cosim.py), bit-exact against the golden integer reference and cycle-exact aga
 hw/cyclemodel.py. A fixed-seed fuzz slice of random layers on Verilator, one small replay on
 Icarus, channel-map independence, and the error paths (mismatch report, bad trace folder).
 
-All tests share one Verilog emission (tb/rtl.py) and one simulator build per simulator
+All tests share one Verilog emission (hw/rtlcache.py) and one simulator build per simulator
 (tb/simulator.py caches both), see docs/cosim.md.
 """
 
@@ -13,9 +13,8 @@ import shutil
 import pytest
 
 from tb.cosim import CosimError, main, replay
-from tb.replay_model import (compare, expected_saturation, fits, ideal_cycles, kind_selection,
-                             prepare, requirements)
-from tb.rtl import REPLAY_PARAMS, SMALL_PARAMS, top_params
+from hw.config import PRESETS, preset
+from tb.replay_model import compare, expected_saturation, ideal_cycles, kind_selection, prepare
 from traces.format import write_trace
 from traces.synth import random_execution
 
@@ -71,22 +70,22 @@ def test_fuzz_slice_covers_the_corners(fuzz_trace):
     assert any(d.cin % 16 for d in ds) and any(d.cout % 16 for d in ds)
     assert {d.x_format for d in ds} == {0, 2} and {d.residual for d in ds} == {False, True}
     assert {d.out_format for d in ds} == {0, 1, 2}
-    assert all(not fits(d, REPLAY_PARAMS) for d in ds)
+    assert all(not d.fit_problems(PRESETS["default"]) for d in ds)
 
 
 def test_ideal_cycles_and_requirements():
     ex = random_execution(cin=32, cout=32, height=4, width=4, kernel=3, stride=1,
                           sparsity=0.5, mode="int4", seed=1, channel_map="dense")
-    dense = ideal_cycles(prepare(ex, 0, tile=32, variant="dense"), REPLAY_PARAMS)
-    sparse = ideal_cycles(prepare(ex, 0, tile=32, variant="sparse"), REPLAY_PARAMS)
+    dense = ideal_cycles(prepare(ex, 0, config=PRESETS["default"], variant="dense"))
+    sparse = ideal_cycles(prepare(ex, 0, config=PRESETS["default"], variant="sparse"))
     # 4x4 output, 3x3 taps with padding 1: 36 + 2*4*... valid (pixel, tap) pairs = 100
     assert dense["dense_macs"] == 100 * 32 * 32 and dense["nonzero_macs"] == 0
     nnz_work = sparse["nonzero_macs"]
     assert sparse["dense_macs"] == 0 and 0 < nnz_work < 100 * 32 * 32
     assert dense["ideal_cycles"] == 100 * 32 * 32 / 128
-    need = requirements(ex.descriptor, 32)
+    need = ex.descriptor.requirements(32)
     assert need["act_depth"] == 4 * 4 * 2 and need["weight_depth"] == 9 * 2
-    problems = fits(ex.descriptor, top_params(act_depth=16))
+    problems = ex.descriptor.fit_problems(preset("default", act_depth=16))
     assert problems == ["needs act_depth >= 32 (the top has 16)"]
 
 
@@ -107,7 +106,7 @@ def test_kind_selection_takes_the_cheapest_of_each_kind(tmp_path):
 def test_saturation_counters_are_compared_with_the_reference():
     ex = random_execution(cin=40, cout=20, height=3, width=3, kernel=3, stride=1,
                           sparsity=0.5, mode="mxint8", residual=True, saturate=True, seed=11)
-    job = prepare(ex, 0, tile=32)
+    job = prepare(ex, 0, config=PRESETS["default"])
     want = expected_saturation(ex)
     assert want["sat_terms"] > 0 and want["sat_ppu"] > 0
     actual = {"out_words": job.images["out_expected"],
@@ -231,9 +230,9 @@ def test_corrupted_expected_value_is_reported(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- Icarus
 
-#: Icarus replays these on the small configuration. An MXINT8 layer comes first: right after
+#: Icarus replays these on the ``icarus`` configuration. An MXINT8 layer comes first: right after
 #: reset is where 4-state simulation once found X values (combinational blocks that had never
-#: been evaluated, see hw.verilog.ICARUS_GENERATION).
+#: been evaluated, see hw.toolchain.ICARUS_GENERATION).
 ICARUS_CASES = [
     FUZZ[2],
     dict(height=3, width=2, cin=40, cout=12, kernel=3, stride=1, sparsity=0.5, mode="mxint8",
@@ -247,7 +246,7 @@ def test_small_replay_on_icarus(tmp_path):
     """Icarus (4-state, X-checked) on the small configuration: MXINT8 right after reset, a
     saturating layer, an INT4 layer with both engines busy; bit- and cycle-exact."""
     write_fuzz_trace(tmp_path / "t", ICARUS_CASES, seed=5)
-    results = replay(tmp_path / "t", simulator="icarus", params=SMALL_PARAMS,
+    results = replay(tmp_path / "t", simulator="icarus", config=PRESETS["icarus"],
                      out_dir=tmp_path, log=lambda *_: None)
     s = results["summary"]
     assert s["simulator"] == "icarus" and s["executions"] == len(ICARUS_CASES)

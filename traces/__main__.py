@@ -58,10 +58,9 @@ def cmd_random_layer(args) -> int:
                           residual=args.residual, out_format=args.out_format,
                           saturate=args.saturate,
                           channel_map=args.channel_map, threshold_pct=args.threshold)
-    from traces.hexfiles import DEFAULT_TILE, predicted_counters, write_hex_files
+    from traces.hexfiles import hex_header, predicted_counters, write_hex_files
     ex.meta["cycles"] = predicted_counters(ex)
-    header = {"source": "random-layer",
-              "hex": {"layout": "hw/layout.py", "weight_tile": DEFAULT_TILE}}
+    header = {"source": "random-layer", "hex": hex_header()}
     path = write_trace(args.out, [ex], header=header, extra_files=write_hex_files)
     print(f"wrote {path} ({ex.name})")
     return 0

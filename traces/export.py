@@ -15,7 +15,7 @@ from golden import edm
 from golden.model import CHECKPOINT_DIR, load_checkpoint
 from golden.quant import QuantUNet, default_plan, load_plan
 from traces.format import Descriptor, Execution, write_trace
-from traces.hexfiles import DEFAULT_TILE, predicted_counters, write_hex_files
+from traces.hexfiles import cycle_model_header, hex_header, predicted_counters, write_hex_files
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PLAN = REPO / "golden" / "plans" / "sqdm_plan.json"
@@ -127,10 +127,8 @@ def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed:
         "channel_map_rule": "input map of a layer at evaluation e = detector map of that "
                             "input at evaluation e-1; all dense at e = 0",
         "image_sha256": sha256_bytes(image.numpy().tobytes()),
-        "hex": {"layout": "hw/layout.py", "weight_tile": DEFAULT_TILE} if hex_files else None,
-        "cycle_model": {"model": "hw/cyclemodel.py", "vector": 16, "dpe_cols": 8,
-                        "spe_lanes": 4, "tile": DEFAULT_TILE,
-                        "meta_key": "cycles (counters from start to done)"},
+        "hex": hex_header() if hex_files else None,
+        "cycle_model": cycle_model_header(),
     }
     return write_trace(out_dir, executions, header=header,
                        extra_files=write_hex_files if hex_files else None)

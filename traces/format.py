@@ -18,6 +18,7 @@ import numpy as np
 
 from golden import intref as ir
 from golden import numerics as nx
+from hw.job import Descriptor
 
 SCHEMA = "sqdm-trace"
 SCHEMA_VERSION = 1
@@ -33,76 +34,7 @@ class TraceError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-# --------------------------------------------------------------------------- the descriptor
-
-@dataclasses.dataclass(frozen=True)
-class Descriptor:
-    """Everything the controller is programmed with for one layer execution."""
-    height: int
-    width: int
-    cin: int
-    cout: int
-    kernel: int
-    stride: int
-    padding: int
-    x_format: int            # golden.intref.Format
-    out_format: int          # golden.intref.Format
-    relu: bool
-    residual: bool
-    scale_shift: int
-    threshold_pct: int = ir.THRESHOLD_DEFAULT_PCT
-    vector: int = 16
-
-    @property
-    def shape(self) -> ir.ConvShape:
-        return ir.ConvShape(self.height, self.width, self.cin, self.cout, self.kernel,
-                            self.stride, self.padding)
-
-    @property
-    def mode(self) -> ir.Mode:
-        return ir.Mode.MXINT8 if self.x_format == ir.Format.MXINT8 else ir.Mode.INT4
-
-    @property
-    def x_block(self) -> int:
-        return ir.block_size(ir.Format(self.x_format), self.vector)
-
-    @property
-    def out_block(self) -> int:
-        return ir.block_size(ir.Format(self.out_format), self.vector)
-
-    def validate(self) -> None:
-        """Raise ValueError (naming the field) unless this is a layer the accelerator runs."""
-        self.shape  # ConvShape checks the geometry
-        for name in ("x_format", "out_format"):
-            if getattr(self, name) not in [f.value for f in ir.Format]:
-                raise ValueError(f"{name} must be one of {[f.value for f in ir.Format]}, "
-                                 f"got {getattr(self, name)!r}")
-        if not isinstance(self.relu, bool) or not isinstance(self.residual, bool):
-            raise ValueError("relu and residual must be booleans")
-        if self.out_format == ir.Format.UINT4 and not self.relu:
-            raise ValueError("out_format UINT4 needs relu")
-        if not 0 <= self.scale_shift <= ir.SCALE_SHIFT_MAX:
-            raise ValueError(f"scale_shift must be in [0, {ir.SCALE_SHIFT_MAX}], "
-                             f"got {self.scale_shift}")
-        if not 0 <= self.threshold_pct <= 100:
-            raise ValueError(f"threshold_pct must be in [0, 100], got {self.threshold_pct}")
-        nx._check_vector(self.vector)
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "Descriptor":
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names if n not in data
-                         and n not in ("threshold_pct", "vector"))
-        if missing:
-            raise ValueError(f"missing field(s) {missing}")
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown field(s) {unknown}")
-        return cls(**data)
-
+# The descriptor is the job layer's (hw.job.Descriptor): the same fields in traces and RTL.
 
 # --------------------------------------------------------------------------- array contract
 
@@ -110,7 +42,7 @@ def array_specs(d: Descriptor) -> dict[str, tuple[tuple[int, ...], np.dtype, int
     """name -> (shape, dtype, min, max) of every array an execution's .npz must hold."""
     s = d.shape
     xf, of = ir.Format(d.x_format), ir.Format(d.out_format)
-    wf = ir.Format.MXINT8 if xf == ir.Format.MXINT8 else ir.Format.INT4
+    wf = xf.mode.weight_format
     xnb, onb = -(-d.cin // d.x_block), -(-d.cout // d.out_block)
     groups_in, groups_out = -(-d.cin // d.vector), -(-d.cout // d.vector)
     ho, wo = s.out_height, s.out_width

@@ -165,7 +165,7 @@ def test_copy_of_a_trace_still_verifies(trace_dir, tmp_path):
 
 def test_hex_files_hold_the_arrays(tmp_path):
     from hw import layout
-    from traces.hexfiles import DEFAULT_TILE
+    from traces.hexfiles import EXPORT_CONFIG
     d = tmp_path / "h"
     assert main(["random-layer", "--cin", "40", "--cout", "20", "--height", "3", "--width", "4",
                  "--kernel", "3", "--residual", "--out", str(d)]) == 0
@@ -184,7 +184,7 @@ def test_hex_files_hold_the_arrays(tmp_path):
     first, scale = layout.unpack_vector(act[0], 16)
     assert first == ex.arrays["x_codes"][0, 0, :16].tolist()
     assert scale == ex.arrays["x_scales"][0, 0, 0]
-    w = layout.read_memh(d / "exec0000" / "weight.hex", layout.weight_word_bits(DEFAULT_TILE),
+    w = layout.read_memh(d / "exec0000" / "weight.hex", layout.weight_word_bits(EXPORT_CONFIG.tile),
                          9 * 3)
     assert len([x for x in w if x]) > 0
     cycles = ex.meta["cycles"]

@@ -1,7 +1,7 @@
-"""Tests of the FPGA bring-up kit (python -m hw.fpga.bringup) on a small random layer.
+"""Tests of the FPGA bring-up kit (python -m fpga.bringup) on a small random layer.
 
 The layer's trace is written with weight words packed for tile 8 so that the ``tiny``
-configuration (hw/fpga/rtl.py) serves it: its Verilog emits in ~20 s and Verilator builds it in
+configuration (hw/config.py PRESETS) serves it: its Verilog emits in ~20 s and Verilator builds it in
 ~35 s (cold; ccache makes rebuilds fast). Icarus builds and runs it in a few seconds
 (docs/hardware.md, "Simulator notes").
 """
@@ -11,13 +11,13 @@ import shutil
 import pytest
 
 from traces.format import write_trace
-from traces.hexfiles import write_hex_files
+from traces.hexfiles import hex_header, write_hex_files
 from traces.synth import random_execution
 
 from .bringup import generate, run
-from .rtl import config_params
+from hw.config import PRESETS
 
-TILE = 8
+CONFIG = PRESETS["tiny"]
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +26,15 @@ def trace(tmp_path_factory):
     ex = random_execution(cin=24, cout=12, height=3, width=3, kernel=3, stride=1,
                           sparsity=0.65, mode="int4", seed=1, padding=1, out_format="uint4",
                           channel_map="random")
-    write_trace(root, [ex], header={"source": "random-layer",
-                                    "hex": {"layout": "hw/layout.py", "weight_tile": TILE}},
-                extra_files=lambda e, i, f: write_hex_files(e, i, f, tile=TILE))
+    write_trace(root, [ex], header={"source": "random-layer", "hex": hex_header(CONFIG)},
+                extra_files=lambda e, i, f: write_hex_files(e, i, f, config=CONFIG))
     return root
 
 
 @pytest.fixture(scope="module")
 def bench(trace, tmp_path_factory):
     out = tmp_path_factory.mktemp("bringup")
-    info = generate(trace, 0, out, params=config_params("tiny"))
+    info = generate(trace, 0, out, config=CONFIG)
     return out, info
 
 
@@ -45,7 +44,7 @@ def test_generated_files(bench):
                  "out_expected.hex", "bringup.json"):
         assert (out / name).is_file(), name
     tb = (out / "tb_bringup.v").read_text()
-    assert f"48'd{info['expected']['counters']['cycles']}" in tb
+    assert f"48'd{info['expected']['counters']['cycles']}" in tb  # COUNTER_BITS = 48
     assert "$readmemh(\"out_expected.hex\"" in tb
 
 
@@ -77,3 +76,18 @@ def test_icarus_pass(bench):
     report = run(out, "icarus", timeout=120)
     assert report["result"] == "PASS", report["first_failure"]
     assert report["counters"]["cycles"] == info["expected"]["counters"]["cycles"]
+
+
+def test_hex_file_that_disagrees_with_the_arrays_is_refused(trace, tmp_path):
+    """A hex file edited after export (hashes not verified) is named with its line."""
+    from .bringup import BringupError
+    bad = tmp_path / "trace"
+    shutil.copytree(trace, bad)
+    path = next(bad.glob("*/out_expected.hex"))
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2][:-1] + ("1" if lines[2][-1] != "1" else "2")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(BringupError, match=r"out_expected.hex line 3 differs"):
+        generate(bad, 0, tmp_path / "out", config=CONFIG, verify=False)
+    with pytest.raises(BringupError, match="tile=32"):
+        generate(trace, 0, tmp_path / "out2", config=PRESETS["default"])

@@ -1,7 +1,7 @@
 """Synthesise, place and route one accelerator configuration for a Lattice ECP5.
 
 ```
-python -m hw.fpga.synth [--config micro|tiny|small|default] [--param NAME=VALUE ...]
+python -m fpga.synth [--config micro|tiny|small|default] [--param NAME=VALUE ...]
     [--block top|dpe|spe|ppu|detector|addrgen] [--device 85k|45k|25k|LFE5U-85F|...]
     [--package CABGA381] [--speed 6] [--freq 100] [--nodsp] [--seed 1]
     [--placer heap|sa|static] [--router router1|router2]
@@ -11,10 +11,10 @@ python -m hw.fpga.synth [--config micro|tiny|small|default] [--param NAME=VALUE 
 Steps (each timed; tool output goes to a log, nextpnr's stage lines are echoed as they appear
 and a progress line with the elapsed time is printed every 30 s):
 
-1. the top's Verilog from :func:`hw.fpga.rtl.top_verilog` (cached) and the pin wrapper
-   :class:`hw.fpga.wrapper.SynthWrapper` (``sqdm_synth_top``, 16 pins); with ``--block NAME``
+1. the top's Verilog from :func:`hw.rtlcache.top_verilog` (cached) and the pin wrapper
+   :class:`fpga.wrapper.SynthWrapper` (``sqdm_synth_top``, 16 pins); with ``--block NAME``
    one block of the top instead (``sqdm_<block>``, built with the parameters the top gives it
-   for the configuration, :func:`hw.fpga.rtl.block_args`), in the same wrapper: its inputs
+   for the configuration, :func:`hw.rtlcache.block_args`), in the same wrapper: its inputs
    from the chain's flip-flops, its outputs captured in flip-flops before the ``dout`` mux, so
    its register-to-register paths are measured in minutes rather than the top's 20;
 2. wrapper overhead: ``synth_ecp5`` of the wrapper alone, the top a black box (a few s);
@@ -50,16 +50,17 @@ import sys
 import time
 from pathlib import Path
 
-from ..verilog import BUILD_ROOT
-from .rtl import (BLOCKS, CONFIGS, TOPLEVEL, block_args, block_module, block_verilog,
-                  check_block, config_params, parse_overrides, rtl_key)
+from hw.config import PRESETS, parse_overrides, preset
+from hw.rtlcache import (BLOCKS, TOPLEVEL, block_args, block_component, block_module,
+                         block_verilog, check_block, rtl_key)
+from hw.verilog import BUILD_ROOT
 from .wrapper import WRAPPER_NAME, wrapper_verilog
 
 __all__ = ["CLOCK_BALLS", "DEVICES", "PACKAGES", "clock_lpf", "normalise_device",
            "check_package", "parse_yosys_stat", "parse_yosys_stat_modules", "parse_nextpnr_log",
            "parse_critical_path", "path_signals", "pnr_stage", "run", "main"]
 
-#: Default configuration of ``python -m hw.fpga.synth`` and ``make synth``: the one that fits
+#: Default configuration of ``python -m fpga.synth`` and ``make synth``: the one that fits
 #: the LFE5U-85F *and* finishes place and route in minutes (docs/fpga.md 2).
 DEFAULT_CONFIG = "micro"
 
@@ -580,10 +581,10 @@ def tool_versions():
 
 def git_state():
     """``{"commit", "dirty"}`` of the checkout the RTL comes from (``dirty``: uncommitted
-    changes in a file the emitted Verilog depends on, :func:`hw.fpga.rtl._source_files`),
+    changes in a file the emitted Verilog depends on, :func:`hw.rtlcache._source_files`),
     or {}."""
-    from ..verilog import REPO_ROOT
-    from .rtl import _source_files
+    from hw.rtlcache import _source_files
+    from hw.verilog import REPO_ROOT
     files = [str(f.relative_to(REPO_ROOT)) for f in _source_files()]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT,
@@ -643,7 +644,7 @@ def netlist_key(rundir, yosys_version, block="top"):
 def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA381", speed=6,
         freq=100.0, nodsp=False, seed=1, placer=None, router=DEFAULT_ROUTER, nextpnr_args=(),
         pnr=True, pnr_timeout=None, out=None, force_synth=False, breakdown=False, block="top"):
-    params = config_params(config, overrides)
+    params = preset(config, **(overrides or {}))
     module = block_module(block)  # ValueError for an unknown block
     device = normalise_device(device)
     package = check_package(device, package)
@@ -658,7 +659,7 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
     os.environ.setdefault("XDG_CACHE_HOME", str(BUILD_ROOT / "cache"))
     t0 = time.monotonic()
     times = {}
-    report = {"run": name, "config": config, "params": params, "block": block,
+    report = {"run": name, "config": config, "params": params.to_dict(), "block": block,
               "module": module, "block_args": (None if block == "top"
                                                else block_args(block, params)[1]),
               "device": part,
@@ -828,25 +829,23 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
     return report
 
 
-def _check_params(params, block="top"):
-    """:class:`ValueError` if :class:`hw.top.Accelerator` (or ``block``'s class, with the
-    arguments the top would give it) rejects ``params`` (cheap: the constructors only validate
-    and build the signature)."""
-    from ..top import Accelerator
-    for cls, kwargs in ((Accelerator, params),) + (() if block == "top"
-                                                   else (block_args(block, params),)):
-        try:
-            comp = cls(**kwargs)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"invalid configuration {params}: {exc}") from None
-        comp._MustUse__silence = True  # never elaborated here
+def _check_params(config, overrides, block="top"):
+    """:class:`ValueError` unless preset ``config`` with ``overrides`` is a valid configuration
+    whose ``block`` (built with the arguments the top would give it) accepts it too (cheap: the
+    constructors only validate and build the signature)."""
+    try:
+        params = preset(config, **overrides)
+        if block != "top":
+            block_component(block, params)._MustUse__silence = True  # never elaborated here
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid configuration {config} {overrides}: {exc}") from None
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m hw.fpga.synth", description=__doc__.split(
+    ap = argparse.ArgumentParser(prog="python -m fpga.synth", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=DEFAULT_CONFIG,
-                    help=f"one of {', '.join(CONFIGS)} (default {DEFAULT_CONFIG})")
+                    help=f"one of {', '.join(PRESETS)} (default {DEFAULT_CONFIG})")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--block", default="top", metavar="NAME",
                     help=f"synthesise one block of the top, built as the configuration's top "
@@ -878,16 +877,16 @@ def main(argv=None):
     ap.add_argument("--out", default=str(BUILD_ROOT / "synth"))
     args = ap.parse_args(argv)
     # validate everything before any tool runs (make synth SYNTH_CONFIG=... SYNTH_DEVICE=...)
-    if args.config not in CONFIGS:
+    if args.config not in PRESETS:
         ap.error(f"unknown configuration {args.config!r} (SYNTH_CONFIG); choose one of "
-                 f"{', '.join(CONFIGS)} (hw/fpga/rtl.py CONFIGS)")
+                 f"{', '.join(PRESETS)} (hw/config.py PRESETS)")
     try:
         check_block(args.block)
     except ValueError as exc:
         ap.error(f"{exc} (--block / SYNTH_BLOCK)")
     try:
         overrides = parse_overrides(args.param)
-        _check_params(config_params(args.config, overrides), args.block)
+        _check_params(args.config, overrides, args.block)
         device = normalise_device(args.device)
         package = check_package(device, args.package)
     except ValueError as exc:

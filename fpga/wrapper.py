@@ -18,7 +18,7 @@ wrapped and its ports are kept internal:
 So all logic of the top stays observable and controllable (nothing is optimised away) with
 ``clk``, ``rst``, ``si``, ``shift``, ``start``, ``host_we``, ``dout[8]``, ``busy``, ``done``:
 16 pins. The cost of the wrapper itself is one flip-flop per input bit plus the output mux
-(``python -m hw.fpga.synth`` measures it separately, with the top as a black box).
+(``python -m fpga.synth`` measures it separately, with the top as a black box).
 
 The same wrapper takes any :class:`amaranth.lib.wiring.Component`'s ports
 (:func:`component_ports`: the signature flattened as the Verilog back end does, so a stream
@@ -33,7 +33,7 @@ PPU's worst path did: 11 of its 66 ns were the mux). The top keeps its wrapper a
 (no capture register: the 745-flip-flop figures below stay valid).
 
 The top (or block) is instantiated as a Verilog ``Instance`` of the module emitted by
-:func:`hw.fpga.rtl.block_verilog` (cached), so emitting the wrapper never re-elaborates it.
+:func:`hw.rtlcache.block_verilog` (cached), so emitting the wrapper never re-elaborates it.
 """
 
 import re
@@ -43,8 +43,8 @@ from amaranth.hdl import (Cat, ClockSignal, Const, Instance, Module, ResetSignal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..verilog import emit_verilog
-from .rtl import TOPLEVEL, block_component, block_module
+from hw.rtlcache import TOPLEVEL, block_component, block_module
+from hw.verilog import emit_verilog
 
 __all__ = ["WRAPPER_NAME", "PIN_INPUTS", "PIN_OUTPUTS", "component_ports", "top_ports",
            "block_ports", "verilog_ports", "SynthWrapper", "wrapper_verilog"]
@@ -80,7 +80,7 @@ def top_ports(params):
 
 
 def block_ports(block, params):
-    """:func:`component_ports` of ``block`` (:data:`hw.fpga.rtl.BLOCKS`) for ``params``."""
+    """:func:`component_ports` of ``block`` (:data:`hw.rtlcache.BLOCKS`) for ``params``."""
     comp = block_component(block, params)
     comp._MustUse__silence = True  # never elaborated here: only the signature is read
     return component_ports(comp)

