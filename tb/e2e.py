@@ -19,12 +19,10 @@ import argparse
 import hashlib
 import json
 import shutil
-import struct
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -60,23 +58,14 @@ def golden_image(steps, seed):
 
 def write_png(path, images, scale=8):
     """Grey-scale PNG of images in [-1, 1] side by side (2 px gap), each upscaled."""
+    from matplotlib.image import imsave
     tiles = []
     for img in images:
         a = np.clip((np.asarray(img, dtype=np.float64).reshape(img.shape[-2:]) + 1) * 127.5,
                     0, 255).round().astype(np.uint8)
         tiles.append(np.kron(a, np.ones((scale, scale), dtype=np.uint8)))
         tiles.append(np.full((tiles[-1].shape[0], 2 * scale), 255, dtype=np.uint8))
-    pix = np.concatenate(tiles[:-1], axis=1)
-    h, w = pix.shape
-    raw = b"".join(b"\0" + pix[y].tobytes() for y in range(h))
-
-    def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-    Path(path).write_bytes(png)
+    imsave(path, np.concatenate(tiles[:-1], axis=1), cmap="gray", vmin=0, vmax=255)
 
 
 def _follow(path, stop, log):
