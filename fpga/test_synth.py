@@ -234,7 +234,7 @@ def test_wrapper_pins_are_optional():
 
 
 _BLOCK_SUBMODULE = {"dpe": "dpe", "spe": "spe", "ppu": "ppu", "detector": "det",
-                    "addrgen": "ag"}
+                    "addrgen": "ag", "fetch": "fetch_d", "serializer": "ser", "writer": "wr"}
 
 
 def test_block_args_match_the_top():

@@ -13,6 +13,7 @@ from .addrgen import ADDRGEN_LATENCY, walk_items
 from .common import Mode
 from .dpe import dpe_item_cycles
 from .engine import ENGINE_STAGES
+from .fetch import FETCH_LATENCY
 from .layout import unpack_vector
 from .ppu import BUFFER_DEPTH, block_closed_by
 from .spe import spe_item_cycles
@@ -23,8 +24,6 @@ __all__ = ["LAUNCH_CYCLES", "FETCH_LATENCY", "START_CYCLE", "EngineModel", "PPUM
 #: Cycles from the ``start`` cycle (cycle 0) to the walkers' start pulse (the controller's
 #: ``launch`` register, :class:`hw.top.Accelerator`).
 LAUNCH_CYCLES = 1
-#: Cycles an item spends in the operand fetch stage (the memories' read register).
-FETCH_LATENCY = 1
 #: Cycle in which both engines can accept their first item: the launch, the address
 #: generator's latency, the fetch stage.
 START_CYCLE = LAUNCH_CYCLES + ADDRGEN_LATENCY + FETCH_LATENCY

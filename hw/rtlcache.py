@@ -25,14 +25,16 @@ __all__ = ["TOPLEVEL", "BLOCKS", "DEFAULT_ROOT", "check_block", "block_module", 
 TOPLEVEL = "sqdm_top"
 
 #: Blocks that can be emitted (and synthesised) on their own (``top``: the whole
-#: accelerator); the names of the top's submodules are ``ag`` and ``det`` for two of them.
-BLOCKS = ("top", "dpe", "spe", "ppu", "detector", "addrgen")
+#: accelerator); their submodule names in the top are :data:`_SUBMODULES`' (``fetch`` is the
+#: dense walker's ``fetch_d``, the sparse one ``fetch_s`` is the same component).
+BLOCKS = ("top", "dpe", "spe", "ppu", "detector", "addrgen", "fetch", "serializer", "writer")
 
 #: Default cache folder.
 DEFAULT_ROOT = BUILD_ROOT / "rtl-cache"
 
 #: Submodule name in :meth:`hw.top.Accelerator.elaborate` of each block but the top.
-_SUBMODULES = {"dpe": "dpe", "spe": "spe", "ppu": "ppu", "detector": "det", "addrgen": "ag"}
+_SUBMODULES = {"dpe": "dpe", "spe": "spe", "ppu": "ppu", "detector": "det", "addrgen": "ag",
+               "fetch": "fetch_d", "serializer": "ser", "writer": "wr"}
 
 
 def check_block(block):

@@ -17,8 +17,10 @@ from amaranth.sim import Simulator
 from golden import intref
 
 from .common import MX_BLOCK
+from .streamcheck import stream_checker, stream_members
 
-__all__ = ["stream_put", "stream_get", "run_sim", "seeded", "make_unit_data", "unit_items",
+__all__ = ["stream_put", "stream_get", "stream_put_polled", "stream_get_polled", "run_sim",
+           "seeded", "make_unit_data", "unit_items",
            "reference_unit", "StreamCase", "run_stream_case", "engine_case", "engine_check",
            "dpe_cycles", "spe_cycles", "ppu_case", "detector_case", "addrgen_case"]
 
@@ -44,11 +46,42 @@ async def stream_get(ctx, port, rng=None, gap=0.0):
     return payload
 
 
-def run_sim(dut, testbenches, monitors=(), deadline_cycles=None):
+async def stream_put_polled(ctx, port, payload, rng, gap):
+    """:func:`stream_put` polling ``ready`` instead of ``until()``: a background testbench
+    abandoned inside ``until()`` (a stuck transfer) raises "aclose(): asynchronous generator is
+    already running" instead of the test's own failure."""
+    while rng.random() < gap:
+        await ctx.tick()
+    ctx.set(port.valid, 1)
+    ctx.set(port.payload, payload)
+    while not (await ctx.tick().sample(port.ready))[2]:
+        pass
+    ctx.set(port.valid, 0)
+
+
+async def stream_get_polled(ctx, port, rng, gap):
+    """:func:`stream_get` polling ``valid`` (see :func:`stream_put_polled`)."""
+    while rng.random() < gap:
+        ctx.set(port.ready, 0)
+        await ctx.tick()
+    ctx.set(port.ready, 1)
+    while True:
+        _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+        if valid:
+            ctx.set(port.ready, 0)
+            return payload
+
+
+def run_sim(dut, testbenches, monitors=(), deadline_cycles=None, check_streams=True):
     """Run ``testbenches`` (async functions of ``ctx``) to completion with background
-    ``monitors``; a 1 MHz clock on ``sync``."""
+    ``monitors``; a 1 MHz clock on ``sync``. With ``check_streams``, every top-level
+    ``lib.stream`` member of ``dut`` (e.g. a block's ``i`` and ``o``) is also watched by a
+    :func:`hw.streamcheck.stream_checker`: a handshake violation fails the simulation."""
     sim = Simulator(dut)
     sim.add_clock(1e-6)
+    if check_streams:
+        monitors = [stream_checker(port, name)
+                    for name, port in stream_members(dut).items()] + list(monitors)
     for mon in monitors:
         sim.add_testbench(mon, background=True)
     for tb in testbenches:
@@ -172,7 +205,8 @@ class StreamCase:
 
 
 def run_stream_case(dut, case):
-    """Run ``case`` on ``dut`` in amaranth.sim; returns ``(busy_cycles, total_cycles)``."""
+    """Run ``case`` on ``dut`` in amaranth.sim; returns ``(busy_cycles, total_cycles)``. The
+    handshakes of ``dut.i`` and ``dut.o`` are checked (:func:`run_sim`)."""
     rnd = random.Random(case.seed)
     got = []
     stats = {"busy": 0, "cycles": 0}

@@ -9,6 +9,7 @@ from .config import COUNTERS, PRESETS, AcceleratorConfig
 from .job import Descriptor, make_job
 from .layout import ACT_WORD_BITS, pack_vector, unpack_outputs, write_memh
 from .simtest import run_sim, seeded
+from .streamcheck import stream_checker
 from .top import Accelerator, MemSel
 
 SMALL = PRESETS["unit"]
@@ -82,8 +83,16 @@ def run_top(layer, routes, config=SMALL):
                                for g in range(config.groups_out)]
             outs.append(out)
 
-    run_sim(dut, [bench])
+    run_sim(dut, [bench], engine_checkers(dut))
     return outs
+
+
+def engine_checkers(dut):
+    """Stream checkers on the engines' input and result streams and the PPU's input (the
+    submodules exist once the simulator has elaborated ``dut``)."""
+    return [stream_checker(lambda b=block, s=port: getattr(dut.blocks[b], s), f"{block}.{port}")
+            for block, port in (("dpe", "i"), ("dpe", "o"), ("spe", "i"), ("spe", "o"),
+                                ("ppu", "i"))]
 
 
 def check_against_golden(layer, out):

@@ -1,13 +1,12 @@
-"""Accelerator top: controller, memories, address generator, DPE + SPE, PPU, sparsity detector
-and performance counters. One layer execution per ``start``."""
+"""Accelerator top: controller, memories, address generator, operand fetch, DPE + SPE, join and
+serializer, PPU, output writer, sparsity detector and performance counters. One layer execution
+per ``start``."""
 
 from pathlib import Path
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
-
-from golden import intref
 
 from .addrgen import AddrGen
 from .common import MX_BLOCK, Format, validating
@@ -15,24 +14,14 @@ from .config import COUNTER_BITS, COUNTERS, MEMORIES, AcceleratorConfig
 from .descriptor import ADDR_BITS, descriptor_layout
 from .detector import SparsityDetector
 from .dpe import DPE
-from .layout import ACT_WORD_BITS, ELEM_BITS, SCALE_OFFSET, read_memh
+from .fetch import OperandFetch
+from .layout import read_memh
 from .ppu import PPU
+from .serializer import JoinSerializer
 from .spe import SPE
+from .writer import PIXEL_BITS, OutputWriter
 
 __all__ = ["Accelerator", "MemSel", "block_args"]
-
-
-def _pack_struct(layout, fields):
-    """``Cat`` of one value per field of the struct ``layout`` (each exactly the field's width),
-    for assigning a whole struct signal in one statement."""
-    parts, pos = [], 0
-    for name, field in sorted(layout, key=lambda nf: nf[1].offset):
-        value = Value.cast(fields[name])
-        assert field.offset == pos and len(value) == field.width, name
-        parts.append(value)
-        pos += field.width
-    assert pos == layout.size and set(fields) == {name for name, _ in layout}
-    return Cat(*parts)
 
 
 class MemSel(enum.Enum, shape=3):
@@ -57,7 +46,11 @@ def block_args(config):
         "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin)),
         "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T)),
         "spe": (SPE, dict(vector=V, lanes=c.spe_lanes, cols=T)),
+        "fetch_d": (OperandFetch, dict(tile=T)),
+        "fetch_s": (OperandFetch, dict(tile=T)),
+        "ser": (JoinSerializer, dict(vector=V, tile=T, max_channels=C)),
         "ppu": (PPU, dict(vector=V, max_channels=C)),
+        "wr": (OutputWriter, dict(max_channels=C)),
         "det": (SparsityDetector, dict(vector=V, max_channels=C, max_pixels=c.max_pixels)),
     }
 
@@ -94,8 +87,9 @@ class Accelerator(wiring.Component):
 
     After elaboration ``self.mems`` maps "act", "weight", "param", "res", "out" to the
     ``lib.memory.Memory`` instances (an amaranth.sim testbench may ``ctx.get``/``ctx.set``
-    their ``data``). Timing: docs/hardware.md section 4.7; :mod:`hw.cyclemodel` predicts
-    every counter.
+    their ``data``) and ``self.blocks`` maps each submodule name of :func:`block_args` to the
+    component (e.g. for stream checkers on the engines' ports). Timing: docs/hardware.md
+    section 4.7; :mod:`hw.cyclemodel` predicts every counter.
     """
 
     def __init__(self, config=None, *, init=None):
@@ -190,132 +184,58 @@ class Accelerator(wiring.Component):
                                     (desc.cout + V - 1) // V))
         # layer constants through registers (valid from cycle 2, needed only at the end): the
         # multiplies stay off the paths that use them
-        pixels = Signal(range(2 ** 26))
-        out_words = Signal(range(2 ** 26 * (cfg.max_cout + 1)))
+        pixels = Signal(range(2 ** PIXEL_BITS))
+        out_words = Signal(range(2 ** PIXEL_BITS * (cfg.max_cout + 1)))
         m.d.sync += [pixels.eq(out_h * out_w), out_words.eq(pixels * nblk_out)]
 
-        # ---- address generator and operand fetch
+        # ---- address generator, operand fetch, engines
         m.submodules.ag = ag = build("ag")
         m.d.comb += [ag.desc.eq(desc), ag.map.eq(route), ag.start.eq(launch)]
         m.submodules.dpe = dpe = build("dpe")
         m.submodules.spe = spe = build("spe")
         m.d.comb += [dpe.mode.eq(desc.mode), spe.mode.eq(desc.mode)]
-        reads = []
-        for walk, eng in ((ag.d, dpe), (ag.s, spe)):
+        fetches = []
+        for name, walk, eng in (("fetch_d", ag.d, dpe), ("fetch_s", ag.s, spe)):
+            m.submodules[name] = fe = build(name)
             act_rp = mems["act"].read_port()
             w_rp = mems["weight"].read_port()
-            valid = Signal()
-            flags = Signal(3)
-            take = ~valid | eng.i.ready
-            fetch = take & walk.valid & ~walk.payload.null
+            wiring.connect(m, walk, fe.i)
+            wiring.connect(m, fe.o, eng.i)
             m.d.comb += [
-                walk.ready.eq(take),
-                act_rp.en.eq(fetch), act_rp.addr.eq(walk.payload.act_addr),
-                w_rp.en.eq(fetch), w_rp.addr.eq(walk.payload.w_addr),
+                act_rp.en.eq(fe.rd_en), act_rp.addr.eq(fe.act_addr), fe.act_data.eq(act_rp.data),
+                w_rp.en.eq(fe.rd_en), w_rp.addr.eq(fe.w_addr), fe.w_data.eq(w_rp.data),
             ]
-            with m.If(take):
-                m.d.sync += [valid.eq(walk.valid),
-                             flags.eq(Cat(walk.payload.first, walk.payload.last,
-                                          walk.payload.null))]
-            # One assignment of the whole item, not one per field: field by field, the
-            # Verilog drives the ~2.4 kbit payload wire with ~300 part-select assigns, which
-            # Icarus re-resolves (and fans out) once per part (docs/hardware.md, "Simulator
-            # notes").
-            cols = [w_rp.data[ACT_WORD_BITS * c:ACT_WORD_BITS * (c + 1)] for c in range(T)]
-            item = _pack_struct(eng.i.payload.shape(), {
-                "x": Cat(act_rp.data[ELEM_BITS * e:ELEM_BITS * (e + 1)]
-                         for e in range(MX_BLOCK)),
-                "x_scale": act_rp.data[SCALE_OFFSET:SCALE_OFFSET + 8],
-                "w": Cat(col[ELEM_BITS * e:ELEM_BITS * (e + 1)]
-                         for col in cols for e in range(MX_BLOCK)),
-                "w_scale": Cat(col[SCALE_OFFSET:SCALE_OFFSET + 8] for col in cols),
-                "first": flags[0], "last": flags[1], "null": flags[2],
-            })
-            m.d.comb += [eng.i.valid.eq(valid), eng.i.payload.eq(item)]
-            reads.append(Mux(fetch, 2, 0))
+            fetches.append(fe)
 
-        # ---- join of the two partial results of a unit
-        uval = Signal()
-        uacc = [Signal.like(dpe.o.payload.acc[0], name=f"uacc{c}") for c in range(T)]
-        usat = Signal.like(dpe.o.payload.sat)
-        ser_done = Signal()
-        join = dpe.o.valid & spe.o.valid & (~uval | ser_done)
-        m.d.comb += [dpe.o.ready.eq(join), spe.o.ready.eq(join)]
-        with m.If(join):
-            m.d.sync += uval.eq(1)
-            m.d.sync += [uacc[c].eq(dpe.o.payload.acc[c] + spe.o.payload.acc[c])
-                         for c in range(T)]
-            m.d.sync += usat.eq(dpe.o.payload.sat + spe.o.payload.sat)
-        with m.Elif(ser_done):
-            m.d.sync += uval.eq(0)
-
-        # ---- serializer: one channel per cycle into the PPU, with its parameters
+        # ---- join of the two partial results and serializer into the PPU
+        m.submodules.ser = ser = build("ser")
         m.submodules.ppu = ppu = build("ppu")
-        m.d.comb += [ppu.shift.eq(desc.shift), ppu.relu.eq(desc.relu),
-                     ppu.res_en.eq(desc.res_en), ppu.out_format.eq(desc.out_format)]
-        c_idx = Signal(range(T))
-        tc = Signal(13)
-        # chan (= tc + c_idx), the residual row (= pixel x cout) and tile_end are registers, so
-        # the serializer's handshake chain (ser_done -> join -> engine stalls) starts at a flop;
-        # tile_end is recomputed every cycle for the state after this cycle's step (from the
-        # registered desc, so it is right from cycle 2 of a layer; the first step is at cycle
-        # 4 + ENGINE_STAGES + 1 at the earliest).
-        chan = Signal(13)
-        res_row = Signal(ADDR_BITS)
-        tile_end = Signal()
+        wiring.connect(m, dpe.o, ser.d)
+        wiring.connect(m, spe.o, ser.s)
+        wiring.connect(m, ser.o, ppu.i)
         par_rp = mems["param"].read_port()
         res_rp = mems["res"].read_port()
-        pf_valid = Signal()
-        pf_acc = Signal.like(uacc[0])
-        pf_chan = Signal(range(cfg.max_cout))
-        pf_last = Signal()
-        take_p = ~pf_valid | ppu.i.ready
-        step = take_p & uval
-        last_chan = desc.cout - 1
-        tile_wraps = tc + T >= desc.cout
-        next_tc = Mux(tile_wraps, 0, tc + T)
-        end_now = (c_idx == T - 1) | (chan == last_chan)
-        end_after_inc = (c_idx == T - 2) | (chan + 1 == last_chan)
-        end_after_wrap = (T == 1) | (next_tc == last_chan)
-        m.d.sync += tile_end.eq(Mux(step, Mux(tile_end, end_after_wrap, end_after_inc), end_now))
-        blk_end = Mux(is_mx_out, chan[:5] == MX_BLOCK - 1, (chan & (V - 1)) == V - 1)
         m.d.comb += [
-            ser_done.eq(step & tile_end),
-            par_rp.en.eq(step), par_rp.addr.eq(desc.par_base + chan),
-            res_rp.en.eq(step & desc.res_en),
-            res_rp.addr.eq(desc.res_base + res_row + chan),
+            ser.cout.eq(desc.cout), ser.out_format.eq(desc.out_format),
+            ser.res_en.eq(desc.res_en), ser.par_base.eq(desc.par_base),
+            ser.res_base.eq(desc.res_base), ser.clear.eq(self.start & ~busy),
+            par_rp.en.eq(ser.par_rd_en), par_rp.addr.eq(ser.par_rd_addr),
+            ser.par_rd_data.eq(par_rp.data),
+            res_rp.en.eq(ser.res_rd_en), res_rp.addr.eq(ser.res_rd_addr),
+            ser.res_rd_data.eq(res_rp.data),
+            ppu.shift.eq(desc.shift), ppu.relu.eq(desc.relu),
+            ppu.res_en.eq(desc.res_en), ppu.out_format.eq(desc.out_format),
         ]
-        with m.If(take_p):
-            m.d.sync += [pf_valid.eq(uval), pf_acc.eq(Array(uacc)[c_idx]), pf_chan.eq(chan),
-                         pf_last.eq(blk_end | (chan == last_chan))]
-        with m.If(step):
-            with m.If(tile_end):
-                m.d.sync += [c_idx.eq(0), tc.eq(next_tc), chan.eq(next_tc)]
-                with m.If(tile_wraps):
-                    m.d.sync += res_row.eq(res_row + desc.cout)
-            with m.Else():
-                m.d.sync += [c_idx.eq(c_idx + 1), chan.eq(chan + 1)]
-        pp = ppu.i.payload
-        m.d.comb += [
-            ppu.i.valid.eq(pf_valid), pp.acc.eq(pf_acc), pp.chan.eq(pf_chan),
-            pp.last.eq(pf_last),
-            pp.k.eq(par_rp.data[:intref.SCALE_MANT_BITS]),
-            pp.bias.eq(par_rp.data[intref.SCALE_MANT_BITS:]),
-            pp.residual.eq(res_rp.data),
-        ]
-        reads.append(Mux(step, 1, 0) + Mux(step & desc.res_en, 1, 0))
 
-        # ---- output writer and sparsity detector
+        # ---- output writer and sparsity detector (both take every PPU output block)
+        m.submodules.wr = wr = build("wr")
         out_wp = mems["out"].write_port()
-        ob = Signal(range(cfg.max_cout + 1))
-        opix = Signal(range(2 ** 26))
-        written = Signal(range(2 ** 32))
         po = ppu.o.payload
+        wiring.connect(m, ppu.o, wr.i)
         m.d.comb += [
-            ppu.o.ready.eq(1),
-            out_wp.en.eq(ppu.o.valid),
-            out_wp.addr.eq(desc.out_base + opix * nblk_out + ob),
-            out_wp.data.eq(Cat(*[po.codes[e] for e in range(MX_BLOCK)], po.scale)),
+            wr.out_base.eq(desc.out_base), wr.nblk.eq(nblk_out), wr.out_words.eq(out_words),
+            wr.clear.eq(self.start & ~busy),
+            out_wp.en.eq(wr.wr_en), out_wp.addr.eq(wr.wr_addr), out_wp.data.eq(wr.wr_data),
         ]
         m.submodules.det = det = build("det")
         m.d.comb += [
@@ -326,18 +246,10 @@ class Accelerator(wiring.Component):
             self.next_map.eq(det.map), det.rd_chan.eq(self.zc_chan),
             self.zc_count.eq(det.rd_count),
         ]
-        with m.If(ppu.o.valid):
-            m.d.sync += written.eq(written + 1)
-            with m.If(ob == nblk_out - 1):
-                m.d.sync += [ob.eq(0), opix.eq(opix + 1)]
-            with m.Else():
-                m.d.sync += ob.eq(ob + 1)
-            with m.If(written + 1 == out_words):
-                m.d.sync += [busy.eq(0), done.eq(1)]
-
-        with m.If(self.start & ~busy):
-            m.d.sync += [c_idx.eq(0), tc.eq(0), chan.eq(0), res_row.eq(0), ob.eq(0), opix.eq(0),
-                         written.eq(0)]
+        with m.If(wr.done):
+            m.d.sync += [busy.eq(0), done.eq(1)]
+        self.blocks = {"ag": ag, "fetch_d": fetches[0], "fetch_s": fetches[1], "dpe": dpe,
+                       "spe": spe, "ser": ser, "ppu": ppu, "wr": wr, "det": det}
 
         # ---- performance counters
         incs = {
@@ -346,9 +258,9 @@ class Accelerator(wiring.Component):
             "spe_busy": spe.busy,
             "macs": dpe.macs + spe.macs,
             "zeros_skipped": spe.skipped,
-            "mem_reads": reads[0] + reads[1] + reads[2],
+            "mem_reads": fetches[0].reads + fetches[1].reads + ser.reads,
             "mem_writes": ppu.o.valid,
-            "sat_terms": Mux(join, dpe.o.payload.sat + spe.o.payload.sat, 0),
+            "sat_terms": Mux(ser.join, dpe.o.payload.sat + spe.o.payload.sat, 0),
             "sat_ppu": Mux(ppu.o.valid, po.sat, 0),
         }
         for name in COUNTERS:

@@ -1,0 +1,216 @@
+"""JoinSerializer: the join of the two engine results and the channel serializer into the PPU,
+with real param / residual memories, random stream gaps and a Python reference (channel order,
+``last`` flags, accumulator sums, param and residual words); and the stream checker itself."""
+
+import random
+
+import pytest
+from amaranth.hdl import Elaboratable, Module, Signal, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In
+
+from golden import intref
+
+from .layout import PARAM_WORD_BITS, RES_WORD_BITS
+from .ppu import block_closed_by
+from .serializer import JoinSerializer
+from .simtest import run_sim, stream_get_polled as get, stream_put_polled as put
+from .streamcheck import stream_checker
+
+PAR_BASE, RES_BASE = 3, 5
+
+
+def _signed(value, bits):
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+class _Harness(Elaboratable):
+    """The serializer with a param and a residual memory on its read ports."""
+
+    def __init__(self, ser, par_words, res_words):
+        self.ser = ser
+        self.par = memory.Memory(shape=unsigned(PARAM_WORD_BITS), depth=len(par_words),
+                                 init=par_words)
+        self.res = memory.Memory(shape=unsigned(RES_WORD_BITS), depth=len(res_words),
+                                 init=res_words)
+
+    def elaborate(self, platform):
+        m = Module()
+        ser = m.submodules.ser = self.ser
+        m.submodules.par = self.par
+        m.submodules.res = self.res
+        for mem, pre in ((self.par, "par"), (self.res, "res")):
+            rp = mem.read_port()
+            m.d.comb += [rp.en.eq(getattr(ser, f"{pre}_rd_en")),
+                         rp.addr.eq(getattr(ser, f"{pre}_rd_addr")),
+                         getattr(ser, f"{pre}_rd_data").eq(rp.data)]
+        return m
+
+
+def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_gap, out_gap):
+    """Random units through a JoinSerializer; checks every PPU element against the reference
+    and returns the cycles of the output transfers."""
+    rnd = random.Random(seed)
+    ntile = -(-cout // tile)
+    par_words = [rnd.getrandbits(PARAM_WORD_BITS) for _ in range(PAR_BASE + cout)]
+    res_words = [rnd.getrandbits(RES_WORD_BITS) for _ in range(RES_BASE + pixels * cout)]
+    big = 1 << 63
+
+    def result():
+        return {"acc": [rnd.randrange(-big, big) for _ in range(tile)],
+                "sat": rnd.getrandbits(8)}
+    units = [(result(), result()) for _ in range(pixels * ntile)]
+
+    blk = intref.block_size(intref.Format(out_format), vector)
+    want = []
+    for px in range(pixels):
+        for c in range(cout):
+            d, s = units[px * ntile + c // tile]
+            par = par_words[PAR_BASE + c]
+            want.append({
+                "acc": _signed(d["acc"][c % tile] + s["acc"][c % tile], 64),
+                "k": _signed(par, intref.SCALE_MANT_BITS),
+                "bias": _signed(par >> intref.SCALE_MANT_BITS, intref.PPU_WIDTH),
+                "residual": (_signed(res_words[RES_BASE + px * cout + c], RES_WORD_BITS)
+                             if res_en else None),
+                "chan": c, "last": int(block_closed_by(c, cout, blk) > 0)})
+
+    ser = JoinSerializer(vector=vector, tile=tile, max_channels=64)
+    dut = _Harness(ser, par_words, res_words)
+    got, out_cycles = [], []
+    stats = {"join": 0, "reads": 0}
+    ready_to_go = []
+
+    async def config(ctx):
+        ctx.set(ser.cout, cout)
+        ctx.set(ser.out_format, intref.Format(out_format))
+        ctx.set(ser.res_en, res_en)
+        ctx.set(ser.par_base, PAR_BASE)
+        ctx.set(ser.res_base, RES_BASE)
+        ctx.set(ser.clear, 1)
+        await ctx.tick()
+        ctx.set(ser.clear, 0)
+        await ctx.tick()  # tile_end follows the configuration one cycle later
+        ready_to_go.append(True)
+
+    def producer(port, which, prng):
+        async def run(ctx):
+            while not ready_to_go:
+                await ctx.tick()
+            for unit in units:
+                await put(ctx, port, unit[which], prng, in_gap)
+        return run
+
+    async def consumer(ctx):
+        crng = random.Random(seed + 2)
+        for _ in range(len(want)):
+            got.append(await get(ctx, ser.o, crng, out_gap))
+        await ctx.tick()  # the monitor samples the last cycle
+
+    async def monitor(ctx):
+        cycle = 0
+        async for _, _, join, reads, valid, ready in ctx.tick().sample(
+                ser.join, ser.reads, ser.o.valid, ser.o.ready):
+            stats["join"] += join
+            stats["reads"] += reads
+            if valid and ready:
+                out_cycles.append(cycle)
+            cycle += 1
+
+    limit = 50 * (len(want) + len(units) + 10)
+
+    async def watchdog(ctx):
+        for _ in range(limit):
+            await ctx.tick()
+        raise AssertionError(f"{len(got)} of {len(want)} elements after {limit} cycles")
+
+    checkers = [stream_checker(p, n) for n, p in (("d", ser.d), ("s", ser.s), ("o", ser.o))]
+    # The producers run in the background: a unit the serializer never takes shows up in the
+    # join count below, not as a hang.
+    run_sim(dut, [config, consumer],
+            [watchdog, monitor, producer(ser.d, 0, random.Random(seed)),
+             producer(ser.s, 1, random.Random(seed + 1))] + checkers)
+    for n, (g, w) in enumerate(zip(got, want)):
+        g = {"acc": int(g.acc), "k": int(g.k), "bias": int(g.bias),
+             "residual": int(g.residual) if res_en else None, "chan": int(g.chan),
+             "last": int(g.last)}
+        assert g == w, f"element {n}: got {g}, expected {w}"
+    assert len(got) == len(want)
+    assert stats["join"] == len(units)
+    assert stats["reads"] == len(want) * (1 + res_en)
+    return out_cycles
+
+
+CASES = [  # vector, tile, cout, out_format, res_en
+    (16, 4, 6, intref.Format.INT4, 1),
+    (16, 4, 40, intref.Format.MXINT8, 1),
+    (4, 4, 9, intref.Format.UINT4, 0),
+    (8, 1, 5, intref.Format.INT4, 1),
+    (16, 8, 8, intref.Format.MXINT8, 0),
+    (4, 3, 7, intref.Format.INT4, 1),
+    (4, 2, 1, intref.Format.UINT4, 1),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("gaps", [(0.3, 0.3), (0.0, 0.7), (0.6, 0.0)])
+def test_serializer_matches_reference(case, gaps):
+    vector, tile, cout, fmt, res_en = case
+    serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt, res_en=res_en,
+                   pixels=3, seed=sum(case[:3]) + int(10 * gaps[0]), in_gap=gaps[0],
+                   out_gap=gaps[1])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_serializer_back_to_back(case):
+    """Results always valid, ``o`` always ready: one channel per cycle across unit and pixel
+    boundaries (the next unit joins in the ``ser_done`` cycle; the cycle models rely on it)."""
+    vector, tile, cout, fmt, res_en = case
+    cycles = serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt, res_en=res_en,
+                            pixels=3, seed=7, in_gap=0.0, out_gap=0.0)
+    assert cycles == list(range(cycles[0], cycles[0] + len(cycles)))
+
+
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    ({"vector": 2}, ValueError, r"vector must be one of \(4, 8, 16\), got 2"),
+    ({"tile": 0}, ValueError, r"tile must be in \[1, 256\], got 0"),
+    ({"max_channels": 5000}, ValueError, r"max_channels must be in \[1, 4096\], got 5000"),
+    ({"tile": 4.0}, TypeError, "tile must be an int"),
+])
+def test_serializer_rejects_bad_parameters(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        JoinSerializer(**kwargs)
+
+
+class _Src(wiring.Component):
+    def __init__(self):
+        super().__init__({"s": In(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += Signal().eq(0)  # a sync domain for the clock
+        return m
+
+
+@pytest.mark.parametrize("fault", ["drop", "change"])
+def test_stream_checker_catches_violations(fault):
+    """A valid that drops before ready, or a payload that changes while waiting, fails the
+    simulation with the stream's name and the cycle."""
+    dut = _Src()
+
+    async def bench(ctx):
+        ctx.set(dut.s.valid, 1)
+        ctx.set(dut.s.payload, 5)
+        await ctx.tick()
+        await ctx.tick()
+        if fault == "drop":
+            ctx.set(dut.s.valid, 0)
+        else:
+            ctx.set(dut.s.payload, 6)
+        for _ in range(3):
+            await ctx.tick()
+
+    msg = "valid dropped before ready" if fault == "drop" else "payload changed"
+    with pytest.raises(AssertionError, match=f"stream s: {msg} .*cycle 2"):
+        run_sim(dut, [bench])
