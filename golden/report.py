@@ -20,7 +20,7 @@ from golden.data import image_grid, load_digits16
 from golden.intref import THRESHOLD_DEFAULT_PCT
 from golden.model import UNet, load_checkpoint
 from golden.quant import QuantUNet, load_plan, uniform_plan
-from golden.sensitivity import PLAN_PATH, Reference, sqnr_db
+from golden.sensitivity import PLAN_PATH, Reference
 
 OUT = Path("build/golden")
 

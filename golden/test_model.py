@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from golden import edm
 from golden.data import load_digits16
-from golden.model import (CHECKPOINT_DIR, PConv, ResBlock, UNet, ZeroCounter, apply_act,
-                          build_model, count_params, load_checkpoint)
+from golden.model import (CHECKPOINT_DIR, ZeroCounter, apply_act, build_model, count_params,
+                          load_checkpoint)
 
 torch.set_num_threads(1)
 

@@ -145,7 +145,7 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        V, T = cfg.vector, cfg.tile
+        V = cfg.vector
         blocks = block_args(cfg)
 
         def build(name):

@@ -284,7 +284,7 @@ def ideal_cycles(job: ReplayJob) -> dict:
 def record(trace: str, job: ReplayJob, actual: dict, predicted: dict, mismatches: list, *,
            timing: dict | None = None, source: dict | None = None) -> dict:
     """The results.json record of one replayed execution."""
-    d, s = job.descriptor, job.descriptor.shape
+    d = job.descriptor
     cnt = actual["counters"]
     cycles = cnt["cycles"]
     ideal = ideal_cycles(job)
