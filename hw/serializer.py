@@ -48,7 +48,7 @@ class JoinSerializer(wiring.Component):
         Synchronous (one-cycle) read ports of the param memory (word ``par_base + chan``) and
         the residual memory (word ``res_base + pixel * cout + chan``, read only if
         ``res_en``); the data must hold while the enable is low.
-    join : Out(1)
+    joined : Out(1)
         Both results are taken this cycle (``d.ready = s.ready = join``).
     reads : Out(range(3))
         Memory words read this cycle.
@@ -91,7 +91,7 @@ class JoinSerializer(wiring.Component):
             "res_rd_addr": Out(ADDR_BITS),
             "res_rd_en": Out(1),
             "res_rd_data": In(RES_WORD_BITS),
-            "join": Out(1),
+            "joined": Out(1),
             "reads": Out(range(3)),
         })
 
@@ -106,7 +106,7 @@ class JoinSerializer(wiring.Component):
         usat = Signal.like(dr.payload.sat)
         ser_done = Signal()
         join = dr.valid & sr.valid & (~uval | ser_done)
-        m.d.comb += [dr.ready.eq(join), sr.ready.eq(join), self.join.eq(join)]
+        m.d.comb += [dr.ready.eq(join), sr.ready.eq(join), self.joined.eq(join)]
         with m.If(join):
             m.d.sync += uval.eq(1)
             m.d.sync += [uacc[c].eq(dr.payload.acc[c] + sr.payload.acc[c]) for c in range(T)]

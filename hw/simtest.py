@@ -22,7 +22,8 @@ from .streamcheck import stream_checker, stream_members
 __all__ = ["stream_put", "stream_get", "stream_put_polled", "stream_get_polled", "run_sim",
            "seeded", "make_unit_data", "unit_items",
            "reference_unit", "StreamCase", "run_stream_case", "engine_case", "engine_check",
-           "dpe_cycles", "spe_cycles", "ppu_case", "detector_case", "addrgen_case"]
+           "dpe_cycles", "spe_cycles", "ppu_case", "detector_case", "addrgen_case",
+           "serializer_case", "fetch_case", "writer_case"]
 
 
 async def stream_put(ctx, port, payload, rng=None, gap=0.0):
@@ -397,18 +398,19 @@ def addrgen_case(shape, x_format, *, groups, seed, tile=4, vector=16, act_base=7
     """A random channel map for ``shape`` and the exact item streams the address generator
     must produce (:func:`hw.addrgen.walk_items`, addresses offset by the bases).
 
-    Returns a dict: ``desc`` (a ``descriptor_layout`` constant), ``route`` (the map as an
-    int), ``route_bits``, ``want`` (``{"d": [...], "s": [...]}`` item dicts), ``seed``."""
+    Returns a dict: ``desc`` (the register block of :meth:`hw.job.Descriptor.register_const`),
+    ``route`` (the map as an int), ``route_bits``, ``want`` (``{"d": [...], "s": [...]}`` item
+    dicts), ``seed``."""
     from .addrgen import walk_items
-    from .descriptor import descriptor_for, descriptor_layout
+    from .job import Descriptor
 
     _, nrng = seeded(seed)
     fmt = intref.Format(x_format)
     mode = fmt.mode
     route_bits = [int(b) for b in nrng.integers(0, 2, groups)]
-    desc = descriptor_layout().const(descriptor_for(
-        shape, x_format=fmt, out_format=intref.Format.INT4, relu=False, act_base=act_base,
-        w_base=w_base))
+    desc = Descriptor.of_layer(shape, x_format=fmt, out_format=intref.Format.INT4, relu=False,
+                               residual=False, scale_shift=0, vector=vector).register_const(
+        act_base=act_base, w_base=w_base)
     want = {}
     for name in ("d", "s"):
         items = list(walk_items(shape, route_bits, sparse=(name == "s"), mode=mode,
@@ -420,3 +422,149 @@ def addrgen_case(shape, x_format, *, groups, seed, tile=4, vector=16, act_base=7
         want[name] = items
     return {"desc": desc, "route": sum(b << g for g, b in enumerate(route_bits)),
             "route_bits": route_bits, "want": want, "seed": seed}
+
+
+def _signed(value, bits):
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def serializer_case(*, vector, tile, cout, out_format, res_en, pixels, seed, par_base=3,
+                    res_base=5):
+    """Random engine results of ``pixels`` x ceil(cout / tile) units for a
+    :class:`hw.serializer.JoinSerializer` and the PPU elements it must emit: channel order,
+    ``last`` (:func:`hw.ppu.block_closed_by`), the two accumulators' 64-bit sum, ``k`` /
+    ``bias`` from the param word ``par_base + chan``, ``residual`` from the residual word
+    ``res_base + pixel * cout + chan`` (only if ``res_en``).
+
+    Returns a dict: ``config`` (input port -> value, held during the case, after a ``clear``
+    pulse), ``units`` ((DPE result, SPE result) per unit: dicts of ``result_layout(tile)``),
+    ``par_words`` / ``res_words`` (memory images from address 0), ``want`` (expected element
+    dicts), ``reads`` (memory words the serializer must read), ``check(results)`` (raises
+    AssertionError unless the ``o`` payloads, in order, are ``want``), ``seed``."""
+    from .layout import PARAM_WORD_BITS, RES_WORD_BITS
+    from .ppu import block_closed_by
+
+    rnd = random.Random(seed)
+    ntile = -(-cout // tile)
+    par_words = [rnd.getrandbits(PARAM_WORD_BITS) for _ in range(par_base + cout)]
+    res_words = [rnd.getrandbits(RES_WORD_BITS) for _ in range(res_base + pixels * cout)]
+    big = 1 << 63
+
+    def result():
+        return {"acc": [rnd.randrange(-big, big) for _ in range(tile)],
+                "sat": rnd.getrandbits(8)}
+    units = [(result(), result()) for _ in range(pixels * ntile)]
+
+    blk = intref.block_size(intref.Format(out_format), vector)
+    want = []
+    for px in range(pixels):
+        for c in range(cout):
+            d, s = units[px * ntile + c // tile]
+            par = par_words[par_base + c]
+            want.append({
+                "acc": _signed(d["acc"][c % tile] + s["acc"][c % tile], 64),
+                "k": _signed(par, intref.SCALE_MANT_BITS),
+                "bias": _signed(par >> intref.SCALE_MANT_BITS, intref.PPU_WIDTH),
+                "residual": (_signed(res_words[res_base + px * cout + c], RES_WORD_BITS)
+                             if res_en else None),
+                "chan": c, "last": int(block_closed_by(c, cout, blk) > 0)})
+
+    def check(results):
+        assert len(results) == len(want), (len(results), len(want))
+        for n, (g, w) in enumerate(zip(results, want)):
+            g = {"acc": int(g.acc), "k": int(g.k), "bias": int(g.bias),
+                 "residual": int(g.residual) if res_en else None, "chan": int(g.chan),
+                 "last": int(g.last)}
+            assert g == w, f"element {n}: got {g}, expected {w}"
+
+    config = {"cout": cout, "out_format": int(intref.Format(out_format).value),
+              "res_en": int(res_en), "par_base": par_base, "res_base": res_base}
+    return {"config": config, "units": units, "par_words": par_words, "res_words": res_words,
+            "want": want, "reads": len(want) * (1 + int(res_en)), "check": check, "seed": seed}
+
+
+def fetch_case(*, tile, items, seed, depth=16, null_rate=0.2):
+    """Random address items (:func:`hw.addrgen.addr_item_layout` dicts) and memory images for
+    a :class:`hw.fetch.OperandFetch`, and the work items it must emit: the flags of every
+    item, and for a non-null one the elements and scales of the activation word ``act_addr``
+    and of each column of the weight word ``w_addr`` (:mod:`hw.layout`).
+
+    Returns a dict: ``inputs``, ``act_words`` / ``w_words`` (``depth`` words each, from
+    address 0), ``want`` (expected item fields; flags only for a null item), ``reads`` (memory
+    words the stage must read), ``check(results)`` (raises AssertionError unless the ``o``
+    payloads, in order, are ``want``), ``seed``."""
+    from .layout import ACT_WORD_BITS, ELEM_BITS, SCALE_OFFSET, weight_word_bits
+
+    rnd = random.Random(seed)
+    act_words = [rnd.getrandbits(ACT_WORD_BITS) for _ in range(depth)]
+    w_words = [rnd.getrandbits(weight_word_bits(tile)) for _ in range(depth)]
+    inputs = [{"act_addr": rnd.randrange(depth), "w_addr": rnd.randrange(depth),
+               "first": rnd.getrandbits(1), "last": rnd.getrandbits(1),
+               "null": int(rnd.random() < null_rate)} for _ in range(items)]
+
+    def expected(item):
+        want = {"first": item["first"], "last": item["last"], "null": item["null"]}
+        if item["null"]:
+            return want
+        a, w = act_words[item["act_addr"]], w_words[item["w_addr"]]
+        cols = [(w >> (ACT_WORD_BITS * c)) & ((1 << ACT_WORD_BITS) - 1) for c in range(tile)]
+        want["x"] = [_signed(a >> (ELEM_BITS * e), ELEM_BITS) for e in range(MX_BLOCK)]
+        want["x_scale"] = (a >> SCALE_OFFSET) & 0xFF
+        want["w"] = [[_signed(col >> (ELEM_BITS * e), ELEM_BITS) for e in range(MX_BLOCK)]
+                     for col in cols]
+        want["w_scale"] = [(col >> SCALE_OFFSET) & 0xFF for col in cols]
+        return want
+    want = [expected(it) for it in inputs]
+
+    def observed(it, null):
+        got = {"first": int(it.first), "last": int(it.last), "null": int(it.null)}
+        if not null:  # a null item's operands are don't-care
+            got["x"] = [int(v) for v in it.x]
+            got["x_scale"] = int(it.x_scale)
+            got["w"] = [[int(v) for v in col] for col in it.w]
+            got["w_scale"] = [int(v) for v in it.w_scale]
+        return got
+
+    def check(results):
+        assert len(results) == len(want), (len(results), len(want))
+        for n, (res, item, w) in enumerate(zip(results, inputs, want)):
+            g = observed(res, item["null"])
+            assert g == w, f"item {n}: got {g}, expected {w}"
+
+    return {"inputs": inputs, "act_words": act_words, "w_words": w_words, "want": want,
+            "reads": 2 * sum(1 - it["null"] for it in inputs), "check": check, "seed": seed}
+
+
+def writer_case(*, out_format, channels, pixels, seed, out_base=9, vector=16):
+    """The output blocks of a random layer through the golden PPU (:func:`intref.ppu`) for a
+    :class:`hw.writer.OutputWriter`, and the out memory image it must write
+    (:func:`hw.layout.act_words` of the golden codes and scales, at ``out_base``).
+
+    Returns a dict: ``config`` (input port -> value, held during the case, after a ``clear``
+    pulse), ``inputs`` (``ppu_out_layout`` dicts, pixel outer, block inner), ``want``
+    (address -> word), ``seed``; ``done`` must be high with the last transfer only."""
+    from .layout import act_words
+
+    _, nrng = seeded(seed)
+    acc = nrng.integers(-2 ** 40, 2 ** 40, (1, pixels, channels))
+    acc[nrng.random(acc.shape) < 0.3] = 0
+    relu = out_format == intref.Format.UINT4 or nrng.random() < 0.5
+    k = nrng.integers(1, 2 ** 12, channels).astype(np.int32)
+    ref = intref.ppu(acc.astype(np.int64), k, 30, np.zeros(channels, np.int32), relu=relu,
+                     out_format=out_format, vector=vector)
+    blk = intref.block_size(intref.Format(out_format), vector)
+    inputs = []
+    for px in range(pixels):
+        for b, base in enumerate(range(0, channels, blk)):
+            codes = [int(c) for c in ref.codes[0, px, base:base + blk]]
+            inputs.append({"codes": codes + [0] * (MX_BLOCK - len(codes)),
+                           "scale": int(ref.scales[0, px, b]), "count": len(codes),
+                           "base": base, "sat": int(nrng.integers(0, len(codes) + 1)),
+                           "zeros": sum(1 << j for j, c in enumerate(codes) if c == 0)})
+    words = act_words(ref.codes[0][None], ref.scales[0][None], x_format=out_format,
+                      vector=vector)
+    assert len(words) == len(inputs)
+    config = {"out_base": out_base, "nblk": -(-channels // blk), "out_words": len(inputs)}
+    return {"config": config, "inputs": inputs,
+            "want": {out_base + n: w for n, w in enumerate(words)}, "seed": seed}

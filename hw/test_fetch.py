@@ -1,5 +1,6 @@
 """OperandFetch: address items through real activation / weight memories into engine work items,
-random stream gaps, compared field by field with the memory words."""
+random stream gaps, compared field by field with the memory words
+(:func:`hw.simtest.fetch_case`)."""
 
 import random
 
@@ -7,18 +8,12 @@ import pytest
 from amaranth.hdl import Elaboratable, Module, unsigned
 from amaranth.lib import memory
 
-from .common import MX_BLOCK
 from .fetch import FETCH_LATENCY, OperandFetch
-from .layout import ACT_WORD_BITS, ELEM_BITS, SCALE_OFFSET, weight_word_bits
-from .simtest import run_sim, stream_get_polled as get, stream_put_polled as put
+from .layout import ACT_WORD_BITS, weight_word_bits
+from .simtest import fetch_case, run_sim, stream_get_polled as get, stream_put_polled as put
 from .streamcheck import stream_checker
 
 DEPTH = 16
-
-
-def _signed8(value):
-    value &= 0xFF
-    return value - 256 if value & 0x80 else value
 
 
 class _Harness(Elaboratable):
@@ -42,43 +37,14 @@ class _Harness(Elaboratable):
         return m
 
 
-def _expected(item, act_words, w_words, tile):
-    """The work item fields the engine must see for an address item (flags only if null)."""
-    want = {"first": item["first"], "last": item["last"], "null": item["null"]}
-    if item["null"]:
-        return want
-    a, w = act_words[item["act_addr"]], w_words[item["w_addr"]]
-    cols = [(w >> (ACT_WORD_BITS * c)) & ((1 << ACT_WORD_BITS) - 1) for c in range(tile)]
-    want["x"] = [_signed8(a >> (ELEM_BITS * e)) for e in range(MX_BLOCK)]
-    want["x_scale"] = (a >> SCALE_OFFSET) & 0xFF
-    want["w"] = [[_signed8(col >> (ELEM_BITS * e)) for e in range(MX_BLOCK)] for col in cols]
-    want["w_scale"] = [(col >> SCALE_OFFSET) & 0xFF for col in cols]
-    return want
-
-
-def _observed(it, null):
-    got = {"first": int(it.first), "last": int(it.last), "null": int(it.null)}
-    if null:
-        return got
-    got["x"] = [int(v) for v in it.x]
-    got["x_scale"] = int(it.x_scale)
-    got["w"] = [[int(v) for v in col] for col in it.w]
-    got["w_scale"] = [int(v) for v in it.w_scale]
-    return got
-
-
 def fetch_run(*, tile, items, seed, in_gap, out_gap):
-    """Random address items through an OperandFetch; checks every work item and the read
-    count; returns the cycles of the input and output transfers."""
-    rnd = random.Random(seed)
-    act_words = [rnd.getrandbits(ACT_WORD_BITS) for _ in range(DEPTH)]
-    w_words = [rnd.getrandbits(weight_word_bits(tile)) for _ in range(DEPTH)]
-    addr_items = [{"act_addr": rnd.randrange(DEPTH), "w_addr": rnd.randrange(DEPTH),
-                   "first": rnd.getrandbits(1), "last": rnd.getrandbits(1),
-                   "null": int(rnd.random() < 0.2)} for _ in range(items)]
-    want = [_expected(it, act_words, w_words, tile) for it in addr_items]
+    """Random address items through an OperandFetch (:func:`hw.simtest.fetch_case`); checks
+    every work item and the read count; returns the cycles of the input and output
+    transfers."""
+    case = fetch_case(tile=tile, items=items, seed=seed, depth=DEPTH)
+    addr_items = case["inputs"]
     fe = OperandFetch(tile=tile)
-    dut = _Harness(fe, act_words, w_words)
+    dut = _Harness(fe, case["act_words"], case["w_words"])
     got, cycles = [], {"i": [], "o": []}
     stats = {"reads": 0}
 
@@ -89,8 +55,8 @@ def fetch_run(*, tile, items, seed, in_gap, out_gap):
 
     async def consumer(ctx):
         crng = random.Random(seed + 2)
-        for it in addr_items:
-            got.append(_observed(await get(ctx, fe.o, crng, out_gap), it["null"]))
+        for _ in addr_items:
+            got.append(await get(ctx, fe.o, crng, out_gap))
 
     async def monitor(ctx):
         cycle = 0
@@ -111,10 +77,8 @@ def fetch_run(*, tile, items, seed, in_gap, out_gap):
 
     checkers = [stream_checker(fe.i, "i"), stream_checker(fe.o, "o")]
     run_sim(dut, [consumer], [watchdog, monitor, producer] + checkers)
-    for n, (g, w) in enumerate(zip(got, want)):
-        assert g == w, f"item {n}: got {g}, expected {w}"
-    assert len(got) == items
-    assert stats["reads"] == 2 * sum(1 - it["null"] for it in addr_items)
+    case["check"](got)
+    assert stats["reads"] == case["reads"]
     return cycles
 
 

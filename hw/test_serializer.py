@@ -1,6 +1,7 @@
 """JoinSerializer: the join of the two engine results and the channel serializer into the PPU,
-with real param / residual memories, random stream gaps and a Python reference (channel order,
-``last`` flags, accumulator sums, param and residual words); and the stream checker itself."""
+with real param / residual memories, random stream gaps and the Python reference of
+:func:`hw.simtest.serializer_case` (channel order, ``last`` flags, accumulator sums, param and
+residual words); and the stream checker itself."""
 
 import random
 
@@ -12,17 +13,10 @@ from amaranth.lib.wiring import In
 from golden import intref
 
 from .layout import PARAM_WORD_BITS, RES_WORD_BITS
-from .ppu import block_closed_by
 from .serializer import JoinSerializer
-from .simtest import run_sim, stream_get_polled as get, stream_put_polled as put
+from .simtest import run_sim, serializer_case, stream_get_polled as get
+from .simtest import stream_put_polled as put
 from .streamcheck import stream_checker
-
-PAR_BASE, RES_BASE = 3, 5
-
-
-def _signed(value, bits):
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
 
 
 class _Harness(Elaboratable):
@@ -49,45 +43,20 @@ class _Harness(Elaboratable):
 
 
 def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_gap, out_gap):
-    """Random units through a JoinSerializer; checks every PPU element against the reference
-    and returns the cycles of the output transfers."""
-    rnd = random.Random(seed)
-    ntile = -(-cout // tile)
-    par_words = [rnd.getrandbits(PARAM_WORD_BITS) for _ in range(PAR_BASE + cout)]
-    res_words = [rnd.getrandbits(RES_WORD_BITS) for _ in range(RES_BASE + pixels * cout)]
-    big = 1 << 63
-
-    def result():
-        return {"acc": [rnd.randrange(-big, big) for _ in range(tile)],
-                "sat": rnd.getrandbits(8)}
-    units = [(result(), result()) for _ in range(pixels * ntile)]
-
-    blk = intref.block_size(intref.Format(out_format), vector)
-    want = []
-    for px in range(pixels):
-        for c in range(cout):
-            d, s = units[px * ntile + c // tile]
-            par = par_words[PAR_BASE + c]
-            want.append({
-                "acc": _signed(d["acc"][c % tile] + s["acc"][c % tile], 64),
-                "k": _signed(par, intref.SCALE_MANT_BITS),
-                "bias": _signed(par >> intref.SCALE_MANT_BITS, intref.PPU_WIDTH),
-                "residual": (_signed(res_words[RES_BASE + px * cout + c], RES_WORD_BITS)
-                             if res_en else None),
-                "chan": c, "last": int(block_closed_by(c, cout, blk) > 0)})
-
+    """Random units through a JoinSerializer (:func:`hw.simtest.serializer_case`); checks every
+    PPU element, the joins and the reads; returns the cycles of the output transfers."""
+    case = serializer_case(vector=vector, tile=tile, cout=cout, out_format=out_format,
+                           res_en=res_en, pixels=pixels, seed=seed)
+    units, want = case["units"], case["want"]
     ser = JoinSerializer(vector=vector, tile=tile, max_channels=64)
-    dut = _Harness(ser, par_words, res_words)
+    dut = _Harness(ser, case["par_words"], case["res_words"])
     got, out_cycles = [], []
     stats = {"join": 0, "reads": 0}
     ready_to_go = []
 
     async def config(ctx):
-        ctx.set(ser.cout, cout)
-        ctx.set(ser.out_format, intref.Format(out_format))
-        ctx.set(ser.res_en, res_en)
-        ctx.set(ser.par_base, PAR_BASE)
-        ctx.set(ser.res_base, RES_BASE)
+        for name, value in case["config"].items():
+            ctx.set(getattr(ser, name), value)
         ctx.set(ser.clear, 1)
         await ctx.tick()
         ctx.set(ser.clear, 0)
@@ -111,7 +80,7 @@ def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_g
     async def monitor(ctx):
         cycle = 0
         async for _, _, join, reads, valid, ready in ctx.tick().sample(
-                ser.join, ser.reads, ser.o.valid, ser.o.ready):
+                ser.joined, ser.reads, ser.o.valid, ser.o.ready):
             stats["join"] += join
             stats["reads"] += reads
             if valid and ready:
@@ -131,14 +100,9 @@ def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_g
     run_sim(dut, [config, consumer],
             [watchdog, monitor, producer(ser.d, 0, random.Random(seed)),
              producer(ser.s, 1, random.Random(seed + 1))] + checkers)
-    for n, (g, w) in enumerate(zip(got, want)):
-        g = {"acc": int(g.acc), "k": int(g.k), "bias": int(g.bias),
-             "residual": int(g.residual) if res_en else None, "chan": int(g.chan),
-             "last": int(g.last)}
-        assert g == w, f"element {n}: got {g}, expected {w}"
-    assert len(got) == len(want)
+    case["check"](got)
     assert stats["join"] == len(units)
-    assert stats["reads"] == len(want) * (1 + res_en)
+    assert stats["reads"] == case["reads"]
     return out_cycles
 
 

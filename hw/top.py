@@ -260,7 +260,7 @@ class Accelerator(wiring.Component):
             "zeros_skipped": spe.skipped,
             "mem_reads": fetches[0].reads + fetches[1].reads + ser.reads,
             "mem_writes": ppu.o.valid,
-            "sat_terms": Mux(ser.join, dpe.o.payload.sat + spe.o.payload.sat, 0),
+            "sat_terms": Mux(ser.joined, dpe.o.payload.sat + spe.o.payload.sat, 0),
             "sat_ppu": Mux(ppu.o.valid, po.sat, 0),
         }
         for name in COUNTERS:

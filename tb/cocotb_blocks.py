@@ -1,13 +1,19 @@
 """cocotb unit tests of the emitted blocks (DPE, SPE, PPU, sparsity detector, address
-generator) with random backpressure.
+generator, operand fetch, join serializer, output writer) with random backpressure.
 
 Each test builds its cases with the same builders as the amaranth.sim unit tests
-(:mod:`hw.simtest`: ``engine_case``, ``ppu_case``, ``detector_case``, ``addrgen_case``: random
-data, the golden reference, the block's cycle model), then drives the block's Verilog ports:
-producers with random idle cycles, consumers that hold ``ready`` low at random, and a monitor
-that counts the cycles ``busy`` is high. Run by ``tb/test_blocks.py`` through
-:func:`tb.simulator.run_cocotb`; the environment variable ``SQDM_BLOCK`` names the block and its
-parameters as JSON (``{"block": "dpe", "params": {...}, "cases": [{...}, ...]}``).
+(:mod:`hw.simtest`: ``engine_case``, ``ppu_case``, ``detector_case``, ``addrgen_case``,
+``fetch_case``, ``serializer_case``, ``writer_case``: random data, the Python reference, the
+block's cycle model), then drives the block's Verilog ports: producers with random idle cycles,
+consumers that hold ``ready`` low at random, synchronous memories on the read ports
+(:func:`read_port`), a monitor that counts the cycles ``busy`` is high, and a
+:func:`tb.streamcheck.stream_checker` on every stream port. Run by ``tb/test_blocks.py``
+through :func:`tb.simulator.run_cocotb`; the environment variable ``SQDM_BLOCK`` names the block,
+its parameters, its stream ports and their direction as JSON (``{"block": "dpe", "params":
+{...}, "streams": {"i": "in", "o": "out"}, "cases": [{...}, ...]}``).
+
+``broken_driver`` is a deliberately failing test (``SQDM_FAULT``: ``drop`` or ``change``): a
+producer that breaks the handshake, which the stream checker must report.
 """
 
 import json
@@ -23,7 +29,9 @@ from hw.addrgen import addr_item_layout
 from hw.common import item_layout, result_layout
 from hw.detector import detector_in_layout
 from hw.ppu import ppu_in_layout, ppu_out_layout
-from hw.simtest import addrgen_case, detector_case, dpe_cycles, engine_case, ppu_case, spe_cycles
+from hw.simtest import (addrgen_case, detector_case, dpe_cycles, engine_case, fetch_case,
+                        ppu_case, serializer_case, spe_cycles, writer_case)
+from tb.streamcheck import stream_checker
 
 CLOCK_NS = 10
 
@@ -36,7 +44,7 @@ def layouts(block, params):
         return item_layout(params["cols"]), result_layout(params["cols"])
     if block == "ppu":
         return ppu_in_layout(params["max_channels"]), ppu_out_layout(params["max_channels"])
-    return None, None  # detector, addrgen: own runners
+    return None, None  # the others: own runners
 
 
 def build_case(block, params, case):
@@ -92,6 +100,43 @@ async def get(dut, rnd, gap, stream="o"):
             break
     port(dut, stream, "ready").value = 0
     return bits
+
+
+async def tally(dut, totals):
+    """Until cancelled: adds each port's value at every rising edge into ``totals`` (port name
+    -> running sum)."""
+    while True:
+        await ReadOnly()
+        for name in totals:
+            totals[name] += int(getattr(dut, name).value)
+        await RisingEdge(dut.clk)
+
+
+async def read_port(dut, prefix, words, en=None):
+    """Until cancelled: a synchronous read port of a memory holding ``words`` (from address 0)
+    on the ports ``<prefix>_addr`` / ``<prefix>_data`` and the enable ``en`` (default
+    ``<prefix>_en``). At a rising edge with the enable high, the word at the address is on
+    the data port after the edge; the data holds while the enable is low."""
+    en = getattr(dut, f"{prefix}_en") if en is None else en
+    addr, data = getattr(dut, f"{prefix}_addr"), getattr(dut, f"{prefix}_data")
+    while True:
+        await ReadOnly()
+        read = int(addr.value) if int(en.value) else None
+        await RisingEdge(dut.clk)
+        if read is not None:
+            assert read < len(words), f"{prefix}: read of word {read} of {len(words)}"
+            data.value = words[read]
+
+
+async def configure(dut, config):
+    """Set the layer configuration ports, pulse ``clear`` for a cycle, wait one more (the
+    serializer's ``tile_end`` follows the configuration a cycle later)."""
+    for name, value in config.items():
+        getattr(dut, name).value = value
+    dut.clear.value = 1
+    await RisingEdge(dut.clk)
+    dut.clear.value = 0
+    await RisingEdge(dut.clk)
 
 
 async def run_detector(dut, params, desc):
@@ -155,37 +200,139 @@ async def run_addrgen(dut, params, desc):
     return sum(len(v) for v in got.values())
 
 
+def _gaps(desc):
+    return desc.get("in_gap", 0.3), desc.get("out_gap", 0.3)
+
+
+async def run_fetch(dut, params, desc):
+    """Address items in with random gaps, work items out with random ready, the activation
+    and weight memories on the read ports; exact items and read count."""
+    case = fetch_case(tile=params["tile"], items=desc["items"], seed=desc["seed"])
+    in_gap, out_gap = _gaps(desc)
+    in_layout, out_layout = addr_item_layout(), item_layout(params["tile"])
+    totals = {"reads": 0}
+    tasks = [cocotb.start_soon(read_port(dut, "act", case["act_words"], en=dut.rd_en)),
+             cocotb.start_soon(read_port(dut, "w", case["w_words"], en=dut.rd_en)),
+             cocotb.start_soon(tally(dut, totals))]
+
+    async def producer(rnd):
+        for item in case["inputs"]:
+            await put(dut, in_layout.const(item).as_bits(), rnd, in_gap)
+
+    prod = cocotb.start_soon(producer(random.Random(case["seed"] + 1)))
+    rnd = random.Random(case["seed"] + 2)
+    results = [out_layout.from_bits(await get(dut, rnd, out_gap)) for _ in case["inputs"]]
+    await prod
+    for t in tasks:
+        t.cancel()
+    case["check"](results)
+    assert totals["reads"] == case["reads"], (totals["reads"], case["reads"])
+    return len(results)
+
+
+async def run_serializer(dut, params, desc):
+    """Pairs of engine results in on ``d`` and ``s`` with independent random gaps, PPU
+    elements out with random ready, the param and residual memories on the read ports; exact
+    elements and reads (one join per unit: ``d.ready = s.ready = join``)."""
+    case = serializer_case(vector=params["vector"], tile=params["tile"], cout=desc["cout"],
+                           out_format=intref.Format[desc["out_format"].upper()],
+                           res_en=desc["res_en"], pixels=desc["pixels"], seed=desc["seed"])
+    in_gap, out_gap = _gaps(desc)
+    in_layout, out_layout = result_layout(params["tile"]), ppu_in_layout(params["max_channels"])
+    await configure(dut, case["config"])
+    totals = {"reads": 0}
+    tasks = [cocotb.start_soon(read_port(dut, "par_rd", case["par_words"])),
+             cocotb.start_soon(read_port(dut, "res_rd", case["res_words"])),
+             cocotb.start_soon(tally(dut, totals))]
+
+    async def producer(stream, which, rnd):
+        for unit in case["units"]:
+            await put(dut, in_layout.const(unit[which]).as_bits(), rnd, in_gap, stream=stream)
+
+    prods = [cocotb.start_soon(producer(n, k, random.Random(case["seed"] + k)))
+             for k, n in enumerate(("d", "s"))]
+    rnd = random.Random(case["seed"] + 2)
+    results = [out_layout.from_bits(await get(dut, rnd, out_gap)) for _ in case["want"]]
+    for t in prods:
+        await t
+    for t in tasks:
+        t.cancel()
+    case["check"](results)
+    assert totals["reads"] == case["reads"], (totals["reads"], case["reads"])
+    return len(results)
+
+
+async def run_writer(dut, params, desc):
+    """Output blocks in with random gaps; a write port model collects the out memory; exact
+    image, in order, and ``done`` with the last word only."""
+    case = writer_case(out_format=intref.Format[desc["out_format"].upper()],
+                       channels=desc["channels"], pixels=desc["pixels"], seed=desc["seed"],
+                       vector=desc.get("vector", 16))
+    in_layout = ppu_out_layout(params["max_channels"])
+    await configure(dut, case["config"])
+    writes = []
+
+    async def write_port():
+        while True:
+            await ReadOnly()
+            done = int(dut.done.value)
+            if int(dut.wr_en.value):
+                writes.append((int(dut.wr_addr.value), int(dut.wr_data.value), done))
+            else:
+                assert not done, f"done without a write at {len(writes)} words"
+            await RisingEdge(dut.clk)
+
+    mon = cocotb.start_soon(write_port())
+    rnd = random.Random(case["seed"])
+    for block in case["inputs"]:
+        await put(dut, in_layout.const(block).as_bits(), rnd, _gaps(desc)[0])
+    mon.cancel()
+    want = sorted(case["want"].items())
+    assert [(a, w) for a, w, _ in writes] == want, "out memory writes differ"
+    assert [d for _, _, d in writes] == [0] * (len(want) - 1) + [1]
+    return len(writes)
+
+
+RUNNERS = {"detector": run_detector, "addrgen": run_addrgen, "fetch": run_fetch,
+           "serializer": run_serializer, "writer": run_writer}
+
+
 async def run_case(dut, case, in_layout, out_layout):
     """Drive one case; returns the number of cycles ``busy`` was high (None without busy)."""
     for name, value in case.config.items():
         getattr(dut, name).value = value
     in_rnd, out_rnd = random.Random(case.seed), random.Random(case.seed + 1)
-    results, busy = [], {"cycles": 0, "stop": False}
+    results, totals = [], {"busy": 0}
 
     async def producer():
         for payload in case.inputs:
             await put(dut, in_layout.const(payload).as_bits(), in_rnd, case.in_gap)
 
-    async def monitor():
-        while not busy["stop"]:
-            await ReadOnly()
-            busy["cycles"] += int(dut.busy.value)
-            await RisingEdge(dut.clk)
-
     prod = cocotb.start_soon(producer())
-    mon = cocotb.start_soon(monitor()) if case.busy_cycles is not None else None
+    mon = cocotb.start_soon(tally(dut, totals)) if case.busy_cycles is not None else None
     for _ in range(case.outputs):
         results.append(out_layout.from_bits(await get(dut, out_rnd, case.out_gap)))
     await prod
     if mon is not None:
         for _ in range(4):  # the engine goes idle within a cycle of its last result
             await RisingEdge(dut.clk)
-        busy["stop"] = True
-        await mon
+        mon.cancel()
     case.check(results)
     if case.busy_cycles is not None:
-        assert busy["cycles"] == case.busy_cycles, (busy["cycles"], case.busy_cycles)
-    return busy["cycles"]
+        assert totals["busy"] == case.busy_cycles, (totals["busy"], case.busy_cycles)
+    return totals["busy"]
+
+
+async def start(dut, streams):
+    """Clock, every stream checker, idle stream inputs, two cycles of reset."""
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+    for stream, flow in streams.items():
+        port(dut, stream, "valid" if flow == "in" else "ready").value = 0
+        cocotb.start_soon(stream_checker(dut, stream))
+    dut.rst.value = 1
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
 
 
 @cocotb.test()
@@ -194,24 +341,34 @@ async def block_cases(dut):
     spec = json.loads(os.environ["SQDM_BLOCK"])
     block, params = spec["block"], spec["params"]
     in_layout, out_layout = layouts(block, params)
-    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
-    for stream, member in {"dpe": (("i", "valid"), ("o", "ready")),
-                           "spe": (("i", "valid"), ("o", "ready")),
-                           "ppu": (("i", "valid"), ("o", "ready")),
-                           "detector": (("i", "valid"),),
-                           "addrgen": (("d", "ready"), ("s", "ready"))}[block]:
-        port(dut, stream, member).value = 0
-    dut.rst.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await start(dut, spec["streams"])
     for k, desc in enumerate(spec["cases"]):
-        if block in ("detector", "addrgen"):
-            run = run_detector if block == "detector" else run_addrgen
-            transfers = await run(dut, params, desc)
+        if block in RUNNERS:
+            transfers = await RUNNERS[block](dut, params, desc)
             dut._log.info("%s case %d %s: %d transfers: ok", block, k, desc, transfers)
             continue
         case = build_case(block, params, desc)
         busy = await run_case(dut, case, in_layout, out_layout)
         dut._log.info("%s case %d %s: %d transfers in, %d out, busy %s: ok", block, k, desc,
                       len(case.inputs), case.outputs, busy)
+
+
+@cocotb.test()
+async def broken_driver(dut):
+    """Deliberately failing (run on the operand fetch by ``tb/test_blocks.py``): with ``o``
+    stalled, a producer offers an item on ``i`` and then, before ``i.ready``, drops ``valid``
+    (``SQDM_FAULT=drop``) or changes the payload (``change``). The stream checker must fail
+    the test."""
+    spec = json.loads(os.environ["SQDM_BLOCK"])
+    await start(dut, spec["streams"])
+    rnd = random.Random(0)
+    await put(dut, 0, rnd, 0.0)  # taken at once (the stage is empty); i.ready is low from now
+    port(dut, "i", "valid").value = 1
+    port(dut, "i", "payload").value = 1
+    await RisingEdge(dut.clk)
+    if os.environ["SQDM_FAULT"] == "drop":
+        port(dut, "i", "valid").value = 0
+    else:
+        port(dut, "i", "payload").value = 2
+    for _ in range(3):
+        await RisingEdge(dut.clk)
