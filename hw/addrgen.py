@@ -212,13 +212,13 @@ class _Walker(wiring.Component):
 class AddrGen(wiring.Component):
     """Two independent walkers (dense and sparse) over the same layer.
 
-    Parameters (keyword-only)
-    -------------------------
-    vector : int, one of 4, 8, 16 (default 16)
+    Parameters (keyword-only; ``hw.top.block_args`` derives them from the configuration)
+    ------------------------------------------------------------------------------------
+    vector : int, one of 4, 8, 16
         Channels per INT4 vector and per channel-map group.
-    tile : int, 1..256 (default 32)
+    tile : int, 1..256
         Output channels per unit (the engines' result width).
-    max_cin : int, ``vector``..2048 (default 512)
+    max_cin : int, ``vector``..2048
         Largest input channel count; ``max_cin / vector`` (rounded up) channel-map bits.
 
     Members
@@ -247,7 +247,7 @@ class AddrGen(wiring.Component):
     vectors)`` (:func:`walk_items` is the exact model).
     """
 
-    def __init__(self, *, vector=16, tile=32, max_cin=512):
+    def __init__(self, *, vector, tile, max_cin):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.tile = check_int("tile", tile, 1, 256)

@@ -20,13 +20,13 @@ def detector_in_layout(max_channels):
 class SparsityDetector(wiring.Component):
     """Zero counters per output channel and the dense/sparse map per group of ``vector``.
 
-    Parameters (keyword-only)
-    -------------------------
-    vector : int, one of 4, 8, 16 (default 16)
+    Parameters (keyword-only; ``hw.top.block_args`` derives them from the configuration)
+    ------------------------------------------------------------------------------------
+    vector : int, one of 4, 8, 16
         Channels per group (one map bit each).
-    max_channels : int, ``vector``..4096 (default 256)
+    max_channels : int, ``vector``..4096
         Counters (channels) instantiated; ``max_channels / vector`` (rounded up) map bits.
-    max_pixels : int, 1..2**24 (default 65536)
+    max_pixels : int, 1..2**24
         Largest number of output pixels of a layer (sets the counter width).
 
     Members
@@ -51,7 +51,7 @@ class SparsityDetector(wiring.Component):
         Combinational read of one counter.
     """
 
-    def __init__(self, *, vector=16, max_channels=256, max_pixels=65536):
+    def __init__(self, *, vector, max_channels, max_pixels):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.max_channels = check_int("max_channels", max_channels, vector, 4096)

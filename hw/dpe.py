@@ -33,13 +33,13 @@ def dpe_item_cycles(*, mode, null, vector, cols, tile):
 class DPE(wiring.Component):
     """Dense vector MAC array: per cycle ``vector`` activation elements x ``cols`` output channels.
 
-    Parameters (keyword-only)
-    -------------------------
-    vector : int, one of 4, 8, 16 (default 16)
+    Parameters (keyword-only; ``hw.top.block_args`` derives them from the configuration)
+    ------------------------------------------------------------------------------------
+    vector : int, one of 4, 8, 16
         Lanes: elements of an INT4 vector; an MXINT8 block of 32 takes ``32 / vector`` slices.
-    cols : int, 1..64 (default 8)
+    cols : int, 1..64
         Output channels computed per cycle.
-    tile : int, a multiple of ``cols``, ``cols``..256 (default 32)
+    tile : int, a multiple of ``cols``, ``cols``..256
         Output channels per work item (and per result); ``tile / cols`` column groups.
 
     Members
@@ -78,7 +78,7 @@ class DPE(wiring.Component):
     ``o.valid`` never on ``o.ready``.
     """
 
-    def __init__(self, *, vector=16, cols=8, tile=32):
+    def __init__(self, *, vector, cols, tile):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.cols = check_int("cols", cols, 1, 64)

@@ -32,9 +32,9 @@ def pack_struct(layout, fields):
 class OperandFetch(wiring.Component):
     """One fetch stage between a walker of :class:`hw.addrgen.AddrGen` and an engine.
 
-    Parameters (keyword-only)
-    -------------------------
-    tile : int, 1..256 (default 32)
+    Parameters (keyword-only; ``hw.top.block_args`` derives them from the configuration)
+    ------------------------------------------------------------------------------------
+    tile : int, 1..256
         Output channels per work item (weight word = ``tile`` columns of
         :data:`hw.layout.ACT_WORD_BITS` bits).
 
@@ -65,7 +65,7 @@ class OperandFetch(wiring.Component):
     depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
     """
 
-    def __init__(self, *, tile=32):
+    def __init__(self, *, tile):
         with validating(self):
             self.tile = check_int("tile", tile, 1, 256)
         super().__init__({

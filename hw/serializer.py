@@ -19,13 +19,13 @@ __all__ = ["JoinSerializer"]
 class JoinSerializer(wiring.Component):
     """Adds the two partial results of a unit and serializes its channels into the PPU.
 
-    Parameters (keyword-only)
-    -------------------------
-    vector : int, one of 4, 8, 16 (default 16)
+    Parameters (keyword-only; ``hw.top.block_args`` derives them from the configuration)
+    ------------------------------------------------------------------------------------
+    vector : int, one of 4, 8, 16
         Channels per UINT4/INT4 output block (MXINT8 blocks have 32).
-    tile : int, 1..256 (default 32)
+    tile : int, 1..256
         Output channels per unit (width of the engine results).
-    max_channels : int, 1..4096 (default 256)
+    max_channels : int, 1..4096
         Largest ``cout`` (width of the PPU's ``chan``).
 
     Members
@@ -69,7 +69,7 @@ class JoinSerializer(wiring.Component):
     ``d.valid & s.valid`` and on ``o.ready``.
     """
 
-    def __init__(self, *, vector=16, tile=32, max_channels=256):
+    def __init__(self, *, vector, tile, max_channels):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.tile = check_int("tile", tile, 1, 256)

@@ -19,11 +19,20 @@ from golden import intref
 from .common import MX_BLOCK
 from .streamcheck import stream_checker, stream_members
 
-__all__ = ["stream_put", "stream_get", "stream_put_polled", "stream_get_polled", "run_sim",
+__all__ = ["default_args", "stream_put", "stream_get", "stream_put_polled", "stream_get_polled", "run_sim",
            "seeded", "make_unit_data", "unit_items",
            "reference_unit", "StreamCase", "run_stream_case", "engine_case", "engine_check",
            "dpe_cycles", "spe_cycles", "ppu_case", "detector_case", "addrgen_case",
            "serializer_case", "fetch_case", "writer_case"]
+
+
+def default_args(submodule, **overrides):
+    """Keyword arguments of the top's block ``submodule`` (``dpe``, ``spe``, ``ag``, ``det``,
+    ``fetch_d``, ``ser``, ``wr``, ``ppu``) at the default configuration, with ``overrides``:
+    the blocks have no defaults of their own (``hw.top.block_args``)."""
+    from .config import PRESETS
+    from .top import block_args
+    return {**block_args(PRESETS["default"])[submodule][1], **overrides}
 
 
 async def stream_put(ctx, port, payload, rng=None, gap=0.0):

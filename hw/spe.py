@@ -38,13 +38,13 @@ class SPE(wiring.Component):
     """Zero-skipping MAC array: per cycle up to ``lanes`` non-zero activations x ``cols``
     output channels.
 
-    Parameters (keyword-only)
-    -------------------------
-    vector : int, one of 4, 8, 16 (default 16)
+    Parameters (keyword-only; ``hw.top.block_args`` derives them from the configuration)
+    ------------------------------------------------------------------------------------
+    vector : int, one of 4, 8, 16
         Elements of an INT4 vector (MXINT8 blocks always have 32).
-    lanes : int, 1..32 (default 4)
+    lanes : int, 1..32
         Non-zero activations consumed per cycle.
-    cols : int, 1..256 (default 32)
+    cols : int, 1..256
         Output channels per item and per cycle (``lanes * cols`` multipliers; the default
         4 x 32 = 128 matches the default DPE's 16 x 8).
 
@@ -76,7 +76,7 @@ class SPE(wiring.Component):
     last stage holds the final pass of a ``last`` item.
     """
 
-    def __init__(self, *, vector=16, lanes=4, cols=32):
+    def __init__(self, *, vector, lanes, cols):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.lanes = check_int("lanes", lanes, 1, MX_BLOCK)

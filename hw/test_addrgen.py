@@ -8,7 +8,8 @@ from golden import intref
 
 from .addrgen import AddrGen, walk_items
 from .common import MX_BLOCK, Mode
-from .simtest import addrgen_case, reference_unit, run_sim, seeded, stream_get
+from .simtest import (addrgen_case, default_args, reference_unit, run_sim, seeded,
+                      stream_get)
 
 CASES = [  # height, width, cin, cout, kernel, stride, padding, x_format
     (4, 5, 20, 3, 3, 1, 1, intref.Format.UINT4),
@@ -128,4 +129,4 @@ def test_mxint8_routing_follows_first_group_of_block():
 ])
 def test_addrgen_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
-        AddrGen(**kwargs)
+        AddrGen(**default_args("ag", **kwargs))

@@ -7,7 +7,7 @@ import pytest
 from golden import intref
 
 from .detector import SparsityDetector
-from .simtest import detector_case, run_sim, stream_put
+from .simtest import default_args, detector_case, run_sim, stream_put
 
 
 @pytest.mark.parametrize("out_format,channels,threshold", [
@@ -53,4 +53,4 @@ def test_detector_matches_reference(out_format, channels, threshold):
 ])
 def test_detector_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
-        SparsityDetector(**kwargs)
+        SparsityDetector(**default_args("det", **kwargs))

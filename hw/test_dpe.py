@@ -6,7 +6,7 @@ from golden import intref
 
 from .dpe import DPE
 from .engine import ENGINE_STAGES
-from .simtest import dpe_cycles, engine_check
+from .simtest import default_args, dpe_cycles, engine_check
 
 
 @pytest.mark.parametrize("x_format", list(intref.Format))
@@ -18,9 +18,9 @@ def test_dpe_matches_reference(x_format, vector, cols, tile):
 
 
 def test_dpe_default_size_int4():
-    dut = DPE()
-    engine_check(dut, x_format=intref.Format.UINT4, units=3, seed=7,
-                 item_cycles=dpe_cycles(16, 8, 32), max_vec=2)
+    kw = default_args("dpe")
+    engine_check(DPE(**kw), x_format=intref.Format.UINT4, units=3, seed=7,
+                 item_cycles=dpe_cycles(kw["vector"], kw["cols"], kw["tile"]), max_vec=2)
 
 
 def test_dpe_back_to_back_throughput():
@@ -43,4 +43,4 @@ def test_dpe_back_to_back_throughput():
 ])
 def test_dpe_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
-        DPE(**kwargs)
+        DPE(**default_args("dpe", **kwargs))

@@ -10,7 +10,8 @@ from amaranth.lib import memory
 
 from .fetch import FETCH_LATENCY, OperandFetch
 from .layout import ACT_WORD_BITS, weight_word_bits
-from .simtest import fetch_case, run_sim, stream_get_polled as get, stream_put_polled as put
+from .simtest import default_args, fetch_case, run_sim, stream_get_polled as get
+from .simtest import stream_put_polled as put
 from .streamcheck import stream_checker
 
 DEPTH = 16
@@ -104,4 +105,4 @@ def test_fetch_back_to_back():
 ])
 def test_fetch_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
-        OperandFetch(**kwargs)
+        OperandFetch(**default_args("fetch_d", **kwargs))

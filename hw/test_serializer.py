@@ -14,7 +14,7 @@ from golden import intref
 
 from .layout import PARAM_WORD_BITS, RES_WORD_BITS
 from .serializer import JoinSerializer
-from .simtest import run_sim, serializer_case, stream_get_polled as get
+from .simtest import default_args, run_sim, serializer_case, stream_get_polled as get
 from .simtest import stream_put_polled as put
 from .streamcheck import stream_checker
 
@@ -144,7 +144,7 @@ def test_serializer_back_to_back(case):
 ])
 def test_serializer_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
-        JoinSerializer(**kwargs)
+        JoinSerializer(**default_args("ser", **kwargs))
 
 
 class _Src(wiring.Component):

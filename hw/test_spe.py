@@ -8,7 +8,7 @@ from golden import intref
 from .common import Mode
 from .config import PRESETS
 from .dpe import DPE, dpe_item_cycles
-from .simtest import dpe_cycles, engine_check, spe_cycles
+from .simtest import default_args, dpe_cycles, engine_check, spe_cycles
 from .spe import SPE, spe_item_cycles
 
 
@@ -21,8 +21,9 @@ def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity):
 
 
 def test_spe_default_size_int4():
-    engine_check(SPE(), x_format=intref.Format.UINT4, units=3, seed=9,
-                 item_cycles=spe_cycles(16, 4), sparsity=0.65, max_vec=2)
+    kw = default_args("spe")
+    engine_check(SPE(**kw), x_format=intref.Format.UINT4, units=3, seed=9,
+                 item_cycles=spe_cycles(kw["vector"], kw["lanes"]), sparsity=0.65, max_vec=2)
 
 
 def test_spe_cycle_model_examples():
@@ -67,4 +68,4 @@ def test_spe_beats_dpe_per_multiplier_at_65_percent_sparsity():
 ])
 def test_spe_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
-        SPE(**kwargs)
+        SPE(**default_args("spe", **kwargs))

@@ -18,9 +18,9 @@ PIXEL_BITS = 26
 class OutputWriter(wiring.Component):
     """Writes one output block per transfer and detects the layer's last word.
 
-    Parameters (keyword-only)
-    -------------------------
-    max_channels : int, 1..4096 (default 256)
+    Parameters (keyword-only; ``hw.top.block_args`` derives them from the configuration)
+    ------------------------------------------------------------------------------------
+    max_channels : int, 1..4096
         Largest ``cout`` (the PPU's ``max_channels``; also bounds the blocks per pixel).
 
     Members
@@ -43,7 +43,7 @@ class OutputWriter(wiring.Component):
     Combinational: a transfer is written in its own cycle; the word counters advance after it.
     """
 
-    def __init__(self, *, max_channels=256):
+    def __init__(self, *, max_channels):
         with validating(self):
             self.max_channels = check_int("max_channels", max_channels, 1, 4096)
         super().__init__({
