@@ -63,7 +63,7 @@ def _fmt_bits(fmt: ir.Format, elements: int, vectors: int) -> float:
     return elements * 4 + vectors * _FP8_SCALE_BITS
 
 
-def _vectors(pixels, channels, fmt, vector=16):
+def _vectors(pixels, channels, fmt, vector=HW.vector):
     return pixels * -(-channels // ir.block_size(fmt, vector))
 
 
@@ -126,7 +126,7 @@ def dram_bytes(config: str, d) -> float:
     return bits / 8
 
 
-def _word_bits(fmt: ir.Format, vector=16) -> int:
+def _word_bits(fmt: ir.Format, vector=HW.vector) -> int:
     """Packed bits of one act/out word (one vector or block and its scale)."""
     return 32 * 8 + 8 if fmt == ir.Format.MXINT8 else vector * 4 + 8
 

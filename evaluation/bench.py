@@ -349,8 +349,8 @@ def sweeps(execs, base, table, progress=print):
     for label, cols, lanes, tile in RATIOS:
         t = rel(sqdm_total(execs, trace_maps, table, dpe_cols=cols, spe_lanes=lanes, tile=tile))
         t.update(label=label, dpe_cols=cols, spe_lanes=lanes, tile=tile,
-                 dpe_multipliers=16 * cols, spe_multipliers=lanes * tile,
-                 multipliers=16 * cols + lanes * tile)
+                 dpe_multipliers=HW.vector * cols, spe_multipliers=lanes * tile,
+                 multipliers=HW.vector * cols + lanes * tile)
         res.append(t)
         progress(f"  DPE:SPE {label:>8}: speed-up {t['speedup_vs_fp16']:.2f}x")
     out["dpe_spe_ratio"] = res
