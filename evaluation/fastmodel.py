@@ -5,9 +5,10 @@ Derivation (docs/hardware.md 4.7; docs/evaluation.md 4). Number the loop iterati
 ``predict_layer`` as cycles. The walkers emit one item per cycle and every engine item takes
 at least one cycle, so after the launch the engines are never starved: both accept their
 first item in cycle ``START_CYCLE`` (``hw.cyclemodel``, derived from the blocks' latencies)
-and then issue their items back to back. For unit ``u`` let ``S_u`` be an engine's sum of item cycles (``max(1, valid taps x class vectors)`` items, a lone null
-item costing 1), ``n_u = min(tile, cout - tc)`` the unit's channels. ``F_u``, the cycle in
-which the unit's final pass leaves the last of the ``D = ENGINE_STAGES`` pipeline registers
+and then issue their items back to back. For unit ``u`` let ``S_u`` be an engine's sum of
+item cycles (``max(1, valid taps x class vectors)`` items, a lone null item costing 1),
+``n_u = min(tile, cout - tc)`` the unit's channels. ``F_u``, the cycle in which the unit's
+final pass leaves the last of the ``D = ENGINE_STAGES`` pipeline registers
 (``D`` cycles after its issue), stalls the whole engine until the join takes its previous
 result; the stall shifts everything behind it, so:
 

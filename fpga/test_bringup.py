@@ -1,8 +1,8 @@
 """Tests of the FPGA bring-up kit (python -m fpga.bringup) on a small random layer.
 
 The layer's trace is written with weight words packed for tile 8 so that the ``tiny``
-configuration (hw/config.py PRESETS) serves it: its Verilog emits in ~20 s and Verilator builds it in
-~35 s (cold; ccache makes rebuilds fast). Icarus builds and runs it in a few seconds
+configuration (hw/config.py PRESETS) serves it: its Verilog emits in ~20 s and Verilator
+builds it in ~35 s (cold; ccache makes rebuilds fast). Icarus builds and runs it in a few seconds
 (docs/hardware.md, "Simulator notes").
 """
 

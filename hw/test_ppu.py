@@ -5,7 +5,7 @@ import pytest
 from golden import intref
 
 from .ppu import PPU, ppu_block_out
-from .simtest import ppu_case, run_sim, run_stream_case
+from .simtest import default_args, ppu_case, run_sim, run_stream_case
 
 
 def ppu_check(*, out_format, relu, residual, seed, **kwargs):
@@ -96,4 +96,4 @@ def test_ppu_block_timing(out_format, channels, vector):
 ])
 def test_ppu_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
-        PPU(**kwargs)
+        PPU(**default_args("ppu", **kwargs))

@@ -1,0 +1,370 @@
+"""The PPU's components on their own (hw/ppu_fixed.py, hw/ppu_queue.py, hw/ppu_drain.py):
+the fixed-point stage and the quantizer against golden.intref, the block queue cycle by cycle
+against a small Python model, all under random backpressure with the streams' handshakes
+checked (hw.simtest.run_sim)."""
+
+import random
+
+import numpy as np
+import pytest
+
+from golden import intref
+from golden import numerics as nx
+
+from .common import MX_BLOCK
+from .ppu_drain import DRAIN_LATENCY, BlockQuantizer
+from .ppu_fixed import FIXED_LATENCY, PPUFixedPoint
+from .ppu_queue import BUFFER_DEPTH, QUEUE_LATENCY, BlockQueue
+from .simtest import run_sim, stream_get, stream_put
+
+F = intref.Format
+_FP8 = nx.fp8_e4m3_decode(np.arange(nx.FP8_MAX_CODE + 1, dtype=np.uint8))
+
+
+def _watchdog(limit):
+    async def watchdog(ctx):
+        for _ in range(limit):
+            await ctx.tick()
+        raise AssertionError(f"not finished after {limit} cycles")
+    return watchdog
+
+
+def _random_values(rng, n, fmt):
+    """``n`` PPU values (ints within signed 32 bits): magnitudes spread over 2**0..2**31, some
+    zeros, none negative for UINT4."""
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.15:
+            y = 0
+        elif r < 0.2:
+            y = rng.choice([2 ** 31 - 1, -(2 ** 31)])
+        else:
+            y = int(2 ** rng.uniform(0, 31)) * rng.choice([1, -1])
+            y = max(min(y, 2 ** 31 - 1), -(2 ** 31))
+        out.append(abs(y) if fmt == F.UINT4 else y)
+    return out
+
+
+def _block_params(mx, fmt):
+    """The golden scale code of a block with ``max |Y| = mx`` (golden.intref.quantize_output of
+    one element ``mx``) and the quantizer parameters it implies: ``zero``, the UINT4/INT4
+    thresholds ``(2j + 1) * value * 2**16`` (compared with ``2|Y|``) and the MXINT8 shift
+    ``32 + 6 - floor(log2 mx)`` (computed, unused, in every format)."""
+    n = MX_BLOCK if fmt == F.MXINT8 else 16
+    _, scales = intref.quantize_output(np.array([[mx] + [0] * (n - 1)], np.int64), fmt, 16)
+    scale = int(scales[0, 0])
+    params = {"scale": scale, "zero": int(mx == 0),
+              "mx_sh": intref.PPU_WIDTH + nx.MX_ELEMENT_FRAC_BITS - max(mx.bit_length() - 1, 0)}
+    if fmt != F.MXINT8:
+        params["thr"] = [int((2 * j + 1) * _FP8[scale] * 2 ** intref.PPU_FRAC_BITS)
+                         for j in range(nx.UINT4_MAX)]
+    else:
+        params["thr"] = [0] * nx.UINT4_MAX  # unused by MXINT8
+    return params
+
+
+# --------------------------------------------------------------------------- fixed-point stage
+
+@pytest.mark.parametrize("relu,res_en,shift", [(False, True, 0), (True, True, 17),
+                                               (False, False, 40), (True, False, 63)])
+def test_fixed_point_matches_reference(relu, res_en, shift):
+    """Random elements with random gaps on both sides: every value (``|Y|``, sign, ``sat``)
+    equals golden.intref.ppu_fixed; ``chan`` and ``last`` pass through; ``i.ready`` is
+    ``o.ready`` in every cycle."""
+    rng = random.Random(shift)
+    n = 150
+    inputs, want = [], []
+    for e in range(n):
+        acc = int(2 ** rng.uniform(0, 62)) * rng.choice([1, -1]) if rng.random() > 0.1 else 0
+        k = rng.randint(-3, 3) if e % 4 == 0 else rng.randint(-32767, 32767)
+        bias, res = rng.randint(-2 ** 31, 2 ** 31 - 1), rng.randint(-2 ** 31, 2 ** 31 - 1)
+        if e % 3:
+            bias //= 2 ** 12
+        y, sat = intref.ppu_fixed(np.array([acc], np.int64), np.array([k], np.int32), shift,
+                                  np.array([bias], np.int32),
+                                  np.array([res], np.int32) if res_en else None, relu=relu)
+        y = int(y[0])
+        chan, last = rng.randint(0, 63), rng.randint(0, 1)
+        inputs.append({"acc": acc, "k": k, "bias": bias, "residual": res, "chan": chan,
+                       "last": last})
+        want.append((abs(y), int(y < 0), sat, chan, last))
+    dut = PPUFixedPoint(max_channels=64)
+    got = []
+
+    async def producer(ctx):
+        ctx.set(dut.shift, shift)
+        ctx.set(dut.relu, relu)
+        ctx.set(dut.res_en, res_en)
+        for payload in inputs:
+            await stream_put(ctx, dut.i, payload, rng, 0.3)
+
+    async def consumer(ctx):
+        for _ in range(n):
+            p = await stream_get(ctx, dut.o, rng, 0.3)
+            got.append((int(p.mag), int(p.neg), int(p.sat), int(p.chan), int(p.last)))
+
+    async def lockstep(ctx):
+        async for _, _, i_ready, o_ready in ctx.tick().sample(dut.i.ready, dut.o.ready):
+            assert i_ready == o_ready
+
+    run_sim(dut, [producer, consumer], [lockstep, _watchdog(20 * n)])
+    assert got == want
+
+
+def test_fixed_point_latency():
+    """Back to back with ``o`` always ready: element ``n`` is on ``o`` in cycle ``n + 2``."""
+    dut = PPUFixedPoint(max_channels=8)
+    n = 20
+    seen = []
+
+    async def tb(ctx):
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(n + FIXED_LATENCY + 2):
+            ctx.set(dut.i.valid, cycle < n)
+            ctx.set(dut.i.payload, {"acc": cycle << 8, "k": 1, "bias": 0, "residual": 0,
+                                    "chan": cycle % 8, "last": 0})
+            if ctx.get(dut.o.valid):
+                seen.append((cycle, ctx.get(dut.o.payload.mag)))
+            await ctx.tick()
+
+    run_sim(dut, [tb])
+    assert seen == [(e + FIXED_LATENCY, e << 8) for e in range(n)]
+
+
+# --------------------------------------------------------------------------- block queue
+
+class QueueModel:
+    """The queue's registers as block counts: b0, b1 (closed), b2 (scale), b3 (read out one
+    element per transfer, position ``rd``), ``held`` (accepted, not yet read out) and the
+    position ``pos`` of the next value in its block. Per cycle: :meth:`comb` (given
+    ``o.ready``), then :meth:`edge` (given the input's ``valid`` and ``last``)."""
+
+    def __init__(self):
+        self.b = [None] * 4
+        self.rd = self.held = self.pos = 0
+
+    def comb(self, o_ready):
+        b0, b1, b2, b3 = self.b
+        self.i_ready = b0 is None and self.held < BUFFER_DEPTH
+        self.o_valid = b3 is not None
+        self.drain = self.o_valid and o_ready
+        self.drain_end = self.drain and self.rd == b3 - 1
+        self.mv23 = b2 is not None and (b3 is None or self.drain_end)
+        self.mv12 = b1 is not None and (b2 is None or self.mv23)
+
+    def edge(self, i_valid, i_last):
+        take = i_valid and self.i_ready
+        self.held += int(take) - int(self.drain)
+        b0, b1, b2, b3 = self.b
+        if self.mv23:
+            b3, self.rd = b2, 0
+        elif self.drain_end:
+            b3 = None
+        elif self.drain:
+            self.rd += 1
+        if self.mv12:
+            b2 = b1
+        elif self.mv23:
+            b2 = None
+        closing = None
+        if take:
+            closing = self.pos + 1 if i_last else None
+            self.pos = 0 if i_last else self.pos + 1
+        if b1 is None or self.mv12:
+            b1, b0 = (b0 if b0 is not None else closing), None
+        elif closing:
+            b0 = closing
+        self.b = [b0, b1, b2, b3]
+
+
+def _queue_blocks(rng, fmt, nblocks, max_len):
+    blocks, index = [], 0
+    for _ in range(nblocks):
+        count = rng.choice([1, max_len, max_len, rng.randint(1, max_len)])
+        ys = _random_values(rng, count, fmt) if rng.random() > 0.1 else [0] * count
+        vals = [{"mag": abs(y), "neg": int(y < 0), "sat": rng.randint(0, 1),
+                 "chan": rng.randint(0, 63), "last": int(k == count - 1)}
+                for k, y in enumerate(ys)]
+        blocks.append((index % BUFFER_DEPTH, vals))
+        index += count
+    return blocks
+
+
+@pytest.mark.parametrize("fmt,max_len,seed", [
+    (F.INT4, 16, 1), (F.UINT4, 8, 2), (F.MXINT8, 32, 3), (F.MXINT8, 3, 4), (F.INT4, 32, 5)])
+def test_block_queue_against_model(fmt, max_len, seed):
+    """Random block lengths, input gaps and ``o.ready`` (phases from always ready to mostly
+    stalled): ``i.ready`` and ``o.valid`` equal :class:`QueueModel` in every cycle; every value
+    comes out once, in order, with its position, ``last``, its block's first slot, count,
+    saturations and first channel, the golden scale code and the quantizer parameters. The
+    queue reaches both input stalls (b0 taken, buffer full)."""
+    rng = random.Random(seed)
+    blocks = _queue_blocks(rng, fmt, 60, max_len)
+    inputs = [v for _, vals in blocks for v in vals]
+    want = []
+    for start, vals in blocks:
+        params = _block_params(max(v["mag"] for v in vals), fmt)
+        meta = {"start": start, "count": len(vals), "sat": sum(v["sat"] for v in vals),
+                "base": vals[0]["chan"]}
+        for k, v in enumerate(vals):
+            want.append(((v["mag"], v["neg"]), k, int(k == len(vals) - 1), meta, params))
+    dut = BlockQueue(max_channels=64)
+    model = QueueModel()
+    got = []
+    seen = {"b0": 0, "full": 0}
+
+    def params_of(blk):
+        return {"scale": int(blk.scale), "zero": int(blk.zero),
+                "mx_sh": int(blk.mx_sh),
+                "thr": [int(t) for t in blk.thr] if fmt != F.MXINT8 else [0] * nx.UINT4_MAX}
+
+    async def tb(ctx):
+        ctx.set(dut.out_format, fmt)
+        pending, nxt, cycle = None, 0, 0
+        p_in, p_out = 0.8, 0.5
+        while len(got) < len(inputs):
+            if cycle % 150 == 0:
+                p_in, p_out = rng.choice([(1.0, 1.0), (0.8, 0.5), (1.0, 0.05), (0.3, 0.9)])
+            if pending is None and nxt < len(inputs) and rng.random() < p_in:
+                pending, nxt = inputs[nxt], nxt + 1
+            o_ready = int(rng.random() < p_out)
+            ctx.set(dut.i.valid, pending is not None)
+            if pending is not None:
+                ctx.set(dut.i.payload, pending)
+            ctx.set(dut.o.ready, o_ready)
+            i_ready = ctx.get(dut.i.ready)
+            ctx.set(dut.accepted, int(pending is not None and i_ready))
+            model.comb(o_ready)
+            assert (i_ready, ctx.get(dut.o.valid)) == (model.i_ready, model.o_valid), cycle
+            seen["b0"] += model.b[0] is not None
+            seen["full"] += model.held == BUFFER_DEPTH
+            if model.drain:
+                p = ctx.get(dut.o.payload)
+                meta = {n: int(getattr(p.blk.meta, n)) for n in ("start", "count", "sat",
+                                                                 "base")}
+                got.append(((int(p.e.mag), int(p.e.neg)), int(p.rd), int(p.last), meta,
+                            params_of(p.blk)))
+                assert got[-1] == want[len(got) - 1], len(got) - 1
+                assert p.rd == model.rd
+            await ctx.tick()
+            model.edge(pending is not None, pending is not None and pending["last"])
+            if pending is not None and i_ready:
+                pending = None
+            cycle += 1
+
+    run_sim(dut, [tb], [_watchdog(100 * len(inputs))])
+    assert got == want
+    # b0 takes a block that closes while b1 is stalled; the buffer fills only with long blocks
+    assert seen["b0"] or max_len < 16, seen
+    assert seen["full"] or max_len < 32, seen
+
+
+def test_block_queue_latency():
+    """A block's last value taken in cycle ``n`` (queue empty, ``o`` ready): its first element
+    is on ``o`` in cycle ``n + QUEUE_LATENCY``, the others back to back."""
+    dut = BlockQueue(max_channels=8)
+    seen = []
+
+    async def tb(ctx):
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(12):
+            ctx.set(dut.i.valid, cycle < 3)
+            ctx.set(dut.accepted, cycle < 3)
+            ctx.set(dut.i.payload, {"mag": cycle + 1, "neg": 0, "sat": 0, "chan": 0,
+                                    "last": cycle == 2})
+            if ctx.get(dut.o.valid):
+                seen.append((cycle, ctx.get(dut.o.payload.e.mag)))
+            await ctx.tick()
+
+    run_sim(dut, [tb])
+    assert seen == [(2 + QUEUE_LATENCY + k, k + 1) for k in range(3)]
+
+
+# --------------------------------------------------------------------------- quantizer
+
+def _quantizer_blocks(rng, fmt, nblocks):
+    size = MX_BLOCK if fmt == F.MXINT8 else 16
+    blocks = []
+    for b in range(nblocks):
+        count = rng.choice([1, size, rng.randint(1, size)])
+        ys = _random_values(rng, count, fmt) if b % 7 else [0] * count
+        codes, scales = intref.quantize_output(np.array([ys + [0] * (size - count)], np.int64),
+                                               fmt, 16)
+        blk = {"meta": {"start": rng.randint(0, BUFFER_DEPTH - 1), "count": count,
+                        "sat": rng.randint(0, count), "base": rng.randint(0, 63)},
+               **_block_params(max(abs(y) for y in ys), fmt)}
+        assert blk["scale"] == int(scales[0, 0])
+        elems = [{"e": {"mag": abs(y), "neg": int(y < 0)}, "rd": k, "last": int(k == count - 1),
+                  "blk": blk} for k, y in enumerate(ys)]
+        blocks.append((elems, [int(c) for c in codes[0, :count]], blk))
+    return blocks
+
+
+@pytest.mark.parametrize("fmt,seed", [(F.UINT4, 1), (F.INT4, 2), (F.MXINT8, 3)])
+def test_quantizer_matches_reference(fmt, seed):
+    """Blocks with their parameters, random gaps on both sides: each output block's codes equal
+    golden.intref.quantize_output, the other slots are 0, the zero flags match the codes, and
+    scale, count, base and saturations are the block's."""
+    rng = random.Random(seed)
+    blocks = _quantizer_blocks(rng, fmt, 40)
+    dut = BlockQuantizer(max_channels=64)
+    got = []
+
+    async def producer(ctx):
+        ctx.set(dut.out_format, fmt)
+        for elems, _, _ in blocks:
+            for el in elems:
+                await stream_put(ctx, dut.i, el, rng, 0.3)
+
+    async def consumer(ctx):
+        for _ in blocks:
+            got.append(await stream_get(ctx, dut.o, rng, 0.4))
+
+    run_sim(dut, [producer, consumer], [_watchdog(200 * len(blocks))])
+    for n, (out, (elems, codes, blk)) in enumerate(zip(got, blocks)):
+        count = len(codes)
+        assert [int(c) for c in out.codes] == codes + [0] * (MX_BLOCK - count), n
+        assert int(out.zeros) == sum(1 << j for j, c in enumerate(codes) if c == 0), n
+        assert (int(out.scale), int(out.count), int(out.base), int(out.sat)) == (
+            blk["scale"], count, blk["meta"]["base"], blk["meta"]["sat"]), n
+
+
+def test_quantizer_latency():
+    """Elements back to back, ``o`` always ready: a block whose element 0 is taken in cycle
+    ``n`` is on ``o`` in cycle ``n + DRAIN_LATENCY + count``, and ``i`` never stalls."""
+    rng = random.Random(9)
+    blocks = _quantizer_blocks(rng, F.INT4, 6)
+    dut = BlockQuantizer(max_channels=64)
+    firsts, outs = [], []
+
+    async def tb(ctx):
+        ctx.set(dut.out_format, F.INT4)
+        ctx.set(dut.o.ready, 1)
+        stream = [el for elems, _, _ in blocks for el in elems]
+        for cycle in range(len(stream) + 40):
+            ctx.set(dut.i.valid, cycle < len(stream))
+            if cycle < len(stream):
+                ctx.set(dut.i.payload, stream[cycle])
+                assert ctx.get(dut.i.ready)
+                if stream[cycle]["rd"] == 0:
+                    firsts.append(cycle)
+            if ctx.get(dut.o.valid):
+                outs.append(cycle)
+            await ctx.tick()
+
+    run_sim(dut, [tb])
+    assert outs == [n + DRAIN_LATENCY + len(codes) for n, (_, codes, _) in zip(firsts, blocks)]
+
+
+# --------------------------------------------------------------------------- parameters
+
+@pytest.mark.parametrize("cls", [PPUFixedPoint, BlockQueue, BlockQuantizer])
+@pytest.mark.parametrize("value,exc,msg", [
+    (0, ValueError, r"max_channels must be in \[1, 4096\], got 0"),
+    (4097, ValueError, r"max_channels must be in \[1, 4096\], got 4097"),
+    ("8", TypeError, "max_channels must be an int"),
+])
+def test_components_reject_bad_parameters(cls, value, exc, msg):
+    with pytest.raises(exc, match=msg):
+        cls(max_channels=value)
