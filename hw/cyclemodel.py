@@ -18,8 +18,8 @@ from .layout import unpack_vector
 from .ppu import BUFFER_DEPTH, block_closed_by
 from .spe import spe_item_cycles
 
-__all__ = ["LAUNCH_CYCLES", "FETCH_LATENCY", "START_CYCLE", "EngineModel", "PPUModel",
-           "predict_layer"]
+__all__ = ["LAUNCH_CYCLES", "FETCH_LATENCY", "START_CYCLE", "EngineModel", "BlockQueueModel",
+           "PPUModel", "predict_layer"]
 
 #: Cycles from the ``start`` cycle (cycle 0) to the walkers' start pulse (the controller's
 #: ``launch`` register, :class:`hw.top.Accelerator`).
@@ -73,38 +73,33 @@ class EngineModel:
             self.left -= 1
 
 
-class PPUModel:
-    """Cycle model of the PPU (:mod:`hw.ppu`) with ``o`` always ready, register by register:
-    the element stages f1, f2 (each empty, or the block count its element closes, 0 if it is
-    not ``last``), the closed-block queue b0 / b1 -> b2 -> b3 (block counts; b0 holds a block
-    that closed while b1 could not move on), the drain of b3, one element per cycle, its read
-    register and its comparison register (``q_last``, ``c_last``: they hold a block's last
-    element); the input stalls while b0 is taken or the buffer is full.
+class BlockQueueModel:
+    """Cycle model of :class:`hw.ppu_queue.BlockQueue`, its registers as block counts: b0 / b1
+    (closed; b0 holds a block that closed while b1 could not move on), b2 (scale), b3 (read
+    out one element per ``o`` transfer, position ``rd``) and ``held`` (values accepted, not yet
+    read out); the input stalls while b0 is taken or the buffer is full.
 
-    Per cycle: :meth:`comb` sets ``i_ready``, then :meth:`edge` clocks it; ``o_valid``: a
-    block is on ``o`` in this cycle."""
+    Per cycle: :meth:`comb` (given ``o.ready``) sets ``i_ready``, ``o_valid`` and the moves,
+    then :meth:`edge` clocks it."""
 
     def __init__(self):
-        self.f = [None, None]
         self.b = [None, None, None, None]  # b0, b1, b2, b3
         self.rd = 0
         self.held = 0
-        self.q_last = self.c_last = False
-        self.o_valid = False
 
-    def comb(self):
+    def comb(self, o_ready=True):
         b0, b1, b2, b3 = self.b
-        self.drain = b3 is not None
+        self.o_valid = b3 is not None
+        self.drain = self.o_valid and bool(o_ready)
         self.drain_end = self.drain and self.rd == b3 - 1
         self.mv23 = b2 is not None and (b3 is None or self.drain_end)
         self.mv12 = b1 is not None and (b2 is None or self.mv23)
         self.i_ready = b0 is None and self.held < BUFFER_DEPTH
 
-    def edge(self, i_valid, i_closes):
-        """``i_closes``: the count of the block the input element closes (0: not ``last``)."""
-        go = self.i_ready
-        self.o_valid, self.c_last, self.q_last = self.c_last, self.q_last, self.drain_end
-        self.held += int(i_valid and go) - int(self.drain)
+    def edge(self, accepted, closing):
+        """``accepted``: a value was taken this cycle; ``closing``: the count of the block an
+        entering value closes (None: it closes none)."""
+        self.held += int(accepted) - int(self.drain)
         b0, b1, b2, b3 = self.b
         if self.mv23:
             b3, self.rd = b2, 0
@@ -116,14 +111,40 @@ class PPUModel:
             b2 = b1
         elif self.mv23:
             b2 = None
-        closing = (self.f[1] or None) if go else None
         if b1 is None or self.mv12:  # b1 takes b0, else the closing block (none while b0 is taken)
             b1, b0 = (b0 if b0 is not None else closing), None
         elif closing:
             b0 = closing
+        self.b = [b0, b1, b2, b3]
+
+
+class PPUModel:
+    """Cycle model of the PPU (:mod:`hw.ppu`) with ``o`` always ready, register by register:
+    the fixed-point stage's f1, f2 (each empty, or the block count its element closes, 0 if it
+    is not ``last``), the block queue (:class:`BlockQueueModel`, drained one element per
+    cycle), the quantizer's read and comparison registers (``q_last``, ``c_last``: they hold a
+    block's last element).
+
+    Per cycle: :meth:`comb` sets ``i_ready``, then :meth:`edge` clocks it; ``o_valid``: a
+    block is on ``o`` in this cycle."""
+
+    def __init__(self):
+        self.f = [None, None]
+        self.queue = BlockQueueModel()
+        self.q_last = self.c_last = False
+        self.o_valid = False
+
+    def comb(self):
+        self.queue.comb()
+        self.i_ready = self.queue.i_ready
+
+    def edge(self, i_valid, i_closes):
+        """``i_closes``: the count of the block the input element closes (0: not ``last``)."""
+        go = self.i_ready
+        self.o_valid, self.c_last, self.q_last = self.c_last, self.q_last, self.queue.drain_end
+        self.queue.edge(i_valid and go, (self.f[1] or None) if go else None)
         if go:
             self.f = [i_closes if i_valid else None, self.f[0]]
-        self.b = [b0, b1, b2, b3]
 
 
 def predict_layer(shape, route, *, x_format, out_format, residual, act_words, config,

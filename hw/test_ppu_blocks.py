@@ -12,6 +12,7 @@ from golden import intref
 from golden import numerics as nx
 
 from .common import MX_BLOCK
+from .cyclemodel import BlockQueueModel
 from .ppu_drain import DRAIN_LATENCY, BlockQuantizer
 from .ppu_fixed import FIXED_LATENCY, PPUFixedPoint
 from .ppu_queue import BUFFER_DEPTH, QUEUE_LATENCY, BlockQueue
@@ -134,50 +135,6 @@ def test_fixed_point_latency():
 
 # --------------------------------------------------------------------------- block queue
 
-class QueueModel:
-    """The queue's registers as block counts: b0, b1 (closed), b2 (scale), b3 (read out one
-    element per transfer, position ``rd``), ``held`` (accepted, not yet read out) and the
-    position ``pos`` of the next value in its block. Per cycle: :meth:`comb` (given
-    ``o.ready``), then :meth:`edge` (given the input's ``valid`` and ``last``)."""
-
-    def __init__(self):
-        self.b = [None] * 4
-        self.rd = self.held = self.pos = 0
-
-    def comb(self, o_ready):
-        b0, b1, b2, b3 = self.b
-        self.i_ready = b0 is None and self.held < BUFFER_DEPTH
-        self.o_valid = b3 is not None
-        self.drain = self.o_valid and o_ready
-        self.drain_end = self.drain and self.rd == b3 - 1
-        self.mv23 = b2 is not None and (b3 is None or self.drain_end)
-        self.mv12 = b1 is not None and (b2 is None or self.mv23)
-
-    def edge(self, i_valid, i_last):
-        take = i_valid and self.i_ready
-        self.held += int(take) - int(self.drain)
-        b0, b1, b2, b3 = self.b
-        if self.mv23:
-            b3, self.rd = b2, 0
-        elif self.drain_end:
-            b3 = None
-        elif self.drain:
-            self.rd += 1
-        if self.mv12:
-            b2 = b1
-        elif self.mv23:
-            b2 = None
-        closing = None
-        if take:
-            closing = self.pos + 1 if i_last else None
-            self.pos = 0 if i_last else self.pos + 1
-        if b1 is None or self.mv12:
-            b1, b0 = (b0 if b0 is not None else closing), None
-        elif closing:
-            b0 = closing
-        self.b = [b0, b1, b2, b3]
-
-
 def _queue_blocks(rng, fmt, nblocks, max_len):
     blocks, index = [], 0
     for _ in range(nblocks):
@@ -195,8 +152,9 @@ def _queue_blocks(rng, fmt, nblocks, max_len):
     (F.INT4, 16, 1), (F.UINT4, 8, 2), (F.MXINT8, 32, 3), (F.MXINT8, 3, 4), (F.INT4, 32, 5)])
 def test_block_queue_against_model(fmt, max_len, seed):
     """Random block lengths, input gaps and ``o.ready`` (phases from always ready to mostly
-    stalled): ``i.ready`` and ``o.valid`` equal :class:`QueueModel` in every cycle; every value
-    comes out once, in order, with its position, ``last``, its block's first slot, count,
+    stalled): ``i.ready`` and ``o.valid`` equal the cycle model's
+    (:class:`hw.cyclemodel.BlockQueueModel`, the one inside ``PPUModel``) in every cycle; every
+    value comes out once, in order, with its position, ``last``, its block's first slot, count,
     saturations and first channel, the golden scale code and the quantizer parameters. The
     queue reaches both input stalls (b0 taken, buffer full)."""
     rng = random.Random(seed)
@@ -210,7 +168,7 @@ def test_block_queue_against_model(fmt, max_len, seed):
         for k, v in enumerate(vals):
             want.append(((v["mag"], v["neg"]), k, int(k == len(vals) - 1), meta, params))
     dut = BlockQueue(max_channels=64)
-    model = QueueModel()
+    model = BlockQueueModel()
     got = []
     seen = {"b0": 0, "full": 0}
 
@@ -222,6 +180,7 @@ def test_block_queue_against_model(fmt, max_len, seed):
     async def tb(ctx):
         ctx.set(dut.out_format, fmt)
         pending, nxt, cycle = None, 0, 0
+        pos = 0  # position of the next value in its block
         p_in, p_out = 0.8, 0.5
         while len(got) < len(inputs):
             if cycle % 150 == 0:
@@ -248,9 +207,13 @@ def test_block_queue_against_model(fmt, max_len, seed):
                 assert got[-1] == want[len(got) - 1], len(got) - 1
                 assert p.rd == model.rd
             await ctx.tick()
-            model.edge(pending is not None, pending is not None and pending["last"])
-            if pending is not None and i_ready:
+            take = pending is not None and i_ready
+            closing = None
+            if take:
+                closing = pos + 1 if pending["last"] else None
+                pos = 0 if pending["last"] else pos + 1
                 pending = None
+            model.edge(take, closing)
             cycle += 1
 
     run_sim(dut, [tb], [_watchdog(100 * len(inputs))])
