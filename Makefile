@@ -82,8 +82,15 @@ rtl: $(STAMP)
 lint: rtl
 	$(PY) -m hw.lint build/rtl
 
+# A replay reads its trace and never writes into it: only the default trace is exported (when
+# missing or stale); another TRACES folder without a valid trace is an error naming it.
+ifneq ($(filter sim,$(MAKECMDGOALS)),)
+ifeq ($(filter $(SIM),verilator icarus),)
+$(error SIM must be verilator or icarus, got '$(SIM)')
+endif
+endif
+
 sim: $(STAMP) $(if $(filter build/traces/default,$(TRACES)),build/traces/default/manifest.json)
-	test -f $(TRACES)/manifest.json || $(MAKE) traces
 	$(PY) -m tb.cosim --traces $(TRACES) --sim $(SIM)
 
 sim-e2e: $(STAMP)
@@ -131,7 +138,6 @@ bench: $(STAMP) build/traces/all/manifest.json
 	$(PY) -m evaluation.bench --traces build/traces/all --results $(or $(RESULTS),$(BENCH_SIM)/results.json)
 
 bringup: $(STAMP) $(if $(filter build/traces/default,$(TRACE)),build/traces/default/manifest.json)
-	test -f $(TRACE)/manifest.json || $(MAKE) traces
 	$(PY) -m fpga.bringup --trace $(TRACE) --exec $(EXEC) --out build/bringup --sim verilator
 
 clean:

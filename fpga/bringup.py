@@ -42,7 +42,6 @@ from amaranth.hdl import Shape
 
 from hw.config import COUNTER_BITS, COUNTERS, MODEL_COUNTERS, PRESETS, parse_overrides, preset
 from hw.job import JobError, make_job
-from hw.layout import read_memh
 from hw.rtlcache import TOPLEVEL, block_component, top_verilog
 from hw.toolchain import (BUILD_WAIVERS, CLOCK_NS, ICARUS_GENERATION, verilator_env,
                           verilator_executable, waiver_flags)
@@ -70,30 +69,6 @@ class BringupError(ValueError):
 
 def _pack_bits(bits):
     return sum(int(bool(b)) << i for i, b in enumerate(bits))
-
-
-def _check_hex(folder, name, words, width):
-    """The execution's ``name.hex`` must hold exactly the job layer's image ``words`` (the
-    arrays the trace's hashes vouch for): a hex file edited or written for another layout
-    is named with its first differing line."""
-    path = folder / f"{name}.hex"
-    if not path.is_file():
-        raise BringupError(f"{path} is missing")
-    text = path.read_text()
-    if "@" in text:
-        raise BringupError(f"{path}: address markers are not supported by the bring-up kit")
-    count = len(text.split())
-    try:
-        got = read_memh(path, width, max(count, 1))
-    except ValueError as e:
-        raise BringupError(f"{path}: {e}") from None
-    if count != len(words):
-        raise BringupError(f"{path} has {count} words, the execution's {name} image has "
-                           f"{len(words)}")
-    for line, (g, w) in enumerate(zip(got, words), 1):
-        if g != w:
-            raise BringupError(f"{path} line {line} differs from the execution's arrays "
-                               f"(hex {g:x}, arrays {w:x})")
 
 
 def _port_widths(config):
@@ -129,6 +104,7 @@ def generate(trace, index, out, *, config, verify=True, log=None):
     """Write the bring-up folder ``out`` for execution ``index`` of ``trace`` on the top built
     with ``config``; returns the contents of ``bringup.json``."""
     from traces.format import TraceError, open_trace
+    from traces.hexfiles import check_hex_files
 
     trace, out = Path(trace), Path(out)
     try:
@@ -151,12 +127,12 @@ def generate(trace, index, out, *, config, verify=True, log=None):
     except JobError as e:
         raise BringupError(f"trace {trace} execution #{index}: {e}") from None
     folder = trace / rec["folder"]
+    try:  # the hex files the testbench reads must hold exactly the arrays' words
+        check_hex_files(tr, index, ex)
+    except TraceError as e:
+        raise BringupError(str(e)) from None
     images = job.images  # act, weight, param, res (if any) and out_expected
-    widths = {**config.widths, "out_expected": config.widths["out"]}
-    words = {}
-    for n, image in images.items():
-        _check_hex(folder, n, image, widths[n])
-        words[n] = len(image)
+    words = {n: len(image) for n, image in images.items()}
     t0 = time.monotonic()
     top, emit_s = top_verilog(config, log=log)
     out.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,7 @@ def test_hex_file_that_disagrees_with_the_arrays_is_refused(trace, tmp_path):
     lines = path.read_text().splitlines()
     lines[2] = lines[2][:-1] + ("1" if lines[2][-1] != "1" else "2")
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(BringupError, match=r"out_expected.hex line 3 differs"):
+    with pytest.raises(BringupError, match=r"out_expected.hex \[line 3\]: holds"):
         generate(bad, 0, tmp_path / "out", config=CONFIG, verify=False)
     with pytest.raises(BringupError, match="tile=32"):
         generate(trace, 0, tmp_path / "out2", config=PRESETS["default"])

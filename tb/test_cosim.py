@@ -128,6 +128,30 @@ def test_missing_trace_folder_is_a_clear_error(tmp_path, capsys):
         replay(missing, out_dir=tmp_path / "out")
 
 
+def _make_dry_run(*args):
+    """``make -n`` of the repository's Makefile: what it would run, without running it."""
+    import subprocess
+    from pathlib import Path
+    repo = Path(__file__).resolve().parent.parent
+    return subprocess.run(["make", "-n", "-C", str(repo), *args], capture_output=True,
+                          text=True, check=False)
+
+
+def test_make_sim_never_exports_into_the_folder_it_reads(tmp_path):
+    """`make sim TRACES=DIR` replays DIR or fails naming it; only the default trace is
+    exported, and an unknown SIM is refused before anything runs."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("user data\n")
+    run = _make_dry_run("sim", f"TRACES={folder}")
+    assert run.returncode == 0, run.stderr
+    assert "traces export" not in run.stdout and f"--traces {folder}" in run.stdout
+    run = _make_dry_run("sim", "SIM=bogus")
+    assert run.returncode != 0 and "SIM must be verilator or icarus, got 'bogus'" in run.stderr
+    assert main(["--traces", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["keep.txt"]
+
+
 def test_bad_trace_folder_is_a_clear_error(tmp_path, capsys):
     folder = tmp_path / "bad"
     folder.mkdir()

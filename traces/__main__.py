@@ -12,16 +12,19 @@ from traces.format import TraceError, open_trace, recompute, write_trace
 
 
 def cmd_check(args) -> int:
+    from traces.hexfiles import check_hex_files
     trace = open_trace(args.dir)
     for i in range(len(trace)):
         ex = trace.load(i)
+        check_hex_files(trace, i, ex)
         if args.recompute:
             for name, want in recompute(ex).items():
                 if not np.array_equal(want, ex.arrays[name]):
                     raise TraceError(trace.root / trace.records[i]["folder"] / "arrays.npz",
                                      name, "differs from the golden integer reference")
     print(f"{args.dir}: OK, {len(trace)} execution(s), {len(trace.manifest['sha256'])} "
-          f"file(s) verified" + (", results recomputed" if args.recompute else ""))
+          f"file(s) verified" + (", hex files equal to the arrays" if trace.manifest.get("hex")
+                                 else "") + (", results recomputed" if args.recompute else ""))
     return 0
 
 

@@ -15,13 +15,17 @@ from pathlib import Path
 from hw import layout
 from hw.config import PRESETS, AcceleratorConfig
 from hw.job import make_job, memory_images
-from traces.format import Execution
+from traces.format import Execution, Trace, TraceError
 
-__all__ = ["EXPORT_CONFIG", "hex_header", "cycle_model_header", "write_hex_files",
-           "predicted_counters"]
+__all__ = ["EXPORT_CONFIG", "HEX_SOURCES", "hex_header", "cycle_model_header", "write_hex_files",
+           "check_hex_files", "predicted_counters"]
 
 #: The configuration exported traces are for (the hex files' weight tile, the counters).
 EXPORT_CONFIG = PRESETS["default"]
+#: The arrays each hex file is written from.
+HEX_SOURCES = {"act": "x_codes, x_scales", "weight": "w_codes, w_scales",
+               "param": "scale_mant, bias", "res": "residual",
+               "out_expected": "out_codes, out_scales"}
 
 
 def hex_header(config: AcceleratorConfig = EXPORT_CONFIG) -> dict:
@@ -54,3 +58,37 @@ def predicted_counters(ex: Execution, *, config: AcceleratorConfig = EXPORT_CONF
     execution's channel map."""
     counters = make_job(ex.descriptor, ex.arrays, config).predicted_counters()
     return {k: int(v) for k, v in counters.items()}
+
+
+def check_hex_files(trace: Trace, index: int, ex: Execution | None = None) -> None:
+    """Raise :class:`TraceError` (naming the file, the line and the arrays) unless every hex
+    file of execution ``index`` holds, line for line, the words its arrays give at the
+    manifest's weight tile: the line count, the characters (exactly ``ceil(width / 4)`` hex
+    digits per line, as :func:`hw.layout.write_memh` writes them) and the values. A trace
+    whose manifest has no ``hex`` entry has no hex files to check."""
+    hex_info = trace.manifest.get("hex")
+    if not hex_info:
+        return
+    rec = trace.records[index]
+    tile = hex_info.get("weight_tile")
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
+        raise TraceError(trace.root / "manifest.json", "hex.weight_tile",
+                         f"must be a positive int, got {tile!r}")
+    ex = trace.load(index) if ex is None else ex
+    folder = trace.root / rec["folder"]
+    for name, (words, width) in memory_images(ex.descriptor, ex.arrays, tile=tile).items():
+        path = folder / f"{name}.hex"
+        if f"{rec['folder']}/{name}.hex" not in rec["files"] or not path.is_file():
+            raise TraceError(path, None, f"file is missing (the {HEX_SOURCES[name]} image)")
+        lines = path.read_text().splitlines()
+        if len(lines) != len(words):
+            raise TraceError(path, None, f"has {len(lines)} lines, the arrays "
+                             f"({HEX_SOURCES[name]}) give {len(words)} words")
+        digits = -(-width // 4)
+        for n, (line, word) in enumerate(zip(lines, words), 1):
+            if len(line) != digits or any(c not in "0123456789abcdefABCDEF" for c in line):
+                raise TraceError(path, f"line {n}", f"is {line[:80]!r}, expected {digits} hex "
+                                 "digits")
+            if int(line, 16) != word:
+                raise TraceError(path, f"line {n}", f"holds {line}, the arrays "
+                                 f"({HEX_SOURCES[name]}) give {word:0{digits}x}")

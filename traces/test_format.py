@@ -1,6 +1,7 @@
 """Trace folders: round trip, determinism, and every kind of damage rejected by name."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -203,3 +204,24 @@ def test_saturating_random_layer_saturates(mode):
     assert plain.saturated_terms == 0 and plain.out.saturated == 0
     assert r.out.saturated > 0 and ".sat." in ex.name
     assert (r.saturated_terms > 0) == (mode == "mxint8")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda lines: lines[:-1], r"act.hex: has 35 lines, the arrays \(x_codes, x_scales\) give 36"),
+    (lambda lines: [lines[0][:-1] + "g"] + lines[1:], r"act.hex \[line 1\]: is '.*g', expected 66"),
+    (lambda lines: lines[:1] + [lines[1][:-1] + ("1" if lines[1][-1] != "1" else "2")]
+     + lines[2:], r"act.hex \[line 2\]: holds .*, the arrays \(x_codes, x_scales\) give"),
+])
+def test_hex_file_that_disagrees_with_the_arrays_is_named(tmp_path, capsys, edit, message):
+    """A hex file edited after export (its hash updated, so only the content check can tell)
+    fails `traces check` with the file, the line and the arrays it should hold."""
+    d = tmp_path / "h"
+    assert main(["random-layer", "--cin", "40", "--cout", "20", "--height", "3", "--width", "4",
+                 "--kernel", "3", "--out", str(d)]) == 0
+    assert main(["check", str(d)]) == 0
+    path = d / "exec0000" / "act.hex"
+    path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
+    edit_manifest(d, lambda m: m["sha256"].update({"exec0000/act.hex": sha256_file(path)}))
+    capsys.readouterr()
+    assert main(["check", str(d)]) == 1
+    assert re.search(message, capsys.readouterr().err)
