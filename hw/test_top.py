@@ -183,6 +183,7 @@ def test_host_port_and_init_file(tmp_path):
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
     ({"tile": 12}, ValueError, "tile must be a multiple of dpe_cols=8, got 12"),
+    ({"tile": 0}, ValueError, r"tile must be in \[8, 256\], got 0"),
     ({"dpe_cols": 0}, ValueError, r"dpe_cols must be in \[1, 64\], got 0"),
     ({"spe_lanes": 40}, ValueError, r"spe_lanes must be in \[1, 32\], got 40"),
     ({"max_cout": 8}, ValueError, r"max_cout must be in \[16, 2048\], got 8"),
@@ -259,6 +260,20 @@ def test_random_layer(seed):
                        sparsity=rnd.uniform(0.2, 0.8))
     route = [int(b) for b in nrng.integers(0, 2, SMALL.groups_in)]
     out, = run_top(layer, [route])
+    check_against_golden(layer, out)
+    want = out["job"].predicted_counters()
+    assert {k: out["counters"][k] for k in want} == want
+
+
+@pytest.mark.parametrize("x_format", [intref.Format.UINT4, intref.Format.MXINT8])
+def test_non_power_of_two_tile(x_format):
+    """tile 6 = 3 column groups of 2 (a non-power-of-two Array in the DPE, the serializer's
+    channel index up to 5): bit-exact, and every counter equal to the cycle model. (amaranth.sim
+    compiles a memory word of a 12-column tile into a Python expression too deep to compile.)"""
+    config = SMALL.replace(tile=6, dpe_cols=2)
+    layer = make_layer(41, intref.ConvShape(3, 3, 40, 14, 3, 1, 1), x_format,
+                       intref.Format.UINT4, True, True)
+    out, = run_top(layer, [[1, 0, 1, 0]], config)
     check_against_golden(layer, out)
     want = out["job"].predicted_counters()
     assert {k: out["counters"][k] for k in want} == want
