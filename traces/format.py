@@ -12,6 +12,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -151,19 +153,46 @@ def _write_npz(path: Path, arrays: dict) -> None:
 
 def write_trace(out_dir, executions: list[Execution], *, header: dict,
                 extra_files=None) -> Path:
-    """Write ``executions`` into ``out_dir`` (created; existing files are replaced).
+    """Write ``executions`` as the trace folder ``out_dir``, atomically: into a temporary
+    sibling folder, then renamed into place. An existing trace folder (one with a manifest) is
+    replaced whole, so no execution folder of an older trace survives beside the new manifest;
+    an existing file, or a non-empty folder that holds no trace, is refused (TraceError) and
+    left as it was.
 
     ``header`` goes into the manifest as is (model, plan and code hashes, seed, ...).
     ``extra_files(ex, index, folder) -> list[Path]`` may write more files per execution (the
     ``$readmemh`` files); they are hashed like the rest. Returns the manifest's path.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise TraceError(out, None, "exists and is not a folder; a trace needs a folder")
+    if out.is_dir() and not (out / MANIFEST).exists() and any(out.iterdir()):
+        raise TraceError(out, None, "is a non-empty folder that holds no trace (no "
+                         f"{MANIFEST}); refusing to write a trace into it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        _write_trace_files(tmp, executions, header, extra_files)
+        if out.exists():
+            old = tmp.with_name(tmp.name + ".old")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / MANIFEST
+
+
+def _write_trace_files(out, executions, header, extra_files):
     records, hashes = [], {}
     for index, ex in enumerate(executions):
         ex.descriptor.validate()
         folder = out / f"exec{index:04d}"
-        folder.mkdir(exist_ok=True)
+        folder.mkdir()
         check_arrays(ex.arrays, ex.descriptor, folder / "arrays.npz")
         _write_npz(folder / "arrays.npz", ex.arrays)
         files = [folder / "arrays.npz"]
@@ -176,11 +205,7 @@ def write_trace(out_dir, executions: list[Execution], *, header: dict,
                         "files": sorted(f.relative_to(out).as_posix() for f in files)})
     manifest = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **header,
                 "executions": records, "sha256": dict(sorted(hashes.items()))}
-    path = out / MANIFEST
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------- loading

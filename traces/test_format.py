@@ -225,3 +225,38 @@ def test_hex_file_that_disagrees_with_the_arrays_is_named(tmp_path, capsys, edit
     capsys.readouterr()
     assert main(["check", str(d)]) == 1
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_writing_a_trace_replaces_an_older_one_whole(tmp_path):
+    """A shorter trace written over a longer one leaves no execution folder of the old one."""
+    d = tmp_path / "t"
+    exs = [random_execution(cin=16, cout=16, height=2, width=2, kernel=1, stride=1,
+                            sparsity=0.5, mode="int4", seed=s) for s in range(3)]
+    write_trace(d, exs, header={"source": "test"})
+    assert sorted(p.name for p in d.iterdir()) == ["exec0000", "exec0001", "exec0002",
+                                                   "manifest.json"]
+    write_trace(d, exs[:1], header={"source": "test"})
+    assert sorted(p.name for p in d.iterdir()) == ["exec0000", "manifest.json"]
+    assert len(open_trace(d)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["t"]  # no temporary folder left
+
+
+def test_writing_a_trace_never_replaces_other_data(tmp_path, capsys):
+    """A non-empty folder that holds no trace, or a file, is refused and left as it was; the
+    command line reports it in one line."""
+    ex = random_execution(cin=16, cout=16, height=2, width=2, kernel=1, stride=1,
+                          sparsity=0.5, mode="int4", seed=1)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me\n")
+    with pytest.raises(TraceError, match="non-empty folder that holds no trace"):
+        write_trace(mine, [ex], header={})
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    f = tmp_path / "file.txt"
+    f.write_text("keep me too\n")
+    assert main(["random-layer", "--cin", "16", "--cout", "8", "--height", "2", "--width", "2",
+                 "--kernel", "1", "--out", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert "exists and is not a folder" in err and "Traceback" not in err
+    assert f.read_text() == "keep me too\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "mine"]
