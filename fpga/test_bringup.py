@@ -91,3 +91,22 @@ def test_hex_file_that_disagrees_with_the_arrays_is_refused(trace, tmp_path):
         generate(bad, 0, tmp_path / "out", config=CONFIG, verify=False)
     with pytest.raises(BringupError, match="tile=32"):
         generate(trace, 0, tmp_path / "out2", config=PRESETS["default"])
+
+
+def test_missing_or_corrupt_trace_is_a_one_line_error(trace, tmp_path, capsys):
+    from .bringup import main
+    assert main(["--trace", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
+                 "--config", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot open trace") and "does not exist" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+    bad = tmp_path / "bad"
+    shutil.copytree(trace, bad)
+    with open(next(bad.glob("*/arrays.npz")), "ab") as f:
+        f.write(b"\0")
+    assert main(["--trace", str(bad), "--out", str(tmp_path / "o"), "--config", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "arrays.npz" in err and "corrupt or modified" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--trace", str(trace), "--config", "huge"])
+    assert exit_.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err

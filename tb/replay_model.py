@@ -137,12 +137,13 @@ def prepare(ex: Execution, index: int, *, config: AcceleratorConfig, variant: st
 def recorded_counters(job: ReplayJob, cycle_model: dict | None) -> dict | None:
     """The counters the trace records for this execution (``meta["cycles"]``: a dict of
     counters, or the cycle count alone), if they apply: the trace's own channel map and a
-    header ``cycle_model`` (if any) whose parameters equal the top's. Else None."""
+    header ``cycle_model`` whose parameters equal the top's (a trace without one does not say
+    which configuration its counters are for: they are not used). Else None."""
     rec = job.meta.get("cycles")
-    if job.map_variant != "trace" or rec is None:
+    if job.map_variant != "trace" or rec is None or not cycle_model:
         return None
     params = job.config.to_dict()
-    for key, value in (cycle_model or {}).items():
+    for key, value in cycle_model.items():
         if key in params and params[key] != value:
             return None
     if isinstance(rec, dict):

@@ -118,6 +118,25 @@ def test_saturation_counters_are_compared_with_the_reference():
         f"{want['sat_ppu']}, actual {want['sat_ppu'] - 1}"]
 
 
+def test_recorded_counters_only_for_the_configuration_they_were_recorded_for():
+    """A trace's recorded counters are expected only from a top of the configuration its
+    header names; another configuration (or a trace that names none) uses the cycle model of
+    the configuration actually simulated."""
+    from traces.hexfiles import cycle_model_header, predicted_counters
+    from tb.replay_model import recorded_counters
+    ex = random_execution(cin=24, cout=20, height=3, width=3, kernel=3, stride=1,
+                          sparsity=0.5, mode="int4", seed=5)
+    ex.meta["cycles"] = predicted_counters(ex)  # the default configuration's
+    header = cycle_model_header()
+    default = prepare(ex, 0, config=PRESETS["default"])
+    assert recorded_counters(default, header) == ex.meta["cycles"]
+    assert recorded_counters(default, None) is None
+    icarus = prepare(ex, 0, config=PRESETS["icarus"])
+    assert recorded_counters(icarus, header) is None
+    assert predicted_counters(ex, config=PRESETS["icarus"]) == \
+        icarus.job.predicted_counters() != ex.meta["cycles"]
+
+
 def test_missing_trace_folder_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "no_such_trace"
     assert main(["--traces", str(missing), "--out", str(tmp_path / "out")]) == 2

@@ -61,9 +61,10 @@ def cmd_random_layer(args) -> int:
                           residual=args.residual, out_format=args.out_format,
                           saturate=args.saturate,
                           channel_map=args.channel_map, threshold_pct=args.threshold)
-    from traces.hexfiles import hex_header, predicted_counters, write_hex_files
+    from traces.hexfiles import (cycle_model_header, hex_header, predicted_counters,
+                                 write_hex_files)
     ex.meta["cycles"] = predicted_counters(ex)
-    header = {"source": "random-layer", "hex": hex_header()}
+    header = {"source": "random-layer", "hex": hex_header(), "cycle_model": cycle_model_header()}
     path = write_trace(args.out, [ex], header=header, extra_files=write_hex_files)
     print(f"wrote {path} ({ex.name})")
     return 0

@@ -6,9 +6,12 @@ import numpy as np
 
 from golden import intref as ir
 from golden import numerics as nx
+from hw.descriptor import DIM_BITS
 from traces.format import Descriptor, Execution, expected_arrays
 
 CHANNEL_MAPS = ("detect", "dense", "sparse", "random")
+#: Most values (inputs + weights + outputs) of a random layer: ~2 GB of float64 temporaries.
+MAX_VALUES = 2 ** 26
 
 
 def random_execution(*, cin: int, cout: int, height: int, width: int, kernel: int,
@@ -36,6 +39,15 @@ def random_execution(*, cin: int, cout: int, height: int, width: int, kernel: in
         raise ValueError(f"channel_map must be one of {CHANNEL_MAPS}, got {channel_map!r}")
     padding = kernel // 2 if padding is None else padding
     shape = ir.ConvShape(height, width, cin, cout, kernel, stride, padding)  # validates
+    for name in ("height", "width", "cin", "cout"):  # the descriptor's field width
+        if getattr(shape, name) >= 2 ** DIM_BITS:
+            raise ValueError(f"{name} must be < {2 ** DIM_BITS} (a descriptor field), got "
+                             f"{getattr(shape, name)}")
+    values = (height * width * cin + cout * kernel ** 2 * cin
+              + shape.out_height * shape.out_width * cout)
+    if values > MAX_VALUES:  # float64 temporaries: refuse before allocating them
+        raise ValueError(f"a {height}x{width}x{cin} -> {cout} k{kernel} layer has {values:,} "
+                         f"values; a random layer is limited to {MAX_VALUES:,}")
     x_format = ir.Format.UINT4 if mode == "int4" else ir.Format.MXINT8
     fmt = {"uint4": ir.Format.UINT4, "int4": ir.Format.INT4, "mxint8": ir.Format.MXINT8}
     if out_format is None:

@@ -140,6 +140,9 @@ def test_wrong_expected_result_is_caught_by_recompute(trace_dir, capsys):
     (["--kernel", "3", "--padding", "3"], "padding must be in"),
     (["--sparsity", "1.5"], "sparsity must be in"),
     (["--height", "1", "--padding", "0"], "smaller than the 3x3 kernel"),
+    (["--cin", "5000"], "cin must be < 4096 (a descriptor field), got 5000"),
+    (["--cin", "4000", "--height", "4000", "--width", "4000"],
+     "values; a random layer is limited to 67,108,864"),
 ])
 def test_random_layer_rejects_illegal_arguments(tmp_path, capsys, argv, message):
     base = {"--cin": "16", "--cout": "16", "--height": "4", "--width": "4", "--kernel": "3"}
