@@ -37,7 +37,7 @@ DEFAULT_OUT = REPO_ROOT / "build" / "sim"
 #: ``--public-flat-rw`` on this top (docs/cosim.md section 5).
 VPI_ACCESS = "ports"
 #: Executions replayed when neither ``--select`` nor ``--limit`` is given: all on Verilator;
-#: Icarus simulates the full-size top at a few hundred cycles per second (docs/cosim.md
+#: Icarus simulates the full-size top at tens of cycles per second (docs/cosim.md
 #: section 7), so it replays one execution per layer kind (:func:`tb.replay_model.kind_selection`:
 #: every datapath of the top, ~10 % of the default trace's cycles).
 DEFAULT_SELECT = {"verilator": "all", "icarus": "kinds"}
