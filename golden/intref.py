@@ -64,6 +64,10 @@ class Mode(enum.IntEnum):
     def weight_format(self) -> "Format":
         return Format.MXINT8 if self is Mode.MXINT8 else Format.INT4
 
+    def block(self, vector: int) -> int:
+        """Elements per scale of this mode's operands (32 for MXINT8, else ``vector``)."""
+        return self.weight_format.block(vector)
+
     def input_format(self, post_relu: bool) -> "Format":
         """Format of a layer input in this mode: MXINT8, else UINT4 after a ReLU, else INT4."""
         if self is Mode.MXINT8:

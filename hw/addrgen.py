@@ -31,7 +31,7 @@ def walk_items(shape, route, *, sparse, mode, vector, tile):
     ``w_base``. Padding taps are skipped; a unit without items emits one null item.
     """
     mx = Mode(mode) == Mode.MXINT8
-    blk = MX_BLOCK if mx else vector  # the block of the mode's input format
+    blk = Mode(mode).block(vector)
     nvec = -(-shape.cin // blk)
     step = MX_BLOCK // vector if mx else 1
     mine = [j for j in range(nvec) if bool(route[j * step]) == sparse]

@@ -28,7 +28,7 @@ def spe_item_cycles(x, *, mode, null, vector, lanes):
     if null:
         return 1
     mx = Mode(mode) == Mode.MXINT8
-    count = MX_BLOCK if mx else vector
+    count = Mode(mode).block(vector)
     nnz = sum(1 for v in list(x)[:count] if v != 0)
     sweep = max(1, -(-nnz // lanes))
     return len(SPE_NIBBLE_PASSES) * sweep if mx else sweep

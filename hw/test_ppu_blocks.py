@@ -52,7 +52,7 @@ def _block_params(mx, fmt):
     one element ``mx``) and the quantizer parameters it implies: ``zero``, the UINT4/INT4
     thresholds ``(2j + 1) * value * 2**16`` (compared with ``2|Y|``) and the MXINT8 shift
     ``32 + 6 - floor(log2 mx)`` (computed, unused, in every format)."""
-    n = MX_BLOCK if fmt == F.MXINT8 else 16
+    n = F(fmt).block(16)
     _, scales = intref.quantize_output(np.array([[mx] + [0] * (n - 1)], np.int64), fmt, 16)
     scale = int(scales[0, 0])
     params = {"scale": scale, "zero": int(mx == 0),
@@ -247,7 +247,7 @@ def test_block_queue_latency():
 # --------------------------------------------------------------------------- quantizer
 
 def _quantizer_blocks(rng, fmt, nblocks):
-    size = MX_BLOCK if fmt == F.MXINT8 else 16
+    size = F(fmt).block(16)
     blocks = []
     for b in range(nblocks):
         count = rng.choice([1, size, rng.randint(1, size)])
