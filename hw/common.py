@@ -17,7 +17,7 @@ __all__ = [
     "Mode", "Format", "ACC_WIDTH", "ACC_FRAC_BITS", "TERM_LIMIT", "MX_BLOCK", "ELEM_SHAPE",
     "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
     "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_unit",
-    "adder_tree",
+    "adder_tree", "connect_read_port",
     "nibble_operands", "lut_product",
     "item_layout", "result_layout", "mx_combos", "nonzero_mask", "popcount",
 ]
@@ -238,6 +238,15 @@ def adder_tree(parts):
         parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i]
                  for i in range(0, len(parts), 2)]
     return parts[0]
+
+
+def connect_read_port(m, memory, *, en, addr, data):
+    """A new synchronous read port of ``memory`` (a ``lib.memory.Memory``) driven by a
+    block's ``en`` / ``addr`` outputs, its word onto the block's ``data`` input (the read-port
+    contract of :class:`hw.fetch.OperandFetch` and :class:`hw.serializer.JoinSerializer`)."""
+    port = memory.read_port()
+    m.d.comb += [port.en.eq(en), port.addr.eq(addr), data.eq(port.data)]
+    return port
 
 
 def nonzero_mask(x, count):

@@ -12,15 +12,17 @@ import random
 from typing import Callable
 
 import numpy as np
+from amaranth.hdl import Elaboratable, Module, unsigned
+from amaranth.lib import memory
 from amaranth.sim import Simulator
 
 from golden import intref
 
-from .common import MX_BLOCK
+from .common import MX_BLOCK, connect_read_port
 from .streamcheck import stream_checker, stream_members
 
-__all__ = ["default_args", "stream_put", "stream_get", "stream_put_polled", "stream_get_polled", "run_sim",
-           "seeded", "make_unit_data", "unit_items",
+__all__ = ["default_args", "WithMemories", "stream_put", "stream_get", "stream_put_polled",
+           "stream_get_polled", "run_sim", "seeded", "make_unit_data", "unit_items",
            "reference_unit", "StreamCase", "run_stream_case", "engine_case", "engine_check",
            "dpe_cycles", "spe_cycles", "ppu_case", "detector_case", "addrgen_case",
            "serializer_case", "fetch_case", "writer_case"]
@@ -80,6 +82,26 @@ async def stream_get_polled(ctx, port, rng, gap):
         if valid:
             ctx.set(port.ready, 0)
             return payload
+
+
+class WithMemories(Elaboratable):
+    """A block under test with synchronous-read memories on its read ports (as the top
+    connects them): ``memories`` is a list of ``(width, depth, words, ports)``, ``ports`` a list
+    of ``(en, addr, data)`` signals of ``dut`` (:func:`hw.common.connect_read_port`)."""
+
+    def __init__(self, dut, memories):
+        self.dut = dut
+        self.memories = [(memory.Memory(shape=unsigned(width), depth=depth, init=words), ports)
+                         for width, depth, words, ports in memories]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = self.dut
+        for k, (mem, ports) in enumerate(self.memories):
+            m.submodules[f"mem{k}"] = mem
+            for en, addr, data in ports:
+                connect_read_port(m, mem, en=en, addr=addr, data=data)
+        return m
 
 
 def run_sim(dut, testbenches, monitors=(), deadline_cycles=None, check_streams=True):

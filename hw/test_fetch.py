@@ -5,37 +5,14 @@ random stream gaps, compared field by field with the memory words
 import random
 
 import pytest
-from amaranth.hdl import Elaboratable, Module, unsigned
-from amaranth.lib import memory
 
 from .fetch import FETCH_LATENCY, OperandFetch
 from .layout import ACT_WORD_BITS, weight_word_bits
-from .simtest import default_args, fetch_case, run_sim, stream_get_polled as get
+from .simtest import WithMemories, default_args, fetch_case, run_sim, stream_get_polled as get
 from .simtest import stream_put_polled as put
 from .streamcheck import stream_checker
 
 DEPTH = 16
-
-
-class _Harness(Elaboratable):
-    """The fetch stage with an activation and a weight memory on its read ports."""
-
-    def __init__(self, fe, act_words, w_words):
-        self.fe = fe
-        self.act = memory.Memory(shape=unsigned(ACT_WORD_BITS), depth=DEPTH, init=act_words)
-        self.w = memory.Memory(shape=unsigned(weight_word_bits(fe.tile)), depth=DEPTH,
-                               init=w_words)
-
-    def elaborate(self, platform):
-        m = Module()
-        fe = m.submodules.fe = self.fe
-        m.submodules.act = self.act
-        m.submodules.w = self.w
-        act_rp, w_rp = self.act.read_port(), self.w.read_port()
-        m.d.comb += [act_rp.en.eq(fe.rd_en), act_rp.addr.eq(fe.act_addr),
-                     fe.act_data.eq(act_rp.data),
-                     w_rp.en.eq(fe.rd_en), w_rp.addr.eq(fe.w_addr), fe.w_data.eq(w_rp.data)]
-        return m
 
 
 def fetch_run(*, tile, items, seed, in_gap, out_gap):
@@ -45,7 +22,9 @@ def fetch_run(*, tile, items, seed, in_gap, out_gap):
     case = fetch_case(tile=tile, items=items, seed=seed, depth=DEPTH)
     addr_items = case["inputs"]
     fe = OperandFetch(tile=tile)
-    dut = _Harness(fe, case["act_words"], case["w_words"])
+    dut = WithMemories(fe, [
+        (ACT_WORD_BITS, DEPTH, case["act_words"], [(fe.rd_en, fe.act_addr, fe.act_data)]),
+        (weight_word_bits(tile), DEPTH, case["w_words"], [(fe.rd_en, fe.w_addr, fe.w_data)])])
     got, cycles = [], {"i": [], "o": []}
     stats = {"reads": 0}
 

@@ -6,40 +6,18 @@ residual words); and the stream checker itself."""
 import random
 
 import pytest
-from amaranth.hdl import Elaboratable, Module, Signal, unsigned
-from amaranth.lib import memory, stream, wiring
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In
 
 from golden import intref
 
 from .layout import PARAM_WORD_BITS, RES_WORD_BITS
 from .serializer import JoinSerializer
-from .simtest import default_args, run_sim, serializer_case, stream_get_polled as get
+from .simtest import WithMemories, default_args, run_sim, serializer_case
+from .simtest import stream_get_polled as get
 from .simtest import stream_put_polled as put
 from .streamcheck import stream_checker
-
-
-class _Harness(Elaboratable):
-    """The serializer with a param and a residual memory on its read ports."""
-
-    def __init__(self, ser, par_words, res_words):
-        self.ser = ser
-        self.par = memory.Memory(shape=unsigned(PARAM_WORD_BITS), depth=len(par_words),
-                                 init=par_words)
-        self.res = memory.Memory(shape=unsigned(RES_WORD_BITS), depth=len(res_words),
-                                 init=res_words)
-
-    def elaborate(self, platform):
-        m = Module()
-        ser = m.submodules.ser = self.ser
-        m.submodules.par = self.par
-        m.submodules.res = self.res
-        for mem, pre in ((self.par, "par"), (self.res, "res")):
-            rp = mem.read_port()
-            m.d.comb += [rp.en.eq(getattr(ser, f"{pre}_rd_en")),
-                         rp.addr.eq(getattr(ser, f"{pre}_rd_addr")),
-                         getattr(ser, f"{pre}_rd_data").eq(rp.data)]
-        return m
 
 
 def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_gap, out_gap):
@@ -49,7 +27,11 @@ def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_g
                            res_en=res_en, pixels=pixels, seed=seed)
     units, want = case["units"], case["want"]
     ser = JoinSerializer(vector=vector, tile=tile, max_channels=64)
-    dut = _Harness(ser, case["par_words"], case["res_words"])
+    dut = WithMemories(ser, [
+        (PARAM_WORD_BITS, len(case["par_words"]), case["par_words"],
+         [(ser.par_rd_en, ser.par_rd_addr, ser.par_rd_data)]),
+        (RES_WORD_BITS, len(case["res_words"]), case["res_words"],
+         [(ser.res_rd_en, ser.res_rd_addr, ser.res_rd_data)])])
     got, out_cycles = [], []
     stats = {"join": 0, "reads": 0}
     ready_to_go = []

@@ -9,7 +9,7 @@ from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .addrgen import AddrGen
-from .common import MX_BLOCK, Format, validating
+from .common import MX_BLOCK, Format, connect_read_port, validating
 from .config import COUNTER_BITS, COUNTERS, MEMORIES, AcceleratorConfig
 from .descriptor import ADDR_BITS, descriptor_layout
 from .detector import SparsityDetector
@@ -197,14 +197,10 @@ class Accelerator(wiring.Component):
         fetches = []
         for name, walk, eng in (("fetch_d", ag.d, dpe), ("fetch_s", ag.s, spe)):
             m.submodules[name] = fe = build(name)
-            act_rp = mems["act"].read_port()
-            w_rp = mems["weight"].read_port()
+            connect_read_port(m, mems["act"], en=fe.rd_en, addr=fe.act_addr, data=fe.act_data)
+            connect_read_port(m, mems["weight"], en=fe.rd_en, addr=fe.w_addr, data=fe.w_data)
             wiring.connect(m, walk, fe.i)
             wiring.connect(m, fe.o, eng.i)
-            m.d.comb += [
-                act_rp.en.eq(fe.rd_en), act_rp.addr.eq(fe.act_addr), fe.act_data.eq(act_rp.data),
-                w_rp.en.eq(fe.rd_en), w_rp.addr.eq(fe.w_addr), fe.w_data.eq(w_rp.data),
-            ]
             fetches.append(fe)
 
         # ---- join of the two partial results and serializer into the PPU
@@ -213,16 +209,14 @@ class Accelerator(wiring.Component):
         wiring.connect(m, dpe.o, ser.d)
         wiring.connect(m, spe.o, ser.s)
         wiring.connect(m, ser.o, ppu.i)
-        par_rp = mems["param"].read_port()
-        res_rp = mems["res"].read_port()
+        connect_read_port(m, mems["param"], en=ser.par_rd_en, addr=ser.par_rd_addr,
+                          data=ser.par_rd_data)
+        connect_read_port(m, mems["res"], en=ser.res_rd_en, addr=ser.res_rd_addr,
+                          data=ser.res_rd_data)
         m.d.comb += [
             ser.cout.eq(desc.cout), ser.out_format.eq(desc.out_format),
             ser.res_en.eq(desc.res_en), ser.par_base.eq(desc.par_base),
             ser.res_base.eq(desc.res_base), ser.clear.eq(self.start & ~busy),
-            par_rp.en.eq(ser.par_rd_en), par_rp.addr.eq(ser.par_rd_addr),
-            ser.par_rd_data.eq(par_rp.data),
-            res_rp.en.eq(ser.res_rd_en), res_rp.addr.eq(ser.res_rd_addr),
-            ser.res_rd_data.eq(res_rp.data),
             ppu.shift.eq(desc.shift), ppu.relu.eq(desc.relu),
             ppu.res_en.eq(desc.res_en), ppu.out_format.eq(desc.out_format),
         ]
