@@ -251,18 +251,9 @@ def evaluate(execs, *, rtl=None, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTab
 
 def _predict(e, route):
     """hw.cyclemodel.predict_layer on one execution (the reference of evaluation.fastmodel),
-    through the job layer (only the activations matter to the counters; the weights and
-    parameters are zero)."""
-    from hw.job import make_job
-    d = e.d
-    s = d.shape
-    xb = -(-d.cin // d.x_block)
-    arrays = {"x_codes": e.x, "x_scales": np.zeros((d.height, d.width, xb), np.uint8),
-              "w_codes": np.zeros((d.cout, d.kernel, d.kernel, d.cin), np.int8),
-              "w_scales": np.zeros((d.cout, d.kernel, d.kernel, xb), np.uint8),
-              "scale_mant": np.zeros(d.cout, np.int32), "bias": np.zeros(d.cout, np.int32),
-              "residual": np.zeros((s.out_height, s.out_width, d.cout), np.int32)}
-    return make_job(d, arrays, HW, route=route).predicted_counters()
+    through the job layer."""
+    from hw.job import predict_counters
+    return predict_counters(e.d, e.x, route, HW)
 
 
 def totals(recs, bandwidth=DEFAULT_BANDWIDTH):

@@ -25,7 +25,7 @@ from . import layout
 from .config import AcceleratorConfig
 from .descriptor import descriptor_for, descriptor_layout
 
-__all__ = ["Descriptor", "Job", "JobError", "memory_images", "make_job"]
+__all__ = ["Descriptor", "Job", "JobError", "memory_images", "make_job", "predict_counters"]
 
 
 class JobError(ValueError):
@@ -218,11 +218,23 @@ class Job:
 
     def predicted_counters(self) -> dict:
         """Every counter the cycle model (:func:`hw.cyclemodel.predict_layer`) predicts."""
-        from .cyclemodel import predict_layer
-        d = self.descriptor
-        return predict_layer(d.shape, list(self.route), x_format=ir.Format(d.x_format),
-                             out_format=ir.Format(d.out_format), residual=d.residual,
-                             act_words=self.images["act"], config=self.config)
+        return _predict(self.descriptor, self.route, self.images["act"], self.config)
+
+
+def _predict(d: Descriptor, route, act_words, config) -> dict:
+    from .cyclemodel import predict_layer
+    return predict_layer(d.shape, list(route), x_format=ir.Format(d.x_format),
+                         out_format=ir.Format(d.out_format), residual=d.residual,
+                         act_words=act_words, config=config)
+
+
+def predict_counters(d: Descriptor, x_codes, route, config: AcceleratorConfig) -> dict:
+    """The cycle model's counters of layer ``d`` with input codes ``x_codes`` and channel map
+    ``route`` on ``config``, without the other operands: the counters depend on the input's
+    zeros and the layer's shape only (the scales in the act words are left 0)."""
+    scales = np.zeros((d.height, d.width, -(-d.cin // d.x_block)), np.uint8)
+    act = layout.act_words(x_codes, scales, x_format=d.x_format, vector=d.vector)
+    return _predict(d, [int(b) for b in np.asarray(route).reshape(-1)], act, config)
 
 
 def make_job(d: Descriptor, arrays: dict, config: AcceleratorConfig, *, route=None) -> Job:
