@@ -79,10 +79,10 @@ def _port_widths(config):
             for name, member in top.signature.members.items()}
 
 
-def testbench_text(*, config, job, words, zero_counts, next_map, name):
+def testbench_text(*, config, job, counters, words, zero_counts, next_map, name):
     """Verilog text of the self-checking testbench (module :data:`TB_TOP`) for ``job`` (a
-    :class:`hw.job.Job`) with ``words`` per image, rendered from :data:`TEMPLATE`."""
-    counters = job.predicted_counters()
+    :class:`hw.job.Job`, whose ``predicted_counters()`` are ``counters``) with ``words`` per
+    image, rendered from :data:`TEMPLATE`."""
     images = [(n, sel.value) for n, sel in _IMAGES if n in job.images]
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
@@ -141,11 +141,11 @@ def generate(trace, index, out, *, config, verify=True, log=None):
     shutil.copyfile(top, out / f"{TOPLEVEL}.v")
     for n in images:
         shutil.copyfile(folder / f"{n}.hex", out / f"{n}.hex")
-    tb = testbench_text(config=config, job=job, words=words,
+    counters = job.predicted_counters()
+    tb = testbench_text(config=config, job=job, counters=counters, words=words,
                         zero_counts=ex.arrays["zero_counts"], next_map=ex.arrays["next_map"],
                         name=rec["name"])
     (out / "tb_bringup.v").write_text(tb)
-    counters = job.predicted_counters()
     expected = {"descriptor": f"{job.desc_value:x}", "map": job.map_value,
                 "next_map": _pack_bits(ex.arrays["next_map"]),
                 "zero_counts": [int(z) for z in ex.arrays["zero_counts"]],
