@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hw import layout
 from hw.config import PRESETS, AcceleratorConfig
-from hw.job import make_job, memory_images
+from hw.job import memory_images, predict_counters
 from traces.format import Execution, Trace, TraceError
 
 __all__ = ["EXPORT_CONFIG", "HEX_SOURCES", "hex_header", "cycle_model_header", "write_hex_files",
@@ -56,7 +56,8 @@ def write_hex_files(ex: Execution, index: int, folder: Path, *,
 def predicted_counters(ex: Execution, *, config: AcceleratorConfig = EXPORT_CONFIG) -> dict:
     """The cycle model's counters (``hw.cyclemodel``) for ``ex`` on ``config`` with the
     execution's channel map."""
-    counters = make_job(ex.descriptor, ex.arrays, config).predicted_counters()
+    counters = predict_counters(ex.descriptor, ex.arrays["x_codes"], ex.arrays["channel_map"],
+                                config)
     return {k: int(v) for k, v in counters.items()}
 
 
