@@ -71,6 +71,8 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
     nvec = -(-shape.cin // blk)
     step = MX_BLOCK // vector if mx else 1
     route = np.asarray(route).astype(bool)
+    if not config.has_spe:  # a dense top ties its channel map to all-dense
+        route = np.zeros_like(route)
     if route.size < (nvec - 1) * step + 1:
         raise ValueError(f"route has {route.size} groups, the layer needs "
                          f"{(nvec - 1) * step + 1}")
@@ -83,7 +85,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
     padded[..., :c] = x != 0
     nnz = padded.reshape(h, w, nvec, blk).sum(axis=3).astype(np.int64)      # [h, w, nvec]
     passes = 4 if mx else 1
-    spe_cost = passes * np.maximum(1, -(-nnz // spe_lanes))
+    spe_cost = passes * np.maximum(1, -(-nnz // max(spe_lanes, 1)))
     cd = dpe_item_cycles(mode=mode, null=False, vector=vector, cols=config.dpe_cols, tile=tile)
 
     taps = _tap_sum(np.ones((h, w), dtype=np.int64), shape)                 # [oh, ow]
@@ -132,7 +134,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
     out = {
         "cycles": int(cycles),
         "dpe_busy": dpe_busy,
-        "spe_busy": spe_busy,
+        "spe_busy": spe_busy if config.has_spe else 0,
         "macs": (dpe_busy - null_d) * config.dpe_multipliers + nnz_s * passes * tile,
         "zeros_skipped": nonnull_s * blk - nnz_s,
         "mem_reads": 2 * (nonnull_d + nonnull_s) + pixels * shape.cout * (2 if residual else 1),

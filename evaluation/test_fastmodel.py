@@ -19,6 +19,9 @@ CASES = [  # h, w, cin, cout, k, s, p, x_format, out_format, residual, (cols, la
     # the dense baselines' equal-area arrays (evaluation.area.equal_area_array)
     (4, 4, 40, 70, 3, 1, 1, ir.Format.INT4, ir.Format.INT4, True, (24, 1, 24)),
     (3, 3, 32, 33, 3, 1, 1, ir.Format.INT4, ir.Format.INT4, False, (2, 1, 32)),
+    # dense tops (no SPE: the map is ignored, every group on the DPE)
+    (4, 4, 40, 70, 3, 1, 1, ir.Format.UINT4, ir.Format.UINT4, True, (24, 0, 24)),
+    (3, 5, 96, 40, 1, 1, 0, ir.Format.MXINT8, ir.Format.MXINT8, False, (16, 0, 32)),
 ]
 
 

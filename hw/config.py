@@ -40,7 +40,8 @@ class AcceleratorConfig:
 
     vector: 4, 8 or 16 -- channels per INT4 vector and channel-map group.
     dpe_cols: 1..64 -- DPE output channels per cycle (DPE = vector x dpe_cols multipliers).
-    spe_lanes: 1..32 -- SPE non-zero activations per cycle (SPE = spe_lanes x tile).
+    spe_lanes: 0..32 -- SPE non-zero activations per cycle (SPE = spe_lanes x tile); 0: no
+    SPE, a dense accelerator (every channel group on the DPE, :mod:`hw.nullspe`).
     tile: a multiple of dpe_cols, <= 256 -- output channels per unit.
     max_cin, max_cout: vector..2048 -- channel-map widths, param memory depth (max_cout).
     max_pixels: 1..2**24 -- output pixels per layer (zero-counter width).
@@ -62,7 +63,7 @@ class AcceleratorConfig:
     def __post_init__(self):
         check_choice("vector", self.vector, VECTOR_CHOICES)
         check_int("dpe_cols", self.dpe_cols, 1, 64)
-        check_int("spe_lanes", self.spe_lanes, 1, MX_BLOCK)
+        check_int("spe_lanes", self.spe_lanes, 0, MX_BLOCK)
         check_int("tile", self.tile, self.dpe_cols, 256)
         if self.tile % self.dpe_cols:
             raise ValueError(f"tile must be a multiple of dpe_cols={self.dpe_cols}, "
@@ -112,6 +113,11 @@ class AcceleratorConfig:
     def groups_out(self) -> int:
         """Bits of the output channel map (``next_map`` port)."""
         return -(-self.max_cout // self.vector)
+
+    @property
+    def has_spe(self) -> bool:
+        """False for a dense top (``spe_lanes=0``): its channel map is tied to all-dense."""
+        return self.spe_lanes > 0
 
     @property
     def dpe_multipliers(self) -> int:

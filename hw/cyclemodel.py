@@ -154,6 +154,8 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     (``act_words``: the act memory image, relative to ``act_base``, used for the SPE's
     non-zero counts)."""
     vector, tile = config.vector, config.tile
+    if not config.has_spe:  # a dense top ties its channel map to all-dense
+        route = [0] * len(route)
     fmt = intref.Format(x_format)
     mode = fmt.mode
     count = fmt.block(vector)
@@ -249,7 +251,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     return {
         "cycles": cycles,
         "dpe_busy": dpe.busy_cycles,
-        "spe_busy": spe.busy_cycles,
+        "spe_busy": spe.busy_cycles if config.has_spe else 0,
         "macs": dense_passes * config.dpe_multipliers + sum(nnz) * passes * tile,
         "zeros_skipped": sum(count - n for n in nnz),
         "mem_reads": 2 * sum(1 for it in items if not it["null"]) + ch_reads,

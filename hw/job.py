@@ -254,6 +254,9 @@ def make_job(d: Descriptor, arrays: dict, config: AcceleratorConfig, *, route=No
         raise JobError(f"the channel map must hold {d.groups_in} to {config.groups_in} bits "
                        f"(one per {d.vector}-channel group of cin {d.cin}, at most the top's "
                        f"map width), got {route!r}")
+    if not config.has_spe and any(route):
+        raise JobError("the top has no SPE (spe_lanes=0): it runs every channel group on the "
+                       f"DPE, so the channel map must be all dense, got {route!r}")
     images = {name: words for name, (words, _w) in
               memory_images(d, arrays, tile=config.tile).items()}
     return Job(descriptor=d, config=config, route=route, images=images)

@@ -6,7 +6,7 @@ import pytest
 from golden import intref
 
 from .config import COUNTERS, PRESETS, AcceleratorConfig
-from .job import Descriptor, make_job
+from .job import Descriptor, JobError, make_job
 from .layout import ACT_WORD_BITS, pack_vector, unpack_outputs, write_memh
 from .simtest import run_sim, seeded
 from .streamcheck import stream_checker
@@ -89,7 +89,8 @@ def run_top(layer, routes, config=SMALL):
 
 def engine_checkers(dut):
     """Stream checkers on the engines' input and result streams and the PPU's input (the
-    submodules exist once the simulator has elaborated ``dut``)."""
+    submodules exist once the simulator has elaborated ``dut``; a dense top's null engine
+    included)."""
     return [stream_checker(lambda b=block, s=port: getattr(dut.blocks[b], s), f"{block}.{port}")
             for block, port in (("dpe", "i"), ("dpe", "o"), ("spe", "i"), ("spe", "o"),
                                 ("ppu", "i"))]
@@ -130,6 +131,32 @@ def test_layer_matches_golden(n):
     want = out["job"].predicted_counters()
     got = {k: out["counters"][k] for k in want}
     assert got == want
+
+
+DENSE_TOP = SMALL.replace(spe_lanes=0)
+
+
+@pytest.mark.parametrize("n", [0, 2, 3])
+def test_dense_top_matches_golden_and_model(n):
+    """The dense top (spe_lanes=0: no SPE, hw.nullspe in its place) computes every layer
+    exactly, with the cycles and counters of the full top with an all-dense map (and no SPE
+    activity)."""
+    dims, xf, of, relu, res = LAYERS[n]
+    layer = make_layer(300 + n, intref.ConvShape(*dims), xf, of, relu, res)
+    dense = [0] * SMALL.groups_in
+    out, = run_top(layer, [dense], config=DENSE_TOP)
+    check_against_golden(layer, out)
+    want = out["job"].predicted_counters()
+    assert {k: out["counters"][k] for k in want} == want
+    full = make_job(layer["desc"], layer["arrays"], SMALL, route=dense).predicted_counters()
+    assert want == {**full, "spe_busy": 0}
+    assert out["counters"]["zeros_skipped"] == 0
+
+
+def test_dense_top_refuses_a_sparse_map():
+    layer = make_layer(1, intref.ConvShape(*LAYERS[0][0]), *LAYERS[0][1:])
+    with pytest.raises(JobError, match=r"no SPE \(spe_lanes=0\).*all dense"):
+        make_job(layer["desc"], layer["arrays"], DENSE_TOP, route=[1] * SMALL.groups_in)
 
 
 @pytest.mark.parametrize("x_format", [intref.Format.UINT4, intref.Format.MXINT8])
@@ -185,7 +212,8 @@ def test_host_port_and_init_file(tmp_path):
     ({"tile": 12}, ValueError, "tile must be a multiple of dpe_cols=8, got 12"),
     ({"tile": 0}, ValueError, r"tile must be in \[8, 256\], got 0"),
     ({"dpe_cols": 0}, ValueError, r"dpe_cols must be in \[1, 64\], got 0"),
-    ({"spe_lanes": 40}, ValueError, r"spe_lanes must be in \[1, 32\], got 40"),
+    ({"spe_lanes": 40}, ValueError, r"spe_lanes must be in \[0, 32\], got 40"),
+    ({"spe_lanes": -1}, ValueError, r"spe_lanes must be in \[0, 32\], got -1"),
     ({"max_cout": 8}, ValueError, r"max_cout must be in \[16, 2048\], got 8"),
     ({"act_depth": 0}, ValueError, r"act_depth must be in \[1, 1048576\], got 0"),
     ({"weight_depth": "x"}, TypeError, "weight_depth must be an int"),

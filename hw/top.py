@@ -1,6 +1,7 @@
 """Accelerator top: controller, memories, address generator, operand fetch, DPE + SPE, join and
 serializer, PPU, output writer, sparsity detector and performance counters. One layer execution
-per ``start``."""
+per ``start``. With ``spe_lanes=0`` the same generator builds a dense top: the DPE alone, the
+SPE's place taken by :class:`hw.nullspe.NullSPE`."""
 
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .detector import SparsityDetector
 from .dpe import DPE
 from .fetch import OperandFetch
 from .layout import read_memh
+from .nullspe import NullSPE
 from .ppu import PPU
 from .serializer import JoinSerializer
 from .spe import SPE
@@ -45,9 +47,10 @@ def block_args(config):
     return {
         "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin)),
         "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T)),
-        "spe": (SPE, dict(vector=V, lanes=c.spe_lanes, cols=T)),
         "fetch_d": (OperandFetch, dict(tile=T)),
-        "fetch_s": (OperandFetch, dict(tile=T)),
+        **({"spe": (SPE, dict(vector=V, lanes=c.spe_lanes, cols=T)),
+            "fetch_s": (OperandFetch, dict(tile=T))} if c.has_spe else
+           {"spe": (NullSPE, dict(tile=T))}),
         "ser": (JoinSerializer, dict(vector=V, tile=T, max_channels=C)),
         "ppu": (PPU, dict(vector=V, max_channels=C)),
         "wr": (OutputWriter, dict(max_channels=C)),
@@ -167,8 +170,9 @@ class Accelerator(wiring.Component):
         launch = Signal()  # one cycle after start: the walkers start on the registered desc
         m.d.sync += launch.eq(0)
         with m.If(self.start & ~busy):
-            m.d.sync += [desc.eq(self.desc), route.eq(self.map), busy.eq(1), done.eq(0),
-                         launch.eq(1)]
+            # a dense top (no SPE) runs every channel group on the DPE, whatever the map says
+            m.d.sync += [desc.eq(self.desc), route.eq(self.map if cfg.has_spe else 0),
+                         busy.eq(1), done.eq(0), launch.eq(1)]
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
         is_mx_out = desc.out_format == Format.MXINT8
@@ -193,15 +197,20 @@ class Accelerator(wiring.Component):
         m.d.comb += [ag.desc.eq(desc), ag.map.eq(route), ag.start.eq(launch)]
         m.submodules.dpe = dpe = build("dpe")
         m.submodules.spe = spe = build("spe")
-        m.d.comb += [dpe.mode.eq(desc.mode), spe.mode.eq(desc.mode)]
-        fetches = []
+        m.d.comb += dpe.mode.eq(desc.mode)
+        if cfg.has_spe:
+            m.d.comb += spe.mode.eq(desc.mode)
+        fetches = {}
         for name, walk, eng in (("fetch_d", ag.d, dpe), ("fetch_s", ag.s, spe)):
+            if name not in blocks:  # a dense top: the null engine takes the walker's items
+                wiring.connect(m, walk, eng.i)
+                continue
             m.submodules[name] = fe = build(name)
             connect_read_port(m, mems["act"], en=fe.rd_en, addr=fe.act_addr, data=fe.act_data)
             connect_read_port(m, mems["weight"], en=fe.rd_en, addr=fe.w_addr, data=fe.w_data)
             wiring.connect(m, walk, fe.i)
             wiring.connect(m, fe.o, eng.i)
-            fetches.append(fe)
+            fetches[name] = fe
 
         # ---- join of the two partial results and serializer into the PPU
         m.submodules.ser = ser = build("ser")
@@ -242,17 +251,21 @@ class Accelerator(wiring.Component):
         ]
         with m.If(wr.done):
             m.d.sync += [busy.eq(0), done.eq(1)]
-        self.blocks = {"ag": ag, "fetch_d": fetches[0], "fetch_s": fetches[1], "dpe": dpe,
-                       "spe": spe, "ser": ser, "ppu": ppu, "wr": wr, "det": det}
+        self.blocks = {"ag": ag, **fetches, "dpe": dpe, "spe": spe, "ser": ser, "ppu": ppu,
+                       "wr": wr, "det": det}
 
         # ---- performance counters
+        sparse = {"busy": 0, "macs": 0, "skipped": 0, "reads": 0}  # a dense top has no SPE
+        if cfg.has_spe:
+            sparse = {"busy": spe.busy, "macs": spe.macs, "skipped": spe.skipped,
+                      "reads": fetches["fetch_s"].reads}
         incs = {
             "cycles": busy,
             "dpe_busy": dpe.busy,
-            "spe_busy": spe.busy,
-            "macs": dpe.macs + spe.macs,
-            "zeros_skipped": spe.skipped,
-            "mem_reads": fetches[0].reads + fetches[1].reads + ser.reads,
+            "spe_busy": sparse["busy"],
+            "macs": dpe.macs + sparse["macs"],
+            "zeros_skipped": sparse["skipped"],
+            "mem_reads": fetches["fetch_d"].reads + sparse["reads"] + ser.reads,
             "mem_writes": ppu.o.valid,
             "sat_terms": Mux(ser.joined, dpe.o.payload.sat + spe.o.payload.sat, 0),
             "sat_ppu": Mux(ppu.o.valid, po.sat, 0),

@@ -130,6 +130,9 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
     config = PRESETS["default"] if config is None else config
     if not isinstance(config, AcceleratorConfig):
         raise CosimError(f"config must be an hw.config.AcceleratorConfig, got {config!r}")
+    if not config.has_spe and set(maps) != {"dense"}:
+        raise CosimError(f"a dense top (spe_lanes=0) runs every channel group on the DPE: "
+                         f"replay it with maps 'dense' only, not {','.join(maps)}")
     if select is None:
         select = "all" if limit else DEFAULT_SELECT[simulator]
     trace_dir = Path(trace_dir)

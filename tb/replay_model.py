@@ -279,7 +279,7 @@ def ideal_cycles(job: ReplayJob) -> dict:
     nz_macs = int((uses * nnz).sum()) * d.cout * per_product
     dpe_mults, spe_mults = job.config.dpe_multipliers, job.config.spe_multipliers
     return {"dense_macs": dense_macs, "nonzero_macs": nz_macs,
-            "ideal_cycles": max(dense_macs / dpe_mults, nz_macs / spe_mults)}
+            "ideal_cycles": max(dense_macs / dpe_mults, nz_macs / spe_mults if nz_macs else 0)}
 
 
 def record(trace: str, job: ReplayJob, actual: dict, predicted: dict, mismatches: list, *,

@@ -87,7 +87,9 @@ def parser() -> argparse.ArgumentParser:
                    help="'default' (first, middle, last step), 'all', or e.g. '0,5,17'")
     e.add_argument("--num-steps", type=int, default=18, help="Heun sampler steps")
     e.add_argument("--seed", type=int, default=0, help="seed of the latent")
-    e.add_argument("--plan", default=None, help="precision plan JSON (default: committed)")
+    e.add_argument("--plan", default=None,
+                   help="precision plan JSON (default: the committed plan), or int4 / mxint8: "
+                        "every layer in that precision")
     e.set_defaults(func=cmd_export)
     r = sub.add_parser("random-layer", help="synthesise a trace of one random layer")
     r.add_argument("--cin", type=int, required=True)

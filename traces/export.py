@@ -13,7 +13,7 @@ import torch
 
 from golden import edm
 from golden.model import CHECKPOINT_DIR, load_checkpoint
-from golden.quant import QuantUNet, default_plan, load_plan
+from golden.quant import PRECISIONS, QuantUNet, load_plan, uniform_plan
 from traces.format import Descriptor, Execution, write_trace
 from traces.hexfiles import cycle_model_header, hex_header, predicted_counters, write_hex_files
 
@@ -84,15 +84,29 @@ def select_steps(spec: str, num_steps: int) -> list[int]:
     return steps
 
 
+def resolve_plan(plan, model):
+    """``(plan dict, name, bytes hashed into the trace header)`` of ``plan``: None for the
+    committed plan, a precision of ``golden.quant.PRECISIONS`` for every layer in it (the
+    all-INT4 / all-MXINT8 references), or the path of a plan JSON, which must exist."""
+    if plan in PRECISIONS:
+        table = uniform_plan(model, plan)
+        return table, f"uniform:{plan}", repr(sorted(table.items())).encode()
+    path = Path(plan) if plan else DEFAULT_PLAN
+    if not path.is_file():
+        raise ValueError(f"plan {path} is not a file (a plan JSON, or one of {PRECISIONS} for "
+                         "every layer in that precision)")
+    path = path.resolve()
+    name = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
+    return load_plan(path, model), name, path.read_bytes()
+
+
 def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed: int = 0,
                   plan_path=None, hex_files: bool = True, progress=True) -> Path:
     """Run one golden sample on the integer path and write the selected steps' executions."""
     torch.set_num_threads(1)
     keep = set(select_steps(steps, num_steps))
     model, _ = load_checkpoint("relu")
-    plan_path = Path(plan_path) if plan_path else DEFAULT_PLAN
-    plan = load_plan(plan_path, model) if plan_path.exists() else default_plan(model)
-    plan_bytes = plan_path.read_bytes() if plan_path.exists() else repr(sorted(plan.items())).encode()
+    plan, plan_name, plan_bytes = resolve_plan(plan_path, model)
     calls = []
     qnet = QuantUNet(model, plan, recorder=calls.append)
     sigmas: dict[int, float] = {}
@@ -119,8 +133,7 @@ def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed:
         "source": "golden-sample",
         "model": {"checkpoint": "golden/checkpoints/unet_relu.pt",
                   "sha256": sha256_bytes(ckpt.read_bytes())},
-        "plan": {"path": str(plan_path.relative_to(REPO)) if plan_path.exists() else "default",
-                 "sha256": sha256_bytes(plan_bytes)},
+        "plan": {"path": plan_name, "sha256": sha256_bytes(plan_bytes)},
         "code_sha256": code_hash(),
         "sampler": {"num_steps": num_steps, "seed": seed, "steps_exported": sorted(keep),
                     "sigmas": [sigmas[k] for k in sorted(sigmas)]},
