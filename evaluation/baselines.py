@@ -7,9 +7,13 @@ arithmetic area (:mod:`evaluation.area`) the dense baselines get another column 
 * ``fp16_dense``  -- analytic: the accelerator's pipeline (walker, one item per cycle, join,
   1-channel-per-cycle serializer/PPU) with a single dense array of 16 lanes x 16 columns =
   256 FP16 multipliers, every layer in FP16 (16-channel vectors, one pass per column group).
-* ``int4_vsq_dense`` -- analytic: the same pipeline and 16 x 16 array of 5-bit multipliers,
-  every layer INT4 with a FP8 scale per 16-element vector (the scale product per term).
-* ``int4_dense``  -- the SQ-DM RTL (DPE 128 + SPE 128) with an all-dense channel map:
+* ``int4_vsq_dense`` -- the dense top from the same generator (``hw.config.PRESETS["dense"]``:
+  16 lanes x 16 columns = 256 multipliers, no SPE), every layer INT4 with a FP8 scale per
+  16-element vector: the RTL replay of the all-INT4 trace (``--plan int4``); modelled when no
+  replay is given.
+* ``int4_vsq_dense_plan`` -- the same dense top running the precision plan of ``sqdm`` (the same
+  trace, an all-dense map): the same quality as ``sqdm``.
+* ``int4_dense``  -- the SQ-DM RTL (DPE 128 + SPE 128) with an all-dense map:
   mixed precision per the plan, VSQ scales, every item on the DPE (the SPE idles).
 * ``sqdm``        -- the SQ-DM RTL with the trace's channel maps.
 
@@ -27,13 +31,20 @@ from golden import intref as ir
 from hw.config import PRESETS
 from .fastmodel import _tap_sum, layer_counters
 
-__all__ = ["CONFIGS", "HW", "ARRAY_KEYS", "DENSE_ARRAY", "MULTIPLIERS", "array_of",
+__all__ = ["CONFIGS", "RTL_CONFIGS", "DENSE_PEERS", "HW", "DENSE", "ARRAY_KEYS", "DENSE_ARRAY",
+           "MULTIPLIERS", "array_of",
            "array_config", "dense_counters", "sqdm_counters",
            "events_for", "dram_bytes", "useful_macs", "channel_reads"]
 
-CONFIGS = ("fp16_dense", "int4_dense", "int4_vsq_dense", "sqdm")
+CONFIGS = ("fp16_dense", "int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan", "sqdm")
+#: The configurations built from the 4-bit RTL generator (their counters can come from a replay).
+RTL_CONFIGS = ("int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan", "sqdm")
+#: The dense 4-bit peers (no SPE) and the precision each runs.
+DENSE_PEERS = {"int4_vsq_dense": "int4", "int4_vsq_dense_plan": "plan"}
 #: The RTL's configuration (``hw.config.PRESETS["default"]``: DPE 16 x 8, SPE 4 x 32).
 HW = PRESETS["default"]
+#: The dense peers' top at equal multiplier count (``hw.config.PRESETS["dense"]``).
+DENSE = PRESETS["dense"]
 #: The parameters that shape an array (an "array" dict of this module and evaluation.area).
 ARRAY_KEYS = ("vector", "dpe_cols", "spe_lanes", "tile")
 
@@ -48,9 +59,9 @@ def array_config(array: dict):
     return HW.replace(**{k: array[k] for k in ARRAY_KEYS})
 
 
-#: The dense baselines' array: :data:`HW`'s 16 lanes and tile, 16 columns, no SPE to speak of.
-DENSE_ARRAY = {**array_of(HW), "dpe_cols": 16, "spe_lanes": 1}
-MULTIPLIERS = {"fp16_dense": 256, "int4_vsq_dense": 256, "int4_dense": 256, "sqdm": 256}
+#: The dense baselines' array: :data:`DENSE`'s (16 lanes x 16 columns, tile 32, no SPE).
+DENSE_ARRAY = array_of(DENSE)
+MULTIPLIERS = {c: 256 for c in CONFIGS}
 
 _FP8_SCALE_BITS = 8
 _E8M0_SCALE_BITS = 8
@@ -87,16 +98,18 @@ def dense_counters(d, x_codes, array=None) -> dict:
     the equal-area budget uses other column counts (:func:`evaluation.area.equal_area_array`)."""
     a = DENSE_ARRAY if array is None else array
     route = np.zeros(-(-d.cin // d.vector), dtype=bool)
+    # x_format INT4: the cycles of a dense array depend on the mode only (INT4 for UINT4 too)
     return layer_counters(d.shape, route, x_codes=x_codes, x_format=ir.Format.INT4,
                           out_format=ir.Format.INT4, residual=d.residual, details=True,
                           config=array_config(a))
 
 
-def sqdm_counters(d, x_codes, route, **params) -> dict:
-    """Counters (and item counts) of the SQ-DM top for ``d`` with channel map ``route``."""
+def sqdm_counters(d, x_codes, route, config=HW, **params) -> dict:
+    """Counters (and item counts) of the top built with ``config`` (default the SQ-DM top;
+    ``params`` override it) for ``d`` with channel map ``route`` and the layer's precision."""
     return layer_counters(d.shape, route, x_codes=x_codes, x_format=d.x_format,
                           out_format=d.out_format, residual=d.residual, details=True,
-                          config=HW.replace(**params))
+                          config=config.replace(**params))
 
 
 def dram_bytes(config: str, d) -> float:
@@ -112,7 +125,7 @@ def dram_bytes(config: str, d) -> float:
         return bits / 8
     if config == "int4_vsq_dense":
         xf = wf = of = ir.Format.INT4
-    elif config in ("sqdm", "int4_dense"):
+    elif config in ("sqdm", "int4_dense", "int4_vsq_dense_plan"):
         xf, of = ir.Format(d.x_format), ir.Format(d.out_format)
         wf = xf.mode.weight_format
     else:
@@ -168,7 +181,9 @@ def events_for(config: str, d, c: dict, *, as_built: bool = False, array=None) -
                 + c["mem_writes"] * wb)
         return {"mult_int5": prods, "add_int16": prods, "scale_term": items * tile,
                 "ppu_int": outs, "sram_bit": sram + 8 * dram, "dram_byte": dram}
-    if config in ("sqdm", "int4_dense"):
+    if config in ("sqdm", "int4_dense", "int4_vsq_dense_plan"):
+        if config == "int4_vsq_dense_plan":
+            tile = (DENSE_ARRAY if array is None else array)["tile"]
         xf, of = ir.Format(d.x_format), ir.Format(d.out_format)
         if as_built:
             xb = ob = AS_BUILT_ACT_BITS
@@ -176,7 +191,10 @@ def events_for(config: str, d, c: dict, *, as_built: bool = False, array=None) -
             xb, ob = _word_bits(xf), _word_bits(of)
         sram = (items * (xb + tile * xb) + outs * (48 + (32 if d.residual else 0))
                 + c["mem_writes"] * ob)
-        return {"mult_int5": c["macs"], "add_int16": c["macs"], "scale_term": items * tile,
-                "ppu_int": outs, "detector": outs, "sram_bit": sram + 8 * dram,
-                "dram_byte": dram}
+        ev = {"mult_int5": c["macs"], "add_int16": c["macs"], "scale_term": items * tile,
+              "ppu_int": outs, "detector": outs, "sram_bit": sram + 8 * dram,
+              "dram_byte": dram}
+        if config == "int4_vsq_dense_plan":  # a dense accelerator has no use for a detector
+            del ev["detector"]
+        return ev
     raise ValueError(f"unknown configuration {config!r}; one of {CONFIGS}")

@@ -20,17 +20,27 @@ from pathlib import Path
 import numpy as np
 
 from golden import intref as ir
-from hw.config import MODEL_COUNTERS
+from hw.config import MODEL_COUNTERS, AcceleratorConfig
 from traces.format import TraceError, open_trace
 from . import area as ar
 from . import energy as en
-from .baselines import (CONFIGS, DENSE_ARRAY, HW, MULTIPLIERS, array_of,
-                        dense_counters, events_for, sqdm_counters, useful_macs)
+from .baselines import (CONFIGS, DENSE, DENSE_ARRAY, DENSE_PEERS, HW, MULTIPLIERS, RTL_CONFIGS,
+                        array_config, array_of, dense_counters, events_for, sqdm_counters,
+                        useful_macs)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TRACES = REPO / "build" / "traces" / "all"
+#: The all-INT4 whole-sample trace (``traces export --plan int4``) of ``int4_vsq_dense``.
+DEFAULT_INT4_TRACES = REPO / "build" / "traces" / "all-int4"
 #: Where ``make bench`` has tb.cosim replay build/traces/all (maps trace and dense).
 DEFAULT_RESULTS = REPO / "build" / "sim" / "all" / "results.json"
+#: Where ``make bench`` has tb.cosim replay the dense peers: ``<root>/<top>-<precision>/``,
+#: top ``dense`` (256 multipliers) or ``dense-area`` (the equal-area size of ``make area``),
+#: precision ``plan`` (build/traces/all) or ``int4`` (build/traces/all-int4).
+DEFAULT_PEER_ROOT = REPO / "build" / "sim"
+#: ``make area``'s report and ``make golden-report``'s.
+DEFAULT_AREA = REPO / "build" / "area" / "report.json"
+DEFAULT_GOLDEN = REPO / "build" / "golden" / "report.json"
 DEFAULT_OUT = REPO / "build" / "bench"
 
 #: Off-chip bandwidth of every configuration (bytes per accelerator cycle).
@@ -83,9 +93,9 @@ def load_trace(trace_dir, *, verify=True, progress=print):
     return tr, execs
 
 
-def load_results(path, tr, execs) -> dict:
+def load_results(path, tr, execs, config=HW) -> dict:
     """RTL counters per (execution index, map variant) from a tb.cosim results.json, after
-    checking that it belongs to trace ``tr`` and to a top with the default parameters."""
+    checking that it belongs to trace ``tr`` and to the top built with ``config``."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -97,10 +107,10 @@ def load_results(path, tr, execs) -> dict:
         raise BenchError(f"results file {path} has no 'executions' list (not tb.cosim output)")
     summary = data.get("summary") or {}
     params = summary.get("params") or {}
-    for k, v in HW.to_dict().items():
-        if k in params and params[k] != v:
+    for k, v in config.to_dict().items():
+        if params.get(k, v) != v:
             raise BenchError(f"results file {path} was simulated with {k}={params[k]}, the "
-                             f"benchmark's sqdm configuration has {k}={v}")
+                             f"benchmark's configuration has {k}={v}")
     if not data["executions"]:
         why = summary.get("cocotb_failure")
         raise BenchError(f"results file {path} holds no executions (a failed replay"
@@ -186,9 +196,17 @@ def _bound(compute, dram, bw):
     return compute if bw is None else max(compute, math.ceil(dram / bw))
 
 
-def evaluate(execs, *, rtl=None, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTable(),
-             check_every=10, progress=print):
-    """Per-execution records and totals of the four configurations."""
+def _dense_route(e):
+    return np.zeros_like(e.map)
+
+
+def evaluate(execs, *, rtl=None, int4_execs=None, bandwidth=DEFAULT_BANDWIDTH,
+             table=en.EnergyTable(), check_every=10, progress=print):
+    """Per-execution records and totals of every configuration (:data:`CONFIGS`).
+
+    ``rtl``: ``{(config, execution index): RTL counters}`` (:func:`rtl_counters`);
+    ``int4_execs``: the all-INT4 trace's executions (``int4_vsq_dense`` runs them; without
+    them it is modelled on ``execs`` shapes)."""
     rtl = rtl or {}
     recs = []
     check = {"executions": 0, "mismatches": 0, "first": None}
@@ -197,50 +215,57 @@ def evaluate(execs, *, rtl=None, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTab
     t0 = time.monotonic()
     for n, e in enumerate(execs):
         d = e.d
-        dense = dense_counters(d, e.x)
+        e4 = int4_execs[n] if int4_execs is not None else None
+        # (config, execution it runs, channel map, top): the model's counters
+        runs = {"sqdm": (e, e.map, HW), "int4_dense": (e, _dense_route(e), HW),
+                "int4_vsq_dense_plan": (e, _dense_route(e), DENSE)}
+        if e4 is not None:
+            runs["int4_vsq_dense"] = (e4, _dense_route(e4), DENSE)
         per = {}
-        for cfg, variant, route in (("sqdm", "trace", e.map),
-                                    ("int4_dense", "dense", np.zeros_like(e.map))):
-            c = sqdm_counters(d, e.x, route)
+        for cfg, (ex, route, config) in runs.items():
+            c = sqdm_counters(ex.d, ex.x, route, config)
             if check_every and n % check_every == 0:
                 check["executions"] += 1
-                want = _predict(e, route)
+                want = _predict(ex, route, config)
                 got = {k: c[k] for k in RTL_COUNTERS}
                 if want != got:
                     check["mismatches"] += 1
-                    check["first"] = check["first"] or f"{e.name} {variant}: {want} != {got}"
+                    check["first"] = check["first"] or f"{ex.name} {cfg}: {want} != {got}"
             src = "model"
-            if (e.index, variant) in rtl:
-                r = rtl[(e.index, variant)]
+            if (cfg, e.index) in rtl:
+                r = rtl[(cfg, e.index)]
                 rtl_vs_model["compared"] += 1
                 if any(r[k] != c[k] for k in RTL_COUNTERS):
                     rtl_vs_model["mismatches"] += 1
-                    rtl_vs_model["first"] = rtl_vs_model["first"] or e.name
+                    rtl_vs_model["first"] = rtl_vs_model["first"] or f"{ex.name} {cfg}"
                 # the non-null items are the address streams' (the model's), not a counter
                 c = {**r, "items": c["items_dense"] + c["items_sparse"]}
                 src = "rtl"
                 rtl_used[cfg] += 1
-            per[cfg] = (c, src)
-        per["fp16_dense"] = (dense, "model")
-        per["int4_vsq_dense"] = (dense, "model")
+            per[cfg] = (c, src, ex.d)
+        dense = dense_counters(d, e.x)
+        per["fp16_dense"] = (dense, "model", d)
+        if e4 is None:
+            per["int4_vsq_dense"] = (dense, "model", d)
         rec = {"index": e.index, "name": e.name, "layer": e.meta.get("layer"),
                "step": e.meta.get("step"), "eval": e.meta.get("eval"),
                "precision": e.meta.get("precision"), "useful_macs": useful_macs(d),
                "sparse_groups": int(e.map.sum()), "groups": int(e.map.size),
                "in_sparsity": float((e.x == 0).mean()), "configs": {}}
         for cfg in CONFIGS:
-            c, src = per[cfg]
-            ev = events_for(cfg, d, c)
+            c, src, dd = per[cfg]
+            ev = events_for(cfg, dd, c)
             pj, parts = en.energy_of(ev, table)
             dram = ev["dram_byte"]
             r = {"source": src, "cycles_compute": int(c["cycles"]),
                  "cycles": _bound(int(c["cycles"]), dram, bandwidth),
                  "energy_pj": pj, "energy_parts_pj": parts, "dram_bytes": dram}
-            if cfg in ("sqdm", "int4_dense"):
+            if cfg in RTL_CONFIGS:
                 r["dpe_busy"], r["spe_busy"] = int(c["dpe_busy"]), int(c["spe_busy"])
                 r["macs"] = int(c["macs"])
+            if cfg in ("sqdm", "int4_dense", "int4_vsq_dense_plan"):
                 r["energy_pj_as_built"] = en.energy_of(
-                    events_for(cfg, d, c, as_built=True), table)[0]
+                    events_for(cfg, dd, c, as_built=True), table)[0]
             rec["configs"][cfg] = r
         recs.append(rec)
         if progress and (n + 1) % 200 == 0:
@@ -249,11 +274,11 @@ def evaluate(execs, *, rtl=None, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTab
     return recs, check, rtl_used, rtl_vs_model
 
 
-def _predict(e, route):
+def _predict(e, route, config=HW):
     """hw.cyclemodel.predict_layer on one execution (the reference of evaluation.fastmodel),
     through the job layer."""
     from hw.job import predict_counters
-    return predict_counters(e.d, e.x, route, HW)
+    return predict_counters(e.d, e.x, route, config)
 
 
 def totals(recs, bandwidth=DEFAULT_BANDWIDTH):
@@ -275,9 +300,10 @@ def totals(recs, bandwidth=DEFAULT_BANDWIDTH):
              "multipliers": MULTIPLIERS[cfg],
              "dram_bytes": float(sum(x["dram_bytes"] for x in rs)),
              "mac_utilisation": macs / (MULTIPLIERS[cfg] * cyc) if cyc else 0.0}
-        if cfg in ("sqdm", "int4_dense"):
+        if all("dpe_busy" in x for x in rs):
             t["dpe_busy"] = int(sum(x["dpe_busy"] for x in rs))
             t["spe_busy"] = int(sum(x["spe_busy"] for x in rs))
+        if all("energy_pj_as_built" in x for x in rs):
             t["energy_pj_as_built"] = float(sum(x["energy_pj_as_built"] for x in rs))
         out[cfg] = t
     base = out["fp16_dense"]
@@ -365,52 +391,79 @@ def bandwidth_sweep(recs):
     return res
 
 
-def equal_area(execs, cfgs, *, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTable(),
-               progress=print):
-    """The four configurations at equal arithmetic area (docs/evaluation.md 3): the dense
+def _peer_totals(execs, cfg, array, *, int4_execs=None, rtl=None, rtl_key=None,
+                 bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTable()):
+    """Cycles and energy of dense baseline ``cfg`` on array shape ``array`` over ``execs``
+    (``int4_vsq_dense`` on ``int4_execs`` when given): RTL counters ``rtl[(rtl_key, index)]``
+    where present, else evaluation.fastmodel. Returns (totals, RTL executions used)."""
+    config = array_config(array)
+    cyc = cyc_c = used = 0
+    pj = 0.0
+    for n, e in enumerate(execs):
+        if cfg in ("fp16_dense", "int4_vsq_dense") and (cfg == "fp16_dense" or int4_execs is None):
+            ex = e
+            c = dense_counters(e.d, e.x, array)
+        else:
+            ex = int4_execs[n] if cfg == "int4_vsq_dense" else e
+            c = sqdm_counters(ex.d, ex.x, _dense_route(ex), config)
+        if rtl and (rtl_key, e.index) in rtl:
+            c = {**rtl[(rtl_key, e.index)], "items": c["items_dense"] + c["items_sparse"]}
+            used += 1
+        ev = events_for(cfg, ex.d, c, array=array)
+        pj += en.energy_of(ev, table)[0]
+        cyc_c += c["cycles"]
+        cyc += _bound(c["cycles"], ev["dram_byte"], bandwidth)
+    return {"cycles": int(cyc), "cycles_compute": int(cyc_c), "energy_pj": pj}, used
+
+
+def _relative(out, macs):
+    base = out["fp16_dense"]
+    for t in out.values():
+        t["mac_utilisation"] = macs / (t["multipliers"] * t["cycles"]) if t["cycles"] else 0.0
+        t["speedup_vs_fp16"] = base["cycles"] / t["cycles"]
+        t["energy_reduction_vs_fp16"] = 1 - t["energy_pj"] / base["energy_pj"]
+    return out
+
+
+def _itself(t, budget_key, budget):
+    """A configuration of this design at its own area (the budget)."""
+    return {"multipliers": t["multipliers"], "multipliers_exact": float(t["multipliers"]),
+            "array": array_of(HW), budget_key: budget, "area_ratio": 1.0,
+            "cycles": t["cycles"], "cycles_compute": t["cycles_compute"],
+            "energy_pj": t["energy_pj"], "source": t["source"],
+            "rtl_executions": t["rtl_executions"]}
+
+
+def equal_area(execs, cfgs, *, int4_execs=None, bandwidth=DEFAULT_BANDWIDTH,
+               table=en.EnergyTable(), progress=print):
+    """The configurations at equal arithmetic area (docs/evaluation.md 3): the dense
     baselines re-evaluated (evaluation.fastmodel) with the column count whose multipliers, adder
     trees and accumulators have the area of this design's DPE + SPE arithmetic
-    (:func:`evaluation.area.equal_area_array`); sqdm and int4_dense are this design itself, so
-    their figures are those of ``cfgs``."""
+    (:func:`evaluation.area.equal_area_array`; ``int4_vsq_dense_plan`` has the INT4-VSQ array);
+    sqdm and int4_dense are this design itself, so their figures are those of ``cfgs``."""
     budget = ar.sqdm_um2()
     macs = sum(useful_macs(e.d) for e in execs)
     out = {}
     for cfg in CONFIGS:
         if cfg in ("sqdm", "int4_dense"):
-            t = cfgs[cfg]
-            r = {"multipliers": MULTIPLIERS[cfg], "multipliers_exact": float(MULTIPLIERS[cfg]),
-                 "array": array_of(HW),
-                 "area_um2": budget["total_um2"], "area_ratio": 1.0,
-                 "cycles": t["cycles"], "cycles_compute": t["cycles_compute"],
-                 "energy_pj": t["energy_pj"], "source": t["source"],
-                 "rtl_executions": t["rtl_executions"]}
-        else:
-            t0 = time.monotonic()
-            arr = ar.equal_area_array(cfg, budget["total_um2"])
-            cyc = cyc_c = 0
-            pj = 0.0
-            for e in execs:
-                c = dense_counters(e.d, e.x, arr)
-                ev = events_for(cfg, e.d, c, array=arr)
-                pj += en.energy_of(ev, table)[0]
-                cyc_c += c["cycles"]
-                cyc += _bound(c["cycles"], ev["dram_byte"], bandwidth)
-            r = {"multipliers": arr["multipliers"], "multipliers_exact": arr["multipliers_exact"],
-                 "array": {k: arr[k] for k in ("vector", "dpe_cols", "spe_lanes", "tile")},
-                 "area_um2": arr["area_um2"], "area_ratio": arr["area_ratio"],
-                 "cycles": int(cyc), "cycles_compute": int(cyc_c), "energy_pj": pj,
-                 "source": "model", "rtl_executions": 0}
-            progress(f"  equal area {cfg}: {arr['multipliers']} multipliers (exact "
-                     f"{arr['multipliers_exact']:.1f}), {cyc:,} cycles "
-                     f"({time.monotonic() - t0:.1f} s)")
-        r["mac_utilisation"] = macs / (r["multipliers"] * r["cycles"]) if r["cycles"] else 0.0
-        out[cfg] = r
-    base = out["fp16_dense"]
-    for t in out.values():
-        t["speedup_vs_fp16"] = base["cycles"] / t["cycles"]
-        t["energy_reduction_vs_fp16"] = 1 - t["energy_pj"] / base["energy_pj"]
+            out[cfg] = _itself(cfgs[cfg], "area_um2", budget["total_um2"])
+            continue
+        t0 = time.monotonic()
+        arr = ar.equal_area_array("fp16_dense" if cfg == "fp16_dense" else "int4_vsq_dense",
+                                  budget["total_um2"])
+        arr = {**arr, "spe_lanes": 0}
+        t, _ = _peer_totals(execs, cfg, arr, int4_execs=int4_execs, bandwidth=bandwidth,
+                            table=table)
+        out[cfg] = {"multipliers": arr["multipliers"],
+                    "multipliers_exact": arr["multipliers_exact"],
+                    "array": {k: arr[k] for k in ("vector", "dpe_cols", "spe_lanes", "tile")},
+                    "area_um2": arr["area_um2"], "area_ratio": arr["area_ratio"], **t,
+                    "source": "model", "rtl_executions": 0}
+        progress(f"  equal arithmetic area {cfg}: {arr['multipliers']} multipliers (exact "
+                 f"{arr['multipliers_exact']:.1f}), {t['cycles']:,} cycles "
+                 f"({time.monotonic() - t0:.1f} s)")
     return {
-        "configs": out,
+        "configs": _relative(out, macs),
         "dram_bytes_per_cycle": bandwidth,
         "budget_um2": budget["total_um2"],
         "sqdm_arithmetic_um2": budget["engines"],
@@ -426,6 +479,80 @@ def equal_area(execs, cfgs, *, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTable
                       "int_add": "piecewise linear through 8b 36, 16b 67, 32b 137; beyond 32b "
                                  "4.375 per bit; below 8b 4.5 per bit",
                       "int_mult_5x5": ar.int_mult_um2(5), "int_add_64": ar.int_add_um2(64)},
+    }
+
+
+def fp16_array(multipliers_exact: float) -> dict:
+    """The FP16 array of at least ``multipliers_exact`` multipliers in whole 16-lane columns."""
+    cols = max(1, math.ceil(multipliers_exact / 16 - 1e-9))
+    return {"vector": 16, "dpe_cols": cols, "spe_lanes": 0, "tile": 32 if 32 % cols == 0 else cols}
+
+
+def equal_area_synth(execs, cfgs, area, *, int4_execs=None, rtl=None,
+                     bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTable(), progress=print):
+    """The configurations at equal synthesized datapath area (``make area``): the dense 4-bit
+    peers are the dense top sized by :func:`evaluation.synth_area.size_dense_peer` (RTL
+    counters from ``rtl[("area:" + config, index)]`` where replayed), FP16 dense has the
+    multipliers whose FP16 MAC units fill the budget beside the dense top's other blocks."""
+    budget = area["budget_transistors"]
+    macs = sum(useful_macs(e.d) for e in execs)
+    peer = AcceleratorConfig.from_dict(area["configs"]["dense_equal_area"]["params"])
+    peer_area = area["configs"]["dense_equal_area"]
+    fp16 = area["fp16_equal_area"]
+    out = {}
+    for cfg in CONFIGS:
+        if cfg in ("sqdm", "int4_dense"):
+            out[cfg] = _itself(cfgs[cfg], "area_transistors", budget)
+            continue
+        t0 = time.monotonic()
+        if cfg == "fp16_dense":
+            arr = fp16_array(fp16["multipliers_exact"])
+            mults, exact = 16 * arr["dpe_cols"], fp16["multipliers_exact"]
+            transistors = fp16["common_transistors"] + mults * fp16["unit_transistors"]
+        else:
+            arr = array_of(peer)
+            mults = exact = peer.dpe_multipliers
+            transistors = peer_area["datapath"]["transistors"]
+        t, used = _peer_totals(execs, cfg, arr, int4_execs=int4_execs, rtl=rtl,
+                               rtl_key=f"area:{cfg}", bandwidth=bandwidth, table=table)
+        out[cfg] = {"multipliers": mults, "multipliers_exact": exact, "array": arr,
+                    "area_transistors": transistors, "area_ratio": transistors / budget, **t,
+                    "source": "rtl" if used == len(execs) else ("rtl+model" if used else "model"),
+                    "rtl_executions": used}
+        progress(f"  equal synthesized area {cfg}: {mults} multipliers, {t['cycles']:,} cycles, "
+                 f"{used} RTL executions ({time.monotonic() - t0:.1f} s)")
+    out = _relative(out, macs)
+    sq = out["sqdm"]["cycles"]
+    return {
+        "configs": out,
+        "speedup_vs": {c: out[c]["cycles"] / sq for c in DENSE_PEERS},
+        "dram_bytes_per_cycle": bandwidth,
+        "budget_transistors": budget,
+        "source": "make area (build/area/report.json): Yosys generic-gate synthesis of each "
+                  "datapath, transistors by stat -tech cmos",
+        "rule": "datapath transistors (address generator, fetch, engines, join/serializer, "
+                "PPU, writer, detector; memories excluded) of each dense 4-bit peer at least "
+                "this design's, with the fewest DPE columns; FP16 dense: the dense top's "
+                "blocks but its DPE plus FP16 multiply + FP32 accumulate units, rounded up to "
+                "whole 16-lane columns; equal DRAM bandwidth",
+    }
+
+
+def equal_bitwidth(execs, cfgs, *, bandwidth=DEFAULT_BANDWIDTH, table=en.EnergyTable()):
+    """The paper's likely normalisation (an inference): equal datapath bit-width, one FP16 lane
+    = four 4-bit lanes, so FP16 dense gets 256 / 4 = 64 multipliers against the 4-bit
+    configurations' 256."""
+    arr = fp16_array(64)
+    t, _ = _peer_totals(execs, "fp16_dense", arr, bandwidth=bandwidth, table=table)
+    return {
+        "rule": "inference, not stated by the paper: equal datapath bit-width (one FP16 "
+                "multiplier lane = four 4-bit lanes): FP16 dense with 64 multipliers against "
+                "the 4-bit configurations at 256 (their figures as in 'configs')",
+        "fp16_dense": {"multipliers": 64, "array": arr, **t},
+        "speedup_vs_fp16": {c: t["cycles"] / cfgs[c]["cycles"] for c in CONFIGS
+                            if c != "fp16_dense"},
+        "energy_reduction_vs_fp16": {c: 1 - cfgs[c]["energy_pj"] / t["energy_pj"]
+                                     for c in CONFIGS if c != "fp16_dense"},
     }
 
 
@@ -446,7 +573,7 @@ def per_layer(recs):
         for c in CONFIGS:
             x = L[c]
             x["mac_utilisation"] = L["useful_macs"] / (MULTIPLIERS[c] * x["cycles"])
-            if c in ("sqdm", "int4_dense"):
+            if c in RTL_CONFIGS:
                 x["dpe_utilisation"] = x["dpe_busy"] / x["cycles"]
                 x["spe_utilisation"] = x["spe_busy"] / x["cycles"]
             else:
@@ -460,11 +587,11 @@ def equal_area_text(ea) -> str:
     cfgs = ea["configs"]
     lines = [f"equal arithmetic area ({ea['budget_um2']:,.0f} um^2 at 45 nm), "
              f"{ea['dram_bytes_per_cycle']} B/cycle:",
-             f"{'config':<15} {'source':<9} {'mults':>5} {'exact':>6} {'area':>5} "
+             f"{'config':<20} {'source':<9} {'mults':>5} {'exact':>6} {'area':>5} "
              f"{'cycles':>12} {'speed-up':>9} {'energy uJ':>10} {'energy red.':>11}"]
     for c in CONFIGS:
         t = cfgs[c]
-        lines.append(f"{c:<15} {t['source']:<9} {t['multipliers']:>5} "
+        lines.append(f"{c:<20} {t['source']:<9} {t['multipliers']:>5} "
                      f"{t['multipliers_exact']:>6.1f} {t['area_ratio']:>5.2f} {t['cycles']:>12,} "
                      f"{t['speedup_vs_fp16']:>8.2f}x {t['energy_pj'] / 1e6:>10.2f} "
                      f"{100 * t['energy_reduction_vs_fp16']:>10.1f}%")
@@ -473,18 +600,44 @@ def equal_area_text(ea) -> str:
 
 def table_text(cfgs) -> str:
     lines = ["equal multiplier count (256), equal bandwidth:",
-             f"{'config':<15} {'source':<9} {'cycles':>12} {'speed-up':>9} "
-             f"{'energy uJ':>10} {'energy red.':>11} {'as-built red.':>13}"]
+             f"{'config':<20} {'source':<9} {'SQNR dB':>7} {'Mtransistors':>12} {'cycles':>12} "
+             f"{'speed-up':>9} {'energy uJ':>10} {'energy red.':>11} {'as-built red.':>13}"]
     for c in CONFIGS:
         t = cfgs[c]
         ab = t.get("energy_reduction_vs_fp16_as_built")
-        lines.append(f"{c:<15} {t['source']:<9} {t['cycles']:>12,} "
+        q = t.get("sqnr_db")
+        area = (t.get("area") or {}).get("transistors")
+        lines.append(f"{c:<20} {t['source']:<9} {'ref' if q is None else f'{q:.1f}':>7} "
+                     f"{'' if area is None else f'{area / 1e6:.2f}':>12} {t['cycles']:>12,} "
                      f"{t['speedup_vs_fp16']:>8.2f}x {t['energy_pj'] / 1e6:>10.2f} "
                      f"{100 * t['energy_reduction_vs_fp16']:>10.1f}% "
                      f"{'' if ab is None else f'{100 * ab:.1f}%':>13}")
-    lines.append(f"{'paper (28 nm)':<15} {'':<9} {'':>12} {PAPER['speedup_vs_fp16']:>8.2f}x "
-                 f"{'':>10} {100 * PAPER['energy_reduction_vs_fp16']:>10.1f}%")
+    lines.append(f"{'paper (28 nm)':<20} {'':<9} {'':>7} {'':>12} {'':>12} "
+                 f"{PAPER['speedup_vs_fp16']:>8.2f}x {'':>10} "
+                 f"{100 * PAPER['energy_reduction_vs_fp16']:>10.1f}%")
     return "\n".join(lines)
+
+
+def equal_area_synth_text(eas) -> str:
+    cfgs = eas["configs"]
+    lines = [f"equal synthesized datapath area ({eas['budget_transistors'] / 1e6:.2f} M "
+             f"transistors, Yosys), {eas['dram_bytes_per_cycle']} B/cycle:",
+             f"{'config':<20} {'source':<9} {'mults':>5} {'area':>5} {'cycles':>12} "
+             f"{'speed-up':>9} {'energy uJ':>10} {'energy red.':>11}"]
+    for c in CONFIGS:
+        t = cfgs[c]
+        lines.append(f"{c:<20} {t['source']:<9} {t['multipliers']:>5} {t['area_ratio']:>5.2f} "
+                     f"{t['cycles']:>12,} {t['speedup_vs_fp16']:>8.2f}x "
+                     f"{t['energy_pj'] / 1e6:>10.2f} {100 * t['energy_reduction_vs_fp16']:>10.1f}%")
+    lines.append("sqdm speed-up against " + ", ".join(
+        f"{c} {v:.2f}x" for c, v in eas["speedup_vs"].items()))
+    return "\n".join(lines)
+
+
+def equal_bitwidth_text(ebw) -> str:
+    return ("equal datapath bit-width (inference: FP16 dense with 64 multipliers, "
+            f"{ebw['fp16_dense']['cycles']:,} cycles): " + ", ".join(
+                f"{c} {v:.2f}x" for c, v in ebw["speedup_vs_fp16"].items()))
 
 
 def _round(x):
@@ -504,43 +657,152 @@ def write_json(path, data):
     os.replace(tmp, path)
 
 
+def _json_or_none(path, what, progress):
+    path = Path(path)
+    if not path.is_file():
+        progress(f"  no {what} ({path})")
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BenchError(f"{what} {path} is not valid JSON ({e})") from None
+
+
+def load_int4_trace(path, tr, execs, *, verify=True, progress=print):
+    """The all-INT4 trace's executions, checked to be the same layer executions as ``execs``
+    (same count and names, in order)."""
+    tr4, execs4 = load_trace(path, verify=verify, progress=progress)
+    if len(execs4) != len(execs) or any(a.name != b.name for a, b in zip(execs, execs4)):
+        raise BenchError(f"the all-INT4 trace {path} does not hold the executions of {tr.root} "
+                         "(export both with the same --steps, num-steps and seed)")
+    return tr4, execs4
+
+
+def rtl_counters(tr, execs, *, results=None, tr4=None, execs4=None, peer_root=None, area=None,
+                 progress=print):
+    """``({(config, execution index): counters}, {results file: what})`` from the replays:
+    ``results`` (sqdm: map trace, int4_dense: map dense) and, under ``peer_root``, the dense
+    peers' (``dense-plan``, ``dense-int4``; with the area report ``dense-area-plan``,
+    ``dense-area-int4``, keys ``area:<config>``)."""
+    rtl, used = {}, {}
+    explicit = results is not None
+    results = Path(results) if explicit else DEFAULT_RESULTS
+    if results.is_file() or explicit:
+        try:
+            for (i, variant), c in load_results(results, tr, execs).items():
+                cfg = {"trace": "sqdm", "dense": "int4_dense"}.get(variant)
+                if cfg:
+                    rtl[(cfg, i)] = c
+            used[str(results)] = "sqdm (map trace), int4_dense (map dense)"
+        except BenchError as e:
+            if explicit:
+                raise
+            progress(f"  not using {results}: {e}")
+    if peer_root is None:
+        return rtl, used
+    tops = {"": DENSE}
+    if area is not None:
+        tops["area:"] = AcceleratorConfig.from_dict(area["configs"]["dense_equal_area"]["params"])
+    for prefix, config in tops.items():
+        folder = "dense-area" if prefix else "dense"
+        for cfg, precision in DENSE_PEERS.items():
+            path = Path(peer_root) / f"{folder}-{precision}" / "results.json"
+            t, ex = (tr4, execs4) if precision == "int4" else (tr, execs)
+            if not path.is_file() or t is None:
+                continue
+            try:
+                got = load_results(path, t, ex, config)
+            except BenchError as e:
+                progress(f"  not using {path}: {e}")
+                continue
+            for (i, variant), c in got.items():
+                if variant == "dense":
+                    rtl[(prefix + cfg, i)] = c
+            used[str(path)] = f"{prefix}{cfg} ({config.dpe_cols} DPE columns, no SPE)"
+    return rtl, used
+
+
+def attach_quality_and_area(cfgs, golden, area):
+    """Each configuration's denoiser SQNR (``make golden-report``: all-INT4, the plan; FP16 is
+    the reference) and datapath area at the equal-multiplier budget (``make area``)."""
+    sqnr = (golden or {}).get("sqnr_db", {})
+    which = {"fp16_dense": None, "int4_vsq_dense": "int4"}
+    for cfg, t in cfgs.items():
+        key = which.get(cfg, "plan")
+        t["precision"] = {"fp16_dense": "fp16", "int4_vsq_dense": "int4"}.get(cfg, "plan")
+        t["sqnr_db"] = sqnr[key]["mean"] if key in sqnr else None
+        if area is None:
+            t["area"] = None
+            continue
+        if cfg == "fp16_dense":
+            f = area["fp16_equal_area"]
+            dense16 = area["configs"]["dense16"]
+            t["area"] = {"transistors": f["common_transistors"] + 256 * f["unit_transistors"],
+                         "cells": None, "sram_bits": dense16["sram_bits"],
+                         "sram_um2": dense16["sram_um2"],
+                         "note": "the dense top's blocks but its DPE + 256 FP16 MAC units"}
+            continue
+        a = area["configs"]["sqdm" if cfg in ("sqdm", "int4_dense") else "dense16"]
+        t["area"] = {"transistors": a["datapath"]["transistors"],
+                     "cells": a["datapath"]["cells"],
+                     "flip_flops": a["datapath"]["flip_flops"],
+                     "sram_bits": a["sram_bits"], "sram_um2": a["sram_um2"]}
+
+
 def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidth=DEFAULT_BANDWIDTH,
-        do_sweeps=True, plots=True, check_every=10, verify=True, progress=print):
+        int4_traces=None, peer_root=None, area_report=None, golden_report=None, do_sweeps=True, plots=True, check_every=10, verify=True,
+        progress=print):
     trace_dir, out_dir = Path(trace_dir), Path(out_dir)
     t_all = time.monotonic()
     progress(f"trace {trace_dir}")
     tr, execs = load_trace(trace_dir, verify=verify, progress=progress)
-    rtl, results_used = {}, None
-    if results is not None:
-        rtl = load_results(results, tr, execs)
-        results_used = str(results)
-    elif DEFAULT_RESULTS.is_file():
-        try:
-            rtl = load_results(DEFAULT_RESULTS, tr, execs)
-            results_used = str(DEFAULT_RESULTS)
-        except BenchError as e:
-            progress(f"  not using {DEFAULT_RESULTS}: {e}")
-    progress(f"  {len(execs)} executions; RTL counters for {len(rtl)} (execution, map) pairs")
+    tr4 = execs4 = None
+    # (``python -m evaluation.bench`` passes the build/ locations of all four inputs)
+    if int4_traces is not None and (Path(int4_traces) / "manifest.json").is_file():
+        progress(f"all-INT4 trace {int4_traces}")
+        tr4, execs4 = load_int4_trace(int4_traces, tr, execs, verify=verify, progress=progress)
+    else:
+        progress(f"  no all-INT4 trace ({int4_traces}): int4_vsq_dense modelled")
+    area = _json_or_none(area_report, "area report (make area)", progress) if area_report else None
+    golden = (_json_or_none(golden_report, "golden report (make golden-report)", progress)
+              if golden_report else None)
+    rtl, results_used = rtl_counters(tr, execs, results=results, tr4=tr4, execs4=execs4,
+                                     peer_root=peer_root, area=area, progress=progress)
+    progress(f"  {len(execs)} executions; RTL counters for {len(rtl)} (configuration, "
+             "execution) pairs")
     table = en.EnergyTable()
     t0 = time.monotonic()
-    recs, check, rtl_used, rtl_vs_model = evaluate(execs, rtl=rtl, bandwidth=bandwidth,
-                                                   table=table, check_every=check_every,
-                                                   progress=progress)
+    recs, check, rtl_used, rtl_vs_model = evaluate(execs, rtl=rtl, int4_execs=execs4,
+                                                   bandwidth=bandwidth, table=table,
+                                                   check_every=check_every, progress=progress)
     t_eval = time.monotonic() - t0
     if check["mismatches"]:
         raise BenchError(f"evaluation.fastmodel differs from hw.cyclemodel: {check['first']}")
+    if rtl_vs_model["mismatches"]:
+        raise BenchError(f"the RTL's counters differ from the cycle model: "
+                         f"{rtl_vs_model['first']}")
     cfgs = totals(recs, bandwidth)
+    attach_quality_and_area(cfgs, golden, area)
     t0 = time.monotonic()
-    ea = equal_area(execs, cfgs, bandwidth=bandwidth, table=table, progress=progress)
+    ea = equal_area(execs, cfgs, int4_execs=execs4, bandwidth=bandwidth, table=table,
+                    progress=progress)
+    eas = (equal_area_synth(execs, cfgs, area, int4_execs=execs4, rtl=rtl, bandwidth=bandwidth,
+                            table=table, progress=progress) if area else None)
+    ebw = equal_bitwidth(execs, cfgs, bandwidth=bandwidth, table=table)
     t_area = time.monotonic() - t0
-    progress("\n" + table_text(cfgs) + "\n\n" + equal_area_text(ea) + "\n")
+    progress("\n" + table_text(cfgs) + "\n\n" + equal_area_text(ea) + "\n"
+             + (f"\n{equal_area_synth_text(eas)}\n" if eas else "") + "\n"
+             + equal_bitwidth_text(ebw) + "\n")
     steps = sorted({e.meta.get("step") for e in execs if e.meta.get("step") is not None})
     report = {
         "trace": {"dir": str(trace_dir), "executions": len(execs), "steps": len(steps),
                   "evaluations": len({e.meta.get("eval") for e in execs}),
                   "image_sha256": tr.manifest.get("image_sha256"),
                   "code_sha256": tr.manifest.get("code_sha256")},
-        "results_file": results_used,
+        "results_file": next(iter(results_used), None),
+        "results_files": results_used,
+        "int4_trace": ({"dir": str(tr4.root), "executions": len(execs4),
+                        "image_sha256": tr4.manifest.get("image_sha256")} if tr4 else None),
         "budget": {"multipliers": 256, "dram_bytes_per_cycle": bandwidth,
                    "sqdm": {**array_of(HW), "dpe_multipliers": HW.dpe_multipliers,
                             "spe_multipliers": HW.spe_multipliers},
@@ -552,6 +814,9 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
                          "pj_per_event": table.as_dict(), "cited": en.HOROWITZ_45NM},
         "configs": cfgs,
         "equal_area": ea,
+        "equal_area_synth": eas,
+        "equal_bitwidth": ebw,
+        "rtl_executions": rtl_used,
         "paper": PAPER,
         "fast_model_check": {**check, "reference": "hw.cyclemodel.predict_layer",
                              "sample": f"every {check_every}th execution, maps trace and dense"},
@@ -586,6 +851,15 @@ def main(argv=None):
     p.add_argument("--results", default=None,
                    help="tb.cosim results.json (default: build/sim/all/results.json if it "
                         "exists and belongs to the trace)")
+    p.add_argument("--int4-traces", default=str(DEFAULT_INT4_TRACES),
+                   help="the all-INT4 whole-sample trace (int4_vsq_dense); modelled if absent")
+    p.add_argument("--peer-root", default=str(DEFAULT_PEER_ROOT),
+                   help="folder of the dense peers' replays (dense-plan/, dense-int4/, "
+                        "dense-area-plan/, dense-area-int4/ with results.json)")
+    p.add_argument("--area", default=str(DEFAULT_AREA),
+                   help="make area's report (equal synthesized area; skipped if absent)")
+    p.add_argument("--golden", default=str(DEFAULT_GOLDEN),
+                   help="make golden-report's report (each configuration's SQNR)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--bandwidth", type=int, default=DEFAULT_BANDWIDTH,
                    help="DRAM bytes per cycle of every configuration")
@@ -596,7 +870,9 @@ def main(argv=None):
                         "(0: never)")
     a = p.parse_args(argv)
     try:
-        run(a.traces, a.results, a.out, bandwidth=a.bandwidth, do_sweeps=not a.no_sweeps,
+        run(a.traces, a.results, a.out, bandwidth=a.bandwidth, int4_traces=a.int4_traces,
+            peer_root=a.peer_root, area_report=a.area, golden_report=a.golden,
+            do_sweeps=not a.no_sweeps,
             plots=not a.no_plots, check_every=a.check_every)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)

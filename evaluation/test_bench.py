@@ -50,11 +50,14 @@ def test_dense_baseline_on_a_hand_computed_layer():
         dram_bytes("fp8_dense", d)
 
 
-def _tiny_trace(path):
+def _tiny_trace(path, only=None):
+    """Two layers over four evaluations; ``only``: every layer in that mode (an all-INT4
+    trace of the same executions)."""
     exs = []
     for ev in range(4):
         step = 0 if ev < 2 else ev - 1
         for li, (cin, cout, mode) in enumerate(((32, 32, "int4"), (32, 16, "mxint8"))):
+            mode = only or mode
             ex = random_execution(cin=cin, cout=cout, height=4, width=4, kernel=3, stride=1,
                                   sparsity=0.65 if mode == "int4" else 0.0, mode=mode,
                                   seed=10 * ev + li, channel_map="detect" if ev else "dense")
@@ -81,21 +84,25 @@ def test_report_keys_sanity_and_determinism(tiny, tmp_path):
         assert (out1 / f"{png}.png").stat().st_size > 1000
     data = json.loads((out1 / "report.json").read_text())
     cfgs = data["configs"]
-    assert set(cfgs) == {"fp16_dense", "int4_dense", "int4_vsq_dense", "sqdm"}
+    assert set(cfgs) == {"fp16_dense", "int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan",
+                         "sqdm"}
     for c in cfgs.values():
         assert {"cycles", "energy_pj", "speedup_vs_fp16", "energy_reduction_vs_fp16",
                 "source"} <= set(c)
         assert c["source"] == "model"
     assert cfgs["fp16_dense"]["speedup_vs_fp16"] == 1.0
     # 4-bit arithmetic saves energy; the SPE beats the idle-SPE dense map on sparse inputs
-    for c in ("int4_dense", "int4_vsq_dense", "sqdm"):
+    for c in ("int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan", "sqdm"):
         assert cfgs[c]["energy_reduction_vs_fp16"] > 0.3
+    # the dense peer runs the plan on 16 columns: faster than this design's 8 with a dense map
+    assert cfgs["int4_vsq_dense_plan"]["cycles"] < cfgs["int4_dense"]["cycles"]
+    assert data["equal_area_synth"] is None and cfgs["sqdm"]["area"] is None
     assert cfgs["sqdm"]["cycles"] < cfgs["int4_dense"]["cycles"]
     ea = data["equal_area"]
     assert set(ea["configs"]) == set(cfgs)
     assert {"multipliers", "cycles", "energy_pj", "speedup_vs_fp16", "energy_reduction_vs_fp16",
             "source", "area_ratio"} <= set(ea["configs"]["sqdm"])
-    assert [ea["configs"][c]["multipliers"] for c in sorted(cfgs)] == [32, 256, 384, 256]
+    assert [ea["configs"][c]["multipliers"] for c in sorted(cfgs)] == [32, 256, 384, 384, 256]
     assert ea["configs"]["fp16_dense"]["speedup_vs_fp16"] == 1.0
     for c in ("sqdm", "int4_dense"):       # this design: the same figures at both budgets
         assert ea["configs"][c]["cycles"] == cfgs[c]["cycles"]
@@ -105,7 +112,7 @@ def test_report_keys_sanity_and_determinism(tiny, tmp_path):
     assert ea["configs"]["int4_vsq_dense"]["cycles"] <= cfgs["int4_vsq_dense"]["cycles"]
     assert ea["configs"]["sqdm"]["speedup_vs_fp16"] > cfgs["sqdm"]["speedup_vs_fp16"]
     assert data["fast_model_check"]["mismatches"] == 0
-    assert data["fast_model_check"]["executions"] == 16
+    assert data["fast_model_check"]["executions"] == 24   # 8 executions x 3 RTL tops
     sw = data["sweeps"]
     assert [t["threshold_pct"] for t in sw["threshold"]] == [10, 20, 30, 40, 50]
     assert sw["threshold"][2]["maps_equal_trace"] is True
@@ -153,3 +160,79 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path, capsys):
     params.write_text(json.dumps({"summary": {"params": {"spe_lanes": 8}}, "executions": []}))
     with pytest.raises(bench.BenchError, match="spe_lanes=8"):
         bench.run(tiny, params, tmp_path / "o", progress=lambda *_: None)
+
+
+def _fake_results(path, execs, config, route_of, params):
+    """A tb.cosim results file whose counters are the model's (as a replay's are)."""
+    from evaluation.baselines import sqdm_counters
+    recs = []
+    for e in execs:
+        c = sqdm_counters(e.d, e.x, route_of(e), config)
+        recs.append({"index": e.index, "name": e.name, "map": "dense", "bit_exact": True,
+                     "counters_rtl": {k: c[k] for k in bench.RTL_COUNTERS}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"summary": {"params": params}, "executions": recs}))
+
+
+def _fake_area(peer):
+    part = lambda t: {"transistors": t, "cells": t // 8, "flip_flops": t // 40}   # noqa: E731
+    return {"budget_transistors": 3_000_000,
+            "configs": {"sqdm": {"datapath": part(3_000_000), "sram_bits": 10, "sram_um2": 3.5},
+                        "dense16": {"datapath": part(2_000_000), "sram_bits": 10,
+                                    "sram_um2": 3.5},
+                        "dense_equal_area": {"params": peer.to_dict(),
+                                             "datapath": part(3_100_000)}},
+            "fp16_equal_area": {"common_transistors": 500_000, "unit_transistors": 40_000,
+                                "multipliers_exact": 62.5}}
+
+
+def test_dense_peers_from_rtl_synthesized_area_and_quality(tiny, tmp_path):
+    """The dense peers' replays (plan and all-INT4 traces, at 256 multipliers and at the
+    synthesized equal area), the area report and the golden report all reach the report."""
+    from evaluation.baselines import DENSE
+    from evaluation.synth_area import dense_config
+    int4 = _tiny_trace(tmp_path / "int4", only="int4")
+    tr, execs = bench.load_trace(tiny, progress=None)
+    _, execs4 = bench.load_trace(int4, progress=None)
+    peer = dense_config(24)
+    zeros = lambda e: np.zeros_like(e.map)   # noqa: E731
+    root = tmp_path / "sim"
+    for folder, config in (("dense", DENSE), ("dense-area", peer)):
+        _fake_results(root / f"{folder}-plan" / "results.json", execs, config, zeros,
+                      config.to_dict())
+        _fake_results(root / f"{folder}-int4" / "results.json", execs4, config, zeros,
+                      config.to_dict())
+    area = tmp_path / "area.json"
+    area.write_text(json.dumps(_fake_area(peer)))
+    golden = tmp_path / "golden.json"
+    golden.write_text(json.dumps({"sqnr_db": {"int4": {"mean": 24.0}, "plan": {"mean": 32.0}}}))
+    rep = bench.run(tiny, None, tmp_path / "o", int4_traces=int4, peer_root=root,
+                    area_report=area, golden_report=golden, do_sweeps=False, plots=False,
+                    progress=lambda *_: None)
+    cfgs = rep["configs"]
+    for c in ("int4_vsq_dense", "int4_vsq_dense_plan"):
+        assert cfgs[c]["source"] == "rtl" and cfgs[c]["spe_busy"] == 0
+    assert rep["rtl_vs_model"]["mismatches"] == 0
+    assert [cfgs[c]["sqnr_db"] for c in bench.CONFIGS] == [None, 32.0, 24.0, 32.0, 32.0]
+    assert cfgs["sqdm"]["area"]["transistors"] == 3_000_000
+    assert cfgs["int4_vsq_dense"]["area"]["transistors"] == 2_000_000
+    assert cfgs["fp16_dense"]["area"]["transistors"] == 500_000 + 256 * 40_000
+    eas = rep["equal_area_synth"]
+    assert set(eas["configs"]) == set(cfgs) and eas["budget_transistors"] == 3_000_000
+    for c in ("int4_vsq_dense", "int4_vsq_dense_plan"):
+        t = eas["configs"][c]
+        assert t["source"] == "rtl" and t["multipliers"] == 16 * 24
+        assert eas["speedup_vs"][c] == t["cycles"] / eas["configs"]["sqdm"]["cycles"]
+    assert eas["configs"]["fp16_dense"]["multipliers"] == 64   # 62.5 up to whole columns
+    assert eas["configs"]["fp16_dense"]["speedup_vs_fp16"] == 1.0
+    ebw = rep["equal_bitwidth"]
+    assert ebw["fp16_dense"]["multipliers"] == 64 and set(ebw["speedup_vs_fp16"]) == \
+        set(bench.CONFIGS) - {"fp16_dense"}
+    # an all-INT4 trace of other executions is refused
+    other = tmp_path / "other"
+    write_trace(other, [random_execution(cin=16, cout=16, height=2, width=2, kernel=1,
+                                         stride=1, sparsity=0.5, mode="int4", seed=1)],
+                header={"source": "test"})
+    with pytest.raises(bench.BenchError, match="does not hold the executions"):
+        bench.run(tiny, None, tmp_path / "o2", int4_traces=other, do_sweeps=False,
+                  plots=False, progress=lambda *_: None)

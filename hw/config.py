@@ -150,7 +150,8 @@ class AcceleratorConfig:
 #: kit's (docs/fpga.md): ``small`` keeps the trace word layout (tile 32) and shrinks the rest;
 #: ``tiny`` (tile 8) is the largest that routes on an LFE5U-85F; ``micro`` keeps every
 #: per-column datapath with one DPE column, one SPE lane, tile 2 and 16-word memories (the
-#: place-and-route default). ``icarus``: the co-simulation of small synthetic layers on slow
+#: place-and-route default). ``dense``: the dense INT4-VSQ peer from the same generator (no SPE,
+#: 16 DPE columns: 256 multipliers like ``default``'s 128 + 128). ``icarus``: the co-simulation of small synthetic layers on slow
 #: simulators (tile 8). ``unit``: the amaranth.sim tests of the whole top (tile 4).
 PRESETS = {
     "default": AcceleratorConfig(),
@@ -163,6 +164,7 @@ PRESETS = {
     "micro": AcceleratorConfig(dpe_cols=1, spe_lanes=1, tile=2, max_cin=16, max_cout=16,
                                max_pixels=16, act_depth=16, weight_depth=16, res_depth=16,
                                out_depth=16),
+    "dense": AcceleratorConfig(dpe_cols=16, spe_lanes=0),
     "icarus": AcceleratorConfig(dpe_cols=4, spe_lanes=2, tile=8, max_cin=64, max_cout=64,
                                 max_pixels=256, act_depth=256, weight_depth=256,
                                 res_depth=1024, out_depth=256),
