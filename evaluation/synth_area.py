@@ -44,6 +44,7 @@ from hw.config import PRESETS
 from hw.rtlcache import block_module, block_verilog
 
 __all__ = ["AreaError", "SQDM", "DENSE16", "datapath_blocks", "dense_config", "memory_bits",
+           "peer_params",
            "yosys_executable", "synth_file", "datapath_area", "fp16_mac_area",
            "size_dense_peer", "run", "SRAM_BITCELL_UM2", "SCRIPT"]
 
@@ -53,7 +54,7 @@ DEFAULT_OUT = REPO / "build" / "area"
 #: The SQ-DM configuration (the one every trace and replay uses).
 SQDM = PRESETS["default"]
 #: The dense peer at equal multiplier count: 16 DPE columns x 16 lanes, no SPE.
-DENSE16 = SQDM.replace(dpe_cols=16, spe_lanes=0)
+DENSE16 = PRESETS["dense"]
 
 #: Yosys script after ``read_verilog`` (``{top}``): ``synth``'s coarse steps (memories kept as
 #: ``$mem_v2`` cells), its fine steps without ``memory_map``, then every flip-flop split into a
@@ -261,15 +262,32 @@ def run(out_dir=DEFAULT_OUT, *, jobs=2, log=print) -> dict:
     return report
 
 
+def peer_params(report: Path) -> str:
+    """The equal-area dense peer of ``report`` as ``--param NAME=VALUE`` options (the
+    parameters that differ from :data:`SQDM`)."""
+    try:
+        params = json.loads(Path(report).read_text())["configs"]["dense_equal_area"]["params"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AreaError(f"no equal-area peer in {report} ({e}); run make area") from None
+    base = SQDM.to_dict()
+    return " ".join(f"--param {k}={v}" for k, v in sorted(params.items()) if base.get(k) != v)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m evaluation.synth_area",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs")
+    p.add_argument("--peer-params", action="store_true",
+                   help="print the equal-area dense peer as tb.cosim --param options (from "
+                        "<out>/report.json; no synthesis)")
     a = p.parse_args(argv)
     if a.jobs < 1:
         p.error("--jobs must be >= 1")
     try:
+        if a.peer_params:
+            print(peer_params(Path(a.out) / "report.json"))
+            return 0
         run(a.out, jobs=a.jobs)
     except AreaError as e:
         print(f"error: {e}", file=sys.stderr)
