@@ -28,24 +28,28 @@ def write_plots(report: dict, out_dir) -> list[Path]:
     paper = report["paper"]
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    sp = [cfgs[c]["speedup_vs_fp16"] for c in CONFIGS]
+    colors = ["grey", "tab:orange", "tab:green", "tab:olive", "tab:blue"]
     er = [100 * cfgs[c]["energy_reduction_vs_fp16"] for c in CONFIGS]
-    ea = (report.get("equal_area") or {}).get("configs")
+    budgets = [("equal multipliers (256)", cfgs, {}),
+               ("equal arithmetic area", (report.get("equal_area") or {}).get("configs"),
+                {"alpha": 0.6, "hatch": "//"}),
+               ("equal synthesized area",
+                (report.get("equal_area_synth") or {}).get("configs"),
+                {"alpha": 0.35, "hatch": ".."})]
+    budgets = [b for b in budgets if b[1]]
     xs = range(len(CONFIGS))
-    w = 0.4 if ea else 0.8
-    ax[0].bar([i - (w / 2 if ea else 0) for i in xs], sp, w, label="equal multipliers (256)",
-              color=["grey", "tab:orange", "tab:green", "tab:blue"])
-    if ea:
-        ax[0].bar([i + w / 2 for i in xs], [ea[c]["speedup_vs_fp16"] for c in CONFIGS], w,
-                  color=["grey", "tab:orange", "tab:green", "tab:blue"], alpha=0.5, hatch="//",
-                  label="equal arithmetic area")
+    w = 0.8 / len(budgets)
+    for k, (label, table, style) in enumerate(budgets):
+        ax[0].bar([i + (k - (len(budgets) - 1) / 2) * w for i in xs],
+                  [table[c]["speedup_vs_fp16"] for c in CONFIGS], w, label=label,
+                  color=colors, **style)
     ax[0].set_xticks(list(xs))
     ax[0].set_xticklabels(CONFIGS)
     ax[0].axhline(paper["speedup_vs_fp16"], color="k", ls="--", label="paper sqdm 6.91x")
     ax[0].axhline(1, color="grey", lw=0.5)
     ax[0].set_ylabel("speed-up vs fp16_dense")
     ax[0].legend()
-    ax[1].bar(CONFIGS, er, color=["grey", "tab:orange", "tab:green", "tab:blue"])
+    ax[1].bar(CONFIGS, er, color=colors)
     ab = [100 * cfgs[c].get("energy_reduction_vs_fp16_as_built", float("nan"))
           for c in CONFIGS]
     ax[1].plot(CONFIGS, ab, "kx", label="RTL word widths as built")
@@ -56,8 +60,8 @@ def write_plots(report: dict, out_dir) -> list[Path]:
     for a in ax:
         a.tick_params(axis="x", rotation=20)
     bw = report["budget"]["dram_bytes_per_cycle"]
-    fig.suptitle(f"{report['trace']['executions']} layer executions, 256 multipliers"
-                 + (" / equal arithmetic area" if ea else "") + f", {bw} B/cycle DRAM")
+    fig.suptitle(f"{report['trace']['executions']} layer executions, "
+                 + " / ".join(b[0] for b in budgets) + f", {bw} B/cycle DRAM")
     paths.append(_save(fig, out_dir / "speedup_energy.png"))
 
     sw = report.get("sweeps")
