@@ -101,6 +101,8 @@ def load_results(path, tr, execs, config=HW) -> dict:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise BenchError(f"results file {path} does not exist") from None
+    except IsADirectoryError:
+        raise BenchError(f"results file {path} is a folder") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BenchError(f"results file {path} is not valid JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("executions"), list):
@@ -668,6 +670,10 @@ def _json_or_none(path, what, progress):
         raise BenchError(f"{what} {path} is not valid JSON ({e})") from None
 
 
+def _has_keys(doc, keys):
+    return isinstance(doc, dict) and all(k in doc for k in keys)
+
+
 def load_int4_trace(path, tr, execs, *, verify=True, progress=print):
     """The all-INT4 trace's executions, checked to be the same layer executions as ``execs``
     (same count and names, in order)."""
@@ -764,8 +770,16 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
     else:
         progress(f"  no all-INT4 trace ({int4_traces}): int4_vsq_dense modelled")
     area = _json_or_none(area_report, "area report (make area)", progress) if area_report else None
+    if area is not None and not _has_keys(area, ("budget_transistors", "configs",
+                                                  "fp16_equal_area")):
+        raise BenchError(f"area report {area_report} lacks budget_transistors / configs / "
+                         "fp16_equal_area (not make area's report; re-run make area)")
     golden = (_json_or_none(golden_report, "golden report (make golden-report)", progress)
               if golden_report else None)
+    if golden is not None and not isinstance(golden.get("sqnr_db") if isinstance(golden, dict)
+                                             else None, dict):
+        raise BenchError(f"golden report {golden_report} has no sqnr_db (re-run make "
+                         "golden-report)")
     rtl, results_used = rtl_counters(tr, execs, results=results, tr4=tr4, execs4=execs4,
                                      peer_root=peer_root, area=area, progress=progress)
     progress(f"  {len(execs)} executions; RTL counters for {len(rtl)} (configuration, "
@@ -845,21 +859,44 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
     return report
 
 
+def _check_args(p, a):
+    """Bad options end here, before the trace loads: one line naming the option."""
+    if a.bandwidth < 1:
+        p.error(f"--bandwidth must be >= 1 byte per cycle, got {a.bandwidth}")
+    if a.check_every < 0:
+        p.error(f"--check-every must be >= 0 (0: never), got {a.check_every}")
+    out = Path(a.out)
+    if out.exists() and not out.is_dir() or any(q.is_file() for q in out.parents):
+        p.error(f"--out {out} is not a folder")
+    if a.results is not None and not Path(a.results).is_file():
+        p.error(f"--results {a.results} is not a file")
+    # a path the user gave must exist; the defaults (build/...) are optional inputs
+    for opt, given, is_dir in (("--int4-traces", a.int4_traces, True),
+                               ("--peer-root", a.peer_root, True), ("--area", a.area, False),
+                               ("--golden", a.golden, False)):
+        if given is not None and not (Path(given).is_dir() if is_dir else
+                                      Path(given).is_file()):
+            p.error(f"{opt} {given} is not a {'folder' if is_dir else 'file'}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__.split("\n")[0])
     p.add_argument("--traces", default=str(DEFAULT_TRACES), help="whole-sample trace folder")
     p.add_argument("--results", default=None,
                    help="tb.cosim results.json (default: build/sim/all/results.json if it "
                         "exists and belongs to the trace)")
-    p.add_argument("--int4-traces", default=str(DEFAULT_INT4_TRACES),
-                   help="the all-INT4 whole-sample trace (int4_vsq_dense); modelled if absent")
-    p.add_argument("--peer-root", default=str(DEFAULT_PEER_ROOT),
-                   help="folder of the dense peers' replays (dense-plan/, dense-int4/, "
-                        "dense-area-plan/, dense-area-int4/ with results.json)")
-    p.add_argument("--area", default=str(DEFAULT_AREA),
-                   help="make area's report (equal synthesized area; skipped if absent)")
-    p.add_argument("--golden", default=str(DEFAULT_GOLDEN),
-                   help="make golden-report's report (each configuration's SQNR)")
+    p.add_argument("--int4-traces", default=None,
+                   help="the all-INT4 whole-sample trace of int4_vsq_dense (default "
+                        "build/traces/all-int4 if it exists, else int4_vsq_dense is modelled)")
+    p.add_argument("--peer-root", default=None,
+                   help="folder of the dense peers' replays: dense-plan/, dense-int4/, "
+                        "dense-area-plan/, dense-area-int4/ with results.json (default build/sim)")
+    p.add_argument("--area", default=None,
+                   help="make area's report (default build/area/report.json if it exists; "
+                        "without it no equal synthesized area)")
+    p.add_argument("--golden", default=None,
+                   help="make golden-report's report, each configuration's SQNR (default "
+                        "build/golden/report.json if it exists)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--bandwidth", type=int, default=DEFAULT_BANDWIDTH,
                    help="DRAM bytes per cycle of every configuration")
@@ -869,10 +906,12 @@ def main(argv=None):
                    help="compare evaluation.fastmodel with hw.cyclemodel on every Nth execution "
                         "(0: never)")
     a = p.parse_args(argv)
+    _check_args(p, a)
     try:
-        run(a.traces, a.results, a.out, bandwidth=a.bandwidth, int4_traces=a.int4_traces,
-            peer_root=a.peer_root, area_report=a.area, golden_report=a.golden,
-            do_sweeps=not a.no_sweeps,
+        run(a.traces, a.results, a.out, bandwidth=a.bandwidth,
+            int4_traces=a.int4_traces or DEFAULT_INT4_TRACES,
+            peer_root=a.peer_root or DEFAULT_PEER_ROOT, area_report=a.area or DEFAULT_AREA,
+            golden_report=a.golden or DEFAULT_GOLDEN, do_sweeps=not a.no_sweeps,
             plots=not a.no_plots, check_every=a.check_every)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """Baseline formulas on a hand-computed layer; the report on a tiny synthetic sample; errors."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -236,3 +237,34 @@ def test_dense_peers_from_rtl_synthesized_area_and_quality(tiny, tmp_path):
     with pytest.raises(bench.BenchError, match="does not hold the executions"):
         bench.run(tiny, None, tmp_path / "o2", int4_traces=other, do_sweeps=False,
                   plots=False, progress=lambda *_: None)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--bandwidth", "0"], "--bandwidth must be >= 1"),
+    (["--check-every", "-1"], "--check-every must be >= 0"),
+    (["--results", "{tmp}"], "--results .* is not a file"),
+    (["--area", "{tmp}/none.json"], "--area .*none.json is not a file"),
+    (["--golden", "{tmp}"], "--golden .* is not a file"),
+    (["--int4-traces", "{tmp}/none"], "--int4-traces .*none is not a folder"),
+    (["--peer-root", "{tmp}/none"], "--peer-root .*none is not a folder"),
+    (["--out", "{tmp}/file/sub"], "--out .*sub is not a folder"),
+])
+def test_bad_options_fail_before_any_work(args, msg, tmp_path, capsys):
+    (tmp_path / "file").write_text("mine\n")
+    argv = ["--traces", str(tmp_path / "no_trace")] + [a.format(tmp=tmp_path) for a in args]
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2
+    assert re.search(msg, capsys.readouterr().err)
+    assert (tmp_path / "file").read_text() == "mine\n"
+
+
+def test_malformed_area_and_golden_reports(tiny, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"configs": {}}))
+    with pytest.raises(bench.BenchError, match="not make area's report"):
+        bench.run(tiny, None, tmp_path / "o", area_report=bad, do_sweeps=False, plots=False,
+                  progress=lambda *_: None)
+    with pytest.raises(bench.BenchError, match="golden report .* has no sqnr_db"):
+        bench.run(tiny, None, tmp_path / "o", golden_report=bad, do_sweeps=False, plots=False,
+                  progress=lambda *_: None)

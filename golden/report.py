@@ -252,6 +252,36 @@ def _int4_share(model: UNet, plan: dict) -> float:
     return sum(m for n, m in macs.items() if plan[n] == "int4") / sum(macs.values())
 
 
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad arguments (``p.error``: one line, exit 2) before any checkpoint is loaded."""
+    if args.images < 2:
+        p.error(f"--images must be >= 2 (FD-PCA fits a covariance to the samples), "
+                f"got {args.images}")
+    if args.num_steps < 2:
+        p.error(f"--num-steps must be >= 2 (the Heun sampler's minimum), got {args.num_steps}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        p.error(f"--out {args.out} is not a directory (it names the report folder)")
+
+
+def plan_error(path: Path) -> str | None:
+    """What is wrong with the plan file ``path`` (None: usable). A missing, unreadable or
+    non-JSON file is reported before the ReLU checkpoint is loaded for ``load_plan``'s
+    layer check."""
+    try:
+        json.loads(path.read_text())
+    except FileNotFoundError:
+        return f"{path}: precision plan not found"
+    except json.JSONDecodeError as e:
+        return f"{path}: not valid JSON ({e})"
+    except (OSError, UnicodeDecodeError) as e:
+        return f"{path}: cannot read the precision plan ({e})"
+    try:
+        load_plan(path, load_checkpoint("relu")[0])
+    except (FileNotFoundError, ValueError) as e:
+        return str(e)
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m golden.report", description=__doc__)
     p.add_argument("--out", default=str(OUT))
@@ -259,6 +289,11 @@ def main(argv=None) -> int:
     p.add_argument("--num-steps", type=int, default=18)
     p.add_argument("--plan", default=str(PLAN_PATH))
     args = p.parse_args(argv)
+    check_args(p, args)
+    problem = plan_error(Path(args.plan))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     r = build_report(Path(args.out), images=args.images, num_steps=args.num_steps,
                      plan_path=Path(args.plan))
     print(f"{'config':<10} {'denoiser SQNR':>14} {'sample SQNR':>12} {'FD-PCA':>8}")

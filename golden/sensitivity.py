@@ -141,6 +141,19 @@ def choose_plan(model: UNet, analysis: dict, budget: float = MXINT8_MAC_BUDGET) 
     return plan
 
 
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad arguments (``p.error``: one line, exit 2) before the checkpoint is loaded."""
+    if args.images < 1:
+        p.error(f"--images must be >= 1, got {args.images}")
+    if args.num_steps < 2:
+        p.error(f"--num-steps must be >= 2 (the Heun sampler's minimum), got {args.num_steps}")
+    if not 0 <= args.budget <= 1:
+        p.error(f"--budget is the MXINT8 share of the conv MACs, a fraction in [0, 1]; "
+                f"got {args.budget}")
+    if Path(args.out).is_dir():
+        p.error(f"--out {args.out} is a directory (it names the plan file to write)")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m golden.sensitivity", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,6 +165,7 @@ def main(argv=None) -> int:
     p.add_argument("--reuse", action="store_true",
                    help="reuse build/golden/sensitivity.json instead of measuring again")
     args = p.parse_args(argv)
+    check_args(p, args)
     torch.set_num_threads(1)
     model, _ = load_checkpoint("relu")
     started = time.time()

@@ -147,6 +147,26 @@ def check(ckpt_dir: Path, seed: int = 0, n: int = 16, steps: int = 18,
     return res
 
 
+def check_args(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Refuse bad arguments (``ap.error``: one line, exit 2) before any data or model is loaded."""
+    if a.steps < 1:
+        ap.error(f"--steps must be >= 1, got {a.steps}")
+    if a.batch < 1:
+        ap.error(f"--batch must be >= 1, got {a.batch}")
+    if not 0 < a.relu_frac <= 0.10 + 1e-12:
+        ap.error(f"--relu-frac must be in (0, 0.10] (a fraction of --steps), got {a.relu_frac}")
+    if a.threads < 1:
+        ap.error(f"--threads must be >= 1, got {a.threads}")
+    if a.out.exists() and not a.out.is_dir():
+        ap.error(f"--out {a.out} is not a directory (it names the checkpoint folder)")
+    if a.check:
+        missing = [f"unet_{w}.pt" for w in ("silu", "relu")
+                   if not (a.out / f"unet_{w}.pt").is_file()]
+        if missing:
+            ap.error(f"--out {a.out} has no {' / '.join(missing)} (train first, or point --out "
+                     f"at a checkpoint folder)")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=DEFAULTS["seed"])
@@ -161,12 +181,11 @@ def main(argv=None) -> None:
                     help="no training: sample 16 images from both checkpoints into "
                          "build/golden/samples_check.png and print the ReLU model's sparsity")
     a = ap.parse_args(argv)
+    check_args(ap, a)
     if a.check:
         torch.set_num_threads(a.threads)
         check(a.out, a.seed)
         return
-    if a.relu_frac > 0.10 + 1e-12:
-        ap.error("--relu-frac must be <= 0.10")
     if a.quick:
         a.steps, a.batch = 20, 16
         if a.out == CHECKPOINT_DIR:

@@ -147,12 +147,25 @@ def _harness_summary(total, wall, build_s, built, binary, variant):
             "binary": str(binary), "flags": list(harness_flags(variant == "public"))}
 
 
+def index_list(text):
+    """``--select``: a comma list of non-negative execution indices."""
+    try:
+        indices = [int(s) for s in text.split(",")]
+    except ValueError:
+        indices = []
+    if not indices or min(indices) < 0:
+        raise argparse.ArgumentTypeError(f"expected a comma list of non-negative execution "
+                                         f"indices (e.g. 0,5), got {text!r}")
+    return indices
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m tb.bench_sim", description=__doc__.split("\n")[0])
     p.add_argument("--traces", default=str(DEFAULT_TRACES))
     p.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
                    help=f"replay the first N executions (default {DEFAULT_LIMIT}; 0 = all)")
-    p.add_argument("--select", default=None, help="comma list of execution indices")
+    p.add_argument("--select", type=index_list, default=None,
+                   help="comma list of execution indices")
     p.add_argument("--skip-cocotb", action="store_true", help="only run the C++ harness")
     p.add_argument("--public", action="store_true",
                    help="also time a harness built with the cocotb build's VPI flags "
@@ -160,15 +173,18 @@ def main(argv=None):
                         "cocotb's own")
     p.add_argument("--out", default=str(BENCH_ROOT), help="folder of sim.json (build/bench)")
     args = p.parse_args(argv)
-    config = PRESETS["default"]
+    if args.limit < 0:
+        p.error(f"--limit must be >= 0 (0 = all), got {args.limit}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        p.error(f"--out {out} is not a directory (it names the folder of sim.json)")
+    config = PRESETS["default"]
     report, code = {"trace": str(args.traces)}, 0
     try:
-        trace, _ = check_trace(args.traces, config)
-        indices = (list(range(len(trace))) if args.select is None
-                   else [int(s) for s in args.select.split(",")])
+        trace, indices = check_trace(args.traces, config,
+                                     select="all" if args.select is None else args.select)
+        out.mkdir(parents=True, exist_ok=True)
+        WORK_ROOT.mkdir(parents=True, exist_ok=True)
         if args.limit:
             indices = indices[:args.limit]
         report["executions"] = indices

@@ -96,10 +96,15 @@ def main(argv=None, log=print):
     p.add_argument("--out", default=str(DEFAULT_OUT))
     args = p.parse_args(argv)
     if args.steps < 2:
-        p.error("--steps must be >= 2")
-    wall0 = time.monotonic()
+        p.error(f"--steps must be >= 2 (the Heun sampler's minimum), got {args.steps}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        p.error(f"--out {out} is not a directory (it names the folder of e2e.json and e2e.png)")
+    wall0 = time.monotonic()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        p.error(f"--out {out}: cannot create the folder ({e.strerror})")
     config = PRESETS["default"]
     verilog, _ = top_verilog(config, log=log)
 
