@@ -68,7 +68,8 @@ traces: $(STAMP)
 # The exported traces are re-exported when what produces them changes (golden model, trace
 # code, checkpoint, plan, and the gateware: the memory layout and the cycle model they record
 # import most of hw/, and a new trace also makes `make bench` replay it on the new RTL).
-TRACE_INPUTS := $(filter-out %/test_%.py,$(wildcard golden/*.py traces/*.py hw/*.py)) \
+TRACE_INPUTS := $(addprefix golden/,numerics.py intref.py quant.py model.py edm.py data.py) \
+	$(filter-out %/test_%.py,$(wildcard traces/*.py hw/*.py)) \
 	golden/checkpoints/unet_relu.pt golden/plans/sqdm_plan.json
 build/traces/default/manifest.json: $(STAMP) $(TRACE_INPUTS)
 	$(PY) -m traces export --steps default --out build/traces/default

@@ -190,7 +190,11 @@ def fp16_mac_area(*, cache: Path, log=print) -> dict:
 def size_dense_peer(budget: int, *, cache: Path, pool=None, log=print, max_cols=64):
     """The dense top whose datapath has at least ``budget`` transistors with the fewest DPE
     columns (the peer never gets less area than SQ-DM). Returns ``(config, area, tried)``,
-    ``tried``: ``{columns: transistors}`` of every size synthesized."""
+    ``tried``: ``{columns: transistors}`` of every size synthesized.
+
+    Area grows with the columns but not linearly (the tile, hence the accumulators and the
+    join, follows the columns when they do not divide 32), so the search interpolates between
+    the nearest sizes measured so far until two neighbours bracket the budget."""
     tried = {}
 
     def area(cols):
@@ -198,19 +202,24 @@ def size_dense_peer(budget: int, *, cache: Path, pool=None, log=print, max_cols=
             tried[cols] = datapath_area(dense_config(cols), cache=cache, pool=pool, log=log)
         return tried[cols]["datapath"]["transistors"]
 
-    # two sizes give the per-column cost; then step to the smallest size over the budget
-    lo, hi = 16, 32
-    per_col = (area(hi) - area(lo)) / (hi - lo)
-    cols = max(1, min(max_cols, math.ceil(lo + (budget - area(lo)) / per_col)))
-    while cols > 1 and area(cols) >= budget and area(cols - 1) >= budget:
-        cols -= 1
-    while area(cols) < budget:
-        if cols == max_cols:
+    area(16), area(32)
+    while True:
+        over = [c for c in tried if area(c) >= budget]
+        under = [c for c in tried if area(c) < budget]
+        hi, lo = min(over, default=None), max(under, default=None)
+        if hi is not None and (hi == 1 or lo == hi - 1):
+            break
+        if hi is None and lo == max_cols:
             raise AreaError(f"no dense top up to {max_cols} columns reaches {budget:,} "
                             "transistors")
-        cols += 1
-    return dense_config(cols), tried[cols], {c: t["datapath"]["transistors"]
-                                             for c, t in sorted(tried.items())}
+        a, b = (lo, hi) if lo is not None and hi is not None else \
+            sorted(sorted(tried, key=lambda c: abs(area(c) - budget))[:2])
+        guess = math.ceil(a + (budget - area(a)) * (b - a) / (area(b) - area(a)))
+        lower = 1 if lo is None else lo + 1
+        upper = max_cols if hi is None else hi - 1
+        area(min(max(guess, lower), upper))
+    return dense_config(hi), tried[hi], {c: t["datapath"]["transistors"]
+                                         for c, t in sorted(tried.items())}
 
 
 def run(out_dir=DEFAULT_OUT, *, jobs=2, log=print) -> dict:

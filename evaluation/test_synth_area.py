@@ -49,3 +49,21 @@ def test_peer_params_and_errors(tmp_path, capsys):
     bad.write_text("module broken(input a; endmodule\n")
     with pytest.raises(sa.AreaError, match="yosys failed on .*bad.v"):
         sa.synth_file(bad, "broken", cache=tmp_path / "c")
+
+
+def test_peer_search_brackets_the_budget(monkeypatch, tmp_path):
+    """size_dense_peer returns the fewest columns at or over the budget, measuring few sizes
+    (a stand-in area: convex in the columns, a step where the tile stops being 32)."""
+    def fake(config, **_):
+        c = config.dpe_cols
+        t = 1_000_000 + 90_000 * c + 2_000 * c * c + (150_000 if config.tile != 32 else 0)
+        return {"datapath": {"transistors": t}, "params": config.to_dict()}
+    monkeypatch.setattr(sa, "datapath_area", fake)
+    area = lambda c: fake(sa.dense_config(c))["datapath"]["transistors"]   # noqa: E731
+    for budget in (area(39) - 1, area(39), area(16) + 1, area(64)):
+        config, got, tried = sa.size_dense_peer(budget, cache=tmp_path)
+        c = config.dpe_cols
+        assert got["datapath"]["transistors"] >= budget and area(c - 1) < budget
+        assert len(tried) <= 6, tried
+    with pytest.raises(sa.AreaError, match="no dense top up to 64 columns"):
+        sa.size_dense_peer(area(64) + 1, cache=tmp_path)
