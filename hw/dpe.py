@@ -102,7 +102,7 @@ class DPE(wiring.Component):
 
         item = Signal(item_layout(T))
         busy = Signal()
-        g_cnt = Signal(range(groups))
+        g_cnt = Signal(range(max(groups, 2)))  # never 0 bits (Verilator rejects [-1:0])
         c_cnt = Signal(range(len(combos)))
         # a pass's operands: one activation operand per lane, one weight operand per column
         # and lane; stage 0 of the result pipeline registers them before the multipliers

@@ -10,7 +10,7 @@ from .simtest import default_args, dpe_cycles, engine_check
 
 
 @pytest.mark.parametrize("x_format", list(intref.Format))
-@pytest.mark.parametrize("vector,cols,tile", [(16, 2, 4), (8, 1, 2)])
+@pytest.mark.parametrize("vector,cols,tile", [(16, 2, 4), (8, 1, 2), (16, 3, 3)])
 def test_dpe_matches_reference(x_format, vector, cols, tile):
     dut = DPE(vector=vector, cols=cols, tile=tile)
     engine_check(dut, x_format=x_format, units=12, seed=100 + x_format.value * 7 + cols,

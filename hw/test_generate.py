@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from .generate import generate
 from .lint import lint_file
 
@@ -28,17 +30,26 @@ def test_lint_fails_on_a_real_warning(tmp_path):
     assert not ok and "UNDRIVEN" in text and "'z'" in text
 
 
-def test_non_power_of_two_tile_builds(tmp_path):
-    """A tile that is not a power of two (24 = 3 column groups of 8) lints clean with the
-    build waivers: the Array lowering's incomplete cases are waived, nothing else fires."""
+@pytest.mark.parametrize("block,kwargs", [
+    ("dpe", {"tile": 24}),                    # 3 column groups of 8: a tile not a power of two
+    ("dpe", {"cols": 4, "tile": 4}),          # one column group (the dense peers' tile = cols)
+    ("nullspe", {"tile": 4}),                 # a dense top's null engine
+])
+def test_unusual_shapes_build(block, kwargs, tmp_path):
+    """Shapes the configuration accepts lint clean with the build waivers (the Array
+    lowering's incomplete cases are waived, nothing else fires): a tile that is not a power of
+    two, a single column group, the null engine."""
     from .dpe import DPE
+    from .nullspe import NullSPE
     from .simtest import default_args
     from .toolchain import BUILD_WAIVERS, verilator_env, verilator_executable, waiver_flags
     from .verilog import emit_verilog
     import subprocess
-    path = tmp_path / "sqdm_dpe.v"
-    emit_verilog(DPE(**default_args("dpe", tile=24)), "sqdm_dpe", path)
+    path = tmp_path / f"sqdm_{block}.v"
+    dut = DPE(**default_args("dpe", **kwargs)) if block == "dpe" else NullSPE(**kwargs)
+    emit_verilog(dut, f"sqdm_{block}", path)
     proc = subprocess.run([str(verilator_executable()), "--lint-only",
-                           *waiver_flags(BUILD_WAIVERS), "--top-module", "sqdm_dpe", str(path)],
+                           *waiver_flags(BUILD_WAIVERS), "--top-module", f"sqdm_{block}",
+                           str(path)],
                           capture_output=True, text=True, env=verilator_env(), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
