@@ -7,7 +7,7 @@ from :mod:`golden.intref` / :mod:`golden.numerics` and only wrapped for Amaranth
 
 import contextlib
 
-from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
 from golden import intref
@@ -17,7 +17,7 @@ __all__ = [
     "Mode", "Format", "ACC_WIDTH", "ACC_FRAC_BITS", "TERM_LIMIT", "MX_BLOCK", "ELEM_SHAPE",
     "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
     "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_unit",
-    "adder_tree", "connect_read_port",
+    "adder_tree", "pack_value", "connect_read_port",
     "nibble_operands", "lut_product",
     "item_layout", "result_layout", "mx_combos", "nonzero_mask", "popcount",
 ]
@@ -238,6 +238,37 @@ def adder_tree(parts):
         parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i]
                  for i in range(0, len(parts), 2)]
     return parts[0]
+
+
+def pack_value(layout, value):
+    """One value with the bits of ``layout`` (nested ``StructLayout`` / ``ArrayLayout``) holding
+    ``value`` (a dict per struct, a list per array, a value per leaf, each leaf converted as
+    ``.eq`` would: extended by its signedness, then truncated), for driving a whole struct
+    signal in one assignment: driven field by field, a wide struct becomes a wire with one
+    part-select assign per field, which Icarus re-resolves and fans out once per part
+    (docs/hardware.md, "Simulator notes"). A struct or array may also be given whole, as a
+    value of exactly its width."""
+    if isinstance(layout, data.Layout) and not isinstance(value, (dict, list, tuple)):
+        value = Value.cast(value)
+        assert len(value) == layout.size
+        return value
+    if isinstance(layout, data.StructLayout):
+        assert set(value) == {name for name, _ in layout}
+        parts, pos = [], 0
+        for name, field in sorted(layout, key=lambda nf: nf[1].offset):
+            assert field.offset == pos, name
+            parts.append(pack_value(field.shape, value[name]))
+            pos += field.width
+        return Cat(*parts)
+    if isinstance(layout, data.ArrayLayout):
+        assert len(value) == layout.length
+        return Cat(*(pack_value(layout.elem_shape, v) for v in value))
+    width = Shape.cast(layout).width
+    value = Value.cast(value)
+    if len(value) < width:
+        pad = value[-1] if value.shape().signed else Const(0, 1)
+        value = Cat(value, pad.replicate(width - len(value)))
+    return value[:width]
 
 
 def connect_read_port(m, memory, *, en, addr, data):

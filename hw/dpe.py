@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
-                     mx_combos, nibble_operands, result_layout, validating)
+                     mx_combos, nibble_operands, result_layout, validating, pack_value)
 from .engine import ENGINE_STAGES, lane_sum, result_pipeline, scale_factors
 
 __all__ = ["DPE", "DPE_LATENCY", "dpe_item_cycles"]
@@ -136,24 +136,28 @@ class DPE(wiring.Component):
                                   sh.eq(Mux(is_mx, s, 0))]
         nh = MX_BLOCK // V
         x_lane = [Array([item.x[h * V + i] for h in range(nh)])[half] for i in range(V)]
-        m.d.comb += [issue.ops.x[i].eq(nibble_operands(x, xn, is_mx))
-                     for i, x in enumerate(x_lane)]
+        ops_x = [nibble_operands(x, xn, is_mx) for x in x_lane]
 
         wsel = Signal(range(groups * nh))  # exact width: a complete case in the Verilog
         m.d.comb += wsel.eq(g_cnt * nh + half)
-        m.d.comb += [
-            issue.valid.eq(adv), issue.null.eq(item.null), issue.first.eq(item.first),
-            issue.last.eq(item.last), issue.final.eq(final), issue.pdone.eq(last_combo),
-            issue.fresh.eq(c_cnt == 0), issue.sh.eq(sh), issue.group.eq(g_cnt),
-        ]
+        ops_w, ms, es = [], [], []
         for j in range(N):
+            row = []
             for i in range(V):
                 w = Array([item.w[g * N + j][h * V + i]
                            for g in range(groups) for h in range(nh)])[wsel]
-                m.d.comb += issue.ops.w[j][i].eq(nibble_operands(w, wn, is_mx))
+                row.append(nibble_operands(w, wn, is_mx))
+            ops_w.append(row)
             w_scale = Array([item.w_scale[g * N + j] for g in range(groups)])[g_cnt]
             msc, esc = scale_factors(item.x_scale, w_scale, self.mode)
-            m.d.comb += [issue.m[j].eq(msc), issue.e[j].eq(esc)]
+            ms.append(msc)
+            es.append(esc)
+        # the whole pass in one assignment (field by field, the Verilog drives the pass wire
+        # with one part-select assign per field; Icarus re-resolves all of it per part)
+        m.d.comb += issue.eq(pack_value(issue.shape(), {
+            "valid": adv, "null": item.null, "first": item.first, "last": item.last,
+            "final": final, "pdone": last_combo, "fresh": c_cnt == 0, "sh": sh, "group": g_cnt,
+            "ops": {"x": ops_x, "w": ops_w}, "m": ms, "e": es}))
 
         with m.If(adv & ~final):
             with m.If(last_combo):

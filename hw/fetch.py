@@ -1,32 +1,19 @@
 """Operand fetch: turns one walker's address items into engine work items by reading the
 activation and weight memories."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .addrgen import addr_item_layout
-from .common import MX_BLOCK, check_int, item_layout, validating
+from .common import MX_BLOCK, check_int, item_layout, pack_value, validating
 from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, ELEM_BITS, SCALE_OFFSET, weight_word_bits
 
-__all__ = ["OperandFetch", "FETCH_LATENCY", "pack_struct"]
+__all__ = ["OperandFetch", "FETCH_LATENCY"]
 
 #: Cycles an item spends in the fetch stage (the memories' read register).
 FETCH_LATENCY = 1
-
-
-def pack_struct(layout, fields):
-    """``Cat`` of one value per field of the struct ``layout`` (each exactly the field's width),
-    for assigning a whole struct signal in one statement."""
-    parts, pos = [], 0
-    for name, field in sorted(layout, key=lambda nf: nf[1].offset):
-        value = Value.cast(fields[name])
-        assert field.offset == pos and len(value) == field.width, name
-        parts.append(value)
-        pos += field.width
-    assert pos == layout.size and set(fields) == {name for name, _ in layout}
-    return Cat(*parts)
 
 
 class OperandFetch(wiring.Component):
@@ -102,7 +89,7 @@ class OperandFetch(wiring.Component):
         # re-resolves (and fans out) once per part (docs/hardware.md, "Simulator notes").
         act, wd = self.act_data, self.w_data
         cols = [wd[ACT_WORD_BITS * c:ACT_WORD_BITS * (c + 1)] for c in range(T)]
-        item = pack_struct(self.o.payload.shape(), {
+        item = pack_value(self.o.payload.shape(), {
             "x": Cat(act[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)),
             "x_scale": act[SCALE_OFFSET:SCALE_OFFSET + 8],
             "w": Cat(col[ELEM_BITS * e:ELEM_BITS * (e + 1)]

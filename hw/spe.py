@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
                      nibble_operands, nonzero_mask, popcount, result_layout,
-                     validating)
+                     validating, pack_value)
 from .engine import ENGINE_STAGES, lane_sum, result_pipeline, scale_factors
 
 __all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles"]
@@ -155,20 +155,19 @@ class SPE(wiring.Component):
                 with m.Case(k):
                     m.d.comb += [xn.eq(a), wn.eq(b), sh.eq(Mux(is_mx, s, 0))]
         x_arr = Array([item.x[e] for e in range(MX_BLOCK)])
-        m.d.comb += [issue.ops.x[lane].eq(nibble_operands(x_arr[idx[lane]], xn, is_mx))
-                     for lane in range(L)]
-        m.d.comb += issue.ops.ok.eq(Cat(*lane_ok))
-        m.d.comb += [
-            issue.valid.eq(adv), issue.null.eq(item.null), issue.first.eq(item.first),
-            issue.last.eq(item.last), issue.final.eq(final), issue.pdone.eq(final),
-            issue.fresh.eq(fresh), issue.sh.eq(sh), issue.group.eq(0),
-        ]
+        ops_x = [nibble_operands(x_arr[idx[lane]], xn, is_mx) for lane in range(L)]
+        ops_w, ms, es = [], [], []
         for c in range(T):
             w_arr = Array([item.w[c][e] for e in range(MX_BLOCK)])
-            m.d.comb += [issue.ops.w[c][lane].eq(nibble_operands(w_arr[idx[lane]], wn, is_mx))
-                         for lane in range(L)]
+            ops_w.append([nibble_operands(w_arr[idx[lane]], wn, is_mx) for lane in range(L)])
             msc, esc = scale_factors(item.x_scale, item.w_scale[c], self.mode)
-            m.d.comb += [issue.m[c].eq(msc), issue.e[c].eq(esc)]
+            ms.append(msc)
+            es.append(esc)
+        # the whole pass in one assignment (see hw/dpe.py)
+        m.d.comb += issue.eq(pack_value(issue.shape(), {
+            "valid": adv, "null": item.null, "first": item.first, "last": item.last,
+            "final": final, "pdone": final, "fresh": fresh, "sh": sh, "group": 0,
+            "ops": {"x": ops_x, "ok": Cat(*lane_ok), "w": ops_w}, "m": ms, "e": es}))
 
         # the next cycle's lanes: of the accepted item's mask, or of the mask again for the next
         # nibble sweep or the rest of this sweep. Both are encoded before ``accept`` (which
