@@ -9,23 +9,7 @@ import pytest
 from golden import report, sensitivity, train
 from golden.model import build_model
 from golden.quant import PLAN_SCHEMA, PLAN_VERSION
-
-
-class Started(Exception):
-    """Raised by the first long step: the arguments passed the checks."""
-
-
-def _refuse(*args, **kwargs):
-    raise Started
-
-
-def _usage_error(capsys, call, message):
-    with pytest.raises(SystemExit) as exc:
-        call()
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert f"error: {message}" in err and "Traceback" not in err
-    return err
+from golden.clitest import Started, refuse, usage_error
 
 
 # --------------------------------------------------------------------------- golden.train
@@ -34,9 +18,9 @@ def _usage_error(capsys, call, message):
 def no_training(monkeypatch):
     # torch.set_num_threads is main's first step after the checks (and keeps main from
     # switching on deterministic algorithms for the rest of the test session)
-    monkeypatch.setattr(train.torch, "set_num_threads", _refuse)
-    monkeypatch.setattr(train, "load_digits16", _refuse)
-    monkeypatch.setattr(train, "check", _refuse)
+    monkeypatch.setattr(train.torch, "set_num_threads", refuse)
+    monkeypatch.setattr(train, "load_digits16", refuse)
+    monkeypatch.setattr(train, "check", refuse)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -52,7 +36,7 @@ def no_training(monkeypatch):
 ])
 def test_train_rejects_bad_numbers(tmp_path, capsys, no_training, argv, message):
     out = tmp_path / "ckpt"
-    _usage_error(capsys, lambda: train.main(argv + ["--out", str(out)]), message)
+    usage_error(capsys, lambda: train.main(argv + ["--out", str(out)]), message)
     assert not out.exists()
 
 
@@ -60,13 +44,13 @@ def test_train_rejects_bad_numbers(tmp_path, capsys, no_training, argv, message)
 def test_train_out_must_not_be_a_file(tmp_path, capsys, no_training, extra):
     out = tmp_path / "ckpt"
     out.write_text("keep\n")
-    _usage_error(capsys, lambda: train.main(["--out", str(out)] + extra),
+    usage_error(capsys, lambda: train.main(["--out", str(out)] + extra),
                  f"--out {out} is not a directory")
     assert out.read_text() == "keep\n"
 
 
 def test_train_check_needs_the_checkpoints(tmp_path, capsys, no_training):
-    _usage_error(capsys, lambda: train.main(["--check", "--out", str(tmp_path)]),
+    usage_error(capsys, lambda: train.main(["--check", "--out", str(tmp_path)]),
                  f"--out {tmp_path} has no unet_silu.pt / unet_relu.pt")
     assert list(tmp_path.iterdir()) == []
 
@@ -84,7 +68,7 @@ def test_train_good_arguments_pass(tmp_path, no_training):
 
 @pytest.fixture
 def no_analysis(monkeypatch):
-    monkeypatch.setattr(sensitivity, "load_checkpoint", _refuse)
+    monkeypatch.setattr(sensitivity, "load_checkpoint", refuse)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -98,12 +82,12 @@ def no_analysis(monkeypatch):
 ])
 def test_sensitivity_rejects_bad_numbers(tmp_path, capsys, no_analysis, argv, message):
     out = tmp_path / "plan.json"
-    _usage_error(capsys, lambda: sensitivity.main(argv + ["--out", str(out)]), message)
+    usage_error(capsys, lambda: sensitivity.main(argv + ["--out", str(out)]), message)
     assert not out.exists()
 
 
 def test_sensitivity_out_must_not_be_a_directory(tmp_path, capsys, no_analysis):
-    _usage_error(capsys, lambda: sensitivity.main(["--out", str(tmp_path)]),
+    usage_error(capsys, lambda: sensitivity.main(["--out", str(tmp_path)]),
                  f"--out {tmp_path} is a directory")
     assert list(tmp_path.iterdir()) == []
 
@@ -118,8 +102,8 @@ def test_sensitivity_good_arguments_pass(tmp_path, no_analysis):
 
 @pytest.fixture
 def no_report(monkeypatch):
-    monkeypatch.setattr(report, "build_report", _refuse)
-    monkeypatch.setattr(report, "load_checkpoint", _refuse)
+    monkeypatch.setattr(report, "build_report", refuse)
+    monkeypatch.setattr(report, "load_checkpoint", refuse)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -130,14 +114,14 @@ def no_report(monkeypatch):
 ])
 def test_report_rejects_bad_numbers(tmp_path, capsys, no_report, argv, message):
     out = tmp_path / "report"
-    _usage_error(capsys, lambda: report.main(argv + ["--out", str(out)]), message)
+    usage_error(capsys, lambda: report.main(argv + ["--out", str(out)]), message)
     assert not out.exists()
 
 
 def test_report_out_must_not_be_a_file(tmp_path, capsys, no_report):
     out = tmp_path / "report"
     out.write_text("keep\n")
-    _usage_error(capsys, lambda: report.main(["--out", str(out)]),
+    usage_error(capsys, lambda: report.main(["--out", str(out)]),
                  f"--out {out} is not a directory")
     assert out.read_text() == "keep\n"
 

@@ -4,26 +4,10 @@ written."""
 
 import pytest
 
+from golden.clitest import Started, refuse, usage_error
 from tb import bench_sim, e2e
 from traces.format import write_trace
 from traces.synth import random_execution
-
-
-class Started(Exception):
-    """Raised by the first long step: the arguments passed the checks."""
-
-
-def _refuse(*args, **kwargs):
-    raise Started
-
-
-def _usage_error(capsys, call, message):
-    with pytest.raises(SystemExit) as exc:
-        call()
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert f"error: {message}" in err and "Traceback" not in err
-    return err
 
 
 @pytest.fixture
@@ -39,14 +23,14 @@ def trace_dir(tmp_path):
 
 @pytest.fixture
 def no_simulation(monkeypatch):
-    monkeypatch.setattr(e2e, "top_verilog", _refuse)
-    monkeypatch.setattr(e2e, "run_cocotb", _refuse)
+    monkeypatch.setattr(e2e, "top_verilog", refuse)
+    monkeypatch.setattr(e2e, "run_cocotb", refuse)
 
 
 @pytest.mark.parametrize("steps", ["1", "0", "-4"])
 def test_e2e_rejects_too_few_steps(tmp_path, capsys, no_simulation, steps):
     out = tmp_path / "out"
-    _usage_error(capsys, lambda: e2e.main(["--steps", steps, "--out", str(out)]),
+    usage_error(capsys, lambda: e2e.main(["--steps", steps, "--out", str(out)]),
                  f"--steps must be >= 2 (the Heun sampler's minimum), got {steps}")
     assert not out.exists()
 
@@ -54,14 +38,14 @@ def test_e2e_rejects_too_few_steps(tmp_path, capsys, no_simulation, steps):
 def test_e2e_out_must_not_be_a_file(tmp_path, capsys, no_simulation):
     out = tmp_path / "out"
     out.write_text("keep\n")
-    _usage_error(capsys, lambda: e2e.main(["--out", str(out)]), f"--out {out} is not a directory")
+    usage_error(capsys, lambda: e2e.main(["--out", str(out)]), f"--out {out} is not a directory")
     assert out.read_text() == "keep\n"
 
 
 def test_e2e_out_below_a_file(tmp_path, capsys, no_simulation):
     parent = tmp_path / "file"
     parent.write_text("keep\n")
-    _usage_error(capsys, lambda: e2e.main(["--out", str(parent / "out")]),
+    usage_error(capsys, lambda: e2e.main(["--out", str(parent / "out")]),
                  f"--out {parent / 'out'}: cannot create the folder (Not a directory)")
     assert parent.read_text() == "keep\n"
 
@@ -75,7 +59,7 @@ def test_e2e_good_arguments_pass(tmp_path, no_simulation):
 
 @pytest.fixture
 def no_bench(monkeypatch, tmp_path):
-    monkeypatch.setattr(bench_sim, "top_verilog", _refuse)
+    monkeypatch.setattr(bench_sim, "top_verilog", refuse)
     monkeypatch.setattr(bench_sim, "WORK_ROOT", tmp_path / "work")
 
 
@@ -91,7 +75,7 @@ def no_bench(monkeypatch, tmp_path):
 def test_bench_sim_rejects_bad_limit_and_select(tmp_path, capsys, no_bench, trace_dir,
                                                argv, message):
     out = tmp_path / "out"
-    _usage_error(capsys, lambda: bench_sim.main(argv + ["--traces", str(trace_dir),
+    usage_error(capsys, lambda: bench_sim.main(argv + ["--traces", str(trace_dir),
                                                         "--out", str(out)]), message)
     assert not out.exists() and not (tmp_path / "work").exists()
 
@@ -108,7 +92,7 @@ def test_bench_sim_select_beyond_the_trace(tmp_path, capsys, no_bench, trace_dir
 def test_bench_sim_out_must_not_be_a_file(tmp_path, capsys, no_bench, trace_dir):
     out = tmp_path / "out"
     out.write_text("keep\n")
-    _usage_error(capsys, lambda: bench_sim.main(["--traces", str(trace_dir), "--out", str(out)]),
+    usage_error(capsys, lambda: bench_sim.main(["--traces", str(trace_dir), "--out", str(out)]),
                  f"--out {out} is not a directory")
     assert out.read_text() == "keep\n"
 
