@@ -283,6 +283,11 @@ def summary_table(results):
         f"simulation {s['sim_wall_seconds']:.1f} s, build {s['build_seconds']:.1f} s, "
         f"total {s['wall_seconds']:.1f} s"
         + (f"; cycles/ideal {ratio['min']:.2f}..{ratio['max']:.2f}" if ratio else ""))
+    lines.append(
+        f"wall time: Verilog {s['emit_seconds']:.1f} s, build {s['build_seconds']:.1f} s, "
+        f"memory loads {s['load_seconds']:.1f} s, compute {s['compute_wall_seconds']:.1f} s, "
+        f"read-back {s['readback_seconds']:.1f} s, cycle model {s['model_seconds']:.1f} s, "
+        f"total {s['wall_seconds']:.1f} s")
     if s["first_mismatch"]:
         lines.append(f"first mismatch: {s['first_mismatch']}")
     if s["cocotb_failure"] and not s["first_mismatch"]:

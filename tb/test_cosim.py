@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from tb.cosim import CosimError, main, replay
+from tb.cosim import CosimError, main, replay, summary_table
 from hw.config import PRESETS, preset
 from tb.replay_model import compare, expected_saturation, ideal_cycles, kind_selection, prepare
 from traces.format import write_trace
@@ -216,6 +216,10 @@ def test_fuzz_slice_is_bit_and_cycle_exact(fuzz_trace, tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"]["executions"] == len(FUZZ)
     assert saved["summary"]["cycles_per_second"] > 0
+    # the printed summary says where the wall time went
+    last = summary_table(results).splitlines()[-1]
+    for part in ("Verilog", "build", "memory loads", "compute", "read-back", "total"):
+        assert part in last, last
 
 
 def test_channel_map_does_not_change_results(tmp_path, monkeypatch):
