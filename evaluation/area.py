@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import math
 
+from .baselines import dense_array
+
 __all__ = ["SOURCE", "AREA_45NM_UM2", "int_mult_um2", "int_add_um2", "adder_tree_um2",
            "int_array_um2", "fp16_array_um2", "SQDM_ENGINES", "sqdm_um2", "column_um2",
            "equal_area_array", "PRODUCT_BITS", "PARTIAL_BITS", "SCALE_MANT_BITS", "ACC_BITS"]
@@ -186,7 +188,5 @@ def equal_area_array(config: str, budget_um2: float | None = None, *, lanes: int
     col = column_um2(config, lanes)
     exact_cols = budget / col
     cols = max(1, math.ceil(exact_cols - 1e-9))
-    tile = base_tile if base_tile % cols == 0 else cols
-    return {"vector": lanes, "dpe_cols": cols, "spe_lanes": 1, "tile": tile,
-            "multipliers": lanes * cols, "multipliers_exact": lanes * exact_cols,
+    return {**dense_array(cols, lanes=lanes, base_tile=base_tile), "multipliers": lanes * cols, "multipliers_exact": lanes * exact_cols,
             "column_um2": col, "area_um2": cols * col, "area_ratio": cols * col / budget}

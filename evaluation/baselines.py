@@ -31,7 +31,7 @@ from golden import intref as ir
 from hw.config import PRESETS
 from .fastmodel import _tap_sum, layer_counters
 
-__all__ = ["CONFIGS", "RTL_CONFIGS", "DENSE_PEERS", "HW", "DENSE", "ARRAY_KEYS", "DENSE_ARRAY",
+__all__ = ["CONFIGS", "RTL_CONFIGS", "PRECISION", "DENSE_PEERS", "dense_array", "HW", "DENSE", "ARRAY_KEYS", "DENSE_ARRAY",
            "MULTIPLIERS", "array_of",
            "array_config", "dense_counters", "sqdm_counters",
            "events_for", "dram_bytes", "useful_macs", "channel_reads"]
@@ -39,8 +39,12 @@ __all__ = ["CONFIGS", "RTL_CONFIGS", "DENSE_PEERS", "HW", "DENSE", "ARRAY_KEYS",
 CONFIGS = ("fp16_dense", "int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan", "sqdm")
 #: The configurations built from the 4-bit RTL generator (their counters can come from a replay).
 RTL_CONFIGS = ("int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan", "sqdm")
+#: The precision each configuration runs: ``fp16``, ``int4`` (every layer) or ``plan`` (the
+#: committed precision plan); the last two are keys of the golden report's ``sqnr_db``.
+PRECISION = {"fp16_dense": "fp16", "int4_dense": "plan", "int4_vsq_dense": "int4",
+             "int4_vsq_dense_plan": "plan", "sqdm": "plan"}
 #: The dense 4-bit peers (no SPE) and the precision each runs.
-DENSE_PEERS = {"int4_vsq_dense": "int4", "int4_vsq_dense_plan": "plan"}
+DENSE_PEERS = {c: PRECISION[c] for c in ("int4_vsq_dense", "int4_vsq_dense_plan")}
 #: The RTL's configuration (``hw.config.PRESETS["default"]``: DPE 16 x 8, SPE 4 x 32).
 HW = PRESETS["default"]
 #: The dense peers' top at equal multiplier count (``hw.config.PRESETS["dense"]``).
@@ -52,6 +56,14 @@ ARRAY_KEYS = ("vector", "dpe_cols", "spe_lanes", "tile")
 def array_of(config) -> dict:
     """The array shape (:data:`ARRAY_KEYS`) of an ``hw.config.AcceleratorConfig``."""
     return {k: getattr(config, k) for k in ARRAY_KEYS}
+
+
+def dense_array(cols: int, *, lanes: int = 16, base_tile: int = 32) -> dict:
+    """The array shape of a dense top (no SPE) with ``cols`` columns of ``lanes``: tile
+    ``base_tile`` when the columns divide it, else one pass per item (tile = columns), the
+    shapes the RTL and :func:`evaluation.fastmodel.layer_counters` accept."""
+    return {"vector": lanes, "dpe_cols": cols, "spe_lanes": 0,
+            "tile": base_tile if base_tile % cols == 0 else cols}
 
 
 def array_config(array: dict):

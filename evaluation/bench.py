@@ -24,9 +24,9 @@ from hw.config import MODEL_COUNTERS, AcceleratorConfig
 from traces.format import TraceError, open_trace
 from . import area as ar
 from . import energy as en
-from .baselines import (CONFIGS, DENSE, DENSE_ARRAY, DENSE_PEERS, HW, MULTIPLIERS, RTL_CONFIGS,
-                        array_config, array_of, dense_counters, events_for, sqdm_counters,
-                        useful_macs)
+from .baselines import (CONFIGS, DENSE, DENSE_ARRAY, DENSE_PEERS, HW, MULTIPLIERS, PRECISION,
+                        RTL_CONFIGS, array_config, array_of, dense_array, dense_counters,
+                        events_for, sqdm_counters, useful_macs)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TRACES = REPO / "build" / "traces" / "all"
@@ -198,8 +198,24 @@ def _bound(compute, dram, bw):
     return compute if bw is None else max(compute, math.ceil(dram / bw))
 
 
-def _dense_route(e):
-    return np.zeros_like(e.map)
+#: The top each configuration's model counters are computed for at 256 multipliers (FP16 dense:
+#: the dense array's shape, with INT4 passes).
+TOPS = {"fp16_dense": DENSE, "int4_dense": HW, "int4_vsq_dense": DENSE,
+        "int4_vsq_dense_plan": DENSE, "sqdm": HW}
+
+
+def _model_run(cfg, e, e4, config):
+    """``(execution, channel map, model counters)`` of configuration ``cfg`` on the top
+    ``config``: ``sqdm`` with the trace's map; ``fp16_dense`` (and ``int4_vsq_dense`` without the
+    all-INT4 execution ``e4``) the dense array's INT4-pass model, map ``None``; the others the
+    dense map in the layer's precision, ``int4_vsq_dense`` on ``e4``."""
+    if cfg == "sqdm":
+        return e, e.map, sqdm_counters(e.d, e.x, e.map, config)
+    if cfg == "fp16_dense" or (cfg == "int4_vsq_dense" and e4 is None):
+        return e, None, dense_counters(e.d, e.x, array_of(config))
+    ex = e4 if cfg == "int4_vsq_dense" else e
+    route = np.zeros_like(ex.map)
+    return ex, route, sqdm_counters(ex.d, ex.x, route, config)
 
 
 def evaluate(execs, *, rtl=None, int4_execs=None, bandwidth=DEFAULT_BANDWIDTH,
@@ -218,37 +234,29 @@ def evaluate(execs, *, rtl=None, int4_execs=None, bandwidth=DEFAULT_BANDWIDTH,
     for n, e in enumerate(execs):
         d = e.d
         e4 = int4_execs[n] if int4_execs is not None else None
-        # (config, execution it runs, channel map, top): the model's counters
-        runs = {"sqdm": (e, e.map, HW), "int4_dense": (e, _dense_route(e), HW),
-                "int4_vsq_dense_plan": (e, _dense_route(e), DENSE)}
-        if e4 is not None:
-            runs["int4_vsq_dense"] = (e4, _dense_route(e4), DENSE)
         per = {}
-        for cfg, (ex, route, config) in runs.items():
-            c = sqdm_counters(ex.d, ex.x, route, config)
-            if check_every and n % check_every == 0:
-                check["executions"] += 1
-                want = _predict(ex, route, config)
-                got = {k: c[k] for k in RTL_COUNTERS}
-                if want != got:
-                    check["mismatches"] += 1
-                    check["first"] = check["first"] or f"{ex.name} {cfg}: {want} != {got}"
+        for cfg in CONFIGS:
+            ex, route, c = _model_run(cfg, e, e4, TOPS[cfg])
             src = "model"
-            if (cfg, e.index) in rtl:
-                r = rtl[(cfg, e.index)]
-                rtl_vs_model["compared"] += 1
-                if any(r[k] != c[k] for k in RTL_COUNTERS):
-                    rtl_vs_model["mismatches"] += 1
-                    rtl_vs_model["first"] = rtl_vs_model["first"] or f"{ex.name} {cfg}"
-                # the non-null items are the address streams' (the model's), not a counter
-                c = {**r, "items": c["items_dense"] + c["items_sparse"]}
-                src = "rtl"
-                rtl_used[cfg] += 1
+            if route is not None:  # a top of the RTL generator: checked, maybe replayed
+                if check_every and n % check_every == 0:
+                    check["executions"] += 1
+                    want = _predict(ex, route, TOPS[cfg])
+                    got = {k: c[k] for k in RTL_COUNTERS}
+                    if want != got:
+                        check["mismatches"] += 1
+                        check["first"] = check["first"] or f"{ex.name} {cfg}: {want} != {got}"
+                if (cfg, e.index) in rtl:
+                    r = rtl[(cfg, e.index)]
+                    rtl_vs_model["compared"] += 1
+                    if any(r[k] != c[k] for k in RTL_COUNTERS):
+                        rtl_vs_model["mismatches"] += 1
+                        rtl_vs_model["first"] = rtl_vs_model["first"] or f"{ex.name} {cfg}"
+                    # the non-null items are the address streams' (the model's), not a counter
+                    c = {**r, "items": c["items_dense"] + c["items_sparse"]}
+                    src = "rtl"
+                    rtl_used[cfg] += 1
             per[cfg] = (c, src, ex.d)
-        dense = dense_counters(d, e.x)
-        per["fp16_dense"] = (dense, "model", d)
-        if e4 is None:
-            per["int4_vsq_dense"] = (dense, "model", d)
         rec = {"index": e.index, "name": e.name, "layer": e.meta.get("layer"),
                "step": e.meta.get("step"), "eval": e.meta.get("eval"),
                "precision": e.meta.get("precision"), "useful_macs": useful_macs(d),
@@ -402,12 +410,7 @@ def _peer_totals(execs, cfg, array, *, int4_execs=None, rtl=None, rtl_key=None,
     cyc = cyc_c = used = 0
     pj = 0.0
     for n, e in enumerate(execs):
-        if cfg in ("fp16_dense", "int4_vsq_dense") and (cfg == "fp16_dense" or int4_execs is None):
-            ex = e
-            c = dense_counters(e.d, e.x, array)
-        else:
-            ex = int4_execs[n] if cfg == "int4_vsq_dense" else e
-            c = sqdm_counters(ex.d, ex.x, _dense_route(ex), config)
+        ex, _, c = _model_run(cfg, e, None if int4_execs is None else int4_execs[n], config)
         if rtl and (rtl_key, e.index) in rtl:
             c = {**rtl[(rtl_key, e.index)], "items": c["items_dense"] + c["items_sparse"]}
             used += 1
@@ -453,7 +456,6 @@ def equal_area(execs, cfgs, *, int4_execs=None, bandwidth=DEFAULT_BANDWIDTH,
         t0 = time.monotonic()
         arr = ar.equal_area_array("fp16_dense" if cfg == "fp16_dense" else "int4_vsq_dense",
                                   budget["total_um2"])
-        arr = {**arr, "spe_lanes": 0}
         t, _ = _peer_totals(execs, cfg, arr, int4_execs=int4_execs, bandwidth=bandwidth,
                             table=table)
         out[cfg] = {"multipliers": arr["multipliers"],
@@ -486,8 +488,7 @@ def equal_area(execs, cfgs, *, int4_execs=None, bandwidth=DEFAULT_BANDWIDTH,
 
 def fp16_array(multipliers_exact: float) -> dict:
     """The FP16 array of at least ``multipliers_exact`` multipliers in whole 16-lane columns."""
-    cols = max(1, math.ceil(multipliers_exact / 16 - 1e-9))
-    return {"vector": 16, "dpe_cols": cols, "spe_lanes": 0, "tile": 32 if 32 % cols == 0 else cols}
+    return dense_array(max(1, math.ceil(multipliers_exact / 16 - 1e-9)))
 
 
 def equal_area_synth(execs, cfgs, area, *, int4_execs=None, rtl=None,
@@ -732,11 +733,9 @@ def attach_quality_and_area(cfgs, golden, area):
     """Each configuration's denoiser SQNR (``make golden-report``: all-INT4, the plan; FP16 is
     the reference) and datapath area at the equal-multiplier budget (``make area``)."""
     sqnr = (golden or {}).get("sqnr_db", {})
-    which = {"fp16_dense": None, "int4_vsq_dense": "int4"}
     for cfg, t in cfgs.items():
-        key = which.get(cfg, "plan")
-        t["precision"] = {"fp16_dense": "fp16", "int4_vsq_dense": "int4"}.get(cfg, "plan")
-        t["sqnr_db"] = sqnr[key]["mean"] if key in sqnr else None
+        t["precision"] = PRECISION[cfg]
+        t["sqnr_db"] = sqnr[PRECISION[cfg]]["mean"] if PRECISION[cfg] in sqnr else None
         if area is None:
             t["area"] = None
             continue
@@ -756,8 +755,8 @@ def attach_quality_and_area(cfgs, golden, area):
 
 
 def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidth=DEFAULT_BANDWIDTH,
-        int4_traces=None, peer_root=None, area_report=None, golden_report=None, do_sweeps=True, plots=True, check_every=10, verify=True,
-        progress=print):
+        int4_traces=None, peer_root=None, area_report=None, golden_report=None, do_sweeps=True,
+        plots=True, check_every=10, verify=True, progress=print):
     trace_dir, out_dir = Path(trace_dir), Path(out_dir)
     t_all = time.monotonic()
     progress(f"trace {trace_dir}")

@@ -27,6 +27,7 @@ script's hash and the Yosys version), so ``make bench`` reuses them.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -42,6 +43,7 @@ from pathlib import Path
 
 from hw.config import PRESETS
 from hw.rtlcache import block_module, block_verilog
+from .baselines import HW, array_config, dense_array
 
 __all__ = ["AreaError", "SQDM", "DENSE16", "datapath_blocks", "dense_config", "memory_bits",
            "peer_params",
@@ -52,7 +54,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "build" / "area"
 
 #: The SQ-DM configuration (the one every trace and replay uses).
-SQDM = PRESETS["default"]
+SQDM = HW
 #: The dense peer at equal multiplier count: 16 DPE columns x 16 lanes, no SPE.
 DENSE16 = PRESETS["dense"]
 
@@ -72,10 +74,9 @@ class AreaError(RuntimeError):
 
 
 def dense_config(dpe_cols: int):
-    """The dense top (no SPE) with ``dpe_cols`` DPE columns: tile 32 if the columns divide 32,
-    else one pass per item (tile = columns); everything else as :data:`SQDM`."""
-    tile = 32 if 32 % dpe_cols == 0 else dpe_cols
-    return SQDM.replace(dpe_cols=dpe_cols, spe_lanes=0, tile=tile)
+    """The dense top (no SPE) with ``dpe_cols`` DPE columns
+    (:func:`evaluation.baselines.dense_array`); everything else as :data:`SQDM`."""
+    return array_config(dense_array(dpe_cols))
 
 
 def datapath_blocks(config) -> dict[str, int]:
@@ -97,6 +98,7 @@ def yosys_executable() -> str:
     return path
 
 
+@functools.cache
 def yosys_version() -> str:
     out = subprocess.run([yosys_executable(), "-V"], capture_output=True, text=True, check=True)
     return out.stdout.strip()
