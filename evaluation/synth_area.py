@@ -4,8 +4,8 @@
 native build; generic gates, no technology mapping), every block of the compute datapath of
 
 * ``sqdm``: the SQ-DM top (:data:`SQDM`, ``hw.config.PRESETS["default"]``);
-* ``dense16``: the dense top from the same generator (``spe_lanes=0``) with 16 DPE columns
-  (256 multipliers, the equal-multiplier peer);
+* ``dense16``: the dense top from the same generator (``hw.config.PRESETS["dense"]``: no SPE,
+  16 DPE columns = 256 multipliers, the equal-multiplier peer);
 * the dense top sized to the equal-area budget (:func:`size_dense_peer`);
 * the FP16 multiply + FP32 accumulate unit of the FP16 baseline (:class:`hw.fpmac.FP16MAC`),
 
@@ -41,11 +41,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hw.config import PRESETS
 from hw.rtlcache import block_module, block_verilog
-from .baselines import HW, array_config, dense_array
+from .baselines import DENSE, HW, array_config, dense_array
 
-__all__ = ["AreaError", "SQDM", "DENSE16", "datapath_blocks", "dense_config", "memory_bits",
+__all__ = ["AreaError", "SQDM", "datapath_blocks", "dense_config", "memory_bits",
            "peer_params",
            "yosys_executable", "synth_file", "datapath_area", "fp16_mac_area",
            "size_dense_peer", "run", "SRAM_BITCELL_UM2", "SCRIPT"]
@@ -55,8 +54,6 @@ DEFAULT_OUT = REPO / "build" / "area"
 
 #: The SQ-DM configuration (the one every trace and replay uses).
 SQDM = HW
-#: The dense peer at equal multiplier count: 16 DPE columns x 16 lanes, no SPE.
-DENSE16 = PRESETS["dense"]
 
 #: Yosys script after ``read_verilog`` (``{top}``): ``synth``'s coarse steps (memories kept as
 #: ``$mem_v2`` cells), its fine steps without ``memory_map``, then every flip-flop split into a
@@ -233,7 +230,7 @@ def run(out_dir=DEFAULT_OUT, *, jobs=2, log=print) -> dict:
         sqdm = datapath_area(SQDM, cache=cache, pool=pool, log=log)
         budget = sqdm["datapath"]["transistors"]
         log(f"  sqdm datapath: {budget:,} transistors (the budget)")
-        dense16 = datapath_area(DENSE16, cache=cache, pool=pool, log=log)
+        dense16 = datapath_area(DENSE, cache=cache, pool=pool, log=log)
         peer, peer_area, tried = size_dense_peer(budget, cache=cache, pool=pool, log=log)
         fp16 = fp16_mac_area(cache=cache, log=log)
     common = dense16["datapath"]["transistors"] - dense16["blocks"]["dpe"]["transistors"]
