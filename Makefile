@@ -125,7 +125,8 @@ synth: $(STAMP)
 
 # Synthesized datapath areas (native Yosys, `apt-get install yosys`; ~10-20 min on 2 cores the
 # first time, then cached per block in build/area/cache): the equal-area budget of make bench.
-AREA_INPUTS := $(filter-out %/test_%.py,$(wildcard hw/*.py)) evaluation/synth_area.py
+AREA_INPUTS := $(filter-out %/test_%.py,$(wildcard hw/*.py)) evaluation/synth_area.py \
+	evaluation/baselines.py
 area: build/area/report.json
 build/area/report.json: $(STAMP) $(AREA_INPUTS)
 	@command -v yosys >/dev/null || { echo "make area needs the native Yosys (apt-get install yosys)" >&2; exit 2; }
