@@ -234,7 +234,8 @@ def test_wrapper_pins_are_optional():
 
 
 _BLOCK_SUBMODULE = {"dpe": "dpe", "spe": "spe", "ppu": "ppu", "detector": "det",
-                    "addrgen": "ag", "fetch": "fetch_d", "serializer": "ser", "writer": "wr"}
+                    "addrgen": "ag", "fetch": "fetch_d", "serializer": "ser", "writer": "wr",
+                    "dispatch": "disp"}
 
 
 def test_block_args_match_the_top():
@@ -244,7 +245,7 @@ def test_block_args_match_the_top():
     from hw.top import Accelerator
     assert set(BLOCKS) == {"top"} | set(_BLOCK_SUBMODULE)
     params = preset("tiny", max_cout=48, max_cin=64, tile=12, dpe_cols=3, spe_lanes=2,
-                    max_pixels=20)
+                    max_pixels=20, balance=1, col_skip=1, nibble_skip=1)
     top = Accelerator(params)
     m = top.elaborate(None)
     try:

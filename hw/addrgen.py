@@ -1,11 +1,12 @@
 """Channel-last address generator: walks output pixels x output-channel tiles x kernel taps x
 input vectors and emits engine work items on a dense and a sparse stream."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, validating
+from .common import (MX_BLOCK, NCOLS_SHAPE, VECTOR_CHOICES, Mode, check_choice, check_int,
+                     validating)
 from .descriptor import ADDR_BITS, descriptor_layout
 
 __all__ = ["AddrGen", "ADDRGEN_LATENCY", "addr_item_layout", "walk_items"]
@@ -16,9 +17,11 @@ ADDRGEN_LATENCY = 2
 
 def addr_item_layout():
     """One work item: word addresses of the activation vector and of the weight word, and the
-    unit flags of :func:`hw.common.item_layout` (``first``, ``last``, ``null``)."""
+    unit fields of :func:`hw.common.item_layout` (``first``, ``last``, ``null``, ``ncols``,
+    ``pref``)."""
     return data.StructLayout({
         "act_addr": ADDR_BITS, "w_addr": ADDR_BITS, "first": 1, "last": 1, "null": 1,
+        "ncols": NCOLS_SHAPE, "pref": 1,
     })
 
 
@@ -26,19 +29,23 @@ def walk_items(shape, route, *, sparse, mode, vector, tile):
     """Cycle model and address model of one walker (the order items leave the stream).
 
     ``route[g]`` is the channel-map bit of 16-channel group ``g`` (1 = sparse); in MXINT8
-    mode block ``b`` follows bit ``b * 32 / vector``. Yields dicts of ``addr_item_layout``
-    with the activation address relative to ``act_base`` and the weight address relative to
-    ``w_base``. Padding taps are skipped; a unit without items emits one null item.
+    mode block ``b`` follows bit ``b * 32 / vector``. ``sparse``: the walker's class (True:
+    the sparse walker, False: the dense one, None: the single walker of a ``balance`` top,
+    every vector). Yields dicts of ``addr_item_layout`` with the activation address relative
+    to ``act_base`` and the weight address relative to ``w_base``. Padding taps are skipped;
+    a unit without items emits one null item.
     """
     mx = Mode(mode) == Mode.MXINT8
     blk = Mode(mode).block(vector)
     nvec = -(-shape.cin // blk)
     step = MX_BLOCK // vector if mx else 1
-    mine = [j for j in range(nvec) if bool(route[j * step]) == sparse]
+    pref = [int(bool(route[j * step])) for j in range(nvec)]
+    mine = [j for j in range(nvec) if sparse is None or pref[j] == sparse]
     k, s, p = shape.kernel, shape.stride, shape.padding
     for oy in range(shape.out_height):
         for ox in range(shape.out_width):
             for t in range(-(-shape.cout // tile)):
+                ncols = min(tile, shape.cout - t * tile)
                 items = []
                 for ky, kx in shape.taps():
                     iy, ix = oy * s - p + ky, ox * s - p + kx
@@ -47,18 +54,20 @@ def walk_items(shape, route, *, sparse, mode, vector, tile):
                     for j in mine:
                         items.append({"act_addr": (iy * shape.width + ix) * nvec + j,
                                       "w_addr": (t * k * k + ky * k + kx) * nvec + j,
-                                      "first": 0, "last": 0, "null": 0})
+                                      "first": 0, "last": 0, "null": 0,
+                                      "ncols": ncols, "pref": pref[j]})
                 if not items:
                     items.append({"act_addr": 0, "w_addr": 0, "first": 0, "last": 0,
-                                  "null": 1})
+                                  "null": 1, "ncols": ncols, "pref": 0})
                 items[0]["first"] = 1
                 items[-1]["last"] = 1
                 yield from items
 
 
 class _Walker(wiring.Component):
-    """One walker of :class:`AddrGen` (the dense one if ``sparse`` is False); same ports and
-    timing as ``AddrGen`` with a single output stream ``o``."""
+    """One walker of :class:`AddrGen` (the dense one if ``sparse`` is False, the sparse one if
+    True, every vector if None); same ports and timing as ``AddrGen`` with a single output
+    stream ``o``."""
 
     def __init__(self, *, sparse, vector, tile, max_groups):
         self.sparse, self.vector, self.tile, self.max_groups = sparse, vector, tile, max_groups
@@ -79,11 +88,13 @@ class _Walker(wiring.Component):
         nvec = Signal(range(G + 1))
         m.d.comb += nvec.eq(Mux(is_mx, (d.cin + MX_BLOCK - 1) // MX_BLOCK, (d.cin + V - 1) // V))
         mask = Signal(G)
+        routes = Signal(G)  # the map bit of each vector of the layer's mode
         for j in range(G):
             route = self.map[j]
             if j * step < G:
                 route = Mux(is_mx, self.map[j * step], self.map[j])
-            mine = route if self.sparse else ~route
+            m.d.comb += routes[j].eq(route)
+            mine = 1 if self.sparse is None else route if self.sparse else ~route
             m.d.comb += mask[j].eq((j < nvec) & mine)
 
         k, s, p = d.kernel, d.stride, d.padding
@@ -181,6 +192,8 @@ class _Walker(wiring.Component):
                 self.o.payload.first.eq(ustart),
                 self.o.payload.last.eq(last_in_unit),
                 self.o.payload.null.eq(null),
+                self.o.payload.ncols.eq(Mux(last_tile, d.cout - tc, T)),
+                self.o.payload.pref.eq(~null & routes.bit_select(cur_j, 1)),
             ]
             with m.If(last_in_unit):
                 m.d.sync += ustart.eq(1)
@@ -210,7 +223,8 @@ class _Walker(wiring.Component):
 
 
 class AddrGen(wiring.Component):
-    """Two independent walkers (dense and sparse) over the same layer.
+    """Two independent walkers (dense and sparse) over the same layer, or (``merged``) one
+    walker over every vector.
 
     Parameters (keyword-only; ``hw.top.block_args`` derives them from the configuration)
     ------------------------------------------------------------------------------------
@@ -220,6 +234,10 @@ class AddrGen(wiring.Component):
         Output channels per unit (the engines' result width).
     max_cin : int, ``vector``..2048
         Largest input channel count; ``max_cin / vector`` (rounded up) channel-map bits.
+    merged : bool
+        One walker (output ``o``) that emits every vector of the unit, each with its map bit in
+        ``pref``: the item stream of a ``balance`` top (:mod:`hw.dispatch`). ``d`` and ``s``
+        then do not exist.
 
     Members
     -------
@@ -238,6 +256,8 @@ class AddrGen(wiring.Component):
         the vectors of the walker's class (dense: map bit 0, sparse: map bit 1; in MXINT8 mode
         block b follows map bit ``b * 32 / vector``). A unit with no item of the class gets one
         ``null`` item, so both streams carry exactly one ``first``..``last`` run per unit.
+        Every item carries ``ncols`` (the unit's output channels, ``min(tile, cout - tc)``) and
+        ``pref`` (its vector's map bit; 0 for a null item).
 
     Timing
     ------
@@ -247,30 +267,33 @@ class AddrGen(wiring.Component):
     vectors)`` (:func:`walk_items` is the exact model).
     """
 
-    def __init__(self, *, vector, tile, max_cin):
+    def __init__(self, *, vector, tile, max_cin, merged=False):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.tile = check_int("tile", tile, 1, 256)
             self.max_cin = check_int("max_cin", max_cin, vector, 2048)
+            if not isinstance(merged, bool):
+                raise TypeError(f"merged must be a bool, got {merged!r}")
+        self.merged = merged
         self.groups = -(-max_cin // vector)
+        self.walkers = (("o", None),) if merged else (("d", False), ("s", True))
         super().__init__({
             "desc": In(descriptor_layout()),
             "map": In(self.groups),
             "start": In(1),
             "busy": Out(1),
-            "d": Out(stream.Signature(addr_item_layout())),
-            "s": Out(stream.Signature(addr_item_layout())),
+            **{name: Out(stream.Signature(addr_item_layout())) for name, _ in self.walkers},
         })
 
     def elaborate(self, platform):
         m = Module()
         busy = []
-        for name, sparse in (("d", False), ("s", True)):
+        for name, sparse in self.walkers:
             w = _Walker(sparse=sparse, vector=self.vector, tile=self.tile,
                         max_groups=self.groups)
             m.submodules[f"walk_{name}"] = w
             m.d.comb += [w.desc.eq(self.desc), w.map.eq(self.map), w.start.eq(self.start)]
             wiring.connect(m, w.o, wiring.flipped(getattr(self, name)))
             busy.append(w.busy)
-        m.d.comb += self.busy.eq(busy[0] | busy[1])
+        m.d.comb += self.busy.eq(Cat(*busy).any())
         return m

@@ -19,7 +19,7 @@ __all__ = [
     "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_unit",
     "adder_tree", "pack_value", "connect_read_port",
     "nibble_operands", "lut_product",
-    "item_layout", "result_layout", "mx_combos", "nonzero_mask", "popcount",
+    "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask", "popcount",
 ]
 
 # --------------------------------------------------------------------------- encodings
@@ -83,6 +83,10 @@ def check_choice(name, value, choices):
 
 # --------------------------------------------------------------------------- layouts
 
+#: Shape of an item's ``ncols`` field (output channels of its unit, up to the largest tile).
+NCOLS_SHAPE = range(257)
+
+
 def item_layout(cols):
     """Work item of the DPE / SPE: one (kernel tap, input vector) for ``cols`` output channels.
 
@@ -90,7 +94,10 @@ def item_layout(cols):
     (INT4 mode) or E8M0 code (MXINT8 mode); ``w[c]``: the weight elements of output column
     ``c``; ``w_scale[c]`` its scale code. ``first`` clears the accumulators before the item,
     ``last`` makes the engine emit them after it; a ``null`` item contributes nothing and costs
-    one cycle (it exists so that every unit reaches both engines).
+    one cycle (it exists so that every unit reaches both engines). ``ncols``: output channels
+    of the unit (``min(tile, cout - tc)``; a DPE with ``col_skip`` issues only the column groups
+    holding them); ``pref``: the channel-map bit of the item's vector (the dispatcher's
+    preference, ``hw.dispatch``).
     """
     return data.StructLayout({
         "x": data.ArrayLayout(ELEM_SHAPE, MX_BLOCK),
@@ -100,6 +107,8 @@ def item_layout(cols):
         "first": 1,
         "last": 1,
         "null": 1,
+        "ncols": NCOLS_SHAPE,
+        "pref": 1,
     })
 
 

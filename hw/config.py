@@ -18,7 +18,8 @@ from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, PARAM_WORD_BITS, RES_WORD_BITS, weight_word_bits
 
 __all__ = ["AcceleratorConfig", "PRESETS", "preset", "parse_overrides", "COUNTERS",
-           "MODEL_COUNTERS", "SATURATION_COUNTERS", "COUNTER_BITS", "MEMORIES"]
+           "MODEL_COUNTERS", "SATURATION_COUNTERS", "COUNTER_BITS", "MEMORIES", "MECHANISMS",
+           "SPE_MECHANISMS"]
 
 #: Performance counters of the top (output ports ``cnt_<name>``), cleared by ``start``.
 COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
@@ -29,6 +30,10 @@ MODEL_COUNTERS = COUNTERS[:7]
 SATURATION_COUNTERS = COUNTERS[7:]
 #: Bits of every counter port.
 COUNTER_BITS = 48
+#: The architecture-v2 mechanisms: configuration fields, each 0 (off) or 1 (docs/hardware.md 8).
+MECHANISMS = ("balance", "col_skip", "nibble_skip")
+#: The mechanisms that change the SPE's work (meaningless on a dense top).
+SPE_MECHANISMS = ("balance", "nibble_skip")
 #: The top's memories, in host-port select order (``hw.top.MemSel``).
 MEMORIES = ("act", "weight", "param", "res", "out")
 
@@ -47,6 +52,16 @@ class AcceleratorConfig:
     max_pixels: 1..2**24 -- output pixels per layer (zero-counter width).
     act_depth, weight_depth, res_depth, out_depth: 1..2**20 -- memory depths in words. The
     residual memory holds one residual tensor (pixels x cout words).
+
+    The architecture-v2 mechanisms (docs/hardware.md 8), each 0 (off, the paper's organisation)
+    or 1:
+    balance -- one walker and one operand fetch; a dispatcher sends each item to the engine that
+    finishes it first (the channel map breaks ties). Needs an SPE.
+    col_skip -- the DPE issues only the column groups that hold output channels of the unit
+    (small-cout layers: ``conv_out``'s one channel takes one group of ``tile / dpe_cols``).
+    nibble_skip -- MXINT8 on the SPE sweeps the non-zero high nibbles for the two passes that
+    use an activation's high nibble and the non-zero low nibbles for the other two, instead of
+    the non-zero elements for all four. Needs an SPE.
     """
     vector: int = 16
     dpe_cols: int = 8
@@ -59,6 +74,9 @@ class AcceleratorConfig:
     weight_depth: int = 512
     res_depth: int = 8192
     out_depth: int = 2048
+    balance: int = 0
+    col_skip: int = 0
+    nibble_skip: int = 0
 
     def __post_init__(self):
         check_choice("vector", self.vector, VECTOR_CHOICES)
@@ -73,6 +91,10 @@ class AcceleratorConfig:
         check_int("max_pixels", self.max_pixels, 1, 2 ** 24)
         for name in ("act_depth", "weight_depth", "res_depth", "out_depth"):
             check_int(name, getattr(self, name), 1, 2 ** ADDR_BITS)
+        for name in MECHANISMS:
+            check_int(name, getattr(self, name), 0, 1)
+            if getattr(self, name) and name in SPE_MECHANISMS and not self.spe_lanes:
+                raise ValueError(f"{name}=1 needs an SPE (spe_lanes >= 1), got spe_lanes=0")
 
     # ---- construction helpers
 

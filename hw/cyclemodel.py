@@ -10,15 +10,16 @@ the top checks that the RTL's counters equal this model exactly.
 from golden import intref
 
 from .addrgen import ADDRGEN_LATENCY, walk_items
-from .common import Mode
 from .dpe import dpe_item_cycles
 from .engine import ENGINE_STAGES
 from .fetch import FETCH_LATENCY
 from .layout import unpack_vector
 from .ppu import BUFFER_DEPTH, block_closed_by
-from .spe import spe_item_cycles
+from .dispatch import choose_spe
+from .spe import spe_item_cycles, spe_item_macs
 
-__all__ = ["LAUNCH_CYCLES", "FETCH_LATENCY", "START_CYCLE", "EngineModel", "BlockQueueModel",
+__all__ = ["LAUNCH_CYCLES", "FETCH_LATENCY", "START_CYCLE", "EngineModel", "DispatcherModel",
+           "BlockQueueModel",
            "PPUModel", "predict_layer"]
 
 #: Cycles from the ``start`` cycle (cycle 0) to the walkers' start pulse (the controller's
@@ -71,6 +72,63 @@ class EngineModel:
             self.busy = False
         elif self.adv:
             self.left -= 1
+
+
+class DispatcherModel:
+    """Cycle model of :class:`hw.dispatch.Dispatcher` (a ``balance`` top): per cycle
+    :meth:`comb` (given the head item and the engines' ``i_ready``) sets the engines' inputs
+    ``out[e]`` (an item dict or None) and ``i_ready``; :meth:`edge` clocks it with the engines'
+    processing flags. ``cost[e](item)``: the item's cycles on engine ``e`` ("d" or "s")."""
+
+    def __init__(self, cost):
+        self.cost = cost
+        self.rem = {"d": 0, "s": 0}
+        self.got = {"d": False, "s": False}
+        self.closing = self.close_s = False
+        self.hold = self.hold_s = False
+
+    def comb(self, head_valid, head, eng_ready):
+        wait = {e: max(r - 1, 0) for e, r in self.rem.items()}
+        if self.hold:
+            want_s = self.hold_s
+        elif head is None:
+            want_s = False
+        else:
+            want_s = choose_spe(dpe_wait=wait["d"], spe_wait=wait["s"],
+                                dpe_cost=self.cost["d"](head), spe_cost=self.cost["s"](head),
+                                pref=head["pref"])
+        free = not self.closing or not (head is not None and head["last"])
+        owed = {"s": self.closing and self.close_s, "d": self.closing and not self.close_s}
+        to = {"s": want_s and not owed["s"] and free, "d": not want_s and not owed["d"] and free}
+        self.want_s, self.owed, self.to, self.head_valid = want_s, owed, to, head_valid
+        self.out = {}
+        for e in "ds":
+            if owed[e]:
+                self.out[e] = {"act_addr": 0, "w_addr": 0, "null": 1, "first": int(not self.got[e]),
+                               "last": 1, "ncols": head["ncols"] if head else 0, "pref": 0}
+            elif head_valid and to[e]:
+                self.out[e] = {**head, "first": int(not self.got[e])}
+            else:
+                self.out[e] = None
+        self.i_ready = eng_ready["s"] and to["s"] if want_s else eng_ready["d"] and to["d"]
+        self.taken = {e: self.out[e] is not None and eng_ready[e] for e in "ds"}
+        self.accept = head_valid and self.i_ready
+
+    def edge(self, adv, head):
+        for e in "ds":
+            if self.taken[e]:
+                self.rem[e] = 1 if self.owed[e] else self.cost[e](self.out[e])
+                self.got[e] = False if self.owed[e] else not head["last"]
+            elif adv[e] and self.rem[e]:
+                self.rem[e] -= 1
+        if self.accept and head["last"]:
+            self.closing, self.close_s = True, not self.want_s
+        elif any(self.taken[e] and self.owed[e] for e in "ds"):
+            self.closing = False
+        if self.accept:
+            self.hold = False
+        elif head is not None and (self.to["s"] or self.to["d"]) and self.head_valid:
+            self.hold, self.hold_s = True, self.want_s
 
 
 class BlockQueueModel:
@@ -159,19 +217,29 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     fmt = intref.Format(x_format)
     mode = fmt.mode
     count = fmt.block(vector)
+    # the walkers: dense (False) and sparse (True), or a balance top's single one (None)
+    classes = (None,) if config.balance else (False, True)
     streams = {s: list(walk_items(shape, route, sparse=s, mode=mode, vector=vector, tile=tile))
-               for s in (False, True)}
+               for s in classes}
 
     def x_of(item):
         return unpack_vector(act_words[item["act_addr"]])[0] if not item["null"] else [0] * 32
 
-    dpe = EngineModel(lambda it: dpe_item_cycles(mode=mode, null=it["null"], vector=vector,
-                                                 cols=config.dpe_cols, tile=tile))
-    spe = EngineModel(lambda it: spe_item_cycles(x_of(it), mode=mode, null=it["null"],
-                                                 vector=vector, lanes=config.spe_lanes))
+    def dpe_cost(it):
+        return dpe_item_cycles(mode=mode, null=it["null"], vector=vector, cols=config.dpe_cols,
+                               tile=tile, ncols=it["ncols"] if config.col_skip else None)
+
+    def spe_cost(it):
+        return spe_item_cycles(x_of(it), mode=mode, null=it["null"], vector=vector,
+                               lanes=config.spe_lanes, nibble_skip=bool(config.nibble_skip))
+
+    dpe = EngineModel(dpe_cost)
+    spe = EngineModel(spe_cost)
     engines = {False: dpe, True: spe}
+    disp = DispatcherModel({"d": dpe_cost, "s": spe_cost}) if config.balance else None
     walk = {s: {"pos": 0, "running": False, "o_valid": False, "o": None} for s in streams}
     fetch = {s: {"valid": False, "item": None} for s in streams}
+    taken_items = {False: [], True: []}  # the items each engine took
 
     out_blk = intref.block_size(intref.Format(out_format), vector)
     nblk = -(-shape.cout // out_blk)
@@ -196,7 +264,15 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
         join = dpe.o_valid and spe.o_valid and (not uval or ser_done)
         for s, eng in engines.items():
             eng.comb(join)
-        take = {s: (not fetch[s]["valid"]) or engines[s].i_ready for s in streams}
+        if disp is not None:
+            f = fetch[None]
+            disp.comb(f["valid"], f["item"] if f["valid"] else None,
+                      {"d": dpe.i_ready, "s": spe.i_ready})
+            take = {None: not f["valid"] or disp.i_ready}
+            inputs = {False: disp.out["d"], True: disp.out["s"]}
+        else:
+            take = {s: (not fetch[s]["valid"]) or engines[s].i_ready for s in streams}
+            inputs = {s: fetch[s]["item"] if fetch[s]["valid"] else None for s in engines}
 
         # ---- clock edge
         if busy:
@@ -206,8 +282,13 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
             if written == total_words:
                 busy = False
                 break
+        adv = {"d": dpe.adv, "s": spe.adv}
         for s, eng in engines.items():
-            eng.edge(join, fetch[s]["valid"], fetch[s]["item"])
+            if inputs[s] is not None and eng.i_ready:
+                taken_items[s].append(inputs[s])
+            eng.edge(join, inputs[s] is not None, inputs[s])
+        if disp is not None:
+            disp.edge(adv, fetch[None]["item"] if fetch[None]["valid"] else None)
         for s in streams:
             w, f = walk[s], fetch[s]
             o_ready = take[s]
@@ -243,16 +324,18 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
         if cycle > max_cycles:
             raise RuntimeError(f"no completion within {max_cycles} cycles")
 
-    items = streams[False] + streams[True]
-    nnz = [sum(1 for v in x_of(it)[:count] if v) for it in streams[True] if not it["null"]]
-    passes = 4 if mode == Mode.MXINT8 else 1
-    dense_passes = dpe.busy_cycles - sum(1 for it in streams[False] if it["null"])
+    spe_macs = sum(spe_item_macs(x_of(it), mode=mode, vector=vector, lanes=config.spe_lanes,
+                                 nibble_skip=bool(config.nibble_skip)) * tile
+                   for it in taken_items[True] if not it["null"])
+    items = [it for s in streams for it in streams[s]]
+    nnz = [sum(1 for v in x_of(it)[:count] if v) for it in taken_items[True] if not it["null"]]
+    dense_passes = dpe.busy_cycles - sum(1 for it in taken_items[False] if it["null"])
     ch_reads = pixels * shape.cout * (2 if residual else 1)
     return {
         "cycles": cycles,
         "dpe_busy": dpe.busy_cycles,
         "spe_busy": spe.busy_cycles if config.has_spe else 0,
-        "macs": dense_passes * config.dpe_multipliers + sum(nnz) * passes * tile,
+        "macs": dense_passes * config.dpe_multipliers + spe_macs,
         "zeros_skipped": sum(count - n for n in nnz),
         "mem_reads": 2 * sum(1 for it in items if not it["null"]) + ch_reads,
         "mem_writes": total_words,

@@ -15,16 +15,17 @@ __all__ = ["DPE", "DPE_LATENCY", "dpe_item_cycles"]
 DPE_LATENCY = ENGINE_STAGES + 1
 
 
-def dpe_item_cycles(*, mode, null, vector, cols, tile):
+def dpe_item_cycles(*, mode, null, vector, cols, tile, ncols=None):
     """Processing cycles of one DPE item (the cycle model of :class:`DPE`).
 
-    null item: 1. INT4: ``tile / cols`` (one pass per column group). MXINT8: ``tile / cols *
-    (32 / vector) * 4`` (per column group: every slice of ``vector`` elements times the four
-    nibble products of an 8x8 multiply).
+    null item: 1. INT4: ``G`` (one pass per column group). MXINT8: ``G * (32 / vector) * 4``
+    (per column group: every slice of ``vector`` elements times the four nibble products of an
+    8x8 multiply). ``G = tile / cols``, or with ``ncols`` (a ``col_skip`` DPE: the item's unit
+    has ``ncols`` output channels) ``ceil(ncols / cols)``.
     """
     if null:
         return 1
-    groups = tile // cols
+    groups = tile // cols if ncols is None else max(1, -(-ncols // cols))
     if Mode(mode) == Mode.INT4:
         return groups
     return groups * len(mx_combos(vector))
@@ -41,6 +42,9 @@ class DPE(wiring.Component):
         Output channels computed per cycle.
     tile : int, a multiple of ``cols``, ``cols``..256
         Output channels per work item (and per result); ``tile / cols`` column groups.
+    col_skip : bool
+        Issue only the column groups that hold the unit's ``ncols`` output channels (the
+        accumulators of the other groups keep stale values: the serializer never reads them).
 
     Members
     -------
@@ -78,8 +82,11 @@ class DPE(wiring.Component):
     ``o.valid`` never on ``o.ready``.
     """
 
-    def __init__(self, *, vector, cols, tile):
+    def __init__(self, *, vector, cols, tile, col_skip=False):
         with validating(self):
+            if not isinstance(col_skip, bool):
+                raise TypeError(f"col_skip must be a bool, got {col_skip!r}")
+            self.col_skip = col_skip
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.cols = check_int("cols", cols, 1, 64)
             self.tile = check_int("tile", tile, cols, 256)
@@ -117,7 +124,10 @@ class DPE(wiring.Component):
                                             column_sums=column_sums)
 
         last_combo = Mux(is_mx, c_cnt == len(combos) - 1, 1)
-        final = busy & (item.null | ((g_cnt == groups - 1) & last_combo))
+        last_group = g_cnt == groups - 1
+        if self.col_skip:  # the group holding the unit's last output channel
+            last_group = last_group | ((g_cnt + 1) * N >= item.ncols)
+        final = busy & (item.null | (last_group & last_combo))
         adv = busy & ~pipe_stall
         m.d.comb += [
             self.i.ready.eq(~busy | (final & ~pipe_stall)),

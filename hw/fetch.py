@@ -2,7 +2,7 @@
 activation and weight memories."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .addrgen import addr_item_layout
@@ -31,7 +31,8 @@ class OperandFetch(wiring.Component):
         Address items of one walker.
     o : Out(stream.Signature(item_layout(tile)))
         Engine work items: the activation word's 32 elements and scale, each weight column's
-        elements and scale, the item's ``first`` / ``last`` / ``null`` flags.
+        elements and scale, the item's ``first`` / ``last`` / ``null`` flags, ``ncols`` and
+        ``pref``.
     act_addr, w_addr : Out(ADDR_BITS); rd_en : Out(1)
         Read addresses and the read enable of a synchronous (one-cycle) read port of the
         activation and of the weight memory; ``rd_en`` is high in a cycle that takes a
@@ -71,7 +72,8 @@ class OperandFetch(wiring.Component):
         T = self.tile
         walk = self.i
         valid = Signal()
-        flags = Signal(3)
+        flag_names = ("first", "last", "null", "ncols", "pref")
+        flags = Signal(data.StructLayout({n: addr_item_layout().members[n] for n in flag_names}))
         take = ~valid | self.o.ready
         fetch = take & walk.valid & ~walk.payload.null
         m.d.comb += [
@@ -82,8 +84,8 @@ class OperandFetch(wiring.Component):
         ]
         with m.If(take):
             m.d.sync += [valid.eq(walk.valid),
-                         flags.eq(Cat(walk.payload.first, walk.payload.last,
-                                      walk.payload.null))]
+                         flags.eq(pack_value(flags.shape(), {
+                             n: walk.payload[n] for n in flag_names}))]
         # One assignment of the whole item, not one per field: field by field, the Verilog
         # drives the ~2.4 kbit payload wire with ~300 part-select assigns, which Icarus
         # re-resolves (and fans out) once per part (docs/hardware.md, "Simulator notes").
@@ -95,7 +97,7 @@ class OperandFetch(wiring.Component):
             "w": Cat(col[ELEM_BITS * e:ELEM_BITS * (e + 1)]
                      for col in cols for e in range(MX_BLOCK)),
             "w_scale": Cat(col[SCALE_OFFSET:SCALE_OFFSET + 8] for col in cols),
-            "first": flags[0], "last": flags[1], "null": flags[2],
+            **{n: flags[n] for n in flag_names},
         })
         m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(item)]
         return m

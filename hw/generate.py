@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import COUNTERS, PRESETS, preset
 from .dpe import DPE_LATENCY
 from .ppu import PPU_LATENCY
-from .rtlcache import BLOCKS, TOPLEVEL, block_args, block_module
+from .rtlcache import BLOCKS, TOPLEVEL, block_args, block_module, has_block
 from .spe import SPE_LATENCY
 from .verilog import emit_verilog
 
@@ -24,11 +24,11 @@ MODULES = tuple(block_module(b) for b in BLOCKS)
 
 
 def blocks(names=None, config=PRESETS["default"]):
-    """``(module name, component, parameters)`` of every module (or of ``names``), freshly
-    built for ``config`` (each block as the top builds it)."""
+    """``(module name, component, parameters)`` of every module of ``config``'s top (or of
+    ``names``), freshly built for ``config`` (each block as the top builds it)."""
     for block in BLOCKS:
         name = block_module(block)
-        if names is None or name in names:
+        if (names is None or name in names) and has_block(block, config):
             cls, kwargs = block_args(block, config)
             shown = config.to_dict() if block == "top" else kwargs
             yield name, cls(**kwargs), shown

@@ -18,7 +18,7 @@ from pathlib import Path
 from .config import AcceleratorConfig
 from .verilog import BUILD_ROOT, REPO_ROOT, emit_verilog
 
-__all__ = ["TOPLEVEL", "BLOCKS", "DEFAULT_ROOT", "check_block", "block_module", "block_args",
+__all__ = ["TOPLEVEL", "BLOCKS", "DEFAULT_ROOT", "check_block", "block_module", "has_block", "block_args",
            "block_component", "rtl_key", "top_verilog", "block_verilog"]
 
 #: Verilog module name of the top (as ``python -m hw.generate`` names it).
@@ -26,15 +26,17 @@ TOPLEVEL = "sqdm_top"
 
 #: Blocks that can be emitted (and synthesised) on their own (``top``: the whole
 #: accelerator); their submodule names in the top are :data:`_SUBMODULES`' (``fetch`` is the
-#: dense walker's ``fetch_d``, the sparse one ``fetch_s`` is the same component).
-BLOCKS = ("top", "dpe", "spe", "ppu", "detector", "addrgen", "fetch", "serializer", "writer")
+#: dense walker's ``fetch_d``, the sparse one ``fetch_s`` is the same component; a ``balance``
+#: top has the one ``fetch_d`` and the ``dispatch`` block).
+BLOCKS = ("top", "dpe", "spe", "ppu", "detector", "addrgen", "fetch", "serializer", "writer",
+          "dispatch")
 
 #: Default cache folder.
 DEFAULT_ROOT = BUILD_ROOT / "rtl-cache"
 
 #: Submodule name in :meth:`hw.top.Accelerator.elaborate` of each block but the top.
 _SUBMODULES = {"dpe": "dpe", "spe": "spe", "ppu": "ppu", "detector": "det", "addrgen": "ag",
-               "fetch": "fetch_d", "serializer": "ser", "writer": "wr"}
+               "fetch": "fetch_d", "serializer": "ser", "writer": "wr", "dispatch": "disp"}
 
 
 def check_block(block):
@@ -49,6 +51,13 @@ def block_module(block):
     return TOPLEVEL if check_block(block) == "top" else f"sqdm_{block}"
 
 
+def has_block(block, config):
+    """Whether the top of ``config`` has ``block`` (the ``dispatch`` block only a ``balance``
+    top)."""
+    from .top import block_args as top_block_args
+    return check_block(block) == "top" or _SUBMODULES[block] in top_block_args(config)
+
+
 def block_args(block, config):
     """``(class, kwargs)`` of ``block`` as :class:`hw.top.Accelerator` builds it for ``config``
     (:func:`hw.top.block_args`); the top itself is ``(Accelerator, {"config": config})``."""
@@ -56,7 +65,10 @@ def block_args(block, config):
     from .top import block_args as top_block_args
     if check_block(block) == "top":
         return Accelerator, {"config": config}
-    return top_block_args(config)[_SUBMODULES[block]]
+    blocks = top_block_args(config)
+    if _SUBMODULES[block] not in blocks:
+        raise ValueError(f"the top of this configuration has no {block} block")
+    return blocks[_SUBMODULES[block]]
 
 
 def block_component(block, config):

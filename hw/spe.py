@@ -9,7 +9,7 @@ from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, it
                      validating, pack_value)
 from .engine import ENGINE_STAGES, lane_sum, result_pipeline, scale_factors
 
-__all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles"]
+__all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles", "spe_item_macs"]
 
 #: Cycles from the last processing cycle of a ``last`` item to its result on ``o`` (the result
 #: pipeline of :mod:`hw.engine`, then the result register).
@@ -18,20 +18,42 @@ SPE_LATENCY = ENGINE_STAGES + 1
 SPE_NIBBLE_PASSES = ((1, 1, 8), (1, 0, 4), (0, 1, 4), (0, 0, 0))
 
 
-def spe_item_cycles(x, *, mode, null, vector, lanes):
+def spe_item_cycles(x, *, mode, null, vector, lanes, nibble_skip=False):
     """Processing cycles of one SPE item with activation elements ``x`` (the cycle model).
 
     null item: 1. INT4: ``max(1, ceil(nnz / lanes))`` with ``nnz`` the non-zero elements among
     the first ``vector``. MXINT8: ``4 * max(1, ceil(nnz / lanes))`` over the 32 elements of the
-    block (one sweep over the non-zeros per nibble product).
+    block (one sweep over the non-zeros per nibble product); with ``nibble_skip``
+    ``2 * max(1, ceil(nnz_hi / lanes)) + 2 * max(1, ceil(nnz_lo / lanes))``, the non-zero
+    signed high nibbles (``x >> 4``) and unsigned low nibbles (``x & 15``).
     """
     if null:
         return 1
     mx = Mode(mode) == Mode.MXINT8
     count = Mode(mode).block(vector)
-    nnz = sum(1 for v in list(x)[:count] if v != 0)
-    sweep = max(1, -(-nnz // lanes))
-    return len(SPE_NIBBLE_PASSES) * sweep if mx else sweep
+    x = [int(v) for v in list(x)[:count]]
+
+    def sweep(nnz):
+        return max(1, -(-nnz // lanes))
+    if not mx:
+        return sweep(sum(1 for v in x if v))
+    if nibble_skip:
+        return (2 * sweep(sum(1 for v in x if v >> 4))
+                + 2 * sweep(sum(1 for v in x if v & 15)))
+    return len(SPE_NIBBLE_PASSES) * sweep(sum(1 for v in x if v))
+
+
+def spe_item_macs(x, *, mode, vector, lanes, nibble_skip=False):
+    """Lane products of one non-null SPE item (each times the ``cols`` columns: the ``macs``
+    counter): ``nnz`` in INT4 mode, ``4 * nnz`` in MXINT8 mode, ``2 * (nnz_hi + nnz_lo)`` with
+    ``nibble_skip`` (:func:`spe_item_cycles`)."""
+    count = Mode(mode).block(vector)
+    x = [int(v) for v in list(x)[:count]]
+    if Mode(mode) != Mode.MXINT8:
+        return sum(1 for v in x if v)
+    if nibble_skip:
+        return 2 * (sum(1 for v in x if v >> 4) + sum(1 for v in x if v & 15))
+    return len(SPE_NIBBLE_PASSES) * sum(1 for v in x if v)
 
 
 class SPE(wiring.Component):
@@ -47,6 +69,9 @@ class SPE(wiring.Component):
     cols : int, 1..256
         Output channels per item and per cycle (``lanes * cols`` multipliers; the default
         4 x 32 = 128 matches the default DPE's 16 x 8).
+    nibble_skip : bool
+        MXINT8: the two passes that multiply an activation's high nibble sweep its non-zero high
+        nibbles only, the other two its non-zero low nibbles (:func:`spe_item_cycles`).
 
     Members
     -------
@@ -76,8 +101,11 @@ class SPE(wiring.Component):
     last stage holds the final pass of a ``last`` item.
     """
 
-    def __init__(self, *, vector, lanes, cols):
+    def __init__(self, *, vector, lanes, cols, nibble_skip=False):
         with validating(self):
+            if not isinstance(nibble_skip, bool):
+                raise TypeError(f"nibble_skip must be a bool, got {nibble_skip!r}")
+            self.nibble_skip = nibble_skip
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.lanes = check_int("lanes", lanes, 1, MX_BLOCK)
             self.cols = check_int("cols", cols, 1, 256)
@@ -98,6 +126,14 @@ class SPE(wiring.Component):
 
         def mask_of(x):
             return Mux(is_mx, nonzero_mask(x, MX_BLOCK), nonzero_mask(x, V))
+
+        def sweep_mask(x, hi):
+            """The lanes' work of a sweep: the non-zero elements, or with ``nibble_skip`` in
+            MXINT8 mode the non-zero high (``hi``) or low nibbles."""
+            if not self.nibble_skip:
+                return mask_of(x)
+            nib = Cat(*[Mux(hi, x[i][4:8], x[i][0:4]) != 0 for i in range(MX_BLOCK)])
+            return Mux(is_mx, nib, nonzero_mask(x, V))
 
         item = Signal(item_layout(T))
         busy = Signal()
@@ -173,9 +209,11 @@ class SPE(wiring.Component):
         # nibble sweep or the rest of this sweep. Both are encoded before ``accept`` (which
         # depends on the result pipeline's stall, hence on the join) picks one.
         accept = self.i.valid & self.i.ready
-        a_idx, a_ok, a_rest = lanes_of(mask_of(self.i.payload.x), "acc")
+        # (the first sweep multiplies the high nibbles; after sweep 0 the high ones again, then
+        # the low ones: SPE_NIBBLE_PASSES)
+        a_idx, a_ok, a_rest = lanes_of(sweep_mask(self.i.payload.x, 1), "acc")
         cont_mask = Signal(MX_BLOCK)
-        m.d.comb += cont_mask.eq(Mux(sweep_done, mask_of(item.x), rest))
+        m.d.comb += cont_mask.eq(Mux(sweep_done, sweep_mask(item.x, c_cnt == 0), rest))
         k_idx, k_ok, k_rest = lanes_of(cont_mask, "cont")
         with m.If(accept):
             m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, a_idx + a_ok)]

@@ -14,6 +14,7 @@ from .common import MX_BLOCK, Format, connect_read_port, validating
 from .config import COUNTER_BITS, COUNTERS, MEMORIES, AcceleratorConfig
 from .descriptor import ADDR_BITS, descriptor_layout
 from .detector import SparsityDetector
+from .dispatch import Dispatcher
 from .dpe import DPE
 from .fetch import OperandFetch
 from .layout import read_memh
@@ -44,13 +45,23 @@ def block_args(config):
     kit builds the same blocks alone for synthesis)."""
     c = config
     V, T, C = c.vector, c.tile, c.max_cout
+    balance, col_skip, nibble_skip = bool(c.balance), bool(c.col_skip), bool(c.nibble_skip)
+    if not c.has_spe:
+        engines = {"spe": (NullSPE, dict(tile=T))}
+    else:
+        engines = {"spe": (SPE, dict(vector=V, lanes=c.spe_lanes, cols=T,
+                                     nibble_skip=nibble_skip))}
+        if balance:  # one fetch (``fetch_d``) and the dispatcher
+            engines["disp"] = (Dispatcher, dict(vector=V, dpe_cols=c.dpe_cols,
+                                                spe_lanes=c.spe_lanes, tile=T,
+                                                col_skip=col_skip, nibble_skip=nibble_skip))
+        else:
+            engines["fetch_s"] = (OperandFetch, dict(tile=T))
     return {
-        "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin)),
-        "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T)),
+        "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin, merged=balance)),
+        "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T, col_skip=col_skip)),
         "fetch_d": (OperandFetch, dict(tile=T)),
-        **({"spe": (SPE, dict(vector=V, lanes=c.spe_lanes, cols=T)),
-            "fetch_s": (OperandFetch, dict(tile=T))} if c.has_spe else
-           {"spe": (NullSPE, dict(tile=T))}),
+        **engines,
         "ser": (JoinSerializer, dict(vector=V, tile=T, max_channels=C)),
         "ppu": (PPU, dict(vector=V, max_channels=C)),
         "wr": (OutputWriter, dict(max_channels=C)),
@@ -201,16 +212,29 @@ class Accelerator(wiring.Component):
         if cfg.has_spe:
             m.d.comb += spe.mode.eq(desc.mode)
         fetches = {}
-        for name, walk, eng in (("fetch_d", ag.d, dpe), ("fetch_s", ag.s, spe)):
-            if name not in blocks:  # a dense top: the null engine takes the walker's items
-                wiring.connect(m, walk, eng.i)
-                continue
+
+        def fetch(name, walk):
             m.submodules[name] = fe = build(name)
             connect_read_port(m, mems["act"], en=fe.rd_en, addr=fe.act_addr, data=fe.act_data)
             connect_read_port(m, mems["weight"], en=fe.rd_en, addr=fe.w_addr, data=fe.w_data)
             wiring.connect(m, walk, fe.i)
-            wiring.connect(m, fe.o, eng.i)
             fetches[name] = fe
+            return fe
+
+        disp = None
+        if cfg.balance:  # one walker, one fetch, the dispatcher between it and the engines
+            m.submodules.disp = disp = build("disp")
+            wiring.connect(m, fetch("fetch_d", ag.o).o, disp.i)
+            wiring.connect(m, disp.d, dpe.i)
+            wiring.connect(m, disp.s, spe.i)
+            m.d.comb += [disp.mode.eq(desc.mode), disp.d_adv.eq(dpe.busy),
+                         disp.s_adv.eq(spe.busy)]
+        else:
+            wiring.connect(m, fetch("fetch_d", ag.d).o, dpe.i)
+            if cfg.has_spe:
+                wiring.connect(m, fetch("fetch_s", ag.s).o, spe.i)
+            else:  # a dense top: the null engine takes the walker's items
+                wiring.connect(m, ag.s, spe.i)
 
         # ---- join of the two partial results and serializer into the PPU
         m.submodules.ser = ser = build("ser")
@@ -252,13 +276,13 @@ class Accelerator(wiring.Component):
         with m.If(wr.done):
             m.d.sync += [busy.eq(0), done.eq(1)]
         self.blocks = {"ag": ag, **fetches, "dpe": dpe, "spe": spe, "ser": ser, "ppu": ppu,
-                       "wr": wr, "det": det}
+                       "wr": wr, "det": det, **({"disp": disp} if disp is not None else {})}
 
         # ---- performance counters
         sparse = {"busy": 0, "macs": 0, "skipped": 0, "reads": 0}  # a dense top has no SPE
         if cfg.has_spe:
             sparse = {"busy": spe.busy, "macs": spe.macs, "skipped": spe.skipped,
-                      "reads": fetches["fetch_s"].reads}
+                      "reads": fetches["fetch_s"].reads if "fetch_s" in fetches else 0}
         incs = {
             "cycles": busy,
             "dpe_busy": dpe.busy,

@@ -1,0 +1,170 @@
+"""Dispatcher of a ``balance`` top: one fetched item stream to whichever engine finishes the
+item first."""
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
+                     mx_combos, pack_value, popcount, validating)
+from .dpe import dpe_item_cycles
+from .spe import SPE_NIBBLE_PASSES
+
+__all__ = ["Dispatcher", "COST_BITS", "choose_spe"]
+
+#: Bits of an item's cost and of an engine's remaining cycles (the largest DPE item: 256
+#: column groups x 32 MXINT8 passes).
+COST_BITS = 14
+
+
+def choose_spe(*, dpe_wait, spe_wait, dpe_cost, spe_cost, pref):
+    """The dispatch rule (the RTL's and the cycle model's): the SPE when it finishes the item
+    first, the DPE when the DPE does, the item's map bit ``pref`` on a tie."""
+    fd, fs = dpe_wait + dpe_cost, spe_wait + spe_cost
+    return fs < fd or (fs == fd and bool(pref))
+
+
+class Dispatcher(wiring.Component):
+    """Sends each work item of a single stream to the DPE or the SPE (a ``balance`` top).
+
+    Parameters (keyword-only; ``hw.top.block_args`` derives them from the configuration)
+    ------------------------------------------------------------------------------------
+    vector, dpe_cols, tile : as :class:`hw.dpe.DPE`; spe_lanes : as :class:`hw.spe.SPE`
+    col_skip, nibble_skip : the engines' options (they set the engines' item costs)
+
+    Members
+    -------
+    mode : In(Mode)
+        The layer's arithmetic mode.
+    i : In(stream.Signature(item_layout(tile)))
+        Every item of every unit, in walk order (``first`` / ``last`` delimit a unit), from
+        the one operand fetch.
+    d, s : Out(stream.Signature(item_layout(tile)))
+        The DPE's and the SPE's items: each engine gets exactly one ``first``..``last`` run per
+        unit, in unit order.
+    d_adv, s_adv : In(1)
+        The engines' ``busy`` outputs (high in each cycle an engine processes).
+
+    Rule
+    ----
+    The dispatcher counts each engine's remaining issue cycles ``r`` (set to the item's cost on
+    the engine's handshake, -1 per processing cycle); an engine can take an item after
+    ``w = max(r - 1, 0)`` more cycles (its final cycle). Each item's cost is known at the
+    head: the DPE's from the mode and ``ncols`` (:func:`hw.dpe.dpe_item_cycles`), the SPE's from
+    the item's non-zero elements (:func:`hw.spe.spe_item_cycles`). The head item goes to the
+    engine with the smaller ``w + cost`` (:func:`choose_spe`; the map bit ``pref`` breaks a
+    tie). The choice is made in the first cycle the item is offered and kept until the engine
+    takes it (a stream's payload does not change while it waits). ``first`` is set on an
+    engine's first item of the unit; the unit's last item goes with ``last`` to its engine,
+    and the other engine then gets a ``null`` item with ``last`` (``first`` too if it had no
+    item in the unit) so that both deliver one result per unit; until it takes it, the next
+    items may go to the first engine only, and not the next unit's last item. ``i.ready`` never depends on ``i.valid``, ``d.valid`` /
+    ``s.valid`` never on ``d.ready`` / ``s.ready``. No register on the item path: an item
+    can reach an engine in the cycle it leaves the fetch stage.
+    """
+
+    def __init__(self, *, vector, dpe_cols, spe_lanes, tile, col_skip=False,
+                 nibble_skip=False):
+        with validating(self):
+            self.vector = check_choice("vector", vector, VECTOR_CHOICES)
+            self.dpe_cols = check_int("dpe_cols", dpe_cols, 1, 64)
+            self.spe_lanes = check_int("spe_lanes", spe_lanes, 1, MX_BLOCK)
+            self.tile = check_int("tile", tile, dpe_cols, 256)
+            self.col_skip, self.nibble_skip = bool(col_skip), bool(nibble_skip)
+        super().__init__({
+            "mode": In(Mode),
+            "i": In(stream.Signature(item_layout(tile))),
+            "d": Out(stream.Signature(item_layout(tile))),
+            "s": Out(stream.Signature(item_layout(tile))),
+            "d_adv": In(1),
+            "s_adv": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        V, N, L, T = self.vector, self.dpe_cols, self.spe_lanes, self.tile
+        is_mx = self.mode == Mode.MXINT8
+        head = self.i.payload
+
+        # ---- the head item's costs
+        def table(values, index, name):
+            sig = Signal(range(max(values) + 1), name=name)
+            m.d.comb += sig.eq(Array(values)[index])
+            return sig
+
+        ncols = range(T + 1)
+        d_int4 = [dpe_item_cycles(mode=Mode.INT4, null=False, vector=V, cols=N, tile=T,
+                                  ncols=n if self.col_skip else None) for n in ncols]
+        d_mx = [c * len(mx_combos(V)) for c in d_int4]
+        nc = Signal(range(T + 1))
+        m.d.comb += nc.eq(Mux(head.ncols > T, T, head.ncols))
+        d_cost = Mux(head.null, 1, Mux(is_mx, table(d_mx, nc, "d_mx"), table(d_int4, nc, "d_i4")))
+
+        sweep = [max(1, -(-n // L)) for n in range(MX_BLOCK + 1)]
+        x = head.x
+        nnz = popcount(m, Cat(*[Mux(is_mx | (e < V), x[e] != 0, 0) for e in range(MX_BLOCK)]),
+                       "nnz")
+        if self.nibble_skip:
+            hi = popcount(m, Cat(*[x[e][4:8] != 0 for e in range(MX_BLOCK)]), "nnz_hi")
+            lo = popcount(m, Cat(*[x[e][0:4] != 0 for e in range(MX_BLOCK)]), "nnz_lo")
+            s_mx = 2 * table(sweep, hi, "sw_hi") + 2 * table(sweep, lo, "sw_lo")
+        else:
+            s_mx = len(SPE_NIBBLE_PASSES) * table(sweep, nnz, "sw_mx")
+        s_cost = Mux(head.null, 1, Mux(is_mx, s_mx, table(sweep, nnz, "sw")))
+        costs = {"d": Signal(COST_BITS, name="cost_d"), "s": Signal(COST_BITS, name="cost_s")}
+        m.d.comb += [costs["d"].eq(d_cost), costs["s"].eq(s_cost)]
+
+        # ---- engine state: remaining cycles, "has an item of this unit"
+        rem = {e: Signal(COST_BITS, name=f"rem_{e}") for e in "ds"}
+        got = {e: Signal(name=f"got_{e}") for e in "ds"}
+        wait = {e: Signal(COST_BITS, name=f"wait_{e}") for e in "ds"}
+        for e in "ds":
+            m.d.comb += wait[e].eq(Mux(rem[e] > 1, rem[e] - 1, 0))
+
+        # a unit's close owed to one engine (``close_s``: the SPE) after the other took its last
+        closing, close_s = Signal(), Signal()
+        hold, hold_s = Signal(), Signal()
+        want_s = Signal()
+        m.d.comb += want_s.eq(Mux(hold, hold_s,
+                                  (wait["s"] + costs["s"] < wait["d"] + costs["d"])
+                                  | ((wait["s"] + costs["s"] == wait["d"] + costs["d"])
+                                     & head.pref)))
+        # while a close is owed, items go to the other engine only, and no unit's last item
+        # (whose own close would be the second one owed)
+        free = ~closing | ~head.last
+        to = {"s": want_s & ~(closing & close_s) & free,
+              "d": ~want_s & ~(closing & ~close_s) & free}
+        owed = {"s": closing & close_s, "d": closing & ~close_s}
+        out = {"d": self.d, "s": self.s}
+        taken = {}
+        for e, o in out.items():
+            item = pack_value(o.payload.shape(), {
+                **{f: head[f] for f in ("x", "x_scale", "w", "w_scale", "ncols", "pref",
+                                        "null")},
+                "first": ~got[e], "last": head.last})
+            close = pack_value(o.payload.shape(), {
+                **{f: head[f] for f in ("x", "x_scale", "w", "w_scale", "ncols")},
+                "pref": 0, "null": 1, "first": ~got[e], "last": 1})
+            m.d.comb += [o.valid.eq(owed[e] | (self.i.valid & to[e])),
+                         o.payload.eq(Mux(owed[e], close, item))]
+            taken[e] = Signal(name=f"taken_{e}")
+            m.d.comb += taken[e].eq(o.valid & o.ready)
+        m.d.comb += self.i.ready.eq(Mux(want_s, self.s.ready & to["s"], self.d.ready & to["d"]))
+        accept = self.i.valid & self.i.ready
+
+        for e, other in (("d", "s"), ("s", "d")):
+            adv = self.d_adv if e == "d" else self.s_adv
+            with m.If(taken[e]):
+                m.d.sync += rem[e].eq(Mux(owed[e], 1, costs[e]))
+                m.d.sync += got[e].eq(Mux(owed[e], 0, ~head.last))
+            with m.Elif(adv & (rem[e] != 0)):
+                m.d.sync += rem[e].eq(rem[e] - 1)
+        with m.If(accept & head.last):
+            m.d.sync += [closing.eq(1), close_s.eq(~want_s)]
+        with m.Elif(taken["s"] & owed["s"] | taken["d"] & owed["d"]):
+            m.d.sync += closing.eq(0)
+        with m.If(accept):
+            m.d.sync += hold.eq(0)
+        with m.Elif(self.i.valid & (to["s"] | to["d"])):
+            m.d.sync += [hold.eq(1), hold_s.eq(want_s)]
+        return m
