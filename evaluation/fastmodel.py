@@ -33,12 +33,25 @@ import numpy as np
 
 from golden import intref as ir
 from hw.common import MX_BLOCK, Mode
-from hw.cyclemodel import START_CYCLE
+from hw.cyclemodel import START_CYCLE, predict_layer
+from hw.layout import act_words
 from hw.dpe import dpe_item_cycles
 from hw.engine import ENGINE_STAGES
 from hw.ppu import block_closed_by, ppu_block_out
 
 __all__ = ["layer_counters"]
+
+
+def _stepped(shape, route, x, fmt, out_format, residual, config, details):
+    """:func:`hw.cyclemodel.predict_layer` on codes ``x`` (a ``balance`` top), with the item
+    counts of ``details`` from its own walk."""
+    vector = config.vector
+    blk = fmt.block(vector)
+    nvec = -(-shape.cin // blk)
+    words = act_words(x, np.zeros(x.shape[:2] + (nvec,), dtype=np.int64), x_format=fmt,
+                      vector=vector)
+    return predict_layer(shape, route, x_format=fmt, out_format=out_format, residual=residual,
+                         act_words=words, config=config, details=details)
 
 
 def _tap_sum(a, shape):
@@ -80,24 +93,41 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
     nd, ns = int((~sparse_vec).sum()), int(sparse_vec.sum())
 
     x = np.asarray(x_codes)
+    if config.balance:  # the dispatcher's choices depend on the cycle: the stepped model
+        return _stepped(shape, route, x, fmt, out_format, residual, config, details)
     h, w, c = x.shape
-    padded = np.zeros((h, w, nvec * blk), dtype=bool)
-    padded[..., :c] = x != 0
-    nnz = padded.reshape(h, w, nvec, blk).sum(axis=3).astype(np.int64)      # [h, w, nvec]
-    passes = 4 if mx else 1
-    spe_cost = passes * np.maximum(1, -(-nnz // max(spe_lanes, 1)))
-    cd = dpe_item_cycles(mode=mode, null=False, vector=vector, cols=config.dpe_cols, tile=tile)
+    padded = np.zeros((h, w, nvec * blk), dtype=np.int64)
+    padded[..., :c] = x
+    elems = padded.reshape(h, w, nvec, blk)
+    nnz = (elems != 0).sum(axis=3).astype(np.int64)                         # [h, w, nvec]
+    lanes = max(spe_lanes, 1)
+
+    def sweep(n):
+        return np.maximum(1, -(-n // lanes))
+    if mx and config.nibble_skip:  # sweeps over the non-zero high / low nibbles
+        hi = ((elems >> 4) != 0).sum(axis=3).astype(np.int64)
+        lo = ((elems & 15) != 0).sum(axis=3).astype(np.int64)
+        spe_cost = 2 * sweep(hi) + 2 * sweep(lo)
+        lane_ops = 2 * (hi + lo)
+    else:
+        passes = 4 if mx else 1
+        spe_cost = passes * sweep(nnz)
+        lane_ops = passes * nnz
 
     taps = _tap_sum(np.ones((h, w), dtype=np.int64), shape)                 # [oh, ow]
     s_cost = _tap_sum(spe_cost[..., sparse_vec].sum(axis=2), shape)
     s_nnz = _tap_sum(nnz[..., sparse_vec].sum(axis=2), shape)
+    s_ops = _tap_sum(lane_ops[..., sparse_vec].sum(axis=2), shape)
     items_d = taps * nd
     items_s = taps * ns
-    sd = np.where(items_d > 0, items_d * cd, 1).ravel()
     ss = np.where(items_s > 0, s_cost, 1).ravel()
 
     ntile = -(-shape.cout // tile)
     nch = [min(tile, shape.cout - t * tile) for t in range(ntile)]
+    # per tile: the DPE's cycles per item (col_skip: the groups holding the tile's channels)
+    cds = [dpe_item_cycles(mode=mode, null=False, vector=vector, cols=config.dpe_cols,
+                           tile=tile, ncols=n if config.col_skip else None) for n in nch]
+    sds = [np.where(items_d > 0, items_d * cd, 1).ravel() for cd in cds]
     out_blk = ir.block_size(ir.Format(out_format), vector)
     # per tile: (channel offset in the tile, block count) of each output block ending in it
     ends = []
@@ -109,8 +139,8 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
     fd = fs = START_CYCLE + ENGINE_STAGES
     j_prev = o_blk = None
     n_prev = 0
-    for sdu, ssu in zip(sd.tolist(), ss.tolist()):
-        for n, tile_ends in zip(nch, ends):
+    for sdus, ssu in zip(zip(*(sd.tolist() for sd in sds)), ss.tolist()):
+        for sdu, n, tile_ends in zip(sdus, nch, ends):
             if j_prev is None:
                 fd, fs = fd + sdu, fs + ssu
                 j = max(fd, fs) + 1
@@ -128,14 +158,14 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
     nonnull_s = int(items_s.sum()) * ntile
     null_d = int((items_d == 0).sum()) * ntile
     null_s = int((items_s == 0).sum()) * ntile
-    dpe_busy = int(sd.sum()) * ntile
+    dpe_busy = sum(int(sd.sum()) for sd in sds)
     spe_busy = int(ss.sum()) * ntile
     nnz_s = int(s_nnz.sum()) * ntile
     out = {
         "cycles": int(cycles),
         "dpe_busy": dpe_busy,
         "spe_busy": spe_busy if config.has_spe else 0,
-        "macs": (dpe_busy - null_d) * config.dpe_multipliers + nnz_s * passes * tile,
+        "macs": (dpe_busy - null_d) * config.dpe_multipliers + int(s_ops.sum()) * ntile * tile,
         "zeros_skipped": nonnull_s * blk - nnz_s,
         "mem_reads": 2 * (nonnull_d + nonnull_s) + pixels * shape.cout * (2 if residual else 1),
         "mem_writes": pixels * -(-shape.cout // out_blk),

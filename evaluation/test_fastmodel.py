@@ -25,8 +25,26 @@ CASES = [  # h, w, cin, cout, k, s, p, x_format, out_format, residual, (cols, la
 ]
 
 
+MECHANISM_SETS = [{"col_skip": 1}, {"nibble_skip": 1}, {"col_skip": 1, "nibble_skip": 1},
+                  {"balance": 1, "col_skip": 1, "nibble_skip": 1}]
+
+
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_fast_model_equals_predict_layer(case):
+    _check_case(case, {})
+
+
+@pytest.mark.parametrize("mechanisms", range(len(MECHANISM_SETS)))
+@pytest.mark.parametrize("case", [1, 3, 4, 6, 9])
+def test_fast_model_with_v2_mechanisms(case, mechanisms):
+    """The same with the architecture-v2 mechanisms (a dense top takes col_skip only)."""
+    mech = MECHANISM_SETS[mechanisms]
+    if CASES[case][-1][1] == 0:
+        mech = {k: v for k, v in mech.items() if k == "col_skip"}
+    _check_case(case, mech)
+
+
+def _check_case(case, mechanisms):
     h, w, cin, cout, k, s, p, xf, of, res, (cols, lanes, tile) = CASES[case]
     rng = np.random.default_rng(case)
     shape = ir.ConvShape(h, w, cin, cout, k, s, p)
@@ -40,12 +58,14 @@ def test_fast_model_equals_predict_layer(case):
             route = [0] * len(route)
         scales = np.zeros((h, w, -(-cin // blk)), dtype=np.uint8)
         words = act_words(x, scales, x_format=xf)
-        config = AcceleratorConfig(dpe_cols=cols, spe_lanes=lanes, tile=tile)
+        config = AcceleratorConfig(dpe_cols=cols, spe_lanes=lanes, tile=tile, **mechanisms)
         want = predict_layer(shape, route, x_format=xf, out_format=of, residual=res,
                              act_words=words, config=config)
         got = layer_counters(shape, route, x_codes=x, x_format=xf, out_format=of, residual=res,
-                             config=config)
-        assert got == want, (case, trial, route)
+                             config=config, details=True)
+        assert {n: got[n] for n in want} == want, (case, trial, route)
+        items = sum(got[n] for n in ("items_dense", "items_sparse", "null_dense", "null_sparse"))
+        assert items >= 2 * got["units"]
 
 
 def test_worked_example_of_the_hardware_doc():

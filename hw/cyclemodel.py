@@ -206,11 +206,12 @@ class PPUModel:
 
 
 def predict_layer(shape, route, *, x_format, out_format, residual, act_words, config,
-                  max_cycles=10 ** 7):
+                  max_cycles=10 ** 7, details=False):
     """Counters of one layer on the top built with ``config`` (an
     :class:`hw.config.AcceleratorConfig`): every name of :data:`hw.config.MODEL_COUNTERS`
     (``act_words``: the act memory image, relative to ``act_base``, used for the SPE's
-    non-zero counts)."""
+    non-zero counts). With ``details`` also the items each engine took (``items_dense``,
+    ``items_sparse``: non-null; ``null_dense``, ``null_sparse``) and ``units``."""
     vector, tile = config.vector, config.tile
     if not config.has_spe:  # a dense top ties its channel map to all-dense
         route = [0] * len(route)
@@ -331,7 +332,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     nnz = [sum(1 for v in x_of(it)[:count] if v) for it in taken_items[True] if not it["null"]]
     dense_passes = dpe.busy_cycles - sum(1 for it in taken_items[False] if it["null"])
     ch_reads = pixels * shape.cout * (2 if residual else 1)
-    return {
+    out = {
         "cycles": cycles,
         "dpe_busy": dpe.busy_cycles,
         "spe_busy": spe.busy_cycles if config.has_spe else 0,
@@ -340,3 +341,10 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
         "mem_reads": 2 * sum(1 for it in items if not it["null"]) + ch_reads,
         "mem_writes": total_words,
     }
+    if details:
+        for name, s in (("dense", False), ("sparse", True)):
+            nulls = sum(1 for it in taken_items[s] if it["null"])
+            out[f"items_{name}"] = len(taken_items[s]) - nulls
+            out[f"null_{name}"] = nulls
+        out["units"] = pixels * -(-shape.cout // tile)
+    return out
