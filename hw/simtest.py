@@ -185,7 +185,7 @@ def unit_items(x, xs, w, ws, *, x_format, vector=16, tile=None, rng=None, null_r
     for v in range(nvec):
         if rng is not None:
             while rng.random() < null_rate:
-                items.append(_null_item(tile))
+                items.append(_null_item(tile, cols))
         xe = [int(c) for c in x[0, 0, v * blk:(v + 1) * blk]]
         xe += [filler] * (MX_BLOCK - blk)
         we = []
@@ -197,17 +197,18 @@ def unit_items(x, xs, w, ws, *, x_format, vector=16, tile=None, rng=None, null_r
             we.append(col + [filler] * (MX_BLOCK - blk))
         wsc = [int(ws[c, 0, 0, v]) if c < cols else 0 for c in range(tile)]
         items.append({"x": xe, "x_scale": int(xs[0, 0, v]), "w": we, "w_scale": wsc,
-                      "first": 0, "last": 0, "null": 0})
+                      "first": 0, "last": 0, "null": 0, "ncols": cols, "pref": 0})
     if not items:
-        items.append(_null_item(tile))
+        items.append(_null_item(tile, cols))
     items[0]["first"] = 1
     items[-1]["last"] = 1
     return items
 
 
-def _null_item(tile):
+def _null_item(tile, ncols=None):
     return {"x": [0] * MX_BLOCK, "x_scale": 0, "w": [[0] * MX_BLOCK] * tile,
-            "w_scale": [0] * tile, "first": 0, "last": 0, "null": 1}
+            "w_scale": [0] * tile, "first": 0, "last": 0, "null": 1,
+            "ncols": tile if ncols is None else ncols, "pref": 0}
 
 
 def seeded(seed):
@@ -276,17 +277,20 @@ def run_stream_case(dut, case):
 
 
 def engine_case(*, tile, x_format, units, seed, item_cycles, sparsity=0.0, in_gap=0.3,
-                out_gap=0.3, null_rate=0.1, vector=16, max_vec=3, filler=5):
+                out_gap=0.3, null_rate=0.1, vector=16, max_vec=3, filler=5, real_cols=False):
     """A :class:`StreamCase` of ``units`` random units for an engine (DPE or SPE) with
     ``tile`` output columns: every result is compared with :func:`reference_unit`;
-    ``item_cycles(item, mode)`` is the block's cycle model, which ``busy`` must add up to."""
+    ``item_cycles(item, mode)`` is the block's cycle model, which ``busy`` must add up to.
+    Each unit has a random number of real columns (its items' ``ncols``); with ``real_cols``
+    only those are compared (a ``col_skip`` DPE leaves the others stale)."""
     _, nrng = seeded(seed)
     fmt = intref.Format(x_format)
     mode = fmt.mode
-    all_items, expected = [], []
+    all_items, expected, ncols = [], [], []
     for _ in range(units):
         nvec = int(nrng.integers(0, max_vec + 1))
         cols = int(nrng.integers(1, tile + 1))
+        ncols.append(cols)
         x, xs, w, ws = make_unit_data(nrng, x_format=fmt, nvec=nvec, cols=cols,
                                       sparsity=sparsity, vector=vector)
         acc, sat = reference_unit(x, xs, w, ws, x_format=fmt, vector=vector)
@@ -296,32 +300,33 @@ def engine_case(*, tile, x_format, units, seed, item_cycles, sparsity=0.0, in_ga
                                 filler=filler if mode == intref.Mode.INT4 else 0)
 
     def check(results):
-        for k, (res, e) in enumerate(zip(results, expected)):
-            g = ([int(a) for a in res.acc], int(res.sat))
-            assert g == e, f"unit {k}: got {g}, expected {e}"
+        for k, (res, (acc, sat), n) in enumerate(zip(results, expected, ncols)):
+            n = n if real_cols else tile
+            g = ([int(a) for a in res.acc][:n], int(res.sat))
+            assert g == (acc[:n], sat), f"unit {k}: got {g}, expected {(acc[:n], sat)}"
 
     return StreamCase(config={"mode": mode.value}, inputs=all_items, outputs=units,
                       check=check, seed=seed, in_gap=in_gap, out_gap=out_gap,
                       busy_cycles=sum(item_cycles(it, mode) for it in all_items))
 
 
-def dpe_cycles(vector, cols, tile):
+def dpe_cycles(vector, cols, tile, col_skip=False):
     """``item_cycles(item, mode)`` of a DPE (:func:`hw.dpe.dpe_item_cycles`)."""
     from .dpe import dpe_item_cycles
 
     def item_cycles(item, mode):
-        return dpe_item_cycles(mode=mode, null=item["null"], vector=vector,
-                               cols=cols, tile=tile)
+        return dpe_item_cycles(mode=mode, null=item["null"], vector=vector, cols=cols,
+                               tile=tile, ncols=item["ncols"] if col_skip else None)
     return item_cycles
 
 
-def spe_cycles(vector, lanes):
+def spe_cycles(vector, lanes, nibble_skip=False):
     """``item_cycles(item, mode)`` of an SPE (:func:`hw.spe.spe_item_cycles`)."""
     from .spe import spe_item_cycles
 
     def item_cycles(item, mode):
-        return spe_item_cycles(item["x"], mode=mode, null=item["null"],
-                               vector=vector, lanes=lanes)
+        return spe_item_cycles(item["x"], mode=mode, null=item["null"], vector=vector,
+                               lanes=lanes, nibble_skip=nibble_skip)
     return item_cycles
 
 

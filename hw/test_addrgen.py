@@ -19,8 +19,11 @@ CASES = [  # height, width, cin, cout, kernel, stride, padding, x_format
 ]
 
 
-def _collect(dut, desc, route, rnd, n_d, n_s):
-    got = {"d": [], "s": []}
+FIELDS = ("act_addr", "w_addr", "first", "last", "null", "ncols", "pref")
+
+
+def _collect(dut, desc, route, rnd, counts):
+    got = {name: [] for name in counts}
 
     async def bench(ctx):
         ctx.set(dut.desc, desc)
@@ -33,12 +36,36 @@ def _collect(dut, desc, route, rnd, n_d, n_s):
         async def run(ctx):
             for _ in range(n):
                 it = await stream_get(ctx, getattr(dut, name), rnd, 0.3)
-                got[name].append({k: int(getattr(it, k)) for k in
-                                  ("act_addr", "w_addr", "first", "last", "null")})
+                got[name].append({k: int(getattr(it, k)) for k in FIELDS})
         return run
 
-    run_sim(dut, [bench, consumer("d", n_d), consumer("s", n_s)])
+    run_sim(dut, [bench] + [consumer(name, n) for name, n in counts.items()])
     return got
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_merged_walker_emits_every_vector_with_its_map_bit(case):
+    """A balance top's single walker (merged=True): every item of every unit in walk order,
+    each with its vector's map bit (pref) and the unit's channel count (ncols), exactly
+    walk_items(sparse=None); the dense and sparse streams interleaved per unit."""
+    h, w, cin, cout, k, s, p, fmt = case
+    rnd, _ = seeded(sum(case[:7]) + 1)
+    shape = intref.ConvShape(h, w, cin, cout, k, s, p)
+    dut = AddrGen(vector=16, tile=4, max_cin=80, merged=True)
+    ag = addrgen_case(shape, fmt, groups=dut.groups, seed=sum(case[:7]), tile=4)
+    want = list(walk_items(shape, ag["route_bits"], sparse=None, mode=fmt.mode, vector=16,
+                           tile=4))
+    for it in want:
+        it["act_addr"] += 7
+        it["w_addr"] += 100
+    got = _collect(dut, ag["desc"], ag["route"], rnd, {"o": len(want)})
+    assert got["o"] == want
+    real = [it for it in want if not it["null"]]
+    dense_and_sparse = [it for n in ("d", "s") for it in ag["want"][n] if not it["null"]]
+    key = lambda it: (it["act_addr"], it["w_addr"])  # noqa: E731
+    assert sorted(map(key, real)) == sorted(map(key, dense_and_sparse))
+    sparse = {key(it) for it in ag["want"]["s"] if not it["null"]}
+    assert all(it["pref"] == int(key(it) in sparse) for it in real)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -50,7 +77,7 @@ def test_addrgen_streams_and_coverage(case):
     dut = AddrGen(vector=16, tile=tile, max_cin=80)
     ag = addrgen_case(shape, fmt, groups=dut.groups, seed=sum(case[:7]), tile=tile)
     want = ag["want"]
-    got = _collect(dut, ag["desc"], ag["route"], rnd, len(want["d"]), len(want["s"]))
+    got = _collect(dut, ag["desc"], ag["route"], rnd, {n: len(want[n]) for n in ("d", "s")})
     for n in ("d", "s"):
         assert got[n] == want[n], n
 

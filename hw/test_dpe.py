@@ -4,7 +4,8 @@ import pytest
 
 from golden import intref
 
-from .dpe import DPE
+from .common import Mode
+from .dpe import DPE, dpe_item_cycles
 from .engine import ENGINE_STAGES
 from .simtest import default_args, dpe_cycles, engine_check
 
@@ -15,6 +16,24 @@ def test_dpe_matches_reference(x_format, vector, cols, tile):
     dut = DPE(vector=vector, cols=cols, tile=tile)
     engine_check(dut, x_format=x_format, units=12, seed=100 + x_format.value * 7 + cols,
                  item_cycles=dpe_cycles(vector, cols, tile), vector=vector)
+
+
+@pytest.mark.parametrize("x_format", list(intref.Format))
+@pytest.mark.parametrize("vector,cols,tile", [(16, 2, 6), (8, 1, 3)])
+def test_dpe_col_skip_matches_reference(x_format, vector, cols, tile):
+    """col_skip: only the column groups holding the unit's ncols channels are issued (those
+    channels exact; cycles per dpe_item_cycles(ncols=...))."""
+    dut = DPE(vector=vector, cols=cols, tile=tile, col_skip=True)
+    engine_check(dut, x_format=x_format, units=12, seed=150 + x_format.value * 7 + cols,
+                 item_cycles=dpe_cycles(vector, cols, tile, col_skip=True), vector=vector,
+                 real_cols=True)
+
+
+def test_dpe_col_skip_cycle_model():
+    kw = dict(null=False, vector=16, cols=8, tile=32)
+    assert [dpe_item_cycles(mode=Mode.INT4, ncols=n, **kw) for n in (1, 8, 9, 32)] == [1, 1, 2, 4]
+    assert dpe_item_cycles(mode=Mode.MXINT8, ncols=1, **kw) == 8
+    assert dpe_item_cycles(mode=Mode.MXINT8, **kw) == 32
 
 
 def test_dpe_default_size_int4():

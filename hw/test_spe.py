@@ -9,7 +9,7 @@ from .common import Mode
 from .config import PRESETS
 from .dpe import DPE, dpe_item_cycles
 from .simtest import default_args, dpe_cycles, engine_check, spe_cycles
-from .spe import SPE, spe_item_cycles
+from .spe import SPE, spe_item_cycles, spe_item_macs
 
 
 @pytest.mark.parametrize("x_format", list(intref.Format))
@@ -18,6 +18,26 @@ def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity):
     dut = SPE(vector=vector, lanes=lanes, cols=cols)
     engine_check(dut, x_format=x_format, units=12, seed=200 + x_format.value * 5 + lanes,
                  item_cycles=spe_cycles(vector, lanes), vector=vector, sparsity=sparsity)
+
+
+@pytest.mark.parametrize("x_format", [intref.Format.MXINT8, intref.Format.UINT4])
+def test_spe_nibble_skip_matches_reference(x_format):
+    """nibble_skip: MXINT8 sweeps the non-zero high nibbles, then the low ones (INT4 as
+    before); exact results, cycles per spe_item_cycles(nibble_skip=True)."""
+    dut = SPE(vector=16, lanes=3, cols=3, nibble_skip=True)
+    engine_check(dut, x_format=x_format, units=12, seed=71 + x_format.value,
+                 item_cycles=spe_cycles(16, 3, nibble_skip=True), sparsity=0.4)
+
+
+def test_spe_nibble_skip_cycle_model_examples():
+    x = [0] * 32
+    x[:6] = [1, 2, 3, 16, -16, -1]  # high nibbles non-zero: 16, -16, -1; low: 1, 2, 3, -1
+    kw = dict(mode=Mode.MXINT8, null=False, vector=16, lanes=2)
+    assert spe_item_cycles(x, **kw) == 4 * 3
+    assert spe_item_cycles(x, nibble_skip=True, **kw) == 2 * 2 + 2 * 2
+    assert spe_item_macs(x, nibble_skip=True, mode=Mode.MXINT8, vector=16, lanes=2) == 14
+    assert spe_item_cycles([0] * 32, nibble_skip=True, **kw) == 4
+    assert spe_item_cycles(x, nibble_skip=True, **{**kw, "mode": Mode.INT4}) == 3
 
 
 def test_spe_default_size_int4():
