@@ -104,8 +104,8 @@ class DispatcherModel:
         self.out = {}
         for e in "ds":
             if owed[e]:
-                self.out[e] = {"act_addr": 0, "w_addr": 0, "null": 1, "first": int(not self.got[e]),
-                               "last": 1, "ncols": head["ncols"] if head else 0, "pref": 0}
+                self.out[e] = {"act_addr": 0, "w_addr": 0, "null": 1,
+                               "first": int(not self.got[e]), "last": 1, "ncols": 0, "pref": 0}
             elif head_valid and to[e]:
                 self.out[e] = {**head, "first": int(not self.got[e])}
             else:

@@ -142,9 +142,10 @@ class Dispatcher(wiring.Component):
                 **{f: head[f] for f in ("x", "x_scale", "w", "w_scale", "ncols", "pref",
                                         "null")},
                 "first": ~got[e], "last": head.last})
-            close = pack_value(o.payload.shape(), {
-                **{f: head[f] for f in ("x", "x_scale", "w", "w_scale", "ncols")},
-                "pref": 0, "null": 1, "first": ~got[e], "last": 1})
+            close = pack_value(o.payload.shape(), {  # constant while it waits
+                "x": [0] * MX_BLOCK, "x_scale": 0, "w": [[0] * MX_BLOCK] * T, "w_scale": [0] * T,
+                "ncols": 0, "pref": 0, "null": 1,
+                "first": ~got[e], "last": 1})
             m.d.comb += [o.valid.eq(owed[e] | (self.i.valid & to[e])),
                          o.payload.eq(Mux(owed[e], close, item))]
             taken[e] = Signal(name=f"taken_{e}")

@@ -1,0 +1,138 @@
+"""Dispatcher (a balance top): cycle by cycle equal to hw.cyclemodel.DispatcherModel, one
+first..last run per unit and engine, every item to exactly one engine."""
+
+import pytest
+
+from .common import Mode
+from .cyclemodel import DispatcherModel
+from .dispatch import Dispatcher, choose_spe
+from .dpe import dpe_item_cycles
+from .simtest import run_sim, seeded, stream_put
+from .spe import spe_item_cycles
+
+V, COLS, LANES, TILE = 16, 2, 3, 6
+
+
+def _units(nrng, count, mode):
+    """Random units of random items (non-zero density, ncols and map bits vary per unit)."""
+    items = []
+    for u in range(count):
+        n = int(nrng.integers(1, 6))
+        ncols = int(nrng.integers(1, TILE + 1))
+        density = nrng.uniform(0.0, 1.0)
+        unit = []
+        for _ in range(n):
+            lo, hi = (-127, 128) if mode == Mode.MXINT8 else (0, 16)
+            x = [int(v) if nrng.random() < density else 0 for v in nrng.integers(lo, hi, 32)]
+            unit.append({"x": x, "x_scale": 0, "w": [[0] * 32] * TILE, "w_scale": [0] * TILE,
+                         "first": 0, "last": 0, "null": 0, "ncols": ncols,
+                         "pref": int(nrng.integers(0, 2)), "tag": (u, len(unit))})
+        unit[0]["first"] = 1
+        unit[-1]["last"] = 1
+        items += unit
+    return items
+
+
+def _costs(mode, col_skip, nibble_skip):
+    def dpe(it):
+        return dpe_item_cycles(mode=mode, null=it["null"], vector=V, cols=COLS, tile=TILE,
+                               ncols=it["ncols"] if col_skip else None)
+
+    def spe(it):
+        return spe_item_cycles(it["x"], mode=mode, null=it["null"], vector=V, lanes=LANES,
+                               nibble_skip=nibble_skip)
+    return {"d": dpe, "s": spe}
+
+
+@pytest.mark.parametrize("mode", [Mode.INT4, Mode.MXINT8])
+@pytest.mark.parametrize("col_skip,nibble_skip,seed", [(True, True, 1), (False, False, 2)])
+def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed):
+    rnd, nrng = seeded(seed)
+    items = _units(nrng, 14, mode)
+    dut = Dispatcher(vector=V, dpe_cols=COLS, spe_lanes=LANES, tile=TILE, col_skip=col_skip,
+                     nibble_skip=nibble_skip)
+    cost = _costs(mode, col_skip, nibble_skip)
+    trace, taken = [], {"d": [], "s": []}
+    units = len({it["tag"][0] for it in items})
+
+    async def producer(ctx):
+        ctx.set(dut.mode, mode)
+        for it in items:
+            await stream_put(ctx, dut.i, {k: v for k, v in it.items() if k != "tag"}, rnd, 0.2)
+
+    async def engines(ctx):
+        """Two engines as the DPE / SPE behave: busy for the item's cost, the next item taken
+        in the final cycle, random stalls (a full result register) in any busy cycle."""
+        left = {"d": 0, "s": 0}
+        head = 0
+        while min(sum(1 for t in taken[e] if t["last"]) for e in "ds") < units:
+            ready, adv = {}, {}
+            for e in "ds":
+                stall = left[e] > 0 and rnd.random() < 0.15
+                adv[e] = left[e] > 0 and not stall
+                ready[e] = left[e] == 0 or (left[e] == 1 and not stall)
+                ctx.set(getattr(dut, e).ready, ready[e])
+                ctx.set(getattr(dut, f"{e}_adv"), adv[e])
+            _, _, iv, ir, dv, dp, sv, sp = await ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.d.valid, dut.d.payload, dut.s.valid, dut.s.payload)
+            out = {"d": (dv, dp), "s": (sv, sp)}
+            rec = {"i_valid": iv, "i_ready": ir, "ready": ready, "adv": adv,
+                   "head": items[head] if iv else None, "out": {}}
+            for e in "ds":
+                valid, p = out[e]
+                rec["out"][e] = (dict(first=p.first, last=p.last, null=p.null)
+                                 if valid else None)
+                if adv[e]:
+                    left[e] -= 1
+                if valid and ready[e]:
+                    it = dict(items[head]) if not p.null else {"null": 1, "ncols": 0, "x": []}
+                    it.update(first=p.first, last=p.last)
+                    taken[e].append(it)
+                    left[e] = cost[e](it)
+            if iv and ir:
+                head += 1
+            trace.append(rec)
+
+    run_sim(dut, [producer, engines])
+
+    # the model, stepped with the recorded engine signals, makes the same choices
+    model = DispatcherModel(cost)
+    for n, rec in enumerate(trace):
+        model.comb(rec["i_valid"], rec["head"], rec["ready"])
+        got = {e: model.out[e] and {k: model.out[e][k] for k in ("first", "last", "null")}
+               for e in "ds"}
+        assert got == rec["out"], (n, got, rec["out"])
+        if rec["i_valid"]:
+            assert model.i_ready == bool(rec["i_ready"]), n
+        model.edge(rec["adv"], rec["head"])
+
+    # per engine one first..last run per unit; every item to exactly one engine
+    seen = []
+    for e in "ds":
+        runs, open_run = 0, False
+        for it in taken[e]:
+            assert bool(it["first"]) != open_run, (e, it)
+            open_run = not it["last"]
+            runs += bool(it["last"])
+            if not it["null"]:
+                seen.append(it["tag"])
+        assert runs == units and not open_run, e
+    assert sorted(seen) == [it["tag"] for it in items]
+    assert taken["d"] and taken["s"]
+
+
+def test_choose_spe_rule():
+    kw = dict(dpe_wait=3, dpe_cost=4, spe_wait=0)
+    assert choose_spe(spe_cost=6, pref=0, **kw)
+    assert not choose_spe(spe_cost=8, pref=1, **kw)
+    assert choose_spe(spe_cost=7, pref=1, **kw) and not choose_spe(spe_cost=7, pref=0, **kw)
+
+
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    ({"spe_lanes": 0}, ValueError, r"spe_lanes must be in \[1, 32\], got 0"),
+    ({"tile": 1}, ValueError, r"tile must be in \[2, 256\], got 1"),
+    ({"vector": 12}, ValueError, "vector must be one of"),
+])
+def test_dispatcher_rejects_bad_parameters(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        Dispatcher(**{**dict(vector=V, dpe_cols=COLS, spe_lanes=LANES, tile=TILE), **kwargs})
