@@ -88,18 +88,20 @@ class DispatcherModel:
         self.hold = self.hold_s = False
 
     def comb(self, head_valid, head, eng_ready):
-        wait = {e: max(r - 1, 0) for e, r in self.rem.items()}
+        free = {e: r <= 1 for e, r in self.rem.items()}
         if self.hold:
             want_s = self.hold_s
         elif head is None:
-            want_s = False
+            want_s = None
         else:
-            want_s = choose_spe(dpe_wait=wait["d"], spe_wait=wait["s"],
+            want_s = choose_spe(dpe_free=free["d"], spe_free=free["s"],
                                 dpe_cost=self.cost["d"](head), spe_cost=self.cost["s"](head),
                                 pref=head["pref"])
-        free = not self.closing or not (head is not None and head["last"])
+        # no offer while neither engine is free, nor a unit's last item while a close is owed
+        open_ = want_s is not None and (not self.closing or not head["last"])
         owed = {"s": self.closing and self.close_s, "d": self.closing and not self.close_s}
-        to = {"s": want_s and not owed["s"] and free, "d": not want_s and not owed["d"] and free}
+        to = {"s": open_ and want_s and not owed["s"],
+              "d": open_ and not want_s and not owed["d"]}
         self.want_s, self.owed, self.to, self.head_valid = want_s, owed, to, head_valid
         self.out = {}
         for e in "ds":

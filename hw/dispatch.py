@@ -17,11 +17,16 @@ __all__ = ["Dispatcher", "COST_BITS", "choose_spe"]
 COST_BITS = 14
 
 
-def choose_spe(*, dpe_wait, spe_wait, dpe_cost, spe_cost, pref):
-    """The dispatch rule (the RTL's and the cycle model's): the SPE when it finishes the item
-    first, the DPE when the DPE does, the item's map bit ``pref`` on a tie."""
-    fd, fs = dpe_wait + dpe_cost, spe_wait + spe_cost
-    return fs < fd or (fs == fd and bool(pref))
+def choose_spe(*, dpe_free, spe_free, dpe_cost, spe_cost, pref):
+    """The dispatch rule (the RTL's and the cycle model's): True for the SPE, False for the
+    DPE, None to wait. An item goes to a free engine (one that can take an item now or in this
+    cycle, the last of its current item); when both are free, to the one with the smaller cost
+    for it (the item's map bit ``pref`` on a tie)."""
+    if dpe_free and spe_free:
+        return spe_cost < dpe_cost or (spe_cost == dpe_cost and bool(pref))
+    if dpe_free or spe_free:
+        return bool(spe_free)
+    return None
 
 
 class Dispatcher(wiring.Component):
@@ -48,13 +53,16 @@ class Dispatcher(wiring.Component):
     Rule
     ----
     The dispatcher counts each engine's remaining issue cycles ``r`` (set to the item's cost on
-    the engine's handshake, -1 per processing cycle); an engine can take an item after
-    ``w = max(r - 1, 0)`` more cycles (its final cycle). Each item's cost is known at the
-    head: the DPE's from the mode and ``ncols`` (:func:`hw.dpe.dpe_item_cycles`), the SPE's from
-    the item's non-zero elements (:func:`hw.spe.spe_item_cycles`). The head item goes to the
-    engine with the smaller ``w + cost`` (:func:`choose_spe`; the map bit ``pref`` breaks a
-    tie). The choice is made in the first cycle the item is offered and kept until the engine
-    takes it (a stream's payload does not change while it waits). ``first`` is set on an
+    the engine's handshake, -1 per processing cycle); an engine is *free* when ``r <= 1`` (idle,
+    or in the final cycle of its item, when it takes the next one). Each item's cost is known
+    at the head: the DPE's from the mode and ``ncols`` (:func:`hw.dpe.dpe_item_cycles`), the
+    SPE's from the item's non-zero elements (:func:`hw.spe.spe_item_cycles`). The head item
+    goes to a free engine, to the cheaper one when both are free (the map bit ``pref`` breaks a
+    tie), and waits while neither is (:func:`choose_spe`): work-conserving, so the DPE, 15 %
+    busy in the paper's organisation, takes whatever the SPE cannot take at once. The choice
+    is made in the first cycle the item is offered and kept until the engine takes it (a
+    stalled engine is still free by its count; a stream's payload does not change while it
+    waits). ``first`` is set on an
     engine's first item of the unit; the unit's last item goes with ``last`` to its engine,
     and the other engine then gets a ``null`` item with ``last`` (``first`` too if it had no
     item in the unit) so that both deliver one result per unit; until it takes it, the next
@@ -117,23 +125,21 @@ class Dispatcher(wiring.Component):
         # ---- engine state: remaining cycles, "has an item of this unit"
         rem = {e: Signal(COST_BITS, name=f"rem_{e}") for e in "ds"}
         got = {e: Signal(name=f"got_{e}") for e in "ds"}
-        wait = {e: Signal(COST_BITS, name=f"wait_{e}") for e in "ds"}
-        for e in "ds":
-            m.d.comb += wait[e].eq(Mux(rem[e] > 1, rem[e] - 1, 0))
+        free = {e: rem[e] <= 1 for e in "ds"}
 
         # a unit's close owed to one engine (``close_s``: the SPE) after the other took its last
         closing, close_s = Signal(), Signal()
         hold, hold_s = Signal(), Signal()
         want_s = Signal()
+        cheaper_s = (costs["s"] < costs["d"]) | ((costs["s"] == costs["d"]) & head.pref)
         m.d.comb += want_s.eq(Mux(hold, hold_s,
-                                  (wait["s"] + costs["s"] < wait["d"] + costs["d"])
-                                  | ((wait["s"] + costs["s"] == wait["d"] + costs["d"])
-                                     & head.pref)))
+                                  Mux(free["d"] & free["s"], cheaper_s, free["s"])))
+        go = hold | free["d"] | free["s"]
         # while a close is owed, items go to the other engine only, and no unit's last item
         # (whose own close would be the second one owed)
-        free = ~closing | ~head.last
-        to = {"s": want_s & ~(closing & close_s) & free,
-              "d": ~want_s & ~(closing & ~close_s) & free}
+        open_ = go & (~closing | ~head.last)
+        to = {"s": want_s & ~(closing & close_s) & open_,
+              "d": ~want_s & ~(closing & ~close_s) & open_}
         owed = {"s": closing & close_s, "d": closing & ~close_s}
         out = {"d": self.d, "s": self.s}
         taken = {}

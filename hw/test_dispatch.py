@@ -122,10 +122,14 @@ def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed):
 
 
 def test_choose_spe_rule():
-    kw = dict(dpe_wait=3, dpe_cost=4, spe_wait=0)
-    assert choose_spe(spe_cost=6, pref=0, **kw)
-    assert not choose_spe(spe_cost=8, pref=1, **kw)
-    assert choose_spe(spe_cost=7, pref=1, **kw) and not choose_spe(spe_cost=7, pref=0, **kw)
+    both = dict(dpe_free=True, spe_free=True, dpe_cost=4)
+    assert choose_spe(spe_cost=3, pref=0, **both) is True
+    assert choose_spe(spe_cost=5, pref=1, **both) is False
+    assert choose_spe(spe_cost=4, pref=1, **both) and not choose_spe(spe_cost=4, pref=0, **both)
+    # one free engine takes the item whatever it costs there; none free: wait
+    assert choose_spe(dpe_free=True, spe_free=False, dpe_cost=32, spe_cost=1, pref=1) is False
+    assert choose_spe(dpe_free=False, spe_free=True, dpe_cost=1, spe_cost=16, pref=0) is True
+    assert choose_spe(dpe_free=False, spe_free=False, dpe_cost=1, spe_cost=1, pref=0) is None
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
