@@ -17,7 +17,7 @@ from .common import MX_BLOCK, VECTOR_CHOICES, check_choice, check_int
 from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, PARAM_WORD_BITS, RES_WORD_BITS, weight_word_bits
 
-__all__ = ["AcceleratorConfig", "PRESETS", "preset", "parse_overrides", "COUNTERS",
+__all__ = ["AcceleratorConfig", "PAPER", "V2", "PRESETS", "preset", "parse_overrides", "COUNTERS",
            "MODEL_COUNTERS", "SATURATION_COUNTERS", "COUNTER_BITS", "MEMORIES", "MECHANISMS",
            "SPE_MECHANISMS"]
 
@@ -167,16 +167,27 @@ class AcceleratorConfig:
         return max(self.widths.values())
 
 
-#: The named configurations. ``default``: ``AcceleratorConfig()``, the ASIC-sized design
-#: every trace, co-simulation and evaluation uses. ``small``, ``tiny``, ``micro``: the FPGA
-#: kit's (docs/fpga.md): ``small`` keeps the trace word layout (tile 32) and shrinks the rest;
-#: ``tiny`` (tile 8) is the largest that routes on an LFE5U-85F; ``micro`` keeps every
-#: per-column datapath with one DPE column, one SPE lane, tile 2 and 16-word memories (the
-#: place-and-route default). ``dense``: the dense INT4-VSQ peer from the same generator (no SPE,
-#: 16 DPE columns: 256 multipliers like ``default``'s 128 + 128). ``icarus``: the co-simulation of small synthetic layers on slow
-#: simulators (tile 8). ``unit``: the amaranth.sim tests of the whole top (tile 4).
+#: The paper's organisation: every architecture-v2 mechanism off (``AcceleratorConfig()``).
+PAPER = AcceleratorConfig()
+#: Architecture v2 (docs/hardware.md 8): the paper's sizes with every mechanism on.
+V2 = PAPER.replace(**{name: 1 for name in MECHANISMS})
+
+#: The named configurations. ``default``: architecture v2, the ASIC-sized design every trace,
+#: co-simulation and evaluation uses; ``paper``: the same sizes in the paper's organisation
+#: (``AcceleratorConfig()``, every v2 mechanism off); ``paper+<mechanism>``: the paper's
+#: organisation with one mechanism on (the bench's ablation rows). ``small``, ``tiny``,
+#: ``micro``: the FPGA kit's (docs/fpga.md): ``small`` keeps the trace word layout (tile 32) and
+#: shrinks the rest; ``tiny`` (tile 8) is the largest that routes on an LFE5U-85F; ``micro``
+#: keeps every per-column datapath with one DPE column, one SPE lane, tile 2 and 16-word
+#: memories (the place-and-route default); the FPGA kit keeps the paper's organisation.
+#: ``dense``: the dense INT4-VSQ peer from the same generator (no SPE, 16 DPE columns: 256
+#: multipliers like ``default``'s 128 + 128; ``col_skip`` on, the one v2 mechanism of a DPE).
+#: ``icarus``: the co-simulation of small synthetic layers on slow simulators (tile 8).
+#: ``unit``: the amaranth.sim tests of the whole top (tile 4).
 PRESETS = {
-    "default": AcceleratorConfig(),
+    "default": V2,
+    "paper": PAPER,
+    **{f"paper+{name}": PAPER.replace(**{name: 1}) for name in MECHANISMS},
     "small": AcceleratorConfig(dpe_cols=8, spe_lanes=2, tile=32, max_cin=64, max_cout=32,
                                max_pixels=64, act_depth=64, weight_depth=64, res_depth=256,
                                out_depth=64),
@@ -186,7 +197,7 @@ PRESETS = {
     "micro": AcceleratorConfig(dpe_cols=1, spe_lanes=1, tile=2, max_cin=16, max_cout=16,
                                max_pixels=16, act_depth=16, weight_depth=16, res_depth=16,
                                out_depth=16),
-    "dense": AcceleratorConfig(dpe_cols=16, spe_lanes=0),
+    "dense": AcceleratorConfig(dpe_cols=16, spe_lanes=0, col_skip=1),
     "icarus": AcceleratorConfig(dpe_cols=4, spe_lanes=2, tile=8, max_cin=64, max_cout=64,
                                 max_pixels=256, act_depth=256, weight_depth=256,
                                 res_depth=1024, out_depth=256),

@@ -39,7 +39,8 @@ def test_dpe_col_skip_cycle_model():
 def test_dpe_default_size_int4():
     kw = default_args("dpe")
     engine_check(DPE(**kw), x_format=intref.Format.UINT4, units=3, seed=7,
-                 item_cycles=dpe_cycles(kw["vector"], kw["cols"], kw["tile"]), max_vec=2)
+                 item_cycles=dpe_cycles(kw["vector"], kw["cols"], kw["tile"], kw["col_skip"]),
+                 max_vec=2, real_cols=kw["col_skip"])
 
 
 def test_dpe_back_to_back_throughput():

@@ -16,7 +16,7 @@ def test_generate_is_deterministic_and_lint_clean(tmp_path):
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert report == first
     mod = report["modules"]["sqdm_addrgen"]
-    assert mod["parameters"] == {"vector": 16, "tile": 32, "max_cin": 512, "merged": False}
+    assert mod["parameters"] == {"vector": 16, "tile": 32, "max_cin": 512, "merged": True}
     assert mod["lines"] > 100 and "sqdm_addrgen" in mod["verilog_modules"]
     ok, text = lint_file(tmp_path / "a" / "sqdm_addrgen.v")
     assert ok, text

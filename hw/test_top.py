@@ -217,6 +217,10 @@ def test_host_port_and_init_file(tmp_path):
     ({"max_cout": 8}, ValueError, r"max_cout must be in \[16, 2048\], got 8"),
     ({"act_depth": 0}, ValueError, r"act_depth must be in \[1, 1048576\], got 0"),
     ({"weight_depth": "x"}, TypeError, "weight_depth must be an int"),
+    ({"balance": 2}, ValueError, r"balance must be in \[0, 1\], got 2"),
+    ({"col_skip": True}, TypeError, "col_skip must be an int"),
+    ({"spe_lanes": 0, "balance": 1}, ValueError, r"balance=1 needs an SPE \(spe_lanes >= 1\)"),
+    ({"spe_lanes": 0, "balance": 0, "nibble_skip": 1}, ValueError, "nibble_skip=1 needs an SPE"),
 ])
 def test_config_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -238,7 +242,9 @@ def test_top_rejects_bad_arguments(config, init, exc, msg):
 
 def test_presets_and_overrides():
     from .config import parse_overrides, preset
-    assert preset("default") == AcceleratorConfig()
+    assert preset("paper") == AcceleratorConfig()
+    assert preset("default") == AcceleratorConfig(balance=1, col_skip=1, nibble_skip=1)
+    assert preset("paper+balance").balance == 1 and preset("paper+balance").col_skip == 0
     assert preset("tiny", tile=16).tile == 16 and PRESETS["tiny"].tile == 8
     with pytest.raises(ValueError, match="configuration must be one of"):
         preset("huge")

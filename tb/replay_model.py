@@ -254,7 +254,10 @@ def ideal_cycles(job: ReplayJob) -> dict:
     including zero activations, on the DPE's ``vector x dpe_cols`` multipliers; non-zero MACs
     are the sparse-class channels' products with a non-zero activation, on the SPE's
     ``spe_lanes x tile`` multipliers. Padding taps, padded channels and padded tile columns
-    are not work. An 8-bit (MXINT8) product counts 4 (4-bit multiplier operations)."""
+    are not work. An 8-bit (MXINT8) product counts 4 (4-bit multiplier operations). On a
+    ``balance`` top either engine takes any item: the bound is then every channel's non-zero
+    MACs on all the multipliers (``ideal_cycles``; ``dense_macs`` / ``nonzero_macs`` keep the
+    map's split)."""
     d, s = job.descriptor, job.descriptor.shape
     x = job.arrays["x_codes"]
     mx = d.mode == ir.Mode.MXINT8
@@ -278,8 +281,12 @@ def ideal_cycles(job: ReplayJob) -> dict:
     nnz = (x[:, :, sparse] != 0).sum(axis=2)
     nz_macs = int((uses * nnz).sum()) * d.cout * per_product
     dpe_mults, spe_mults = job.config.dpe_multipliers, job.config.spe_multipliers
-    return {"dense_macs": dense_macs, "nonzero_macs": nz_macs,
-            "ideal_cycles": max(dense_macs / dpe_mults, nz_macs / spe_mults if nz_macs else 0)}
+    if job.config.balance:
+        all_nz = int((uses * (x != 0).sum(axis=2)).sum()) * d.cout * per_product
+        ideal = all_nz / (dpe_mults + spe_mults)
+    else:
+        ideal = max(dense_macs / dpe_mults, nz_macs / spe_mults if nz_macs else 0)
+    return {"dense_macs": dense_macs, "nonzero_macs": nz_macs, "ideal_cycles": ideal}
 
 
 def record(trace: str, job: ReplayJob, actual: dict, predicted: dict, mismatches: list, *,

@@ -22,8 +22,8 @@ HEADER = {"source": "tb/test_cosim.py"}
 
 #: The fuzz slice (fixed seeds): shapes with cin/cout off multiples of 16, kernels 1/3,
 #: strides 1/2, sparsities, INT4/MXINT8 inputs, all output formats, residual on/off and
-#: random, detected, all-dense and all-sparse channel maps, and one layer that saturates both
-#: accumulator terms and PPU values.
+#: random, detected, all-dense and all-sparse channel maps, one layer that saturates both
+#: accumulator terms and PPU values, and layers of 1 and 3 output channels.
 FUZZ = [
     dict(height=6, width=5, cin=20, cout=17, kernel=3, stride=1, sparsity=0.7, mode="int4",
          residual=True, channel_map="random"),
@@ -43,6 +43,11 @@ FUZZ = [
          channel_map="dense"),
     dict(height=3, width=3, cin=40, cout=20, kernel=3, stride=1, sparsity=0.5, mode="mxint8",
          out_format="int4", residual=True, channel_map="random", saturate=True),
+    # the small-cout shapes of col_skip (conv_out-like: 1 to 3 output channels)
+    dict(height=5, width=5, cin=32, cout=1, kernel=3, stride=1, sparsity=0.6, mode="mxint8",
+         channel_map="random"),
+    dict(height=5, width=4, cin=17, cout=3, kernel=3, stride=2, sparsity=0.5, mode="int4",
+         out_format="int4", channel_map="detect"),
 ]
 FUZZ_SEED = 7100
 
@@ -70,19 +75,23 @@ def test_fuzz_slice_covers_the_corners(fuzz_trace):
     assert any(d.cin % 16 for d in ds) and any(d.cout % 16 for d in ds)
     assert {d.x_format for d in ds} == {0, 2} and {d.residual for d in ds} == {False, True}
     assert {d.out_format for d in ds} == {0, 1, 2}
+    assert {1, 3} <= {d.cout for d in ds}
     assert all(not d.fit_problems(PRESETS["default"]) for d in ds)
 
 
 def test_ideal_cycles_and_requirements():
     ex = random_execution(cin=32, cout=32, height=4, width=4, kernel=3, stride=1,
                           sparsity=0.5, mode="int4", seed=1, channel_map="dense")
-    dense = ideal_cycles(prepare(ex, 0, config=PRESETS["default"], variant="dense"))
-    sparse = ideal_cycles(prepare(ex, 0, config=PRESETS["default"], variant="sparse"))
+    dense = ideal_cycles(prepare(ex, 0, config=PRESETS["paper"], variant="dense"))
+    sparse = ideal_cycles(prepare(ex, 0, config=PRESETS["paper"], variant="sparse"))
     # 4x4 output, 3x3 taps with padding 1: 36 + 2*4*... valid (pixel, tap) pairs = 100
     assert dense["dense_macs"] == 100 * 32 * 32 and dense["nonzero_macs"] == 0
     nnz_work = sparse["nonzero_macs"]
     assert sparse["dense_macs"] == 0 and 0 < nnz_work < 100 * 32 * 32
     assert dense["ideal_cycles"] == 100 * 32 * 32 / 128
+    # a balance top (default): every channel's non-zero MACs on all 256 multipliers
+    either = ideal_cycles(prepare(ex, 0, config=PRESETS["default"], variant="dense"))
+    assert either["ideal_cycles"] == nnz_work / 256
     need = ex.descriptor.requirements(32)
     assert need["act_depth"] == 4 * 4 * 2 and need["weight_depth"] == 9 * 2
     problems = ex.descriptor.fit_problems(preset("default", act_depth=16))
@@ -224,8 +233,10 @@ def test_fuzz_slice_is_bit_and_cycle_exact(fuzz_trace, tmp_path):
 
 def test_channel_map_does_not_change_results(tmp_path, monkeypatch):
     """One random layer with the maps all dense, all sparse and random: identical outputs
-    (all equal to the golden result), different cycle counts (each equal to the model).
-    Trace and output folders given relative to the working directory."""
+    (all equal to the golden result), cycle counts each equal to the model. On the default
+    (balance) top the map only breaks the dispatcher's ties, so the cycles hardly move (the
+    paper's organisation, where the map routes, is hw/test_top.py's). Trace and output folders
+    given relative to the working directory."""
     ex = random_execution(cin=40, cout=24, height=5, width=5, kernel=3, stride=1,
                           sparsity=0.65, mode="int4", seed=4242, channel_map="detect")
     write_trace(tmp_path / "t", [ex], header=HEADER)
@@ -243,8 +254,8 @@ def test_channel_map_does_not_change_results(tmp_path, monkeypatch):
     assert len({r["out_sha256"] for r in runs.values()}) == 1
     assert runs["dense"]["sparse_groups"] == "0/3" and runs["sparse"]["sparse_groups"] == "3/3"
     cycles = {m: r["cycles_rtl"] for m, r in runs.items()}
-    assert len(set(cycles.values())) == 3, cycles
-    assert runs["dense"]["zeros_skipped"] == 0 < runs["sparse"]["zeros_skipped"]
+    assert max(cycles.values()) <= 1.05 * min(cycles.values()), cycles
+    assert all(r["zeros_skipped"] > 0 for r in runs.values())  # the SPE works in every run
 
 
 def test_corrupted_expected_value_is_reported(tmp_path, capsys):
