@@ -1,4 +1,4 @@
-"""Per-execution cycles and energy events of the four configurations (docs/evaluation.md 3).
+"""Per-execution cycles and energy events of the configurations (docs/evaluation.md 3).
 
 Budgets: every configuration has 256 multipliers and the same DRAM bandwidth; at equal
 arithmetic area (:mod:`evaluation.area`) the dense baselines get another column count
@@ -13,9 +13,13 @@ arithmetic area (:mod:`evaluation.area`) the dense baselines get another column 
   replay is given.
 * ``int4_vsq_dense_plan`` -- the same dense top running the precision plan of ``sqdm`` (the same
   trace, an all-dense map): the same quality as ``sqdm``.
-* ``int4_dense``  -- the SQ-DM RTL (DPE 128 + SPE 128) with an all-dense map:
-  mixed precision per the plan, VSQ scales, every item on the DPE (the SPE idles).
-* ``sqdm``        -- the SQ-DM RTL with the trace's channel maps.
+* ``int4_dense``  -- the SQ-DM RTL in the paper's organisation (``PRESETS["paper"]``: DPE 128
+  + SPE 128) with an all-dense map: mixed precision per the plan, VSQ scales, every item on the
+  DPE (the SPE idles).
+* ``sqdm_paper``  -- the SQ-DM RTL in the paper's organisation with the trace's channel maps
+  (architecture v1).
+* ``sqdm``        -- the SQ-DM RTL (``PRESETS["default"]``: architecture v2) with the trace's
+  channel maps.
 
 The cycle counts of the analytic baselines come from :func:`evaluation.fastmodel.layer_counters`
 (the closed form of the RTL's pipeline) run with ``dpe_cols=16`` and an all-dense map: the
@@ -28,25 +32,33 @@ from __future__ import annotations
 import numpy as np
 
 from golden import intref as ir
-from hw.config import PRESETS
+from hw.config import PRESETS, SPE_MECHANISMS
 from .fastmodel import _tap_sum, layer_counters
 
-__all__ = ["CONFIGS", "RTL_CONFIGS", "PRECISION", "DENSE_PEERS", "dense_array", "HW", "DENSE", "ARRAY_KEYS", "DENSE_ARRAY",
+__all__ = ["CONFIGS", "RTL_CONFIGS", "SQDM_FAMILY", "PAPER", "PRECISION", "DENSE_PEERS", "dense_array", "HW", "DENSE", "ARRAY_KEYS", "DENSE_ARRAY",
            "MULTIPLIERS", "array_of",
            "array_config", "dense_counters", "sqdm_counters",
-           "events_for", "dram_bytes", "useful_macs", "channel_reads"]
+           "events_for", "dram_bytes", "useful_macs", "nonzero_work", "channel_reads"]
 
-CONFIGS = ("fp16_dense", "int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan", "sqdm")
+CONFIGS = ("fp16_dense", "int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan", "sqdm_paper",
+           "sqdm")
 #: The configurations built from the 4-bit RTL generator (their counters can come from a replay).
-RTL_CONFIGS = ("int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan", "sqdm")
+RTL_CONFIGS = ("int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan", "sqdm_paper", "sqdm")
+#: This design's configurations (at its own area): SQ-DM v2, the paper's organisation and that
+#: organisation with an all-dense map.
+SQDM_FAMILY = ("int4_dense", "sqdm_paper", "sqdm")
 #: The precision each configuration runs: ``fp16``, ``int4`` (every layer) or ``plan`` (the
 #: committed precision plan); the last two are keys of the golden report's ``sqnr_db``.
 PRECISION = {"fp16_dense": "fp16", "int4_dense": "plan", "int4_vsq_dense": "int4",
-             "int4_vsq_dense_plan": "plan", "sqdm": "plan"}
+             "int4_vsq_dense_plan": "plan", "sqdm_paper": "plan", "sqdm": "plan"}
 #: The dense 4-bit peers (no SPE) and the precision each runs.
 DENSE_PEERS = {c: PRECISION[c] for c in ("int4_vsq_dense", "int4_vsq_dense_plan")}
-#: The RTL's configuration (``hw.config.PRESETS["default"]``: DPE 16 x 8, SPE 4 x 32).
+#: The RTL's configuration (``hw.config.PRESETS["default"]``: architecture v2, DPE 16 x 8,
+#: SPE 4 x 32).
 HW = PRESETS["default"]
+#: The paper's organisation at the same sizes (``hw.config.PRESETS["paper"]``): ``sqdm_paper``
+#: and ``int4_dense`` (with an all-dense map, where it routes every group to the DPE).
+PAPER = PRESETS["paper"]
 #: The dense peers' top at equal multiplier count (``hw.config.PRESETS["dense"]``).
 DENSE = PRESETS["dense"]
 #: The parameters that shape an array (an "array" dict of this module and evaluation.area).
@@ -67,8 +79,12 @@ def dense_array(cols: int, *, lanes: int = 16, base_tile: int = 32) -> dict:
 
 
 def array_config(array: dict):
-    """The accelerator configuration of an array shape (the rest as :data:`HW`)."""
-    return HW.replace(**{k: array[k] for k in ARRAY_KEYS})
+    """The accelerator configuration of an array shape (the rest as :data:`HW`; an array
+    without SPE has only ``col_skip`` of the v2 mechanisms, as :data:`DENSE`)."""
+    shape = {k: array[k] for k in ARRAY_KEYS}
+    if not array["spe_lanes"]:
+        shape.update({m: 0 for m in SPE_MECHANISMS})
+    return HW.replace(**shape)
 
 
 #: The dense baselines' array: :data:`DENSE`'s (16 lanes x 16 columns, tile 32, no SPE).
@@ -95,6 +111,20 @@ def useful_macs(d) -> int:
     s = d.shape
     taps = int(_tap_sum(np.ones((s.height, s.width), dtype=np.int64), s).sum())
     return taps * d.cin * d.cout
+
+
+def nonzero_work(d, x_codes) -> int:
+    """5-bit multiplier operations of the products with a non-zero activation (padding taps
+    excluded): the work of an ideal zero-skipping datapath. An MXINT8 product is two per
+    non-zero activation nibble (signed high ``x >> 4``, unsigned low ``x & 15``; each times
+    the weight's two nibbles), so nibble skipping reaches it."""
+    s = d.shape
+    x = np.asarray(x_codes).astype(np.int64)
+    if ir.Format(d.x_format).mode == ir.Mode.MXINT8:
+        ops = 2 * (((x >> 4) != 0).astype(np.int64) + ((x & 15) != 0))
+    else:
+        ops = (x != 0).astype(np.int64)
+    return int(_tap_sum(ops.sum(axis=2), s).sum()) * d.cout
 
 
 def channel_reads(d) -> int:
@@ -137,7 +167,7 @@ def dram_bytes(config: str, d) -> float:
         return bits / 8
     if config == "int4_vsq_dense":
         xf = wf = of = ir.Format.INT4
-    elif config in ("sqdm", "int4_dense", "int4_vsq_dense_plan"):
+    elif config in SQDM_FAMILY + ("int4_vsq_dense_plan",):
         xf, of = ir.Format(d.x_format), ir.Format(d.out_format)
         wf = xf.mode.weight_format
     else:
@@ -193,7 +223,7 @@ def events_for(config: str, d, c: dict, *, as_built: bool = False, array=None) -
                 + c["mem_writes"] * wb)
         return {"mult_int5": prods, "add_int16": prods, "scale_term": items * tile,
                 "ppu_int": outs, "sram_bit": sram + 8 * dram, "dram_byte": dram}
-    if config in ("sqdm", "int4_dense", "int4_vsq_dense_plan"):
+    if config in SQDM_FAMILY + ("int4_vsq_dense_plan",):
         if config == "int4_vsq_dense_plan":
             tile = (DENSE_ARRAY if array is None else array)["tile"]
         xf, of = ir.Format(d.x_format), ir.Format(d.out_format)

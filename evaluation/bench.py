@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from golden import intref as ir
-from hw.config import MODEL_COUNTERS, AcceleratorConfig
+from hw.config import MECHANISMS, MODEL_COUNTERS, PRESETS, AcceleratorConfig
 from traces.format import TraceError, open_trace
 from . import area as ar
 from . import energy as en
-from .baselines import (CONFIGS, DENSE, DENSE_ARRAY, DENSE_PEERS, HW, MULTIPLIERS, PRECISION,
-                        RTL_CONFIGS, array_config, array_of, dense_array, dense_counters,
-                        events_for, sqdm_counters, useful_macs)
+from .baselines import PAPER as PAPER_TOP
+from .baselines import (CONFIGS, DENSE, DENSE_ARRAY, DENSE_PEERS, HW, MULTIPLIERS, PRECISION, RTL_CONFIGS, SQDM_FAMILY, array_config, array_of,
+                        dense_array, dense_counters, dram_bytes, events_for, nonzero_work, sqdm_counters,
+                        useful_macs)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TRACES = REPO / "build" / "traces" / "all"
@@ -200,8 +201,8 @@ def _bound(compute, dram, bw):
 
 #: The top each configuration's model counters are computed for at 256 multipliers (FP16 dense:
 #: the dense array's shape, with INT4 passes).
-TOPS = {"fp16_dense": DENSE, "int4_dense": HW, "int4_vsq_dense": DENSE,
-        "int4_vsq_dense_plan": DENSE, "sqdm": HW}
+TOPS = {"fp16_dense": DENSE, "int4_dense": PAPER_TOP, "int4_vsq_dense": DENSE,
+        "int4_vsq_dense_plan": DENSE, "sqdm_paper": PAPER_TOP, "sqdm": HW}
 
 
 def _model_run(cfg, e, e4, config):
@@ -209,7 +210,7 @@ def _model_run(cfg, e, e4, config):
     ``config``: ``sqdm`` with the trace's map; ``fp16_dense`` (and ``int4_vsq_dense`` without the
     all-INT4 execution ``e4``) the dense array's INT4-pass model, map ``None``; the others the
     dense map in the layer's precision, ``int4_vsq_dense`` on ``e4``."""
-    if cfg == "sqdm":
+    if cfg in ("sqdm", "sqdm_paper"):
         return e, e.map, sqdm_counters(e.d, e.x, e.map, config)
     if cfg == "fp16_dense" or (cfg == "int4_vsq_dense" and e4 is None):
         return e, None, dense_counters(e.d, e.x, array_of(config))
@@ -257,9 +258,13 @@ def evaluate(execs, *, rtl=None, int4_execs=None, bandwidth=DEFAULT_BANDWIDTH,
                     src = "rtl"
                     rtl_used[cfg] += 1
             per[cfg] = (c, src, ex.d)
+        s = d.shape
         rec = {"index": e.index, "name": e.name, "layer": e.meta.get("layer"),
                "step": e.meta.get("step"), "eval": e.meta.get("eval"),
                "precision": e.meta.get("precision"), "useful_macs": useful_macs(d),
+               "nonzero_work": nonzero_work(d, e.x),
+               "output_pixels": s.out_height * s.out_width,
+               "output_floor": s.out_height * s.out_width * d.cout,
                "sparse_groups": int(e.map.sum()), "groups": int(e.map.size),
                "in_sparsity": float((e.x == 0).mean()), "configs": {}}
         for cfg in CONFIGS:
@@ -273,7 +278,7 @@ def evaluate(execs, *, rtl=None, int4_execs=None, bandwidth=DEFAULT_BANDWIDTH,
             if cfg in RTL_CONFIGS:
                 r["dpe_busy"], r["spe_busy"] = int(c["dpe_busy"]), int(c["spe_busy"])
                 r["macs"] = int(c["macs"])
-            if cfg in ("sqdm", "int4_dense", "int4_vsq_dense_plan"):
+            if cfg in SQDM_FAMILY + ("int4_vsq_dense_plan",):
                 r["energy_pj_as_built"] = en.energy_of(
                     events_for(cfg, dd, c, as_built=True), table)[0]
             rec["configs"][cfg] = r
@@ -328,13 +333,14 @@ def totals(recs, bandwidth=DEFAULT_BANDWIDTH):
 
 # --------------------------------------------------------------------------- sweeps
 
-def sqdm_total(execs, maps, table, bandwidth=DEFAULT_BANDWIDTH, **params):
-    """Totals of the sqdm configuration for given maps and parameters (evaluation.fastmodel)."""
+def sqdm_total(execs, maps, table, bandwidth=DEFAULT_BANDWIDTH, config=PAPER_TOP, **params):
+    """Totals of SQ-DM on the top ``config`` (default the paper's organisation, the one whose
+    map routes) with ``params`` overridden, for given maps (evaluation.fastmodel)."""
     cyc = cyc_c = dpe = spe = 0
     pj = 0.0
     sparse_groups = groups = 0
     for e, m in zip(execs, maps):
-        c = sqdm_counters(e.d, e.x, m, **params)
+        c = sqdm_counters(e.d, e.x, m, config, **params)
         ev = events_for("sqdm", e.d, c)
         pj += en.energy_of(ev, table)[0]
         cyc_c += c["cycles"]
@@ -349,6 +355,8 @@ def sqdm_total(execs, maps, table, bandwidth=DEFAULT_BANDWIDTH, **params):
 
 
 def sweeps(execs, base, table, progress=print):
+    """The map threshold, the DPE:SPE split and the map policy, on the paper's organisation
+    (where the map decides which engine computes a group)."""
     fp16_cyc, fp16_pj = base["fp16_dense"]["cycles"], base["fp16_dense"]["energy_pj"]
 
     def rel(t):
@@ -357,7 +365,9 @@ def sweeps(execs, base, table, progress=print):
         return t
 
     out = {"source": "model (evaluation.fastmodel, the closed form of hw.cyclemodel), every "
-                     "execution of the trace"}
+                     "execution of the trace",
+           "config": "paper (hw.config.PRESETS['paper']: the organisation whose channel map "
+                     "routes; on the v2 default the map only breaks the dispatcher's ties)"}
     res = []
     trace_maps = [e.map for e in execs]
     for thr in THRESHOLDS:
@@ -389,6 +399,90 @@ def sweeps(execs, base, table, progress=print):
         progress(f"  map {pol:>7}: speed-up {t['speedup_vs_fp16']:.2f}x")
     out["map_policy"] = res
     return out
+
+
+#: The ablation rows: the paper's organisation, each v2 mechanism alone on it, then v2.
+ABLATION = ("paper",) + tuple(f"paper+{m}" for m in MECHANISMS) + ("default",)
+
+
+def v2_ablation(execs, cfgs, area, table, *, rtl=None, bandwidth=DEFAULT_BANDWIDTH,
+                progress=print):
+    """Each architecture-v2 mechanism on its own (:data:`ABLATION`: presets of
+    ``hw.config.PRESETS``), the whole sample with the trace's maps: cycles, energy, datapath
+    area (``make area``), speed-up against the paper's organisation. ``paper`` and
+    ``default`` are ``sqdm_paper`` and ``sqdm`` (RTL counters where replayed); the single
+    mechanisms come from the cycle model, which the replays of the two ends match exactly.
+    ``dense_map``: v2 with every map bit 0 (the map then breaks no tie towards the SPE; RTL
+    counters ``rtl[("v2:dense_map", i)]`` where replayed): what the channel map is worth in
+    v2."""
+    rows = {}
+    maps = [e.map for e in execs]
+    for name in ABLATION:
+        t0 = time.monotonic()
+        cfg = {"paper": "sqdm_paper", "default": "sqdm"}.get(name)
+        if cfg is not None:
+            c = cfgs[cfg]
+            row = {k: c[k] for k in ("cycles", "cycles_compute", "energy_pj", "source")}
+            row.update(dpe_busy=c.get("dpe_busy"), spe_busy=c.get("spe_busy"))
+        else:
+            t = sqdm_total(execs, maps, table, bandwidth, config=PRESETS[name])
+            row = {k: t[k] for k in ("cycles", "cycles_compute", "energy_pj", "dpe_busy",
+                                     "spe_busy")}
+            row["source"] = "model"
+        a = (area or {}).get("configs", {}).get("sqdm" if name == "default" else name)
+        row["area_transistors"] = a["datapath"]["transistors"] if a else None
+        row["mechanisms"] = {m: getattr(PRESETS[name], m) for m in MECHANISMS}
+        rows[name] = row
+        progress(f"  ablation {name:<18} {row['cycles']:>12,} cycles "
+                 f"({time.monotonic() - t0:.1f} s)")
+    base = rows["paper"]
+    for row in rows.values():
+        row["speedup_vs_paper"] = base["cycles"] / row["cycles"]
+        row["energy_vs_paper"] = row["energy_pj"] / base["energy_pj"]
+        if row["area_transistors"] and base["area_transistors"]:
+            row["area_vs_paper"] = row["area_transistors"] / base["area_transistors"]
+    # the channel map's worth in v2: the same top with an all-dense map
+    rtl = rtl or {}
+    dense = [np.zeros_like(m) for m in maps]
+    if all(("v2:dense_map", e.index) in rtl for e in execs):
+        cyc = sum(_bound(rtl[("v2:dense_map", e.index)]["cycles"], dram_bytes("sqdm", e.d),
+                         bandwidth) for e in execs)
+        src = "rtl"
+    else:
+        cyc, src = sqdm_total(execs, dense, table, bandwidth, config=HW)["cycles"], "model"
+    trace_cycles = rows["default"]["cycles"]
+    return {"rows": rows, "order": list(ABLATION), "source": "rows paper and default: as "
+            "configs sqdm_paper and sqdm; the others evaluation.fastmodel (whole sample)",
+            "v2_map": {"trace_map_cycles": trace_cycles, "dense_map_cycles": int(cyc),
+                       "dense_map_source": src,
+                       "trace_map_speedup": cyc / trace_cycles}}
+
+
+def cycles_per_ideal(recs, configs=("sqdm", "sqdm_paper"), min_pixels=64):
+    """Per layer and configuration the worst execution's ``cycles / ideal``, two ideals:
+    ``work`` = the non-zero products' 5-bit operations on all 256 multipliers
+    (:func:`evaluation.baselines.nonzero_work`), ``floor`` = ``max(work, output pixels x
+    cout)`` (the one-channel-per-cycle serializer and PPU, a bound of every configuration).
+    Layers with at least ``min_pixels`` output pixels; ``above_1_5``: those over 1.5x."""
+    out = {}
+    for c in configs:
+        layers = {}
+        for r in recs:
+            if r["output_pixels"] < min_pixels:
+                continue
+            work = r["nonzero_work"] / MULTIPLIERS[c]
+            cyc = r["configs"][c]["cycles_compute"]
+            L = layers.setdefault(r["layer"], {"work": 0.0, "floor": 0.0,
+                                               "output_pixels": r["output_pixels"]})
+            L["work"] = max(L["work"], cyc / max(work, 1))
+            L["floor"] = max(L["floor"], cyc / max(work, r["output_floor"], 1))
+        out[c] = {"layers": layers,
+                  "above_1_5": {k: sorted(n for n, L in layers.items() if L[k] > 1.5)
+                                for k in ("work", "floor")}}
+    return {"min_output_pixels": min_pixels, "configs": out,
+            "rule": "cycles / ideal of each layer's worst execution; work: non-zero products "
+                    "(an MXINT8 product 4) on 256 multipliers; floor: also at least one "
+                    "output channel per cycle (pixels x cout)"}
 
 
 def bandwidth_sweep(recs):
@@ -430,10 +524,11 @@ def _relative(out, macs):
     return out
 
 
-def _itself(t, budget_key, budget):
-    """A configuration of this design at its own area (the budget)."""
+def _itself(t, budget_key, budget, area=None):
+    """A configuration of this design at its own area (``area``, default the budget)."""
+    area = budget if area is None else area
     return {"multipliers": t["multipliers"], "multipliers_exact": float(t["multipliers"]),
-            "array": array_of(HW), budget_key: budget, "area_ratio": 1.0,
+            "array": array_of(HW), budget_key: area, "area_ratio": area / budget,
             "cycles": t["cycles"], "cycles_compute": t["cycles_compute"],
             "energy_pj": t["energy_pj"], "source": t["source"],
             "rtl_executions": t["rtl_executions"]}
@@ -450,7 +545,7 @@ def equal_area(execs, cfgs, *, int4_execs=None, bandwidth=DEFAULT_BANDWIDTH,
     macs = sum(useful_macs(e.d) for e in execs)
     out = {}
     for cfg in CONFIGS:
-        if cfg in ("sqdm", "int4_dense"):
+        if cfg in SQDM_FAMILY:  # the same arithmetic in both organisations
             out[cfg] = _itself(cfgs[cfg], "area_um2", budget["total_um2"])
             continue
         t0 = time.monotonic()
@@ -503,9 +598,11 @@ def equal_area_synth(execs, cfgs, area, *, int4_execs=None, rtl=None,
     peer_area = area["configs"]["dense_equal_area"]
     fp16 = area["fp16_equal_area"]
     out = {}
+    paper_area = area["configs"].get("paper", {}).get("datapath", {}).get("transistors")
     for cfg in CONFIGS:
-        if cfg in ("sqdm", "int4_dense"):
-            out[cfg] = _itself(cfgs[cfg], "area_transistors", budget)
+        if cfg in SQDM_FAMILY:  # at its own area: v2's is the budget, the paper's its own
+            out[cfg] = _itself(cfgs[cfg], "area_transistors", budget,
+                               None if cfg == "sqdm" else paper_area)
             continue
         t0 = time.monotonic()
         if cfg == "fp16_dense":
@@ -533,11 +630,13 @@ def equal_area_synth(execs, cfgs, area, *, int4_execs=None, rtl=None,
         "budget_transistors": budget,
         "source": "make area (build/area/report.json): Yosys generic-gate synthesis of each "
                   "datapath, transistors by stat -tech cmos",
-        "rule": "datapath transistors (address generator, fetch, engines, join/serializer, "
-                "PPU, writer, detector; memories excluded) of each dense 4-bit peer at least "
-                "this design's, with the fewest DPE columns; FP16 dense: the dense top's "
-                "blocks but its DPE plus FP16 multiply + FP32 accumulate units, rounded up to "
-                "whole 16-lane columns; equal DRAM bandwidth",
+        "rule": "datapath transistors (address generator, fetch, dispatcher, engines, "
+                "join/serializer, PPU, writer, detector; memories excluded) of each dense "
+                "4-bit peer at least this design's (v2, sqdm), with the fewest DPE columns; "
+                "FP16 dense: the dense top's blocks but its DPE plus FP16 multiply + FP32 "
+                "accumulate units, rounded up to whole 16-lane columns; equal DRAM bandwidth. "
+                "sqdm_paper and int4_dense (the paper's organisation) at their own area "
+                "(area_ratio)",
     }
 
 
@@ -621,6 +720,25 @@ def table_text(cfgs) -> str:
     return "\n".join(lines)
 
 
+def ablation_text(abl) -> str:
+    lines = ["architecture v2, each mechanism alone (whole sample, trace maps):",
+             f"{'preset':<20} {'source':<7} {'cycles':>12} {'vs paper':>9} {'energy':>8} "
+             f"{'area':>7} {'DPE busy':>9}"]
+    for name in abl["order"]:
+        r = abl["rows"][name]
+        av = r.get("area_vs_paper")
+        busy = r["dpe_busy"] / r["cycles_compute"] if r.get("dpe_busy") is not None else None
+        lines.append(f"{name:<20} {r['source']:<7} {r['cycles']:>12,} "
+                     f"{r['speedup_vs_paper']:>8.2f}x {r['energy_vs_paper']:>8.3f} "
+                     f"{'' if av is None else f'{av:.3f}':>7} "
+                     f"{'' if busy is None else f'{100 * busy:.0f}%':>9}")
+    m = abl["v2_map"]
+    lines.append(f"v2 with an all-dense map: {m['dense_map_cycles']:,} cycles "
+                 f"({m['dense_map_source']}); the trace's map is worth "
+                 f"{m['trace_map_speedup']:.3f}x")
+    return "\n".join(lines)
+
+
 def equal_area_synth_text(eas) -> str:
     cfgs = eas["configs"]
     lines = [f"equal synthesized datapath area ({eas['budget_transistors'] / 1e6:.2f} M "
@@ -688,25 +806,36 @@ def load_int4_trace(path, tr, execs, *, verify=True, progress=print):
 def rtl_counters(tr, execs, *, results=None, tr4=None, execs4=None, peer_root=None, area=None,
                  progress=print):
     """``({(config, execution index): counters}, {results file: what})`` from the replays:
-    ``results`` (sqdm: map trace, int4_dense: map dense) and, under ``peer_root``, the dense
-    peers' (``dense-plan``, ``dense-int4``; with the area report ``dense-area-plan``,
-    ``dense-area-int4``, keys ``area:<config>``)."""
+    ``results`` (sqdm, the v2 default: map trace; map dense, key ``v2:dense_map``) and, under
+    ``peer_root``, the paper's organisation (``paper``: sqdm_paper with map trace, int4_dense
+    with map dense) and the dense peers' (``dense-plan``, ``dense-int4``; with the area report
+    ``dense-area-plan``, ``dense-area-int4``, keys ``area:<config>``)."""
     rtl, used = {}, {}
     explicit = results is not None
     results = Path(results) if explicit else DEFAULT_RESULTS
     if results.is_file() or explicit:
         try:
             for (i, variant), c in load_results(results, tr, execs).items():
-                cfg = {"trace": "sqdm", "dense": "int4_dense"}.get(variant)
+                cfg = {"trace": "sqdm", "dense": "v2:dense_map"}.get(variant)
                 if cfg:
                     rtl[(cfg, i)] = c
-            used[str(results)] = "sqdm (map trace), int4_dense (map dense)"
+            used[str(results)] = "sqdm (map trace; map dense: v2_map.dense_map)"
         except BenchError as e:
             if explicit:
                 raise
             progress(f"  not using {results}: {e}")
     if peer_root is None:
         return rtl, used
+    paper = Path(peer_root) / "paper" / "results.json"
+    if paper.is_file():
+        try:
+            for (i, variant), c in load_results(paper, tr, execs, PAPER_TOP).items():
+                cfg = {"trace": "sqdm_paper", "dense": "int4_dense"}.get(variant)
+                if cfg:
+                    rtl[(cfg, i)] = c
+            used[str(paper)] = "sqdm_paper (map trace), int4_dense (map dense)"
+        except BenchError as e:
+            progress(f"  not using {paper}: {e}")
     tops = {"": DENSE}
     if area is not None:
         tops["area:"] = AcceleratorConfig.from_dict(area["configs"]["dense_equal_area"]["params"])
@@ -747,7 +876,11 @@ def attach_quality_and_area(cfgs, golden, area):
                          "sram_um2": dense16["sram_um2"],
                          "note": "the dense top's blocks but its DPE + 256 FP16 MAC units"}
             continue
-        a = area["configs"]["sqdm" if cfg in ("sqdm", "int4_dense") else "dense16"]
+        key = {"sqdm": "sqdm", "sqdm_paper": "paper", "int4_dense": "paper"}.get(cfg, "dense16")
+        a = area["configs"].get(key)
+        if a is None:
+            t["area"] = None
+            continue
         t["area"] = {"transistors": a["datapath"]["transistors"],
                      "cells": a["datapath"]["cells"],
                      "flip_flops": a["datapath"]["flip_flops"],
@@ -803,9 +936,14 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
                             table=table, progress=progress) if area else None)
     ebw = equal_bitwidth(execs, cfgs, bandwidth=bandwidth, table=table)
     t_area = time.monotonic() - t0
+    progress("v2 ablation (each mechanism alone on the paper's organisation):")
+    t0 = time.monotonic()
+    abl = v2_ablation(execs, cfgs, area, table, rtl=rtl, bandwidth=bandwidth,
+                      progress=progress)
+    t_abl = time.monotonic() - t0
     progress("\n" + table_text(cfgs) + "\n\n" + equal_area_text(ea) + "\n"
              + (f"\n{equal_area_synth_text(eas)}\n" if eas else "") + "\n"
-             + equal_bitwidth_text(ebw) + "\n")
+             + equal_bitwidth_text(ebw) + "\n\n" + ablation_text(abl) + "\n")
     steps = sorted({e.meta.get("step") for e in execs if e.meta.get("step") is not None})
     report = {
         "trace": {"dir": str(trace_dir), "executions": len(execs), "steps": len(steps),
@@ -829,14 +967,16 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
         "equal_area": ea,
         "equal_area_synth": eas,
         "equal_bitwidth": ebw,
+        "v2_ablation": abl,
         "rtl_executions": rtl_used,
         "paper": PAPER,
         "fast_model_check": {**check, "reference": "hw.cyclemodel.predict_layer",
                              "sample": f"every {check_every}th execution, maps trace and dense"},
         "rtl_vs_model": rtl_vs_model,
         "per_layer": per_layer(recs),
+        "cycles_per_ideal": cycles_per_ideal(recs),
         "bandwidth_sweep": bandwidth_sweep(recs),
-        "timing_s": {"evaluate": t_eval, "equal_area": t_area},
+        "timing_s": {"evaluate": t_eval, "equal_area": t_area, "ablation": t_abl},
     }
     if do_sweeps:
         progress("sweeps (evaluation.fastmodel):")

@@ -3,15 +3,17 @@
 ``python -m evaluation.synth_area [--out build/area] [--jobs 2]`` synthesizes, with Yosys (the
 native build; generic gates, no technology mapping), every block of the compute datapath of
 
-* ``sqdm``: the SQ-DM top (:data:`SQDM`, ``hw.config.PRESETS["default"]``);
+* ``sqdm``: the SQ-DM top (:data:`SQDM`, ``hw.config.PRESETS["default"]``: architecture v2);
+* ``paper`` and ``paper+<mechanism>``: the paper's organisation, alone and with each v2
+  mechanism (the bench's ablation rows, :data:`ABLATION`);
 * ``dense16``: the dense top from the same generator (``hw.config.PRESETS["dense"]``: no SPE,
   16 DPE columns = 256 multipliers, the equal-multiplier peer);
 * the dense top sized to the equal-area budget (:func:`size_dense_peer`);
 * the FP16 multiply + FP32 accumulate unit of the FP16 baseline (:class:`hw.fpmac.FP16MAC`),
 
 and writes ``<out>/report.json``. A datapath is the blocks of :func:`datapath_blocks`: address
-generator, operand fetch, DPE, SPE (a dense top's null engine), join/serializer, PPU, output
-writer and sparsity detector, each as ``hw.rtlcache.block_verilog`` emits it for the
+generator, operand fetch, dispatcher (a ``balance`` top), DPE, SPE (a dense top's null
+engine), join/serializer, PPU, output writer and sparsity detector, each as ``hw.rtlcache.block_verilog`` emits it for the
 configuration; the controller, the counters and the memories are not in it. Memories inside a
 block (the PPU's block buffer) stay black boxes, counted by their bits (``sram_bits``), as the
 top's five memories are (:func:`memory_bits`).
@@ -41,10 +43,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from hw.config import MECHANISMS, PRESETS
 from hw.rtlcache import block_module, block_verilog
 from .baselines import DENSE, HW, array_config, dense_array
 
-__all__ = ["AreaError", "SQDM", "datapath_blocks", "dense_config", "memory_bits",
+__all__ = ["AreaError", "SQDM", "ABLATION", "datapath_blocks", "dense_config", "memory_bits",
            "peer_params",
            "yosys_executable", "synth_file", "datapath_area", "fp16_mac_area",
            "size_dense_peer", "run", "SRAM_BITCELL_UM2", "SCRIPT"]
@@ -54,6 +57,8 @@ DEFAULT_OUT = REPO / "build" / "area"
 
 #: The SQ-DM configuration (the one every trace and replay uses).
 SQDM = HW
+#: The paper's organisation and each v2 mechanism alone on it (areas besides SQDM's).
+ABLATION = ("paper",) + tuple(f"paper+{m}" for m in MECHANISMS)
 
 #: Yosys script after ``read_verilog`` (``{top}``): ``synth``'s coarse steps (memories kept as
 #: ``$mem_v2`` cells), its fine steps without ``memory_map``, then every flip-flop split into a
@@ -77,9 +82,12 @@ def dense_config(dpe_cols: int):
 
 
 def datapath_blocks(config) -> dict[str, int]:
-    """``{block of hw.rtlcache.BLOCKS: instances}`` of ``config``'s compute datapath."""
-    return {"addrgen": 1, "fetch": 2 if config.has_spe else 1, "dpe": 1, "spe": 1,
-            "serializer": 1, "ppu": 1, "writer": 1, "detector": 1}
+    """``{block of hw.rtlcache.BLOCKS: instances}`` of ``config``'s compute datapath (a
+    ``balance`` top: one fetch and the dispatcher)."""
+    two_fetches = config.has_spe and not config.balance
+    return {"addrgen": 1, "fetch": 2 if two_fetches else 1, "dpe": 1, "spe": 1,
+            "serializer": 1, "ppu": 1, "writer": 1, "detector": 1,
+            **({"dispatch": 1} if config.balance else {})}
 
 
 def memory_bits(config) -> dict[str, int]:
@@ -230,6 +238,11 @@ def run(out_dir=DEFAULT_OUT, *, jobs=2, log=print) -> dict:
         sqdm = datapath_area(SQDM, cache=cache, pool=pool, log=log)
         budget = sqdm["datapath"]["transistors"]
         log(f"  sqdm datapath: {budget:,} transistors (the budget)")
+        ablation = {}
+        for name in ABLATION:
+            ablation[name] = datapath_area(PRESETS[name], cache=cache, pool=pool, log=log)
+            log(f"  {name} datapath: {ablation[name]['datapath']['transistors']:,} "
+                "transistors")
         dense16 = datapath_area(DENSE, cache=cache, pool=pool, log=log)
         peer, peer_area, tried = size_dense_peer(budget, cache=cache, pool=pool, log=log)
         fp16 = fp16_mac_area(cache=cache, log=log)
@@ -244,6 +257,7 @@ def run(out_dir=DEFAULT_OUT, *, jobs=2, log=print) -> dict:
         "budget_transistors": budget,
         "configs": {
             "sqdm": sqdm,
+            **ablation,
             "dense16": dense16,
             "dense_equal_area": {**peer_area, "area_ratio": peer_area["datapath"]["transistors"]
                                  / budget, "columns_tried": tried},

@@ -69,17 +69,18 @@ def _check_case(case, mechanisms):
 
 
 def test_worked_example_of_the_hardware_doc():
-    # docs/hardware.md 4.7: 1x1 input, 1x1 kernel, cin 16, cout 1, INT4: cycles = 25
+    # docs/hardware.md 4.7 (the paper's organisation): 1x1 input, 1x1 kernel, cin 16, cout 1,
+    # INT4: cycles = 25
     shape = ir.ConvShape(1, 1, 16, 1, 1, 1, 0)
     c = layer_counters(shape, [0], x_codes=np.ones((1, 1, 16), int), x_format=ir.Format.UINT4,
                        out_format=ir.Format.UINT4, residual=False, details=True,
-                       config=PRESETS["default"])
+                       config=PRESETS["paper"])
     assert c["cycles"] == 25 and c["dpe_busy"] == 4 and c["spe_busy"] == 1
     assert c["items_dense"] == 1 and c["null_sparse"] == 1
     # cout 16: 15 more channels through the serializer and the block's 16-element drain
     shape = ir.ConvShape(1, 1, 16, 16, 1, 1, 0)
     c = layer_counters(shape, [0], x_codes=np.ones((1, 1, 16), int), x_format=ir.Format.UINT4,
-                       out_format=ir.Format.UINT4, residual=False, config=PRESETS["default"])
+                       out_format=ir.Format.UINT4, residual=False, config=PRESETS["paper"])
     assert c["cycles"] == 25 + 15 + 15
 
 

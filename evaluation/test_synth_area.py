@@ -30,7 +30,10 @@ def test_memories_stay_black_boxes_counted_by_bits(tmp_path):
 
 
 def test_datapath_rules():
-    assert sa.datapath_blocks(PRESETS["default"])["fetch"] == 2
+    assert sa.datapath_blocks(PRESETS["paper"])["fetch"] == 2
+    v2 = sa.datapath_blocks(PRESETS["default"])  # balance: one fetch and the dispatcher
+    assert v2["fetch"] == 1 and v2["dispatch"] == 1 and "dispatch" not in \
+        sa.datapath_blocks(PRESETS["paper"])
     assert sa.datapath_blocks(PRESETS["dense"])["fetch"] == 1
     assert sa.dense_config(16).tile == 32 and sa.dense_config(24).tile == 24
     assert not sa.dense_config(24).has_spe and sa.dense_config(24).dpe_multipliers == 384
@@ -42,7 +45,8 @@ def test_peer_params_and_errors(tmp_path, capsys):
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"configs": {"dense_equal_area": {
         "params": sa.dense_config(24).to_dict()}}}))
-    assert sa.peer_params(report) == "--param dpe_cols=24 --param spe_lanes=0 --param tile=24"
+    assert sa.peer_params(report) == ("--param balance=0 --param dpe_cols=24 --param "
+                                      "nibble_skip=0 --param spe_lanes=0 --param tile=24")
     assert sa.main(["--out", str(tmp_path / "none"), "--peer-params"]) == 2
     assert "run make area" in capsys.readouterr().err
     bad = tmp_path / "bad.v"

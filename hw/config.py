@@ -94,7 +94,9 @@ class AcceleratorConfig:
         for name in MECHANISMS:
             check_int(name, getattr(self, name), 0, 1)
             if getattr(self, name) and name in SPE_MECHANISMS and not self.spe_lanes:
-                raise ValueError(f"{name}=1 needs an SPE (spe_lanes >= 1), got spe_lanes=0")
+                raise ValueError(f"{name}=1 needs an SPE (spe_lanes >= 1), got spe_lanes=0 "
+                                 "(a dense top: the dense preset, or also "
+                                 f"{'=0, '.join(SPE_MECHANISMS)}=0)")
 
     # ---- construction helpers
 

@@ -186,8 +186,7 @@ async def run_addrgen(dut, params, desc):
         items = []
         for _ in range(len(case["want"][name])):
             it = layout.from_bits(await get(dut, rnd, 0.3, stream=name))
-            items.append({k: int(getattr(it, k))
-                          for k in ("act_addr", "w_addr", "first", "last", "null")})
+            items.append({k: int(getattr(it, k)) for k, _ in layout})
         got[name] = items
 
     tasks = [cocotb.start_soon(consume(n, random.Random(case["seed"] + k)))
