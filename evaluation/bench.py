@@ -25,8 +25,9 @@ from traces.format import TraceError, open_trace
 from . import area as ar
 from . import energy as en
 from .baselines import PAPER as PAPER_TOP
-from .baselines import (CONFIGS, DENSE, DENSE_ARRAY, DENSE_PEERS, HW, MULTIPLIERS, PRECISION, RTL_CONFIGS, SQDM_FAMILY, array_config, array_of,
-                        dense_array, dense_counters, dram_bytes, events_for, nonzero_work, sqdm_counters,
+from .baselines import (CONFIGS, DENSE, DENSE_ARRAY, DENSE_PEERS, HW, MULTIPLIERS, PRECISION,
+                        RTL_CONFIGS, SQDM_FAMILY, array_config, array_of, dense_array,
+                        dense_counters, dram_bytes, events_for, nonzero_work, sqdm_counters,
                         useful_macs)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,10 +111,12 @@ def load_results(path, tr, execs, config=HW) -> dict:
         raise BenchError(f"results file {path} has no 'executions' list (not tb.cosim output)")
     summary = data.get("summary") or {}
     params = summary.get("params") or {}
+    defaults = AcceleratorConfig().to_dict()  # a parameter a results file lacks had its default
     for k, v in config.to_dict().items():
-        if params.get(k, v) != v:
-            raise BenchError(f"results file {path} was simulated with {k}={params[k]}, the "
-                             f"benchmark's configuration has {k}={v}")
+        if params.get(k, defaults[k]) != v:
+            raise BenchError(f"results file {path} was simulated with "
+                             f"{k}={params.get(k, defaults[k])}, the benchmark's configuration "
+                             f"has {k}={v}")
     if not data["executions"]:
         why = summary.get("cocotb_failure")
         raise BenchError(f"results file {path} holds no executions (a failed replay"

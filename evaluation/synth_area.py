@@ -13,10 +13,11 @@ native build; generic gates, no technology mapping), every block of the compute 
 
 and writes ``<out>/report.json``. A datapath is the blocks of :func:`datapath_blocks`: address
 generator, operand fetch, dispatcher (a ``balance`` top), DPE, SPE (a dense top's null
-engine), join/serializer, PPU, output writer and sparsity detector, each as ``hw.rtlcache.block_verilog`` emits it for the
-configuration; the controller, the counters and the memories are not in it. Memories inside a
-block (the PPU's block buffer) stay black boxes, counted by their bits (``sram_bits``), as the
-top's five memories are (:func:`memory_bits`).
+engine), join/serializer, PPU, output writer and sparsity detector, each as
+``hw.rtlcache.block_verilog`` emits it for the configuration; the controller, the counters
+and the memories are not in it. Memories inside a block (the PPU's block buffer) stay black
+boxes, counted by their bits (``sram_bits``), as the top's five memories are
+(:func:`memory_bits`).
 
 Per block and per datapath: ``cells`` (generic gates and flip-flops after ``abc``),
 ``flip_flops``, ``transistors`` (Yosys ``stat -tech cmos``: 2-12 per gate, 16 per flip-flop;

@@ -62,13 +62,17 @@ class Dispatcher(wiring.Component):
     busy in the paper's organisation, takes whatever the SPE cannot take at once. The choice
     is made in the first cycle the item is offered and kept until the engine takes it (a
     stalled engine is still free by its count; a stream's payload does not change while it
-    waits). ``first`` is set on an
-    engine's first item of the unit; the unit's last item goes with ``last`` to its engine,
-    and the other engine then gets a ``null`` item with ``last`` (``first`` too if it had no
-    item in the unit) so that both deliver one result per unit; until it takes it, the next
-    items may go to the first engine only, and not the next unit's last item. ``i.ready`` never depends on ``i.valid``, ``d.valid`` /
-    ``s.valid`` never on ``d.ready`` / ``s.ready``. No register on the item path: an item
-    can reach an engine in the cycle it leaves the fetch stage.
+    waits).
+
+    Units: ``first`` is set on an engine's first item of the unit; the unit's last item goes
+    with ``last`` to its engine, and the other engine then gets a ``null`` item with ``last``
+    (``first`` too if it had no item in the unit; its operands 0, constant while it waits) so
+    that both deliver one result per unit. Until that engine takes it, the next items may go
+    to the first engine only, and not the next unit's last item.
+
+    Handshakes: ``i.ready`` never depends on ``i.valid``, ``d.valid`` / ``s.valid`` never on
+    ``d.ready`` / ``s.ready``. No register on the item path: an item can reach an engine in
+    the cycle it leaves the fetch stage.
     """
 
     def __init__(self, *, vector, dpe_cols, spe_lanes, tile, col_skip=False,
@@ -106,7 +110,8 @@ class Dispatcher(wiring.Component):
         d_mx = [c * len(mx_combos(V)) for c in d_int4]
         nc = Signal(range(T + 1))
         m.d.comb += nc.eq(Mux(head.ncols > T, T, head.ncols))
-        d_cost = Mux(head.null, 1, Mux(is_mx, table(d_mx, nc, "d_mx"), table(d_int4, nc, "d_i4")))
+        d_cost = Mux(head.null, 1,
+                     Mux(is_mx, table(d_mx, nc, "d_mx"), table(d_int4, nc, "d_i4")))
 
         sweep = [max(1, -(-n // L)) for n in range(MX_BLOCK + 1)]
         x = head.x
@@ -149,9 +154,9 @@ class Dispatcher(wiring.Component):
                                         "null")},
                 "first": ~got[e], "last": head.last})
             close = pack_value(o.payload.shape(), {  # constant while it waits
-                "x": [0] * MX_BLOCK, "x_scale": 0, "w": [[0] * MX_BLOCK] * T, "w_scale": [0] * T,
-                "ncols": 0, "pref": 0, "null": 1,
-                "first": ~got[e], "last": 1})
+                "x": [0] * MX_BLOCK, "x_scale": 0, "w": [[0] * MX_BLOCK] * T,
+                "w_scale": [0] * T, "ncols": 0, "pref": 0, "null": 1, "first": ~got[e],
+                "last": 1})
             m.d.comb += [o.valid.eq(owed[e] | (self.i.valid & to[e])),
                          o.payload.eq(Mux(owed[e], close, item))]
             taken[e] = Signal(name=f"taken_{e}")
@@ -159,8 +164,7 @@ class Dispatcher(wiring.Component):
         m.d.comb += self.i.ready.eq(Mux(want_s, self.s.ready & to["s"], self.d.ready & to["d"]))
         accept = self.i.valid & self.i.ready
 
-        for e, other in (("d", "s"), ("s", "d")):
-            adv = self.d_adv if e == "d" else self.s_adv
+        for e, adv in (("d", self.d_adv), ("s", self.s_adv)):
             with m.If(taken[e]):
                 m.d.sync += rem[e].eq(Mux(owed[e], 1, costs[e]))
                 m.d.sync += got[e].eq(Mux(owed[e], 0, ~head.last))

@@ -18,8 +18,8 @@ from pathlib import Path
 from .config import AcceleratorConfig
 from .verilog import BUILD_ROOT, REPO_ROOT, emit_verilog
 
-__all__ = ["TOPLEVEL", "BLOCKS", "DEFAULT_ROOT", "check_block", "block_module", "has_block", "block_args",
-           "block_component", "rtl_key", "top_verilog", "block_verilog"]
+__all__ = ["TOPLEVEL", "BLOCKS", "DEFAULT_ROOT", "check_block", "block_module", "has_block",
+           "block_args", "block_component", "rtl_key", "top_verilog", "block_verilog"]
 
 #: Verilog module name of the top (as ``python -m hw.generate`` names it).
 TOPLEVEL = "sqdm_top"

@@ -318,7 +318,6 @@ def test_dense_top_replays_only_the_dense_map(tmp_path, capsys):
     """A top without an SPE (spe_lanes=0) ignores the channel map, so replaying it with the
     trace's map would record a map it did not run: refused before any work."""
     assert main(["--config", "paper", "--param", "spe_lanes=0", "--maps", "trace,dense",
-                 "--out",
-                 str(tmp_path / "out")]) == 2
+                 "--out", str(tmp_path / "out")]) == 2
     assert "dense top (spe_lanes=0)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
