@@ -111,7 +111,8 @@ def load_results(path, tr, execs, config=HW) -> dict:
         raise BenchError(f"results file {path} has no 'executions' list (not tb.cosim output)")
     summary = data.get("summary") or {}
     params = summary.get("params") or {}
-    defaults = AcceleratorConfig().to_dict()  # a parameter a results file lacks had its default
+    # a parameter a results file lacks (one written before it existed) had its default
+    defaults = AcceleratorConfig().to_dict() if params else config.to_dict()
     for k, v in config.to_dict().items():
         if params.get(k, defaults[k]) != v:
             raise BenchError(f"results file {path} was simulated with "
