@@ -18,6 +18,7 @@ from hw.job import Descriptor, Job, make_job
 from hw.layout import unpack_outputs
 from hw.top import MemSel
 from traces.format import Execution
+from traces.hexfiles import CYCLE_PARAMS
 
 __all__ = ["MODEL_COUNTERS", "SATURATION_COUNTERS", "MAP_VARIANTS", "HOST_MEMS", "ReplayJob",
            "Mismatch", "config_of", "layer_kind", "kind_selection", "prepare", "route_for",
@@ -137,14 +138,17 @@ def prepare(ex: Execution, index: int, *, config: AcceleratorConfig, variant: st
 def recorded_counters(job: ReplayJob, cycle_model: dict | None) -> dict | None:
     """The counters the trace records for this execution (``meta["cycles"]``: a dict of
     counters, or the cycle count alone), if they apply: the trace's own channel map and a
-    header ``cycle_model`` whose parameters equal the top's (a trace without one does not say
-    which configuration its counters are for: they are not used). Else None."""
+    header ``cycle_model`` whose parameters (``traces.hexfiles.CYCLE_PARAMS``: the array and the
+    v2 mechanisms) equal the top's (a trace without one does not say which configuration its
+    counters are for: they are not used). Else None."""
     rec = job.meta.get("cycles")
     if job.map_variant != "trace" or rec is None or not cycle_model:
         return None
     params = job.config.to_dict()
-    for key, value in cycle_model.items():
-        if key in params and params[key] != value:
+    # a parameter the header lacks (a trace written before it existed) had its default
+    defaults = AcceleratorConfig().to_dict()
+    for key in CYCLE_PARAMS:
+        if params[key] != cycle_model.get(key, defaults[key]):
             return None
     if isinstance(rec, dict):
         return {k: int(v) for k, v in rec.items() if k in MODEL_COUNTERS}

@@ -144,6 +144,13 @@ def test_recorded_counters_only_for_the_configuration_they_were_recorded_for():
     assert recorded_counters(icarus, header) is None
     assert predicted_counters(ex, config=PRESETS["icarus"]) == \
         icarus.job.predicted_counters() != ex.meta["cycles"]
+    # the same array in the paper's organisation is another configuration: v2's recorded
+    # counters do not apply to it, nor to v2 a header that predates the mechanisms (its
+    # counters were the paper's organisation's)
+    assert recorded_counters(prepare(ex, 0, config=PRESETS["paper"]), header) is None
+    old = {k: v for k, v in header.items() if k not in ("balance", "col_skip", "nibble_skip")}
+    assert recorded_counters(default, old) is None
+    assert recorded_counters(prepare(ex, 0, config=PRESETS["paper"]), old) == ex.meta["cycles"]
 
 
 def test_missing_trace_folder_is_a_clear_error(tmp_path, capsys):

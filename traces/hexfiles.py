@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from hw import layout
-from hw.config import PRESETS, AcceleratorConfig
+from hw.config import MECHANISMS, PRESETS, AcceleratorConfig
 from hw.job import memory_images, predict_counters
 from traces.format import Execution, Trace, TraceError
 
-__all__ = ["EXPORT_CONFIG", "HEX_SOURCES", "hex_header", "cycle_model_header", "write_hex_files",
+__all__ = ["EXPORT_CONFIG", "HEX_SOURCES", "CYCLE_PARAMS", "hex_header", "cycle_model_header", "write_hex_files",
            "check_hex_files", "predicted_counters"]
 
 #: The configuration exported traces are for (the hex files' weight tile, the counters).
@@ -33,11 +33,14 @@ def hex_header(config: AcceleratorConfig = EXPORT_CONFIG) -> dict:
     return {"layout": "hw/layout.py", "weight_tile": config.tile}
 
 
+#: The configuration fields the cycle counts depend on: the array's shape and the v2 mechanisms.
+CYCLE_PARAMS = ("vector", "dpe_cols", "spe_lanes", "tile") + MECHANISMS
+
+
 def cycle_model_header(config: AcceleratorConfig = EXPORT_CONFIG) -> dict:
     """The manifest's ``cycle_model`` entry: the array parameters the recorded counters
     (``meta["cycles"]``) were predicted for."""
-    return {"model": "hw/cyclemodel.py", "vector": config.vector, "dpe_cols": config.dpe_cols,
-            "spe_lanes": config.spe_lanes, "tile": config.tile,
+    return {"model": "hw/cyclemodel.py", **{k: getattr(config, k) for k in CYCLE_PARAMS},
             "meta_key": "cycles (counters from start to done)"}
 
 
