@@ -188,5 +188,6 @@ def equal_area_array(config: str, budget_um2: float | None = None, *, lanes: int
     col = column_um2(config, lanes)
     exact_cols = budget / col
     cols = max(1, math.ceil(exact_cols - 1e-9))
-    return {**dense_array(cols, lanes=lanes, base_tile=base_tile), "multipliers": lanes * cols, "multipliers_exact": lanes * exact_cols,
-            "column_um2": col, "area_um2": cols * col, "area_ratio": cols * col / budget}
+    return {**dense_array(cols, lanes=lanes, base_tile=base_tile), "multipliers": lanes * cols,
+            "multipliers_exact": lanes * exact_cols, "column_um2": col,
+            "area_um2": cols * col, "area_ratio": cols * col / budget}

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from golden import intref as ir
-from hw.config import MECHANISMS, MODEL_COUNTERS, PRESETS, AcceleratorConfig
+from hw.config import (ABLATION_PRESETS, MECHANISMS, MODEL_COUNTERS, PRESETS,
+                       AcceleratorConfig)
 from traces.format import TraceError, open_trace
 from . import area as ar
 from . import energy as en
@@ -406,7 +407,7 @@ def sweeps(execs, base, table, progress=print):
 
 
 #: The ablation rows: the paper's organisation, each v2 mechanism alone on it, then v2.
-ABLATION = ("paper",) + tuple(f"paper+{m}" for m in MECHANISMS) + ("default",)
+ABLATION = ABLATION_PRESETS + ("default",)
 
 
 def v2_ablation(execs, cfgs, area, table, *, rtl=None, bandwidth=DEFAULT_BANDWIDTH,
@@ -485,8 +486,8 @@ def cycles_per_ideal(recs, configs=("sqdm", "sqdm_paper"), min_pixels=64):
                                 for k in ("work", "floor")}}
     return {"min_output_pixels": min_pixels, "configs": out,
             "rule": "cycles / ideal of each layer's worst execution; work: non-zero products "
-                    "(an MXINT8 product 4) on 256 multipliers; floor: also at least one "
-                    "output channel per cycle (pixels x cout)"}
+                    "(an MXINT8 product 2 per non-zero activation nibble) on 256 multipliers; "
+                    "floor: also at least one output channel per cycle (pixels x cout)"}
 
 
 def bandwidth_sweep(recs):

@@ -44,7 +44,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hw.config import MECHANISMS, PRESETS
+from hw.config import ABLATION_PRESETS, PRESETS
 from hw.rtlcache import block_module, block_verilog
 from .baselines import DENSE, HW, array_config, dense_array
 
@@ -59,7 +59,7 @@ DEFAULT_OUT = REPO / "build" / "area"
 #: The SQ-DM configuration (the one every trace and replay uses).
 SQDM = HW
 #: The paper's organisation and each v2 mechanism alone on it (areas besides SQDM's).
-ABLATION = ("paper",) + tuple(f"paper+{m}" for m in MECHANISMS)
+ABLATION = ABLATION_PRESETS
 
 #: Yosys script after ``read_verilog`` (``{top}``): ``synth``'s coarse steps (memories kept as
 #: ``$mem_v2`` cells), its fine steps without ``memory_map``, then every flip-flop split into a

@@ -19,7 +19,8 @@ __all__ = [
     "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_unit",
     "adder_tree", "pack_value", "connect_read_port",
     "nibble_operands", "lut_product",
-    "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask", "popcount",
+    "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask",
+    "nonzero_nibble_mask", "popcount",
 ]
 
 # --------------------------------------------------------------------------- encodings
@@ -292,6 +293,12 @@ def connect_read_port(m, memory, *, en, addr, data):
 def nonzero_mask(x, count):
     """Bit ``i`` set when element ``x[i]`` (``i < count``) is non-zero."""
     return Cat(*[x[i] != 0 for i in range(count)])
+
+
+def nonzero_nibble_mask(x, hi):
+    """Bit ``i`` set when the high (``hi``, signed ``x >> 4``) or low (``x & 15``) nibble of the
+    8-bit element ``x[i]`` (``i < 32``) is non-zero: an MXINT8 sweep of ``nibble_skip``."""
+    return Cat(*[Mux(hi, x[i][4:8], x[i][0:4]) != 0 for i in range(MX_BLOCK)])
 
 
 def popcount(m, bits, name):

@@ -17,9 +17,9 @@ from .common import MX_BLOCK, VECTOR_CHOICES, check_choice, check_int
 from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, PARAM_WORD_BITS, RES_WORD_BITS, weight_word_bits
 
-__all__ = ["AcceleratorConfig", "PAPER", "V2", "PRESETS", "preset", "parse_overrides", "COUNTERS",
-           "MODEL_COUNTERS", "SATURATION_COUNTERS", "COUNTER_BITS", "MEMORIES", "MECHANISMS",
-           "SPE_MECHANISMS"]
+__all__ = ["AcceleratorConfig", "PAPER", "V2", "ABLATION_PRESETS", "PRESETS", "preset",
+           "parse_overrides", "COUNTERS", "MODEL_COUNTERS", "SATURATION_COUNTERS", "COUNTER_BITS",
+           "MEMORIES", "MECHANISMS", "SPE_MECHANISMS"]
 
 #: Performance counters of the top (output ports ``cnt_<name>``), cleared by ``start``.
 COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
@@ -55,8 +55,8 @@ class AcceleratorConfig:
 
     The architecture-v2 mechanisms (docs/hardware.md 8), each 0 (off, the paper's organisation)
     or 1:
-    balance -- one walker and one operand fetch; a dispatcher sends each item to the engine that
-    finishes it first (the channel map breaks ties). Needs an SPE.
+    balance -- one walker and one operand fetch; a dispatcher sends each item to a free engine,
+    the cheaper one for it when both are free (the channel map breaks ties). Needs an SPE.
     col_skip -- the DPE issues only the column groups that hold output channels of the unit
     (small-cout layers: ``conv_out``'s one channel takes one group of ``tile / dpe_cols``).
     nibble_skip -- MXINT8 on the SPE sweeps the non-zero high nibbles for the two passes that
@@ -173,6 +173,8 @@ class AcceleratorConfig:
 PAPER = AcceleratorConfig()
 #: Architecture v2 (docs/hardware.md 8): the paper's sizes with every mechanism on.
 V2 = PAPER.replace(**{name: 1 for name in MECHANISMS})
+#: The ablation presets: the paper's organisation, then each mechanism alone on it.
+ABLATION_PRESETS = ("paper",) + tuple(f"paper+{name}" for name in MECHANISMS)
 
 #: The named configurations. ``default``: architecture v2, the ASIC-sized design every trace,
 #: co-simulation and evaluation uses; ``paper``: the same sizes in the paper's organisation
@@ -189,7 +191,7 @@ V2 = PAPER.replace(**{name: 1 for name in MECHANISMS})
 PRESETS = {
     "default": V2,
     "paper": PAPER,
-    **{f"paper+{name}": PAPER.replace(**{name: 1}) for name in MECHANISMS},
+    **{p: PAPER.replace(**{name: 1}) for p, name in zip(ABLATION_PRESETS[1:], MECHANISMS)},
     "small": AcceleratorConfig(dpe_cols=8, spe_lanes=2, tile=32, max_cin=64, max_cout=32,
                                max_pixels=64, act_depth=64, weight_depth=64, res_depth=256,
                                out_depth=64),

@@ -129,7 +129,7 @@ class DispatcherModel:
             self.closing = False
         if self.accept:
             self.hold = False
-        elif head is not None and (self.to["s"] or self.to["d"]) and self.head_valid:
+        elif self.head_valid and (self.to["s"] or self.to["d"]):
             self.hold, self.hold_s = True, self.want_s
 
 

@@ -1,5 +1,5 @@
-"""Dispatcher of a ``balance`` top: one fetched item stream to whichever engine finishes the
-item first."""
+"""Dispatcher of a ``balance`` top: one fetched item stream to a free engine, the cheaper one
+for the item when both are free."""
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring

@@ -65,10 +65,9 @@ def block_args(block, config):
     from .top import block_args as top_block_args
     if check_block(block) == "top":
         return Accelerator, {"config": config}
-    blocks = top_block_args(config)
-    if _SUBMODULES[block] not in blocks:
+    if not has_block(block, config):
         raise ValueError(f"the top of this configuration has no {block} block")
-    return blocks[_SUBMODULES[block]]
+    return top_block_args(config)[_SUBMODULES[block]]
 
 
 def block_component(block, config):

@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
-                     nibble_operands, nonzero_mask, popcount, result_layout,
+                     nibble_operands, nonzero_mask, nonzero_nibble_mask, popcount, result_layout,
                      validating, pack_value)
 from .engine import ENGINE_STAGES, lane_sum, result_pipeline, scale_factors
 
@@ -29,31 +29,28 @@ def spe_item_cycles(x, *, mode, null, vector, lanes, nibble_skip=False):
     """
     if null:
         return 1
-    mx = Mode(mode) == Mode.MXINT8
-    count = Mode(mode).block(vector)
-    x = [int(v) for v in list(x)[:count]]
-
-    def sweep(nnz):
-        return max(1, -(-nnz // lanes))
-    if not mx:
-        return sweep(sum(1 for v in x if v))
-    if nibble_skip:
-        return (2 * sweep(sum(1 for v in x if v >> 4))
-                + 2 * sweep(sum(1 for v in x if v & 15)))
-    return len(SPE_NIBBLE_PASSES) * sweep(sum(1 for v in x if v))
+    return sum(max(1, -(-n // lanes)) for n in _sweep_lanes(x, mode, vector, nibble_skip))
 
 
 def spe_item_macs(x, *, mode, vector, lanes, nibble_skip=False):
     """Lane products of one non-null SPE item (each times the ``cols`` columns: the ``macs``
     counter): ``nnz`` in INT4 mode, ``4 * nnz`` in MXINT8 mode, ``2 * (nnz_hi + nnz_lo)`` with
     ``nibble_skip`` (:func:`spe_item_cycles`)."""
-    count = Mode(mode).block(vector)
-    x = [int(v) for v in list(x)[:count]]
+    return sum(_sweep_lanes(x, mode, vector, nibble_skip))
+
+
+def _sweep_lanes(x, mode, vector, nibble_skip):
+    """The lane operations of each sweep of an item: INT4 one sweep over the non-zero elements
+    of the first ``vector``; MXINT8 one per nibble product (:data:`SPE_NIBBLE_PASSES`) over the
+    32 non-zero elements, or with ``nibble_skip`` over the non-zero high / low nibbles."""
+    x = [int(v) for v in list(x)[:Mode(mode).block(vector)]]
+    nnz = sum(1 for v in x if v)
     if Mode(mode) != Mode.MXINT8:
-        return sum(1 for v in x if v)
-    if nibble_skip:
-        return 2 * (sum(1 for v in x if v >> 4) + sum(1 for v in x if v & 15))
-    return len(SPE_NIBBLE_PASSES) * sum(1 for v in x if v)
+        return [nnz]
+    if not nibble_skip:
+        return [nnz] * len(SPE_NIBBLE_PASSES)
+    hi, lo = sum(1 for v in x if v >> 4), sum(1 for v in x if v & 15)
+    return [hi if xn else lo for xn, _, _ in SPE_NIBBLE_PASSES]
 
 
 class SPE(wiring.Component):
@@ -132,8 +129,7 @@ class SPE(wiring.Component):
             MXINT8 mode the non-zero high (``hi``) or low nibbles."""
             if not self.nibble_skip:
                 return mask_of(x)
-            nib = Cat(*[Mux(hi, x[i][4:8], x[i][0:4]) != 0 for i in range(MX_BLOCK)])
-            return Mux(is_mx, nib, nonzero_mask(x, V))
+            return Mux(is_mx, nonzero_nibble_mask(x, hi), nonzero_mask(x, V))
 
         item = Signal(item_layout(T))
         busy = Signal()

@@ -17,8 +17,8 @@ from hw.config import MECHANISMS, PRESETS, AcceleratorConfig
 from hw.job import memory_images, predict_counters
 from traces.format import Execution, Trace, TraceError
 
-__all__ = ["EXPORT_CONFIG", "HEX_SOURCES", "CYCLE_PARAMS", "hex_header", "cycle_model_header", "write_hex_files",
-           "check_hex_files", "predicted_counters"]
+__all__ = ["EXPORT_CONFIG", "HEX_SOURCES", "CYCLE_PARAMS", "hex_header", "cycle_model_header",
+           "write_hex_files", "check_hex_files", "predicted_counters"]
 
 #: The configuration exported traces are for (the hex files' weight tile, the counters).
 EXPORT_CONFIG = PRESETS["default"]
