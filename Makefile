@@ -17,14 +17,16 @@ TRACE ?= build/traces/default
 EXEC ?= 0
 SIM ?= verilator
 
-.PHONY: help venv test test-all train plan golden-report traces rtl lint sim sim-e2e bench-sim bench area bringup synth clean distclean
+.PHONY: help venv test test-all train plan qat classifier golden-report traces rtl lint sim sim-e2e bench-sim bench area bringup synth clean distclean
 
 help:
 	@echo "make sim        main job: RTL + default traces + cocotb replay (TRACES=DIR, SIM=icarus)"
 	@echo "make test       unit, property and simulation tests (the CI gate)"
 	@echo "make test-all   also the slow tests"
 	@echo "make train      retrain both golden checkpoints (SiLU, then ReLU fine-tune)"
-	@echo "make plan       sensitivity analysis -> golden/plans/sqdm_plan.json (~2 min)"
+	@echo "make plan       hardware-aware plan search + QAT -> golden/plans/sqdm_plan.json, build/plan/ (~25 min)"
+	@echo "make qat        quantization-aware fine-tuning for the committed plan (~10 min)"
+	@echo "make classifier retrain the digit classifier of the golden report's FD (~15 s)"
 	@echo "make golden-report  SQNR, samples, sparsity -> build/golden/report.json (~2 min)"
 	@echo "make traces     export golden traces to build/traces/default (STEPS=all: whole sample)"
 	@echo "make sim-e2e    one golden sample with every accelerated layer on the simulated RTL"
@@ -56,7 +58,14 @@ train: $(STAMP)
 	$(PY) -m golden.train
 
 plan: $(STAMP)
-	$(PY) -m golden.sensitivity
+	$(PY) -m evaluation.plan
+	$(PY) -m golden.qat
+
+qat: $(STAMP)
+	$(PY) -m golden.qat
+
+classifier: $(STAMP)
+	$(PY) -m golden.classifier
 
 golden-report: $(STAMP)
 	$(PY) -m golden.report
@@ -70,7 +79,7 @@ traces: $(STAMP)
 # import most of hw/, and a new trace also makes `make bench` replay it on the new RTL).
 TRACE_INPUTS := $(addprefix golden/,numerics.py intref.py quant.py model.py edm.py data.py) \
 	$(filter-out %/test_%.py,$(wildcard traces/*.py hw/*.py)) \
-	golden/checkpoints/unet_relu.pt golden/plans/sqdm_plan.json
+	$(wildcard golden/checkpoints/unet_relu*.pt) golden/plans/sqdm_plan.json
 build/traces/default/manifest.json: $(STAMP) $(TRACE_INPUTS)
 	$(PY) -m traces export --steps default --out build/traces/default
 	$(PY) -m traces check build/traces/default
@@ -137,7 +146,7 @@ build/traces/all-int4/manifest.json: $(STAMP) $(TRACE_INPUTS)
 	$(PY) -m traces check build/traces/all-int4
 
 build/golden/report.json: $(STAMP) $(filter-out %/test_%.py,$(wildcard golden/*.py)) \
-		golden/checkpoints/unet_relu.pt golden/plans/sqdm_plan.json
+		$(wildcard golden/checkpoints/*.pt) $(wildcard golden/plans/*.json)
 	$(PY) -m golden.report
 
 # $(call replay,TRACE,OUT,COSIM ARGS[,ALSO NEWER]): tb.cosim replays TRACE into OUT/results.json

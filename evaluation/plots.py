@@ -112,3 +112,87 @@ def write_plots(report: dict, out_dir) -> list[Path]:
     ax.legend(fontsize=8)
     paths.append(_save(fig, out_dir / "per_layer_utilisation.png"))
     return paths
+
+
+def write_plan_plots(report: dict, out_dir) -> list[Path]:
+    """Figures of ``make plan``'s report (build/plan/report.json): the Pareto front, the
+    per-layer sensitivity per sampler step, the operation types and the outlier statistics."""
+    out_dir = Path(out_dir)
+    paths = []
+    pts = report["points"]
+    front = set(report["pareto"])
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    cand = [p for p in pts if p["kind"] == "candidate"]
+    ax.plot([p["cycles"] / 1e6 for p in cand], [p["sqnr_db"] for p in cand], ".-", color="grey",
+            label="candidates (layers demoted to INT4 one by one)")
+    ax.plot([p["cycles"] / 1e6 for p in cand], [p["predicted_sqnr_db"] for p in cand], ":",
+            color="grey", lw=0.8, label="additive-noise prediction")
+    fp = sorted((p for p in pts if p["name"] in front), key=lambda p: p["cycles"])
+    ax.plot([p["cycles"] / 1e6 for p in fp], [p["sqnr_db"] for p in fp], "o", mfc="none",
+            color="tab:blue", label="Pareto front")
+    for p in pts:
+        if p["kind"] == "reference" or p["name"] == report["chosen"]["name"]:
+            chosen = p["name"] == report["chosen"]["name"]
+            ax.plot(p["cycles"] / 1e6, p["sqnr_db"], "*" if chosen else "s",
+                    ms=12 if chosen else 6, color="tab:red" if chosen else "k")
+            ax.annotate(f"{'chosen: ' if chosen else ''}{p['name']}\n{p['sqnr_db']:.1f} dB, "
+                        f"INT4 {p['int4_mac_share']:.0%}", (p["cycles"] / 1e6, p["sqnr_db"]),
+                        fontsize=7, xytext=(4, -10), textcoords="offset points")
+    ax.axhline(report["previous"]["sqnr_db"], color="tab:red", ls="--", lw=0.8,
+               label="previous plan's quality")
+    ax.set_xlabel("sqdm cycles per sample (millions; v2 top, fast model)")
+    ax.set_ylabel("denoiser SQNR vs FP32 (dB, mean over steps)")
+    ax.set_title("precision plans: quality against cycles")
+    ax.legend(fontsize=8, loc="lower right")
+    paths.append(_save(fig, out_dir / "pareto.png"))
+
+    layers = report["sensitivity"]["layers"]["groups"]
+    names = list(layers)
+    grid = [[layers[n]["sqnr_per_step"][s] for n in names]
+            for s in range(len(layers[names[0]]["sqnr_per_step"]))]
+    fig, ax = plt.subplots(figsize=(12, 5))
+    im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=75, fontsize=7)
+    ax.set_ylabel("sampler step (0 = sigma 80)")
+    ax.set_title("denoiser SQNR (dB) with only this layer INT4, the rest MXINT8")
+    fig.colorbar(im, ax=ax, label="dB")
+    paths.append(_save(fig, out_dir / "sensitivity_layers.png"))
+
+    types = report["sensitivity"]["op_types"]["groups"]
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+    tn = list(types)
+    ax[0].bar(tn, [types[t]["sqnr_db"] for t in tn])
+    for i, t in enumerate(tn):
+        ax[0].annotate(f"{types[t]['mac_share']:.1%} MACs", (i, types[t]["sqnr_db"]),
+                       ha="center", fontsize=7, xytext=(0, 3), textcoords="offset points")
+    ax[0].axhline(report["sensitivity"]["op_types"]["base_mxint8"]["mean"], color="k", ls="--",
+                  lw=0.8, label="all MXINT8")
+    ax[0].set_ylabel("denoiser SQNR (dB), only this type INT4")
+    ax[0].tick_params(axis="x", rotation=30)
+    ax[0].legend(fontsize=8)
+    for t in tn:
+        ax[1].plot(types[t]["sqnr_per_step"], label=t)
+    ax[1].set_xlabel("sampler step (0 = sigma 80)")
+    ax[1].set_ylabel("dB")
+    ax[1].set_title("per step")
+    ax[1].legend(fontsize=7)
+    paths.append(_save(fig, out_dir / "sensitivity_op_types.png"))
+
+    o = report["outliers"]
+    on = list(o)
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    xs = range(len(on))
+    w = 0.27
+    ax.bar([i - w for i in xs], [o[n]["weight_in_channel_outlier_ratio"] for n in on], w,
+           label="weights: max / median of input-channel maxima")
+    ax.bar(list(xs), [o[n]["act_channel_outlier_ratio"] for n in on], w,
+           label="activations: max / median of channel maxima")
+    ax.bar([i + w for i in xs], [o[n]["act_vector_crest"] for n in on], w,
+           label="activations: mean crest (max / RMS) of 16-channel vectors")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(on, rotation=75, fontsize=7)
+    ax.set_title("outlier statistics (FP32 model along the reference sampler run)")
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, out_dir / "outliers.png"))
+    return paths

@@ -25,6 +25,7 @@ __all__ = [
     "mxint8_quantize",
     "mxint8_dequantize",
     "int4_quantize",
+    "int4_quantize_mse",
     "int4_dequantize",
     "uint4_quantize",
     "uint4_dequantize",
@@ -46,6 +47,7 @@ MX_EXP_MAX = 127
 INT4_MAX = 7
 UINT4_MAX = 15
 VECTOR_SIZES = (4, 8, 16, 32, 64)
+MSE_CANDIDATES = 8  # int4_quantize_mse: the no-clip scale and the 7 FP8 codes below it
 
 
 # --------------------------------------------------------------------------- input checking
@@ -312,6 +314,44 @@ def int4_quantize(x, axis: int = -1, vector: int = 16, *, scale2=1.0):
     RNE(v / s), computed exactly. Returns ``(codes int8, scale_codes uint8)``.
     """
     return _vsq_quantize(x, axis, vector, scale2, INT4_MAX, signed=True)
+
+
+def int4_quantize_mse(x, axis: int = -1, vector: int = 16, *, scale2=1.0,
+                      candidates: int = MSE_CANDIDATES):
+    """INT4 codes like ``int4_quantize``, with each vector's FP8 scale chosen to minimise the
+    squared error instead of to avoid clipping (a host choice for weights: the hardware takes
+    any FP8 scale).
+
+    For every vector the candidates are the no-clip scale code ``c`` of ``int4_quantize`` and the
+    ``candidates - 1`` codes below it (never below 0x01); each is scored by the sum over the
+    vector of ``(deq - v)**2`` (float64, after the ``scale2`` division), and the lowest score
+    wins, ties to the larger scale. Codes are ``clamp(RNE(v / s), -7, 7)``, exact as in
+    ``int4_quantize``. ``candidates = 1`` is ``int4_quantize``.
+    """
+    if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) \
+            or candidates < 1:
+        raise ValueError(f"candidates must be an int >= 1, got {candidates!r}")
+    codes, scales = _vsq_quantize(x, axis, vector, scale2, INT4_MAX, signed=True)
+    v = _as_float_array(x, "x")
+    ax = _check_axis(axis, v.ndim)
+    n = v.shape[ax]
+    vec = int(vector)
+    blocks = _to_blocks(v / _second_level(scale2, v.shape, ax), ax, vec)
+    base = np.moveaxis(scales, ax, -1).astype(np.int64)
+    best_q = _to_blocks(codes.astype(np.float64), ax, vec)
+    best_s = base.copy()
+    best_err = ((best_q * _FP8_VALUES[base][..., None] - blocks) ** 2).sum(axis=-1)
+    for k in range(1, int(candidates)):
+        cand = np.maximum(base - k, 1)
+        mags = _rne_divide(np.abs(blocks), np.broadcast_to(cand[..., None], blocks.shape))
+        q = np.minimum(mags, INT4_MAX) * np.sign(blocks)
+        err = ((q * _FP8_VALUES[cand][..., None] - blocks) ** 2).sum(axis=-1)
+        better = (err < best_err) & (base > 0)
+        best_err = np.where(better, err, best_err)
+        best_s = np.where(better, cand, best_s)
+        best_q = np.where(better[..., None], q, best_q)
+    return (_from_blocks(best_q.astype(np.int8), ax, n),
+            np.moveaxis(best_s.astype(np.uint8), -1, ax))
 
 
 def uint4_quantize(x, axis: int = -1, vector: int = 16, *, scale2=1.0):

@@ -20,6 +20,7 @@ A precision plan maps every layer name to ``"int4"`` or ``"mxint8"``; it is a JS
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Callable, Optional
@@ -30,9 +31,13 @@ import torch.nn.functional as F
 
 from golden import intref as ir
 from golden import numerics as nx
-from golden.model import LayerInfo, PConv, UNet
+from golden.model import CHECKPOINT_DIR, LayerInfo, PConv, UNet, load_checkpoint
 
 PRECISIONS = ir.PRECISIONS  # the plan strings of golden.intref.Mode
+#: How an INT4 layer's per-vector weight scales are chosen: "mse" (``nx.int4_quantize_mse``,
+#: the least squared error among the no-clip FP8 scale and the codes below it; the default)
+#: or "max" (``nx.int4_quantize``: the smallest scale that clips nothing).
+WEIGHT_SCALE_RULES = ("mse", "max")
 PLAN_SCHEMA = "sqdm-plan"
 PLAN_VERSION = 1
 VECTOR = 16
@@ -79,6 +84,59 @@ def load_plan(path, model: UNet) -> dict[str, str]:
     if not isinstance(plan, dict):
         raise ValueError(f"{path}: 'layers' must map layer names to precisions")
     return check_plan(plan, model, where=str(path))
+
+
+def plan_layers_sha256(plan: dict) -> str:
+    """A digest of a plan's layer -> precision table (what a fine-tuned checkpoint is for)."""
+    return hashlib.sha256(json.dumps(dict(plan), sort_keys=True).encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanModel:
+    """What a plan file runs: the model (its ``"checkpoint"``), the layer -> precision table, the
+    checkpoint's file name and the INT4 weight-scale rule (``"weight_scales"``, default "mse")."""
+    model: UNet
+    plan: dict
+    checkpoint: str
+    weight_scales: str
+
+    def quant_unet(self, **kwargs) -> "QuantUNet":
+        return QuantUNet(self.model, self.plan, weight_scales=self.weight_scales, **kwargs)
+
+
+def load_plan_model(path) -> PlanModel:
+    """The model, plan and weight rule a plan file's quantized execution runs.
+
+    The plan's ``"checkpoint"`` (default ``unet_relu.pt``) names a file of
+    ``golden/checkpoints/``; a checkpoint fine-tuned for a plan (``make qat``) records that
+    plan's digest and is refused for any other plan. The FP32 reference stays the ReLU model."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: precision plan not found") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: a plan file is a JSON object")
+    name = doc.get("checkpoint", "unet_relu.pt")
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".pt"):
+        raise ValueError(f"{path}: 'checkpoint' must name a .pt file of golden/checkpoints/, "
+                         f"got {name!r}")
+    rule = doc.get("weight_scales", "mse")
+    if rule not in WEIGHT_SCALE_RULES:
+        raise ValueError(f"{path}: 'weight_scales' must be one of {WEIGHT_SCALE_RULES}, "
+                         f"got {rule!r}")
+    ckpt_path = CHECKPOINT_DIR / name
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"{path}: its checkpoint {ckpt_path} does not exist")
+    model, ckpt = load_checkpoint(ckpt_path)
+    plan = load_plan(path, model)
+    made_for = (ckpt.get("meta") or {}).get("plan_layers_sha256")
+    if made_for is not None and made_for != plan_layers_sha256(plan):
+        raise ValueError(f"{path}: checkpoint {name} was fine-tuned for another plan "
+                         f"(re-run make qat, or set 'checkpoint' to unet_relu.pt)")
+    return PlanModel(model, plan, name, rule)
 
 
 def check_plan(plan: dict, model: UNet, where: str = "plan") -> dict[str, str]:
@@ -181,24 +239,39 @@ def residual_on_grid(r: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.ldexp(r, ir.PPU_FRAC_BITS)), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
 
 
+def weight_scale2(w: np.ndarray) -> np.ndarray:
+    """The power-of-two second-level scale per output channel of INT4 weights ``w`` [Cout, ...]:
+    an exact division, and the largest vector scale of the channel lands in [128, 256] (well
+    inside FP8)."""
+    amax = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
+    exp = np.frexp(np.where(amax > 0, amax / nx.INT4_MAX, 1.0))[1] - 1
+    return np.ldexp(1.0, exp - 7)
+
+
+def int4_weights(w: np.ndarray, scale2: np.ndarray, rule: str = "mse"):
+    """INT4 codes and FP8 scales of channel-last weights ``w`` [Cout, k, k, Cin] with
+    second-level scale ``scale2`` [Cout], by :data:`WEIGHT_SCALE_RULES` ``rule``."""
+    quantize = nx.int4_quantize_mse if rule == "mse" else nx.int4_quantize
+    return quantize(w, axis=-1, vector=VECTOR, scale2=scale2[:, None, None, None])
+
+
 class QuantLayer:
     """One PConv prepared for the accelerator: weights quantized once, in hardware layout."""
 
-    def __init__(self, info: LayerInfo, conv: PConv, precision: str, act: str):
+    def __init__(self, info: LayerInfo, conv: PConv, precision: str, act: str,
+                 weight_scales: str = "mse"):
         if precision not in PRECISIONS:
             raise ValueError(f"{info.name}: precision must be one of {PRECISIONS}, "
                              f"got {precision!r}")
+        if weight_scales not in WEIGHT_SCALE_RULES:
+            raise ValueError(f"weight_scales must be one of {WEIGHT_SCALE_RULES}, "
+                             f"got {weight_scales!r}")
         self.info, self.precision, self.act = info, precision, act
         self.x_format = input_format(info, precision, act)
         w = conv.effective_weight().detach().to(torch.float64).permute(0, 2, 3, 1).numpy()
         if precision == "int4":
-            # power-of-two second-level scale per output channel: exact division, and the
-            # largest vector scale of the channel lands in [128, 256] (well inside FP8)
-            amax = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
-            exp = np.frexp(np.where(amax > 0, amax / nx.INT4_MAX, 1.0))[1] - 1
-            self.w_scale2 = np.ldexp(1.0, exp - 7)
-            self.w_codes, self.w_scales = nx.int4_quantize(
-                w, axis=-1, vector=VECTOR, scale2=self.w_scale2[:, None, None, None])
+            self.w_scale2 = weight_scale2(w)
+            self.w_codes, self.w_scales = int4_weights(w, self.w_scale2, weight_scales)
         else:
             self.w_scale2 = np.ones(w.shape[0])
             self.w_codes, self.w_scales = nx.mxint8_quantize(w, axis=-1)
@@ -256,7 +329,7 @@ class QuantUNet:
     """The U-Net run layer by layer through the accelerator's arithmetic.
 
     ``executor``: "int" (integer reference per image, or ``backend``) or "fake" (float64 conv,
-    batched; allows SiLU). ``recorder``: called with a ``LayerCall`` after every integer layer
+    batched; allows SiLU). ``weight_scales``: :data:`WEIGHT_SCALE_RULES`. ``recorder``: called with a ``LayerCall`` after every integer layer
     execution. The channel map of a layer's input at evaluation e is the sparsity detector's
     map of that input at evaluation e - 1 (all dense at e = 0), see ``docs/golden.md``.
     """
@@ -264,7 +337,7 @@ class QuantUNet:
     def __init__(self, model: UNet, plan: dict[str, str], *, executor: str = "int",
                  backend: LayerBackend = golden_backend,
                  recorder: Optional[Callable[[LayerCall], None]] = None,
-                 threshold_pct: int = ir.THRESHOLD_DEFAULT_PCT):
+                 threshold_pct: int = ir.THRESHOLD_DEFAULT_PCT, weight_scales: str = "mse"):
         if executor not in ("int", "fake"):
             raise ValueError(f"executor must be 'int' or 'fake', got {executor!r}")
         if executor == "int" and model.act != "relu":
@@ -274,7 +347,7 @@ class QuantUNet:
         self.threshold_pct = threshold_pct
         self.infos = {li.name: li for li in model.layers()}
         self.convs = dict(model.named_pconvs())
-        self.layers = {n: QuantLayer(li, self.convs[n], self.plan[n], model.act)
+        self.layers = {n: QuantLayer(li, self.convs[n], self.plan[n], model.act, weight_scales)
                        for n, li in self.infos.items()}
         self.eval_index = 0
         self.maps: dict[tuple[str, int], np.ndarray] = {}   # (layer, image) -> input map

@@ -18,9 +18,12 @@ import torch
 from golden import edm
 from golden.data import image_grid, load_digits16
 from golden.intref import THRESHOLD_DEFAULT_PCT
+from golden.classifier import ClassifierFD
 from golden.model import UNet, load_checkpoint
-from golden.quant import QuantUNet, load_plan, uniform_plan
+from golden.quant import QuantUNet, load_plan, load_plan_model, uniform_plan
 from golden.sensitivity import PLAN_PATH, Reference
+
+PREVIOUS_PLAN = PLAN_PATH.parent / "v1_plan.json"
 
 OUT = Path("build/golden")
 
@@ -165,22 +168,29 @@ def heatmaps(per_layer: dict, layers: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def save_grid(rows: list[torch.Tensor], path: Path) -> None:
-    from PIL import Image
-    grids = [image_grid(r, nrow=8) for r in rows]
-    sep = np.full((4, grids[0].shape[1]), 255, np.uint8)
-    parts = []
-    for g in grids:
-        parts += [g, sep]
-    Image.fromarray(np.concatenate(parts[:-1])).resize(
-        (grids[0].shape[1] * 3, sum(p.shape[0] for p in parts[:-1]) * 3),
-        Image.NEAREST).save(path)
+def save_grid(rows: list[tuple[str, torch.Tensor]], path: Path) -> None:
+    """Rows of samples, each labelled on its left (configuration and SQNR)."""
+    from PIL import Image, ImageDraw
+    scale, label_w = 3, 260
+    grids = [image_grid(r, nrow=8) for _, r in rows]
+    h, w = grids[0].shape
+    canvas = Image.new("L", (label_w + w * scale, sum(g.shape[0] * scale + 6 for g in grids)),
+                       255)
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for (label, _), g in zip(rows, grids):
+        canvas.paste(Image.fromarray(g).resize((w * scale, g.shape[0] * scale), Image.NEAREST),
+                     (label_w, y))
+        draw.multiline_text((6, y + 6), label, fill=0)
+        y += g.shape[0] * scale + 6
+    canvas.save(path)
 
 
 # --------------------------------------------------------------------------- the report
 
-def build_report(out: Path = OUT, *, images: int = 32, num_steps: int = 18, seed: int = 2,
-                 plan_path: Path = PLAN_PATH, progress=True) -> dict:
+def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
+                 num_steps: int = 18, seed: int = 2, plan_path: Path = PLAN_PATH,
+                 previous_path: Path = PREVIOUS_PLAN, progress=True) -> dict:
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -191,18 +201,23 @@ def build_report(out: Path = OUT, *, images: int = 32, num_steps: int = 18, seed
 
     relu, _ = load_checkpoint("relu")
     silu, _ = load_checkpoint("silu")
-    plan = load_plan(plan_path, relu)
+    pm = load_plan_model(plan_path)
+    prev = load_plan_model(previous_path)
     fd = PcaFD()
     ref_relu = Reference(relu, images=images, num_steps=num_steps, seed=seed)
     ref_silu = Reference(silu, images=images, num_steps=num_steps, seed=seed)
     say("FP32 references")
-    configs = {"mxint8": (relu, uniform_plan(relu, "mxint8"), ref_relu),
-               "int4": (relu, uniform_plan(relu, "int4"), ref_relu),
-               "plan": (relu, plan, ref_relu),
-               "plan_silu": (silu, load_plan(plan_path, silu), ref_silu)}
+    # name -> (model, plan, weight rule, FP32 reference)
+    configs = {"mxint8": (relu, uniform_plan(relu, "mxint8"), "mse", ref_relu),
+               "int4": (relu, uniform_plan(relu, "int4"), "mse", ref_relu),
+               "plan": (pm.model, pm.plan, pm.weight_scales, ref_relu),
+               "previous_plan": (prev.model, prev.plan, prev.weight_scales, ref_relu),
+               "plan_silu": (silu, load_plan(plan_path, silu), pm.weight_scales, ref_silu)}
+    if pm.checkpoint != "unet_relu.pt":
+        configs["plan_fp32_weights"] = (relu, pm.plan, pm.weight_scales, ref_relu)
     sqnr, sample_sqnr, fd_pca, samples = {}, {}, {}, {}
-    for name, (model, p, ref) in configs.items():
-        net = QuantUNet(model, p, executor="fake")
+    for name, (model, p, rule, ref) in configs.items():
+        net = QuantUNet(model, p, executor="fake", weight_scales=rule)
         per_step = ref.step_sqnr(net)
         sqnr[name] = {"per_step": per_step, "mean": float(np.mean(per_step))}
         sample_sqnr[name], samples[name] = ref.sample_sqnr(net)
@@ -210,6 +225,7 @@ def build_report(out: Path = OUT, *, images: int = 32, num_steps: int = 18, seed
         say(f"{name}: denoiser {sqnr[name]['mean']:.2f} dB, samples {sample_sqnr[name]:.2f} dB")
     fd_pca["fp32_relu"] = fd(ref_relu.samples)
     fd_pca["fp32_silu"] = fd(ref_silu.samples)
+    classifier = classifier_fd(configs, relu, fd_images, num_steps, seed, say)
 
     per_layer = relu_sparsity(relu, ref_relu.latents, num_steps)
     say("sparsity")
@@ -220,17 +236,31 @@ def build_report(out: Path = OUT, *, images: int = 32, num_steps: int = 18, seed
     heat_layers = [n for n in ("enc16.conv_a", "enc8.conv_b", "mid4.conv_a", "dec16.conv_a")
                    if n in per_layer]
     heatmaps(per_layer, heat_layers, out / "sparsity_heatmap.png")
-    save_grid([ref_relu.samples, samples["plan"], ref_silu.samples, samples["plan_silu"]],
+
+    def label(name, title):
+        return f"{title}\ndenoiser {sqnr[name]['mean']:.1f} dB\nsamples {sample_sqnr[name]:.1f} dB"
+    save_grid([("FP32 ReLU (reference)", ref_relu.samples),
+               (label("plan", f"plan ({pm.checkpoint})"), samples["plan"]),
+               (label("previous_plan", "previous plan"), samples["previous_plan"]),
+               (label("int4", "all INT4"), samples["int4"]),
+               (label("mxint8", "all MXINT8"), samples["mxint8"]),
+               ("FP32 SiLU (reference)", ref_silu.samples),
+               (label("plan_silu", "plan, SiLU model"), samples["plan_silu"])],
               out / "samples.png")
 
     report = {
         "plan": str(plan_path),
-        "settings": {"images": images, "num_steps": num_steps, "seed": seed,
+        "plan_checkpoint": pm.checkpoint,
+        "plan_weight_scales": pm.weight_scales,
+        "previous_plan": str(previous_path),
+        "settings": {"images": images, "fd_images": fd_images, "num_steps": num_steps,
+                     "seed": seed,
                      "executor": "fake (float64 conv of the quantized operands + integer PPU; "
                                  "equal to the integer path on INT4 layers)"},
         "sqnr_db": sqnr,
         "sample_sqnr_db": sample_sqnr,
         "fd_pca": fd_pca,
+        "classifier_fd": classifier,
         "relu_sparsity_mean": float(np.mean(list(means.values()))),
         "relu_sparsity_per_layer": means,
         "relu_sparsity_per_layer_step": {n: v.mean(axis=1).tolist() for n, v in per_layer.items()},
@@ -239,12 +269,39 @@ def build_report(out: Path = OUT, *, images: int = 32, num_steps: int = 18, seed
         "figures": {"samples": str(out / "samples.png"),
                     "sparsity_heatmap": str(out / "sparsity_heatmap.png"),
                     "sparsity_per_channel": str(out / "sparsity.npz")},
-        "int4_mac_share": _int4_share(relu, plan),
+        "int4_mac_share": _int4_share(relu, pm.plan),
         "activation_calibration_sqnr_db": calibration,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     say(f"wrote {out / 'report.json'}")
     return report
+
+
+def classifier_fd(configs: dict, relu: UNet, n: int, num_steps: int, seed: int, say) -> dict:
+    """Fréchet distances in the committed digit classifier's features (``golden.classifier``)
+    of ``n`` samples per ReLU configuration (same noise, seed ``seed + 1000``): to the FP32
+    samples of that noise and to the data, with the check that FP32 is nearest the data and
+    all-INT4 farthest among FP32, all-MXINT8, the plan and all-INT4."""
+    cfd = ClassifierFD()
+    latents = torch.randn(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed + 1000))
+    with torch.no_grad():
+        fp32 = edm.heun_sampler(edm.EDMDenoiser(relu), latents, num_steps=num_steps)
+    to_data = {"fp32_relu": cfd(fp32)}
+    to_fp32 = {}
+    for name, (model, p, rule, _) in configs.items():
+        if name == "plan_silu":
+            continue
+        net = QuantUNet(model, p, executor="fake", weight_scales=rule)
+        with torch.no_grad():
+            x = edm.heun_sampler(edm.EDMDenoiser(net), latents, num_steps=num_steps)
+        to_data[name], to_fp32[name] = cfd(x), cfd(x, fp32)
+        say(f"classifier FD ({n} samples) {name}: to FP32 {to_fp32[name]:.3f}, "
+            f"to data {to_data[name]:.3f}")
+    ranked = [k for k in ("fp32_relu", "mxint8", "plan", "int4")]
+    return {"samples": n, "classifier_test_accuracy": cfd.meta["test_accuracy"],
+            "to_fp32": to_fp32, "to_data": to_data,
+            "fp32_best_int4_worst": min(ranked, key=to_data.get) == "fp32_relu"
+            and max(ranked, key=to_data.get) == "int4"}
 
 
 def _int4_share(model: UNet, plan: dict) -> float:
@@ -257,6 +314,9 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.images < 2:
         p.error(f"--images must be >= 2 (FD-PCA fits a covariance to the samples), "
                 f"got {args.images}")
+    if args.fd_images < 2:
+        p.error(f"--fd-images must be >= 2 (the Fréchet distance fits a covariance), "
+                f"got {args.fd_images}")
     if args.num_steps < 2:
         p.error(f"--num-steps must be >= 2 (the Heun sampler's minimum), got {args.num_steps}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -276,7 +336,7 @@ def plan_error(path: Path) -> str | None:
     except (OSError, UnicodeDecodeError) as e:
         return f"{path}: cannot read the precision plan ({e})"
     try:
-        load_plan(path, load_checkpoint("relu")[0])
+        load_plan_model(path)
     except (FileNotFoundError, ValueError) as e:
         return str(e)
     return None
@@ -286,6 +346,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m golden.report", description=__doc__)
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--images", type=int, default=32)
+    p.add_argument("--fd-images", type=int, default=256,
+                   help="samples per configuration for the classifier FD")
     p.add_argument("--num-steps", type=int, default=18)
     p.add_argument("--plan", default=str(PLAN_PATH))
     args = p.parse_args(argv)
@@ -294,12 +356,18 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    r = build_report(Path(args.out), images=args.images, num_steps=args.num_steps,
-                     plan_path=Path(args.plan))
-    print(f"{'config':<10} {'denoiser SQNR':>14} {'sample SQNR':>12} {'FD-PCA':>8}")
+    r = build_report(Path(args.out), images=args.images, fd_images=args.fd_images,
+                     num_steps=args.num_steps, plan_path=Path(args.plan))
+    cfd = r["classifier_fd"]
+    print(f"{'config':<18} {'denoiser SQNR':>14} {'sample SQNR':>12} {'FD-PCA':>8} "
+          f"{'cls-FD to FP32':>15}")
     for name, v in r["sqnr_db"].items():
-        print(f"{name:<10} {v['mean']:>11.2f} dB {r['sample_sqnr_db'][name]:>9.2f} dB "
-              f"{r['fd_pca'][name]:>8.3f}")
+        to32 = cfd["to_fp32"].get(name)
+        print(f"{name:<18} {v['mean']:>11.2f} dB {r['sample_sqnr_db'][name]:>9.2f} dB "
+              f"{r['fd_pca'][name]:>8.3f} {'' if to32 is None else f'{to32:15.3f}'}")
+    print("classifier FD to the data: " + ", ".join(f"{k} {v:.3f}"
+                                                   for k, v in cfd["to_data"].items())
+          + f" (ranks FP32 best and all-INT4 worst: {cfd['fp32_best_int4_worst']})")
     print(f"FP32 FD-PCA: relu {r['fd_pca']['fp32_relu']:.3f}, silu {r['fd_pca']['fp32_silu']:.3f}")
     cal = r["activation_calibration_sqnr_db"]
     print("activation UINT4 SQNR: " + ", ".join(

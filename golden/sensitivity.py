@@ -26,8 +26,10 @@ import numpy as np
 import torch
 
 from golden import edm
+from golden import numerics as nx
 from golden.model import UNet, load_checkpoint
-from golden.quant import QuantUNet, save_plan, uniform_plan
+from golden.quant import (VECTOR, Fmt, QuantUNet, int4_weights, save_plan, uniform_plan,
+                          weight_scale2)
 
 PLAN_PATH = Path(__file__).resolve().parent / "plans" / "sqdm_plan.json"
 MXINT8_MAC_BUDGET = 0.10
@@ -89,6 +91,172 @@ class Reference:
             samples = edm.heun_sampler(edm.EDMDenoiser(net), self.latents,
                                        num_steps=self.num_steps)
         return sqnr_db(self.samples, samples), samples
+
+
+# --------------------------------------------------------------------------- explained
+
+#: Operation types of the U-Net's layers (Qua2SeDiMo's view: sensitivity differs by type).
+OP_TYPES = ("first conv", "resblock 3x3", "downsample 3x3", "upsample 3x3", "skip 1x1",
+            "attention", "embedding", "last conv")
+
+
+def op_type(info) -> str:
+    """The operation type (:data:`OP_TYPES`) of a ``LayerInfo``, from its structure alone."""
+    if info.group in ("embedding", "attention"):
+        return info.group
+    if not info.input_post_act:
+        return "first conv"
+    if not info.act_after:
+        return "last conv"
+    if info.concat_input:
+        return "skip 1x1"
+    if info.stride > 1:
+        return "downsample 3x3"
+    if info.upsample_before:
+        return "upsample 3x3"
+    return "resblock 3x3"
+
+
+def noise_ratio(sqnr) -> np.ndarray:
+    """Noise-to-signal power ratio of SQNR values in dB (what adds up across layers)."""
+    return 10.0 ** (-np.asarray(sqnr, dtype=np.float64) / 10.0)
+
+
+def ratio_db(nsr) -> np.ndarray:
+    return -10.0 * np.log10(np.asarray(nsr, dtype=np.float64))
+
+
+def plan_sqnr(ref: "Reference", model: UNet, plan: dict, *, weight_scales: str = "mse",
+              sample: bool = False) -> dict:
+    """Denoiser SQNR per sampler step and its mean (and the sample SQNR when ``sample``) of
+    ``plan`` on the fake-quant executor."""
+    net = QuantUNet(model, plan, executor="fake", weight_scales=weight_scales)
+    per_step = ref.step_sqnr(net)
+    out = {"per_step": per_step, "mean": float(np.mean(per_step))}
+    if sample:
+        out["sample_sqnr_db"] = ref.sample_sqnr(net)[0]
+    return out
+
+
+def group_sensitivity(ref: "Reference", model: UNet, groups: dict[str, list[str]], *,
+                      weight_scales: str = "mse", progress=None) -> dict:
+    """For each group of layers: the denoiser SQNR per step when only that group runs INT4 and
+    every other layer MXINT8, the group's MAC share and its added noise-to-signal ratio over
+    all-MXINT8 (mean over steps; noise ratios of independent errors add, so these predict a
+    plan's SQNR, see :func:`predict_sqnr`)."""
+    macs = {li.name: li.macs() for li in model.layers()}
+    total = sum(macs.values())
+    base = plan_sqnr(ref, model, uniform_plan(model, "mxint8"), weight_scales=weight_scales)
+    out = {}
+    started = time.time()
+    for n, (group, layers) in enumerate(groups.items()):
+        plan = uniform_plan(model, "mxint8")
+        plan.update({name: "int4" for name in layers})
+        r = plan_sqnr(ref, model, plan, weight_scales=weight_scales)
+        added = noise_ratio(r["per_step"]) - noise_ratio(base["per_step"])
+        out[group] = {"layers": layers, "mac_share": sum(macs[x] for x in layers) / total,
+                      "denoiser_sqnr_db": r, "added_noise_ratio": added.tolist()}
+        if progress:
+            progress(f"  [{n + 1}/{len(groups)}] {group:<16} {r['mean']:6.2f} dB "
+                     f"({time.time() - started:.0f} s)")
+    return {"base_mxint8": base, "groups": out}
+
+
+def predict_sqnr(sens: dict, int4_layers) -> float:
+    """Mean-over-steps denoiser SQNR predicted for a plan running ``int4_layers`` in INT4 (the
+    rest MXINT8) from per-layer :func:`group_sensitivity`: all-MXINT8's noise ratio plus each
+    INT4 layer's added noise ratio, per step."""
+    nsr = noise_ratio(sens["base_mxint8"]["per_step"]).copy()
+    for name in int4_layers:
+        nsr = nsr + np.maximum(np.asarray(sens["groups"][name]["added_noise_ratio"]), 0.0)
+    return float(np.mean(ratio_db(nsr)))
+
+
+def error_split(ref: "Reference", model: UNet, plan: dict, *, weight_scales="mse") -> dict:
+    """Where a plan's 4-bit error comes from: its denoiser SQNR as is, with the INT4 layers'
+    weights unquantized (float64), and with their activations in MXINT8 instead of 4 bits
+    (a diagnostic of the fake-quant executor; nothing the hardware runs)."""
+    def measure(patch):
+        net = QuantUNet(model, plan, executor="fake", weight_scales=weight_scales)
+        for name, layer in net.layers.items():
+            if layer.precision == "int4":
+                patch(net, name, layer)
+        return float(np.mean(ref.step_sqnr(net)))
+
+    def exact_weights(net, name, layer):
+        w = net.convs[name].effective_weight().detach().to(torch.float64)
+        s2 = torch.from_numpy(layer.w_scale2)[:, None, None, None]
+        layer.hardware_weight = lambda: w / s2
+
+    def mx_activations(net, name, layer):
+        layer.x_format = Fmt.MXINT8
+
+    return {"plan": measure(lambda *a: None), "weights_unquantized": measure(exact_weights),
+            "activations_mxint8": measure(mx_activations)}
+
+
+def outlier_stats(model: UNet, ref: "Reference") -> dict:
+    """Per layer, on the FP32 model along the reference sampler run: weight and input-activation
+    magnitudes per channel (max, median of the channel maxima, their ratio: a channel outlier
+    ratio), the mean crest factor (max / RMS) of 16-element vectors along the input channels
+    (what a per-vector scale pays), and the INT4 weight quantization SQNR of both scale rules."""
+    stats: dict[str, dict] = {}
+    acts: dict[str, list] = {}
+    hooks = []
+    for name, conv in model.named_pconvs():
+        def pre(mod, args, name=name):
+            x = args[0].detach().to(torch.float64)
+            acts.setdefault(name, []).append(
+                (x.abs().amax(dim=(0, 2, 3)), _crest(x.permute(0, 2, 3, 1).numpy())))
+        hooks.append(conv.register_forward_pre_hook(pre))
+    den = edm.EDMDenoiser(model)
+    try:
+        with torch.no_grad():
+            for _, sigma, x in ref.inputs:
+                den(x, sigma)
+    finally:
+        for h in hooks:
+            h.remove()
+    for li in model.layers():
+        conv = dict(model.named_pconvs())[li.name]
+        w = conv.effective_weight().detach().to(torch.float64).permute(0, 2, 3, 1).numpy()
+        w_in = np.abs(w).reshape(-1, w.shape[-1]).max(axis=0)
+        w_out = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
+        x_max = torch.stack([a for a, _ in acts[li.name]]).amax(dim=0).numpy()
+        stats[li.name] = {
+            "op_type": op_type(li),
+            "weight_absmax": float(np.abs(w).max()),
+            "weight_in_channel_outlier_ratio": _outlier_ratio(w_in),
+            "weight_out_channel_outlier_ratio": _outlier_ratio(w_out),
+            "weight_int4_sqnr_db": {rule: _weight_sqnr(w, rule) for rule in ("max", "mse")},
+            "act_absmax": float(x_max.max()),
+            "act_channel_outlier_ratio": _outlier_ratio(x_max),
+            "act_vector_crest": float(np.mean([c for _, c in acts[li.name]])),
+        }
+    return stats
+
+
+def _outlier_ratio(channel_max: np.ndarray) -> float:
+    med = float(np.median(channel_max))
+    return float(channel_max.max() / med) if med > 0 else float("inf")
+
+
+def _crest(x: np.ndarray, vector: int = VECTOR) -> float:
+    """Mean over non-zero 16-element vectors (last axis) of max|v| / RMS(v)."""
+    c = x.shape[-1]
+    pad = (-c) % vector
+    v = np.concatenate([x, np.zeros(x.shape[:-1] + (pad,))], -1).reshape(-1, vector) \
+        if pad else x.reshape(-1, vector)
+    rms = np.sqrt((v ** 2).mean(axis=1))
+    keep = rms > 0
+    return float((np.abs(v[keep]).max(axis=1) / rms[keep]).mean()) if keep.any() else 1.0
+
+
+def _weight_sqnr(w: np.ndarray, rule: str) -> float:
+    s2 = weight_scale2(w)
+    codes, scales = int4_weights(w, s2, rule)
+    deq = nx.int4_dequantize(codes, scales, axis=-1, vector=VECTOR, scale2=s2[:, None, None, None])
+    return sqnr_db(torch.from_numpy(w), torch.from_numpy(deq))
 
 
 def analyse(model: UNet, *, images: int = 8, num_steps: int = 18, seed: int = 1,

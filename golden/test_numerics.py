@@ -318,3 +318,55 @@ def test_vsq_rejects_bad_input():
         nx.int4_dequantize(np.array([1], np.int8), np.array([0x7F], np.uint8))
     with pytest.raises(ValueError, match="dimension"):
         nx.int4_quantize(np.float64(1.0))
+
+
+def exact_sq_error(vec, codes, scale_code) -> Fraction:
+    s = Fraction(float(nx.fp8_e4m3_decode(np.array([scale_code], np.uint8))[0]))
+    return sum((int(q) * s - Fraction(float(v))) ** 2 for q, v in zip(codes, vec))
+
+
+@settings(max_examples=150, deadline=None)
+@given(hnp.arrays(np.float16, st.integers(1, 40),
+                  elements=st.floats(-300, 300, width=16)))
+def test_int4_mse_picks_the_least_error_scale(x):
+    """Independent check: each vector's scale is, among the no-clip scale and the 7 codes below
+    it, one with the least exact squared error, and its codes are RNE(v / s) clamped to 7."""
+    x = x.astype(np.float64)
+    codes, scales = nx.int4_quantize_mse(x)
+    base_codes, base = nx.int4_quantize(x)
+    for b in range(scales.size):
+        vec = x[16 * b: 16 * (b + 1)].tolist()
+        if base[b] == 0:
+            assert scales[b] == 0 and not codes[16 * b: 16 * (b + 1)].any()
+            continue
+        cands = sorted({max(int(base[b]) - k, 1) for k in range(nx.MSE_CANDIDATES)})
+        assert int(scales[b]) in cands
+        s = Fraction(float(nx.fp8_e4m3_decode(scales[b:b + 1])[0]))
+        ref_codes = [max(-7, min(7, rne_fraction(Fraction(v) / s))) for v in vec]
+        assert codes[16 * b: 16 * (b + 1)].tolist() == ref_codes
+        best = min(exact_sq_error(vec, [max(-7, min(7, rne_fraction(
+            Fraction(v) / Fraction(float(nx.fp8_e4m3_decode(np.array([c], np.uint8))[0])))))
+            for v in vec], c) for c in cands)
+        got = exact_sq_error(vec, ref_codes, int(scales[b]))
+        assert got <= best * (1 + Fraction(1, 10 ** 9))
+        assert got <= exact_sq_error(vec, base_codes[16 * b: 16 * (b + 1)].tolist(), int(base[b]))
+
+
+def test_int4_mse_with_one_candidate_is_the_no_clip_rule():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((8, 3, 3, 40))
+    s2 = np.ldexp(1.0, rng.integers(-3, 3, 8))[:, None, None, None]
+    for a, b in zip(nx.int4_quantize_mse(w, vector=16, scale2=s2, candidates=1),
+                    nx.int4_quantize(w, vector=16, scale2=s2)):
+        assert np.array_equal(a, b)
+    codes, scales = nx.int4_quantize_mse(w, vector=16, scale2=s2)
+    deq = nx.int4_dequantize(codes, scales, vector=16, scale2=s2)
+    deq_max = nx.int4_dequantize(*nx.int4_quantize(w, vector=16, scale2=s2), vector=16,
+                                 scale2=s2)
+    assert ((deq - w) ** 2).sum() < 0.9 * ((deq_max - w) ** 2).sum()   # clipping pays here
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_int4_mse_rejects_bad_candidates(bad):
+    with pytest.raises(ValueError, match="candidates must be an int >= 1"):
+        nx.int4_quantize_mse(np.ones(16), candidates=bad)

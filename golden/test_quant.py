@@ -10,7 +10,8 @@ from golden import intref as ir
 from golden import numerics as nx
 from golden.model import build_model
 from golden.quant import (QTensor, QuantUNet, concat, default_plan, fold_ppu, golden_backend,
-                          load_plan, save_plan, uniform_plan)
+                          load_plan, load_plan_model, plan_layers_sha256, save_plan,
+                          uniform_plan)
 
 torch.set_num_threads(1)
 
@@ -75,12 +76,14 @@ def test_fold_ppu_represents_the_multiplier():
     assert B.dtype == np.int32
 
 
-def test_int4_weights_use_normal_fp8_scales(relu_model):
-    q = QuantUNet(relu_model, default_plan(relu_model))
+@pytest.mark.parametrize("rule, lowest", [("max", 0x70), ("mse", 0x70 - 7)])
+def test_int4_weights_use_normal_fp8_scales(relu_model, rule, lowest):
+    q = QuantUNet(relu_model, default_plan(relu_model), weight_scales=rule)
     for name, layer in q.layers.items():
         if layer.precision == "int4":
             nonzero = layer.w_scales[layer.w_scales > 0]
-            assert 0x70 <= nonzero.max() <= 0x78, name  # largest vector scale in [128, 256]
+            # largest vector scale in [128, 256] (no clipping), or up to 7 codes below it (MSE)
+            assert lowest <= nonzero.max() <= 0x78, name
             w = q.convs[name].weight.detach().double()
             w_hw = layer.hardware_weight() * torch.from_numpy(layer.w_scale2)[:, None, None, None]
             assert torch.allclose(w_hw, w,
@@ -170,3 +173,58 @@ def test_integer_executor_rejects_silu(relu_model):
     out = q(torch.zeros(1, 1, 16, 16), torch.tensor([0.1]))
     assert out.shape == (1, 1, 16, 16)
     assert nx.INT4_MAX == 7
+
+
+def test_weight_scale_rule_is_checked(relu_model):
+    with pytest.raises(ValueError, match="weight_scales must be one of"):
+        QuantUNet(relu_model, default_plan(relu_model), weight_scales="amax")
+
+
+def test_mse_weights_are_closer_than_no_clip_weights(relu_model):
+    plan = uniform_plan(relu_model, "int4")
+    errs = {}
+    for rule in ("max", "mse"):
+        q = QuantUNet(relu_model, plan, executor="fake", weight_scales=rule)
+        errs[rule] = sum(float(((q.layers[n].hardware_weight() * torch.from_numpy(
+            q.layers[n].w_scale2)[:, None, None, None] - c.weight.detach().double()) ** 2).sum())
+            for n, c in q.convs.items())
+    assert errs["mse"] < errs["max"]
+
+
+def test_plan_model_names_its_checkpoint_and_rule(tmp_path):
+    from golden.model import load_checkpoint
+    relu, _ = load_checkpoint("relu")
+    plan = default_plan(relu)
+    path = save_plan(tmp_path / "p.json", plan, weight_scales="max")
+    pm = load_plan_model(path)
+    assert pm.checkpoint == "unet_relu.pt" and pm.weight_scales == "max" and pm.plan == plan
+    assert pm.quant_unet(executor="fake").layers["enc16.conv_a"].w_codes.dtype == np.int8
+    for bad, message in [({"checkpoint": "../unet_relu.pt"}, "must name a .pt file"),
+                         ({"checkpoint": "/etc/passwd"}, "must name a .pt file"),
+                         ({"checkpoint": 3}, "must name a .pt file"),
+                         ({"weight_scales": "amax"}, "'weight_scales' must be one of")]:
+        save_plan(path, plan, **bad)
+        with pytest.raises(ValueError, match=message):
+            load_plan_model(path)
+    save_plan(path, plan, checkpoint="missing.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
+        load_plan_model(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="a plan file is a JSON object"):
+        load_plan_model(path)
+
+
+def test_fine_tuned_checkpoint_is_refused_for_another_plan(tmp_path, monkeypatch):
+    from golden import quant
+    from golden.model import load_checkpoint
+    from golden.train import save
+    relu, _ = load_checkpoint("relu")
+    plan = default_plan(relu)
+    monkeypatch.setattr(quant, "CHECKPOINT_DIR", tmp_path)
+    save(relu, tmp_path / "tuned.pt", {"plan_layers_sha256": plan_layers_sha256(plan)})
+    path = save_plan(tmp_path / "p.json", plan, checkpoint="tuned.pt")
+    assert load_plan_model(path).checkpoint == "tuned.pt"
+    other = dict(plan, conv_out="int4")
+    save_plan(path, other, checkpoint="tuned.pt")
+    with pytest.raises(ValueError, match="fine-tuned for another plan"):
+        load_plan_model(path)

@@ -1,7 +1,7 @@
 """cocotb test module: hardware in the loop. The golden EDM sampler runs one image with every
 accelerated layer execution computed by the simulated top (driven by :mod:`tb.e2e`).
 
-The sampler (``golden.edm.heun_sampler`` on ``EDMDenoiser(QuantUNet(relu checkpoint, plan,
+The sampler (``golden.edm.heun_sampler`` on ``EDMDenoiser(QuantUNet(plan checkpoint, plan,
 backend=<RTL backend>))``) is blocking Python code, so it runs in a thread started with
 ``cocotb.task.bridge`` (the 2.x name of ``cocotb.external``); its layer backend calls back into
 the simulation through ``cocotb.task.resume`` (the 2.x name of ``cocotb.function``), which
@@ -55,7 +55,7 @@ async def e2e(dut):
 
     from golden import edm
     from golden.model import load_checkpoint
-    from golden.quant import QuantUNet, default_plan, load_plan
+    from golden.quant import PlanModel, default_plan, load_plan_model
     from traces.export import DEFAULT_PLAN
 
     steps = int(os.environ["SQDM_E2E_STEPS"])
@@ -69,8 +69,11 @@ async def e2e(dut):
     tb = AcceleratorTB(dut, params.get("clock_ns", 10))
     await tb.reset()
 
-    model, _ = load_checkpoint("relu")
-    plan = load_plan(DEFAULT_PLAN, model) if DEFAULT_PLAN.exists() else default_plan(model)
+    if DEFAULT_PLAN.exists():
+        pm = load_plan_model(DEFAULT_PLAN)
+    else:
+        model, _ = load_checkpoint("relu")
+        pm = PlanModel(model, default_plan(model), "unet_relu.pt", "mse")
     records = []
     state = {"t0": time.monotonic()}
     progress = open(progress_path, "a") if progress_path else None
@@ -110,7 +113,7 @@ async def e2e(dut):
         records.append(rec)
         return result
 
-    net = QuantUNet(model, plan, backend=backend)
+    net = pm.quant_unet(backend=backend)
 
     def hook(k, i, sigma, x, den):
         line = (f"eval {k + 1}/{2 * steps - 1} (step {i}, sigma {sigma:.3g}) done: "

@@ -44,14 +44,17 @@ def golden_image(steps, seed):
 
     from golden import edm
     from golden.model import load_checkpoint
-    from golden.quant import QuantUNet, default_plan, load_plan
+    from golden.quant import PlanModel, default_plan, load_plan_model
     from traces.export import DEFAULT_PLAN
 
     torch.set_num_threads(1)
-    model, _ = load_checkpoint("relu")
-    plan = load_plan(DEFAULT_PLAN, model) if DEFAULT_PLAN.exists() else default_plan(model)
+    if DEFAULT_PLAN.exists():
+        pm = load_plan_model(DEFAULT_PLAN)
+    else:
+        model, _ = load_checkpoint("relu")
+        pm = PlanModel(model, default_plan(model), "unet_relu.pt", "mse")
     latents = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
-    image = edm.heun_sampler(edm.EDMDenoiser(QuantUNet(model, plan)), latents,
+    image = edm.heun_sampler(edm.EDMDenoiser(pm.quant_unet()), latents,
                              num_steps=steps)
     return image.detach().numpy()
 

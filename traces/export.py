@@ -13,7 +13,7 @@ import torch
 
 from golden import edm
 from golden.model import CHECKPOINT_DIR, load_checkpoint
-from golden.quant import PRECISIONS, QuantUNet, load_plan, uniform_plan
+from golden.quant import PRECISIONS, PlanModel, QuantUNet, load_plan_model, uniform_plan
 from traces.format import Descriptor, Execution, write_trace
 from traces.hexfiles import cycle_model_header, hex_header, predicted_counters, write_hex_files
 
@@ -84,31 +84,33 @@ def select_steps(spec: str, num_steps: int) -> list[int]:
     return steps
 
 
-def resolve_plan(plan, model):
-    """``(plan dict, name, bytes hashed into the trace header)`` of ``plan``: None for the
-    committed plan, a precision of ``golden.quant.PRECISIONS`` for every layer in it (the
-    all-INT4 / all-MXINT8 references), or the path of a plan JSON, which must exist."""
+def resolve_plan(plan):
+    """``(golden.quant.PlanModel, name, bytes hashed into the trace header)`` of ``plan``: None
+    for the committed plan, a precision of ``golden.quant.PRECISIONS`` for every layer in it (the
+    all-INT4 / all-MXINT8 references, on the ReLU checkpoint, default weight rule), or the path
+    of a plan JSON, which must exist (it names its checkpoint and weight rule)."""
     if plan in PRECISIONS:
+        model, _ = load_checkpoint("relu")
         table = uniform_plan(model, plan)
-        return table, f"uniform:{plan}", repr(sorted(table.items())).encode()
+        return PlanModel(model, table, "unet_relu.pt", "mse"), f"uniform:{plan}", \
+            repr(sorted(table.items())).encode()
     path = Path(plan) if plan else DEFAULT_PLAN
     if not path.is_file():
         raise ValueError(f"plan {path} is not a file (a plan JSON, or one of {PRECISIONS} for "
                          "every layer in that precision)")
     path = path.resolve()
     name = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
-    return load_plan(path, model), name, path.read_bytes()
+    return load_plan_model(path), name, path.read_bytes()
 
 
-def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed: int = 0,
-                  plan_path=None, hex_files: bool = True, progress=True) -> Path:
-    """Run one golden sample on the integer path and write the selected steps' executions."""
-    torch.set_num_threads(1)
-    keep = set(select_steps(steps, num_steps))
-    model, _ = load_checkpoint("relu")
-    plan, plan_name, plan_bytes = resolve_plan(plan_path, model)
+def sample_calls(model, plan: dict, *, num_steps: int = 18, seed: int = 0, progress=True,
+                 **quant_options):
+    """Run one golden sample (one image, latent seeded with ``seed``) on the integer path.
+    Returns ``(calls, sigmas, image)``: every layer execution (``golden.quant.LayerCall``), the
+    sigma of each denoiser evaluation, and the final image. ``quant_options`` go to
+    ``QuantUNet``."""
     calls = []
-    qnet = QuantUNet(model, plan, recorder=calls.append)
+    qnet = QuantUNet(model, plan, recorder=calls.append, **quant_options)
     sigmas: dict[int, float] = {}
     started = time.time()
 
@@ -122,16 +124,29 @@ def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed:
     image = edm.heun_sampler(edm.EDMDenoiser(qnet), latents, num_steps=num_steps, hook=hook)
     if progress:
         print(file=sys.stderr)
+    return calls, sigmas, image
+
+
+def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed: int = 0,
+                  plan_path=None, hex_files: bool = True, progress=True) -> Path:
+    """Run one golden sample on the integer path and write the selected steps' executions."""
+    torch.set_num_threads(1)
+    keep = set(select_steps(steps, num_steps))
+    pm, plan_name, plan_bytes = resolve_plan(plan_path)
+    model, plan = pm.model, pm.plan
+    calls, sigmas, image = sample_calls(model, plan, num_steps=num_steps, seed=seed,
+                                        progress=progress, weight_scales=pm.weight_scales)
     infos = {li.name: li for li in model.layers()}
     executions = [execution_of(c, c.eval_index // 2, sigmas[c.eval_index], plan[c.name],
                                infos[c.name].role)
                   for c in calls if c.eval_index // 2 in keep]
     for ex in executions:
         ex.meta["cycles"] = predicted_counters(ex)
-    ckpt = CHECKPOINT_DIR / "unet_relu.pt"
+    ckpt = CHECKPOINT_DIR / pm.checkpoint
     header = {
         "source": "golden-sample",
-        "model": {"checkpoint": "golden/checkpoints/unet_relu.pt",
+        "model": {"checkpoint": f"golden/checkpoints/{pm.checkpoint}",
+                  "weight_scales": pm.weight_scales,
                   "sha256": sha256_bytes(ckpt.read_bytes())},
         "plan": {"path": plan_name, "sha256": sha256_bytes(plan_bytes)},
         "code_sha256": code_hash(),
