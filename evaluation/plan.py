@@ -44,7 +44,7 @@ from golden.quant import (WEIGHT_SCALE_RULES, default_plan, load_plan, save_plan
                           uniform_plan)
 from traces.export import descriptor_of, sample_calls
 from . import energy as en
-from .baselines import HW, events_for, sqdm_counters
+from .baselines import HW, PAPER, events_for, sqdm_counters
 
 REPO = Path(__file__).resolve().parent.parent
 PLAN_OUT = REPO / "golden" / "plans" / "sqdm_plan.json"
@@ -133,7 +133,7 @@ def cost_key(model_path: Path, settings: dict) -> str:
 
 
 def cost_tables(model, model_path: Path, settings: dict, cache: Path, *, jobs: int,
-                progress) -> dict:
+                progress, config=HW) -> dict:
     """``{"int4": per-layer costs, "mxint8": ...}`` of the uniform plans, from ``cache`` when it
     was computed from the same inputs."""
     key = cost_key(model_path, settings)
@@ -146,7 +146,8 @@ def cost_tables(model, model_path: Path, settings: dict, cache: Path, *, jobs: i
     for precision in ("int4", "mxint8"):
         progress(f"  per-layer costs, every layer {precision} (one whole sample)")
         tables[precision] = layer_costs(model, uniform_plan(model, precision), jobs=jobs,
-                                        progress=progress, **_cost_settings(settings))
+                                        config=config, progress=progress,
+                                        **_cost_settings(settings))
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"key": key, "settings": settings, "tables": tables},
                                 indent=1, sort_keys=True) + "\n")
@@ -210,7 +211,9 @@ def candidates(model, order: list[str]) -> list[dict]:
 
 def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_steps: int = 18,
         seed: int = 1, cost_seed: int = 0, jobs: int = 2, weight_scales: str = "mse",
-        progress=print) -> dict:
+        config=HW, progress=print) -> dict:
+    """The whole search (module docstring); ``config``: the top whose costs rank the plans
+    (default the v2 top; the paper's organisation is always reported beside it)."""
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = CHECKPOINT_DIR / "unet_relu.pt"
@@ -218,9 +221,9 @@ def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_
     previous = load_plan(PREVIOUS_PLAN, model)
     settings = {"images": images, "num_steps": num_steps, "seed": seed, "cost_seed": cost_seed,
                 "weight_scales": weight_scales, "bandwidth": BANDWIDTH,
-                "top": "hw.config.PRESETS['default']"}
+                "top": "hw.config.PRESETS['default']" if config == HW else repr(config)}
     cost_settings = {"seed": cost_seed, "num_steps": num_steps, "weight_scales": weight_scales,
-                     "bandwidth": BANDWIDTH, "config": repr(HW)}
+                     "bandwidth": BANDWIDTH, "config": repr(config)}
 
     progress("[1/5] sensitivity (fake-quant executor, FP32 sampler inputs)")
     ref = sens.Reference(model, images=images, num_steps=num_steps, seed=seed)
@@ -236,7 +239,7 @@ def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_
 
     progress("[2/5] per-layer cycles and energy (evaluation.fastmodel, v2 top)")
     tables = cost_tables(model, model_path, cost_settings, out_dir / "costs.json", jobs=jobs,
-                         progress=progress)
+                         progress=progress, config=config)
 
     progress("[3/5] candidates: measured denoiser and sample SQNR")
     order = demotion_order(per_layer, tables)
@@ -267,16 +270,20 @@ def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_
         raise RuntimeError(f"no candidate reaches {bar:.2f} dB with >= "
                            f"{MIN_INT4_MAC_SHARE:.0%} of the MACs in INT4")
 
-    progress("[4/5] exact costs of the chosen and the previous plan (their own samples)")
-    exact = {}
+    progress("[4/5] exact costs of the chosen and the previous plan (their own samples; the "
+             "v2 top and the paper's organisation)")
+    exact, exact_paper = {}, {}
     for name, plan, rule in (("chosen", chosen["plan"], weight_scales),
                              ("previous", previous, "max")):
         progress(f"  {name}")
-        exact[name] = total_cost(layer_costs(model, plan, seed=cost_seed, num_steps=num_steps,
-                                             weight_scales=rule, jobs=jobs, progress=progress))
+        for top, table in ((config, exact), (PAPER, exact_paper)):
+            table[name] = total_cost(layer_costs(model, plan, config=top, seed=cost_seed,
+                                                 num_steps=num_steps, weight_scales=rule,
+                                                 jobs=jobs, progress=progress))
     split = {name: sens.error_split(ref, model, plan, weight_scales=rule)
              for name, plan, rule in (("chosen", chosen["plan"], weight_scales),
                                       ("previous", previous, "max"))}
+
 
     progress("[5/5] report, figures and the plan file")
     best_quality = max((p for p in points if p["int4_mac_share"] >= MIN_INT4_MAC_SHARE),
@@ -295,6 +302,13 @@ def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_
         "cycle_reduction_vs_previous": 1 - exact["chosen"]["cycles"] / exact["previous"]["cycles"],
         "energy_reduction_vs_previous": 1 - exact["chosen"]["energy_pj"] /
         exact["previous"]["energy_pj"],
+        "exact_paper_top": exact_paper,
+        "cycle_reduction_vs_previous_paper_top": 1 - exact_paper["chosen"]["cycles"] /
+        exact_paper["previous"]["cycles"],
+        "mxint8_cycle_share_previous": _mxint8_share(tables, previous),
+        "mxint8_cycle_share_chosen": _mxint8_share(tables, chosen["plan"]),
+        "max_cycle_reduction_by_precision": 1 - total_cost(tables["int4"])["cycles"] /
+        predict_cost(tables, previous)["cycles"],
         "best_quality_at_90pct_int4": _point_summary(best_quality),
         "gap_to_mxint8_db": mx["sqnr_db"] - best_quality["sqnr_db"],
         "previous": _point_summary(prev),
@@ -322,6 +336,12 @@ def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_
     _write_json(out_dir / "report.json", report)
     progress(summary_text(report))
     return report
+
+
+def _mxint8_share(tables: dict, plan: dict) -> float:
+    """The share of a plan's predicted cycles spent in its MXINT8 layers."""
+    mx = sum(tables["mxint8"][n]["cycles"] for n, p in plan.items() if p == "mxint8")
+    return mx / predict_cost(tables, plan)["cycles"]
 
 
 def _point_summary(p: dict) -> dict:
@@ -355,6 +375,12 @@ def summary_text(r: dict) -> str:
         f"{r['cycle_reduction_vs_previous']:.1%} fewer cycles, "
         f"{r['energy_reduction_vs_previous']:.1%} less energy",
         f"  MXINT8 layers: {', '.join(c['mxint8_layers']) or 'none'}",
+        f"  paper's organisation: {r['exact_paper_top']['chosen']['cycles']:,} against "
+        f"{r['exact_paper_top']['previous']['cycles']:,} cycles "
+        f"({r['cycle_reduction_vs_previous_paper_top']:.1%} fewer)",
+        f"MXINT8 layers' share of the cycles: previous {r['mxint8_cycle_share_previous']:.1%}, "
+        f"chosen {r['mxint8_cycle_share_chosen']:.1%}; every layer INT4 would save at most "
+        f"{r['max_cycle_reduction_by_precision']:.1%} of the previous plan's cycles",
         f"best quality with >= 90 % INT4: {b['name']} {b['sqnr_db']:.2f} dB, "
         f"{r['gap_to_mxint8_db']:.2f} dB below all-MXINT8",
         f"Pareto front: {', '.join(r['pareto'])}",

@@ -121,29 +121,38 @@ def write_plan_plots(report: dict, out_dir) -> list[Path]:
     paths = []
     pts = report["points"]
     front = set(report["pareto"])
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     cand = [p for p in pts if p["kind"] == "candidate"]
-    ax.plot([p["cycles"] / 1e6 for p in cand], [p["sqnr_db"] for p in cand], ".-", color="grey",
-            label="candidates (layers demoted to INT4 one by one)")
-    ax.plot([p["cycles"] / 1e6 for p in cand], [p["predicted_sqnr_db"] for p in cand], ":",
-            color="grey", lw=0.8, label="additive-noise prediction")
     fp = sorted((p for p in pts if p["name"] in front), key=lambda p: p["cycles"])
-    ax.plot([p["cycles"] / 1e6 for p in fp], [p["sqnr_db"] for p in fp], "o", mfc="none",
-            color="tab:blue", label="Pareto front")
-    for p in pts:
-        if p["kind"] == "reference" or p["name"] == report["chosen"]["name"]:
+    bar = report["previous"]["sqnr_db"]
+    marked = [p for p in pts if p["kind"] == "reference" or p["name"] == report["chosen"]["name"]]
+    for k, ax in enumerate(axes):
+        ax.plot([p["cycles"] / 1e6 for p in cand], [p["sqnr_db"] for p in cand], ".-",
+                color="grey", label="candidates (layers demoted to INT4 one by one)")
+        ax.plot([p["cycles"] / 1e6 for p in cand], [p["predicted_sqnr_db"] for p in cand], ":",
+                color="grey", lw=0.8, label="additive-noise prediction")
+        ax.plot([p["cycles"] / 1e6 for p in fp], [p["sqnr_db"] for p in fp], "o", mfc="none",
+                color="tab:blue", label="Pareto front")
+        ax.axhline(bar, color="tab:red", ls="--", lw=0.8, label="previous plan's quality")
+        for i, p in enumerate(sorted(marked, key=lambda p: (p["cycles"], p["sqnr_db"]))):
             chosen = p["name"] == report["chosen"]["name"]
             ax.plot(p["cycles"] / 1e6, p["sqnr_db"], "*" if chosen else "s",
                     ms=12 if chosen else 6, color="tab:red" if chosen else "k")
-            ax.annotate(f"{'chosen: ' if chosen else ''}{p['name']}\n{p['sqnr_db']:.1f} dB, "
-                        f"INT4 {p['int4_mac_share']:.0%}", (p["cycles"] / 1e6, p["sqnr_db"]),
-                        fontsize=7, xytext=(4, -10), textcoords="offset points")
-    ax.axhline(report["previous"]["sqnr_db"], color="tab:red", ls="--", lw=0.8,
-               label="previous plan's quality")
-    ax.set_xlabel("sqdm cycles per sample (millions; v2 top, fast model)")
-    ax.set_ylabel("denoiser SQNR vs FP32 (dB, mean over steps)")
-    ax.set_title("precision plans: quality against cycles")
-    ax.legend(fontsize=8, loc="lower right")
+            if k == 1:   # labels in the zoomed panel, staggered
+                ax.annotate(f"{'chosen: ' if chosen else ''}{p['name']}: {p['sqnr_db']:.2f} dB, "
+                            f"INT4 {p['int4_mac_share']:.1%}",
+                            (p["cycles"] / 1e6, p["sqnr_db"]), fontsize=7,
+                            xytext=(8, 22 - 14 * (i % 4)), textcoords="offset points",
+                            arrowprops={"arrowstyle": "-", "lw": 0.5})
+        ax.set_xlabel("sqdm cycles per sample (millions; v2 top, fast model)")
+        ax.set_ylabel("denoiser SQNR vs FP32 (dB, mean over steps)")
+    lo = min(p["cycles"] for p in pts) / 1e6
+    hi = report["previous"]["cycles"] / 1e6
+    axes[1].set_xlim(lo - 0.05 * (hi - lo), hi + 0.4 * (hi - lo))
+    axes[1].set_ylim(bar - 3, bar + 2.5)
+    axes[0].set_title("precision plans: quality against cycles")
+    axes[1].set_title("near the previous plan")
+    axes[0].legend(fontsize=8, loc="lower right")
     paths.append(_save(fig, out_dir / "pareto.png"))
 
     layers = report["sensitivity"]["layers"]["groups"]

@@ -63,8 +63,9 @@ def test_candidates_are_prefixes_of_the_order():
 
 def test_tiny_search_writes_a_runnable_plan_and_a_report(tmp_path):
     out = tmp_path / "plan.json"
+    # the paper's organisation: its closed-form costs keep the test short
     r = ps.run(out_dir=tmp_path / "report", plan_out=out, images=1, num_steps=2, jobs=1,
-               progress=lambda m: None)
+               config=ps.PAPER, progress=lambda m: None)
     doc = json.loads((tmp_path / "report" / "report.json").read_text())
     assert doc["chosen"]["name"] == r["chosen"]["name"]
     assert set(doc) >= {"chosen", "exact", "points", "pareto", "sensitivity", "outliers",

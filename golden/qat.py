@@ -33,14 +33,15 @@ import torch.nn.functional as F
 
 from golden import edm
 from golden import numerics as nx
+from golden import quant
 from golden.data import load_digits16
-from golden.model import CHECKPOINT_DIR, UNet, load_checkpoint
-from golden.quant import (WEIGHT_SCALE_RULES, int4_weights, load_plan, load_plan_model,
-                          plan_layers_sha256, weight_scale2)
+from golden.model import UNet, load_checkpoint
+from golden.quant import int4_weights, load_plan_model, plan_layers_sha256, weight_scale2
 from golden.sensitivity import PLAN_PATH, Reference
 from golden.train import save
 
 QAT_CHECKPOINT = "unet_relu_qat.pt"
+REPORT = Path("build/plan/qat.json")
 DEFAULTS = dict(steps=1500, lr=5e-5, batch=48, seed=0, eval_every=250, threads=2)
 
 
@@ -210,19 +211,18 @@ def finetune(teacher: UNet, plan: dict, *, steps: int, lr: float, batch: int, se
 # --------------------------------------------------------------------------- command line
 
 def run(plan_path: Path = PLAN_PATH, *, steps: int, lr: float, batch: int, seed: int,
-        eval_every: int, progress=print) -> dict:
+        eval_every: int, ref_images: int = 8, progress=print) -> dict:
+    """Fine-tune for the plan file ``plan_path``; when the result beats the plan's current
+    model, write ``golden/checkpoints/unet_relu_qat.pt`` and point the plan file at it."""
     doc = json.loads(plan_path.read_text())
+    pm = load_plan_model(plan_path)
     teacher, _ = load_checkpoint("relu")
-    plan = load_plan(plan_path, teacher)
-    rule = doc.get("weight_scales", "mse")
-    if rule not in WEIGHT_SCALE_RULES:
-        raise ValueError(f"{plan_path}: weight_scales must be one of {WEIGHT_SCALE_RULES}")
-    ref = Reference(teacher, images=8, num_steps=18, seed=1)
-    current, _, _ = load_plan_model(plan_path)
-    before = denoiser_sqnr(current, plan, ref, rule)
+    plan, rule = pm.plan, pm.weight_scales
+    ref = Reference(teacher, images=ref_images, num_steps=18, seed=1)
+    before = denoiser_sqnr(pm.model, plan, ref, rule)
     base = denoiser_sqnr(teacher, plan, ref, rule)
-    progress(f"plan {plan_path.name}: {before:.2f} dB with {doc.get('checkpoint', 'unet_relu.pt')}"
-             f", {base:.2f} dB with the FP32 ReLU weights; fine-tuning {steps} steps")
+    progress(f"plan {plan_path.name}: {before:.2f} dB with {pm.checkpoint}, {base:.2f} dB with "
+             f"the FP32 ReLU weights; fine-tuning {steps} steps")
     student, log = finetune(teacher, plan, steps=steps, lr=lr, batch=batch, seed=seed,
                             eval_every=eval_every, weight_scales=rule, progress=progress)
     after = denoiser_sqnr(student, plan, ref, rule)
@@ -231,7 +231,7 @@ def run(plan_path: Path = PLAN_PATH, *, steps: int, lr: float, batch: int, seed:
               "sqnr_db_before": before, "sqnr_db_after": after, **log,
               "plan_layers_sha256": plan_layers_sha256(plan)}
     if after > before:
-        path = CHECKPOINT_DIR / QAT_CHECKPOINT
+        path = quant.CHECKPOINT_DIR / QAT_CHECKPOINT
         save(student, path, {"phase": "qat", "init_from": "unet_relu.pt", **result})
         doc.update(checkpoint=QAT_CHECKPOINT, qat=result)
         plan_path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
@@ -266,8 +266,11 @@ def main(argv=None) -> int:
     check_args(p, a)
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True)
-    run(Path(a.plan), steps=a.steps, lr=a.lr, batch=a.batch, seed=a.seed,
-        eval_every=a.eval_every, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    result = run(Path(a.plan), steps=a.steps, lr=a.lr, batch=a.batch, seed=a.seed,
+                 eval_every=a.eval_every,
+                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     return 0
 
 

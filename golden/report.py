@@ -20,7 +20,9 @@ from golden.data import image_grid, load_digits16
 from golden.intref import THRESHOLD_DEFAULT_PCT
 from golden.classifier import ClassifierFD
 from golden.model import UNet, load_checkpoint
-from golden.quant import QuantUNet, load_plan, load_plan_model, uniform_plan
+from golden.quant import (WEIGHT_SCALE_RULES, QuantUNet, load_plan, load_plan_model,
+                          uniform_plan)
+from golden.smooth import alpha_sweep
 from golden.sensitivity import PLAN_PATH, Reference
 
 PREVIOUS_PLAN = PLAN_PATH.parent / "v1_plan.json"
@@ -226,6 +228,12 @@ def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
     fd_pca["fp32_relu"] = fd(ref_relu.samples)
     fd_pca["fp32_silu"] = fd(ref_silu.samples)
     classifier = classifier_fd(configs, relu, fd_images, num_steps, seed, say)
+    remedies = {"plan": str(previous_path),
+                "weight_scales": {rule: float(np.mean(ref_relu.step_sqnr(QuantUNet(
+                    relu, prev.plan, executor="fake", weight_scales=rule))))
+                    for rule in WEIGHT_SCALE_RULES},
+                "smoothquant": alpha_sweep(ref_relu, relu, prev.plan, weight_scales="mse")}
+    say("remedies (weight-scale rules, SmoothQuant alpha sweep) on the previous plan")
 
     per_layer = relu_sparsity(relu, ref_relu.latents, num_steps)
     say("sparsity")
@@ -261,6 +269,7 @@ def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
         "sample_sqnr_db": sample_sqnr,
         "fd_pca": fd_pca,
         "classifier_fd": classifier,
+        "remedies": remedies,
         "relu_sparsity_mean": float(np.mean(list(means.values()))),
         "relu_sparsity_per_layer": means,
         "relu_sparsity_per_layer_step": {n: v.mean(axis=1).tolist() for n, v in per_layer.items()},

@@ -10,8 +10,11 @@ block-wise profiling), on the inputs the FP32 sampler visits:
 Both rank the blocks (lowest SQNR = most sensitive). The plan keeps the paper's sensitive
 layers (role "sensitive": first and last conv, skip convs, embedding, attention) at MXINT8, then
 adds whole blocks in the order of (b) while the MXINT8 share of the conv MACs stays within
-``budget`` (10 %: the paper runs >90 % of the compute in 4 bits); everything else runs INT4. ``python -m golden.sensitivity`` writes
-the plan file the rest of the flow reads (``golden/plans/sqdm_plan.json``).
+``budget`` (10 %: the paper runs >90 % of the compute in 4 bits); everything else runs INT4.
+This block-wise MAC-budget rule made the first committed plan (``golden/plans/v1_plan.json``);
+``python -m golden.sensitivity`` still applies it (to ``build/golden/block_plan.json``), while
+``make plan`` runs the hardware-aware search of ``evaluation.plan``, which uses the per-layer,
+per-type and outlier analyses below ("sensitivity explained").
 """
 
 from __future__ import annotations
@@ -325,7 +328,7 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m golden.sensitivity", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(PLAN_PATH))
+    p.add_argument("--out", default="build/golden/block_plan.json")
     p.add_argument("--images", type=int, default=8)
     p.add_argument("--num-steps", type=int, default=18)
     p.add_argument("--seed", type=int, default=1)

@@ -111,6 +111,8 @@ def no_report(monkeypatch):
     (["--images", "0"], "--images must be >= 2"),
     (["--num-steps", "1"], "--num-steps must be >= 2 (the Heun sampler's minimum), got 1"),
     (["--num-steps", "0"], "--num-steps must be >= 2"),
+    (["--fd-images", "1"], "--fd-images must be >= 2 (the Fréchet distance fits a covariance), "
+                           "got 1"),
 ])
 def test_report_rejects_bad_numbers(tmp_path, capsys, no_report, argv, message):
     out = tmp_path / "report"

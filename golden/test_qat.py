@@ -68,6 +68,31 @@ def test_short_finetune_returns_a_runnable_student():
     assert not any(c._forward_pre_hooks for _, c in student.named_pconvs())
 
 
+def test_run_writes_the_student_only_when_it_is_better(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from golden import quant
+    from golden.model import CHECKPOINT_DIR
+    from golden.quant import load_plan_model, save_plan
+    shutil.copy(CHECKPOINT_DIR / "unet_relu.pt", tmp_path / "unet_relu.pt")
+    monkeypatch.setattr(quant, "CHECKPOINT_DIR", tmp_path)
+    model, _ = load_checkpoint("relu")
+    path = save_plan(tmp_path / "plan.json", default_plan(model))
+    r = qat.run(path, steps=2, lr=1e-5, batch=2, seed=0, eval_every=1, ref_images=1,
+                progress=lambda m: None)
+    doc = json.loads(path.read_text())
+    if r["sqnr_db_after"] > r["sqnr_db_before"]:
+        assert doc["checkpoint"] == qat.QAT_CHECKPOINT and doc["qat"]["steps"] == 2
+        pm = load_plan_model(path)
+        assert pm.checkpoint == qat.QAT_CHECKPOINT
+        assert qat.denoiser_sqnr(pm.model, pm.plan, qat.Reference(
+            load_checkpoint("relu")[0], images=1, num_steps=18, seed=1), pm.weight_scales) == \
+            pytest.approx(r["sqnr_db_after"], abs=1e-9)
+    else:
+        assert "checkpoint" not in doc and not (tmp_path / qat.QAT_CHECKPOINT).exists()
+
+
 @pytest.fixture
 def no_training(monkeypatch):
     monkeypatch.setattr(qat.torch, "set_num_threads", refuse)

@@ -81,3 +81,44 @@ def test_calibration_study_compares_three_scale_choices():
     assert set(r) >= {"dynamic_per_vector", "static_one_step", "static_all_steps"}
     assert len(r["static_one_step"]["per_step"]) == 3 and r["calibration_step"] == 1
     assert r["dynamic_per_vector"]["mean"] > r["static_all_steps"]["mean"]
+
+
+def test_smoothquant_migration_keeps_the_fp32_model():
+    from golden import edm
+    from golden.sensitivity import Reference
+    from golden.smooth import conv_b_input_max, migrate, resblocks
+    model, _ = load_checkpoint("relu")
+    ref = Reference(model, images=1, num_steps=3, seed=0)
+    act = conv_b_input_max(model, ref)
+    assert set(act) == set(resblocks(model)) and len(act) == 7
+    for alpha in (0.0, 0.5, 1.0):
+        m = migrate(model, alpha, act)
+        assert not torch.equal(m.enc8.conv_b.weight, model.enc8.conv_b.weight)
+        for _, sigma, x in ref.inputs:
+            with torch.no_grad():
+                a, b = edm.EDMDenoiser(m)(x, sigma), edm.EDMDenoiser(model)(x, sigma)
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_op_types_cover_the_model_by_structure():
+    from golden.sensitivity import OP_TYPES, op_type
+    model = build_model({"act": "relu"})
+    types = {li.name: op_type(li) for li in model.layers()}
+    assert set(types.values()) == set(OP_TYPES)
+    assert types["conv_in"] == "first conv" and types["conv_out"] == "last conv"
+    assert types["skip8"] == "skip 1x1" and types["down16"] == "downsample 3x3"
+    assert types["up8"] == "upsample 3x3" and types["enc4.conv_b"] == "resblock 3x3"
+    assert types["attn4.qkv"] == "attention" and types["enc8.mod"] == "embedding"
+
+
+def test_noise_ratios_add_up_to_the_predicted_sqnr():
+    from golden.sensitivity import noise_ratio, predict_sqnr, ratio_db
+    assert ratio_db(noise_ratio([30.0]))[0] == pytest.approx(30.0)
+    base = [40.0, 40.0]
+    sens = {"base_mxint8": {"per_step": base},
+            "groups": {"a": {"added_noise_ratio": [1e-4, 1e-4]},
+                       "b": {"added_noise_ratio": [2e-4, 0.0]}}}
+    assert predict_sqnr(sens, []) == pytest.approx(40.0)
+    # step 0: 1e-4 + 1e-4 + 2e-4 = 4e-4 -> 33.98 dB; step 1: 2e-4 -> 36.99 dB
+    assert predict_sqnr(sens, ["a", "b"]) == pytest.approx(
+        (-10 * np.log10(4e-4) - 10 * np.log10(2e-4)) / 2)
