@@ -68,8 +68,8 @@ def save_plan(path, plan: dict[str, str], **meta) -> Path:
     return path
 
 
-def load_plan(path, model: UNet) -> dict[str, str]:
-    """Read a plan file and check it covers exactly the model's layers with valid precisions."""
+def read_plan_file(path) -> dict:
+    """The JSON object of a plan file (a missing file or bad JSON: one clear error)."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
@@ -77,6 +77,14 @@ def load_plan(path, model: UNet) -> dict[str, str]:
         raise FileNotFoundError(f"{path}: precision plan not found") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: a plan file is a JSON object")
+    return doc
+
+
+def load_plan(path, model: UNet) -> dict[str, str]:
+    """Read a plan file and check it covers exactly the model's layers with valid precisions."""
+    doc = read_plan_file(path)
     if doc.get("schema") != PLAN_SCHEMA or doc.get("version") != PLAN_VERSION:
         raise ValueError(f"{path}: expected schema {PLAN_SCHEMA!r} version {PLAN_VERSION}, "
                          f"got {doc.get('schema')!r} version {doc.get('version')!r}")
@@ -111,14 +119,7 @@ def load_plan_model(path) -> PlanModel:
     ``golden/checkpoints/``; a checkpoint fine-tuned for a plan (``make qat``) records that
     plan's digest and is refused for any other plan. The FP32 reference stays the ReLU model."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: precision plan not found") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: a plan file is a JSON object")
+    doc = read_plan_file(path)
     name = doc.get("checkpoint", "unet_relu.pt")
     if not isinstance(name, str) or Path(name).name != name or not name.endswith(".pt"):
         raise ValueError(f"{path}: 'checkpoint' must name a .pt file of golden/checkpoints/, "

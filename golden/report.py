@@ -18,7 +18,7 @@ import torch
 from golden import edm
 from golden.data import image_grid, load_digits16
 from golden.intref import THRESHOLD_DEFAULT_PCT
-from golden.classifier import ClassifierFD
+from golden.classifier import ClassifierFD, frechet_distance
 from golden.model import UNet, load_checkpoint
 from golden.quant import (WEIGHT_SCALE_RULES, QuantUNet, load_plan, load_plan_model,
                           uniform_plan)
@@ -34,17 +34,6 @@ OUT = Path("build/golden")
 
 def pca_features(x: torch.Tensor, basis: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return (x.reshape(x.shape[0], -1).double().numpy() - mean) @ basis
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (FID's formula)."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    vals, vecs = np.linalg.eigh(ca)
-    sqrt_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
-    cross = np.linalg.eigvalsh(sqrt_a @ cb @ sqrt_a)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb)
-                 - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
 
 
 class PcaFD:

@@ -78,6 +78,18 @@ class Reference:
             self.samples = edm.heun_sampler(edm.EDMDenoiser(model), self.latents,
                                             num_steps=num_steps, hook=hook)
 
+    def replay_fp32(self, handles=()) -> None:
+        """Run the FP32 denoiser again on every recorded input (for forward hooks), then remove
+        the hook ``handles``."""
+        den = edm.EDMDenoiser(self.model)
+        try:
+            with torch.no_grad():
+                for _, sigma, x in self.inputs:
+                    den(x, sigma)
+        finally:
+            for h in handles:
+                h.remove()
+
     def step_sqnr(self, net, evals=None) -> list[float]:
         """Denoiser-output SQNR per sampler step (first evaluation of each step)."""
         den = edm.EDMDenoiser(net)
@@ -199,7 +211,7 @@ def error_split(ref: "Reference", model: UNet, plan: dict, *, weight_scales="mse
 
 
 def outlier_stats(model: UNet, ref: "Reference") -> dict:
-    """Per layer, on the FP32 model along the reference sampler run: weight and input-activation
+    """Per layer, on the FP32 model (``ref.model``) along the reference sampler run: weight and input-activation
     magnitudes per channel (max, median of the channel maxima, their ratio: a channel outlier
     ratio), the mean crest factor (max / RMS) of 16-element vectors along the input channels
     (what a per-vector scale pays), and the INT4 weight quantization SQNR of both scale rules."""
@@ -212,14 +224,7 @@ def outlier_stats(model: UNet, ref: "Reference") -> dict:
             acts.setdefault(name, []).append(
                 (x.abs().amax(dim=(0, 2, 3)), _crest(x.permute(0, 2, 3, 1).numpy())))
         hooks.append(conv.register_forward_pre_hook(pre))
-    den = edm.EDMDenoiser(model)
-    try:
-        with torch.no_grad():
-            for _, sigma, x in ref.inputs:
-                den(x, sigma)
-    finally:
-        for h in hooks:
-            h.remove()
+    ref.replay_fp32(hooks)
     for li in model.layers():
         conv = dict(model.named_pconvs())[li.name]
         w = conv.effective_weight().detach().to(torch.float64).permute(0, 2, 3, 1).numpy()

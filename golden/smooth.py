@@ -33,7 +33,7 @@ def resblocks(model: UNet) -> list[str]:
 
 def conv_b_input_max(model: UNet, ref) -> dict[str, torch.Tensor]:
     """Per residual block, the largest |activation| of each conv_b input channel along the FP32
-    sampler run of ``ref`` (a ``golden.sensitivity.Reference``)."""
+    sampler run of ``ref`` (a ``golden.sensitivity.Reference`` of ``model``)."""
     amax: dict[str, torch.Tensor] = {}
     hooks = []
     for block in resblocks(model):
@@ -41,14 +41,7 @@ def conv_b_input_max(model: UNet, ref) -> dict[str, torch.Tensor]:
             x = args[0].detach().abs().amax(dim=(0, 2, 3))
             amax[block] = torch.maximum(amax.get(block, torch.zeros_like(x)), x)
         hooks.append(model.get_submodule(block).conv_b.register_forward_pre_hook(pre))
-    den = edm.EDMDenoiser(model)
-    try:
-        with torch.no_grad():
-            for _, sigma, x in ref.inputs:
-                den(x, sigma)
-    finally:
-        for h in hooks:
-            h.remove()
+    ref.replay_fp32(hooks)
     return amax
 
 
