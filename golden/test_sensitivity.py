@@ -122,3 +122,26 @@ def test_noise_ratios_add_up_to_the_predicted_sqnr():
     # step 0: 1e-4 + 1e-4 + 2e-4 = 4e-4 -> 33.98 dB; step 1: 2e-4 -> 36.99 dB
     assert predict_sqnr(sens, ["a", "b"]) == pytest.approx(
         (-10 * np.log10(4e-4) - 10 * np.log10(2e-4)) / 2)
+
+
+def test_committed_classifier_recognises_held_out_digits_and_gives_a_distance():
+    from golden.classifier import ClassifierFD, accuracy, split
+    from golden.data import load_digits16
+    cfd = ClassifierFD()
+    x, y = load_digits16()
+    _, held_out = split(len(x), cfd.meta["holdout"], cfd.meta["seed"])
+    assert accuracy(cfd.model, x[held_out], y[held_out]) == pytest.approx(
+        cfd.meta["test_accuracy"]) and cfd.meta["test_accuracy"] > 0.95
+    assert cfd(x) == pytest.approx(0.0, abs=1e-3)          # the data against itself
+    noise = torch.rand(300, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert cfd(noise) > 10 * cfd(x[:300], x[300:600]) > 0   # noise is far from digits
+
+
+def test_sample_grid_rows_are_labelled(tmp_path):
+    from PIL import Image
+    from golden.report import save_grid
+    rows = [("a\n1 dB", torch.zeros(8, 1, 16, 16)), ("b", torch.ones(16, 1, 16, 16))]
+    save_grid(rows, tmp_path / "g.png")
+    img = np.asarray(Image.open(tmp_path / "g.png"))
+    assert img.shape[0] == (17 + 1) * 3 + 6 + (2 * 17 + 1) * 3 + 6
+    assert (img[:, :200] < 128).any()                      # the labels' text is drawn
