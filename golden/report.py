@@ -26,6 +26,14 @@ from golden.smooth import alpha_sweep
 from golden.sensitivity import PLAN_PATH, Reference
 
 PREVIOUS_PLAN = PLAN_PATH.parent / "v1_plan.json"
+REPO = PLAN_PATH.parents[2]
+
+
+def _shown(path: Path) -> str:
+    """A path as the report shows it: relative to the repository when inside it (so reports do
+    not depend on where the clone is)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 OUT = Path("build/golden")
 
@@ -217,7 +225,7 @@ def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
     fd_pca["fp32_relu"] = fd(ref_relu.samples)
     fd_pca["fp32_silu"] = fd(ref_silu.samples)
     classifier = classifier_fd(configs, relu, fd_images, num_steps, seed, say)
-    remedies = {"plan": str(previous_path),
+    remedies = {"plan": _shown(previous_path),
                 "weight_scales": {rule: float(np.mean(ref_relu.step_sqnr(QuantUNet(
                     relu, prev.plan, executor="fake", weight_scales=rule))))
                     for rule in WEIGHT_SCALE_RULES},
@@ -246,10 +254,10 @@ def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
               out / "samples.png")
 
     report = {
-        "plan": str(plan_path),
+        "plan": _shown(plan_path),
         "plan_checkpoint": pm.checkpoint,
         "plan_weight_scales": pm.weight_scales,
-        "previous_plan": str(previous_path),
+        "previous_plan": _shown(previous_path),
         "settings": {"images": images, "fd_images": fd_images, "num_steps": num_steps,
                      "seed": seed,
                      "executor": "fake (float64 conv of the quantized operands + integer PPU; "
