@@ -108,6 +108,11 @@ class FakeQuant:
     def __init__(self, model: UNet, plan: dict, weight_scales: str = "mse"):
         self.model, self.plan, self.rule = model, plan, weight_scales
         self.convs = dict(model.named_pconvs())
+        self.handles = []
+        self.attach()
+
+    def attach(self) -> None:
+        """Install the input / residual hooks (after :meth:`remove`: again)."""
         self.handles = [conv.register_forward_pre_hook(self._hook(name), with_kwargs=True)
                         for name, conv in self.convs.items()]
 
@@ -131,8 +136,10 @@ class FakeQuant:
                                         quantized_weight(conv, self.plan[name], self.rule))
 
     def remove(self) -> None:
+        """The plain float model again: hooks removed, weight overrides cleared."""
         for h in self.handles:
             h.remove()
+        self.handles = []
         for conv in self.convs.values():
             conv.weight_override = None
 
@@ -142,9 +149,8 @@ class FakeQuant:
 def denoiser_sqnr(model: UNet, plan: dict, ref: Reference, weight_scales: str) -> float:
     """Mean denoiser SQNR of ``model`` quantized by ``plan`` (fake-quant executor) against the
     FP32 outputs of ``ref`` (the teacher's)."""
-    from golden.quant import QuantUNet
-    return float(np.mean(ref.step_sqnr(QuantUNet(model, plan, executor="fake",
-                                                 weight_scales=weight_scales))))
+    return float(np.mean(ref.step_sqnr(quant.QuantUNet(model, plan, executor="fake",
+                                                       weight_scales=weight_scales))))
 
 
 def fp16_copy(model: UNet) -> UNet:
@@ -158,8 +164,9 @@ def fp16_copy(model: UNet) -> UNet:
 
 def finetune(teacher: UNet, plan: dict, *, steps: int, lr: float, batch: int, seed: int,
              eval_every: int, weight_scales: str = "mse", progress=print) -> tuple[UNet, dict]:
-    """Distil ``teacher`` into a fake-quantized student; returns the best student (by the
-    validation SQNR, float16-rounded) and a log."""
+    """Distil ``teacher`` (frozen: its parameters stop requiring gradients) into a
+    fake-quantized student; returns the best student (by the validation SQNR, float16-rounded)
+    and a log."""
     torch.manual_seed(seed)
     data, _ = load_digits16()
     val = Reference(teacher, images=4, num_steps=18, seed=seed + 100)
@@ -176,7 +183,7 @@ def finetune(teacher: UNet, plan: dict, *, steps: int, lr: float, batch: int, se
         fq.remove()
         m = fp16_copy(student)
         score = denoiser_sqnr(m, plan, val, weight_scales)
-        fq.__init__(student, plan, weight_scales)
+        fq.attach()
         return score, m
 
     best_score, best = validate()
