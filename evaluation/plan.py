@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -40,11 +39,12 @@ import torch
 
 from golden import sensitivity as sens
 from golden.model import CHECKPOINT_DIR, load_checkpoint
-from golden.quant import (WEIGHT_SCALE_RULES, default_plan, load_plan, save_plan,
-                          uniform_plan)
+from golden.quant import (WEIGHT_SCALE_RULES, default_plan, int4_mac_share, load_plan,
+                          save_plan, uniform_plan)
 from traces.export import descriptor_of, sample_calls
 from . import energy as en
 from .baselines import HW, PAPER, events_for, sqdm_counters
+from .bench import _bound
 
 REPO = Path(__file__).resolve().parent.parent
 PLAN_OUT = REPO / "golden" / "plans" / "sqdm_plan.json"
@@ -69,10 +69,8 @@ def execution_cost(call, config=HW, bandwidth=BANDWIDTH, table=en.EnergyTable())
     d = descriptor_of(call.kwargs)
     c = sqdm_counters(d, call.kwargs["x_codes"], np.asarray(call.in_map, bool), config)
     ev = events_for("sqdm", d, c)
-    dram = ev["dram_byte"]
     return {"layer": call.name, "cycles_compute": c["cycles"],
-            "cycles": c["cycles"] if bandwidth is None else max(c["cycles"],
-                                                                math.ceil(dram / bandwidth)),
+            "cycles": _bound(c["cycles"], ev["dram_byte"], bandwidth),
             "energy_pj": en.energy_of(ev, table)[0]}
 
 
@@ -169,11 +167,6 @@ def demotion_order(layer_sens: dict, tables: dict) -> list[str]:
         noise = max(float(np.mean(layer_sens["groups"][name]["added_noise_ratio"])), 0.0)
         return (0, noise / saved, name) if saved > 0 else (1, noise, name)
     return sorted(layer_sens["groups"], key=key)
-
-
-def int4_mac_share(model, plan: dict) -> float:
-    macs = {li.name: li.macs() for li in model.layers()}
-    return sum(m for n, m in macs.items() if plan[n] == "int4") / sum(macs.values())
 
 
 def pareto(points: list[dict]) -> list[int]:

@@ -36,7 +36,7 @@ from golden import numerics as nx
 from golden import quant
 from golden.data import load_digits16
 from golden.model import UNet, load_checkpoint
-from golden.quant import int4_weights, load_plan_model, plan_layers_sha256, weight_scale2
+from golden.quant import load_plan_model, plan_layers_sha256
 from golden.sensitivity import PLAN_PATH, Reference
 from golden.train import save
 
@@ -88,18 +88,6 @@ def fake_mxint8(x: torch.Tensor) -> torch.Tensor:
     return _ste(x, q.flatten(1, 2)[:, :c])
 
 
-def quantized_weight(conv, precision: str, rule: str) -> torch.Tensor:
-    """The weight values ``golden.quant.QuantLayer`` runs (second-level scale included)."""
-    w = conv.weight.detach().to(torch.float64).permute(0, 2, 3, 1).numpy()
-    if precision == "int4":
-        s2 = weight_scale2(w)
-        codes, scales = int4_weights(w, s2, rule)
-        deq = nx.int4_dequantize(codes, scales, axis=-1, vector=16, scale2=s2[:, None, None, None])
-    else:
-        deq = nx.mxint8_dequantize(*nx.mxint8_quantize(w, axis=-1), axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(deq.transpose(0, 3, 1, 2))).to(torch.float32)
-
-
 class FakeQuant:
     """Fake quantization of ``model`` (in place) in ``plan``'s precisions: forward pre-hooks on
     every layer's input and residual, and straight-through quantized weights (refreshed by
@@ -108,6 +96,7 @@ class FakeQuant:
     def __init__(self, model: UNet, plan: dict, weight_scales: str = "mse"):
         self.model, self.plan, self.rule = model, plan, weight_scales
         self.convs = dict(model.named_pconvs())
+        self.infos = {li.name: li for li in model.layers()}
         self.handles = []
         self.attach()
 
@@ -131,9 +120,14 @@ class FakeQuant:
         return hook
 
     def refresh_weights(self) -> None:
+        """Each layer's weight override: the values ``golden.quant.QuantLayer`` quantizes the
+        current weights to (second-level scale included), with straight-through gradients."""
         for name, conv in self.convs.items():
-            conv.weight_override = _ste(conv.weight,
-                                        quantized_weight(conv, self.plan[name], self.rule))
+            conv.weight_override = None
+            layer = quant.QuantLayer(self.infos[name], conv, self.plan[name], self.model.act,
+                                     self.rule)
+            w = layer.hardware_weight() * torch.from_numpy(layer.w_scale2)[:, None, None, None]
+            conv.weight_override = _ste(conv.weight, w.to(torch.float32))
 
     def remove(self) -> None:
         """The plain float model again: hooks removed, weight overrides cleared."""

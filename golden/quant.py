@@ -68,6 +68,12 @@ def save_plan(path, plan: dict[str, str], **meta) -> Path:
     return path
 
 
+def int4_mac_share(model: UNet, plan: dict) -> float:
+    """The share of the model's conv MACs that ``plan`` runs in INT4."""
+    macs = {li.name: li.macs() for li in model.layers()}
+    return sum(m for n, m in macs.items() if plan[n] == "int4") / sum(macs.values())
+
+
 def read_plan_file(path) -> dict:
     """The JSON object of a plan file (a missing file or bad JSON: one clear error)."""
     path = Path(path)

@@ -20,8 +20,8 @@ from golden.data import image_grid, load_digits16
 from golden.intref import THRESHOLD_DEFAULT_PCT
 from golden.classifier import ClassifierFD, frechet_distance
 from golden.model import UNet, load_checkpoint
-from golden.quant import (WEIGHT_SCALE_RULES, QuantUNet, load_plan, load_plan_model,
-                          uniform_plan)
+from golden.quant import (WEIGHT_SCALE_RULES, QuantUNet, int4_mac_share, load_plan,
+                          load_plan_model, uniform_plan)
 from golden.smooth import alpha_sweep
 from golden.sensitivity import PLAN_PATH, Reference
 
@@ -275,7 +275,7 @@ def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
         "figures": {"samples": str(out / "samples.png"),
                     "sparsity_heatmap": str(out / "sparsity_heatmap.png"),
                     "sparsity_per_channel": str(out / "sparsity.npz")},
-        "int4_mac_share": _int4_share(relu, pm.plan),
+        "int4_mac_share": int4_mac_share(relu, pm.plan),
         "activation_calibration_sqnr_db": calibration,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
@@ -308,11 +308,6 @@ def classifier_fd(configs: dict, relu: UNet, n: int, num_steps: int, seed: int, 
             "to_fp32": to_fp32, "to_data": to_data,
             "fp32_best_int4_worst": min(ranked, key=to_data.get) == "fp32_relu"
             and max(ranked, key=to_data.get) == "int4"}
-
-
-def _int4_share(model: UNet, plan: dict) -> float:
-    macs = {li.name: li.macs() for li in model.layers()}
-    return sum(m for n, m in macs.items() if plan[n] == "int4") / sum(macs.values())
 
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
