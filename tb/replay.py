@@ -35,9 +35,9 @@ import cocotb
 from cocotb.triggers import Timer
 
 from tb.host import AcceleratorTB
-from tb.replay_model import (HOST_MEMS, MAP_VARIANTS, compare, config_of, expected_saturation,
-                             mismatch_text, predicted_counters, prepare, record,
-                             recorded_counters)
+from tb.replay_model import (HOST_MEMS, MAP_VARIANTS, compare, config_of,
+                             counter_expectations, expected_saturation, mismatch_text, prepare,
+                             record)
 from traces.format import open_trace
 
 #: Simulated-time limit of one test (a generous bound; the replay of build/traces/default
@@ -95,10 +95,7 @@ async def replay(dut):
                 actual = await tb.read_back(job.out_words, job.descriptor.cout)
                 actual["cycles_start_to_done"] = span
                 t4 = time.monotonic()
-                recorded = recorded_counters(job, cycle_model) or {}
-                predicted = predicted_counters(job, cycle_model)
-                source = {k: "trace meta[cycles]" if k in recorded else "hw/cyclemodel.py"
-                          for k in predicted}
+                predicted, source = counter_expectations(job, cycle_model)
                 mismatches = compare(job, actual, predicted, source, saturation=saturation)
                 t5 = time.monotonic()
                 timing = {"prepare_s": t1 - t0, "load_s": t2 - t1, "compute_s": t3 - t2,

@@ -22,7 +22,8 @@ from traces.hexfiles import CYCLE_PARAMS
 
 __all__ = ["MODEL_COUNTERS", "SATURATION_COUNTERS", "MAP_VARIANTS", "HOST_MEMS", "ReplayJob",
            "Mismatch", "config_of", "layer_kind", "kind_selection", "prepare", "route_for",
-           "recorded_counters", "predicted_counters", "expected_saturation", "compare",
+           "recorded_counters", "predicted_counters", "counter_expectations",
+           "expected_saturation", "compare",
            "ideal_cycles", "record", "mismatch_text"]
 
 #: Channel maps a replay can use: the trace's own, or one forced for every execution.
@@ -166,6 +167,16 @@ def predicted_counters(job: ReplayJob, cycle_model: dict | None = None) -> dict:
     pred = job.job.predicted_counters()
     pred.update(recorded)
     return pred
+
+
+def counter_expectations(job: ReplayJob, cycle_model: dict | None) -> tuple[dict, dict]:
+    """``(predicted, source)``: the counters the RTL must produce (:func:`predicted_counters`)
+    and, per counter, where the expectation comes from (for the report)."""
+    recorded = recorded_counters(job, cycle_model) or {}
+    predicted = predicted_counters(job, cycle_model)
+    source = {k: "trace meta[cycles]" if k in recorded else "hw/cyclemodel.py"
+              for k in predicted}
+    return predicted, source
 
 
 def expected_saturation(ex: Execution) -> dict:

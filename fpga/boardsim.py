@@ -1,0 +1,184 @@
+"""The board without a board: the host program against the simulated board core.
+
+```
+python -m fpga.boardsim [--config board] [--param NAME=VALUE] [--divisor 4] [--select ...]
+    [--limit N] [--out build/board-sim] [TRACE_DIR]
+```
+
+Builds ``sqdm_board_core`` (:class:`fpga.board.BoardCore`: UART, host link, the accelerator
+top) with Verilator into a C++ harness (``fpga/boardsim/board_main.cpp``) that puts a UART model
+on the ``rx`` / ``tx`` pins and serves them on a local TCP socket, starts it, and runs the host
+program (:func:`fpga.host.replay_on_board`) on ``socket://127.0.0.1:<port>``: the same program,
+protocol, link and gateware as on the board, minus the PLL and the pins. ``--divisor`` is the
+simulated UART's clock cycles per bit (the board's is ``clock / baud``); it changes how long
+the transfers take, never a counted cycle of the accelerator. Results: ``<out>/results.json``
+(as :mod:`fpga.host`'s, with ``target: board-sim`` and the harness's cycle and byte counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hw.config import PRESETS, parse_overrides, preset
+from hw.rtlcache import top_verilog
+from hw.toolchain import verilator_env, verilator_executable
+from tb.cosim import DEFAULT_TRACES, CosimError, check_trace
+from tb.simulator import VERILATOR_WAIVERS
+
+from .board import CORE_NAME, core_verilog
+from .host import DEFAULT_CONFIG, DEFAULT_TIMEOUT, BoardLink, LinkError, replay_on_board, \
+    summary_lines
+
+__all__ = ["DEFAULT_DIVISOR", "DEFAULT_OUT", "build_board_sim", "BoardSim", "main"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HARNESS_CPP = Path(__file__).resolve().parent / "boardsim" / "board_main.cpp"
+WORK_ROOT = REPO_ROOT / "build" / "board-sim"
+DEFAULT_OUT = WORK_ROOT
+#: Clock cycles per bit of the simulated UART (the smallest the receiver takes).
+DEFAULT_DIVISOR = 4
+BUILD_FLAGS = ("--cc", "--exe", "--build", "-j", "2", "-Wno-fatal") + VERILATOR_WAIVERS
+
+
+def build_board_sim(config, *, divisor=DEFAULT_DIVISOR, log=print):
+    """Build (or reuse) the simulated board for ``config``: returns ``(binary, seconds,
+    built)``. Keyed by the Verilog of the core and the top, the harness and the flags."""
+    top_path, _ = top_verilog(config, log=log)
+    core_text = core_verilog(config, divisor=divisor)
+    h = hashlib.sha256()
+    for part in (top_path.read_bytes(), core_text.encode(), HARNESS_CPP.read_bytes(),
+                 " ".join(BUILD_FLAGS).encode()):
+        h.update(hashlib.sha256(part).digest())
+    folder = WORK_ROOT / f"harness-{h.hexdigest()[:16]}"
+    binary = folder / "board_sim"
+    if binary.exists():
+        return binary, 0.0, False
+    folder.mkdir(parents=True, exist_ok=True)
+    core_path = folder / f"{CORE_NAME}.v"
+    core_path.write_text(core_text)
+    cmd = [str(verilator_executable()), *BUILD_FLAGS, "--top-module", CORE_NAME,
+           "--prefix", f"V{CORE_NAME}", "-Mdir", str(folder / "obj"), "-o", str(binary),
+           str(core_path), str(top_path), str(HARNESS_CPP)]
+    log(f"building the simulated board in {folder} (a minute or two when ccache is cold)")
+    start = time.monotonic()
+    with open(folder / "build.log", "w") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=verilator_env(),
+                              cwd=folder, check=False)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0 or not binary.exists():
+        tail = "\n".join((folder / "build.log").read_text().splitlines()[-30:])
+        raise CosimError(f"board simulation build failed (exit {proc.returncode}); log "
+                         f"{folder / 'build.log'}:\n{tail}")
+    return binary, seconds, True
+
+
+class BoardSim:
+    """The running simulated board (a context manager): ``url`` is its ``socket://`` port;
+    ``stats`` (after exit) the harness's cycle, byte and framing-error counts."""
+
+    def __init__(self, binary, divisor=DEFAULT_DIVISOR):
+        self.binary, self.divisor = binary, divisor
+        self.url, self.stats, self.proc = None, {}, None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([str(self.binary), str(self.divisor), "0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise CosimError(f"the simulated board did not start: {line!r} "
+                             f"{self.proc.stderr.read()[-2000:]}")
+        self.url = f"socket://127.0.0.1:{int(line.split()[-1])}"
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            _out, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _out, err = self.proc.communicate()
+        for line in err.splitlines():
+            words = line.split()
+            if words[:1] == ["cycles"] and len(words) % 2 == 0:
+                self.stats = {k: int(v) for k, v in zip(words[::2], words[1::2])}
+        self.returncode = self.proc.returncode
+        return False
+
+
+def run(trace_dir=DEFAULT_TRACES, *, config=None, divisor=DEFAULT_DIVISOR, select="all",
+        limit=None, out_dir=DEFAULT_OUT, timeout=DEFAULT_TIMEOUT, progress=True, log=print):
+    """Build and start the simulated board, replay ``trace_dir`` on it through the host
+    program; returns the results dict (also written to ``out_dir/results.json``)."""
+    config = PRESETS[DEFAULT_CONFIG] if config is None else config
+    wall0 = time.monotonic()
+    checked = check_trace(trace_dir, config, select)  # a bad trace fails before the build
+    binary, build_s, built = build_board_sim(config, divisor=divisor, log=log)
+    with BoardSim(binary, divisor) as sim:
+        link = BoardLink.open(sim.url, config, timeout=timeout)
+        try:
+            results = replay_on_board(link, trace_dir, select=select, limit=limit,
+                                      out_dir=out_dir, target="board-sim", progress=progress,
+                                      log=log, checked=checked)
+        finally:
+            link.close()
+    s = results["summary"]
+    s.update({"divisor": divisor, "build_seconds": build_s, "built": built,
+              "harness": str(binary), "harness_stats": sim.stats,
+              "framing_errors": sim.stats.get("framing_errors"),
+              "wall_seconds": time.monotonic() - wall0})
+    if sim.stats.get("framing_errors"):
+        s["passed"] = False
+    path = Path(s.pop("results_file"))
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    s["results_file"] = str(path)
+    return results
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m fpga.boardsim",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("trace", metavar="TRACE_DIR", nargs="?", default=str(DEFAULT_TRACES),
+                   help="trace folder (default build/traces/default)")
+    p.add_argument("--config", choices=sorted(PRESETS), default=DEFAULT_CONFIG)
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--divisor", type=int, default=DEFAULT_DIVISOR,
+                   help="clock cycles per bit of the simulated UART (>= 4)")
+    p.add_argument("--select", default="all")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        config = preset(args.config, **parse_overrides(args.param))
+        select = args.select
+        if select not in ("all", "kinds"):
+            select = [int(s) for s in select.split(",") if s.strip()]
+        if args.divisor < 4:
+            raise ValueError(f"--divisor must be >= 4, got {args.divisor}")
+        results = run(args.trace, config=config, divisor=args.divisor, select=select,
+                      limit=args.limit, out_dir=args.out, timeout=args.timeout)
+    except (CosimError, LinkError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    lines = summary_lines(results)
+    print("\n".join(lines[-3:] if args.quiet else lines))
+    s = results["summary"]
+    print(f"simulated board: {s['harness_stats'].get('cycles', 0):,} clock cycles (UART divisor "
+          f"{s['divisor']}), build {s['build_seconds']:.1f} s")
+    print(f"results: {s['results_file']}")
+    return 0 if s["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
