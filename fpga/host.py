@@ -30,7 +30,7 @@ from pathlib import Path
 from hw.config import COUNTERS, PRESETS, parse_overrides, preset
 from tb.cosim import CosimError, check_trace, execution_rows
 from tb.replay_model import (HOST_MEMS, compare, counter_expectations, expected_saturation,
-                             mismatch_text, prepare, record)
+                             prepare, record)
 
 from . import protocol as proto
 

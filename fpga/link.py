@@ -23,7 +23,6 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import COUNTER_BITS, COUNTERS, MEMORIES, AcceleratorConfig
 from hw.descriptor import ADDR_BITS, descriptor_layout
-from hw.top import MemSel
 
 from . import protocol as proto
 
@@ -69,7 +68,7 @@ class HostLink(wiring.Component):
         cfg = self.config
         cmd_bytes = proto.CMD
         wbytes = proto.word_bytes(cfg)
-        rwidths, rbytes = proto.read_widths(cfg), proto.read_bytes(cfg)
+        rbytes = proto.read_bytes(cfg)
         nbytes_stage = max(max(wbytes.values()), proto.desc_bytes(cfg))
         stage = Signal(8 * nbytes_stage)
         tx_bits = 8 * max(max(rbytes.values()), len(proto.info_reply(cfg)))
