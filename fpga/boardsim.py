@@ -27,9 +27,8 @@ from pathlib import Path
 
 from hw.config import PRESETS, parse_overrides, preset
 from hw.rtlcache import top_verilog
-from hw.toolchain import verilator_env, verilator_executable
-from tb.cosim import DEFAULT_TRACES, CosimError, check_trace
-from tb.simulator import VERILATOR_WAIVERS
+from hw.toolchain import BUILD_WAIVERS, verilator_env, verilator_executable, waiver_flags
+from traces.replay import DEFAULT_TRACES, ReplayError, check_trace
 
 from .board import CORE_NAME, core_verilog
 from .host import DEFAULT_CONFIG, DEFAULT_TIMEOUT, BoardLink, LinkError, replay_on_board, \
@@ -43,7 +42,7 @@ WORK_ROOT = REPO_ROOT / "build" / "board-sim"
 DEFAULT_OUT = WORK_ROOT
 #: Clock cycles per bit of the simulated UART (the smallest the receiver takes).
 DEFAULT_DIVISOR = 4
-BUILD_FLAGS = ("--cc", "--exe", "--build", "-j", "2", "-Wno-fatal") + VERILATOR_WAIVERS
+BUILD_FLAGS = ("--cc", "--exe", "--build", "-j", "2", "-Wno-fatal") + waiver_flags(BUILD_WAIVERS)
 
 
 def build_board_sim(config, *, divisor=DEFAULT_DIVISOR, log=print):
@@ -73,7 +72,7 @@ def build_board_sim(config, *, divisor=DEFAULT_DIVISOR, log=print):
     seconds = time.monotonic() - start
     if proc.returncode != 0 or not binary.exists():
         tail = "\n".join((folder / "build.log").read_text().splitlines()[-30:])
-        raise CosimError(f"board simulation build failed (exit {proc.returncode}); log "
+        raise ReplayError(f"board simulation build failed (exit {proc.returncode}); log "
                          f"{folder / 'build.log'}:\n{tail}")
     return binary, seconds, True
 
@@ -92,7 +91,7 @@ class BoardSim:
         line = self.proc.stdout.readline()
         if not line.startswith("listening on "):
             self.proc.kill()
-            raise CosimError(f"the simulated board did not start: {line!r} "
+            raise ReplayError(f"the simulated board did not start: {line!r} "
                              f"{self.proc.stderr.read()[-2000:]}")
         self.url = f"socket://127.0.0.1:{int(line.split()[-1])}"
         return self
@@ -168,7 +167,7 @@ def main(argv=None):
             raise ValueError(f"--divisor must be >= 4, got {args.divisor}")
         results = run(args.trace, config=config, divisor=args.divisor, select=select,
                       limit=args.limit, out_dir=args.out, timeout=args.timeout)
-    except (CosimError, LinkError, ValueError) as e:
+    except (ReplayError, LinkError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     lines = summary_lines(results)

@@ -8,7 +8,7 @@ python -m fpga.host --port /dev/ttyUSB0 [--baud 1000000] [--config board] [--par
 ``--port`` is anything pyserial opens: a serial device (the ULX3S's FTDI UART), or
 ``socket://127.0.0.1:PORT`` (the simulated board of :mod:`fpga.boardsim`). Per execution, as
 ``make sim`` does it on the simulated top (``tb.replay``), and with the same expectations
-(:mod:`tb.replay_model`): every memory image of the job on the board's configuration is
+(:mod:`traces.replay`): every memory image of the job on the board's configuration is
 written through the link (:mod:`fpga.protocol`), then the descriptor and the channel map;
 ``START`` runs the layer; the out memory, the zero counters, the counters and the next channel
 map are read back and compared with the trace (bit-exact) and the cycle model (every counter
@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 
 from hw.config import COUNTERS, PRESETS, parse_overrides, preset
-from tb.cosim import CosimError, check_trace, execution_rows
-from tb.replay_model import (HOST_MEMS, compare, counter_expectations, expected_saturation,
-                             prepare, record)
+from traces.replay import (HOST_MEMS, ReplayError, check_trace, compare, counter_expectations,
+                           execution_rows, expected_saturation, prepare, record)
 
 from . import protocol as proto
 
@@ -159,8 +158,8 @@ class BoardLink:
                 "framing_error": bool(byte & proto.STATUS_FRAMING)}
 
     def execute(self, job):
-        """Load, run and read back one job (:class:`tb.replay_model.ReplayJob`): the
-        ``actual`` dict of :func:`tb.replay_model.compare`, and the link's wall times."""
+        """Load, run and read back one job (:class:`traces.replay.ReplayJob`): the
+        ``actual`` dict of :func:`traces.replay.compare`, and the link's wall times."""
         t0 = time.monotonic()
         for name in HOST_MEMS:
             if name in job.images:
@@ -206,9 +205,9 @@ class Progress:
 def replay_on_board(link, trace_dir, *, select="all", limit=None, out_dir=DEFAULT_OUT,
                     target="board", progress=True, log=print, checked=None):
     """Replay executions of ``trace_dir`` through ``link`` (a :class:`BoardLink`); write
-    ``out_dir/results.json`` and return the results dict. Raises :class:`CosimError` (bad
+    ``out_dir/results.json`` and return the results dict. Raises :class:`ReplayError` (bad
     trace, an execution that does not fit) or :class:`LinkError`. ``checked``: the
-    ``(trace, indices)`` of :func:`tb.cosim.check_trace` when the caller has them already."""
+    ``(trace, indices)`` of :func:`traces.replay.check_trace` when the caller has them already."""
     wall0 = time.monotonic()
     config = link.config
     trace, indices = checked or check_trace(trace_dir, config, select)
@@ -322,7 +321,7 @@ def main(argv=None, *, target="board"):
                                       out_dir=args.out, target=target, checked=checked)
         finally:
             link.close()
-    except (CosimError, LinkError, ValueError) as e:
+    except (ReplayError, LinkError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     lines = summary_lines(results)

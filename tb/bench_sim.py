@@ -27,8 +27,8 @@ from hw.config import PRESETS
 from hw.job import memory_images
 from hw.layout import write_memh
 from hw.rtlcache import TOPLEVEL, top_verilog
-from tb.cosim import DEFAULT_TRACES, CosimError, check_trace, replay
-from tb.replay_model import HOST_MEMS, predicted_counters, prepare
+from tb.cosim import CosimError, replay
+from traces.replay import DEFAULT_TRACES, HOST_MEMS, check_trace, predicted_counters, prepare
 from hw.toolchain import verilator_env, verilator_executable
 from tb.simulator import VERILATOR_WAIVERS, ports_vlt
 

@@ -26,7 +26,7 @@ from cocotb.triggers import Timer
 
 from golden import intref as ir
 from tb.host import AcceleratorTB
-from tb.replay_model import config_of, prepare
+from traces.replay import config_of, prepare
 from hw.layout import unpack_outputs
 
 #: Simulated-time limit (the whole 18-step sample is ~8.3 M compute cycles plus host-port

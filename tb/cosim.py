@@ -22,15 +22,19 @@ from pathlib import Path
 from hw.config import PRESETS, AcceleratorConfig, preset
 from hw.rtlcache import TOPLEVEL, top_verilog
 from hw.toolchain import CLOCK_NS
-from tb.replay_model import MAP_VARIANTS, kind_selection
 from tb.simulator import SIMULATORS, SimulationError, _testcases, run_cocotb
-from traces.format import MANIFEST, Descriptor, TraceError, open_trace, sha256_file
+from traces.format import MANIFEST, sha256_file
+from traces.replay import (DEFAULT_TRACES, MAP_VARIANTS, SELECTIONS, ReplayError, check_trace,
+                           execution_rows)
+
+#: The replay could not run (:class:`traces.replay.ReplayError`: bad trace folder, execution
+#: that does not fit the top, build failure); not a mismatch.
+CosimError = ReplayError
 
 __all__ = ["DEFAULT_TRACES", "DEFAULT_OUT", "DEFAULT_SELECT", "CosimError", "replay",
-           "execution_rows", "summary_table", "main"]
+           "summary_table", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TRACES = REPO_ROOT / "build" / "traces" / "default"
 DEFAULT_OUT = REPO_ROOT / "build" / "sim"
 #: The testbenches touch the top's ports only, so the Verilator model makes only the ports
 #: public (``tb.simulator`` ``vpi_access="ports"``): ~11x faster than cocotb's default
@@ -38,49 +42,9 @@ DEFAULT_OUT = REPO_ROOT / "build" / "sim"
 VPI_ACCESS = "ports"
 #: Executions replayed when neither ``--select`` nor ``--limit`` is given: all on Verilator;
 #: Icarus simulates the full-size top at tens of cycles per second (docs/cosim.md
-#: section 7), so it replays one execution per layer kind (:func:`tb.replay_model.kind_selection`:
+#: section 7), so it replays one execution per layer kind (:func:`traces.replay.kind_selection`:
 #: every datapath of the top, ~10 % of the default trace's cycles).
 DEFAULT_SELECT = {"verilator": "all", "icarus": "kinds"}
-SELECTIONS = ("all", "kinds")
-
-
-class CosimError(RuntimeError):
-    """The replay could not run (bad trace folder, execution that does not fit the top, build
-    failure); not a mismatch."""
-
-
-def check_trace(trace_dir, config, select="all"):
-    """Open and validate ``trace_dir`` (manifest, hashes) and check that every selected
-    execution (``select``: "all", "kinds" or a list of indices) fits a top built with
-    ``config``. Returns ``(trace, indices)``."""
-    path = Path(trace_dir)
-    try:
-        trace = open_trace(path)
-    except TraceError as e:
-        hint = ""
-        if not path.exists() and path.resolve() == DEFAULT_TRACES.resolve():
-            hint = " (run `make traces` to export it)"
-        raise CosimError(f"cannot replay trace: {e}{hint}") from None
-    if len(trace) == 0:
-        raise CosimError(f"trace {path} holds no executions")
-    if select == "all":
-        indices = list(range(len(trace)))
-    elif select == "kinds":
-        indices = kind_selection(trace.records)
-    elif isinstance(select, str):
-        raise CosimError(f"select must be one of {SELECTIONS} or a list of indices, "
-                         f"not {select!r}")
-    else:
-        indices = list(select)
-    for i in indices:
-        if not 0 <= i < len(trace):
-            raise CosimError(f"trace {path}: no execution #{i} (it holds {len(trace)})")
-        rec = trace.records[i]
-        problems = Descriptor.from_json(rec["descriptor"]).fit_problems(config)
-        if problems:
-            raise CosimError(f"trace {path}: execution #{i} {rec['name']} does not fit the top "
-                             f"({'; '.join(problems)}); pass --param NAME=VALUE")
-    return trace, indices
 
 
 #: Seconds between progress lines of a running replay (``progress`` of :func:`replay`).
@@ -256,24 +220,6 @@ def _range(values):
     if not values:
         return None
     return {"min": min(values), "max": max(values), "mean": sum(values) / len(values)}
-
-
-def execution_rows(records):
-    """The table's header and one line per replayed execution (``results["executions"]``)."""
-    lines = [f"{'#':>4} {'layer':<18} {'st':>3} {'map':<6} {'shape':<24} {'in 0%':>6} "
-             f"{'cycles RTL':>10} {'model':>10} {'DPE':>5} {'SPE':>5} {'/ideal':>7} result"]
-    for r in records:
-        res = "ok" if not r["mismatches"] else (
-            ("BITS " if not r["bit_exact"] else "") + ("CYCLES " if not r["cycle_exact"] else "")
-            + f"x{r['mismatches']}")
-        ratio = f"{r['cycles_per_ideal']:.2f}" if r["cycles_per_ideal"] else "-"
-        step = "-" if r["step"] is None else r["step"]
-        lines.append(
-            f"{r['index']:>4} {str(r['layer'])[:18]:<18} {step:>3} {r['map'][:6]:<6} "
-            f"{r['shape'][:24]:<24} {100 * r['in_sparsity']:>5.1f}% {r['cycles_rtl']:>10} "
-            f"{r['cycles_model']:>10} {100 * r['dpe_utilisation']:>4.0f}% "
-            f"{100 * r['spe_utilisation']:>4.0f}% {ratio:>7} {res}")
-    return lines
 
 
 def summary_table(results):

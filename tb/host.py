@@ -11,7 +11,7 @@ from cocotb.utils import get_sim_time
 
 from hw.config import COUNTERS
 from hw.top import MemSel
-from tb.replay_model import HOST_MEMS
+from traces.replay import HOST_MEMS
 
 __all__ = ["AcceleratorTB"]
 
@@ -107,8 +107,8 @@ class AcceleratorTB:
                 "counters": counters, "unknown": unknown}
 
     async def execute(self, job):
-        """Load ``job``'s memories (a :class:`tb.replay_model.Job`), run it and read
-        everything back: the ``actual`` dict of :func:`tb.replay_model.compare`."""
+        """Load ``job``'s memories (a :class:`traces.replay.Job`), run it and read
+        everything back: the ``actual`` dict of :func:`traces.replay.compare`."""
         for name, sel in HOST_MEMS.items():
             if name in job.images:
                 await self.load(sel, job.images[name])

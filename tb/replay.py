@@ -35,7 +35,7 @@ import cocotb
 from cocotb.triggers import Timer
 
 from tb.host import AcceleratorTB
-from tb.replay_model import (HOST_MEMS, MAP_VARIANTS, compare, config_of,
+from traces.replay import (HOST_MEMS, MAP_VARIANTS, compare, config_of,
                              counter_expectations, expected_saturation, mismatch_text, prepare,
                              record)
 from traces.format import open_trace

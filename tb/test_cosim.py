@@ -14,7 +14,7 @@ import pytest
 
 from tb.cosim import CosimError, main, replay, summary_table
 from hw.config import PRESETS, preset
-from tb.replay_model import compare, expected_saturation, ideal_cycles, kind_selection, prepare
+from traces.replay import compare, expected_saturation, ideal_cycles, kind_selection, prepare
 from traces.format import write_trace
 from traces.synth import random_execution
 
@@ -132,7 +132,7 @@ def test_recorded_counters_only_for_the_configuration_they_were_recorded_for():
     header names; another configuration (or a trace that names none) uses the cycle model of
     the configuration actually simulated."""
     from traces.hexfiles import cycle_model_header, predicted_counters
-    from tb.replay_model import recorded_counters
+    from traces.replay import recorded_counters
     ex = random_execution(cin=24, cout=20, height=3, width=3, kernel=3, stride=1,
                           sparsity=0.5, mode="int4", seed=5)
     ex.meta["cycles"] = predicted_counters(ex)  # the default configuration's

@@ -1,14 +1,17 @@
-"""Host side of a trace replay on the accelerator top, without cocotb: what to load, what to
-expect, how to compare and what to record (docs/cosim.md).
+"""Host side of a trace replay on an accelerator top, without a simulator: which executions,
+what to load, what to expect, how to compare, what to record and how to print it
+(docs/cosim.md).
 
-Used inside the simulator by :mod:`tb.replay` (numpy only, no torch: TOOLCHAIN pitfall 8) and
-outside it by :mod:`tb.cosim`, :mod:`tb.bench_sim` and the tests.
+One implementation for every replay: inside the simulator by :mod:`tb.replay` (numpy only, no
+torch: TOOLCHAIN pitfall 8), outside it by :mod:`tb.cosim` and :mod:`tb.bench_sim`, and on the
+board (real or simulated) by :mod:`fpga.host`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from pathlib import Path
 
 import numpy as np
 
@@ -17,16 +20,21 @@ from hw.config import MODEL_COUNTERS, SATURATION_COUNTERS, AcceleratorConfig
 from hw.job import Descriptor, Job, make_job
 from hw.layout import unpack_outputs
 from hw.top import MemSel
-from traces.format import Execution
+from traces.format import Execution, TraceError, open_trace
 from traces.hexfiles import CYCLE_PARAMS
 
-__all__ = ["MODEL_COUNTERS", "SATURATION_COUNTERS", "MAP_VARIANTS", "HOST_MEMS", "ReplayJob",
+__all__ = ["DEFAULT_TRACES", "SELECTIONS", "ReplayError", "check_trace", "execution_rows",
+           "MODEL_COUNTERS", "SATURATION_COUNTERS", "MAP_VARIANTS", "HOST_MEMS", "ReplayJob",
            "Mismatch", "config_of", "layer_kind", "kind_selection", "prepare", "route_for",
            "recorded_counters", "predicted_counters", "counter_expectations",
            "expected_saturation", "compare",
            "ideal_cycles", "record", "mismatch_text"]
 
 #: Channel maps a replay can use: the trace's own, or one forced for every execution.
+#: The default trace folder (``make traces``).
+DEFAULT_TRACES = Path(__file__).resolve().parent.parent / "build" / "traces" / "default"
+#: Named execution selections of :func:`check_trace`.
+SELECTIONS = ("all", "kinds")
 MAP_VARIANTS = ("trace", "dense", "sparse", "random")
 
 #: Host-port memory loaded from each memory image of a job (``hw.job.memory_images``).
@@ -344,3 +352,62 @@ def record(trace: str, job: ReplayJob, actual: dict, predicted: dict, mismatches
     if timing:
         rec["timing"] = timing
     return rec
+
+
+class ReplayError(RuntimeError):
+    """The replay could not run (bad trace folder, execution that does not fit the top, build
+    failure, no board); not a mismatch."""
+
+
+def check_trace(trace_dir, config, select="all"):
+    """Open and validate ``trace_dir`` (manifest, hashes) and check that every selected
+    execution (``select``: "all", "kinds" or a list of indices) fits a top built with
+    ``config``. Returns ``(trace, indices)``."""
+    path = Path(trace_dir)
+    try:
+        trace = open_trace(path)
+    except TraceError as e:
+        hint = ""
+        if not path.exists() and path.resolve() == DEFAULT_TRACES.resolve():
+            hint = " (run `make traces` to export it)"
+        raise ReplayError(f"cannot replay trace: {e}{hint}") from None
+    if len(trace) == 0:
+        raise ReplayError(f"trace {path} holds no executions")
+    if select == "all":
+        indices = list(range(len(trace)))
+    elif select == "kinds":
+        indices = kind_selection(trace.records)
+    elif isinstance(select, str):
+        raise ReplayError(f"select must be one of {SELECTIONS} or a list of indices, "
+                         f"not {select!r}")
+    else:
+        indices = list(select)
+    for i in indices:
+        if not 0 <= i < len(trace):
+            raise ReplayError(f"trace {path}: no execution #{i} (it holds {len(trace)})")
+        rec = trace.records[i]
+        problems = Descriptor.from_json(rec["descriptor"]).fit_problems(config)
+        if problems:
+            raise ReplayError(f"trace {path}: execution #{i} {rec['name']} does not fit the top "
+                             f"({'; '.join(problems)}); pass --param NAME=VALUE")
+    return trace, indices
+
+
+
+
+def execution_rows(records):
+    """The table's header and one line per replayed execution (``results["executions"]``)."""
+    lines = [f"{'#':>4} {'layer':<18} {'st':>3} {'map':<6} {'shape':<24} {'in 0%':>6} "
+             f"{'cycles RTL':>10} {'model':>10} {'DPE':>5} {'SPE':>5} {'/ideal':>7} result"]
+    for r in records:
+        res = "ok" if not r["mismatches"] else (
+            ("BITS " if not r["bit_exact"] else "") + ("CYCLES " if not r["cycle_exact"] else "")
+            + f"x{r['mismatches']}")
+        ratio = f"{r['cycles_per_ideal']:.2f}" if r["cycles_per_ideal"] else "-"
+        step = "-" if r["step"] is None else r["step"]
+        lines.append(
+            f"{r['index']:>4} {str(r['layer'])[:18]:<18} {step:>3} {r['map'][:6]:<6} "
+            f"{r['shape'][:24]:<24} {100 * r['in_sparsity']:>5.1f}% {r['cycles_rtl']:>10} "
+            f"{r['cycles_model']:>10} {100 * r['dpe_utilisation']:>4.0f}% "
+            f"{100 * r['spe_utilisation']:>4.0f}% {ratio:>7} {res}")
+    return lines
