@@ -139,14 +139,16 @@ synth: yowasp
 # The FPGA board (docs/fpga.md). bitstream: the ULX3S 85F bitstream of the board preset at
 # BOARD_MHZ (through the ECP5 PLL from the 25 MHz oscillator; 25: the oscillator itself) -> build/bitstream/;
 # board-sim: the host program (python -m fpga.host) replays TRACES through the UART of the
-# simulated board core (Verilator) -> build/board-sim/results.json.
+# simulated board core (Verilator) -> build/board-sim/results.json (~25 min for the 170
+# executions; BOARD_SIM_ARGS="--select kinds": one per layer kind, ~2 min).
 BOARD_MHZ ?= 15
 BITSTREAM_ARGS ?=
 bitstream: yowasp
 	$(PY) -m fpga.bitstream --clock $(BOARD_MHZ) $(BITSTREAM_ARGS)
 
+BOARD_SIM_ARGS ?=
 board-sim: $(STAMP) $(if $(filter build/traces/default,$(TRACES)),build/traces/default/manifest.json)
-	$(PY) -m fpga.boardsim $(TRACES)
+	$(PY) -m fpga.boardsim $(BOARD_SIM_ARGS) $(TRACES)
 
 # Synthesized datapath areas (native Yosys, `apt-get install yosys`; ~10-20 min on 2 cores the
 # first time, then cached per block in build/area/cache): the equal-area budget of make bench.

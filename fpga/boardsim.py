@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import subprocess
 import sys
 import time
@@ -27,8 +26,8 @@ from pathlib import Path
 
 from hw.config import PRESETS, parse_overrides, preset
 from hw.rtlcache import top_verilog
-from hw.toolchain import BUILD_WAIVERS, verilator_env, verilator_executable, waiver_flags
-from traces.replay import DEFAULT_TRACES, ReplayError, check_trace
+from hw.toolchain import BUILD_WAIVERS, build_cpp_harness, waiver_flags
+from traces.replay import DEFAULT_TRACES, ReplayError, check_trace, parse_select, write_results
 
 from .board import CORE_NAME, core_verilog
 from .host import DEFAULT_CONFIG, DEFAULT_TIMEOUT, BoardLink, LinkError, replay_on_board, \
@@ -55,26 +54,16 @@ def build_board_sim(config, *, divisor=DEFAULT_DIVISOR, log=print):
                  " ".join(BUILD_FLAGS).encode()):
         h.update(hashlib.sha256(part).digest())
     folder = WORK_ROOT / f"harness-{h.hexdigest()[:16]}"
-    binary = folder / "board_sim"
-    if binary.exists():
-        return binary, 0.0, False
-    folder.mkdir(parents=True, exist_ok=True)
     core_path = folder / f"{CORE_NAME}.v"
-    core_path.write_text(core_text)
-    cmd = [str(verilator_executable()), *BUILD_FLAGS, "--top-module", CORE_NAME,
-           "--prefix", f"V{CORE_NAME}", "-Mdir", str(folder / "obj"), "-o", str(binary),
-           str(core_path), str(top_path), str(HARNESS_CPP)]
-    log(f"building the simulated board in {folder} (a minute or two when ccache is cold)")
-    start = time.monotonic()
-    with open(folder / "build.log", "w") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=verilator_env(),
-                              cwd=folder, check=False)
-    seconds = time.monotonic() - start
-    if proc.returncode != 0 or not binary.exists():
-        tail = "\n".join((folder / "build.log").read_text().splitlines()[-30:])
-        raise ReplayError(f"board simulation build failed (exit {proc.returncode}); log "
-                         f"{folder / 'build.log'}:\n{tail}")
-    return binary, seconds, True
+    if not core_path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        core_path.write_text(core_text)
+    try:
+        return build_cpp_harness(folder, CORE_NAME, [core_path, top_path, HARNESS_CPP],
+                                 BUILD_FLAGS, binary_name="board_sim", log=log,
+                                 what="simulated board")
+    except RuntimeError as e:
+        raise ReplayError(str(e)) from None
 
 
 class BoardSim:
@@ -133,9 +122,7 @@ def run(trace_dir=DEFAULT_TRACES, *, config=None, divisor=DEFAULT_DIVISOR, selec
               "wall_seconds": time.monotonic() - wall0})
     if sim.stats.get("framing_errors"):
         s["passed"] = False
-    path = Path(s.pop("results_file"))
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    s["results_file"] = str(path)
+    write_results(s.pop("results_file"), results)
     return results
 
 
@@ -160,9 +147,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         config = preset(args.config, **parse_overrides(args.param))
-        select = args.select
-        if select not in ("all", "kinds"):
-            select = [int(s) for s in select.split(",") if s.strip()]
+        select = parse_select(args.select)
         if args.divisor < 4:
             raise ValueError(f"--divisor must be >= 4, got {args.divisor}")
         results = run(args.trace, config=config, divisor=args.divisor, select=select,

@@ -22,14 +22,14 @@ any mismatch, 2 when the replay cannot run (bad trace, no board, link timeout).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from hw.config import COUNTERS, PRESETS, parse_overrides, preset
 from traces.replay import (HOST_MEMS, ReplayError, check_trace, compare, counter_expectations,
-                           execution_rows, expected_saturation, prepare, record)
+                           execution_rows, expected_saturation, parse_select, prepare, record,
+                           write_results)
 
 from . import protocol as proto
 
@@ -254,13 +254,7 @@ def replay_on_board(link, trace_dir, *, select="all", limit=None, out_dir=DEFAUL
     summary["passed"] = (summary["bit_exact"] and summary["cycle_exact"]
                          and len(records) == len(indices))
     results = {"summary": summary, "executions": records}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "results.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(path)
-    summary["results_file"] = str(path)
+    write_results(Path(out_dir) / "results.json", results)
     return results
 
 
@@ -307,9 +301,7 @@ def main(argv=None, *, target="board"):
     args = parser().parse_args(argv)
     try:
         config = preset(args.config, **parse_overrides(args.param))
-        select = args.select
-        if select not in ("all", "kinds"):
-            select = [int(s) for s in select.split(",") if s.strip()]
+        select = parse_select(args.select)
         if args.limit is not None and args.limit < 0:
             raise ValueError(f"--limit must be >= 0, got {args.limit}")
         if args.timeout <= 0:

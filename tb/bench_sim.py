@@ -29,7 +29,7 @@ from hw.layout import write_memh
 from hw.rtlcache import TOPLEVEL, top_verilog
 from tb.cosim import CosimError, replay
 from traces.replay import DEFAULT_TRACES, HOST_MEMS, check_trace, predicted_counters, prepare
-from hw.toolchain import verilator_env, verilator_executable
+from hw.toolchain import build_cpp_harness
 from tb.simulator import VERILATOR_WAIVERS, ports_vlt
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,28 +64,16 @@ def build_harness(verilog, *, public=False, log=print):
                  vlt_text.encode()):
         h.update(hashlib.sha256(part).digest())
     folder = WORK_ROOT / f"harness-{h.hexdigest()[:16]}"
-    binary = folder / "sim_main"
-    if binary.exists():
-        return binary, 0.0, False
-    folder.mkdir(parents=True, exist_ok=True)
     if public:
+        folder.mkdir(parents=True, exist_ok=True)
         vlt = folder / f"{TOPLEVEL}_ports.vlt"
         vlt.write_text(vlt_text)
         flags[flags.index("<ports .vlt>")] = str(vlt)
-    cmd = [str(verilator_executable()), *flags, "--top-module", TOPLEVEL,
-           "--prefix", f"V{TOPLEVEL}", "-Mdir", str(folder / "obj"), "-o", str(binary),
-           str(verilog), str(HARNESS_CPP)]
-    log(f"building the C++ harness in {folder} (minutes when ccache is cold)")
-    start = time.monotonic()
-    with open(folder / "build.log", "w") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=verilator_env(),
-                              cwd=folder, check=False)
-    seconds = time.monotonic() - start
-    if proc.returncode != 0 or not binary.exists():
-        tail = "\n".join((folder / "build.log").read_text().splitlines()[-30:])
-        raise CosimError(f"harness build failed (exit {proc.returncode}); log "
-                         f"{folder / 'build.log'}:\n{tail}")
-    return binary, seconds, True
+    try:
+        return build_cpp_harness(folder, TOPLEVEL, [verilog, HARNESS_CPP], flags,
+                                 binary_name="sim_main", log=log)
+    except RuntimeError as e:
+        raise CosimError(str(e)) from None
 
 
 def write_job(trace, indices, folder, config):

@@ -24,8 +24,8 @@ from hw.rtlcache import TOPLEVEL, top_verilog
 from hw.toolchain import CLOCK_NS
 from tb.simulator import SIMULATORS, SimulationError, _testcases, run_cocotb
 from traces.format import MANIFEST, sha256_file
-from traces.replay import (DEFAULT_TRACES, MAP_VARIANTS, SELECTIONS, ReplayError, check_trace,
-                           execution_rows)
+from traces.replay import (DEFAULT_TRACES, MAP_VARIANTS, ReplayError, check_trace,
+                           execution_rows, parse_select, write_results)
 
 #: The replay could not run (:class:`traces.replay.ReplayError`: bad trace folder, execution
 #: that does not fit the top, build failure); not a mismatch.
@@ -207,11 +207,7 @@ def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, config
     summary["passed"] = (summary["bit_exact"] and summary["cycle_exact"]
                          and len(records) == expected_runs and not result.failed)
     results = {"summary": summary, "executions": records}
-    path = out_dir / results_name
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(path)
-    summary["results_file"] = str(path)
+    write_results(out_dir / results_name, results)
     return results
 
 
@@ -284,9 +280,7 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
-        select = args.select
-        if select is not None and select not in SELECTIONS:
-            select = [int(s) for s in select.split(",") if s.strip()]
+        select = None if args.select is None else parse_select(args.select)
         config = preset(args.config, **dict(args.param))
         out = args.out or (DEFAULT_OUT if args.sim == "verilator" else DEFAULT_OUT / args.sim)
         results = replay(args.traces, simulator=args.sim, limit=args.limit, select=select,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from hw.top import MemSel
 from traces.format import Execution, TraceError, open_trace
 from traces.hexfiles import CYCLE_PARAMS
 
-__all__ = ["DEFAULT_TRACES", "SELECTIONS", "ReplayError", "check_trace", "execution_rows",
+__all__ = ["DEFAULT_TRACES", "SELECTIONS", "ReplayError", "check_trace", "parse_select",
+           "write_results", "execution_rows",
            "MODEL_COUNTERS", "SATURATION_COUNTERS", "MAP_VARIANTS", "HOST_MEMS", "ReplayJob",
            "Mismatch", "config_of", "layer_kind", "kind_selection", "prepare", "route_for",
            "recorded_counters", "predicted_counters", "counter_expectations",
@@ -411,3 +413,26 @@ def execution_rows(records):
             f"{r['cycles_model']:>10} {100 * r['dpe_utilisation']:>4.0f}% "
             f"{100 * r['spe_utilisation']:>4.0f}% {ratio:>7} {res}")
     return lines
+
+
+def parse_select(text):
+    """A ``--select`` value: one of :data:`SELECTIONS`, or a comma list of execution indices
+    (``ValueError`` naming the value otherwise)."""
+    if text in SELECTIONS:
+        return text
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--select must be one of {SELECTIONS} or a comma list of execution "
+                         f"indices, got {text!r}") from None
+
+
+def write_results(path, results):
+    """Write a replay's ``{"summary", "executions"}`` to ``path`` atomically; the summary then
+    names the file (``results_file``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(path)
+    results["summary"]["results_file"] = str(path)
