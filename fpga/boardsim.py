@@ -56,8 +56,7 @@ def build_board_sim(config, *, divisor=DEFAULT_DIVISOR, log=print):
     folder = WORK_ROOT / f"harness-{h.hexdigest()[:16]}"
     core_path = folder / f"{CORE_NAME}.v"
     if not core_path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        core_path.write_text(core_text)
+        core_verilog(config, divisor=divisor, path=core_path)  # atomic (hw.verilog)
     try:
         return build_cpp_harness(folder, CORE_NAME, [core_path, top_path, HARNESS_CPP],
                                  BUILD_FLAGS, binary_name="board_sim", log=log,

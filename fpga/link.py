@@ -21,8 +21,9 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.config import COUNTER_BITS, COUNTERS, MEMORIES, AcceleratorConfig
-from hw.descriptor import ADDR_BITS, descriptor_layout
+from hw.config import COUNTERS, MEMORIES, AcceleratorConfig
+from hw.descriptor import descriptor_layout
+from hw.rtlcache import block_component
 
 from . import protocol as proto
 
@@ -32,35 +33,19 @@ __all__ = ["HostLink"]
 class HostLink(wiring.Component):
     """Members: ``rx`` In(stream.Signature(8)), ``tx`` Out(stream.Signature(8)) -- the UART's
     byte streams; ``framing_error`` In(1) -- the receiver's pulse (reported by ``STATUS``);
-    and, towards the top, the complement of :class:`hw.top.Accelerator`'s ports: ``desc``,
-    ``map``, ``start``, ``zc_chan``, ``host_sel``, ``host_addr``, ``host_wdata``, ``host_we``
-    (Out) and ``busy``, ``done``, ``next_map``, ``zc_count``, ``host_rdata``, ``cnt_<name>``
-    (In)."""
+    and, towards the top, :class:`hw.top.Accelerator`'s signature flipped (``desc``, ``map``,
+    ``start``, ``zc_chan``, the host port are outputs; ``busy``, ``done``, ``next_map``,
+    ``zc_count``, ``host_rdata``, ``cnt_<name>`` inputs), so the two connect port by port."""
 
     def __init__(self, config: AcceleratorConfig):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an hw.config.AcceleratorConfig, got {config!r}")
         self.config = config
-        members = {
-            "rx": In(stream.Signature(8)),
-            "tx": Out(stream.Signature(8)),
-            "framing_error": In(1),
-            "desc": Out(descriptor_layout().size),
-            "map": Out(config.groups_in),
-            "start": Out(1),
-            "busy": In(1),
-            "done": In(1),
-            "next_map": In(config.groups_out),
-            "zc_chan": Out(range(config.max_cout)),
-            "zc_count": In(range(config.max_pixels + 1)),
-            "host_sel": Out(3),
-            "host_addr": Out(ADDR_BITS),
-            "host_wdata": Out(config.host_width),
-            "host_we": Out(1),
-            "host_rdata": In(config.widths["out"]),
-        }
-        for name in COUNTERS:
-            members[f"cnt_{name}"] = In(COUNTER_BITS)
+        top = block_component("top", config)  # only its signature is read
+        top._MustUse__silence = True
+        members = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
+                   "framing_error": In(1)}
+        members.update((name, member.flip()) for name, member in top.signature.members.items())
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -86,9 +71,9 @@ class HostLink(wiring.Component):
         desc = Signal(descriptor_layout().size)
         route = Signal(cfg.groups_in)
         framing = Signal()
-        m.d.comb += [self.desc.eq(desc), self.map.eq(route),
+        m.d.comb += [self.desc.as_value().eq(desc), self.map.eq(route),
                      self.host_addr.eq(addr), self.host_wdata.eq(stage[:cfg.host_width]),
-                     self.host_sel.eq(kind),
+                     self.host_sel.as_value().eq(kind),
                      self.zc_chan.eq(Mux(addr < cfg.max_cout, addr, 0)),
                      self.tx.payload.eq(tx_shift[:8])]
         with m.If(self.framing_error):

@@ -18,6 +18,7 @@ Used by the cocotb driver (``tb.simulator``), the C++ harness benchmark, the lin
 (``hw.lint``) and the FPGA bring-up kit.
 """
 
+import fcntl
 import functools
 import os
 import shutil
@@ -159,11 +160,15 @@ def build_cpp_harness(folder, top, sources, flags, *, binary_name, log=print, wh
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [str(verilator_executable()), *flags, "--top-module", top, "--prefix", f"V{top}",
            "-Mdir", str(folder / "obj"), "-o", str(binary), *map(str, sources)]
-    log(f"building the {what} in {folder} (minutes when ccache is cold)")
     start = time.monotonic()
-    with open(folder / "build.log", "w") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=verilator_env(),
-                              cwd=folder, check=False)
+    with open(folder.parent / f"{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers build one copy
+        if binary.exists():
+            return binary, time.monotonic() - start, False
+        log(f"building the {what} in {folder} (minutes when ccache is cold)")
+        with open(folder / "build.log", "w") as out:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                  env=verilator_env(), cwd=folder, check=False)
     seconds = time.monotonic() - start
     if proc.returncode != 0 or not binary.exists():
         tail = "\n".join((folder / "build.log").read_text().splitlines()[-30:])
