@@ -49,7 +49,7 @@ from hw.verilog import BUILD_ROOT, emit_verilog
 from . import protocol as proto
 from .board import BOARD_NAME, OSC_MHZ, PLL_NAME, board_verilog, divisor_for, ulx3s_lpf
 from .host import DEFAULT_BAUD, DEFAULT_CONFIG
-from .synth import (DEVICES, PNR_CELLS, YOSYS_PREP, _bin, _pnr_progress, _pnr_stage_line,
+from .synth import (DEVICES, PNR_CELLS, YOSYS_PREP, ToolTimeout, _bin, _pnr_progress, _pnr_stage_line,
                     _run_tool, _say, _yosys_progress, fit_problems, git_state, parse_nextpnr_log,
                     parse_yosys_stat, pnr_stage, tool_versions, write_run_report)
 from .uart import UARTRx, UARTTx
@@ -116,7 +116,7 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
           clock_mhz=DEFAULT_CLOCK_MHZ, baud=DEFAULT_BAUD, seed=1, allow_timing_fail=False,
           out=DEFAULT_OUT, pnr_timeout=None, router="router1"):
     """Build one bitstream; returns the report dict (``status``: ``bitstream``,
-    ``timing_failed``, ``does_not_fit``)."""
+    ``timing_failed``, ``does_not_fit``, ``pnr_timeout``)."""
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
     t0 = time.monotonic()
@@ -197,8 +197,11 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
            "nextpnr_report.json", "--log", "nextpnr.log", "--router", router]
     report["nextpnr_cmd"] = " ".join([Path(cmd[0]).name] + cmd[1:])
     t = time.monotonic()
-    _run_tool(cmd, rundir / "nextpnr.stdout", "nextpnr-ecp5", cwd=rundir, progress=_pnr_progress,
-              stages=_pnr_stage_line, timeout=pnr_timeout)
+    try:
+        _run_tool(cmd, rundir / "nextpnr.stdout", "nextpnr-ecp5", cwd=rundir,
+                  progress=_pnr_progress, stages=_pnr_stage_line, timeout=pnr_timeout)
+    except ToolTimeout as exc:  # the placement estimate and utilisation are still reported
+        report.update(status="pnr_timeout", pnr_error=str(exc))
     times["nextpnr_s"] = round(time.monotonic() - t, 1)
     log = (rundir / "nextpnr.stdout").read_text(errors="replace")
     pnr = parse_nextpnr_log(log, TOPLEVEL)
@@ -210,6 +213,11 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
     report["timing_pass"] = pnr["timing_pass"]
     report["utilisation"] = {k: pnr["utilisation"][k] for k in PNR_CELLS
                              if k in (pnr["utilisation"] or {})}
+    if report["status"] == "pnr_timeout":
+        write_report()
+        _say(f"place and route stopped after {pnr_timeout:.0f} s ({pnr['stage']}; estimate "
+             f"{pnr['fmax_mhz']} MHz): no bitstream")
+        return report
     if not pnr["timing_pass"] and not allow_timing_fail:
         report["status"] = "timing_failed"
         write_report()
@@ -240,7 +248,8 @@ def parser():
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--allow-timing-fail", action="store_true")
-    p.add_argument("--pnr-timeout", type=float, default=None)
+    p.add_argument("--pnr-timeout", type=float, default=None,
+                   help="stop nextpnr after this many seconds (status pnr_timeout)")
     p.add_argument("--router", choices=("router1", "router2"), default="router1",
                    help="nextpnr's router (router1, its default, converges on the board preset "
                         "where router2 diverged; docs/fpga.md 0.6)")
