@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-JOBS ?= 2
+# JOBS: parallel processes of the tests, of make area's syntheses and of every replay
+# (tb.cosim --jobs: shards, merged); default every core.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Caches live in the build tree so they are predictable and disposable (TOOLCHAIN.md pitfall 10).
 export XDG_CACHE_HOME := $(CURDIR)/build/cache
@@ -104,7 +106,7 @@ endif
 endif
 
 sim: $(STAMP) $(if $(filter build/traces/default,$(TRACES)),build/traces/default/manifest.json)
-	$(PY) -m tb.cosim --traces $(TRACES) --sim $(SIM)
+	$(PY) -m tb.cosim --traces $(TRACES) --sim $(SIM) --jobs $(JOBS)
 
 sim-e2e: $(STAMP)
 	$(PY) -m tb.e2e
@@ -178,8 +180,8 @@ build/hw.stamp: $(HW_SOURCES)
 define replay
 	@if [ ! -f $(2)/results.json ] || [ $(1)/manifest.json -nt $(2)/results.json ] \
 	    $(foreach f,build/hw.stamp $(4),|| [ $(f) -nt $(2)/results.json ]); then \
-	  echo "$(PY) -m tb.cosim --traces $(1) $(3) --out $(2) --quiet"; \
-	  $(PY) -m tb.cosim --traces $(1) $(3) --out $(2) --quiet \
+	  echo "$(PY) -m tb.cosim --traces $(1) $(3) --out $(2) --jobs $(JOBS) --quiet"; \
+	  $(PY) -m tb.cosim --traces $(1) $(3) --out $(2) --jobs $(JOBS) --quiet \
 	    || { s=$$?; mv -f $(2)/results.json $(2)/results.failed.json 2>/dev/null; \
 	         echo "replay failed (exit $$s); see $(2)/results.failed.json" >&2; exit $$s; }; \
 	fi

@@ -1,11 +1,14 @@
 """Trace replay on the simulated RTL: ``python -m tb.cosim [--traces DIR] [--sim verilator|icarus]
-[--limit N] [--maps trace,dense,sparse,random] [--select 0,5,9] [--out build/sim]``.
+[--limit N] [--maps trace,dense,sparse,random] [--select 0,5,9] [--out build/sim]
+[--shard K/N | --jobs N | --merge [N]]``.
 
 Emits the top's Verilog once per configuration (:func:`hw.rtlcache.top_verilog`), builds it once
 (:func:`tb.simulator.run_cocotb` caches builds by the Verilog's hash), runs the cocotb module
 :mod:`tb.replay` with the trace folder passed in ``extra_env``, then writes
 ``<out>/results.json`` (one record per replayed execution and a ``summary``), prints a table and
-exits non-zero on any mismatch (bit or cycle). docs/cosim.md describes it all.
+exits non-zero on any mismatch (bit or cycle). A replay splits into shards (``--shard K/N``)
+that run anywhere and merge into one results file (``--merge``), or into local processes
+(``--jobs N``, :mod:`tb.shard`). docs/cosim.md describes it all.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from hw.rtlcache import TOPLEVEL, top_verilog
 from hw.toolchain import CLOCK_NS
 from tb.simulator import SIMULATORS, SimulationError, _testcases, run_cocotb
 from traces.format import MANIFEST, sha256_file
+from tb.results import merge_shards, shard_file, summarize
+from tb.shard import run_shards
 from traces.replay import (DEFAULT_TRACES, MAP_VARIANTS, ReplayError, check_trace,
-                           execution_rows, parse_select, write_results)
+                           execution_rows, parse_select, parse_shard, shard_of, write_results)
 
 #: The replay could not run (:class:`traces.replay.ReplayError`: bad trace folder, execution
 #: that does not fit the top, build failure); not a mismatch.
@@ -75,12 +80,15 @@ def _read_records(path):
 
 
 def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, select=None,
-           maps=("trace",), config=None, out_dir=DEFAULT_OUT, results_name="results.json",
+           maps=("trace",), config=None, out_dir=DEFAULT_OUT, results_name=None, shard=None,
            log=print, progress=None):
-    """Replay a trace folder on the simulated top and write ``out_dir/results_name``.
+    """Replay a trace folder on the simulated top and write ``out_dir/results_name``
+    (default ``results.json``; ``shard-K-of-N.json`` for a shard).
 
     ``config``: the top's :class:`hw.config.AcceleratorConfig` (default
-    ``PRESETS["default"]``). ``progress``: if given, called with a progress line every :data:`PROGRESS_SECONDS` while
+    ``PRESETS["default"]``). ``shard``: ``(K, N)`` replays shard K of N of the selection
+    (:func:`traces.replay.shard_of`; :func:`tb.results.merge_shards` merges the N results).
+    ``progress``: if given, called with a progress line every :data:`PROGRESS_SECONDS` while
     the simulator runs. Returns the results dict (``{"summary": ..., "executions": [...]}``); raises
     :class:`CosimError` when the replay cannot run. Mismatches do not raise: look at
     ``summary["bit_exact"]`` / ``summary["cycle_exact"]`` / ``summary["passed"]``.
@@ -103,17 +111,33 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
     trace, chosen = check_trace(trace_dir, config, select)
     if limit:
         chosen = chosen[:limit]
-
-    verilog, emit_s = top_verilog(config, log=log)
+    run = {"trace": str(trace_dir), "manifest_sha256": sha256_file(trace.root / MANIFEST),
+           "simulator": simulator, "toplevel": TOPLEVEL, "params": config.to_dict(),
+           "maps": list(maps)}
+    if shard is not None:
+        k, n = shard
+        run["shard"] = {"index": k, "count": n, "selected": list(chosen)}
+        chosen = shard_of(chosen, k, n)
+        results_name = results_name or shard_file(k, n)
+    results_name = results_name or "results.json"
     out_dir = Path(out_dir).resolve()  # the simulator runs in its own folder
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not chosen:  # a shard of more shards than executions: nothing to simulate
+        run.update(verilog=None, executions_expected=0, built=False, cocotb_failure=None,
+                   run_dir=None, sim_wall_seconds=0.0, build_seconds=0.0, emit_seconds=0.0,
+                   wall_seconds=time.monotonic() - wall0)
+        results = {"summary": summarize(run, []), "executions": []}
+        write_results(out_dir / results_name, results)
+        return results
+
+    verilog, emit_s = top_verilog(config, log=log)
+    run.update(verilog=str(verilog), emit_seconds=emit_s)
     work = Path(tempfile.mkdtemp(prefix=".replay-", dir=out_dir))
     try:
         snapshot = snapshot_trace(trace, chosen, work / "trace")
-        return _replay(trace_dir, snapshot, work, chosen=chosen, total=len(trace),
+        return _replay(trace_dir, snapshot, work, run, chosen=chosen, total=len(trace),
                        simulator=simulator, maps=maps, config=config, out_dir=out_dir,
-                       results_name=results_name, verilog=verilog, emit_s=emit_s,
-                       wall0=wall0, log=log, progress=progress)
+                       results_name=results_name, wall0=wall0, log=log, progress=progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -137,8 +161,8 @@ def snapshot_trace(trace, indices, folder):
     return folder
 
 
-def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, config, out_dir,
-            results_name, verilog, emit_s, wall0, log, progress=None):
+def _replay(trace_dir, snapshot, work, run, *, chosen, total, simulator, maps, config, out_dir,
+            results_name, wall0, log, progress=None):
     jsonl = work / "records.jsonl"
     env = {
         "SQDM_COSIM_TRACE": str(snapshot),
@@ -149,8 +173,10 @@ def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, config
         "SQDM_COSIM_SELECT": ",".join(str(i) for i in chosen),
         "SQDM_COSIM_MAPS": ",".join(maps),
     }
+    shard = run.get("shard")
     log(f"replaying {len(chosen)} of {total} execution(s) of {trace_dir} on {simulator}"
-        f" (maps: {','.join(maps)})")
+        f" (maps: {','.join(maps)})"
+        + (f", shard {shard['index']}/{shard['count']}" if shard else ""))
     failure = None
     stop = threading.Event()
     watcher = None
@@ -159,7 +185,7 @@ def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, config
                                    args=(jsonl, len(chosen) * len(maps), stop, progress))
         watcher.start()
     try:
-        result = run_cocotb([verilog], TOPLEVEL, "tb.replay", simulator=simulator,
+        result = run_cocotb([run["verilog"]], TOPLEVEL, "tb.replay", simulator=simulator,
                             extra_env=env, check=False, vpi_access=VPI_ACCESS)
     except SimulationError as e:
         records = _read_records(jsonl)
@@ -172,50 +198,14 @@ def _replay(trace_dir, snapshot, work, *, chosen, total, simulator, maps, config
     if result.failed:
         failure = "; ".join(msg for _, msg in _testcases(result.results_xml)[1])
         failure += f" (run folder {result.run_dir})"
-    wall = time.monotonic() - wall0
-
-    sim_cycles = sum(r["cycles_rtl"] for r in records)
-    compute_s = sum(r["timing"]["compute_s"] for r in records)
-    host_cycles = sum(r["timing"]["load_words"] + max(r["mem_writes"], 0) for r in records)
-    expected_runs = len(chosen) * len(maps)
-    summary = {
-        "trace": str(trace_dir), "simulator": simulator, "toplevel": TOPLEVEL,
-        "params": config.to_dict(), "verilog": str(verilog),
-        "executions": len(records), "executions_expected": expected_runs,
-        "maps": list(maps),
-        "bit_exact": bool(records) and all(r["bit_exact"] for r in records),
-        "cycle_exact": bool(records) and all(r["cycle_exact"] for r in records),
-        "mismatching_executions": sum(1 for r in records if r["mismatches"]),
-        "mismatches": sum(r["mismatches"] for r in records),
-        "first_mismatch": next((r["first_mismatch"] for r in records if r["first_mismatch"]),
-                               None),
-        "simulated_cycles": sim_cycles,
-        "host_port_cycles": host_cycles,
-        "compute_wall_seconds": compute_s,
-        "cycles_per_second": sim_cycles / compute_s if compute_s else 0.0,
-        "sim_wall_seconds": result.run_seconds,
-        "build_seconds": result.build_seconds, "built": result.built,
-        "emit_seconds": emit_s,
-        "load_seconds": sum(r["timing"]["load_s"] for r in records),
-        "readback_seconds": sum(r["timing"]["readback_s"] for r in records),
-        "model_seconds": sum(r["timing"]["model_s"] for r in records),
-        "wall_seconds": wall,
-        "cycles_per_ideal": _range([r["cycles_per_ideal"] for r in records]),
-        "cocotb_failure": failure,
-    }
-    summary["run_dir"] = str(result.run_dir) if result.run_dir.exists() else None
-    summary["passed"] = (summary["bit_exact"] and summary["cycle_exact"]
-                         and len(records) == expected_runs and not result.failed)
-    results = {"summary": summary, "executions": records}
+    run.update(executions_expected=len(chosen) * len(maps), built=result.built,
+               cocotb_failure=failure,
+               run_dir=str(result.run_dir) if result.run_dir.exists() else None,
+               sim_wall_seconds=result.run_seconds, build_seconds=result.build_seconds,
+               wall_seconds=time.monotonic() - wall0)
+    results = {"summary": summarize(run, records), "executions": records}
     write_results(out_dir / results_name, results)
     return results
-
-
-def _range(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {"min": min(values), "max": max(values), "mean": sum(values) / len(values)}
 
 
 def summary_table(results):
@@ -273,20 +263,69 @@ def parser():
                    help="override an Accelerator parameter, e.g. res_depth=16384")
     p.add_argument("--out", default=None, help="folder of results.json (default build/sim, "
                    "build/sim/icarus for --sim icarus)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="replay shard K of N of the selection (every N-th execution from the "
+                        "K-th) into <out>/shard-K-of-N.json; merge the N files with --merge")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="replay in N local processes (shards 1/N..N/N) and merge their "
+                        "results (default 1)")
+    p.add_argument("--merge", type=int, nargs="?", const=0, default=None, metavar="N",
+                   help="only merge the shard results in --out into <out>/results.json "
+                        "(N: the number of shards, if the folder holds several splits)")
     p.add_argument("--quiet", action="store_true", help="print the summary line only")
     return p
 
 
+def _shard_args(args):
+    """The options of ``args`` that a shard process repeats (all but --jobs/--out/--quiet)."""
+    out = ["--traces", args.traces, "--sim", args.sim, "--maps", args.maps,
+           "--config", args.config]
+    if args.limit:
+        out += ["--limit", str(args.limit)]
+    if args.select is not None:
+        out += ["--select", args.select]
+    for name, value in args.param:
+        out += ["--param", f"{name}={value}"]
+    return out
+
+
+def _run(args, out, progress):
+    """The results of the command line ``args``: merged shards, local shard processes, one
+    shard, or one replay."""
+    if args.merge is not None:
+        if args.out is None:
+            raise CosimError("--merge needs --out FOLDER (where the shard-K-of-N.json are)")
+        results = merge_shards(out, args.merge or None)
+        write_results(Path(out) / "results.json", results)
+        return results
+    select = None if args.select is None else parse_select(args.select)
+    config = preset(args.config, **dict(args.param))
+    maps = [m.strip() for m in args.maps.split(",") if m.strip()]
+    shard = None if args.shard is None else parse_shard(args.shard)
+    if args.jobs < 1:
+        raise CosimError(f"--jobs must be at least 1, got {args.jobs}")
+    if shard is not None and args.jobs > 1:
+        raise CosimError("--shard runs one shard; --jobs runs all of them: give one of the two")
+    if args.jobs > 1:
+        if select is None:
+            select = "all" if args.limit else DEFAULT_SELECT[args.sim]
+        _, chosen = check_trace(Path(args.traces), config, select)
+        chosen = chosen[:args.limit] if args.limit else chosen
+        jobs = max(1, min(args.jobs, len(chosen)))
+        if jobs > 1:
+            print(f"replaying {len(chosen)} execution(s) of {args.traces} in {jobs} local "
+                  f"processes", file=sys.stderr, flush=True)
+            return run_shards(_shard_args(args), jobs, out, expected=len(chosen) * len(maps),
+                              progress=progress)
+    return replay(args.traces, simulator=args.sim, limit=args.limit, select=select,
+                  maps=maps, config=config, out_dir=out, shard=shard, progress=progress)
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
+    out = args.out or (DEFAULT_OUT if args.sim == "verilator" else DEFAULT_OUT / args.sim)
     try:
-        select = None if args.select is None else parse_select(args.select)
-        config = preset(args.config, **dict(args.param))
-        out = args.out or (DEFAULT_OUT if args.sim == "verilator" else DEFAULT_OUT / args.sim)
-        results = replay(args.traces, simulator=args.sim, limit=args.limit, select=select,
-                         maps=[m.strip() for m in args.maps.split(",") if m.strip()],
-                         config=config, out_dir=out,
-                         progress=lambda line: print(line, file=sys.stderr, flush=True))
+        results = _run(args, out, lambda line: print(line, file=sys.stderr, flush=True))
     except (CosimError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from traces.format import Execution, TraceError, open_trace
 from traces.hexfiles import CYCLE_PARAMS
 
 __all__ = ["DEFAULT_TRACES", "SELECTIONS", "ReplayError", "check_trace", "parse_select",
-           "write_results", "execution_rows",
+           "parse_shard", "shard_of", "write_results", "execution_rows",
            "MODEL_COUNTERS", "SATURATION_COUNTERS", "MAP_VARIANTS", "HOST_MEMS", "ReplayJob",
            "Mismatch", "config_of", "layer_kind", "kind_selection", "prepare", "route_for",
            "recorded_counters", "predicted_counters", "counter_expectations",
@@ -425,6 +425,25 @@ def parse_select(text):
     except ValueError:
         raise ValueError(f"--select must be one of {SELECTIONS} or a comma list of execution "
                          f"indices, got {text!r}") from None
+
+
+def parse_shard(text):
+    """A ``--shard K/N`` value as ``(K, N)``, 1 <= K <= N (``ValueError`` naming it otherwise)."""
+    k, sep, n = str(text).partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        k = n = 0
+    if not sep or not 1 <= k <= n:
+        raise ValueError(f"--shard must be K/N with 1 <= K <= N (e.g. 2/4), got {text!r}")
+    return k, n
+
+
+def shard_of(selected, k, n):
+    """Shard ``k`` of ``n`` of the execution list ``selected``: every n-th execution from the
+    k-th on. Deterministic, disjoint, and together the whole list; striding (not blocks) gives
+    every shard a like share of each time step's layers, so shards take similar times."""
+    return list(selected)[k - 1::n]
 
 
 def write_results(path, results):
