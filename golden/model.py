@@ -16,6 +16,12 @@ Topology (C = channels per resolution, default (32, 64, 64)):
   8x8       : nearest 2x ; up8 64->64 (3x3, act) ; skip8 cat(128)->64 (1x1, act) ; dec8 = ResBlock(64)
   16x16     : nearest 2x ; up16 64->32 (3x3, act) ; skip16 cat(64)->32 (1x1, act) ; dec16 = ResBlock(32)
               conv_out 32->1 (3x3, no act, signed output)
+That is the default topology (the digits model). In general (``UNet(channels, blocks,
+attn_res)``) level i runs at resolution / 2**i with ``blocks`` residual blocks in the encoder
+(``enc{r}``, or ``enc{r}_{j}`` with more than one), keeps its skip, runs ``attn{r}`` if r is in
+``attn_res``, then ``down{r}``; the lowest level adds ``mid{r}``; the decoder mirrors it with
+``up{r}``, ``skip{r}`` and ``dec{r}`` blocks. ``UNet.program`` lists the steps; the float forward
+here and the quantized one (``golden.quant.QuantUNet``) both execute it.
 ResBlock (post-activation): a = act(conv_a(x) * (1 + s) + b_a + t) ; out = act(x + conv_b(a) + b_b)
 with (s, t) = mod(emb) from a 1x1 layer ``<block>.mod`` (64 -> 2C).
 Attention: qkv = attn4.qkv(x) (1x1, no act); o = softmax(q^T k / sqrt(C)) v on the host;
@@ -161,38 +167,83 @@ class Attention(nn.Module):
         return self.proj(o, residual=x)
 
 
+#: Kinds of step of a U-Net's program (``UNet.program``): ``conv`` a PConv on h (conv_in on the
+#: image), ``res`` a ResBlock, ``attn`` an Attention, ``push`` keeps h as the next skip,
+#: ``cat`` a 1x1 PConv on cat(h, the last kept skip), ``up`` a PConv on h upsampled 2x (nearest).
+STEP_KINDS = ("conv", "res", "attn", "push", "cat", "up")
+
+
+def _block_name(prefix: str, res: int, j: int, blocks: int) -> str:
+    return f"{prefix}{res}" if blocks == 1 else f"{prefix}{res}_{j}"
+
+
 class UNet(nn.Module):
-    """Raw network F(x_in, c_noise) of the EDM denoiser (wrap with ``edm.EDMDenoiser``)."""
+    """Raw network F(x_in, c_noise) of the EDM denoiser (wrap with ``edm.EDMDenoiser``).
+
+    ``channels``: one width per level (resolution, resolution/2, ...); ``blocks``: residual
+    blocks per level in the encoder and the decoder (named ``enc16``, or ``enc32_0``,
+    ``enc32_1``, ... when more than one); ``attn_res``: resolutions with a self-attention
+    block after the encoder's blocks (default: the lowest). The lowest level has one ``mid``
+    block. The network is its :attr:`program`, which the float forward here and the quantized
+    forward (``golden.quant.QuantUNet``) both execute.
+    """
 
     def __init__(self, channels=(32, 64, 64), emb_ch: int = 64, n_freq: int = 16,
-                 img_ch: int = 1, resolution: int = 16, act: str = "silu"):
+                 img_ch: int = 1, resolution: int = 16, act: str = "silu", blocks: int = 1,
+                 attn_res=None):
         super().__init__()
-        c0, c1, c2 = channels
+        channels = tuple(int(c) for c in channels)
+        levels = len(channels)
+        if levels < 2 or blocks < 1 or resolution % (1 << (levels - 1)):
+            raise ValueError(f"a U-Net needs >= 2 levels and >= 1 block per level, and the "
+                             f"resolution ({resolution}) divisible by 2**(levels-1); got "
+                             f"channels {channels}, blocks {blocks}")
+        res = [resolution >> i for i in range(levels)]
+        attn_res = (res[-1],) if attn_res is None else tuple(int(r) for r in attn_res)
+        if not set(attn_res) <= set(res):
+            raise ValueError(f"attn_res {attn_res} must be among the resolutions {res}")
         self.config = dict(channels=list(channels), emb_ch=emb_ch, n_freq=n_freq, img_ch=img_ch,
                            resolution=resolution, act=act)
+        if blocks != 1 or attn_res != (res[-1],):   # the digits model's config stays as it was
+            self.config.update(blocks=blocks, attn_res=list(attn_res))
         # fixed Fourier features of c_noise: angular frequencies geometric from 1 to 32 rad/unit
         self.register_buffer("freqs", torch.exp(torch.linspace(0.0, math.log(32.0), n_freq)))
         self.emb = nn.Module()
         self.emb.fc0 = PConv(2 * n_freq, emb_ch, 1, role="sensitive", act_after=True,
                              input_post_act=False, group="embedding")
         self.emb.fc1 = PConv(emb_ch, emb_ch, 1, role="sensitive", act_after=True, group="embedding")
-        self.conv_in = PConv(img_ch, c0, 3, role="sensitive", act_after=True, input_post_act=False)
-        self.enc16 = ResBlock(c0, emb_ch)
-        self.down16 = PConv(c0, c1, 3, 2, role="conv_relu", act_after=True)
-        self.enc8 = ResBlock(c1, emb_ch)
-        self.down8 = PConv(c1, c2, 3, 2, role="conv_relu", act_after=True)
-        self.enc4 = ResBlock(c2, emb_ch)
-        self.attn4 = Attention(c2)
-        self.mid4 = ResBlock(c2, emb_ch)
-        self.skip4 = PConv(2 * c2, c2, 1, role="sensitive", act_after=True, concat_input=True)
-        self.dec4 = ResBlock(c2, emb_ch)
-        self.up8 = PConv(c2, c1, 3, role="conv_relu", act_after=True, upsample_before=True)
-        self.skip8 = PConv(2 * c1, c1, 1, role="sensitive", act_after=True, concat_input=True)
-        self.dec8 = ResBlock(c1, emb_ch)
-        self.up16 = PConv(c1, c0, 3, role="conv_relu", act_after=True, upsample_before=True)
-        self.skip16 = PConv(2 * c0, c0, 1, role="sensitive", act_after=True, concat_input=True)
-        self.dec16 = ResBlock(c0, emb_ch)
-        self.conv_out = PConv(c0, img_ch, 3, role="sensitive", act_after=False, init="zero")
+        program: list[tuple[str, Optional[str]]] = []
+
+        def add(kind, name, module=None):
+            if module is not None:
+                self.add_module(name, module)
+            program.append((kind, name))
+
+        add("conv", "conv_in", PConv(img_ch, channels[0], 3, role="sensitive", act_after=True,
+                                     input_post_act=False))
+        for i, (r, c) in enumerate(zip(res, channels)):
+            for j in range(blocks):
+                add("res", _block_name("enc", r, j, blocks), ResBlock(c, emb_ch))
+            add("push", None)
+            if r in attn_res:
+                add("attn", f"attn{r}", Attention(c))
+            if i + 1 < levels:
+                add("conv", f"down{r}", PConv(c, channels[i + 1], 3, 2, role="conv_relu",
+                                              act_after=True))
+        add("res", f"mid{res[-1]}", ResBlock(channels[-1], emb_ch))
+        for i in reversed(range(levels)):
+            r, c = res[i], channels[i]
+            if i + 1 < levels:
+                add("up", f"up{r}", PConv(channels[i + 1], c, 3, role="conv_relu",
+                                          act_after=True, upsample_before=True))
+            add("cat", f"skip{r}", PConv(2 * c, c, 1, role="sensitive", act_after=True,
+                                         concat_input=True))
+            for j in range(blocks):
+                add("res", _block_name("dec", r, j, blocks), ResBlock(c, emb_ch))
+        add("conv", "conv_out", PConv(channels[0], img_ch, 3, role="sensitive", act_after=False,
+                                      init="zero"))
+        #: The network as steps ``(kind, module name)`` (:data:`STEP_KINDS`), in order.
+        self.program = tuple(program)
         self._registry: Optional[list[LayerInfo]] = None
         self.set_activation(act)
 
@@ -218,20 +269,35 @@ class UNet(nn.Module):
         if c_noise.ndim == 0:
             c_noise = c_noise.expand(x.shape[0])
         emb = self.embed(c_noise)
-        h = self.conv_in(x)
-        h = s16 = self.enc16(h, emb)
-        h = self.down16(h)
-        h = s8 = self.enc8(h, emb)
-        h = self.down8(h)
-        h = s4 = self.enc4(h, emb)
-        h = self.attn4(h)
-        h = self.mid4(h, emb)
-        h = self.dec4(self.skip4(torch.cat([h, s4], 1)), emb)
-        h = self.up8(F.interpolate(h, scale_factor=2, mode="nearest"))
-        h = self.dec8(self.skip8(torch.cat([h, s8], 1)), emb)
-        h = self.up16(F.interpolate(h, scale_factor=2, mode="nearest"))
-        h = self.dec16(self.skip16(torch.cat([h, s16], 1)), emb)
-        return self.conv_out(h)
+        h, skips = x, []
+        for kind, name in self.program:
+            if kind == "push":
+                skips.append(h)
+                continue
+            m = getattr(self, name)
+            if kind == "conv":
+                h = m(h)
+            elif kind == "res":
+                h = m(h, emb)
+            elif kind == "attn":
+                h = m(h)
+            elif kind == "cat":
+                h = m(torch.cat([h, skips.pop()], 1))
+            else:  # "up"
+                h = m(F.interpolate(h, scale_factor=2, mode="nearest"))
+        return h
+
+    def entry_layer(self, step: int) -> Optional[str]:
+        """The first PConv that step ``step`` of the program runs on its input (None past the
+        end): whose input format the step before must produce."""
+        for kind, name in self.program[step:]:
+            if kind == "res":
+                return name + ".conv_a"
+            if kind == "attn":
+                return name + ".qkv"
+            if kind != "push":
+                return name
+        return None
 
     # ----------------------------------------------------------------- registry
     def named_pconvs(self) -> list[tuple[str, PConv]]:
@@ -271,9 +337,8 @@ class UNet(nn.Module):
         out = {"conv_relu": 0, "sensitive": 0}
         for li in self.layers():
             out[li.role] += li.macs()
-        c = self.attn4.ch
-        n = (self.config["resolution"] // 4) ** 2
-        out["attention_host"] = 2 * n * n * c
+        out["attention_host"] = sum(2 * (li.in_hw[0] * li.in_hw[1]) ** 2 * li.in_ch
+                                    for li in self.layers() if li.name.endswith(".proj"))
         out["total_conv"] = out["conv_relu"] + out["sensitive"]
         return out
 
@@ -302,7 +367,8 @@ def build_model(config: Optional[dict] = None) -> UNet:
     cfg = dict(config or {})
     return UNet(channels=tuple(cfg.get("channels", (32, 64, 64))), emb_ch=cfg.get("emb_ch", 64),
                 n_freq=cfg.get("n_freq", 16), img_ch=cfg.get("img_ch", 1),
-                resolution=cfg.get("resolution", 16), act=cfg.get("act", "silu"))
+                resolution=cfg.get("resolution", 16), act=cfg.get("act", "silu"),
+                blocks=cfg.get("blocks", 1), attn_res=cfg.get("attn_res"))
 
 
 def count_params(model: nn.Module) -> int:

@@ -434,16 +434,16 @@ class QuantUNet:
                      out_format=self.fmt_in(prefix + ".conv_b"))
         return self.run(prefix + ".conv_b", a, residual=x, out_format=out_format)
 
-    def attention(self, x: QTensor, out_format) -> QTensor:
-        qkv = self.run("attn4.qkv", x, out_format=Fmt.MXINT8).dequantize()  # [B, H, W, 3C]
+    def attention(self, prefix: str, x: QTensor, out_format) -> QTensor:
+        qkv = self.run(prefix + ".qkv", x, out_format=Fmt.MXINT8).dequantize()  # [B, H, W, 3C]
         b, h, w, c3 = qkv.shape
         c = c3 // 3
         q, k, v = (torch.from_numpy(qkv[..., i * c:(i + 1) * c].reshape(b, h * w, c))
                    for i in range(3))
         att = torch.softmax(torch.einsum("bic,bjc->bij", q, k) / np.sqrt(c), dim=-1)
         o = torch.einsum("bij,bjc->bic", att, v).reshape(b, h, w, c).numpy()
-        o_q = QTensor.quantize(o, self.fmt_in("attn4.proj"))
-        return self.run("attn4.proj", o_q, residual=x, out_format=out_format)
+        o_q = QTensor.quantize(o, self.fmt_in(prefix + ".proj"))
+        return self.run(prefix + ".proj", o_q, residual=x, out_format=out_format)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         """The raw network F(x, c_noise) (same contract as ``UNet.forward``), float32 out."""
@@ -459,27 +459,27 @@ class QuantUNet:
         emb = self.run("emb.fc1", e, out_format=self.fmt_in(mods[0]))
         mod = {n[:-4]: self.run(n, emb, out_format=Fmt.MXINT8) for n in mods}
 
-        h = self.run("conv_in", QTensor.quantize(to_nhwc(x), self.fmt_in("conv_in")),
-                     out_format=self.fmt_in("enc16.conv_a"))
-        h = s16 = self.resblock("enc16", h, mod["enc16"], self.fmt_in("down16"))
-        h = self.run("down16", h, out_format=self.fmt_in("enc8.conv_a"))
-        h = s8 = self.resblock("enc8", h, mod["enc8"], self.fmt_in("down8"))
-        h = self.run("down8", h, out_format=self.fmt_in("enc4.conv_a"))
-        h = s4 = self.resblock("enc4", h, mod["enc4"], self.fmt_in("attn4.qkv"))
-        h = self.attention(h, self.fmt_in("mid4.conv_a"))
-        h = self.resblock("mid4", h, mod["mid4"], self.fmt_in("skip4"))
-        h = self.run("skip4", concat([h, s4], self.fmt_in("skip4")),
-                     out_format=self.fmt_in("dec4.conv_a"))
-        h = self.resblock("dec4", h, mod["dec4"], self.fmt_in("up8"))
-        h = self.run("up8", h.upsample2(), out_format=self.fmt_in("skip8"))
-        h = self.run("skip8", concat([h, s8], self.fmt_in("skip8")),
-                     out_format=self.fmt_in("dec8.conv_a"))
-        h = self.resblock("dec8", h, mod["dec8"], self.fmt_in("up16"))
-        h = self.run("up16", h.upsample2(), out_format=self.fmt_in("skip16"))
-        h = self.run("skip16", concat([h, s16], self.fmt_in("skip16")),
-                     out_format=self.fmt_in("dec16.conv_a"))
-        h = self.resblock("dec16", h, mod["dec16"], self.fmt_in("conv_out"))
-        out = self.run("conv_out", h, out_format=Fmt.MXINT8)
+        # the model's program (UNet.program); every step's output is in the input format of
+        # the next layer that reads it (the network's output: MXINT8)
+        h, skips = QTensor.quantize(to_nhwc(x), self.fmt_in("conv_in")), []
+        for step, (kind, name) in enumerate(m.program):
+            if kind == "push":
+                skips.append(h)
+                continue
+            entry = m.entry_layer(step + 1)
+            out_format = Fmt.MXINT8 if entry is None else self.fmt_in(entry)
+            if kind == "res":
+                h = self.resblock(name, h, mod[name], out_format)
+            elif kind == "attn":
+                h = self.attention(name, h, out_format)
+            elif kind == "cat":
+                h = self.run(name, concat([h, skips.pop()], self.fmt_in(name)),
+                             out_format=out_format)
+            elif kind == "up":
+                h = self.run(name, h.upsample2(), out_format=out_format)
+            else:  # "conv"
+                h = self.run(name, h, out_format=out_format)
+        out = h
         self.eval_index += 1
         return to_nchw(out.dequantize()).to(torch.float32)
 

@@ -200,3 +200,59 @@ def test_relu_sample_is_sparse():
     assert torch.isfinite(x).all() and x.abs().max() < 3
     assert len(zc.fractions()) == sum(li.role == "conv_relu" for li in model.layers())
     assert 0.3 < zc.mean_fraction() < 0.95
+
+
+# --------------------------------------------------------------------------- topologies
+
+DIGITS_PROGRAM = (
+    ("conv", "conv_in"), ("res", "enc16"), ("push", None), ("conv", "down16"), ("res", "enc8"),
+    ("push", None), ("conv", "down8"), ("res", "enc4"), ("push", None), ("attn", "attn4"),
+    ("res", "mid4"), ("cat", "skip4"), ("res", "dec4"), ("up", "up8"), ("cat", "skip8"),
+    ("res", "dec8"), ("up", "up16"), ("cat", "skip16"), ("res", "dec16"), ("conv", "conv_out"))
+
+
+def test_digits_program_and_names_are_fixed(model):
+    """The committed checkpoints, plans and traces name these modules: the default topology
+    must keep them (and its config has no new keys)."""
+    assert model.program == DIGITS_PROGRAM
+    assert set(model.config) == {"channels", "emb_ch", "n_freq", "img_ch", "resolution", "act"}
+    assert model.entry_layer(1) == "enc16.conv_a" and model.entry_layer(8) == "attn4.qkv"
+    assert model.entry_layer(2) == "down16" and model.entry_layer(len(DIGITS_PROGRAM)) is None
+
+
+def test_wider_topology_with_two_blocks_and_attention_at_8():
+    torch.manual_seed(1)
+    cfg = {"channels": [16, 32, 32, 48], "resolution": 32, "blocks": 2, "attn_res": [8],
+           "emb_ch": 32, "act": "relu"}
+    m = build_model(cfg).eval()
+    names = [n for _, n in m.program if n]
+    assert names[:4] == ["conv_in", "enc32_0", "enc32_1", "down32"]
+    assert "attn8" in names and "attn4" not in names and names.count("mid4") == 1
+    assert names[-4:] == ["skip32", "dec32_0", "dec32_1", "conv_out"]
+    # every level has its skip: pushes and cats pair up (4 each)
+    kinds = [k for k, _ in m.program]
+    assert kinds.count("push") == kinds.count("cat") == 4 and kinds.count("up") == 3
+    reg = {li.name: li for li in m.layers()}
+    assert reg["attn8.qkv"].in_hw == (8, 8) and reg["skip4"].in_ch == 96
+    assert reg["up16"].in_ch == 32 and reg["up16"].out_ch == 32 and reg["up16"].in_hw == (16, 16)
+    assert reg["dec32_1.conv_b"].out_hw == (32, 32)
+    assert m.macs_per_eval()["attention_host"] == 2 * 64 ** 2 * 32
+    # the config round-trips through a checkpoint's build_model
+    m2 = build_model(m.config)
+    assert m2.program == m.program and m2.config == m.config
+    m2.load_state_dict(m.state_dict())
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(m(x, torch.tensor([0.1, 1.0])), m2(x, torch.tensor([0.1, 1.0])))
+        assert m(x, torch.tensor([0.1, 1.0])).shape == (2, 1, 32, 32)
+
+
+def test_bad_topologies_are_refused():
+    with pytest.raises(ValueError, match="divisible by 2"):
+        build_model({"channels": [8, 8, 8, 8], "resolution": 12})
+    with pytest.raises(ValueError, match=">= 2 levels"):
+        build_model({"channels": [8]})
+    with pytest.raises(ValueError, match=">= 1 block"):
+        build_model({"blocks": 0})
+    with pytest.raises(ValueError, match="attn_res"):
+        build_model({"attn_res": [5]})
