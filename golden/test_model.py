@@ -256,3 +256,15 @@ def test_bad_topologies_are_refused():
         build_model({"blocks": 0})
     with pytest.raises(ValueError, match="attn_res"):
         build_model({"attn_res": [5]})
+
+
+def test_mnist_workload_fits_its_checkpoint_budget():
+    from golden.workloads import WORKLOADS, workload
+    w = workload("mnist")
+    m = build_model(w.config)
+    assert count_params(m) * 2 < 5_000_000          # the committed fp16 checkpoint < 5 MB
+    assert w.resolution == 32 and w.checkpoint("relu").name == "mnist_unet_relu.pt"
+    assert workload("digits").checkpoint("silu") == CHECKPOINT_DIR / "unet_silu.pt"
+    assert set(WORKLOADS) == {"digits", "mnist"}
+    with pytest.raises(ValueError, match="unknown model 'cifar'"):
+        workload("cifar")

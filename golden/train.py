@@ -1,6 +1,7 @@
 """Train the golden U-Net: SiLU from scratch, then ReLU fine-tuning (<= 10 % of the steps).
 
     python -m golden.train            # full run (writes golden/checkpoints/unet_{silu,relu}.pt)
+    python -m golden.train --model mnist   # the MNIST workload (mnist_unet_{silu,relu}.pt)
     python -m golden.train --quick    # a few steps into build/golden/quick/ (for tests / smoke)
 
 Deterministic given --seed on one CPU thread: model init from torch.manual_seed(seed); data
@@ -20,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from .data import load_digits16
 from .edm import EDMDenoiser, edm_loss
 from .model import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, UNet, build_model, count_params,
                     load_checkpoint, state_dict_for_save)
+from .workloads import DEFAULT_WORKLOAD, WORKLOADS, Workload, workload
 
-DEFAULTS = dict(seed=0, batch=64, silu_steps=3500, relu_frac=0.10, lr=1e-3, relu_lr=5e-4,
+DEFAULTS = dict(seed=0, relu_frac=0.10, lr=1e-3, relu_lr=5e-4,
                 warmup=100, ema=0.999, relu_ema=0.99, grad_clip=1.0)
 
 
@@ -110,7 +111,8 @@ def save(model: UNet, path: Path, meta: dict) -> None:
 
 @torch.no_grad()
 def check(ckpt_dir: Path, seed: int = 0, n: int = 16, steps: int = 18,
-          png: Path = Path("build/golden/samples_check.png")) -> dict:
+          png: Path = Path("build/golden/samples_check.png"),
+          work: Workload = WORKLOADS[DEFAULT_WORKLOAD]) -> dict:
     """Sample n images (same latents) from the SiLU and the ReLU checkpoints, save a PNG grid
     (top: SiLU, bottom: ReLU) and report the conv_relu post-activation zero fractions."""
     import time as _t
@@ -118,10 +120,11 @@ def check(ckpt_dir: Path, seed: int = 0, n: int = 16, steps: int = 18,
     from .data import image_grid
     from .edm import heun_sampler
     from .model import ZeroCounter
-    z = torch.randn(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
+    r = work.resolution
+    z = torch.randn(n, 1, r, r, generator=torch.Generator().manual_seed(seed))
     grids, res = [], {}
     for which in ("silu", "relu"):
-        model, ck = load_checkpoint(ckpt_dir / f"unet_{which}.pt")
+        model, ck = load_checkpoint(work.checkpoint(which, ckpt_dir))
         den = EDMDenoiser(model)
         t0 = _t.time()
         with ZeroCounter(model) as zc:
@@ -160,8 +163,9 @@ def check_args(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     if a.out.exists() and not a.out.is_dir():
         ap.error(f"--out {a.out} is not a directory (it names the checkpoint folder)")
     if a.check:
-        missing = [f"unet_{w}.pt" for w in ("silu", "relu")
-                   if not (a.out / f"unet_{w}.pt").is_file()]
+        work = workload(a.model)
+        missing = [work.checkpoint(w, a.out).name for w in ("silu", "relu")
+                   if not work.checkpoint(w, a.out).is_file()]
         if missing:
             ap.error(f"--out {a.out} has no {' / '.join(missing)} (train first, or point --out "
                      f"at a checkpoint folder)")
@@ -169,9 +173,13 @@ def check_args(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=sorted(WORKLOADS), default=DEFAULT_WORKLOAD,
+                    help="the workload (golden/workloads.py): data set and U-Net")
     ap.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    ap.add_argument("--batch", type=int, default=DEFAULTS["batch"])
-    ap.add_argument("--steps", type=int, default=DEFAULTS["silu_steps"], help="SiLU steps")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="batch size (default: the workload's, 64)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="SiLU steps (default: the workload's; digits 3500, mnist 3000)")
     ap.add_argument("--relu-frac", type=float, default=DEFAULTS["relu_frac"],
                     help="ReLU fine-tune steps as a fraction of the SiLU steps (<= 0.10)")
     ap.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
@@ -181,10 +189,14 @@ def main(argv=None) -> None:
                     help="no training: sample 16 images from both checkpoints into "
                          "build/golden/samples_check.png and print the ReLU model's sparsity")
     a = ap.parse_args(argv)
+    work = workload(a.model)
+    a.steps = work.silu_steps if a.steps is None else a.steps
+    a.batch = work.batch if a.batch is None else a.batch
     check_args(ap, a)
     if a.check:
         torch.set_num_threads(a.threads)
-        check(a.out, a.seed)
+        check(a.out, a.seed, work=work,
+              png=Path(f"build/golden/samples_check{'' if a.model == 'digits' else '_' + a.model}.png"))
         return
     if a.quick:
         a.steps, a.batch = 20, 16
@@ -192,35 +204,37 @@ def main(argv=None) -> None:
             a.out = Path("build/golden/quick")
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True)
-    data, _ = load_digits16()
+    data = work.training_data()
+    eval_data = data[:work.eval_images]
     relu_steps = max(1, int(a.steps * a.relu_frac))
     warmup = min(DEFAULTS["warmup"], max(1, a.steps // 10))
 
     torch.manual_seed(a.seed)
-    model = build_model({"act": "silu"})
+    model = build_model({**work.config, "act": "silu"})
     print(f"UNet params {count_params(model)}  MACs/eval {model.macs_per_eval()}  data {tuple(data.shape)}"
-          f"  batch {a.batch}  silu steps {a.steps}  relu steps {relu_steps}  threads {a.threads}", flush=True)
+          f"  batch {a.batch}  silu steps {a.steps}  relu steps {relu_steps}  threads {a.threads}"
+          f"  model {a.model}", flush=True)
     ema, m1 = train_phase(model, data, a.steps, DEFAULTS["lr"], warmup, DEFAULTS["ema"], a.batch,
                           a.seed + 1, a.seed + 2, DEFAULTS["grad_clip"], "silu")
-    silu_path = a.out / "unet_silu.pt"
-    m1.update(seed=a.seed, phase="silu", torch=str(torch.__version__), threads=a.threads)
+    silu_path = work.checkpoint("silu", a.out)
+    m1.update(model=a.model, seed=a.seed, phase="silu", torch=str(torch.__version__), threads=a.threads)
     save(ema, silu_path, m1)
     silu, _ = load_checkpoint(silu_path)
-    m1["eval_loss"] = eval_loss(silu, data)
+    m1["eval_loss"] = eval_loss(silu, eval_data)
     save(ema, silu_path, m1)   # same weights, metadata now with the eval loss
     print(f"[silu] done: {m1['wall_time_s']} s, final avg100 loss {m1['final_loss_avg100']:.4f}, "
           f"eval loss (EMA, fp16 weights) {m1['eval_loss']:.4f} -> {silu_path}", flush=True)
 
     relu = silu.set_activation("relu")
-    print(f"[relu] eval loss right after swapping SiLU->ReLU: {eval_loss(relu, data):.4f}", flush=True)
+    print(f"[relu] eval loss right after swapping SiLU->ReLU: {eval_loss(relu, eval_data):.4f}", flush=True)
     ema2, m2 = train_phase(relu, data, relu_steps, DEFAULTS["relu_lr"], min(20, warmup), DEFAULTS["relu_ema"],
                            a.batch, a.seed + 3, a.seed + 4, DEFAULTS["grad_clip"], "relu")
-    relu_path = a.out / "unet_relu.pt"
-    m2.update(seed=a.seed, phase="relu_finetune", init_from="unet_silu.pt", silu_steps=a.steps,
+    relu_path = work.checkpoint("relu", a.out)
+    m2.update(model=a.model, seed=a.seed, phase="relu_finetune", init_from=silu_path.name, silu_steps=a.steps,
               torch=str(torch.__version__), threads=a.threads)
     save(ema2, relu_path, m2)
     relu_loaded, _ = load_checkpoint(relu_path)
-    m2["eval_loss"] = eval_loss(relu_loaded, data)
+    m2["eval_loss"] = eval_loss(relu_loaded, eval_data)
     save(ema2, relu_path, m2)
     print(f"[relu] done: {m2['wall_time_s']} s, final avg100 loss {m2['final_loss_avg100']:.4f}, "
           f"eval loss {m2['eval_loss']:.4f} -> {relu_path}", flush=True)
