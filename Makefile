@@ -28,7 +28,7 @@ help:
 	@echo "make train      retrain both golden checkpoints (SiLU, then ReLU fine-tune; MODEL=mnist: the MNIST U-Net)"
 	@echo "make plan       hardware-aware plan search + QAT -> golden/plans/sqdm_plan.json, build/plan/ (~30 min)"
 	@echo "make qat        quantization-aware fine-tuning for the committed plan (~10-20 min)"
-	@echo "make classifier retrain the digit classifier of the golden report's FD (~15 s)"
+	@echo "make classifier retrain the digit classifier of the golden report's FD (~15 s; MODEL=mnist: the MNIST one)"
 	@echo "make golden-report  SQNR, samples, sparsity -> build/golden/report.json (~2 min)"
 	@echo "make traces     export golden traces to build/traces/default (STEPS=all: whole sample)"
 	@echo "make sim-e2e    one golden sample with every accelerated layer on the simulated RTL"
@@ -71,8 +71,8 @@ plan: $(STAMP)
 qat: $(STAMP)
 	$(PY) -m golden.qat
 
-classifier: $(STAMP)
-	$(PY) -m golden.classifier
+classifier: $(STAMP) $(if $(filter mnist,$(MODEL)),mnist-data)
+	$(PY) -m golden.classifier --model $(MODEL)
 
 golden-report: $(STAMP)
 	$(PY) -m golden.report

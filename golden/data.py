@@ -27,6 +27,7 @@ background), ``x = 2 v - 1``. Order: train, valid, test, as stored.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -82,26 +83,40 @@ def mnist_bytes() -> bytes:
     return data
 
 
+def _mnist_levels(data: bytes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``split -> (grey levels [N, 28, 28] uint8, labels [N] int64)`` of the file's bytes."""
+    # a pickle runs code when loaded: only a file whose hash was checked gets here by default
+    with gzip.open(io.BytesIO(data)) as f:
+        sets = pickle.load(f, encoding="latin1")
+    out = {}
+    for name, (images, labels) in zip(MNIST_SPLITS, sets):
+        scaled = np.asarray(images, dtype=np.float64) * 256.0
+        k = np.rint(scaled)
+        if not np.array_equal(k, scaled) or k.min() < 0 or k.max() > 255:
+            raise DataError("mnist.pkl.gz: grey levels are not k / 256 with k in 0..255")
+        out[name] = (k.astype(np.uint8).reshape(-1, 28, 28), np.asarray(labels, np.int64))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_levels() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return _mnist_levels(mnist_bytes())
+
+
 def load_mnist32(split: str = "all", dtype: torch.dtype = torch.float32,
                  data: bytes | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (images [N, 1, 32, 32] in [-1, 1], labels [N] int64) of ``split``: ``train``,
     ``valid``, ``test`` (:data:`MNIST_SPLITS`) or ``all`` (the 70,000, in that order).
-    ``data``: the file's bytes (default :func:`mnist_bytes`)."""
+    ``data``: the file's bytes (default: the bundled file, :func:`mnist_bytes`, decoded once
+    per process)."""
     if split != "all" and split not in MNIST_SPLITS:
         raise ValueError(f"split must be 'all' or one of {sorted(MNIST_SPLITS)}, got {split!r}")
-    data = mnist_bytes() if data is None else data
-    # a pickle runs code when loaded: only the file whose hash was checked above gets here
-    with gzip.open(io.BytesIO(data)) as f:
-        sets = pickle.load(f, encoding="latin1")
-    parts = dict(zip(MNIST_SPLITS, sets))
+    sets = _bundled_levels() if data is None else _mnist_levels(data)
     chosen = list(MNIST_SPLITS) if split == "all" else [split]
-    images = np.concatenate([np.asarray(parts[s][0], dtype=np.float64) for s in chosen])
-    labels = np.concatenate([np.asarray(parts[s][1], dtype=np.int64) for s in chosen])
-    k = np.rint(images * 256.0)
-    if not np.array_equal(k, images * 256.0) or k.min() < 0 or k.max() > 255:
-        raise DataError("mnist.pkl.gz: grey levels are not k / 256 with k in 0..255")
+    k = np.concatenate([sets[s][0] for s in chosen])
+    labels = np.concatenate([sets[s][1] for s in chosen])
     pad = (MNIST_RESOLUTION - 28) // 2
-    v = np.pad((k / 255.0).reshape(-1, 28, 28), ((0, 0), (pad, pad), (pad, pad)))
+    v = np.pad(k.astype(np.float64) / 255.0, ((0, 0), (pad, pad), (pad, pad)))
     x = torch.from_numpy(2.0 * v - 1.0)[:, None].to(dtype).contiguous()
     return x, torch.from_numpy(labels)
 

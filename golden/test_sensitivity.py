@@ -137,6 +137,20 @@ def test_committed_classifier_recognises_held_out_digits_and_gives_a_distance():
     assert cfd(noise) > 10 * cfd(x[:300], x[300:600]) > 0   # noise is far from digits
 
 
+def test_committed_mnist_classifier_recognises_the_validation_images():
+    from golden.classifier import ClassifierFD, accuracy
+    from golden.data import load_mnist32
+    cfd = ClassifierFD(model="mnist")
+    assert cfd.model.resolution == 32 and cfd.meta["train_images"] == 50_000
+    xv, yv = load_mnist32("valid")
+    assert accuracy(cfd.model, xv, yv) == pytest.approx(cfd.meta["test_accuracy"])
+    assert cfd.meta["test_accuracy"] > 0.97
+    xt = load_mnist32("test")[0]
+    assert cfd(xt) == pytest.approx(0.0, abs=1e-3)         # the reference is the test set
+    noise = torch.rand(500, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert cfd(noise) > 10 * cfd(xv[:2000]) > 0
+
+
 def test_sample_grid_rows_are_labelled(tmp_path):
     from PIL import Image
     from golden.report import save_grid
