@@ -13,8 +13,22 @@ export XDG_CACHE_HOME := $(CURDIR)/build/cache
 export CCACHE_DIR := $(CURDIR)/build/cache/ccache
 export PYTHONHASHSEED := 0
 
+# MODEL: the workload (golden/workloads.py): digits (the default) or mnist. It selects the
+# default trace folder, the precision plan it is exported with and the top it replays on.
+MODEL ?= digits
+ifeq ($(filter $(MODEL),digits mnist),)
+$(error MODEL must be digits or mnist, got '$(MODEL)')
+endif
+TRACES_digits := build/traces/default
+PLAN_digits := golden/plans/sqdm_plan.json
+SIM_CONFIG_digits := default
+TRACES_mnist := build/traces/mnist
+PLAN_mnist := golden/plans/mnist_plan.json
+SIM_CONFIG_mnist := mnist
+MODEL_TRACES := $(TRACES_$(MODEL))
+
 STEPS ?= default
-TRACES ?= build/traces/default
+TRACES ?= $(MODEL_TRACES)
 TRACE ?= build/traces/default
 EXEC ?= 0
 SIM ?= verilator
@@ -58,9 +72,6 @@ test: yowasp mnist-data
 test-all: yowasp mnist-data
 	$(PY) -m pytest -q -n $(JOBS)
 
-# MODEL: the workload (golden/workloads.py): digits (the default) or mnist (make train only, so far).
-MODEL ?= digits
-
 train: $(STAMP) $(if $(filter mnist,$(MODEL)),mnist-data)
 	$(PY) -m golden.train --model $(MODEL)
 
@@ -77,9 +88,10 @@ classifier: $(STAMP) $(if $(filter mnist,$(MODEL)),mnist-data)
 golden-report: $(STAMP)
 	$(PY) -m golden.report
 
+TRACE_OUT = $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS)$(if $(filter mnist,$(MODEL)),-mnist))
 traces: $(STAMP)
-	$(PY) -m traces export --steps $(STEPS) --out $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS))
-	$(PY) -m traces check $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS))
+	$(PY) -m traces export --steps $(STEPS) --plan $(PLAN_$(MODEL)) --out $(TRACE_OUT)
+	$(PY) -m traces check $(TRACE_OUT)
 
 # The exported traces are re-exported when what produces them changes (golden model, trace
 # code, checkpoint, plan, and the gateware: the memory layout and the cycle model they record
@@ -93,6 +105,11 @@ build/traces/default/manifest.json: $(STAMP) $(TRACE_INPUTS)
 build/traces/all/manifest.json: $(STAMP) $(TRACE_INPUTS)
 	$(PY) -m traces export --steps all --out build/traces/all
 	$(PY) -m traces check build/traces/all
+TRACE_INPUTS_mnist := $(filter-out %/unet_relu%.pt golden/plans/sqdm_plan.json,$(TRACE_INPUTS)) \
+	golden/checkpoints/mnist_unet_relu.pt $(PLAN_mnist)
+build/traces/mnist/manifest.json: $(STAMP) $(TRACE_INPUTS_mnist)
+	$(PY) -m traces export --steps default --plan $(PLAN_mnist) --out build/traces/mnist
+	$(PY) -m traces check build/traces/mnist
 
 rtl: $(STAMP)
 	$(PY) -m hw.generate --out build/rtl
@@ -108,8 +125,13 @@ $(error SIM must be verilator or icarus, got '$(SIM)')
 endif
 endif
 
-sim: $(STAMP) $(if $(filter build/traces/default,$(TRACES)),build/traces/default/manifest.json)
-	$(PY) -m tb.cosim --traces $(TRACES) --sim $(SIM) --jobs $(JOBS)
+# SIM_SELECT: which executions (tb.cosim --select; default: all on Verilator, one per layer kind on
+# Icarus; MODEL=mnist: one per layer kind, SIM_SELECT=all replays its whole default trace).
+SIM_SELECT ?= $(if $(filter mnist,$(MODEL)),kinds)
+sim: $(STAMP) $(if $(filter $(MODEL_TRACES),$(TRACES)),$(MODEL_TRACES)/manifest.json)
+	$(PY) -m tb.cosim --traces $(TRACES) --sim $(SIM) --jobs $(JOBS) --config $(SIM_CONFIG_$(MODEL)) \
+	  --out $(if $(filter mnist,$(MODEL)),build/sim/mnist,build/sim$(if $(filter icarus,$(SIM)),/icarus)) \
+	  $(if $(SIM_SELECT),--select $(SIM_SELECT))
 
 sim-e2e: $(STAMP)
 	$(PY) -m tb.e2e

@@ -188,6 +188,9 @@ ABLATION_PRESETS = ("paper",) + tuple(f"paper+{name}" for name in MECHANISMS)
 #: (DPE, SPE, both precisions, PPU, detector, address generator) at 4 DPE columns, one SPE lane
 #: and tile 8, with memories and channel limits that hold every layer of the digits model
 #: (``python -m fpga.host`` replays the default trace on it).
+#: ``mnist``: ``default`` with memories and channel limits for the MNIST workload's 32x32 layers
+#: (act 4096 words, residual 32768, 288 output channels: attention's qkv of 96 channels); the
+#: same datapath, so the same cycles per layer as ``default`` would take.
 #: ``dense``: the dense INT4-VSQ peer from the same generator (no SPE, 16 DPE columns: 256
 #: multipliers like ``default``'s 128 + 128; ``col_skip`` on, the one v2 mechanism of a DPE).
 #: ``icarus``: the co-simulation of small synthetic layers on slow simulators (tile 8).
@@ -208,6 +211,7 @@ PRESETS = {
     "board": V2.replace(dpe_cols=4, spe_lanes=1, tile=8, max_cin=128, max_cout=192,
                         max_pixels=256, act_depth=1024, weight_depth=512, res_depth=8192,
                         out_depth=512),
+    "mnist": V2.replace(act_depth=4096, res_depth=32768, max_cout=288),
     "dense": AcceleratorConfig(dpe_cols=16, spe_lanes=0, col_skip=1),
     "icarus": AcceleratorConfig(dpe_cols=4, spe_lanes=2, tile=8, max_cin=64, max_cout=64,
                                 max_pixels=256, act_depth=256, weight_depth=256,

@@ -120,7 +120,8 @@ def sample_calls(model, plan: dict, *, num_steps: int = 18, seed: int = 0, progr
             print(f"\r  sampler eval {k + 1}/{2 * num_steps - 1} (step {i}, sigma {sigma:.3g}) "
                   f"{time.time() - started:5.1f} s", end="", file=sys.stderr, flush=True)
 
-    latents = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
+    r = model.config["resolution"]
+    latents = torch.randn(1, 1, r, r, generator=torch.Generator().manual_seed(seed))
     image = edm.heun_sampler(edm.EDMDenoiser(qnet), latents, num_steps=num_steps, hook=hook)
     if progress:
         print(file=sys.stderr)
