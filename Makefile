@@ -43,7 +43,7 @@ help:
 	@echo "make plan       hardware-aware plan search + QAT -> golden/plans/sqdm_plan.json, build/plan/ (~30 min)"
 	@echo "make qat        quantization-aware fine-tuning for the committed plan (~10-20 min)"
 	@echo "make classifier retrain the digit classifier of the golden report's FD (~15 s; MODEL=mnist: the MNIST one)"
-	@echo "make golden-report  SQNR, samples, sparsity -> build/golden/report.json (~2 min)"
+	@echo "make golden-report  SQNR, samples, sparsity -> build/golden/report.json (~16 min; MODEL=mnist: build/golden/mnist/)"
 	@echo "make traces     export golden traces to build/traces/default (STEPS=all: whole sample)"
 	@echo "make sim-e2e    one golden sample with every accelerated layer on the simulated RTL"
 	@echo "make bench-sim  replay speed through cocotb against a plain C++ Verilator harness"
@@ -85,8 +85,8 @@ qat: $(STAMP)
 classifier: $(STAMP) $(if $(filter mnist,$(MODEL)),mnist-data)
 	$(PY) -m golden.classifier --model $(MODEL)
 
-golden-report: $(STAMP)
-	$(PY) -m golden.report
+golden-report: $(STAMP) $(if $(filter mnist,$(MODEL)),mnist-data)
+	$(PY) -m golden.report --model $(MODEL)
 
 TRACE_OUT = $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS)$(if $(filter mnist,$(MODEL)),-mnist))
 traces: $(STAMP)

@@ -24,6 +24,7 @@ from golden.quant import (WEIGHT_SCALE_RULES, QuantUNet, int4_mac_share, load_pl
                           load_plan_model, uniform_plan)
 from golden.smooth import alpha_sweep
 from golden.sensitivity import PLAN_PATH, Reference
+from golden.workloads import DEFAULT_WORKLOAD, WORKLOADS, workload
 
 PREVIOUS_PLAN = PLAN_PATH.parent / "v1_plan.json"
 REPO = PLAN_PATH.parents[2]
@@ -283,13 +284,15 @@ def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
     return report
 
 
-def classifier_fd(configs: dict, relu: UNet, n: int, num_steps: int, seed: int, say) -> dict:
+def classifier_fd(configs: dict, relu: UNet, n: int, num_steps: int, seed: int, say,
+                  model_name: str = DEFAULT_WORKLOAD) -> dict:
     """Fréchet distances in the committed digit classifier's features (``golden.classifier``)
     of ``n`` samples per ReLU configuration (same noise, seed ``seed + 1000``): to the FP32
     samples of that noise and to the data, with the check that FP32 is nearest the data and
     all-INT4 farthest among FP32, all-MXINT8, the plan and all-INT4."""
-    cfd = ClassifierFD()
-    latents = torch.randn(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed + 1000))
+    cfd = ClassifierFD(model=model_name)
+    r = relu.config["resolution"]
+    latents = torch.randn(n, 1, r, r, generator=torch.Generator().manual_seed(seed + 1000))
     with torch.no_grad():
         fp32 = edm.heun_sampler(edm.EDMDenoiser(relu), latents, num_steps=num_steps)
     to_data = {"fp32_relu": cfd(fp32)}
@@ -308,6 +311,78 @@ def classifier_fd(configs: dict, relu: UNet, n: int, num_steps: int, seed: int, 
             "to_fp32": to_fp32, "to_data": to_data,
             "fp32_best_int4_worst": min(ranked, key=to_data.get) == "fp32_relu"
             and max(ranked, key=to_data.get) == "int4"}
+
+
+#: The precision plan of each workload's report (digits: the searched plan, ``--plan``).
+WORKLOAD_PLANS = {"mnist": PLAN_PATH.parent / "mnist_plan.json"}
+
+
+def build_workload_report(model_name: str, out: Path, *, images: int = 32,
+                          fd_images: int = 128, num_steps: int = 18, seed: int = 2,
+                          progress=True) -> dict:
+    """The report of a workload other than digits (``--model mnist``): its plan against
+    all-MXINT8 and all-INT4 (denoiser and sample SQNR against the FP32 ReLU model, classifier
+    FD to the FP32 samples and to the data), the ReLU sparsity and a sample grid. The digits
+    report's plan history, remedies and calibration study are not repeated here."""
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+
+    def say(msg):
+        if progress:
+            print(f"  {msg} ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    work = workload(model_name)
+    relu, _ = load_checkpoint(work.checkpoint("relu"))
+    silu, _ = load_checkpoint(work.checkpoint("silu"))
+    plan_path = WORKLOAD_PLANS[model_name]
+    pm = load_plan_model(plan_path)
+    ref_relu = Reference(relu, images=images, num_steps=num_steps, seed=seed)
+    ref_silu = Reference(silu, images=images, num_steps=num_steps, seed=seed)
+    say("FP32 references")
+    configs = {"mxint8": (relu, uniform_plan(relu, "mxint8"), "mse", ref_relu),
+               "int4": (relu, uniform_plan(relu, "int4"), "mse", ref_relu),
+               "plan": (pm.model, pm.plan, pm.weight_scales, ref_relu)}
+    sqnr, sample_sqnr, samples = {}, {}, {}
+    for name, (model, p, rule, ref) in configs.items():
+        net = QuantUNet(model, p, executor="fake", weight_scales=rule)
+        per_step = ref.step_sqnr(net)
+        sqnr[name] = {"per_step": per_step, "mean": float(np.mean(per_step))}
+        sample_sqnr[name], samples[name] = ref.sample_sqnr(net)
+        say(f"{name}: denoiser {sqnr[name]['mean']:.2f} dB, samples {sample_sqnr[name]:.2f} dB")
+    classifier = classifier_fd(configs, relu, fd_images, num_steps, seed, say, model_name)
+    per_layer = relu_sparsity(relu, ref_relu.latents, num_steps)
+    say("sparsity")
+    means = {n: float(v.mean()) for n, v in per_layer.items()}
+
+    def label(name, title):
+        return f"{title}\ndenoiser {sqnr[name]['mean']:.1f} dB\nsamples {sample_sqnr[name]:.1f} dB"
+    save_grid([("FP32 ReLU (reference)", ref_relu.samples),
+               (label("plan", "plan (by role)"), samples["plan"]),
+               (label("int4", "all INT4"), samples["int4"]),
+               (label("mxint8", "all MXINT8"), samples["mxint8"]),
+               ("FP32 SiLU", ref_silu.samples)], out / "samples.png")
+    report = {
+        "model": model_name,
+        "checkpoints": {w: work.checkpoint(w).name for w in ("silu", "relu")},
+        "plan": _shown(plan_path),
+        "plan_checkpoint": pm.checkpoint,
+        "settings": {"images": images, "fd_images": fd_images, "num_steps": num_steps,
+                     "seed": seed, "executor": "fake (float64 conv of the quantized operands "
+                                               "+ integer PPU)"},
+        "sqnr_db": sqnr,
+        "sample_sqnr_db": sample_sqnr,
+        "classifier_fd": classifier,
+        "relu_sparsity_mean": float(np.mean(list(means.values()))),
+        "relu_sparsity_per_layer": means,
+        "int4_mac_share": int4_mac_share(relu, pm.plan),
+        "macs_per_eval": relu.macs_per_eval(),
+        "figures": {"samples": str(out / "samples.png")},
+        "wall_time_s": round(time.time() - started, 1),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    say(f"wrote {out / 'report.json'}")
+    return report
 
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -345,14 +420,35 @@ def plan_error(path: Path) -> str | None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m golden.report", description=__doc__)
-    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--model", choices=sorted(WORKLOADS), default=DEFAULT_WORKLOAD,
+                   help="the workload (digits: the full report; mnist: plan against "
+                        "all-MXINT8 / all-INT4, classifier FD, sparsity, samples)")
+    p.add_argument("--out", default=None, help="report folder (default build/golden, "
+                   "build/golden/<model> for another model)")
     p.add_argument("--images", type=int, default=32)
-    p.add_argument("--fd-images", type=int, default=256,
-                   help="samples per configuration for the classifier FD")
+    p.add_argument("--fd-images", type=int, default=None,
+                   help="samples per configuration for the classifier FD (default 256; "
+                        "mnist 128)")
     p.add_argument("--num-steps", type=int, default=18)
     p.add_argument("--plan", default=str(PLAN_PATH))
     args = p.parse_args(argv)
+    digits = args.model == DEFAULT_WORKLOAD
+    args.out = args.out or str(OUT if digits else OUT / args.model)
+    if args.fd_images is None:
+        args.fd_images = 256 if digits else 128
     check_args(p, args)
+    if not digits:
+        r = build_workload_report(args.model, Path(args.out), images=args.images,
+                                  fd_images=args.fd_images, num_steps=args.num_steps)
+        for name, v in r["sqnr_db"].items():
+            print(f"{name:<8} denoiser {v['mean']:6.2f} dB, samples "
+                  f"{r['sample_sqnr_db'][name]:6.2f} dB, classifier FD to FP32 "
+                  f"{r['classifier_fd']['to_fp32'][name]:.3f}")
+        print("classifier FD to the data: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in r["classifier_fd"]["to_data"].items()))
+        print(f"ReLU sparsity {r['relu_sparsity_mean']:.1%}, INT4 share of MACs "
+              f"{r['int4_mac_share']:.1%}; {r['figures']['samples']}")
+        return 0
     problem = plan_error(Path(args.plan))
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -65,7 +65,8 @@ class Reference:
 
     def __init__(self, model: UNet, *, images: int = 8, num_steps: int = 18, seed: int = 1):
         self.model, self.num_steps = model, num_steps
-        self.latents = torch.randn(images, 1, 16, 16,
+        r = model.config["resolution"]
+        self.latents = torch.randn(images, 1, r, r,
                                    generator=torch.Generator().manual_seed(seed))
         self.inputs: list[tuple[int, float, torch.Tensor]] = []
         self.outputs: list[torch.Tensor] = []

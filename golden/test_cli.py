@@ -111,6 +111,7 @@ def test_sensitivity_good_arguments_pass(tmp_path, no_analysis):
 @pytest.fixture
 def no_report(monkeypatch):
     monkeypatch.setattr(report, "build_report", refuse)
+    monkeypatch.setattr(report, "build_workload_report", refuse)
     monkeypatch.setattr(report, "load_checkpoint", refuse)
 
 
@@ -121,6 +122,9 @@ def no_report(monkeypatch):
     (["--num-steps", "0"], "--num-steps must be >= 2"),
     (["--fd-images", "1"], "--fd-images must be >= 2 (the Fréchet distance fits a covariance), "
                            "got 1"),
+    (["--model", "mnist", "--fd-images", "0"], "--fd-images must be >= 2"),
+    (["--model", "mnist", "--num-steps", "1"], "--num-steps must be >= 2"),
+    (["--model", "cifar"], "argument --model: invalid choice: 'cifar'"),
 ])
 def test_report_rejects_bad_numbers(tmp_path, capsys, no_report, argv, message):
     out = tmp_path / "report"

@@ -159,3 +159,18 @@ def test_sample_grid_rows_are_labelled(tmp_path):
     img = np.asarray(Image.open(tmp_path / "g.png"))
     assert img.shape[0] == (17 + 1) * 3 + 6 + (2 * 17 + 1) * 3 + 6
     assert (img[:, :200] < 128).any()                      # the labels' text is drawn
+
+
+def test_mnist_report_runs_on_the_committed_checkpoints(tmp_path):
+    """``make golden-report MODEL=mnist`` in miniature: every configuration, the classifier FD,
+    the sparsity and the grid, from the committed MNIST checkpoints and plan."""
+    import json
+    from golden.report import build_workload_report
+    r = build_workload_report("mnist", tmp_path, images=2, fd_images=4, num_steps=2,
+                              progress=False)
+    assert json.loads((tmp_path / "report.json").read_text())["model"] == "mnist"
+    assert set(r["sqnr_db"]) == {"mxint8", "int4", "plan"}
+    assert r["sqnr_db"]["mxint8"]["mean"] > r["sqnr_db"]["int4"]["mean"]
+    assert set(r["classifier_fd"]["to_data"]) == {"fp32_relu", "mxint8", "int4", "plan"}
+    assert 0.9 < r["int4_mac_share"] < 1 and 0 < r["relu_sparsity_mean"] < 1
+    assert (tmp_path / "samples.png").stat().st_size > 0
