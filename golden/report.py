@@ -188,9 +188,8 @@ def save_grid(rows: list[tuple[str, torch.Tensor]], path: Path) -> None:
 
 # --------------------------------------------------------------------------- the report
 
-def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
-                 num_steps: int = 18, seed: int = 2, plan_path: Path = PLAN_PATH,
-                 previous_path: Path = PREVIOUS_PLAN, progress=True) -> dict:
+def _reporter(out: Path, progress: bool):
+    """Set up a report run (one thread, the folder) and return its progress printer."""
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -198,6 +197,26 @@ def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
     def say(msg):
         if progress:
             print(f"  {msg} ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+    return say
+
+
+def quality(configs: dict, say) -> tuple[dict, dict, dict]:
+    """``(denoiser SQNR {"per_step", "mean"}, sample SQNR, samples)`` of every configuration
+    ``name -> (model, plan, weight rule, FP32 reference)`` (fake-quant executor)."""
+    sqnr, sample_sqnr, samples = {}, {}, {}
+    for name, (model, p, rule, ref) in configs.items():
+        net = QuantUNet(model, p, executor="fake", weight_scales=rule)
+        per_step = ref.step_sqnr(net)
+        sqnr[name] = {"per_step": per_step, "mean": float(np.mean(per_step))}
+        sample_sqnr[name], samples[name] = ref.sample_sqnr(net)
+        say(f"{name}: denoiser {sqnr[name]['mean']:.2f} dB, samples {sample_sqnr[name]:.2f} dB")
+    return sqnr, sample_sqnr, samples
+
+
+def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
+                 num_steps: int = 18, seed: int = 2, plan_path: Path = PLAN_PATH,
+                 previous_path: Path = PREVIOUS_PLAN, progress=True) -> dict:
+    say = _reporter(out, progress)
 
     relu, _ = load_checkpoint("relu")
     silu, _ = load_checkpoint("silu")
@@ -215,14 +234,8 @@ def build_report(out: Path = OUT, *, images: int = 32, fd_images: int = 256,
                "plan_silu": (silu, load_plan(plan_path, silu), pm.weight_scales, ref_silu)}
     if pm.checkpoint != "unet_relu.pt":
         configs["plan_fp32_weights"] = (relu, pm.plan, pm.weight_scales, ref_relu)
-    sqnr, sample_sqnr, fd_pca, samples = {}, {}, {}, {}
-    for name, (model, p, rule, ref) in configs.items():
-        net = QuantUNet(model, p, executor="fake", weight_scales=rule)
-        per_step = ref.step_sqnr(net)
-        sqnr[name] = {"per_step": per_step, "mean": float(np.mean(per_step))}
-        sample_sqnr[name], samples[name] = ref.sample_sqnr(net)
-        fd_pca[name] = fd(samples[name])
-        say(f"{name}: denoiser {sqnr[name]['mean']:.2f} dB, samples {sample_sqnr[name]:.2f} dB")
+    sqnr, sample_sqnr, samples = quality(configs, say)
+    fd_pca = {name: fd(x) for name, x in samples.items()}
     fd_pca["fp32_relu"] = fd(ref_relu.samples)
     fd_pca["fp32_silu"] = fd(ref_silu.samples)
     classifier = classifier_fd(configs, relu, fd_images, num_steps, seed, say)
@@ -324,13 +337,8 @@ def build_workload_report(model_name: str, out: Path, *, images: int = 32,
     all-MXINT8 and all-INT4 (denoiser and sample SQNR against the FP32 ReLU model, classifier
     FD to the FP32 samples and to the data), the ReLU sparsity and a sample grid. The digits
     report's plan history, remedies and calibration study are not repeated here."""
-    torch.set_num_threads(1)
-    out.mkdir(parents=True, exist_ok=True)
+    say = _reporter(out, progress)
     started = time.time()
-
-    def say(msg):
-        if progress:
-            print(f"  {msg} ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
 
     work = workload(model_name)
     relu, _ = load_checkpoint(work.checkpoint("relu"))
@@ -343,13 +351,7 @@ def build_workload_report(model_name: str, out: Path, *, images: int = 32,
     configs = {"mxint8": (relu, uniform_plan(relu, "mxint8"), "mse", ref_relu),
                "int4": (relu, uniform_plan(relu, "int4"), "mse", ref_relu),
                "plan": (pm.model, pm.plan, pm.weight_scales, ref_relu)}
-    sqnr, sample_sqnr, samples = {}, {}, {}
-    for name, (model, p, rule, ref) in configs.items():
-        net = QuantUNet(model, p, executor="fake", weight_scales=rule)
-        per_step = ref.step_sqnr(net)
-        sqnr[name] = {"per_step": per_step, "mean": float(np.mean(per_step))}
-        sample_sqnr[name], samples[name] = ref.sample_sqnr(net)
-        say(f"{name}: denoiser {sqnr[name]['mean']:.2f} dB, samples {sample_sqnr[name]:.2f} dB")
+    sqnr, sample_sqnr, samples = quality(configs, say)
     classifier = classifier_fd(configs, relu, fd_images, num_steps, seed, say, model_name)
     per_layer = relu_sparsity(relu, ref_relu.latents, num_steps)
     say("sparsity")
