@@ -27,8 +27,9 @@ SHARD_FILE = "shard-{k}-of-{n}.json"
 _SHARD_RE = re.compile(r"^shard-(\d+)-of-(\d+)\.json$")
 
 #: Summary fields that describe the run, not its records; a merge checks the first group is the
-#: same in every shard and combines the rest.
-RUN_IDENTITY = ("trace", "manifest_sha256", "simulator", "toplevel", "params", "maps")
+#: same in every shard (the trace export by its manifest's hash: the folder's path may differ
+#: between machines; the merged summary names the first shard's) and combines the rest.
+RUN_IDENTITY = ("manifest_sha256", "simulator", "toplevel", "params", "maps")
 #: Elapsed times of a run: a merge of shards that ran side by side takes the longest.
 RUN_ELAPSED = ("sim_wall_seconds", "build_seconds", "emit_seconds", "wall_seconds")
 
@@ -148,7 +149,7 @@ def merge_shards(folder, count=None):
         seen.add(key)
     records.sort(key=lambda r: (order[r["index"]], maps.index(r["map"])))
     summaries = [d["summary"] for d in shards]
-    run = {key: first[key] for key in RUN_IDENTITY}
+    run = {key: first[key] for key in ("trace",) + RUN_IDENTITY}
     run.update({
         "verilog": first.get("verilog"),
         "executions_expected": sum(s["executions_expected"] for s in summaries),

@@ -145,6 +145,12 @@ def test_merge_refuses_shards_that_do_not_belong_together(shards, tmp_path):
     with pytest.raises(ReplayError, match="shards 1/3 and 3/3 differ in 'manifest_sha256'"):
         merge_shards(other)
 
+    moved = _copy(shards, tmp_path, "moved")   # the same export, elsewhere on another machine
+    data = _load(moved / shard_file(2, 3))
+    data["summary"]["trace"] = "/elsewhere/build/traces/x"
+    (moved / shard_file(2, 3)).write_text(json.dumps(data))
+    assert merge_shards(moved)["summary"]["passed"]
+
     config = _copy(shards, tmp_path, "other_config")
     data = _load(config / shard_file(2, 3))
     data["summary"]["params"]["dpe_cols"] = 4
