@@ -251,8 +251,8 @@ def parser():
     p.add_argument("--pnr-timeout", type=float, default=None,
                    help="stop nextpnr after this many seconds (status pnr_timeout)")
     p.add_argument("--router", choices=("router1", "router2"), default="router1",
-                   help="nextpnr's router (router1, its default, converges on the board preset "
-                        "where router2 diverged; docs/fpga.md 0.6)")
+                   help="nextpnr's router (default router1; on the board preset router2 "
+                        "diverged and router1 did not finish either, docs/fpga.md 0.6)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     return p
 

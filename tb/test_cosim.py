@@ -186,8 +186,9 @@ def test_make_sim_never_exports_into_the_folder_it_reads(tmp_path):
     # MODEL selects the workload's trace, its plan and the top it replays on
     run = _make_dry_run("sim", "MODEL=mnist")
     assert run.returncode == 0, run.stderr
-    assert "--plan golden/plans/mnist_plan.json --out build/traces/mnist" in run.stdout
     assert "--traces build/traces/mnist" in run.stdout and "--config mnist" in run.stdout
+    run = _make_dry_run("-B", "build/traces/mnist/manifest.json", "MODEL=mnist")  # if stale
+    assert "--plan golden/plans/mnist_plan.json --out build/traces/mnist" in run.stdout
     run = _make_dry_run("sim", "MODEL=cifar")
     assert run.returncode != 0 and "MODEL must be digits or mnist, got 'cifar'" in run.stderr
     assert main(["--traces", str(folder), "--out", str(tmp_path / "out")]) == 2
