@@ -268,7 +268,13 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     if report["status"] != "bitstream":
-        print(f"error: {report['status']}: {report.get('fit_problems') or ''}", file=sys.stderr)
+        why = {"pnr_timeout": f"place and route stopped after --pnr-timeout "
+                              f"{args.pnr_timeout:g} s (nextpnr.stdout shows how far it got)",
+               "timing_failed": f"Fmax {report.get('fmax_mhz')} MHz is below the "
+                                f"{args.clock:g} MHz clock (--allow-timing-fail writes one "
+                                f"anyway)"}.get(report["status"], report.get("fit_problems") or "")
+        print(f"error: {report['status']}: {why}; no bitstream; report "
+              f"{Path(args.out) / 'report.json'}", file=sys.stderr)
         return 1
     return 0
 
