@@ -52,6 +52,14 @@ VPI_ACCESS = "ports"
 DEFAULT_SELECT = {"verilator": "all", "icarus": "kinds"}
 
 
+def default_select(select, simulator, limit):
+    """``select``, or when None the default selection: all executions with ``limit`` (the first
+    N), else :data:`DEFAULT_SELECT` of the simulator."""
+    if select is not None:
+        return select
+    return "all" if limit else DEFAULT_SELECT[simulator]
+
+
 #: Seconds between progress lines of a running replay (``progress`` of :func:`replay`).
 PROGRESS_SECONDS = 15
 
@@ -105,8 +113,7 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
     if not config.has_spe and set(maps) != {"dense"}:
         raise CosimError(f"a dense top (spe_lanes=0) runs every channel group on the DPE: "
                          f"replay it with maps 'dense' only, not {','.join(maps)}")
-    if select is None:
-        select = "all" if limit else DEFAULT_SELECT[simulator]
+    select = default_select(select, simulator, limit)
     trace_dir = Path(trace_dir)
     trace, chosen = check_trace(trace_dir, config, select)
     if limit:
@@ -307,9 +314,8 @@ def _run(args, out, progress):
     if shard is not None and args.jobs > 1:
         raise CosimError("--shard runs one shard; --jobs runs all of them: give one of the two")
     if args.jobs > 1:
-        if select is None:
-            select = "all" if args.limit else DEFAULT_SELECT[args.sim]
-        _, chosen = check_trace(Path(args.traces), config, select)
+        _, chosen = check_trace(Path(args.traces), config,
+                                default_select(select, args.sim, args.limit))
         chosen = chosen[:args.limit] if args.limit else chosen
         jobs = max(1, min(args.jobs, len(chosen)))
         if jobs > 1:

@@ -95,6 +95,13 @@ def _load(path):
     return data
 
 
+def _identity(summary):
+    """What must be equal in every shard of one replay: :data:`RUN_IDENTITY` and the
+    selection before the split."""
+    return {**{key: summary.get(key) for key in RUN_IDENTITY},
+            "selected": summary["shard"].get("selected")}
+
+
 def find_shards(folder):
     """The shard files in ``folder``, as ``{count: {index: path}}``."""
     found = {}
@@ -117,7 +124,8 @@ def merge_shards(folder, count=None):
     if count is None:
         if len(found) > 1:
             raise ReplayError(f"{folder} holds shards of {len(found)} splits (N = "
-                              f"{', '.join(map(str, sorted(found)))}); say which (python -m tb.cosim --merge N)")
+                              f"{', '.join(map(str, sorted(found)))}); say which "
+                              f"(python -m tb.cosim --merge N)")
         count = next(iter(found))
     have = found.get(count, {})
     missing = [k for k in range(1, count + 1) if k not in have]
@@ -131,12 +139,12 @@ def merge_shards(folder, count=None):
         if (s["shard"].get("index"), s["shard"].get("count")) != (k, count):
             raise ReplayError(f"{have[k]} holds shard {s['shard'].get('index')}/"
                               f"{s['shard'].get('count')}, not {k}/{count} (renamed?)")
-        for key in RUN_IDENTITY + ("selected",):
-            mine = s["shard"].get(key) if key == "selected" else s.get(key)
-            theirs = first["shard"].get(key) if key == "selected" else first.get(key)
-            if mine != theirs:
+        mine, theirs = _identity(s), _identity(first)
+        for key in mine:
+            if mine[key] != theirs[key]:
                 raise ReplayError(f"shards 1/{count} and {k}/{count} differ in {key!r} "
-                                  f"({theirs!r} != {mine!r}): they are not one replay")
+                                  f"({theirs[key]!r} != {mine[key]!r}): they are not one "
+                                  f"replay")
     maps = first["maps"]
     records = [r for data in shards for r in data["executions"]]
     order = {i: n for n, i in enumerate(first["shard"]["selected"])}

@@ -6,7 +6,7 @@ results (:func:`tb.results.merge_shards`) into one ``results.json``.
 
 The same shards run on other machines with the same ``--shard K/N`` and ``--out``; copy the
 ``shard-K-of-N.json`` files into one folder and merge them with ``python -m tb.cosim --merge
---out FOLDER`` (docs/cosim.md section 9).
+--out FOLDER`` (docs/cosim.md section 4a).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tb.results import find_shards, merge_shards, shard_file
+from tb.simulator import _tail
 from traces.replay import ReplayError, write_results
 
 __all__ = ["run_shards"]
@@ -34,18 +35,10 @@ def _last_progress(log):
     return int(found[-1][0]) if found else 0
 
 
-def _tail(path, lines=15):
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
-
-
-def run_shards(args, jobs, out_dir, *, expected, progress=None, poll_seconds=15.0,
-               results_name="results.json"):
+def run_shards(args, jobs, out_dir, *, expected, progress=None, poll_seconds=15.0):
     """Run ``jobs`` shard processes of ``python -m tb.cosim ARGS --shard K/jobs --out
     out_dir`` (``args``: every other option, e.g. ``["--traces", DIR, "--sim",
-    "verilator"]``), wait for them and merge their results into ``out_dir/results_name``.
+    "verilator"]``), wait for them and merge their results into ``out_dir/results.json``.
 
     ``expected``: executions x maps of the whole selection (for the progress line). Each
     shard's output goes to ``shard-K-of-N.log``; the shard files and logs are removed after
@@ -81,10 +74,10 @@ def run_shards(args, jobs, out_dir, *, expected, progress=None, poll_seconds=15.
     for k, (p, log) in enumerate(zip(procs, logs), 1):
         if p.returncode not in (0, 1) or not (out_dir / shard_file(k, jobs)).exists():
             raise ReplayError(f"shard {k}/{jobs} could not run (exit {p.returncode}); "
-                              f"{log}:\n{_tail(log)}")
+                              f"{log}:\n{_tail(log, 15)}")
     results = merge_shards(out_dir, jobs)
     results["summary"]["wall_seconds"] = time.monotonic() - t0
-    write_results(out_dir / results_name, results)
+    write_results(out_dir / "results.json", results)
     if results["summary"]["passed"]:
         for k, log in enumerate(logs, 1):
             (out_dir / shard_file(k, jobs)).unlink(missing_ok=True)
