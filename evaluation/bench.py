@@ -21,7 +21,7 @@ import numpy as np
 
 from golden import intref as ir
 from hw.config import (ABLATION_PRESETS, MECHANISMS, MODEL_COUNTERS, PRESETS,
-                       AcceleratorConfig)
+                       WORKLOAD_MEMORIES, AcceleratorConfig, for_workload)
 from traces.format import TraceError, open_trace
 from . import area as ar
 from . import energy as en
@@ -45,6 +45,26 @@ DEFAULT_PEER_ROOT = REPO / "build" / "sim"
 DEFAULT_AREA = REPO / "build" / "area" / "report.json"
 DEFAULT_GOLDEN = REPO / "build" / "golden" / "report.json"
 DEFAULT_OUT = REPO / "build" / "bench"
+#: The workload (``--model``) of the defaults above; another workload's inputs and outputs
+#: (:func:`default_paths`): the same names with ``-<model>`` (traces), under
+#: ``build/sim/<model>-bench/`` (replays), ``build/golden/<model>/`` and ``build/bench/<model>/``.
+DEFAULT_MODEL = "digits"
+
+
+def default_paths(model: str = DEFAULT_MODEL) -> dict:
+    """The default input and output locations of workload ``model`` (what ``make bench
+    MODEL=<model>`` writes): keys traces, int4_traces, results, peer_root, area, golden, out."""
+    if model not in WORKLOAD_MEMORIES:
+        raise BenchError(f"model must be one of {sorted(WORKLOAD_MEMORIES)}, got {model!r}")
+    if model == DEFAULT_MODEL:
+        return {"traces": DEFAULT_TRACES, "int4_traces": DEFAULT_INT4_TRACES,
+                "results": DEFAULT_RESULTS, "peer_root": DEFAULT_PEER_ROOT, "area": DEFAULT_AREA,
+                "golden": DEFAULT_GOLDEN, "out": DEFAULT_OUT}
+    peers = DEFAULT_PEER_ROOT / f"{model}-bench"
+    return {"traces": DEFAULT_TRACES.with_name(f"all-{model}"),
+            "int4_traces": DEFAULT_INT4_TRACES.with_name(f"all-int4-{model}"),
+            "results": peers / "all" / "results.json", "peer_root": peers, "area": DEFAULT_AREA,
+            "golden": DEFAULT_GOLDEN.parent / model / "report.json", "out": DEFAULT_OUT / model}
 
 #: Off-chip bandwidth of every configuration (bytes per accelerator cycle).
 DEFAULT_BANDWIDTH = 16
@@ -809,18 +829,21 @@ def load_int4_trace(path, tr, execs, *, verify=True, progress=print):
 
 
 def rtl_counters(tr, execs, *, results=None, tr4=None, execs4=None, peer_root=None, area=None,
-                 progress=print):
+                 model=DEFAULT_MODEL, progress=print):
     """``({(config, execution index): counters}, {results file: what})`` from the replays:
     ``results`` (sqdm, the v2 default: map trace; map dense, key ``v2:dense_map``) and, under
     ``peer_root``, the paper's organisation (``paper``: sqdm_paper with map trace, int4_dense
     with map dense) and the dense peers' (``dense-plan``, ``dense-int4``; with the area report
-    ``dense-area-plan``, ``dense-area-int4``, keys ``area:<config>``)."""
+    ``dense-area-plan``, ``dense-area-int4``, keys ``area:<config>``). Every top has the
+    memories of workload ``model`` (``hw.config.for_workload``); without ``results`` the
+    workload's default results file is used if it exists."""
     rtl, used = {}, {}
     explicit = results is not None
-    results = Path(results) if explicit else DEFAULT_RESULTS
+    results = Path(results) if explicit else default_paths(model)["results"]
     if results.is_file() or explicit:
         try:
-            for (i, variant), c in load_results(results, tr, execs).items():
+            for (i, variant), c in load_results(results, tr, execs,
+                                                for_workload(HW, model)).items():
                 cfg = {"trace": "sqdm", "dense": "v2:dense_map"}.get(variant)
                 if cfg:
                     rtl[(cfg, i)] = c
@@ -834,7 +857,8 @@ def rtl_counters(tr, execs, *, results=None, tr4=None, execs4=None, peer_root=No
     paper = Path(peer_root) / "paper" / "results.json"
     if paper.is_file():
         try:
-            for (i, variant), c in load_results(paper, tr, execs, PAPER_TOP).items():
+            for (i, variant), c in load_results(paper, tr, execs,
+                                                for_workload(PAPER_TOP, model)).items():
                 cfg = {"trace": "sqdm_paper", "dense": "int4_dense"}.get(variant)
                 if cfg:
                     rtl[(cfg, i)] = c
@@ -852,7 +876,7 @@ def rtl_counters(tr, execs, *, results=None, tr4=None, execs4=None, peer_root=No
             if not path.is_file() or t is None:
                 continue
             try:
-                got = load_results(path, t, ex, config)
+                got = load_results(path, t, ex, for_workload(config, model))
             except BenchError as e:
                 progress(f"  not using {path}: {e}")
                 continue
@@ -894,7 +918,7 @@ def attach_quality_and_area(cfgs, golden, area):
 
 def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidth=DEFAULT_BANDWIDTH,
         int4_traces=None, peer_root=None, area_report=None, golden_report=None, do_sweeps=True,
-        plots=True, check_every=10, verify=True, progress=print):
+        plots=True, check_every=10, verify=True, model=DEFAULT_MODEL, progress=print):
     trace_dir, out_dir = Path(trace_dir), Path(out_dir)
     t_all = time.monotonic()
     progress(f"trace {trace_dir}")
@@ -918,7 +942,8 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
         raise BenchError(f"golden report {golden_report} has no sqnr_db (re-run make "
                          "golden-report)")
     rtl, results_used = rtl_counters(tr, execs, results=results, tr4=tr4, execs4=execs4,
-                                     peer_root=peer_root, area=area, progress=progress)
+                                     peer_root=peer_root, area=area, model=model,
+                                     progress=progress)
     progress(f"  {len(execs)} executions; RTL counters for {len(rtl)} (configuration, "
              "execution) pairs")
     table = en.EnergyTable()
@@ -951,6 +976,7 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
              + equal_bitwidth_text(ebw) + "\n\n" + ablation_text(abl) + "\n")
     steps = sorted({e.meta.get("step") for e in execs if e.meta.get("step") is not None})
     report = {
+        "model": model,
         "trace": {"dir": str(trace_dir), "executions": len(execs), "steps": len(steps),
                   "evaluations": len({e.meta.get("eval") for e in execs}),
                   "image_sha256": tr.manifest.get("image_sha256"),
@@ -1025,7 +1051,13 @@ def _check_args(p, a):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--traces", default=str(DEFAULT_TRACES), help="whole-sample trace folder")
+    p.add_argument("--model", choices=sorted(WORKLOAD_MEMORIES), default=DEFAULT_MODEL,
+                   help="the workload: the defaults of the paths below (digits: as written; "
+                        "mnist: build/traces/all-mnist, build/traces/all-int4-mnist, "
+                        "build/sim/mnist-bench/, build/golden/mnist/, out build/bench/mnist) "
+                        "and the memories of the replayed tops (hw.config.for_workload)")
+    p.add_argument("--traces", default=None,
+                   help="whole-sample trace folder (default build/traces/all)")
     p.add_argument("--results", default=None,
                    help="tb.cosim results.json (default: build/sim/all/results.json if it "
                         "exists and belongs to the trace)")
@@ -1041,7 +1073,7 @@ def main(argv=None):
     p.add_argument("--golden", default=None,
                    help="make golden-report's report, each configuration's SQNR (default "
                         "build/golden/report.json if it exists)")
-    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--out", default=None, help="report folder (default build/bench)")
     p.add_argument("--bandwidth", type=int, default=DEFAULT_BANDWIDTH,
                    help="DRAM bytes per cycle of every configuration")
     p.add_argument("--no-sweeps", action="store_true")
@@ -1050,13 +1082,15 @@ def main(argv=None):
                    help="compare evaluation.fastmodel with hw.cyclemodel on every Nth execution "
                         "(0: never)")
     a = p.parse_args(argv)
+    paths = default_paths(a.model)
+    a.out = a.out or str(paths["out"])
     _check_args(p, a)
     try:
-        run(a.traces, a.results, a.out, bandwidth=a.bandwidth,
-            int4_traces=a.int4_traces or DEFAULT_INT4_TRACES,
-            peer_root=a.peer_root or DEFAULT_PEER_ROOT, area_report=a.area or DEFAULT_AREA,
-            golden_report=a.golden or DEFAULT_GOLDEN, do_sweeps=not a.no_sweeps,
-            plots=not a.no_plots, check_every=a.check_every)
+        run(a.traces or paths["traces"], a.results, a.out, bandwidth=a.bandwidth,
+            int4_traces=a.int4_traces or paths["int4_traces"],
+            peer_root=a.peer_root or paths["peer_root"], area_report=a.area or paths["area"],
+            golden_report=a.golden or paths["golden"], do_sweeps=not a.no_sweeps,
+            plots=not a.no_plots, check_every=a.check_every, model=a.model)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

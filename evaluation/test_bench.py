@@ -289,3 +289,35 @@ def test_malformed_area_and_golden_reports(tiny, tmp_path):
     with pytest.raises(bench.BenchError, match="golden report .* has no sqnr_db"):
         bench.run(tiny, None, tmp_path / "o", golden_report=bad, do_sweeps=False, plots=False,
                   progress=lambda *_: None)
+
+
+def test_workload_memories_and_default_paths(tiny, tmp_path, capsys):
+    """A replay of the mnist workload runs on tops with that workload's memories
+    (hw.config.for_workload): its results are used with model="mnist" and refused for digits;
+    --model picks the workload's default locations."""
+    from evaluation.baselines import HW, sqdm_counters
+    from hw.config import for_workload
+    _, execs = bench.load_trace(tiny, progress=None)
+    recs = [{"index": e.index, "name": e.name, "map": "trace", "bit_exact": True,
+             "counters_rtl": {k: v for k, v in sqdm_counters(e.d, e.x, e.map).items()
+                              if k in bench.RTL_COUNTERS}} for e in execs]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"summary": {"params": for_workload(HW, "mnist").to_dict()},
+                                "executions": recs}))
+    with pytest.raises(bench.BenchError, match="simulated with max_cout=288, the benchmark's "
+                                               "configuration has max_cout=256"):
+        bench.run(tiny, path, tmp_path / "o", do_sweeps=False, plots=False,
+                  progress=lambda *_: None)
+    rep = bench.run(tiny, path, tmp_path / "o", do_sweeps=False, plots=False, model="mnist",
+                    progress=lambda *_: None)
+    assert rep["model"] == "mnist" and rep["configs"]["sqdm"]["source"] == "rtl"
+    paths = bench.default_paths("mnist")
+    assert paths["traces"].name == "all-mnist" and paths["int4_traces"].name == "all-int4-mnist"
+    assert paths["results"] == paths["peer_root"] / "all" / "results.json"
+    assert paths["golden"].parent.name == "mnist" and paths["out"].name == "mnist"
+    assert bench.default_paths()["traces"] == bench.DEFAULT_TRACES
+    with pytest.raises(bench.BenchError, match="model must be one of"):
+        bench.default_paths("cifar")
+    with pytest.raises(SystemExit):
+        bench.main(["--model", "cifar"])
+    assert "invalid choice: 'cifar'" in capsys.readouterr().err

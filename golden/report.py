@@ -326,10 +326,6 @@ def classifier_fd(configs: dict, relu: UNet, n: int, num_steps: int, seed: int, 
             and max(ranked, key=to_data.get) == "int4"}
 
 
-#: The precision plan of each workload's report (digits: the searched plan, ``--plan``).
-WORKLOAD_PLANS = {"mnist": PLAN_PATH.parent / "mnist_plan.json"}
-
-
 def build_workload_report(model_name: str, out: Path, *, images: int = 32,
                           fd_images: int = 128, num_steps: int = 18, seed: int = 2,
                           progress=True) -> dict:
@@ -343,7 +339,7 @@ def build_workload_report(model_name: str, out: Path, *, images: int = 32,
     work = workload(model_name)
     relu, _ = load_checkpoint(work.checkpoint("relu"))
     silu, _ = load_checkpoint(work.checkpoint("silu"))
-    plan_path = WORKLOAD_PLANS[model_name]
+    plan_path = work.plan_path
     pm = load_plan_model(plan_path)
     ref_relu = Reference(relu, images=images, num_steps=num_steps, seed=seed)
     ref_silu = Reference(silu, images=images, num_steps=num_steps, seed=seed)

@@ -16,6 +16,8 @@ import torch
 
 from .model import CHECKPOINT_DIR
 
+PLANS_DIR = Path(__file__).resolve().parent / "plans"
+
 __all__ = ["Workload", "WORKLOADS", "DEFAULT_WORKLOAD", "workload"]
 
 
@@ -30,6 +32,8 @@ class Workload:
     batch: int = 64
     #: images of the training data the reported eval loss runs on (the first N; None: all)
     eval_images: int | None = None
+    #: its precision plan, a file of ``golden/plans/`` (traces, replays, reports run it)
+    plan: str = "sqdm_plan.json"
 
     @property
     def resolution(self) -> int:
@@ -38,6 +42,10 @@ class Workload:
     def checkpoint(self, which: str, folder: Path = CHECKPOINT_DIR) -> Path:
         """The checkpoint of phase ``which`` (``silu`` or ``relu``) in ``folder``."""
         return Path(folder) / f"{self.checkpoint_prefix}_{which}.pt"
+
+    @property
+    def plan_path(self) -> Path:
+        return PLANS_DIR / self.plan
 
     def training_data(self) -> torch.Tensor:
         """The training images [N, 1, R, R] in [-1, 1]."""
@@ -52,7 +60,7 @@ WORKLOADS = {
     "mnist": Workload("mnist", config={"channels": [32, 64, 96, 96], "resolution": 32,
                                        "blocks": 2, "attn_res": [8], "emb_ch": 64},
                       checkpoint_prefix="mnist_unet", silu_steps=3000, batch=64,
-                      eval_images=2048),
+                      eval_images=2048, plan="mnist_plan.json"),
 }
 DEFAULT_WORKLOAD = "digits"
 

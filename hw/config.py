@@ -18,7 +18,7 @@ from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, PARAM_WORD_BITS, RES_WORD_BITS, weight_word_bits
 
 __all__ = ["AcceleratorConfig", "PAPER", "V2", "ABLATION_PRESETS", "PRESETS", "preset",
-           "parse_overrides", "COUNTERS", "MODEL_COUNTERS", "SATURATION_COUNTERS", "COUNTER_BITS",
+           "parse_overrides", "for_workload", "WORKLOAD_MEMORIES", "COUNTERS", "MODEL_COUNTERS", "SATURATION_COUNTERS", "COUNTER_BITS",
            "MEMORIES", "MECHANISMS", "SPE_MECHANISMS"]
 
 #: Performance counters of the top (output ports ``cnt_<name>``), cleared by ``start``.
@@ -173,6 +173,11 @@ class AcceleratorConfig:
 PAPER = AcceleratorConfig()
 #: Architecture v2 (docs/hardware.md 8): the paper's sizes with every mechanism on.
 V2 = PAPER.replace(**{name: 1 for name in MECHANISMS})
+#: What a workload's layers need of the memories beyond ``default``'s (its model's largest
+#: layer): ``mnist`` (32x32 layers) act 4096 words, residual 32768, 288 output channels
+#: (attention's qkv of 96 channels). Applied to any top with :func:`for_workload`.
+WORKLOAD_MEMORIES = {"digits": {},
+                     "mnist": {"act_depth": 4096, "res_depth": 32768, "max_cout": 288}}
 #: The ablation presets: the paper's organisation, then each mechanism alone on it.
 ABLATION_PRESETS = ("paper",) + tuple(f"paper+{name}" for name in MECHANISMS)
 
@@ -211,7 +216,7 @@ PRESETS = {
     "board": V2.replace(dpe_cols=4, spe_lanes=1, tile=8, max_cin=128, max_cout=192,
                         max_pixels=256, act_depth=1024, weight_depth=512, res_depth=8192,
                         out_depth=512),
-    "mnist": V2.replace(act_depth=4096, res_depth=32768, max_cout=288),
+    "mnist": V2.replace(**WORKLOAD_MEMORIES["mnist"]),
     "dense": AcceleratorConfig(dpe_cols=16, spe_lanes=0, col_skip=1),
     "icarus": AcceleratorConfig(dpe_cols=4, spe_lanes=2, tile=8, max_cin=64, max_cout=64,
                                 max_pixels=256, act_depth=256, weight_depth=256,
@@ -227,6 +232,16 @@ def preset(name: str, **overrides) -> AcceleratorConfig:
     if name not in PRESETS:
         raise ValueError(f"configuration must be one of {sorted(PRESETS)}, got {name!r}")
     return PRESETS[name].replace(**overrides)
+
+
+def for_workload(config: AcceleratorConfig, model: str) -> AcceleratorConfig:
+    """``config`` with memories and channel limits deep enough for workload ``model``'s layers
+    (:data:`WORKLOAD_MEMORIES`; a deeper memory is kept). The datapath is unchanged, so are the
+    cycles of every layer."""
+    if model not in WORKLOAD_MEMORIES:
+        raise ValueError(f"model must be one of {sorted(WORKLOAD_MEMORIES)}, got {model!r}")
+    need = WORKLOAD_MEMORIES[model]
+    return config.replace(**{k: max(getattr(config, k), v) for k, v in need.items()})
 
 
 def parse_overrides(items) -> dict:

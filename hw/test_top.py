@@ -257,6 +257,13 @@ def test_presets_and_overrides():
     assert AcceleratorConfig.from_dict(cfg.to_dict()) == cfg
     assert (cfg.groups_in, cfg.groups_out, cfg.column_groups) == (32, 16, 4)
     assert cfg.dpe_multipliers == cfg.spe_multipliers == 128
+    # a workload's memories on any top: deeper memories kept, the datapath unchanged
+    from .config import for_workload
+    assert for_workload(cfg, "mnist") == PRESETS["mnist"] and for_workload(cfg, "digits") == cfg
+    big = for_workload(PRESETS["dense"].replace(res_depth=65536), "mnist")
+    assert (big.res_depth, big.act_depth, big.dpe_cols, big.spe_lanes) == (65536, 4096, 16, 0)
+    with pytest.raises(ValueError, match="model must be one of"):
+        for_workload(cfg, "cifar")
 
 
 def test_job_layer_fit_check():

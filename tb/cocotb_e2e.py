@@ -12,6 +12,7 @@ Environment (``extra_env``): ``SQDM_E2E_STEPS`` (sampler steps), ``SQDM_E2E_SEED
 seed), ``SQDM_E2E_OUT`` (npz written at the end: image, per-layer records),
 ``SQDM_E2E_PROGRESS`` (a text file, one line per sampler evaluation), ``SQDM_E2E_CHECK``
 ("1": also compare every layer with the golden integer reference as it runs),
+``SQDM_E2E_PLAN`` (the precision plan JSON; it names its checkpoint),
 ``SQDM_COSIM_PARAMS`` (the top's parameters, JSON).
 """
 
@@ -54,9 +55,8 @@ async def e2e(dut):
     import torch
 
     from golden import edm
-    from golden.model import load_checkpoint
-    from golden.quant import PlanModel, default_plan, load_plan_model
-    from traces.export import DEFAULT_PLAN
+    from golden.quant import load_plan_model
+    from traces.export import sample_latents
 
     steps = int(os.environ["SQDM_E2E_STEPS"])
     seed = int(os.environ.get("SQDM_E2E_SEED", "0"))
@@ -69,11 +69,7 @@ async def e2e(dut):
     tb = AcceleratorTB(dut, params.get("clock_ns", 10))
     await tb.reset()
 
-    if DEFAULT_PLAN.exists():
-        pm = load_plan_model(DEFAULT_PLAN)
-    else:
-        model, _ = load_checkpoint("relu")
-        pm = PlanModel(model, default_plan(model), "unet_relu.pt", "mse")
+    pm = load_plan_model(os.environ["SQDM_E2E_PLAN"])
     records = []
     state = {"t0": time.monotonic()}
     progress = open(progress_path, "a") if progress_path else None
@@ -127,8 +123,8 @@ async def e2e(dut):
 
     @bridge
     def sample():
-        latents = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
-        return edm.heun_sampler(edm.EDMDenoiser(net), latents, num_steps=steps, hook=hook)
+        return edm.heun_sampler(edm.EDMDenoiser(net), sample_latents(pm.model, seed),
+                                num_steps=steps, hook=hook)
 
     image = await sample()
     image = image.detach().numpy()

@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from hw.config import PRESETS, AcceleratorConfig, preset
+from hw.config import PRESETS, WORKLOAD_MEMORIES, AcceleratorConfig, for_workload, preset
 from hw.rtlcache import TOPLEVEL, top_verilog
 from hw.toolchain import CLOCK_NS
 from tb.simulator import SIMULATORS, SimulationError, _testcases, run_cocotb
@@ -268,6 +268,10 @@ def parser():
                         "'icarus' for small synthetic layers on Icarus")
     p.add_argument("--param", type=_param, action="append", default=[],
                    help="override an Accelerator parameter, e.g. res_depth=16384")
+    p.add_argument("--model", choices=sorted(WORKLOAD_MEMORIES), default="digits",
+                   help="the workload of the trace: its memories and channel limits are given "
+                        "to the top (hw.config.for_workload; mnist: deeper act/res memories, "
+                        "288 output channels), the datapath stays --config's")
     p.add_argument("--out", default=None, help="folder of results.json (default build/sim, "
                    "build/sim/icarus for --sim icarus)")
     p.add_argument("--shard", default=None, metavar="K/N",
@@ -286,7 +290,7 @@ def parser():
 def _shard_args(args):
     """The options of ``args`` that a shard process repeats (all but --jobs/--out/--quiet)."""
     out = ["--traces", args.traces, "--sim", args.sim, "--maps", args.maps,
-           "--config", args.config]
+           "--config", args.config, "--model", args.model]
     if args.limit:
         out += ["--limit", str(args.limit)]
     if args.select is not None:
@@ -306,7 +310,7 @@ def _run(args, out, progress):
         write_results(Path(out) / "results.json", results)
         return results
     select = None if args.select is None else parse_select(args.select)
-    config = preset(args.config, **dict(args.param))
+    config = for_workload(preset(args.config, **dict(args.param)), args.model)
     maps = [m.strip() for m in args.maps.split(",") if m.strip()]
     shard = None if args.shard is None else parse_shard(args.shard)
     if args.jobs < 1:

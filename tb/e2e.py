@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from tb.cosim import DEFAULT_OUT, VPI_ACCESS
-from hw.config import PRESETS
+from golden.workloads import DEFAULT_WORKLOAD, WORKLOADS, workload
+from hw.config import PRESETS, for_workload
 from hw.rtlcache import TOPLEVEL, top_verilog
 from hw.toolchain import CLOCK_NS
 from tb.simulator import SimulationError, _testcases, run_cocotb
@@ -38,23 +39,18 @@ from tb.simulator import SimulationError, _testcases, run_cocotb
 DEFAULT_STEPS = 18
 
 
-def golden_image(steps, seed):
-    """The final image of the golden integer path (default backend), as a numpy array."""
+def golden_image(steps, seed, plan):
+    """The final image of the golden integer path (default backend) of the plan JSON ``plan``
+    (it names its checkpoint), as a numpy array."""
     import torch
 
     from golden import edm
-    from golden.model import load_checkpoint
-    from golden.quant import PlanModel, default_plan, load_plan_model
-    from traces.export import DEFAULT_PLAN
+    from golden.quant import load_plan_model
+    from traces.export import sample_latents
 
     torch.set_num_threads(1)
-    if DEFAULT_PLAN.exists():
-        pm = load_plan_model(DEFAULT_PLAN)
-    else:
-        model, _ = load_checkpoint("relu")
-        pm = PlanModel(model, default_plan(model), "unet_relu.pt", "mse")
-    latents = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
-    image = edm.heun_sampler(edm.EDMDenoiser(pm.quant_unet()), latents,
+    pm = load_plan_model(plan)
+    image = edm.heun_sampler(edm.EDMDenoiser(pm.quant_unet()), sample_latents(pm.model, seed),
                              num_steps=steps)
     return image.detach().numpy()
 
@@ -96,6 +92,9 @@ def main(argv=None, log=print):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-check", action="store_true",
                    help="do not compare each layer with the golden reference as it runs")
+    p.add_argument("--model", choices=sorted(WORKLOADS), default=DEFAULT_WORKLOAD,
+                   help="the workload: its checkpoint and precision plan; the top is default's "
+                        "with the workload's memories (hw.config.for_workload)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     args = p.parse_args(argv)
     if args.steps < 2:
@@ -108,15 +107,17 @@ def main(argv=None, log=print):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         p.error(f"--out {out}: cannot create the folder ({e.strerror})")
-    config = PRESETS["default"]
+    config = for_workload(PRESETS["default"], args.model)
+    plan = workload(args.model).plan_path
     verilog, _ = top_verilog(config, log=log)
 
     work = Path(tempfile.mkdtemp(prefix=".e2e-", dir=out))
     npz, progress = work / "rtl.npz", work / "progress.txt"
     env = {"SQDM_E2E_STEPS": args.steps, "SQDM_E2E_SEED": args.seed, "SQDM_E2E_OUT": npz,
            "SQDM_E2E_PROGRESS": progress, "SQDM_E2E_CHECK": "0" if args.no_check else "1",
+           "SQDM_E2E_PLAN": plan,
            "SQDM_COSIM_PARAMS": json.dumps({**config.to_dict(), "clock_ns": CLOCK_NS})}
-    log(f"hardware in the loop: {args.steps} sampler steps ({2 * args.steps - 1} network "
+    log(f"hardware in the loop: {args.model} model, {args.steps} sampler steps ({2 * args.steps - 1} network "
         f"evaluations), seed {args.seed}, every layer on the simulated {TOPLEVEL} (Verilator)")
     stop = threading.Event()
     follower = threading.Thread(target=_follow, args=(progress, stop, log), daemon=True)
@@ -143,7 +144,7 @@ def main(argv=None, log=print):
         sim_wall = float(z["wall_seconds"])
     log("golden integer path (default backend), same seed and steps ...")
     t = time.monotonic()
-    gold = golden_image(args.steps, args.seed)
+    gold = golden_image(args.steps, args.seed, plan)
     golden_s = time.monotonic() - t
     identical = (rtl_image.dtype == gold.dtype and rtl_image.shape == gold.shape
                  and rtl_image.tobytes() == gold.tobytes())
@@ -152,6 +153,7 @@ def main(argv=None, log=print):
     cycles = sum(r["cycles"] for r in records)
     layer_checked = [r for r in records if "layer_identical" in r]
     report = {
+        "model": args.model, "plan": str(plan.relative_to(plan.parents[2])),
         "steps": args.steps, "evaluations": 2 * args.steps - 1, "seed": args.seed,
         "layer_executions": len(records),
         "identical": bool(identical),

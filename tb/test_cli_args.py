@@ -55,6 +55,23 @@ def test_e2e_good_arguments_pass(tmp_path, no_simulation):
         e2e.main(["--steps", "2", "--out", str(tmp_path / "out")])
 
 
+def test_e2e_model_picks_the_workloads_top(tmp_path, capsys, monkeypatch):
+    from hw.config import PRESETS
+    seen = []
+
+    def top(config, **_):
+        seen.append(config)
+        raise Started
+    monkeypatch.setattr(e2e, "top_verilog", top)
+    monkeypatch.setattr(e2e, "run_cocotb", refuse)
+    with pytest.raises(Started):
+        e2e.main(["--model", "mnist", "--steps", "2", "--out", str(tmp_path / "out")])
+    assert seen == [PRESETS["mnist"]]
+    usage_error(capsys, lambda: e2e.main(["--model", "cifar", "--out", str(tmp_path / "o2")]),
+                "argument --model: invalid choice: 'cifar'")
+    assert not (tmp_path / "o2").exists()
+
+
 # --------------------------------------------------------------------------- tb.bench_sim
 
 @pytest.fixture

@@ -336,3 +336,15 @@ def test_dense_top_replays_only_the_dense_map(tmp_path, capsys):
                  "--out", str(tmp_path / "out")]) == 2
     assert "dense top (spe_lanes=0)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_model_gives_every_top_the_workloads_memories(tmp_path, capsys):
+    """--model picks the workload whose memories the top gets (hw.config.for_workload, tested
+    in hw/test_top.py); the shard processes of --jobs repeat it."""
+    from tb.cosim import _shard_args, parser
+    args = parser().parse_args(["--config", "paper", "--model", "mnist", "--param", "tile=16"])
+    assert _shard_args(args)[-6:] == ["--config", "paper", "--model", "mnist", "--param",
+                                      "tile=16"]
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--model", "cifar"])
+    assert "invalid choice: 'cifar'" in capsys.readouterr().err

@@ -48,7 +48,7 @@ def cmd_info(args) -> int:
 def cmd_export(args) -> int:
     from traces.export import export_sample
     path = export_sample(args.out, steps=args.steps, num_steps=args.num_steps, seed=args.seed,
-                         plan_path=args.plan)
+                         plan_path=args.plan, model_name=args.model)
     print(f"wrote {path}")
     return 0
 
@@ -90,6 +90,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--plan", default=None,
                    help="precision plan JSON (default: the committed plan), or int4 / mxint8: "
                         "every layer in that precision")
+    e.add_argument("--model", default="digits", choices=("digits", "mnist"),
+                   help="the workload whose ReLU checkpoint a uniform --plan (int4 / mxint8) "
+                        "runs on (a plan JSON names its own checkpoint)")
     e.set_defaults(func=cmd_export)
     r = sub.add_parser("random-layer", help="synthesise a trace of one random layer")
     r.add_argument("--cin", type=int, required=True)

@@ -14,11 +14,12 @@ import torch
 from golden import edm
 from golden.model import CHECKPOINT_DIR, load_checkpoint
 from golden.quant import PRECISIONS, PlanModel, QuantUNet, load_plan_model, uniform_plan
+from golden.workloads import DEFAULT_WORKLOAD, workload
 from traces.format import Descriptor, Execution, write_trace
 from traces.hexfiles import cycle_model_header, hex_header, predicted_counters, write_hex_files
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_PLAN = REPO / "golden" / "plans" / "sqdm_plan.json"
+DEFAULT_PLAN = workload(DEFAULT_WORKLOAD).plan_path
 CODE_FILES = ("golden/numerics.py", "golden/intref.py", "golden/quant.py", "golden/model.py",
               "golden/edm.py", "traces/format.py", "traces/export.py")
 
@@ -84,15 +85,19 @@ def select_steps(spec: str, num_steps: int) -> list[int]:
     return steps
 
 
-def resolve_plan(plan):
+def resolve_plan(plan, model_name: str = DEFAULT_WORKLOAD):
     """``(golden.quant.PlanModel, name, bytes hashed into the trace header)`` of ``plan``: None
     for the committed plan, a precision of ``golden.quant.PRECISIONS`` for every layer in it (the
-    all-INT4 / all-MXINT8 references, on the ReLU checkpoint, default weight rule), or the path
-    of a plan JSON, which must exist (it names its checkpoint and weight rule)."""
+    all-INT4 / all-MXINT8 references, on the ReLU checkpoint of workload ``model_name``, default
+    weight rule), or the path of a plan JSON, which must exist (it names its checkpoint and
+    weight rule; ``model_name`` is then unused)."""
     if plan in PRECISIONS:
-        model, _ = load_checkpoint("relu")
+        ckpt = workload(model_name).checkpoint("relu")
+        model, _ = load_checkpoint(ckpt)
         table = uniform_plan(model, plan)
-        return PlanModel(model, table, "unet_relu.pt", "mse"), f"uniform:{plan}", \
+        name = f"uniform:{plan}" if model_name == DEFAULT_WORKLOAD else \
+            f"uniform:{plan}:{model_name}"
+        return PlanModel(model, table, ckpt.name, "mse"), name, \
             repr(sorted(table.items())).encode()
     path = Path(plan) if plan else DEFAULT_PLAN
     if not path.is_file():
@@ -101,6 +106,12 @@ def resolve_plan(plan):
     path = path.resolve()
     name = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
     return load_plan_model(path), name, path.read_bytes()
+
+
+def sample_latents(model, seed: int) -> torch.Tensor:
+    """The latent of one golden sample of ``model`` (one image at its resolution), seeded."""
+    r = model.config["resolution"]
+    return torch.randn(1, 1, r, r, generator=torch.Generator().manual_seed(seed))
 
 
 def sample_calls(model, plan: dict, *, num_steps: int = 18, seed: int = 0, progress=True,
@@ -120,20 +131,21 @@ def sample_calls(model, plan: dict, *, num_steps: int = 18, seed: int = 0, progr
             print(f"\r  sampler eval {k + 1}/{2 * num_steps - 1} (step {i}, sigma {sigma:.3g}) "
                   f"{time.time() - started:5.1f} s", end="", file=sys.stderr, flush=True)
 
-    r = model.config["resolution"]
-    latents = torch.randn(1, 1, r, r, generator=torch.Generator().manual_seed(seed))
-    image = edm.heun_sampler(edm.EDMDenoiser(qnet), latents, num_steps=num_steps, hook=hook)
+    image = edm.heun_sampler(edm.EDMDenoiser(qnet), sample_latents(model, seed),
+                             num_steps=num_steps, hook=hook)
     if progress:
         print(file=sys.stderr)
     return calls, sigmas, image
 
 
 def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed: int = 0,
-                  plan_path=None, hex_files: bool = True, progress=True) -> Path:
-    """Run one golden sample on the integer path and write the selected steps' executions."""
+                  plan_path=None, model_name: str = DEFAULT_WORKLOAD, hex_files: bool = True,
+                  progress=True) -> Path:
+    """Run one golden sample on the integer path and write the selected steps' executions
+    (``model_name``: the workload of a uniform plan, see :func:`resolve_plan`)."""
     torch.set_num_threads(1)
     keep = set(select_steps(steps, num_steps))
-    pm, plan_name, plan_bytes = resolve_plan(plan_path)
+    pm, plan_name, plan_bytes = resolve_plan(plan_path, model_name)
     model, plan = pm.model, pm.plan
     calls, sigmas, image = sample_calls(model, plan, num_steps=num_steps, seed=seed,
                                         progress=progress, weight_scales=pm.weight_scales)
@@ -141,8 +153,13 @@ def export_sample(out_dir, *, steps: str = "default", num_steps: int = 18, seed:
     executions = [execution_of(c, c.eval_index // 2, sigmas[c.eval_index], plan[c.name],
                                infos[c.name].role)
                   for c in calls if c.eval_index // 2 in keep]
-    for ex in executions:
+    started = time.time()
+    for n, ex in enumerate(executions, 1):
         ex.meta["cycles"] = predicted_counters(ex)
+        if progress and (n % 50 == 0 or n == len(executions)):
+            print(f"\r  cycle model {n}/{len(executions)} executions "
+                  f"{time.time() - started:5.1f} s", end="\n" if n == len(executions) else "",
+                  file=sys.stderr, flush=True)
     ckpt = CHECKPOINT_DIR / pm.checkpoint
     header = {
         "source": "golden-sample",

@@ -53,3 +53,20 @@ def test_step_selection():
         select_steps("7", 5)
     with pytest.raises(ValueError, match="comma list"):
         select_steps("x", 5)
+
+
+def test_uniform_plans_run_on_the_chosen_workload():
+    """``--plan int4 --model mnist``: the all-INT4 reference on the MNIST checkpoint (a plan
+    JSON names its own checkpoint); the command line offers exactly the known workloads."""
+    from golden.workloads import WORKLOADS
+    from traces.__main__ import parser
+    from traces.export import resolve_plan
+    pm, name, _ = resolve_plan("int4", "mnist")
+    assert (pm.checkpoint, name) == ("mnist_unet_relu.pt", "uniform:int4:mnist")
+    assert set(pm.plan.values()) == {"int4"} and pm.model.config["resolution"] == 32
+    assert resolve_plan("int4")[1] == "uniform:int4"
+    with pytest.raises(ValueError, match="unknown model 'cifar'"):
+        resolve_plan("int4", "cifar")
+    export = parser()._subparsers._group_actions[0].choices["export"]
+    model = next(a for a in export._actions if a.dest == "model")
+    assert sorted(model.choices) == sorted(WORKLOADS)
