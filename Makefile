@@ -258,7 +258,7 @@ bench: $(STAMP) $(BENCH_TRACES)/manifest.json $(BENCH_INT4)/manifest.json \
 	$(call replay,$(BENCH_INT4),$(BENCH_PEERS)/dense-int4,--model $(MODEL) --config dense --maps dense)
 	$(call replay,$(BENCH_TRACES),$(BENCH_PEERS)/dense-area-plan,--model $(MODEL) $(PEER_AREA) --maps dense,build/area/report.json)
 	$(call replay,$(BENCH_INT4),$(BENCH_PEERS)/dense-area-int4,--model $(MODEL) $(PEER_AREA) --maps dense,build/area/report.json)
-	$(PY) -m evaluation.bench --model $(MODEL) --results $(or $(RESULTS),$(BENCH_SIM)/results.json)
+	$(PY) -m evaluation.bench --model $(MODEL) --jobs $(JOBS) --results $(or $(RESULTS),$(BENCH_SIM)/results.json)
 
 # Both workloads side by side from their bench reports (make bench; make bench MODEL=mnist).
 workloads: $(STAMP)

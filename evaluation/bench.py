@@ -244,73 +244,117 @@ def _model_run(cfg, e, e4, config):
     return ex, route, sqdm_counters(ex.d, ex.x, route, config)
 
 
+def _evaluate_one(job):
+    """The record of one execution (:func:`evaluate`), with what it adds to the checks:
+    ``(record, fast-model check [compared, mismatches, first], [configs from the RTL],
+    RTL-vs-model [compared, mismatches, first])``. ``job``: ``(n, execution, all-INT4
+    execution or None, its RTL counters {config: counters}, bandwidth, energy table,
+    check_every)``."""
+    n, e, e4, rtl, bandwidth, table, check_every = job
+    d = e.d
+    per, check, used, vs_rtl = {}, [0, 0, None], [], [0, 0, None]
+    for cfg in CONFIGS:
+        ex, route, c = _model_run(cfg, e, e4, TOPS[cfg])
+        src = "model"
+        if route is not None:  # a top of the RTL generator: checked, maybe replayed
+            if check_every and n % check_every == 0:
+                want = _predict(ex, route, TOPS[cfg])
+                got = {k: c[k] for k in RTL_COUNTERS}
+                check[0] += 1
+                if want != got:
+                    check[1] += 1
+                    check[2] = check[2] or f"{ex.name} {cfg}: {want} != {got}"
+            if cfg in rtl:
+                r = rtl[cfg]
+                vs_rtl[0] += 1
+                if any(r[k] != c[k] for k in RTL_COUNTERS):
+                    vs_rtl[1] += 1
+                    vs_rtl[2] = vs_rtl[2] or f"{ex.name} {cfg}"
+                # the non-null items are the address streams' (the model's), not a counter
+                c = {**r, "items": c["items_dense"] + c["items_sparse"]}
+                src = "rtl"
+                used.append(cfg)
+        per[cfg] = (c, src, ex.d)
+    s = d.shape
+    rec = {"index": e.index, "name": e.name, "layer": e.meta.get("layer"),
+           "step": e.meta.get("step"), "eval": e.meta.get("eval"),
+           "precision": e.meta.get("precision"), "useful_macs": useful_macs(d),
+           "nonzero_work": nonzero_work(d, e.x),
+           "output_pixels": s.out_height * s.out_width,
+           "output_floor": s.out_height * s.out_width * d.cout,
+           "sparse_groups": int(e.map.sum()), "groups": int(e.map.size),
+           "in_sparsity": float((e.x == 0).mean()), "configs": {}}
+    for cfg in CONFIGS:
+        c, src, dd = per[cfg]
+        ev = events_for(cfg, dd, c)
+        pj, parts = en.energy_of(ev, table)
+        dram = ev["dram_byte"]
+        r = {"source": src, "cycles_compute": int(c["cycles"]),
+             "cycles": _bound(int(c["cycles"]), dram, bandwidth),
+             "energy_pj": pj, "energy_parts_pj": parts, "dram_bytes": dram}
+        if cfg in RTL_CONFIGS:
+            r["dpe_busy"], r["spe_busy"] = int(c["dpe_busy"]), int(c["spe_busy"])
+            r["macs"] = int(c["macs"])
+        if cfg in SQDM_FAMILY + ("int4_vsq_dense_plan",):
+            r["energy_pj_as_built"] = en.energy_of(
+                events_for(cfg, dd, c, as_built=True), table)[0]
+        rec["configs"][cfg] = r
+    return rec, check, used, vs_rtl
+
+
+def per_execution(fn, jobs_list, jobs=1, progress=None, what="executions"):
+    """``[fn(job) for job in jobs_list]``, in order, in ``jobs`` processes when > 1 (the
+    per-execution work of the evaluation is independent; totals are summed by the caller in
+    execution order, so the result does not depend on ``jobs``)."""
+    t0 = time.monotonic()
+    total = len(jobs_list)
+
+    def tick(k):
+        if progress and (k % 200 == 0 or k == total):
+            progress(f"  {what}: {k}/{total} ({time.monotonic() - t0:.1f} s)")
+
+    if jobs <= 1 or total < 2:
+        out = []
+        for job in jobs_list:
+            out.append(fn(job))
+            tick(len(out))
+        return out
+    from concurrent.futures import ProcessPoolExecutor
+    out = []
+    with ProcessPoolExecutor(min(jobs, total)) as pool:
+        for r in pool.map(fn, jobs_list, chunksize=8):
+            out.append(r)
+            tick(len(out))
+    return out
+
+
 def evaluate(execs, *, rtl=None, int4_execs=None, bandwidth=DEFAULT_BANDWIDTH,
-             table=en.EnergyTable(), check_every=10, progress=print):
+             table=en.EnergyTable(), check_every=10, jobs=1, progress=print):
     """Per-execution records and totals of every configuration (:data:`CONFIGS`).
 
     ``rtl``: ``{(config, execution index): RTL counters}`` (:func:`rtl_counters`);
     ``int4_execs``: the all-INT4 trace's executions (``int4_vsq_dense`` runs them; without
-    them it is modelled on ``execs`` shapes)."""
+    them it is modelled on ``execs`` shapes); ``jobs``: processes (the same result for any)."""
     rtl = rtl or {}
+    by_index = {}
+    for (cfg, i), c in rtl.items():
+        by_index.setdefault(i, {})[cfg] = c
+    jobs_list = [(n, e, int4_execs[n] if int4_execs is not None else None,
+                  by_index.get(e.index, {}), bandwidth, table, check_every)
+                 for n, e in enumerate(execs)]
+    results = per_execution(_evaluate_one, jobs_list, jobs, progress, "evaluated")
     recs = []
     check = {"executions": 0, "mismatches": 0, "first": None}
     rtl_used = {c: 0 for c in CONFIGS}
     rtl_vs_model = {"compared": 0, "mismatches": 0, "first": None}
-    t0 = time.monotonic()
-    for n, e in enumerate(execs):
-        d = e.d
-        e4 = int4_execs[n] if int4_execs is not None else None
-        per = {}
-        for cfg in CONFIGS:
-            ex, route, c = _model_run(cfg, e, e4, TOPS[cfg])
-            src = "model"
-            if route is not None:  # a top of the RTL generator: checked, maybe replayed
-                if check_every and n % check_every == 0:
-                    check["executions"] += 1
-                    want = _predict(ex, route, TOPS[cfg])
-                    got = {k: c[k] for k in RTL_COUNTERS}
-                    if want != got:
-                        check["mismatches"] += 1
-                        check["first"] = check["first"] or f"{ex.name} {cfg}: {want} != {got}"
-                if (cfg, e.index) in rtl:
-                    r = rtl[(cfg, e.index)]
-                    rtl_vs_model["compared"] += 1
-                    if any(r[k] != c[k] for k in RTL_COUNTERS):
-                        rtl_vs_model["mismatches"] += 1
-                        rtl_vs_model["first"] = rtl_vs_model["first"] or f"{ex.name} {cfg}"
-                    # the non-null items are the address streams' (the model's), not a counter
-                    c = {**r, "items": c["items_dense"] + c["items_sparse"]}
-                    src = "rtl"
-                    rtl_used[cfg] += 1
-            per[cfg] = (c, src, ex.d)
-        s = d.shape
-        rec = {"index": e.index, "name": e.name, "layer": e.meta.get("layer"),
-               "step": e.meta.get("step"), "eval": e.meta.get("eval"),
-               "precision": e.meta.get("precision"), "useful_macs": useful_macs(d),
-               "nonzero_work": nonzero_work(d, e.x),
-               "output_pixels": s.out_height * s.out_width,
-               "output_floor": s.out_height * s.out_width * d.cout,
-               "sparse_groups": int(e.map.sum()), "groups": int(e.map.size),
-               "in_sparsity": float((e.x == 0).mean()), "configs": {}}
-        for cfg in CONFIGS:
-            c, src, dd = per[cfg]
-            ev = events_for(cfg, dd, c)
-            pj, parts = en.energy_of(ev, table)
-            dram = ev["dram_byte"]
-            r = {"source": src, "cycles_compute": int(c["cycles"]),
-                 "cycles": _bound(int(c["cycles"]), dram, bandwidth),
-                 "energy_pj": pj, "energy_parts_pj": parts, "dram_bytes": dram}
-            if cfg in RTL_CONFIGS:
-                r["dpe_busy"], r["spe_busy"] = int(c["dpe_busy"]), int(c["spe_busy"])
-                r["macs"] = int(c["macs"])
-            if cfg in SQDM_FAMILY + ("int4_vsq_dense_plan",):
-                r["energy_pj_as_built"] = en.energy_of(
-                    events_for(cfg, dd, c, as_built=True), table)[0]
-            rec["configs"][cfg] = r
+    for rec, chk, used, vs_rtl in results:
         recs.append(rec)
-        if progress and (n + 1) % 200 == 0:
-            progress(f"  evaluated {n + 1}/{len(execs)} executions "
-                     f"({time.monotonic() - t0:.1f} s)")
+        for total, (n, bad, first) in ((check, chk), (rtl_vs_model, vs_rtl)):
+            total["executions" if total is check else "compared"] += n
+            total["mismatches"] += bad
+            total["first"] = total["first"] or first
+        for cfg in used:
+            rtl_used[cfg] += 1
     return recs, check, rtl_used, rtl_vs_model
 
 
@@ -358,28 +402,39 @@ def totals(recs, bandwidth=DEFAULT_BANDWIDTH):
 
 # --------------------------------------------------------------------------- sweeps
 
-def sqdm_total(execs, maps, table, bandwidth=DEFAULT_BANDWIDTH, config=PAPER_TOP, **params):
+def _sqdm_one(job):
+    """``(cycles, compute cycles, DPE busy, SPE busy, energy pJ)`` of one execution for
+    :func:`sqdm_total`."""
+    d, x, m, config, table, bandwidth = job
+    c = sqdm_counters(d, x, m, config)
+    ev = events_for("sqdm", d, c)
+    return (_bound(c["cycles"], ev["dram_byte"], bandwidth), c["cycles"], c["dpe_busy"],
+            c["spe_busy"], en.energy_of(ev, table)[0])
+
+
+def sqdm_total(execs, maps, table, bandwidth=DEFAULT_BANDWIDTH, config=PAPER_TOP, jobs=1,
+               **params):
     """Totals of SQ-DM on the top ``config`` (default the paper's organisation, the one whose
-    map routes) with ``params`` overridden, for given maps (evaluation.fastmodel)."""
+    map routes) with ``params`` overridden, for given maps (evaluation.fastmodel), in ``jobs``
+    processes (summed in execution order: the same totals for any)."""
+    config = config.replace(**params)
     cyc = cyc_c = dpe = spe = 0
     pj = 0.0
-    sparse_groups = groups = 0
-    for e, m in zip(execs, maps):
-        c = sqdm_counters(e.d, e.x, m, config, **params)
-        ev = events_for("sqdm", e.d, c)
-        pj += en.energy_of(ev, table)[0]
-        cyc_c += c["cycles"]
-        cyc += _bound(c["cycles"], ev["dram_byte"], bandwidth)
-        dpe += c["dpe_busy"]
-        spe += c["spe_busy"]
-        sparse_groups += int(np.sum(m))
-        groups += int(np.size(m))
+    for one in per_execution(_sqdm_one, [(e.d, e.x, m, config, table, bandwidth)
+                                         for e, m in zip(execs, maps)], jobs):
+        cyc += one[0]
+        cyc_c += one[1]
+        dpe += one[2]
+        spe += one[3]
+        pj += one[4]
+    sparse_groups = sum(int(np.sum(m)) for m in maps)
+    groups = sum(int(np.size(m)) for m in maps)
     return {"cycles": int(cyc), "cycles_compute": int(cyc_c), "dpe_busy": int(dpe),
             "spe_busy": int(spe), "dpe_utilisation": dpe / cyc_c, "spe_utilisation": spe / cyc_c,
             "energy_pj": pj, "sparse_group_fraction": sparse_groups / groups}
 
 
-def sweeps(execs, base, table, progress=print):
+def sweeps(execs, base, table, jobs=1, progress=print):
     """The map threshold, the DPE:SPE split and the map policy, on the paper's organisation
     (where the map decides which engine computes a group)."""
     fp16_cyc, fp16_pj = base["fp16_dense"]["cycles"], base["fp16_dense"]["energy_pj"]
@@ -398,7 +453,7 @@ def sweeps(execs, base, table, progress=print):
     for thr in THRESHOLDS:
         t0 = time.monotonic()
         maps = maps_for(execs, "trace", threshold=thr)
-        t = rel(sqdm_total(execs, maps, table))
+        t = rel(sqdm_total(execs, maps, table, jobs=jobs))
         t["threshold_pct"] = thr
         if thr == ir.THRESHOLD_DEFAULT_PCT:
             t["maps_equal_trace"] = all(np.array_equal(a, b) for a, b in zip(maps, trace_maps))
@@ -409,7 +464,8 @@ def sweeps(execs, base, table, progress=print):
     out["threshold"] = res
     res = []
     for label, cols, lanes, tile in RATIOS:
-        t = rel(sqdm_total(execs, trace_maps, table, dpe_cols=cols, spe_lanes=lanes, tile=tile))
+        t = rel(sqdm_total(execs, trace_maps, table, jobs=jobs, dpe_cols=cols, spe_lanes=lanes,
+                           tile=tile))
         t.update(label=label, dpe_cols=cols, spe_lanes=lanes, tile=tile,
                  dpe_multipliers=HW.vector * cols, spe_multipliers=lanes * tile,
                  multipliers=HW.vector * cols + lanes * tile)
@@ -418,7 +474,7 @@ def sweeps(execs, base, table, progress=print):
     out["dpe_spe_ratio"] = res
     res = []
     for pol in MAP_POLICIES:
-        t = rel(sqdm_total(execs, maps_for(execs, pol), table))
+        t = rel(sqdm_total(execs, maps_for(execs, pol), table, jobs=jobs))
         t["policy"] = pol
         res.append(t)
         progress(f"  map {pol:>7}: speed-up {t['speedup_vs_fp16']:.2f}x")
@@ -430,7 +486,7 @@ def sweeps(execs, base, table, progress=print):
 ABLATION = ABLATION_PRESETS + ("default",)
 
 
-def v2_ablation(execs, cfgs, area, table, *, rtl=None, bandwidth=DEFAULT_BANDWIDTH,
+def v2_ablation(execs, cfgs, area, table, *, rtl=None, bandwidth=DEFAULT_BANDWIDTH, jobs=1,
                 progress=print):
     """Each architecture-v2 mechanism on its own (:data:`ABLATION`: presets of
     ``hw.config.PRESETS``), the whole sample with the trace's maps: cycles, energy, datapath
@@ -450,7 +506,7 @@ def v2_ablation(execs, cfgs, area, table, *, rtl=None, bandwidth=DEFAULT_BANDWID
             row = {k: c[k] for k in ("cycles", "cycles_compute", "energy_pj", "source")}
             row.update(dpe_busy=c.get("dpe_busy"), spe_busy=c.get("spe_busy"))
         else:
-            t = sqdm_total(execs, maps, table, bandwidth, config=PRESETS[name])
+            t = sqdm_total(execs, maps, table, bandwidth, config=PRESETS[name], jobs=jobs)
             row = {k: t[k] for k in ("cycles", "cycles_compute", "energy_pj", "dpe_busy",
                                      "spe_busy")}
             row["source"] = "model"
@@ -474,7 +530,8 @@ def v2_ablation(execs, cfgs, area, table, *, rtl=None, bandwidth=DEFAULT_BANDWID
                          bandwidth) for e in execs)
         src = "rtl"
     else:
-        cyc, src = sqdm_total(execs, dense, table, bandwidth, config=HW)["cycles"], "model"
+        cyc, src = sqdm_total(execs, dense, table, bandwidth, config=HW,
+                              jobs=jobs)["cycles"], "model"
     trace_cycles = rows["default"]["cycles"]
     return {"rows": rows, "order": list(ABLATION), "source": "rows paper and default: as "
             "configs sqdm_paper and sqdm; the others evaluation.fastmodel (whole sample)",
@@ -918,7 +975,7 @@ def attach_quality_and_area(cfgs, golden, area):
 
 def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidth=DEFAULT_BANDWIDTH,
         int4_traces=None, peer_root=None, area_report=None, golden_report=None, do_sweeps=True,
-        plots=True, check_every=10, verify=True, model=DEFAULT_MODEL, progress=print):
+        plots=True, check_every=10, verify=True, model=DEFAULT_MODEL, jobs=1, progress=print):
     trace_dir, out_dir = Path(trace_dir), Path(out_dir)
     t_all = time.monotonic()
     progress(f"trace {trace_dir}")
@@ -950,7 +1007,8 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
     t0 = time.monotonic()
     recs, check, rtl_used, rtl_vs_model = evaluate(execs, rtl=rtl, int4_execs=execs4,
                                                    bandwidth=bandwidth, table=table,
-                                                   check_every=check_every, progress=progress)
+                                                   check_every=check_every, jobs=jobs,
+                                                   progress=progress)
     t_eval = time.monotonic() - t0
     if check["mismatches"]:
         raise BenchError(f"evaluation.fastmodel differs from hw.cyclemodel: {check['first']}")
@@ -968,7 +1026,7 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
     t_area = time.monotonic() - t0
     progress("v2 ablation (each mechanism alone on the paper's organisation):")
     t0 = time.monotonic()
-    abl = v2_ablation(execs, cfgs, area, table, rtl=rtl, bandwidth=bandwidth,
+    abl = v2_ablation(execs, cfgs, area, table, rtl=rtl, bandwidth=bandwidth, jobs=jobs,
                       progress=progress)
     t_abl = time.monotonic() - t0
     progress("\n" + table_text(cfgs) + "\n\n" + equal_area_text(ea) + "\n"
@@ -1012,7 +1070,7 @@ def run(trace_dir=DEFAULT_TRACES, results=None, out_dir=DEFAULT_OUT, *, bandwidt
     if do_sweeps:
         progress("sweeps (evaluation.fastmodel):")
         t0 = time.monotonic()
-        report["sweeps"] = sweeps(execs, cfgs, table, progress=progress)
+        report["sweeps"] = sweeps(execs, cfgs, table, jobs=jobs, progress=progress)
         report["timing_s"]["sweeps"] = time.monotonic() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     timing = report.pop("timing_s")
@@ -1033,6 +1091,8 @@ def _check_args(p, a):
     """Bad options end here, before the trace loads: one line naming the option."""
     if a.bandwidth < 1:
         p.error(f"--bandwidth must be >= 1 byte per cycle, got {a.bandwidth}")
+    if a.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {a.jobs}")
     if a.check_every < 0:
         p.error(f"--check-every must be >= 0 (0: never), got {a.check_every}")
     out = Path(a.out)
@@ -1078,6 +1138,9 @@ def main(argv=None):
                    help="DRAM bytes per cycle of every configuration")
     p.add_argument("--no-sweeps", action="store_true")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="processes of the per-execution models (the report is the same for "
+                        "any; make bench passes JOBS)")
     p.add_argument("--check-every", type=int, default=10,
                    help="compare evaluation.fastmodel with hw.cyclemodel on every Nth execution "
                         "(0: never)")
@@ -1090,7 +1153,7 @@ def main(argv=None):
             int4_traces=a.int4_traces or paths["int4_traces"],
             peer_root=a.peer_root or paths["peer_root"], area_report=a.area or paths["area"],
             golden_report=a.golden or paths["golden"], do_sweeps=not a.no_sweeps,
-            plots=not a.no_plots, check_every=a.check_every, model=a.model)
+            plots=not a.no_plots, check_every=a.check_every, model=a.model, jobs=a.jobs)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -321,3 +321,15 @@ def test_workload_memories_and_default_paths(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--model", "cifar"])
     assert "invalid choice: 'cifar'" in capsys.readouterr().err
+
+
+def test_processes_give_the_same_report(tiny, tmp_path):
+    """--jobs N: the per-execution models in N processes, the totals summed in execution
+    order, so the report is byte-identical to one process's."""
+    for jobs, out in ((1, tmp_path / "one"), (2, tmp_path / "two")):
+        bench.run(tiny, None, out, plots=False, check_every=1, jobs=jobs,
+                  progress=lambda *_: None)
+    for name in ("report.json", "executions.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    with pytest.raises(SystemExit):
+        bench.main(["--jobs", "0", "--traces", str(tiny), "--out", str(tmp_path / "o")])
