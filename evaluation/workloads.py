@@ -16,10 +16,11 @@ import json
 import sys
 from pathlib import Path
 
+from golden.workloads import WORKLOADS
 from .bench import DEFAULT_OUT, BenchError, default_paths, write_json
 
-#: The workloads compared, in column order.
-MODELS = ("digits", "mnist")
+#: The workloads compared, in column order (golden.workloads).
+MODELS = tuple(WORKLOADS)
 
 
 def _load(path: Path, model: str) -> dict:

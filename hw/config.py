@@ -18,7 +18,8 @@ from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, PARAM_WORD_BITS, RES_WORD_BITS, weight_word_bits
 
 __all__ = ["AcceleratorConfig", "PAPER", "V2", "ABLATION_PRESETS", "PRESETS", "preset",
-           "parse_overrides", "for_workload", "WORKLOAD_MEMORIES", "COUNTERS", "MODEL_COUNTERS", "SATURATION_COUNTERS", "COUNTER_BITS",
+           "parse_overrides", "for_workload", "WORKLOAD_MEMORIES", "COUNTERS", "MODEL_COUNTERS",
+           "SATURATION_COUNTERS", "COUNTER_BITS",
            "MEMORIES", "MECHANISMS", "SPE_MECHANISMS"]
 
 #: Performance counters of the top (output ports ``cnt_<name>``), cleared by ``start``.

@@ -117,8 +117,8 @@ def main(argv=None, log=print):
            "SQDM_E2E_PROGRESS": progress, "SQDM_E2E_CHECK": "0" if args.no_check else "1",
            "SQDM_E2E_PLAN": plan,
            "SQDM_COSIM_PARAMS": json.dumps({**config.to_dict(), "clock_ns": CLOCK_NS})}
-    log(f"hardware in the loop: {args.model} model, {args.steps} sampler steps ({2 * args.steps - 1} network "
-        f"evaluations), seed {args.seed}, every layer on the simulated {TOPLEVEL} (Verilator)")
+    log(f"hardware in the loop: {args.model} model, {args.steps} sampler steps "
+        f"({2 * args.steps - 1} network evaluations), seed {args.seed}, every layer on the simulated {TOPLEVEL} (Verilator)")
     stop = threading.Event()
     follower = threading.Thread(target=_follow, args=(progress, stop, log), daemon=True)
     follower.start()
