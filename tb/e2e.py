@@ -107,6 +107,7 @@ def main(argv=None, log=print):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         p.error(f"--out {out}: cannot create the folder ({e.strerror})")
+    out = out.resolve()  # the simulator runs in its own folder: its paths must be absolute
     config = for_workload(PRESETS["default"], args.model)
     plan = workload(args.model).plan_path
     verilog, _ = top_verilog(config, log=log)

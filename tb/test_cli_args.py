@@ -2,6 +2,8 @@
 code 2 before any Verilog is emitted or simulator started, and nothing named by --out is
 written."""
 
+from pathlib import Path
+
 import pytest
 
 from golden.clitest import Started, refuse, usage_error
@@ -70,6 +72,24 @@ def test_e2e_model_picks_the_workloads_top(tmp_path, capsys, monkeypatch):
     usage_error(capsys, lambda: e2e.main(["--model", "cifar", "--out", str(tmp_path / "o2")]),
                 "argument --model: invalid choice: 'cifar'")
     assert not (tmp_path / "o2").exists()
+
+
+def test_e2e_relative_out_reaches_the_simulator_absolute(tmp_path, monkeypatch):
+    """The simulation runs in its own folder, so a relative --out (make sim-e2e MODEL=mnist
+    passes build/sim/mnist) reaches it as absolute paths."""
+    seen = {}
+
+    def run(*args, extra_env, **kwargs):
+        seen.update(extra_env)
+        raise Started
+    monkeypatch.setattr(e2e, "top_verilog", lambda config, **_: ("top.v", None))
+    monkeypatch.setattr(e2e, "run_cocotb", run)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Started):
+        e2e.main(["--steps", "2", "--out", "rel/out"])
+    for key in ("SQDM_E2E_OUT", "SQDM_E2E_PROGRESS", "SQDM_E2E_PLAN"):
+        assert Path(seen[key]).is_absolute(), key
+    assert Path(seen["SQDM_E2E_OUT"]).parent.parent == tmp_path / "rel" / "out"
 
 
 # --------------------------------------------------------------------------- tb.bench_sim
