@@ -42,7 +42,7 @@ help:
 	@echo "make test       unit, property and simulation tests (the CI gate)"
 	@echo "make test-all   also the slow tests"
 	@echo "make train      retrain both golden checkpoints (SiLU, then ReLU fine-tune; MODEL=mnist: the MNIST U-Net)"
-	@echo "make plan       hardware-aware plan search + QAT -> golden/plans/sqdm_plan.json, build/plan/ (~30 min)"
+	@echo "make plan       hardware-aware plan search + QAT -> golden/plans/sqdm_plan.json, build/plan/ (~30 min; MODEL=mnist: search only -> golden/plans/mnist_plan.json, build/plan/mnist/)"
 	@echo "make qat        quantization-aware fine-tuning for the committed plan (~10-20 min)"
 	@echo "make classifier retrain the digit classifier of the golden report's FD (~15 s; MODEL=mnist: the MNIST one)"
 	@echo "make golden-report  SQNR, samples, sparsity -> build/golden/report.json (~16 min; MODEL=mnist: build/golden/mnist/)"
@@ -78,9 +78,10 @@ test-all: yowasp mnist-data
 train: $(STAMP) $(MODEL_DATA)
 	$(PY) -m golden.train --model $(MODEL)
 
+# MODEL=mnist: the search only (golden.qat fine-tunes the digits checkpoint).
 plan: $(STAMP)
-	$(PY) -m evaluation.plan
-	$(PY) -m golden.qat
+	$(PY) -m evaluation.plan --model $(MODEL) --jobs $(JOBS)
+	$(if $(filter mnist,$(MODEL)),,$(PY) -m golden.qat)
 
 qat: $(STAMP)
 	$(PY) -m golden.qat

@@ -15,13 +15,16 @@ Quality and speed are decided together by the precision plan, so candidates are 
    (denoiser and sample SQNR). The Pareto front of the measured candidates (and of the reference
    plans: the previous committed plan, the paper's role split, all-INT4, all-MXINT8) is reported.
 4. **The rule**: the committed plan is the candidate with the fewest predicted cycles whose
-   measured denoiser SQNR is at least the previous plan's (as it shipped: ``golden/plans/
-   v1_plan.json`` with the no-clip weight scales) and which runs at least 90 % of the MACs in 4
-   bits. Its cycles (and the previous plan's) are then computed exactly on its own sample.
+   measured denoiser SQNR is at least the previous plan's (the bar, :data:`SEARCHES`: for
+   digits ``golden/plans/v1_plan.json`` as it shipped, with the no-clip weight scales; for
+   MNIST the role plan ``golden/plans/mnist_role_plan.json``) and which runs at least 90 % of
+   the MACs in 4 bits. Its cycles (and the previous plan's) are then computed exactly on its
+   own sample.
 
-Writes ``golden/plans/sqdm_plan.json`` (the plan the flow reads), ``build/plan/report.json`` and
-PNG figures in ``build/plan/``; per-layer costs are cached in ``build/plan/costs.json`` (keyed by
-everything they depend on).
+``--model digits`` (the default) writes ``golden/plans/sqdm_plan.json`` (the plan the flow
+reads), ``build/plan/report.json`` and PNG figures in ``build/plan/``; ``--model mnist`` writes
+``golden/plans/mnist_plan.json`` and ``build/plan/mnist/``. Per-layer costs are cached in
+``costs.json`` of the report folder (keyed by everything they depend on).
 """
 
 from __future__ import annotations
@@ -32,26 +35,51 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from golden import sensitivity as sens
-from golden.model import CHECKPOINT_DIR, load_checkpoint
+from golden.model import load_checkpoint
 from golden.quant import (WEIGHT_SCALE_RULES, default_plan, int4_mac_share, load_plan,
                           save_plan, uniform_plan)
+from golden.workloads import DEFAULT_WORKLOAD, PLANS_DIR, WORKLOADS, workload
+from hw.config import for_workload
 from traces.export import descriptor_of, sample_calls
 from . import energy as en
 from .baselines import HW, PAPER, events_for, sqdm_counters
 from .bench import _bound
 
 REPO = Path(__file__).resolve().parent.parent
-PLAN_OUT = REPO / "golden" / "plans" / "sqdm_plan.json"
+PLAN_OUT = workload(DEFAULT_WORKLOAD).plan_path
 #: The plan committed before the hardware-aware search (the block-wise MAC-budget rule of
 #: ``golden.sensitivity``); its quality with the no-clip weight scales is the bar.
-PREVIOUS_PLAN = REPO / "golden" / "plans" / "v1_plan.json"
+PREVIOUS_PLAN = PLANS_DIR / "v1_plan.json"
 OUT = REPO / "build" / "plan"
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the search of one workload compares against and writes."""
+    #: the plan whose measured denoiser SQNR is the bar, and the weight-scale rule it runs with
+    previous: Path
+    previous_weight_scales: str
+    #: the report folder (``report.json``, ``costs.json``, figures)
+    out_dir: Path
+
+    def plan_out(self, model_name: str) -> Path:
+        """The plan file the search writes: the one the workload's flow reads."""
+        return workload(model_name).plan_path
+
+
+#: Per workload: the bar and the report folder. MNIST's bar is the role plan it shipped with
+#: (``golden.quant.default_plan``: every conv_relu layer INT4, the sensitive layers MXINT8).
+SEARCHES = {"digits": Search(PREVIOUS_PLAN, "max", OUT),
+            "mnist": Search(PLANS_DIR / "mnist_role_plan.json", "mse", OUT / "mnist")}
+assert set(SEARCHES) == set(WORKLOADS)
+_RULE_NAMES = {"max": "no-clip"}
 BANDWIDTH = 16            # bytes per cycle: the bench's DEFAULT_BANDWIDTH
 MIN_INT4_MAC_SHARE = 0.90
 #: Files whose content the per-layer costs depend on (with the checkpoint and the settings).
@@ -82,15 +110,18 @@ def _cost_chunk(args):
 
 def layer_costs(model, plan: dict, *, config=HW, seed: int = 0, num_steps: int = 18,
                 weight_scales: str = "mse", bandwidth=BANDWIDTH, jobs: int = 2,
-                progress=None) -> dict:
+                progress=None, calls=None) -> dict:
     """Per layer: cycles, compute cycles, energy (pJ) and executions of one whole golden sample
-    of ``plan`` (integer path, every evaluation of the sampler) on the top ``config``."""
+    of ``plan`` (integer path, every evaluation of the sampler) on the top ``config``.
+    ``calls``: that sample's layer executions when already run (``sample_calls``)."""
     t0 = time.time()
-    calls, _, _ = sample_calls(model, plan, num_steps=num_steps, seed=seed, progress=False,
-                               weight_scales=weight_scales)
+    where = "of the sample run before"
+    if calls is None:
+        calls, _, _ = sample_calls(model, plan, num_steps=num_steps, seed=seed, progress=False,
+                                   weight_scales=weight_scales)
+        where = f"on the integer path ({time.time() - t0:.0f} s)"
     if progress:
-        progress(f"    {len(calls)} executions on the integer path ({time.time() - t0:.0f} s); "
-                 f"fast model on {jobs} process(es)...")
+        progress(f"    {len(calls)} executions {where}; fast model on {jobs} process(es)...")
     chunks = [calls[i::max(1, jobs) * 4] for i in range(max(1, jobs) * 4)]
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as pool:
@@ -202,19 +233,30 @@ def candidates(model, order: list[str]) -> list[dict]:
 
 # --------------------------------------------------------------------------- the run
 
-def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_steps: int = 18,
-        seed: int = 1, cost_seed: int = 0, jobs: int = 2, weight_scales: str = "mse",
-        config=HW, progress=print) -> dict:
-    """The whole search (module docstring); ``config``: the top whose costs rank the plans
-    (default the v2 top; the paper's organisation is always reported beside it)."""
+def run(*, model_name: str = DEFAULT_WORKLOAD, out_dir: Path | None = None,
+        plan_out: Path | None = None, images: int = 8, num_steps: int = 18, seed: int = 1,
+        cost_seed: int = 0, jobs: int = 2, weight_scales: str = "mse", config=HW,
+        progress=print) -> dict:
+    """The whole search (module docstring) for workload ``model_name`` (its ReLU checkpoint;
+    ``out_dir`` and ``plan_out`` default to :data:`SEARCHES`'); ``config``: the top whose costs
+    rank the plans (default the v2 top with the workload's memories; the paper's organisation
+    is always reported beside it)."""
     started = time.time()
+    search = SEARCHES[model_name]
+    out_dir = search.out_dir if out_dir is None else out_dir
+    plan_out = search.plan_out(model_name) if plan_out is None else plan_out
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = CHECKPOINT_DIR / "unet_relu.pt"
+    model_path = workload(model_name).checkpoint("relu")
     model, _ = load_checkpoint(model_path)
-    previous = load_plan(PREVIOUS_PLAN, model)
+    previous = load_plan(search.previous, model)
+    previous_rule = search.previous_weight_scales
+    top_name = "hw.config.PRESETS['default']" if config == HW else repr(config)
+    config = for_workload(config, model_name)
+    paper = for_workload(PAPER, model_name)
     settings = {"images": images, "num_steps": num_steps, "seed": seed, "cost_seed": cost_seed,
-                "weight_scales": weight_scales, "bandwidth": BANDWIDTH,
-                "top": "hw.config.PRESETS['default']" if config == HW else repr(config)}
+                "weight_scales": weight_scales, "bandwidth": BANDWIDTH, "top": top_name}
+    if model_name != DEFAULT_WORKLOAD:
+        settings["model"] = model_name
     cost_settings = {"seed": cost_seed, "num_steps": num_steps, "weight_scales": weight_scales,
                      "bandwidth": BANDWIDTH, "config": repr(config)}
 
@@ -237,12 +279,16 @@ def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_
     progress("[3/5] candidates: measured denoiser and sample SQNR")
     order = demotion_order(per_layer, tables)
     points = candidates(model, order)
-    refs = [("previous", previous, "max"), ("previous_mse", previous, weight_scales),
+    refs = [("previous", previous, previous_rule),
+            (f"previous_{weight_scales}", previous, weight_scales),
             ("paper_split", default_plan(model), weight_scales),
             ("all_int4", uniform_plan(model, "int4"), weight_scales),
             ("all_mxint8", uniform_plan(model, "mxint8"), weight_scales)]
-    points += [{"kind": "reference", "name": n, "plan": p, "weight_scales": w}
-               for n, p, w in refs]
+    seen = []  # a reference equal to an earlier one (plan and rule) is measured once
+    for n, p, w in refs:
+        if (p, w) not in seen:
+            seen.append((p, w))
+            points.append({"kind": "reference", "name": n, "plan": p, "weight_scales": w})
     for i, p in enumerate(points):
         q = sens.plan_sqnr(ref, model, p["plan"], weight_scales=p.get("weight_scales",
                                                                       weight_scales),
@@ -267,15 +313,16 @@ def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_
              "v2 top and the paper's organisation)")
     exact, exact_paper = {}, {}
     for name, plan, rule in (("chosen", chosen["plan"], weight_scales),
-                             ("previous", previous, "max")):
+                             ("previous", previous, previous_rule)):
         progress(f"  {name}")
-        for top, table in ((config, exact), (PAPER, exact_paper)):
-            table[name] = total_cost(layer_costs(model, plan, config=top, seed=cost_seed,
-                                                 num_steps=num_steps, weight_scales=rule,
-                                                 jobs=jobs, progress=progress))
+        calls, _, _ = sample_calls(model, plan, num_steps=num_steps, seed=cost_seed,
+                                   progress=False, weight_scales=rule)
+        for top, table in ((config, exact), (paper, exact_paper)):
+            table[name] = total_cost(layer_costs(model, plan, config=top, jobs=jobs,
+                                                 progress=progress, calls=calls))
     split = {name: sens.error_split(ref, model, plan, weight_scales=rule)
              for name, plan, rule in (("chosen", chosen["plan"], weight_scales),
-                                      ("previous", previous, "max"))}
+                                      ("previous", previous, previous_rule))}
 
 
     progress("[5/5] report, figures and the plan file")
@@ -285,7 +332,7 @@ def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_
     prev = next(p for p in points if p["name"] == "previous")
     rule = (f"fewest predicted sqdm cycles (v2 top, fast model, DRAM-bound at {BANDWIDTH} B/cycle) "
             f"among the measured front candidates with denoiser SQNR >= the previous plan's "
-            f"{bar:.2f} dB (no-clip weight scales) and >= {MIN_INT4_MAC_SHARE:.0%} of the MACs in "
+            f"{bar:.2f} dB ({_RULE_NAMES.get(previous_rule, previous_rule)} weight scales) and >= {MIN_INT4_MAC_SHARE:.0%} of the MACs in "
             f"INT4; the front demotes layers to INT4 in the order of added noise per cycle saved")
     report = {
         "settings": settings,
@@ -314,7 +361,7 @@ def run(*, out_dir: Path = OUT, plan_out: Path = PLAN_OUT, images: int = 8, num_
         "costs": tables,
         "wall_time_s": round(time.time() - started, 1),
     }
-    save_plan(plan_out, chosen["plan"], source="evaluation.plan", checkpoint="unet_relu.pt",
+    save_plan(plan_out, chosen["plan"], source="evaluation.plan", checkpoint=model_path.name,
               weight_scales=weight_scales, rule=rule, settings=settings,
               search={"name": chosen["name"], "denoiser_sqnr_db": chosen["sqnr_db"],
                       "sample_sqnr_db": chosen["sample_sqnr_db"],
@@ -388,6 +435,8 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error(f"--num-steps must be >= 2 (the Heun sampler's minimum), got {a.num_steps}")
     if a.jobs < 1:
         p.error(f"--jobs must be >= 1, got {a.jobs}")
+    a.out = a.out or str(SEARCHES[a.model].plan_out(a.model))
+    a.report_dir = a.report_dir or str(SEARCHES[a.model].out_dir)
     if Path(a.out).is_dir():
         p.error(f"--out {a.out} is a directory (it names the plan file to write)")
     if Path(a.report_dir).exists() and not Path(a.report_dir).is_dir():
@@ -397,8 +446,12 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m evaluation.plan", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(PLAN_OUT), help="the plan file to write")
-    p.add_argument("--report-dir", default=str(OUT))
+    p.add_argument("--model", choices=sorted(SEARCHES), default=DEFAULT_WORKLOAD,
+                   help="the workload whose plan is searched")
+    p.add_argument("--out", help="the plan file to write (default: the workload's plan, "
+                   f"{PLAN_OUT.relative_to(REPO)} for digits)")
+    p.add_argument("--report-dir", help=f"default {OUT.relative_to(REPO)} (digits), "
+                   f"{SEARCHES['mnist'].out_dir.relative_to(REPO)} (mnist)")
     p.add_argument("--images", type=int, default=8, help="images of the quality reference")
     p.add_argument("--num-steps", type=int, default=18)
     p.add_argument("--seed", type=int, default=1, help="seed of the quality reference")
@@ -409,7 +462,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     check_args(p, a)
     torch.set_num_threads(1)
-    run(out_dir=Path(a.report_dir), plan_out=Path(a.out), images=a.images,
+    run(model_name=a.model, out_dir=Path(a.report_dir), plan_out=Path(a.out), images=a.images,
         num_steps=a.num_steps, seed=a.seed, cost_seed=a.cost_seed, jobs=a.jobs,
         weight_scales=a.weight_scales,
         progress=lambda m: print(m, file=sys.stderr, flush=True))

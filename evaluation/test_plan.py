@@ -113,3 +113,33 @@ def test_plan_out_and_report_dir_are_checked(tmp_path, capsys, no_search):
                                          str(f)]), f"--report-dir {f} is a file")
     with pytest.raises(Started):
         ps.main(["--out", str(tmp_path / "p.json")])
+
+
+def test_each_workload_has_a_search_whose_bar_fits_its_model():
+    from golden.quant import default_plan, load_plan
+    from golden.workloads import WORKLOADS
+    assert set(ps.SEARCHES) == set(WORKLOADS)
+    model, _ = load_checkpoint(WORKLOADS["mnist"].checkpoint("relu"))
+    search = ps.SEARCHES["mnist"]
+    # MNIST's bar is the role plan it shipped with, kept beside the plan the search writes
+    assert load_plan(search.previous, model) == default_plan(model)
+    assert search.plan_out("mnist") == WORKLOADS["mnist"].plan_path != search.previous
+    assert ps.SEARCHES["digits"].plan_out("digits") == ps.PLAN_OUT
+    assert search.out_dir != ps.SEARCHES["digits"].out_dir
+
+
+@pytest.mark.parametrize("model, plan, report", [
+    ("digits", "golden/plans/sqdm_plan.json", "build/plan"),
+    ("mnist", "golden/plans/mnist_plan.json", "build/plan/mnist"),
+])
+def test_model_selects_the_plan_file_and_report_folder(monkeypatch, model, plan, report):
+    seen = {}
+    monkeypatch.setattr(ps.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(ps, "run", lambda **kw: seen.update(kw))
+    assert ps.main(["--model", model]) == 0
+    assert seen["model_name"] == model
+    assert seen["plan_out"] == ps.REPO / plan and seen["out_dir"] == ps.REPO / report
+
+
+def test_plan_rejects_an_unknown_model(capsys, no_search):
+    usage_error(capsys, lambda: ps.main(["--model", "cifar"]), "argument --model: invalid choice: 'cifar'")
