@@ -25,6 +25,7 @@ from pathlib import Path
 from hw.config import PRESETS, WORKLOAD_MEMORIES, AcceleratorConfig, for_workload, preset
 from hw.rtlcache import TOPLEVEL, top_verilog
 from hw.toolchain import CLOCK_NS
+from tb.loader import LOADER_TOP, write_loader
 from tb.simulator import SIMULATORS, SimulationError, _testcases, run_cocotb
 from traces.format import MANIFEST, sha256_file
 from tb.results import merge_shards, shard_file, summarize
@@ -89,7 +90,7 @@ def _read_records(path):
 
 def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, select=None,
            maps=("trace",), config=None, out_dir=DEFAULT_OUT, results_name=None, shard=None,
-           log=print, progress=None):
+           log=print, progress=None, loader=True):
     """Replay a trace folder on the simulated top and write ``out_dir/results_name``
     (default ``results.json``; ``shard-K-of-N.json`` for a shard).
 
@@ -97,7 +98,8 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
     ``PRESETS["default"]``). ``shard``: ``(K, N)`` replays shard K of N of the selection
     (:func:`traces.replay.shard_of`; :func:`tb.results.merge_shards` merges the N results).
     ``progress``: if given, called with a progress line every :data:`PROGRESS_SECONDS` while
-    the simulator runs. Returns the results dict (``{"summary": ..., "executions": [...]}``); raises
+    the simulator runs. ``loader``: load the memories through the :mod:`tb.loader` wrapper
+    (``$readmemh``; the default) or word by word from Python. Returns the results dict (``{"summary": ..., "executions": [...]}``); raises
     :class:`CosimError` when the replay cannot run. Mismatches do not raise: look at
     ``summary["bit_exact"]`` / ``summary["cycle_exact"]`` / ``summary["passed"]``.
     """
@@ -120,7 +122,7 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
         chosen = chosen[:limit]
     run = {"trace": str(trace_dir), "manifest_sha256": sha256_file(trace.root / MANIFEST),
            "simulator": simulator, "toplevel": TOPLEVEL, "params": config.to_dict(),
-           "maps": list(maps)}
+           "maps": list(maps), "memory_loads": "readmemh" if loader else "host port"}
     if shard is not None:
         k, n = shard
         run["shard"] = {"index": k, "count": n, "selected": list(chosen)}
@@ -144,7 +146,8 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
         snapshot = snapshot_trace(trace, chosen, work / "trace")
         return _replay(trace_dir, snapshot, work, run, chosen=chosen, total=len(trace),
                        simulator=simulator, maps=maps, config=config, out_dir=out_dir,
-                       results_name=results_name, wall0=wall0, log=log, progress=progress)
+                       results_name=results_name, wall0=wall0, log=log, progress=progress,
+                       loader=loader)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -169,7 +172,7 @@ def snapshot_trace(trace, indices, folder):
 
 
 def _replay(trace_dir, snapshot, work, run, *, chosen, total, simulator, maps, config, out_dir,
-            results_name, wall0, log, progress=None):
+            results_name, wall0, log, progress=None, loader=True):
     jsonl = work / "records.jsonl"
     env = {
         "SQDM_COSIM_TRACE": str(snapshot),
@@ -192,8 +195,12 @@ def _replay(trace_dir, snapshot, work, run, *, chosen, total, simulator, maps, c
                                    args=(jsonl, len(chosen) * len(maps), stop, progress))
         watcher.start()
     try:
-        result = run_cocotb([run["verilog"]], TOPLEVEL, "tb.replay", simulator=simulator,
-                            extra_env=env, check=False, vpi_access=VPI_ACCESS)
+        sources = [Path(run["verilog"])]
+        if loader:
+            sources.append(write_loader(sources[0], config, TOPLEVEL))
+        result = run_cocotb(sources, LOADER_TOP if loader else TOPLEVEL, "tb.replay",
+                            simulator=simulator, extra_env=env, check=False,
+                            vpi_access=VPI_ACCESS)
     except SimulationError as e:
         records = _read_records(jsonl)
         raise CosimError(f"simulation failed after {len(records)} execution(s): {e}") from None

@@ -32,6 +32,7 @@ from golden.workloads import DEFAULT_WORKLOAD, WORKLOADS, workload
 from hw.config import PRESETS, for_workload
 from hw.rtlcache import TOPLEVEL, top_verilog
 from hw.toolchain import CLOCK_NS
+from tb.loader import LOADER_TOP, write_loader
 from tb.simulator import SimulationError, _testcases, run_cocotb
 
 #: Sampler steps by default: the full sample of ``make traces`` (35 network evaluations, 1190
@@ -124,7 +125,8 @@ def main(argv=None, log=print):
     follower = threading.Thread(target=_follow, args=(progress, stop, log), daemon=True)
     follower.start()
     try:
-        result = run_cocotb([verilog], TOPLEVEL, "tb.cocotb_e2e", simulator="verilator",
+        result = run_cocotb([verilog, write_loader(verilog, config, TOPLEVEL)], LOADER_TOP,
+                            "tb.cocotb_e2e", simulator="verilator",
                             extra_env=env, check=False, vpi_access=VPI_ACCESS)
     except SimulationError as e:
         print(f"error: {e}", file=sys.stderr)

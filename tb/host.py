@@ -5,13 +5,16 @@ memory, zero counters, next map and counters. Shared by the cocotb modules :mod:
 inside the simulator only.
 """
 
+from pathlib import Path
+
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
 from hw.config import COUNTERS
 from hw.top import MemSel
 from traces.replay import HOST_MEMS
+from tb.loader import load_file
 
 __all__ = ["AcceleratorTB"]
 
@@ -35,6 +38,7 @@ class AcceleratorTB:
         self.dut = dut
         self.clock_ns = clock_ns
         self.groups_out = len(dut.next_map)
+        self.has_loader = hasattr(dut, "tb_load")
 
     async def reset(self):
         dut = self.dut
@@ -45,6 +49,9 @@ class AcceleratorTB:
         dut.host_sel.value = 0
         dut.host_addr.value = 0
         dut.host_wdata.value = 0
+        if self.has_loader:
+            dut.tb_load.value = 0
+            dut.tb_load_words.value = 0
         dut.zc_chan.value = 0
         dut.desc.value = 0
         dut.map.value = 0
@@ -54,9 +61,20 @@ class AcceleratorTB:
         await RisingEdge(dut.clk)
 
     async def load(self, sel, words):
-        """Write ``words`` to memory ``sel`` from address 0, one word per clock edge."""
+        """Write ``words`` to memory ``sel`` from address 0, one word per clock edge: by the
+        :mod:`tb.loader` wrapper from a ``$readmemh`` file when the toplevel is that wrapper,
+        else word by word from Python."""
         dut = self.dut
         dut.host_sel.value = sel.value
+        if self.has_loader:
+            if len(words):
+                Path(load_file(sel)).write_text("".join(f"{w:x}\n" for w in words))
+                dut.tb_load_words.value = len(words)
+                dut.tb_load.value = 1
+                await RisingEdge(dut.clk)       # the wrapper reads the file at this edge
+                dut.tb_load.value = 0
+                await FallingEdge(dut.tb_load_busy)  # at the edge that writes the last word
+            return
         dut.host_we.value = 1
         for addr, word in enumerate(words):
             dut.host_addr.value = addr

@@ -83,6 +83,7 @@ def test_e2e_relative_out_reaches_the_simulator_absolute(tmp_path, monkeypatch):
         seen.update(extra_env)
         raise Started
     monkeypatch.setattr(e2e, "top_verilog", lambda config, **_: ("top.v", None))
+    monkeypatch.setattr(e2e, "write_loader", lambda top, config, name: "sqdm_tb.v")
     monkeypatch.setattr(e2e, "run_cocotb", run)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(Started):
