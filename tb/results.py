@@ -160,6 +160,7 @@ def merge_shards(folder, count=None):
     run = {key: first[key] for key in ("trace",) + RUN_IDENTITY}
     run.update({
         "verilog": first.get("verilog"),
+        "memory_loads": first.get("memory_loads"),
         "executions_expected": sum(s["executions_expected"] for s in summaries),
         "built": any(s.get("built") for s in summaries),
         "cocotb_failure": "; ".join(f"shard {s['shard']['index']}/{count}: "

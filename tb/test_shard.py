@@ -94,8 +94,9 @@ def test_merged_shards_equal_the_single_run(single, shards, capsys):
     s, one = merged["summary"], single["summary"]
     for key in ("executions", "executions_expected", "bit_exact", "cycle_exact", "passed",
                 "simulated_cycles", "host_port_cycles", "mismatches", "params", "trace",
-                "manifest_sha256", "maps"):
+                "manifest_sha256", "maps", "memory_loads"):
         assert s[key] == one[key], key
+    assert s["memory_loads"] == "readmemh"
     assert s["shards"]["count"] == 3 and s["shards"]["executions"] == [2, 2, 1]
 
 
