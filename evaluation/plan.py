@@ -332,7 +332,8 @@ def run(*, model_name: str = DEFAULT_WORKLOAD, out_dir: Path | None = None,
     prev = next(p for p in points if p["name"] == "previous")
     rule = (f"fewest predicted sqdm cycles (v2 top, fast model, DRAM-bound at {BANDWIDTH} B/cycle) "
             f"among the measured front candidates with denoiser SQNR >= the previous plan's "
-            f"{bar:.2f} dB ({_RULE_NAMES.get(previous_rule, previous_rule)} weight scales) and >= {MIN_INT4_MAC_SHARE:.0%} of the MACs in "
+            f"{bar:.2f} dB ({_RULE_NAMES.get(previous_rule, previous_rule)} weight scales) "
+            f"and >= {MIN_INT4_MAC_SHARE:.0%} of the MACs in "
             f"INT4; the front demotes layers to INT4 in the order of added noise per cycle saved")
     report = {
         "settings": settings,

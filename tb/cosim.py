@@ -99,7 +99,8 @@ def replay(trace_dir=DEFAULT_TRACES, *, simulator="verilator", limit=None, selec
     (:func:`traces.replay.shard_of`; :func:`tb.results.merge_shards` merges the N results).
     ``progress``: if given, called with a progress line every :data:`PROGRESS_SECONDS` while
     the simulator runs. ``loader``: load the memories through the :mod:`tb.loader` wrapper
-    (``$readmemh``; the default) or word by word from Python. Returns the results dict (``{"summary": ..., "executions": [...]}``); raises
+    (``$readmemh``; the default) or word by word from Python. Returns the results dict
+    (``{"summary": ..., "executions": [...]}``); raises
     :class:`CosimError` when the replay cannot run. Mismatches do not raise: look at
     ``summary["bit_exact"]`` / ``summary["cycle_exact"]`` / ``summary["passed"]``.
     """
