@@ -69,10 +69,6 @@ class Search:
     #: the report folder (``report.json``, ``costs.json``, figures)
     out_dir: Path
 
-    def plan_out(self, model_name: str) -> Path:
-        """The plan file the search writes: the one the workload's flow reads."""
-        return workload(model_name).plan_path
-
 
 #: Per workload: the bar and the report folder. MNIST's bar is the role plan it shipped with
 #: (``golden.quant.default_plan``: every conv_relu layer INT4, the sensitive layers MXINT8).
@@ -244,7 +240,7 @@ def run(*, model_name: str = DEFAULT_WORKLOAD, out_dir: Path | None = None,
     started = time.time()
     search = SEARCHES[model_name]
     out_dir = search.out_dir if out_dir is None else out_dir
-    plan_out = search.plan_out(model_name) if plan_out is None else plan_out
+    plan_out = workload(model_name).plan_path if plan_out is None else plan_out
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = workload(model_name).checkpoint("relu")
     model, _ = load_checkpoint(model_path)
@@ -436,7 +432,7 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error(f"--num-steps must be >= 2 (the Heun sampler's minimum), got {a.num_steps}")
     if a.jobs < 1:
         p.error(f"--jobs must be >= 1, got {a.jobs}")
-    a.out = a.out or str(SEARCHES[a.model].plan_out(a.model))
+    a.out = a.out or str(workload(a.model).plan_path)
     a.report_dir = a.report_dir or str(SEARCHES[a.model].out_dir)
     if Path(a.out).is_dir():
         p.error(f"--out {a.out} is a directory (it names the plan file to write)")

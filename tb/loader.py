@@ -26,6 +26,7 @@ from pathlib import Path
 
 from hw.config import AcceleratorConfig
 from hw.top import MemSel
+from tb.simulator import module_header
 
 __all__ = ["LOADER_TOP", "LOADED_MEMS", "load_file", "port_declarations", "loader_verilog",
            "write_loader"]
@@ -50,12 +51,11 @@ def load_file(sel: MemSel) -> str:
 def port_declarations(verilog_text: str, toplevel: str) -> list[tuple[str, str, int]]:
     """``(name, direction, bits)`` of each port of module ``toplevel`` in ``verilog_text``
     (non-ANSI declarations, as Yosys writes them), in header order."""
-    header = re.search(rf"^module\s+{re.escape(toplevel)}\s*\(([^;]*)\)\s*;", verilog_text,
-                       re.MULTILINE)
+    header = module_header(verilog_text, toplevel)
     if header is None:
         raise ValueError(f"no `module {toplevel}(...);` header found")
-    body = verilog_text[header.end():verilog_text.find("endmodule", header.end())]
-    names = [n.strip() for n in header.group(1).split(",") if n.strip()]
+    names, end = header
+    body = verilog_text[end:verilog_text.find("endmodule", end)]
     decls = {}
     for m in re.finditer(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):0\]\s+)?(\w+)\s*;",
                          body, re.MULTILINE):

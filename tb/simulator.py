@@ -44,7 +44,7 @@ from hw.toolchain import (BUILD_WAIVERS, ICARUS_GENERATION, TIMESCALE, verilator
 __all__ = [
     "REPO_ROOT", "SIM_BUILD_ROOT", "SIM_RUN_ROOT", "SIMULATORS", "TIMESCALE",
     "VERILATOR_WAIVERS", "VPI_ACCESS", "SimResult", "SimulationError", "CocotbFailure",
-    "waves_requested", "build_key", "run_cocotb", "top_ports", "ports_vlt",
+    "waves_requested", "build_key", "run_cocotb", "module_header", "top_ports", "ports_vlt",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -116,14 +116,22 @@ class SimResult:
 VPI_ACCESS = ("all", "top", "ports")
 
 
-def top_ports(verilog_text, toplevel):
-    """Port names of module ``toplevel`` in ``verilog_text`` (a non-ANSI header, as Yosys
-    writes it: ``module top(a, b, ...);``)."""
+def module_header(verilog_text, toplevel):
+    """``(port names, end offset)`` of the non-ANSI header of module ``toplevel`` in
+    ``verilog_text`` (as Yosys writes it: ``module top(a, b, ...);``), or None if absent."""
     match = re.search(rf"^module\s+{re.escape(toplevel)}\s*\(([^;]*)\)\s*;", verilog_text,
                       re.MULTILINE)
     if match is None:
+        return None
+    return [p.strip() for p in match.group(1).split(",") if p.strip()], match.end()
+
+
+def top_ports(verilog_text, toplevel):
+    """Port names of module ``toplevel`` in ``verilog_text`` (see :func:`module_header`)."""
+    header = module_header(verilog_text, toplevel)
+    if header is None:
         raise SimulationError(f"no `module {toplevel}(...);` header found")
-    return [p.strip() for p in match.group(1).split(",") if p.strip()]
+    return header[0]
 
 
 def ports_vlt(verilog_texts, toplevel):

@@ -6,6 +6,7 @@ import pytest
 from hw.config import PRESETS
 from hw.top import MemSel
 from tb import loader as ld
+from tb import simulator
 
 TOP = """module other(a); input a; endmodule
 module sqdm_top(clk, host_we, host_sel, host_addr, host_wdata, host_rdata, done);
@@ -31,6 +32,19 @@ def test_port_declarations_in_header_order_with_widths():
     with pytest.raises(ValueError, match="no declaration of port.*done"):
         ld.port_declarations(TOP.replace("  output done;\n", ""), "sqdm_top")
 
+
+
+def test_header_parsing_is_shared_with_the_verilator_port_file():
+    """tb.simulator reads the same header: the port list of the .vlt control file."""
+    names = [name for name, _, _ in ld.port_declarations(TOP, "sqdm_top")]
+    assert simulator.top_ports(TOP, "sqdm_top") == names
+    vlt = simulator.ports_vlt(["module x(); endmodule\n", TOP], "sqdm_top").splitlines()
+    assert vlt == ["`verilator_config"] + [
+        f'public_flat_rw -module "sqdm_top" -var "{n}"' for n in names]
+    with pytest.raises(simulator.SimulationError, match="no `module absent"):
+        simulator.top_ports(TOP, "absent")
+    with pytest.raises(simulator.SimulationError, match="in the sources"):
+        simulator.ports_vlt([TOP], "absent")
 
 def test_wrapper_keeps_every_port_and_loads_each_writable_memory():
     text = ld.loader_verilog(TOP, PRESETS["default"])
