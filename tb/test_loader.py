@@ -33,7 +33,6 @@ def test_port_declarations_in_header_order_with_widths():
         ld.port_declarations(TOP.replace("  output done;\n", ""), "sqdm_top")
 
 
-
 def test_header_parsing_is_shared_with_the_verilator_port_file():
     """tb.simulator reads the same header: the port list of the .vlt control file."""
     names = [name for name, _, _ in ld.port_declarations(TOP, "sqdm_top")]
@@ -45,6 +44,7 @@ def test_header_parsing_is_shared_with_the_verilator_port_file():
         simulator.top_ports(TOP, "absent")
     with pytest.raises(simulator.SimulationError, match="in the sources"):
         simulator.ports_vlt([TOP], "absent")
+
 
 def test_wrapper_keeps_every_port_and_loads_each_writable_memory():
     text = ld.loader_verilog(TOP, PRESETS["default"])
