@@ -240,9 +240,10 @@ def run(*, model_name: str = DEFAULT_WORKLOAD, out_dir: Path | None = None,
     started = time.time()
     search = SEARCHES[model_name]
     out_dir = search.out_dir if out_dir is None else out_dir
-    plan_out = workload(model_name).plan_path if plan_out is None else plan_out
+    spec = workload(model_name)
+    plan_out = spec.plan_path if plan_out is None else plan_out
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = workload(model_name).checkpoint("relu")
+    model_path = spec.checkpoint("relu")
     model, _ = load_checkpoint(model_path)
     previous = load_plan(search.previous, model)
     previous_rule = search.previous_weight_scales

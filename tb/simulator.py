@@ -138,14 +138,10 @@ def ports_vlt(verilog_texts, toplevel):
     """A Verilator control file making exactly the ports of ``toplevel`` public (read-write):
     what a testbench that only drives and samples ports needs, and nothing that keeps
     Verilator from optimising the rest of the design."""
-    for text in verilog_texts:
-        try:
-            ports = top_ports(text, toplevel)
-            break
-        except SimulationError:
-            continue
-    else:
+    header = next(filter(None, (module_header(t, toplevel) for t in verilog_texts)), None)
+    if header is None:
         raise SimulationError(f"no `module {toplevel}(...);` header in the sources")
+    ports, _ = header
     lines = ["`verilator_config"]
     lines += [f'public_flat_rw -module "{toplevel}" -var "{p}"' for p in ports]
     return "\n".join(lines) + "\n"
