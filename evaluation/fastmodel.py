@@ -12,15 +12,19 @@ final pass leaves the last of the ``D = ENGINE_STAGES`` pipeline registers
 (``D`` cycles after its issue), stalls the whole engine until the join takes its previous
 result; the stall shifts everything behind it, so:
 
-    F_u = max(F_{u-1} + S_u, J_{u-1})            (F_{-1} = START_CYCLE + D, J_{-1} = -inf)
-    J_u = max(max(F_u^dpe, F_u^spe) + 1, J_{u-1} + n_{u-1})     (join; serializer frees)
+    F_u = max(F_{u-1} + S_u, R_{u-1})            (F_{-1} = START_CYCLE + D, R_{-1} = -inf)
+    A_u = max(F_u^dpe, F_u^spe) + 1               (both results valid)
+    L_u = max(A_u, L_{u-1} + n_{u-1})             (the unit register loads; serializer frees)
+    R_u = L_u                                     (join: the engines' results are taken)
     O_b = max(C_b + PPU_LATENCY, O_{b-1}) + m_b   (hw.ppu.ppu_block_out: output block b, of m_b
                                                   channels, its last one at the PPU in C_b)
     cycles = O_last + 1                           (the last out write)
 
-where channel i of unit u reaches the PPU in cycle ``C = J_u + i + 1`` (the serializer, then
+where channel i of unit u reaches the PPU in cycle ``C = L_u + i + 1`` (the serializer, then
 the PPU's input register), and blocks are drained in order, one element per cycle (the PPU's
-input never stalls: blocks arrive no faster than their length).
+input never stalls: blocks arrive no faster than their length). With ``registered_ready``
+the pair joins into the second unit register as soon as it is empty, the cycle after the
+unit before moved on: ``R_u = max(A_u, L_{u-1} + 1)``.
 
 The other counters are sums over items (dpe_busy, spe_busy, macs, zeros_skipped,
 mem_reads, mem_writes), computed per input pixel with numpy. ``eval/test_fastmodel.py``
@@ -136,21 +140,24 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
                   for c in range(t * tile, t * tile + n)]
         ends.append([(off, m) for off, m in closes if m])
     # the recurrence over units (pixel-major, tile-minor)
+    spare = 1 if config.registered_ready else None   # N frees the cycle after U loads
     fd = fs = START_CYCLE + ENGINE_STAGES
-    j_prev = o_blk = None
+    l_prev = r_prev = o_blk = None
     n_prev = 0
     for sdus, ssu in zip(zip(*(sd.tolist() for sd in sds)), ss.tolist()):
         for sdu, n, tile_ends in zip(sdus, nch, ends):
-            if j_prev is None:
+            if l_prev is None:
                 fd, fs = fd + sdu, fs + ssu
-                j = max(fd, fs) + 1
+                l = r = max(fd, fs) + 1
             else:
-                fd = max(fd + sdu, j_prev)
-                fs = max(fs + ssu, j_prev)
-                j = max(max(fd, fs) + 1, j_prev + n_prev)
+                fd = max(fd + sdu, r_prev)
+                fs = max(fs + ssu, r_prev)
+                a = max(fd, fs) + 1
+                l = max(a, l_prev + n_prev)
+                r = max(a, l_prev + spare) if spare else l
             for off, m in tile_ends:
-                o_blk = ppu_block_out(j + off + 1, m, o_blk)
-            j_prev, n_prev = j, n
+                o_blk = ppu_block_out(l + off + 1, m, o_blk)
+            l_prev, r_prev, n_prev = l, r, n
     cycles = o_blk + 1
 
     pixels = shape.out_height * shape.out_width

@@ -26,7 +26,9 @@ CASES = [  # h, w, cin, cout, k, s, p, x_format, out_format, residual, (cols, la
 
 
 MECHANISM_SETS = [{"col_skip": 1}, {"nibble_skip": 1}, {"col_skip": 1, "nibble_skip": 1},
-                  {"balance": 1, "col_skip": 1, "nibble_skip": 1}]
+                  {"balance": 1, "col_skip": 1, "nibble_skip": 1},
+                  {"registered_ready": 1}, {"col_skip": 1, "registered_ready": 1},
+                  {"balance": 1, "col_skip": 1, "nibble_skip": 1, "registered_ready": 1}]
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
@@ -37,11 +39,24 @@ def test_fast_model_equals_predict_layer(case):
 @pytest.mark.parametrize("mechanisms", range(len(MECHANISM_SETS)))
 @pytest.mark.parametrize("case", [1, 3, 4, 6, 9])
 def test_fast_model_with_v2_mechanisms(case, mechanisms):
-    """The same with the architecture-v2 mechanisms (a dense top takes col_skip only)."""
+    """The same with the architecture-v2 mechanisms and the join's second unit register (a
+    dense top takes col_skip and registered_ready only)."""
     mech = MECHANISM_SETS[mechanisms]
     if CASES[case][-1][1] == 0:
-        mech = {k: v for k, v in mech.items() if k == "col_skip"}
+        mech = {k: v for k, v in mech.items() if k in ("col_skip", "registered_ready")}
     _check_case(case, mech)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_registered_ready_never_costs_cycles(case):
+    """The join's second unit register releases the engines no later: a layer takes the same or
+    fewer cycles, the other counters are the same."""
+    base = _check_case(case, {})
+    spare = _check_case(case, {"registered_ready": 1})
+    for a, b in zip(base, spare):
+        assert b["cycles"] <= a["cycles"]
+        assert {k: v for k, v in a.items() if k != "cycles"} == \
+            {k: v for k, v in b.items() if k != "cycles"}
 
 
 def _check_case(case, mechanisms):
@@ -50,6 +65,7 @@ def _check_case(case, mechanisms):
     shape = ir.ConvShape(h, w, cin, cout, k, s, p)
     blk = ir.block_size(xf, 16)
     lo, hi = (0, 15) if xf == ir.Format.UINT4 else ((-7, 7) if xf == ir.Format.INT4 else (-127, 127))
+    results = []
     for trial in range(3):
         x = rng.integers(lo, hi + 1, (h, w, cin))
         x[rng.random(x.shape) < rng.uniform(0.2, 0.9)] = 0
@@ -66,6 +82,8 @@ def _check_case(case, mechanisms):
         assert {n: got[n] for n in want} == want, (case, trial, route)
         items = sum(got[n] for n in ("items_dense", "items_sparse", "null_dense", "null_sparse"))
         assert items >= 2 * got["units"]
+        results.append(got)
+    return results
 
 
 def test_worked_example_of_the_hardware_doc():
@@ -90,3 +108,23 @@ def test_short_route_is_rejected():
         layer_counters(shape, [0, 0], x_codes=np.zeros((2, 2, 64), int),
                        x_format=ir.Format.UINT4, out_format=ir.Format.UINT4, residual=False,
                        config=PRESETS["default"])
+
+
+def test_registered_ready_gains_where_engine_and_serializer_alternate():
+    """A sparse 3x3 layer of 33 channels (units of 32 and 1 channels; the border pixels' units
+    cost the SPE fewer cycles): the engines are released while the serializer still works, so
+    the layer is shorter, and the closed form still equals the stepped model."""
+    rng = np.random.default_rng(5)
+    shape = ir.ConvShape(5, 5, 32, 33, 3, 1, 1)
+    x = rng.integers(0, 16, (5, 5, 32))
+    x[rng.random(x.shape) < 0.8] = 0
+    words = act_words(x, np.zeros((5, 5, 2), dtype=np.uint8), x_format=ir.Format.UINT4)
+    cycles = []
+    for rr in (0, 1):
+        config = AcceleratorConfig(dpe_cols=4, spe_lanes=4, tile=32, registered_ready=rr)
+        args = dict(x_format=ir.Format.UINT4, out_format=ir.Format.UINT4, residual=False,
+                    config=config)
+        want = predict_layer(shape, [1, 1], act_words=words, **args)
+        assert layer_counters(shape, [1, 1], x_codes=x, **args) == want
+        cycles.append(want["cycles"])
+    assert cycles[1] < cycles[0]

@@ -1,7 +1,8 @@
 """Cycle-stepped model of :class:`hw.top.Accelerator` for one layer execution.
 
 It steps the same single-register handshakes as the RTL (docs/hardware.md 4.7): two walkers,
-two fetch stages, DPE, SPE, join, serializer, PPU and writer, and predicts every performance
+two fetch stages, DPE, SPE, join (with its second unit register if ``registered_ready``),
+serializer, PPU and writer, and predicts every performance
 counter, including ``cycles``. The per-item costs come from :func:`hw.dpe.dpe_item_cycles` and
 :func:`hw.spe.spe_item_cycles`, the item streams from :func:`hw.addrgen.walk_items`. The test of
 the top checks that the RTL's counters equal this model exactly.
@@ -248,7 +249,8 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     nblk = -(-shape.cout // out_blk)
     pixels = shape.out_height * shape.out_width
     total_words = pixels * nblk
-    uval = False
+    uval = nval = False   # the join's unit registers (N: ``registered_ready`` only)
+    spare = bool(config.registered_ready)
     c_idx = tc = 0
     pf_valid, pf_closes = False, 0
     ppu = PPUModel()
@@ -264,7 +266,10 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
         chan = tc + c_idx
         tile_end = c_idx == tile - 1 or chan == shape.cout - 1
         ser_done = ser_step and tile_end
-        join = dpe.o_valid and spe.o_valid and (not uval or ser_done)
+        if spare:
+            join = dpe.o_valid and spe.o_valid and not nval
+        else:
+            join = dpe.o_valid and spe.o_valid and (not uval or ser_done)
         for s, eng in engines.items():
             eng.comb(join)
         if disp is not None:
@@ -317,7 +322,12 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
                 tc = 0 if tc + tile >= shape.cout else tc + tile
             else:
                 c_idx += 1
-        if join:
+        if spare:
+            if not uval or ser_done:
+                uval, nval = nval or join, False
+            elif join:
+                nval = True
+        elif join:
             uval = True
         elif ser_done:
             uval = False

@@ -27,6 +27,9 @@ class JoinSerializer(wiring.Component):
         Output channels per unit (width of the engine results).
     max_channels : int, 1..4096
         Largest ``cout`` (width of the PPU's ``chan``).
+    registered_ready : bool
+        A second unit register, so ``d.ready`` / ``s.ready`` come from registers only (see
+        Timing).
 
     Members
     -------
@@ -67,13 +70,22 @@ class JoinSerializer(wiring.Component):
     ``ser_done`` -> ``join`` -> engine stalls starts at flops plus the consumer's ``ready``.
     ``o.valid`` never depends on ``o.ready``; ``d.ready`` / ``s.ready`` depend on
     ``d.valid & s.valid`` and on ``o.ready``.
+
+    With ``registered_ready`` a second unit register N holds a joined pair while the unit
+    register is busy: ``join`` = both valid and N empty, so ``d.ready`` / ``s.ready`` depend
+    on ``d.valid & s.valid`` and a register only, and the chain from ``o.ready`` ends in the
+    serializer. The unit register takes N's unit, else the joining pair, whenever it is empty
+    or emptied (``ser_done``): units still stream with no bubble, and each pair joins at the
+    latest when it would without N.
     """
 
-    def __init__(self, *, vector, tile, max_channels):
+    def __init__(self, *, vector, tile, max_channels, registered_ready=False):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.tile = check_int("tile", tile, 1, 256)
             self.max_channels = check_int("max_channels", max_channels, 1, 4096)
+            self.registered_ready = bool(check_int("registered_ready", int(registered_ready),
+                                                   0, 1))
         desc = descriptor_layout()
         super().__init__({
             "d": In(stream.Signature(result_layout(tile))),
@@ -105,14 +117,29 @@ class JoinSerializer(wiring.Component):
         uacc = [Signal.like(dr.payload.acc[0], name=f"uacc{c}") for c in range(T)]
         usat = Signal.like(dr.payload.sat)
         ser_done = Signal()
-        join = dr.valid & sr.valid & (~uval | ser_done)
+        sums = [dr.payload.acc[c] + sr.payload.acc[c] for c in range(T)]
+        ssum = dr.payload.sat + sr.payload.sat
+        if self.registered_ready:
+            # a second unit register N: the pair joins while N is empty (flops only), and U
+            # takes N (or the joining pair) when it is free
+            nval = Signal()
+            nacc = [Signal.like(uacc[0], name=f"nacc{c}") for c in range(T)]
+            nsat = Signal.like(usat)
+            join = dr.valid & sr.valid & ~nval
+            with m.If(~uval | ser_done):
+                m.d.sync += [uval.eq(nval | join), nval.eq(0), usat.eq(Mux(nval, nsat, ssum))]
+                m.d.sync += [uacc[c].eq(Mux(nval, nacc[c], sums[c])) for c in range(T)]
+            with m.Elif(join):
+                m.d.sync += [nval.eq(1), nsat.eq(ssum)]
+                m.d.sync += [nacc[c].eq(sums[c]) for c in range(T)]
+        else:
+            join = dr.valid & sr.valid & (~uval | ser_done)
+            with m.If(join):
+                m.d.sync += [uval.eq(1), usat.eq(ssum)]
+                m.d.sync += [uacc[c].eq(sums[c]) for c in range(T)]
+            with m.Elif(ser_done):
+                m.d.sync += uval.eq(0)
         m.d.comb += [dr.ready.eq(join), sr.ready.eq(join), self.joined.eq(join)]
-        with m.If(join):
-            m.d.sync += uval.eq(1)
-            m.d.sync += [uacc[c].eq(dr.payload.acc[c] + sr.payload.acc[c]) for c in range(T)]
-            m.d.sync += usat.eq(dr.payload.sat + sr.payload.sat)
-        with m.Elif(ser_done):
-            m.d.sync += uval.eq(0)
 
         # ---- serializer: one channel per cycle, with its parameters
         is_mx_out = self.out_format == Format.MXINT8

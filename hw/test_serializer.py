@@ -20,19 +20,22 @@ from .simtest import stream_put_polled as put
 from .streamcheck import stream_checker
 
 
-def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_gap, out_gap):
+def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_gap, out_gap,
+                   registered_ready=False):
     """Random units through a JoinSerializer (:func:`hw.simtest.serializer_case`); checks every
-    PPU element, the joins and the reads; returns the cycles of the output transfers."""
+    PPU element, the joins and the reads; returns the cycles of the output transfers and of the
+    joins."""
     case = serializer_case(vector=vector, tile=tile, cout=cout, out_format=out_format,
                            res_en=res_en, pixels=pixels, seed=seed)
     units, want = case["units"], case["want"]
-    ser = JoinSerializer(vector=vector, tile=tile, max_channels=64)
+    ser = JoinSerializer(vector=vector, tile=tile, max_channels=64,
+                         registered_ready=registered_ready)
     dut = WithMemories(ser, [
         (PARAM_WORD_BITS, len(case["par_words"]), case["par_words"],
          [(ser.par_rd_en, ser.par_rd_addr, ser.par_rd_data)]),
         (RES_WORD_BITS, len(case["res_words"]), case["res_words"],
          [(ser.res_rd_en, ser.res_rd_addr, ser.res_rd_data)])])
-    got, out_cycles = [], []
+    got, out_cycles, join_cycles = [], [], []
     stats = {"join": 0, "reads": 0}
     ready_to_go = []
 
@@ -65,6 +68,8 @@ def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_g
                 ser.joined, ser.reads, ser.o.valid, ser.o.ready):
             stats["join"] += join
             stats["reads"] += reads
+            if join:
+                join_cycles.append(cycle)
             if valid and ready:
                 out_cycles.append(cycle)
             cycle += 1
@@ -85,7 +90,7 @@ def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_g
     case["check"](got)
     assert stats["join"] == len(units)
     assert stats["reads"] == case["reads"]
-    return out_cycles
+    return out_cycles, join_cycles
 
 
 CASES = [  # vector, tile, cout, out_format, res_en
@@ -99,13 +104,14 @@ CASES = [  # vector, tile, cout, out_format, res_en
 ]
 
 
+@pytest.mark.parametrize("registered_ready", [False, True])
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("gaps", [(0.3, 0.3), (0.0, 0.7), (0.6, 0.0)])
-def test_serializer_matches_reference(case, gaps):
+def test_serializer_matches_reference(case, gaps, registered_ready):
     vector, tile, cout, fmt, res_en = case
     serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt, res_en=res_en,
                    pixels=3, seed=sum(case[:3]) + int(10 * gaps[0]), in_gap=gaps[0],
-                   out_gap=gaps[1])
+                   out_gap=gaps[1], registered_ready=registered_ready)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -113,9 +119,37 @@ def test_serializer_back_to_back(case):
     """Results always valid, ``o`` always ready: one channel per cycle across unit and pixel
     boundaries (the next unit joins in the ``ser_done`` cycle; the cycle models rely on it)."""
     vector, tile, cout, fmt, res_en = case
-    cycles = serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt, res_en=res_en,
-                            pixels=3, seed=7, in_gap=0.0, out_gap=0.0)
-    assert cycles == list(range(cycles[0], cycles[0] + len(cycles)))
+    for registered_ready in (False, True):
+        cycles, _ = serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt,
+                                   res_en=res_en, pixels=3, seed=7, in_gap=0.0, out_gap=0.0,
+                                   registered_ready=registered_ready)
+        assert cycles == list(range(cycles[0], cycles[0] + len(cycles)))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_second_unit_register_joins_earlier(case):
+    """With ``registered_ready``, results always valid: a unit joins one cycle after the one
+    before moved into the unit register (into N, while that unit serializes) instead of when it
+    finishes; the PPU sees the same channel stream in the same cycles."""
+    vector, tile, cout, fmt, res_en = case
+    runs = {rr: serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt,
+                               res_en=res_en, pixels=3, seed=7, in_gap=0.0, out_gap=0.0,
+                               registered_ready=rr) for rr in (False, True)}
+    (out0, join0), (out1, join1) = runs[False], runs[True]
+    assert out1 == out0
+    assert all(j1 <= j0 for j0, j1 in zip(join0, join1))
+    lens = [min(tile, cout - tc) for tc in range(0, cout, tile)] * 3
+    # the producers offer the next result the cycle after a join (a = r + 1). Without N a unit
+    # joins when the one before finishes serializing (r = l); with N as soon as N is empty, the
+    # cycle after the unit before moved into U (r = max(a, l + 1))
+    for joins, spare in ((join0, False), (join1, True)):
+        r = load = joins[0]
+        want = [r]
+        for n_prev in lens[:-1]:
+            a = r + 1
+            r, load = (max(a, load + 1) if spare else max(a, load + n_prev)), max(a, load + n_prev)
+            want.append(r)
+        assert joins == want, spare
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
@@ -123,6 +157,7 @@ def test_serializer_back_to_back(case):
     ({"tile": 0}, ValueError, r"tile must be in \[1, 256\], got 0"),
     ({"max_channels": 5000}, ValueError, r"max_channels must be in \[1, 4096\], got 5000"),
     ({"tile": 4.0}, TypeError, "tile must be an int"),
+    ({"registered_ready": 2}, ValueError, r"registered_ready must be in \[0, 1\], got 2"),
 ])
 def test_serializer_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

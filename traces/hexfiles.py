@@ -33,8 +33,9 @@ def hex_header(config: AcceleratorConfig = EXPORT_CONFIG) -> dict:
     return {"layout": "hw/layout.py", "weight_tile": config.tile}
 
 
-#: The configuration fields the cycle counts depend on: the array's shape and the v2 mechanisms.
-CYCLE_PARAMS = ("vector", "dpe_cols", "spe_lanes", "tile") + MECHANISMS
+#: The configuration fields the cycle counts depend on: the array's shape, the v2 mechanisms and
+#: the join's second unit register.
+CYCLE_PARAMS = ("vector", "dpe_cols", "spe_lanes", "tile") + MECHANISMS + ("registered_ready",)
 
 
 def cycle_model_header(config: AcceleratorConfig = EXPORT_CONFIG) -> dict:
