@@ -22,7 +22,7 @@ result; the stall shifts everything behind it, so:
 
 where channel i of unit u reaches the PPU in cycle ``C = L_u + i + 1`` (the serializer, then
 the PPU's input register), and blocks are drained in order, one element per cycle (the PPU's
-input never stalls: blocks arrive no faster than their length). With ``registered_ready``
+input never stalls: blocks arrive no faster than their length). With ``timing_regs``
 the pair joins into the second unit register as soon as it is empty, the cycle after the
 unit before moved on: ``R_u = max(A_u, L_{u-1} + 1)``.
 
@@ -140,7 +140,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
                   for c in range(t * tile, t * tile + n)]
         ends.append([(off, m) for off, m in closes if m])
     # the recurrence over units (pixel-major, tile-minor)
-    spare = 1 if config.registered_ready else None   # N frees the cycle after U loads
+    spare = 1 if config.timing_regs else None   # N frees the cycle after U loads
     fd = fs = START_CYCLE + ENGINE_STAGES
     l_prev = r_prev = o_blk = None
     n_prev = 0

@@ -27,8 +27,8 @@ CASES = [  # h, w, cin, cout, k, s, p, x_format, out_format, residual, (cols, la
 
 MECHANISM_SETS = [{"col_skip": 1}, {"nibble_skip": 1}, {"col_skip": 1, "nibble_skip": 1},
                   {"balance": 1, "col_skip": 1, "nibble_skip": 1},
-                  {"registered_ready": 1}, {"col_skip": 1, "registered_ready": 1},
-                  {"balance": 1, "col_skip": 1, "nibble_skip": 1, "registered_ready": 1}]
+                  {"timing_regs": 1}, {"col_skip": 1, "timing_regs": 1},
+                  {"balance": 1, "col_skip": 1, "nibble_skip": 1, "timing_regs": 1}]
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
@@ -40,19 +40,19 @@ def test_fast_model_equals_predict_layer(case):
 @pytest.mark.parametrize("case", [1, 3, 4, 6, 9])
 def test_fast_model_with_v2_mechanisms(case, mechanisms):
     """The same with the architecture-v2 mechanisms and the join's second unit register (a
-    dense top takes col_skip and registered_ready only)."""
+    dense top takes col_skip and timing_regs only)."""
     mech = MECHANISM_SETS[mechanisms]
     if CASES[case][-1][1] == 0:
-        mech = {k: v for k, v in mech.items() if k in ("col_skip", "registered_ready")}
+        mech = {k: v for k, v in mech.items() if k in ("col_skip", "timing_regs")}
     _check_case(case, mech)
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_registered_ready_never_costs_cycles(case):
+def test_timing_regs_never_costs_cycles(case):
     """The join's second unit register releases the engines no later: a layer takes the same or
     fewer cycles, the other counters are the same."""
     base = _check_case(case, {})
-    spare = _check_case(case, {"registered_ready": 1})
+    spare = _check_case(case, {"timing_regs": 1})
     for a, b in zip(base, spare):
         assert b["cycles"] <= a["cycles"]
         assert {k: v for k, v in a.items() if k != "cycles"} == \
@@ -110,7 +110,7 @@ def test_short_route_is_rejected():
                        config=PRESETS["default"])
 
 
-def test_registered_ready_gains_where_engine_and_serializer_alternate():
+def test_timing_regs_gains_where_engine_and_serializer_alternate():
     """A sparse 3x3 layer of 33 channels (units of 32 and 1 channels; the border pixels' units
     cost the SPE fewer cycles): the engines are released while the serializer still works, so
     the layer is shorter, and the closed form still equals the stepped model."""
@@ -121,7 +121,7 @@ def test_registered_ready_gains_where_engine_and_serializer_alternate():
     words = act_words(x, np.zeros((5, 5, 2), dtype=np.uint8), x_format=ir.Format.UINT4)
     cycles = []
     for rr in (0, 1):
-        config = AcceleratorConfig(dpe_cols=4, spe_lanes=4, tile=32, registered_ready=rr)
+        config = AcceleratorConfig(dpe_cols=4, spe_lanes=4, tile=32, timing_regs=rr)
         args = dict(x_format=ir.Format.UINT4, out_format=ir.Format.UINT4, residual=False,
                     config=config)
         want = predict_layer(shape, [1, 1], act_words=words, **args)

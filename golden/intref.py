@@ -270,7 +270,9 @@ def ppu_fixed(acc, scale_mant, scale_shift: int, bias, residual=None, *, relu: b
             or not 0 <= scale_shift <= SCALE_SHIFT_MAX:
         raise ValueError(f"scale_shift must be an int in [0, {SCALE_SHIFT_MAX}], "
                          f"got {scale_shift!r}")
-    peak = int(np.abs(acc).max(initial=0)) * int(np.abs(scale_mant).max(initial=0))
+    # magnitudes as Python ints: np.abs(-2**63) is still negative in int64
+    peak = max(int(acc.max(initial=0)), -int(acc.min(initial=0))) \
+        * int(np.abs(scale_mant).max(initial=0))
     if peak < 2 ** 62:   # fast path: exact in int64
         prod = acc * scale_mant.astype(np.int64)
     else:

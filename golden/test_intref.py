@@ -165,6 +165,18 @@ def test_ppu_saturation_is_counted():
     assert saturated == 2 and y.tolist() == [[[2 ** 31 - 1, -2 ** 31, 5]]]
 
 
+def test_ppu_extreme_accumulator_is_exact():
+    """The most negative int64 accumulator times a negative scale is a large positive product
+    (np.abs of it is negative in int64: the exact path must still be taken)."""
+    acc = np.array([-2 ** 63, -2 ** 63], np.int64)
+    y, saturated = ir.ppu_fixed(acc, np.array([-32767, 1], np.int32), 0,
+                                np.zeros(2, np.int32), relu=False)
+    assert saturated == 2 and y.tolist() == [2 ** 31 - 1, -2 ** 31]
+    y, saturated = ir.ppu_fixed(acc, np.array([-32767, 1], np.int32), 63,
+                                np.zeros(2, np.int32), relu=False)
+    assert saturated == 0 and y.tolist() == [32767, -1]
+
+
 @pytest.mark.parametrize("fmt", list(F))
 def test_ppu_output_formats_and_zero_counts(fmt):
     rng = np.random.default_rng(int(fmt))

@@ -64,13 +64,15 @@ class AcceleratorConfig:
     use an activation's high nibble and the non-zero low nibbles for the other two, instead of
     the non-zero elements for all four. Needs an SPE.
 
-    Timing (docs/hardware.md 4.7), 0 or 1:
-    registered_ready -- the join holds a second unit register, so the engines' ``ready`` comes
-    from registers only and the serializer's handshake no longer reaches the engines in the
-    cycle it is used (the ``board`` preset's setting: it cuts the longest path on an FPGA).
-    Costs ``tile`` x 64 + 24 flip-flops. The engines are released no later than with 0, so a
-    layer takes the same or fewer cycles, except on a ``balance`` top, where the dispatcher's
-    choices follow the engines' timing (a layer can also take more); the cycle models follow.
+    Timing, 0 or 1 (docs/hardware.md 4.7; the ``board`` preset's 1, for an FPGA's clock):
+    timing_regs -- registers that cut the longest paths of an FPGA implementation: a second
+    unit register at the join (the engines' ``ready`` from registers only, so the
+    serializer's handshake no longer reaches the engines in the cycle it is used; ``tile`` x
+    64 + 24 flip-flops), the SPE's end-of-sweep flag as a register, and the engine-side
+    counter increments through a register. Only the join's register changes cycles: the
+    engines are released no later than with 0, so a layer takes the same or fewer cycles,
+    except on a ``balance`` top, where the dispatcher's choices follow the engines' timing (a
+    layer can also take more); the cycle models follow.
     """
     vector: int = 16
     dpe_cols: int = 8
@@ -86,7 +88,7 @@ class AcceleratorConfig:
     balance: int = 0
     col_skip: int = 0
     nibble_skip: int = 0
-    registered_ready: int = 0
+    timing_regs: int = 0
 
     def __post_init__(self):
         check_choice("vector", self.vector, VECTOR_CHOICES)
@@ -107,7 +109,7 @@ class AcceleratorConfig:
                 raise ValueError(f"{name}=1 needs an SPE (spe_lanes >= 1), got spe_lanes=0 "
                                  "(a dense top: the dense preset, or also "
                                  f"{'=0, '.join(SPE_MECHANISMS)}=0)")
-        check_int("registered_ready", self.registered_ready, 0, 1)
+        check_int("timing_regs", self.timing_regs, 0, 1)
 
     # ---- construction helpers
 
@@ -203,7 +205,7 @@ ABLATION_PRESETS = ("paper",) + tuple(f"paper+{name}" for name in MECHANISMS)
 #: ``board``: the FPGA board's (docs/fpga.md): architecture v2 with every block of ``default``
 #: (DPE, SPE, both precisions, PPU, detector, address generator) at 4 DPE columns, one SPE lane
 #: and tile 8, with memories and channel limits that hold every layer of the digits model
-#: (``python -m fpga.host`` replays the default trace on it), and ``registered_ready``.
+#: (``python -m fpga.host`` replays the default trace on it), with ``timing_regs``.
 #: ``mnist``: ``default`` with memories and channel limits for the MNIST workload's 32x32 layers
 #: (act 4096 words, residual 32768, 288 output channels: attention's qkv of 96 channels); the
 #: same datapath, so the same cycles per layer as ``default`` would take.
@@ -226,7 +228,7 @@ PRESETS = {
                                out_depth=16),
     "board": V2.replace(dpe_cols=4, spe_lanes=1, tile=8, max_cin=128, max_cout=192,
                         max_pixels=256, act_depth=1024, weight_depth=512, res_depth=8192,
-                        out_depth=512, registered_ready=1),
+                        out_depth=512, timing_regs=1),
     "mnist": V2.replace(**WORKLOAD_MEMORIES["mnist"]),
     "dense": AcceleratorConfig(dpe_cols=16, spe_lanes=0, col_skip=1),
     "icarus": AcceleratorConfig(dpe_cols=4, spe_lanes=2, tile=8, max_cin=64, max_cout=64,

@@ -1,7 +1,7 @@
 """Cycle-stepped model of :class:`hw.top.Accelerator` for one layer execution.
 
 It steps the same single-register handshakes as the RTL (docs/hardware.md 4.7): two walkers,
-two fetch stages, DPE, SPE, join (with its second unit register if ``registered_ready``),
+two fetch stages, DPE, SPE, join (with its second unit register if ``timing_regs``),
 serializer, PPU and writer, and predicts every performance
 counter, including ``cycles``. The per-item costs come from :func:`hw.dpe.dpe_item_cycles` and
 :func:`hw.spe.spe_item_cycles`, the item streams from :func:`hw.addrgen.walk_items`. The test of
@@ -249,8 +249,8 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     nblk = -(-shape.cout // out_blk)
     pixels = shape.out_height * shape.out_width
     total_words = pixels * nblk
-    uval = nval = False   # the join's unit registers (N: ``registered_ready`` only)
-    spare = bool(config.registered_ready)
+    uval = nval = False   # the join's unit registers (N: ``timing_regs`` only)
+    spare = bool(config.timing_regs)
     c_idx = tc = 0
     pf_valid, pf_closes = False, 0
     ppu = PPUModel()

@@ -110,12 +110,20 @@ class PPUFixedPoint(wiring.Component):
         wide = barrel_shl(m, f1.prod, lsh, fb, "fix")
         whole = wide[fb:].as_signed()
         frac = wide[:fb]
-        half = 1 << (fb - 1)
-        up = (frac > half) | ((frac == half) & whole[0])
-        ysum = Signal(signed(len(whole) + 3))
-        m.d.comb += ysum.eq(whole + up + f1.add)
-        ysat = (ysum > _Y_MAX) | (ysum < _Y_MIN)
-        yclip = Mux(ysum > _Y_MAX, _Y_MAX, Mux(ysum < _Y_MIN, _Y_MIN, ysum))
+        # RNE: up if frac > half, or frac == half and whole is odd (reductions, no comparator)
+        up = frac[fb - 1] & (frac[:fb - 1].any() | whole[0])
+        # |add| <= 2**32, so a whole part outside 34 signed bits saturates whatever is added;
+        # inside, the sum needs 36 bits: short carry chains, and the clamp as bit reductions
+        nb = width + 2
+        big = ~(whole[nb - 1:].all() | ~whole[nb - 1:].any())
+        ysum = Signal(signed(nb + 2))
+        m.d.comb += ysum.eq(whole[:nb].as_signed() + up + f1.add)
+        top = ysum[width - 1:]                    # the bits a 32-bit value sign-extends
+        neg = whole[-1]
+        over = Mux(big, ~neg, ~ysum[-1] & top.any())
+        under = Mux(big, neg, ysum[-1] & ~top.all())
+        ysat = over | under
+        yclip = Mux(over, _Y_MAX, Mux(under, _Y_MIN, ysum[:width].as_signed()))
         f2 = Signal(data.StructLayout({
             "valid": 1, "y": signed(width), "sat": 1, "chan": range(self.max_channels),
             "last": 1}))

@@ -27,7 +27,7 @@ class JoinSerializer(wiring.Component):
         Output channels per unit (width of the engine results).
     max_channels : int, 1..4096
         Largest ``cout`` (width of the PPU's ``chan``).
-    registered_ready : bool
+    spare_unit : bool
         A second unit register, so ``d.ready`` / ``s.ready`` come from registers only (see
         Timing).
 
@@ -71,7 +71,7 @@ class JoinSerializer(wiring.Component):
     ``o.valid`` never depends on ``o.ready``; ``d.ready`` / ``s.ready`` depend on
     ``d.valid & s.valid`` and on ``o.ready``.
 
-    With ``registered_ready`` a second unit register N holds a joined pair while the unit
+    With ``spare_unit`` a second unit register N holds a joined pair while the unit
     register is busy: ``join`` = both valid and N empty, so ``d.ready`` / ``s.ready`` depend
     on ``d.valid & s.valid`` and a register only, and the chain from ``o.ready`` ends in the
     serializer. The unit register takes N's unit, else the joining pair, whenever it is empty
@@ -79,13 +79,12 @@ class JoinSerializer(wiring.Component):
     latest when it would without N.
     """
 
-    def __init__(self, *, vector, tile, max_channels, registered_ready=False):
+    def __init__(self, *, vector, tile, max_channels, spare_unit=False):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.tile = check_int("tile", tile, 1, 256)
             self.max_channels = check_int("max_channels", max_channels, 1, 4096)
-            self.registered_ready = bool(check_int("registered_ready", int(registered_ready),
-                                                   0, 1))
+            self.spare_unit = bool(check_int("spare_unit", int(spare_unit), 0, 1))
         desc = descriptor_layout()
         super().__init__({
             "d": In(stream.Signature(result_layout(tile))),
@@ -119,7 +118,7 @@ class JoinSerializer(wiring.Component):
         ser_done = Signal()
         sums = [dr.payload.acc[c] + sr.payload.acc[c] for c in range(T)]
         ssum = dr.payload.sat + sr.payload.sat
-        if self.registered_ready:
+        if self.spare_unit:
             # a second unit register N: the pair joins while N is empty (flops only), and U
             # takes N (or the joining pair) when it is free
             nval = Signal()

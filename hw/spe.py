@@ -69,6 +69,10 @@ class SPE(wiring.Component):
     nibble_skip : bool
         MXINT8: the two passes that multiply an activation's high nibble sweep its non-zero high
         nibbles only, the other two its non-zero low nibbles (:func:`spe_item_cycles`).
+    sweep_end_reg : bool
+        The end of a sweep (the remaining mask is empty) as a register, set with the mask
+        (the ``timing_regs`` configuration): ``i.ready`` then starts at registers one LUT
+        level closer. Same cycles.
 
     Members
     -------
@@ -98,11 +102,12 @@ class SPE(wiring.Component):
     last stage holds the final pass of a ``last`` item.
     """
 
-    def __init__(self, *, vector, lanes, cols, nibble_skip=False):
+    def __init__(self, *, vector, lanes, cols, nibble_skip=False, sweep_end_reg=False):
         with validating(self):
-            if not isinstance(nibble_skip, bool):
-                raise TypeError(f"nibble_skip must be a bool, got {nibble_skip!r}")
-            self.nibble_skip = nibble_skip
+            for name, flag in (("nibble_skip", nibble_skip), ("sweep_end_reg", sweep_end_reg)):
+                if not isinstance(flag, bool):
+                    raise TypeError(f"{name} must be a bool, got {flag!r}")
+            self.nibble_skip, self.sweep_end_reg = nibble_skip, sweep_end_reg
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.lanes = check_int("lanes", lanes, 1, MX_BLOCK)
             self.cols = check_int("cols", cols, 1, 256)
@@ -167,7 +172,10 @@ class SPE(wiring.Component):
         idx = [Signal(range(MX_BLOCK), name=f"idx{lane}") for lane in range(L)]
         lane_ok = [Signal(name=f"lane_ok{lane}") for lane in range(L)]
         rest = Signal(MX_BLOCK)
-        sweep_done = rest == 0
+        if self.sweep_end_reg:  # rest == 0, registered with rest (empty after reset)
+            sweep_done = Signal(init=1)
+        else:
+            sweep_done = rest == 0
 
         last_pass = Mux(is_mx, c_cnt == npass - 1, 1)
         final = busy & (item.null | (sweep_done & last_pass))
@@ -214,9 +222,13 @@ class SPE(wiring.Component):
         with m.If(accept):
             m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, a_idx + a_ok)]
             m.d.sync += rest.eq(a_rest)
+            if self.sweep_end_reg:
+                m.d.sync += sweep_done.eq(a_rest == 0)
         with m.Elif(adv & ~final):
             m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, k_idx + k_ok)]
             m.d.sync += rest.eq(k_rest)
+            if self.sweep_end_reg:
+                m.d.sync += sweep_done.eq(k_rest == 0)
 
         with m.If(adv):
             m.d.sync += fresh.eq(0)

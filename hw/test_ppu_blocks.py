@@ -67,21 +67,13 @@ def _block_params(mx, fmt):
 
 # --------------------------------------------------------------------------- fixed-point stage
 
-@pytest.mark.parametrize("relu,res_en,shift", [(False, True, 0), (True, True, 17),
-                                               (False, False, 40), (True, False, 63)])
-def test_fixed_point_matches_reference(relu, res_en, shift):
-    """Random elements with random gaps on both sides: every value (``|Y|``, sign, ``sat``)
-    equals golden.intref.ppu_fixed; ``chan`` and ``last`` pass through; ``i.ready`` is
-    ``o.ready`` in every cycle."""
-    rng = random.Random(shift)
-    n = 150
+def _fixed_point_run(elements, *, shift, relu, res_en, rng):
+    """``elements`` ((acc, k, bias, residual) each) through a PPUFixedPoint with random gaps on
+    both sides: every value (``|Y|``, sign, ``sat``) must equal golden.intref.ppu_fixed, and
+    ``chan`` / ``last`` pass through; ``i.ready`` is ``o.ready`` in every cycle."""
+    n = len(elements)
     inputs, want = [], []
-    for e in range(n):
-        acc = int(2 ** rng.uniform(0, 62)) * rng.choice([1, -1]) if rng.random() > 0.1 else 0
-        k = rng.randint(-3, 3) if e % 4 == 0 else rng.randint(-32767, 32767)
-        bias, res = rng.randint(-2 ** 31, 2 ** 31 - 1), rng.randint(-2 ** 31, 2 ** 31 - 1)
-        if e % 3:
-            bias //= 2 ** 12
+    for acc, k, bias, res in elements:
         y, sat = intref.ppu_fixed(np.array([acc], np.int64), np.array([k], np.int32), shift,
                                   np.array([bias], np.int32),
                                   np.array([res], np.int32) if res_en else None, relu=relu)
@@ -111,6 +103,44 @@ def test_fixed_point_matches_reference(relu, res_en, shift):
 
     run_sim(dut, [producer, consumer], [lockstep, _watchdog(20 * n)])
     assert got == want
+
+
+@pytest.mark.parametrize("relu,res_en,shift", [(False, True, 0), (True, True, 17),
+                                               (False, False, 40), (True, False, 63)])
+def test_fixed_point_matches_reference(relu, res_en, shift):
+    """Random elements: accumulators of every magnitude, small and large scales, biases and
+    residuals of both signs."""
+    rng = random.Random(shift)
+    elements = []
+    for e in range(150):
+        acc = int(2 ** rng.uniform(0, 62)) * rng.choice([1, -1]) if rng.random() > 0.1 else 0
+        k = rng.randint(-3, 3) if e % 4 == 0 else rng.randint(-32767, 32767)
+        bias, res = rng.randint(-2 ** 31, 2 ** 31 - 1), rng.randint(-2 ** 31, 2 ** 31 - 1)
+        if e % 3:
+            bias //= 2 ** 12
+        elements.append((acc, k, bias, res))
+    _fixed_point_run(elements, shift=shift, relu=relu, res_en=res_en, rng=rng)
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2])
+def test_fixed_point_edges(shift):
+    """The edges of the datapath: whole parts around the 34 signed bits beyond which the value
+    saturates whatever is added, sums around the 32-bit clamp, the extreme bias + residual,
+    rounding ties (odd and even), the largest accumulator and scale."""
+    rng = random.Random(100 + shift)
+    wholes = [0, 1, -1, 2 ** 31 - 1, 2 ** 31, -2 ** 31, -2 ** 31 - 1, 2 ** 32, -2 ** 32,
+              2 ** 33 - 1, 2 ** 33, -2 ** 33, -2 ** 33 - 1, 2 ** 34, -2 ** 34, 2 ** 40, -2 ** 40]
+    adds = [(0, 0), (2 ** 31 - 1, 2 ** 31 - 1), (-2 ** 31, -2 ** 31), (-2 ** 31, 0),
+            (2 ** 31 - 1, 0), (1, -2)]
+    elements = []
+    for w in wholes:
+        for frac in sorted({0, 2 ** shift // 2, 2 ** shift - 1}):   # ties at half
+            acc = w * 2 ** shift + frac
+            for bias, res in adds:
+                elements.append((acc, 1, bias, res))
+    elements += [(2 ** 63 - 1, 32767, 0, 0), (-2 ** 63, 32767, 0, 0), (-2 ** 63, -32767, 0, 0),
+                 (2 ** 63 - 1, -32767, -2 ** 31, -2 ** 31)]
+    _fixed_point_run(elements, shift=shift, relu=False, res_en=True, rng=rng)
 
 
 def test_fixed_point_latency():

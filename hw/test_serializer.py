@@ -21,7 +21,7 @@ from .streamcheck import stream_checker
 
 
 def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_gap, out_gap,
-                   registered_ready=False):
+                   spare_unit=False):
     """Random units through a JoinSerializer (:func:`hw.simtest.serializer_case`); checks every
     PPU element, the joins and the reads; returns the cycles of the output transfers and of the
     joins."""
@@ -29,7 +29,7 @@ def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_g
                            res_en=res_en, pixels=pixels, seed=seed)
     units, want = case["units"], case["want"]
     ser = JoinSerializer(vector=vector, tile=tile, max_channels=64,
-                         registered_ready=registered_ready)
+                         spare_unit=spare_unit)
     dut = WithMemories(ser, [
         (PARAM_WORD_BITS, len(case["par_words"]), case["par_words"],
          [(ser.par_rd_en, ser.par_rd_addr, ser.par_rd_data)]),
@@ -104,14 +104,14 @@ CASES = [  # vector, tile, cout, out_format, res_en
 ]
 
 
-@pytest.mark.parametrize("registered_ready", [False, True])
+@pytest.mark.parametrize("spare_unit", [False, True])
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("gaps", [(0.3, 0.3), (0.0, 0.7), (0.6, 0.0)])
-def test_serializer_matches_reference(case, gaps, registered_ready):
+def test_serializer_matches_reference(case, gaps, spare_unit):
     vector, tile, cout, fmt, res_en = case
     serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt, res_en=res_en,
                    pixels=3, seed=sum(case[:3]) + int(10 * gaps[0]), in_gap=gaps[0],
-                   out_gap=gaps[1], registered_ready=registered_ready)
+                   out_gap=gaps[1], spare_unit=spare_unit)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -119,22 +119,22 @@ def test_serializer_back_to_back(case):
     """Results always valid, ``o`` always ready: one channel per cycle across unit and pixel
     boundaries (the next unit joins in the ``ser_done`` cycle; the cycle models rely on it)."""
     vector, tile, cout, fmt, res_en = case
-    for registered_ready in (False, True):
+    for spare_unit in (False, True):
         cycles, _ = serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt,
                                    res_en=res_en, pixels=3, seed=7, in_gap=0.0, out_gap=0.0,
-                                   registered_ready=registered_ready)
+                                   spare_unit=spare_unit)
         assert cycles == list(range(cycles[0], cycles[0] + len(cycles)))
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_second_unit_register_joins_earlier(case):
-    """With ``registered_ready``, results always valid: a unit joins one cycle after the one
+    """With ``spare_unit``, results always valid: a unit joins one cycle after the one
     before moved into the unit register (into N, while that unit serializes) instead of when it
     finishes; the PPU sees the same channel stream in the same cycles."""
     vector, tile, cout, fmt, res_en = case
     runs = {rr: serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt,
                                res_en=res_en, pixels=3, seed=7, in_gap=0.0, out_gap=0.0,
-                               registered_ready=rr) for rr in (False, True)}
+                               spare_unit=rr) for rr in (False, True)}
     (out0, join0), (out1, join1) = runs[False], runs[True]
     assert out1 == out0
     assert all(j1 <= j0 for j0, j1 in zip(join0, join1))
@@ -157,7 +157,7 @@ def test_second_unit_register_joins_earlier(case):
     ({"tile": 0}, ValueError, r"tile must be in \[1, 256\], got 0"),
     ({"max_channels": 5000}, ValueError, r"max_channels must be in \[1, 4096\], got 5000"),
     ({"tile": 4.0}, TypeError, "tile must be an int"),
-    ({"registered_ready": 2}, ValueError, r"registered_ready must be in \[0, 1\], got 2"),
+    ({"spare_unit": 2}, ValueError, r"spare_unit must be in \[0, 1\], got 2"),
 ])
 def test_serializer_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -14,8 +14,10 @@ from .spe import SPE, spe_item_cycles, spe_item_macs
 
 @pytest.mark.parametrize("x_format", list(intref.Format))
 @pytest.mark.parametrize("vector,lanes,cols,sparsity", [(16, 4, 3, 0.65), (8, 3, 2, 0.3)])
-def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity):
-    dut = SPE(vector=vector, lanes=lanes, cols=cols)
+@pytest.mark.parametrize("sweep_end_reg", [False, True])
+def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity, sweep_end_reg):
+    """Exact results and cycles per item; the registered end-of-sweep flag changes neither."""
+    dut = SPE(vector=vector, lanes=lanes, cols=cols, sweep_end_reg=sweep_end_reg)
     engine_check(dut, x_format=x_format, units=12, seed=200 + x_format.value * 5 + lanes,
                  item_cycles=spe_cycles(vector, lanes), vector=vector, sparsity=sparsity)
 
@@ -85,6 +87,7 @@ def test_spe_beats_dpe_per_multiplier_at_65_percent_sparsity():
     ({"lanes": None}, TypeError, "lanes must be an int"),
     ({"cols": 257}, ValueError, r"cols must be in \[1, 256\], got 257"),
     ({"cols": 1.5}, TypeError, "cols must be an int"),
+    ({"sweep_end_reg": 1}, TypeError, "sweep_end_reg must be a bool"),
 ])
 def test_spe_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -5,7 +5,7 @@ SPE's place taken by :class:`hw.nullspe.NullSPE`."""
 
 from pathlib import Path
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, unsigned
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,7 +24,11 @@ from .serializer import JoinSerializer
 from .spe import SPE
 from .writer import PIXEL_BITS, OutputWriter
 
-__all__ = ["Accelerator", "MemSel", "block_args"]
+__all__ = ["Accelerator", "MemSel", "block_args", "ENGINE_COUNTERS"]
+
+#: The counters of engine-side events (engines, operand fetch, join, serializer reads), whose
+#: increments go through a register with ``timing_regs``.
+ENGINE_COUNTERS = ("dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads", "sat_terms")
 
 
 class MemSel(enum.Enum, shape=3):
@@ -50,7 +54,8 @@ def block_args(config):
         engines = {"spe": (NullSPE, dict(tile=T))}
     else:
         engines = {"spe": (SPE, dict(vector=V, lanes=c.spe_lanes, cols=T,
-                                     nibble_skip=nibble_skip))}
+                                     nibble_skip=nibble_skip,
+                                     sweep_end_reg=bool(c.timing_regs)))}
         if balance:  # one fetch (``fetch_d``) and the dispatcher
             engines["disp"] = (Dispatcher, dict(vector=V, dpe_cols=c.dpe_cols,
                                                 spe_lanes=c.spe_lanes, tile=T,
@@ -63,7 +68,7 @@ def block_args(config):
         "fetch_d": (OperandFetch, dict(tile=T)),
         **engines,
         "ser": (JoinSerializer, dict(vector=V, tile=T, max_channels=C,
-                                     registered_ready=bool(c.registered_ready))),
+                                     spare_unit=bool(c.timing_regs))),
         "ppu": (PPU, dict(vector=V, max_channels=C)),
         "wr": (OutputWriter, dict(max_channels=C)),
         "det": (SparsityDetector, dict(vector=V, max_channels=C, max_pixels=c.max_pixels)),
@@ -295,6 +300,13 @@ class Accelerator(wiring.Component):
             "sat_terms": Mux(ser.joined, dpe.o.payload.sat + spe.o.payload.sat, 0),
             "sat_ppu": Mux(ppu.o.valid, po.sat, 0),
         }
+        if cfg.timing_regs:
+            # the engine-side increments through a register: their last event comes tens of
+            # cycles before the layer's last write, so every counter is final at ``done``
+            for name in ENGINE_COUNTERS:
+                inc = Signal(Value.cast(incs[name]).shape(), name=f"inc_{name}")
+                m.d.sync += inc.eq(incs[name])
+                incs[name] = inc
         for name in COUNTERS:
             reg = getattr(self, f"cnt_{name}")
             with m.If(self.start & ~busy):

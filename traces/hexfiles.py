@@ -35,7 +35,7 @@ def hex_header(config: AcceleratorConfig = EXPORT_CONFIG) -> dict:
 
 #: The configuration fields the cycle counts depend on: the array's shape, the v2 mechanisms and
 #: the join's second unit register.
-CYCLE_PARAMS = ("vector", "dpe_cols", "spe_lanes", "tile") + MECHANISMS + ("registered_ready",)
+CYCLE_PARAMS = ("vector", "dpe_cols", "spe_lanes", "tile") + MECHANISMS + ("timing_regs",)
 
 
 def cycle_model_header(config: AcceleratorConfig = EXPORT_CONFIG) -> dict:
