@@ -9,7 +9,8 @@ from golden import intref
 
 from .common import ACC_WIDTH, barrel_shl, check_int, validating
 
-__all__ = ["PPUFixedPoint", "FIXED_LATENCY", "ppu_in_layout", "ppu_value_layout"]
+__all__ = ["PPUFixedPoint", "FIXED_LATENCY", "fixed_point_value", "ppu_in_layout",
+           "ppu_value_layout"]
 
 #: Registers between the fixed-point stage's input and output: the product register ``f1``
 #: (``acc * k``, with ``bias + residual``) and the fixed-point register ``f2`` (``Y``).
@@ -17,6 +18,33 @@ FIXED_LATENCY = 2
 
 _Y_MAX = 2 ** (intref.PPU_WIDTH - 1) - 1
 _Y_MIN = -(2 ** (intref.PPU_WIDTH - 1))
+
+
+def fixed_point_value(m, prod, add, shift):
+    """``clamp(RNE(prod * 2**-shift) + add)`` to signed PPU_WIDTH bits, combinational: returns
+    ``(value, saturated)``. ``add`` (bias + residual) has PPU_WIDTH + 1 bits.
+
+    The whole part of the shifted product has 80 bits, but since ``|add| <= 2**32`` a whole
+    part outside 34 signed bits saturates whatever is added: the sum needs 36 bits only (short
+    carry chains), and the RNE decision and the clamp are bit reductions, not comparators.
+    ``hw/test_ppu_blocks.py`` proves it equal to the full-width sum with a SAT solver."""
+    width, fb = intref.PPU_WIDTH, intref.SCALE_SHIFT_MAX
+    lsh = Signal(range(fb + 1))
+    m.d.comb += lsh.eq(fb - shift)
+    wide = barrel_shl(m, prod, lsh, fb, "fix")
+    whole = wide[fb:].as_signed()
+    frac = wide[:fb]
+    # RNE: up if frac > half, or frac == half and whole is odd
+    up = frac[fb - 1] & (frac[:fb - 1].any() | whole[0])
+    nb = width + 2
+    big = ~(whole[nb - 1:].all() | ~whole[nb - 1:].any())
+    ysum = Signal(signed(nb + 2))
+    m.d.comb += ysum.eq(whole[:nb].as_signed() + up + add)
+    top = ysum[width - 1:]                    # the bits a 32-bit value sign-extends
+    neg = whole[-1]
+    over = Mux(big, ~neg, ~ysum[-1] & top.any())
+    under = Mux(big, neg, ysum[-1] & ~top.all())
+    return Mux(over, _Y_MAX, Mux(under, _Y_MIN, ysum[:width].as_signed())), over | under
 
 
 def ppu_in_layout(max_channels):
@@ -104,26 +132,7 @@ class PPUFixedPoint(wiring.Component):
             ]
 
         # ---- f2: shift, round, add, clamp, ReLU (registered)
-        fb = intref.SCALE_SHIFT_MAX  # fraction bits kept for the rounding decision
-        lsh = Signal(range(fb + 1))
-        m.d.comb += lsh.eq(fb - self.shift)
-        wide = barrel_shl(m, f1.prod, lsh, fb, "fix")
-        whole = wide[fb:].as_signed()
-        frac = wide[:fb]
-        # RNE: up if frac > half, or frac == half and whole is odd (reductions, no comparator)
-        up = frac[fb - 1] & (frac[:fb - 1].any() | whole[0])
-        # |add| <= 2**32, so a whole part outside 34 signed bits saturates whatever is added;
-        # inside, the sum needs 36 bits: short carry chains, and the clamp as bit reductions
-        nb = width + 2
-        big = ~(whole[nb - 1:].all() | ~whole[nb - 1:].any())
-        ysum = Signal(signed(nb + 2))
-        m.d.comb += ysum.eq(whole[:nb].as_signed() + up + f1.add)
-        top = ysum[width - 1:]                    # the bits a 32-bit value sign-extends
-        neg = whole[-1]
-        over = Mux(big, ~neg, ~ysum[-1] & top.any())
-        under = Mux(big, neg, ysum[-1] & ~top.all())
-        ysat = over | under
-        yclip = Mux(over, _Y_MAX, Mux(under, _Y_MIN, ysum[:width].as_signed()))
+        yclip, ysat = fixed_point_value(m, f1.prod, f1.add, self.shift)
         f2 = Signal(data.StructLayout({
             "valid": 1, "y": signed(width), "sat": 1, "chan": range(self.max_channels),
             "last": 1}))

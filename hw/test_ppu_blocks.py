@@ -4,17 +4,21 @@ against a small Python model, all under random backpressure with the streams' ha
 checked (hw.simtest.run_sim)."""
 
 import random
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
+from amaranth.hdl import Elaboratable, Module, Mux, Signal, signed
 
 from golden import intref
 from golden import numerics as nx
 
-from .common import MX_BLOCK
+from .common import ACC_WIDTH, MX_BLOCK, barrel_shl
 from .cyclemodel import BlockQueueModel
 from .ppu_drain import DRAIN_LATENCY, BlockQuantizer
-from .ppu_fixed import FIXED_LATENCY, PPUFixedPoint
+from .ppu_fixed import FIXED_LATENCY, PPUFixedPoint, fixed_point_value
 from .ppu_queue import BUFFER_DEPTH, QUEUE_LATENCY, BlockQueue
 from .simtest import run_sim, stream_get, stream_put
 
@@ -141,6 +145,64 @@ def test_fixed_point_edges(shift):
     elements += [(2 ** 63 - 1, 32767, 0, 0), (-2 ** 63, 32767, 0, 0), (-2 ** 63, -32767, 0, 0),
                  (2 ** 63 - 1, -32767, -2 ** 31, -2 ** 31)]
     _fixed_point_run(elements, shift=shift, relu=False, res_en=True, rng=rng)
+
+
+class _FixedPointMiter(Elaboratable):
+    """:func:`hw.ppu_fixed.fixed_point_value` next to the plain full-width formulation: the
+    80-bit whole part plus the rounding bit plus ``add`` in 83 bits, compared with the
+    clamp bounds."""
+
+    def __init__(self, fixed_point_value):
+        self.value = fixed_point_value
+        self.prod = Signal(signed(ACC_WIDTH + intref.SCALE_MANT_BITS), name="prod")
+        self.add = Signal(signed(intref.PPU_WIDTH + 1), name="add")
+        self.shift = Signal(range(intref.SCALE_SHIFT_MAX + 1), name="shift")
+        self.ports = [self.prod, self.add, self.shift]
+        for name in ("y_ref", "y_dut"):
+            setattr(self, name, Signal(signed(intref.PPU_WIDTH), name=name))
+        for name in ("sat_ref", "sat_dut"):
+            setattr(self, name, Signal(name=name))
+        self.ports += [self.y_ref, self.y_dut, self.sat_ref, self.sat_dut]
+
+    def elaborate(self, platform):
+        m = Module()
+        fb = intref.SCALE_SHIFT_MAX
+        hi, lo = 2 ** (intref.PPU_WIDTH - 1) - 1, -2 ** (intref.PPU_WIDTH - 1)
+        wide = barrel_shl(m, self.prod, fb - self.shift, fb, "ref")
+        whole, frac = wide[fb:].as_signed(), wide[:fb]
+        up = (frac > (1 << (fb - 1))) | ((frac == (1 << (fb - 1))) & whole[0])
+        ysum = Signal(signed(len(whole) + 3))
+        m.d.comb += ysum.eq(whole + up + self.add)
+        m.d.comb += [self.sat_ref.eq((ysum > hi) | (ysum < lo)),
+                     self.y_ref.eq(Mux(ysum > hi, hi, Mux(ysum < lo, lo, ysum)))]
+        y, sat = self.value(m, self.prod, self.add, self.shift)
+        m.d.comb += [self.y_dut.eq(y), self.sat_dut.eq(sat)]
+        return m
+
+
+def _sat_prove_fixed_point(value, tmp_path):
+    yosys = shutil.which("yosys")
+    assert yosys, "yosys not found (.ci/run installs the Debian package)"
+    miter = _FixedPointMiter(value)
+    il = tmp_path / "miter.il"
+    il.write_text(rtlil.convert(miter, ports=miter.ports, name="miter"))
+    script = (f"read_rtlil {il}; hierarchy -top miter; proc; flatten; opt -fast; "
+              "sat -prove y_ref y_dut -prove sat_ref sat_dut -verify miter")
+    return subprocess.run([yosys, "-p", script], capture_output=True, text=True, timeout=600)
+
+
+def test_fixed_point_value_equals_full_width_formally(tmp_path):
+    """A SAT proof over every product, shift and bias + residual that the narrow sum of
+    fixed_point_value equals the full-width one (value and saturation); and that the proof
+    catches a slip that only some inputs show."""
+    run = _sat_prove_fixed_point(fixed_point_value, tmp_path)
+    assert run.returncode == 0 and "SUCCESS!" in run.stdout, run.stdout[-2000:] + run.stderr
+
+    def slipped(m, prod, add, shift):   # one more where shift is 1 and one product bit set
+        y, sat = fixed_point_value(m, prod, add, shift)
+        return Mux(prod[intref.SCALE_SHIFT_MAX - 1] & (shift == 1), y + 1, y), sat
+    run = _sat_prove_fixed_point(slipped, tmp_path)
+    assert run.returncode != 0 and "proof did fail" in run.stdout + run.stderr
 
 
 def test_fixed_point_latency():
