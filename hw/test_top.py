@@ -221,6 +221,8 @@ def test_host_port_and_init_file(tmp_path):
     ({"col_skip": True}, TypeError, "col_skip must be an int"),
     ({"spe_lanes": 0, "balance": 1}, ValueError, r"balance=1 needs an SPE \(spe_lanes >= 1\)"),
     ({"spe_lanes": 0, "balance": 0, "nibble_skip": 1}, ValueError, "nibble_skip=1 needs an SPE"),
+    ({"timing_regs": 2}, ValueError, r"timing_regs must be in \[0, 1\], got 2"),
+    ({"timing_regs": False}, TypeError, "timing_regs must be an int"),
 ])
 def test_config_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -246,6 +248,9 @@ def test_presets_and_overrides():
     assert preset("default") == AcceleratorConfig(balance=1, col_skip=1, nibble_skip=1)
     assert preset("paper+balance").balance == 1 and preset("paper+balance").col_skip == 0
     assert preset("tiny", tile=16).tile == 16 and PRESETS["tiny"].tile == 8
+    # the FPGA board's registers; every ASIC configuration keeps its cycles without them
+    assert preset("board").timing_regs == 1
+    assert all(PRESETS[p].timing_regs == 0 for p in PRESETS if p != "board")
     with pytest.raises(ValueError, match="configuration must be one of"):
         preset("huge")
     with pytest.raises(ValueError, match=r"unknown Accelerator parameter\(s\) \['tiles'\]"):
