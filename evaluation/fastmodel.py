@@ -140,7 +140,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
                   for c in range(t * tile, t * tile + n)]
         ends.append([(off, m) for off, m in closes if m])
     # the recurrence over units (pixel-major, tile-minor)
-    spare = 1 if config.timing_regs else None   # N frees the cycle after U loads
+    spare = bool(config.timing_regs)   # the join's second unit register N
     fd = fs = START_CYCLE + ENGINE_STAGES
     l_prev = r_prev = o_blk = None
     n_prev = 0
@@ -154,7 +154,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
                 fs = max(fs + ssu, r_prev)
                 a = max(fd, fs) + 1
                 l = max(a, l_prev + n_prev)
-                r = max(a, l_prev + spare) if spare else l
+                r = max(a, l_prev + 1) if spare else l   # N frees the cycle after U loads
             for off, m in tile_ends:
                 o_blk = ppu_block_out(l + off + 1, m, o_blk)
             l_prev, r_prev, n_prev = l, r, n

@@ -36,7 +36,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from hw import toolchain
 from hw.config import ABLATION_PRESETS, PRESETS
 from hw.rtlcache import block_module, block_verilog
 from .baselines import DENSE, HW, array_config, dense_array
@@ -97,11 +97,11 @@ def memory_bits(config) -> dict[str, int]:
 
 
 def yosys_executable() -> str:
-    path = shutil.which("yosys")
-    if path is None:
-        raise AreaError("the native Yosys is not installed (apt-get install yosys; .ci/run "
-                        "installs it on CI)")
-    return path
+    """:func:`hw.toolchain.yosys_executable`, its error as an :class:`AreaError`."""
+    try:
+        return toolchain.yosys_executable()
+    except RuntimeError as e:
+        raise AreaError(str(e)) from None
 
 
 @functools.cache

@@ -84,7 +84,9 @@ class JoinSerializer(wiring.Component):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.tile = check_int("tile", tile, 1, 256)
             self.max_channels = check_int("max_channels", max_channels, 1, 4096)
-            self.spare_unit = bool(check_int("spare_unit", int(spare_unit), 0, 1))
+            # a bool or 0 / 1 (check_int refuses bools, and int() would truncate 1.5)
+            flag = int(spare_unit) if isinstance(spare_unit, bool) else spare_unit
+            self.spare_unit = bool(check_int("spare_unit", flag, 0, 1))
         desc = descriptor_layout()
         super().__init__({
             "d": In(stream.Signature(result_layout(tile))),

@@ -4,7 +4,6 @@ against a small Python model, all under random backpressure with the streams' ha
 checked (hw.simtest.run_sim)."""
 
 import random
-import shutil
 import subprocess
 
 import numpy as np
@@ -21,6 +20,7 @@ from .ppu_drain import DRAIN_LATENCY, BlockQuantizer
 from .ppu_fixed import FIXED_LATENCY, PPUFixedPoint, fixed_point_value
 from .ppu_queue import BUFFER_DEPTH, QUEUE_LATENCY, BlockQueue
 from .simtest import run_sim, stream_get, stream_put
+from .toolchain import yosys_executable
 
 F = intref.Format
 _FP8 = nx.fp8_e4m3_decode(np.arange(nx.FP8_MAX_CODE + 1, dtype=np.uint8))
@@ -157,12 +157,11 @@ class _FixedPointMiter(Elaboratable):
         self.prod = Signal(signed(ACC_WIDTH + intref.SCALE_MANT_BITS), name="prod")
         self.add = Signal(signed(intref.PPU_WIDTH + 1), name="add")
         self.shift = Signal(range(intref.SCALE_SHIFT_MAX + 1), name="shift")
-        self.ports = [self.prod, self.add, self.shift]
-        for name in ("y_ref", "y_dut"):
-            setattr(self, name, Signal(signed(intref.PPU_WIDTH), name=name))
-        for name in ("sat_ref", "sat_dut"):
-            setattr(self, name, Signal(name=name))
-        self.ports += [self.y_ref, self.y_dut, self.sat_ref, self.sat_dut]
+        self.y_ref = Signal(signed(intref.PPU_WIDTH), name="y_ref")
+        self.y_dut = Signal(signed(intref.PPU_WIDTH), name="y_dut")
+        self.sat_ref, self.sat_dut = Signal(name="sat_ref"), Signal(name="sat_dut")
+        self.ports = [self.prod, self.add, self.shift, self.y_ref, self.y_dut, self.sat_ref,
+                      self.sat_dut]
 
     def elaborate(self, platform):
         m = Module()
@@ -181,8 +180,7 @@ class _FixedPointMiter(Elaboratable):
 
 
 def _sat_prove_fixed_point(value, tmp_path):
-    yosys = shutil.which("yosys")
-    assert yosys, "yosys not found (.ci/run installs the Debian package)"
+    yosys = yosys_executable()
     miter = _FixedPointMiter(value)
     il = tmp_path / "miter.il"
     il.write_text(rtlil.convert(miter, ports=miter.ports, name="miter"))

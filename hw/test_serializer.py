@@ -28,8 +28,7 @@ def serializer_run(*, vector, tile, cout, out_format, res_en, pixels, seed, in_g
     case = serializer_case(vector=vector, tile=tile, cout=cout, out_format=out_format,
                            res_en=res_en, pixels=pixels, seed=seed)
     units, want = case["units"], case["want"]
-    ser = JoinSerializer(vector=vector, tile=tile, max_channels=64,
-                         spare_unit=spare_unit)
+    ser = JoinSerializer(vector=vector, tile=tile, max_channels=64, spare_unit=spare_unit)
     dut = WithMemories(ser, [
         (PARAM_WORD_BITS, len(case["par_words"]), case["par_words"],
          [(ser.par_rd_en, ser.par_rd_addr, ser.par_rd_data)]),
@@ -132,9 +131,9 @@ def test_second_unit_register_joins_earlier(case):
     before moved into the unit register (into N, while that unit serializes) instead of when it
     finishes; the PPU sees the same channel stream in the same cycles."""
     vector, tile, cout, fmt, res_en = case
-    runs = {rr: serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt,
-                               res_en=res_en, pixels=3, seed=7, in_gap=0.0, out_gap=0.0,
-                               spare_unit=rr) for rr in (False, True)}
+    runs = {spare: serializer_run(vector=vector, tile=tile, cout=cout, out_format=fmt,
+                                  res_en=res_en, pixels=3, seed=7, in_gap=0.0, out_gap=0.0,
+                                  spare_unit=spare) for spare in (False, True)}
     (out0, join0), (out1, join1) = runs[False], runs[True]
     assert out1 == out0
     assert all(j1 <= j0 for j0, j1 in zip(join0, join1))
@@ -147,7 +146,8 @@ def test_second_unit_register_joins_earlier(case):
         want = [r]
         for n_prev in lens[:-1]:
             a = r + 1
-            r, load = (max(a, load + 1) if spare else max(a, load + n_prev)), max(a, load + n_prev)
+            r = max(a, load + 1) if spare else max(a, load + n_prev)
+            load = max(a, load + n_prev)
             want.append(r)
         assert joins == want, spare
 
@@ -158,6 +158,7 @@ def test_second_unit_register_joins_earlier(case):
     ({"max_channels": 5000}, ValueError, r"max_channels must be in \[1, 4096\], got 5000"),
     ({"tile": 4.0}, TypeError, "tile must be an int"),
     ({"spare_unit": 2}, ValueError, r"spare_unit must be in \[0, 1\], got 2"),
+    ({"spare_unit": 0.5}, TypeError, "spare_unit must be an int"),
 ])
 def test_serializer_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

