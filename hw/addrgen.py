@@ -5,8 +5,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import (MX_BLOCK, NCOLS_SHAPE, VECTOR_CHOICES, Mode, check_choice, check_int,
-                     validating)
+from .common import (MX_BLOCK, NCOLS_SHAPE, VECTOR_CHOICES, Mode, check_bool, check_choice,
+                     check_int, validating)
 from .descriptor import ADDR_BITS, descriptor_layout
 
 __all__ = ["AddrGen", "ADDRGEN_LATENCY", "addr_item_layout", "walk_items"]
@@ -272,9 +272,7 @@ class AddrGen(wiring.Component):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.tile = check_int("tile", tile, 1, 256)
             self.max_cin = check_int("max_cin", max_cin, vector, 2048)
-            if not isinstance(merged, bool):
-                raise TypeError(f"merged must be a bool, got {merged!r}")
-        self.merged = merged
+            self.merged = check_bool("merged", merged)
         self.groups = -(-max_cin // vector)
         self.walkers = (("o", None),) if merged else (("d", False), ("s", True))
         super().__init__({

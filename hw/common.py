@@ -73,6 +73,13 @@ def check_int(name, value, lo, hi=None):
     return value
 
 
+def check_bool(name, value):
+    """Return ``value`` if it is a bool; else raise TypeError (a block's option flags)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
 def check_choice(name, value, choices):
     """Return ``value`` if it is an int among ``choices``; else raise TypeError / ValueError."""
     if isinstance(value, bool) or not isinstance(value, int):

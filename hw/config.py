@@ -68,10 +68,12 @@ class AcceleratorConfig:
     timing_regs -- registers that cut the longest paths of an FPGA implementation: a second
     unit register at the join (the engines' ``ready`` from registers only, so the
     serializer's handshake no longer reaches the engines in the cycle it is used; ``tile`` x
-    64 + 24 flip-flops), the SPE's end-of-sweep flag as a register, and the engine-side
-    counter increments through a register. Only the join's register changes cycles: the
-    engines are released no later than with 0, so a layer takes the same or fewer cycles,
-    except on a ``balance`` top, where the dispatcher's choices follow the engines' timing (a
+    64 + 24 flip-flops), the SPE's end-of-sweep flag as a register, the engine-side counter
+    increments through a register, a skid buffer between each walker and its fetch stage
+    (no cycle added) and, on a ``balance`` top, the dispatcher's input register (the head
+    item and its costs). The join's register releases the engines no later than with 0, so a
+    layer takes the same or fewer cycles, except on a ``balance`` top, where the dispatcher's
+    input register adds a cycle to the start and its choices follow the engines' timing (a
     layer can also take more); the cycle models follow.
     """
     vector: int = 16

@@ -1,8 +1,10 @@
 """Cycle-stepped model of :class:`hw.top.Accelerator` for one layer execution.
 
 It steps the same single-register handshakes as the RTL (docs/hardware.md 4.7): two walkers,
-two fetch stages, DPE, SPE, join (with its second unit register if ``timing_regs``),
-serializer, PPU and writer, and predicts every performance counter, including ``cycles``. The per-item costs come from :func:`hw.dpe.dpe_item_cycles` and
+two fetch stages (or one and the dispatcher, with its input register if ``timing_regs``),
+DPE, SPE, join (with its second unit register if ``timing_regs``), serializer, PPU and
+writer, and predicts every performance counter, including ``cycles``. The skid buffers of
+``timing_regs`` add no cycle (:mod:`hw.skid`) and are not stepped. The per-item costs come from :func:`hw.dpe.dpe_item_cycles` and
 :func:`hw.spe.spe_item_cycles`, the item streams from :func:`hw.addrgen.walk_items`. The test of
 the top checks that the RTL's counters equal this model exactly.
 """
@@ -76,18 +78,25 @@ class EngineModel:
 
 class DispatcherModel:
     """Cycle model of :class:`hw.dispatch.Dispatcher` (a ``balance`` top): per cycle
-    :meth:`comb` (given the head item and the engines' ``i_ready``) sets the engines' inputs
-    ``out[e]`` (an item dict or None) and ``i_ready``; :meth:`edge` clocks it with the engines'
-    processing flags. ``cost[e](item)``: the item's cycles on engine ``e`` ("d" or "s")."""
+    :meth:`comb` (given the input stream's item and the engines' ``i_ready``) sets the
+    engines' inputs ``out[e]`` (an item dict or None) and ``i_ready``; :meth:`edge` clocks it
+    with the engines' processing flags. ``cost[e](item)``: the item's cycles on engine ``e``
+    ("d" or "s"); ``head_reg``: the input register stage (``timing_regs``)."""
 
-    def __init__(self, cost):
+    def __init__(self, cost, head_reg=False):
         self.cost = cost
         self.rem = {"d": 0, "s": 0}
         self.got = {"d": False, "s": False}
         self.closing = self.close_s = False
         self.hold = self.hold_s = False
+        self.reg = {"valid": False, "item": None} if head_reg else None
 
-    def comb(self, head_valid, head, eng_ready):
+    def comb(self, i_valid, i_item, eng_ready):
+        if self.reg is None:
+            head_valid, head = i_valid, i_item
+        else:
+            head_valid, head = self.reg["valid"], self.reg["item"]
+        head = head if head_valid else None
         free = {e: r <= 1 for e, r in self.rem.items()}
         if self.hold:
             want_s = self.hold_s
@@ -102,7 +111,8 @@ class DispatcherModel:
         owed = {"s": self.closing and self.close_s, "d": self.closing and not self.close_s}
         to = {"s": open_ and want_s and not owed["s"],
               "d": open_ and not want_s and not owed["d"]}
-        self.want_s, self.owed, self.to, self.head_valid = want_s, owed, to, head_valid
+        self.want_s, self.owed, self.to, self.head_valid, self.head = (
+            want_s, owed, to, head_valid, head)
         self.out = {}
         for e in "ds":
             if owed[e]:
@@ -112,11 +122,17 @@ class DispatcherModel:
                 self.out[e] = {**head, "first": int(not self.got[e])}
             else:
                 self.out[e] = None
-        self.i_ready = eng_ready["s"] and to["s"] if want_s else eng_ready["d"] and to["d"]
+        head_ready = eng_ready["s"] and to["s"] if want_s else eng_ready["d"] and to["d"]
         self.taken = {e: self.out[e] is not None and eng_ready[e] for e in "ds"}
-        self.accept = head_valid and self.i_ready
+        self.accept = head_valid and head_ready
+        if self.reg is None:
+            self.i_ready = head_ready
+        else:  # the stage loads whenever it is empty or its item leaves
+            self.i_ready = not head_valid or head_ready
+            self._load = (i_valid, i_item if i_valid else None)
 
-    def edge(self, adv, head):
+    def edge(self, adv):
+        head = self.head
         for e in "ds":
             if self.taken[e]:
                 self.rem[e] = 1 if self.owed[e] else self.cost[e](self.out[e])
@@ -131,6 +147,8 @@ class DispatcherModel:
             self.hold = False
         elif self.head_valid and (self.to["s"] or self.to["d"]):
             self.hold, self.hold_s = True, self.want_s
+        if self.reg is not None and self.i_ready:
+            self.reg["valid"], self.reg["item"] = self._load
 
 
 class BlockQueueModel:
@@ -239,7 +257,8 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     dpe = EngineModel(dpe_cost)
     spe = EngineModel(spe_cost)
     engines = {False: dpe, True: spe}
-    disp = DispatcherModel({"d": dpe_cost, "s": spe_cost}) if config.balance else None
+    disp = (DispatcherModel({"d": dpe_cost, "s": spe_cost}, head_reg=bool(config.timing_regs))
+            if config.balance else None)
     walk = {s: {"pos": 0, "running": False, "o_valid": False, "o": None} for s in streams}
     fetch = {s: {"valid": False, "item": None} for s in streams}
     taken_items = {False: [], True: []}  # the items each engine took
@@ -295,7 +314,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
                 taken_items[s].append(inputs[s])
             eng.edge(join, inputs[s] is not None, inputs[s])
         if disp is not None:
-            disp.edge(adv, fetch[None]["item"] if fetch[None]["valid"] else None)
+            disp.edge(adv)
         for s in streams:
             w, f = walk[s], fetch[s]
             o_ready = take[s]

@@ -5,8 +5,8 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
-                     mx_combos, pack_value, popcount, validating)
+from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_bool, check_choice, check_int,
+                     item_layout, mx_combos, pack_value, popcount, validating)
 from .dpe import dpe_item_cycles
 from .spe import SPE_NIBBLE_PASSES
 
@@ -36,6 +36,12 @@ class Dispatcher(wiring.Component):
     ------------------------------------------------------------------------------------
     vector, dpe_cols, tile : as :class:`hw.dpe.DPE`; spe_lanes : as :class:`hw.spe.SPE`
     col_skip, nibble_skip : the engines' options (they set the engines' item costs)
+    head_reg : bool
+        A register stage at the input (``timing_regs``): the head item and its costs are
+        registered, so the block RAMs' read data and the cost logic stay off the choice and
+        ``i.ready`` path (docs/hardware.md 4.7). Items reach the engines one cycle later; the
+        stage takes an item whenever it is empty or its item leaves (``i.ready = ~held |
+        accepted``), so they still stream back to back.
 
     Members
     -------
@@ -71,18 +77,20 @@ class Dispatcher(wiring.Component):
     to the first engine only, and not the next unit's last item.
 
     Handshakes: ``i.ready`` never depends on ``i.valid``, ``d.valid`` / ``s.valid`` never on
-    ``d.ready`` / ``s.ready``. No register on the item path: an item can reach an engine in
-    the cycle it leaves the fetch stage.
+    ``d.ready`` / ``s.ready``. Without ``head_reg`` no register is on the item path: an item
+    can reach an engine in the cycle it leaves the fetch stage.
     """
 
     def __init__(self, *, vector, dpe_cols, spe_lanes, tile, col_skip=False,
-                 nibble_skip=False):
+                 nibble_skip=False, head_reg=False):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.dpe_cols = check_int("dpe_cols", dpe_cols, 1, 64)
             self.spe_lanes = check_int("spe_lanes", spe_lanes, 1, MX_BLOCK)
             self.tile = check_int("tile", tile, dpe_cols, 256)
-            self.col_skip, self.nibble_skip = bool(col_skip), bool(nibble_skip)
+            self.col_skip = check_bool("col_skip", col_skip)
+            self.nibble_skip = check_bool("nibble_skip", nibble_skip)
+            self.head_reg = check_bool("head_reg", head_reg)
         super().__init__({
             "mode": In(Mode),
             "i": In(stream.Signature(item_layout(tile))),
@@ -96,9 +104,9 @@ class Dispatcher(wiring.Component):
         m = Module()
         V, N, L, T = self.vector, self.dpe_cols, self.spe_lanes, self.tile
         is_mx = self.mode == Mode.MXINT8
-        head = self.i.payload
+        item_in = self.i.payload
 
-        # ---- the head item's costs
+        # ---- the input item's costs (and which engine is cheaper for it)
         def table(values, index, name):
             sig = Signal(range(max(values) + 1), name=name)
             m.d.comb += sig.eq(Array(values)[index])
@@ -109,12 +117,12 @@ class Dispatcher(wiring.Component):
                                   ncols=n if self.col_skip else None) for n in ncols]
         d_mx = [c * len(mx_combos(V)) for c in d_int4]
         nc = Signal(range(T + 1))
-        m.d.comb += nc.eq(Mux(head.ncols > T, T, head.ncols))
-        d_cost = Mux(head.null, 1,
+        m.d.comb += nc.eq(Mux(item_in.ncols > T, T, item_in.ncols))
+        d_cost = Mux(item_in.null, 1,
                      Mux(is_mx, table(d_mx, nc, "d_mx"), table(d_int4, nc, "d_i4")))
 
         sweep = [max(1, -(-n // L)) for n in range(MX_BLOCK + 1)]
-        x = head.x
+        x = item_in.x
         nnz = popcount(m, Cat(*[Mux(is_mx | (e < V), x[e] != 0, 0) for e in range(MX_BLOCK)]),
                        "nnz")
         if self.nibble_skip:
@@ -123,9 +131,30 @@ class Dispatcher(wiring.Component):
             s_mx = 2 * table(sweep, hi, "sw_hi") + 2 * table(sweep, lo, "sw_lo")
         else:
             s_mx = len(SPE_NIBBLE_PASSES) * table(sweep, nnz, "sw_mx")
-        s_cost = Mux(head.null, 1, Mux(is_mx, s_mx, table(sweep, nnz, "sw")))
-        costs = {"d": Signal(COST_BITS, name="cost_d"), "s": Signal(COST_BITS, name="cost_s")}
-        m.d.comb += [costs["d"].eq(d_cost), costs["s"].eq(s_cost)]
+        s_cost = Mux(item_in.null, 1, Mux(is_mx, s_mx, table(sweep, nnz, "sw")))
+        in_costs = {"d": Signal(COST_BITS, name="in_cost_d"),
+                    "s": Signal(COST_BITS, name="in_cost_s")}
+        m.d.comb += [in_costs["d"].eq(d_cost), in_costs["s"].eq(s_cost)]
+        in_cheaper_s = Signal()  # the SPE is the cheaper engine for the item (pref on a tie)
+        m.d.comb += in_cheaper_s.eq((in_costs["s"] < in_costs["d"])
+                                    | ((in_costs["s"] == in_costs["d"]) & item_in.pref))
+
+        # ---- the head: the input itself, or (head_reg) a register stage holding it
+        head_ready = Signal()  # the head item leaves in this cycle
+        if self.head_reg:
+            head_valid = Signal(name="head_valid")
+            head = Signal(item_layout(T), name="head")
+            costs = {e: Signal(COST_BITS, name=f"cost_{e}") for e in "ds"}
+            cheaper_s = Signal(name="cheaper_s")
+            load = ~head_valid | head_ready
+            m.d.comb += self.i.ready.eq(load)
+            with m.If(load):
+                m.d.sync += [head_valid.eq(self.i.valid), head.eq(item_in),
+                             cheaper_s.eq(in_cheaper_s),
+                             *(costs[e].eq(in_costs[e]) for e in "ds")]
+        else:
+            head_valid, head, costs, cheaper_s = self.i.valid, item_in, in_costs, in_cheaper_s
+            m.d.comb += self.i.ready.eq(head_ready)
 
         # ---- engine state: remaining cycles, "has an item of this unit"
         rem = {e: Signal(COST_BITS, name=f"rem_{e}") for e in "ds"}
@@ -136,7 +165,6 @@ class Dispatcher(wiring.Component):
         closing, close_s = Signal(), Signal()
         hold, hold_s = Signal(), Signal()
         want_s = Signal()
-        cheaper_s = (costs["s"] < costs["d"]) | ((costs["s"] == costs["d"]) & head.pref)
         m.d.comb += want_s.eq(Mux(hold, hold_s,
                                   Mux(free["d"] & free["s"], cheaper_s, free["s"])))
         go = hold | free["d"] | free["s"]
@@ -157,12 +185,12 @@ class Dispatcher(wiring.Component):
                 "x": [0] * MX_BLOCK, "x_scale": 0, "w": [[0] * MX_BLOCK] * T,
                 "w_scale": [0] * T, "ncols": 0, "pref": 0, "null": 1, "first": ~got[e],
                 "last": 1})
-            m.d.comb += [o.valid.eq(owed[e] | (self.i.valid & to[e])),
+            m.d.comb += [o.valid.eq(owed[e] | (head_valid & to[e])),
                          o.payload.eq(Mux(owed[e], close, item))]
             taken[e] = Signal(name=f"taken_{e}")
             m.d.comb += taken[e].eq(o.valid & o.ready)
-        m.d.comb += self.i.ready.eq(Mux(want_s, self.s.ready & to["s"], self.d.ready & to["d"]))
-        accept = self.i.valid & self.i.ready
+        m.d.comb += head_ready.eq(Mux(want_s, self.s.ready & to["s"], self.d.ready & to["d"]))
+        accept = head_valid & head_ready
 
         for e, adv in (("d", self.d_adv), ("s", self.s_adv)):
             with m.If(taken[e]):
@@ -176,6 +204,6 @@ class Dispatcher(wiring.Component):
             m.d.sync += closing.eq(0)
         with m.If(accept):
             m.d.sync += hold.eq(0)
-        with m.Elif(self.i.valid & (to["s"] | to["d"])):
+        with m.Elif(head_valid & (to["s"] | to["d"])):
             m.d.sync += [hold.eq(1), hold_s.eq(want_s)]
         return m

@@ -4,8 +4,9 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
-                     mx_combos, nibble_operands, result_layout, validating, pack_value)
+from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_bool, check_choice, check_int,
+                     item_layout, mx_combos, nibble_operands, result_layout, validating,
+                     pack_value)
 from .engine import ENGINE_STAGES, lane_sum, result_pipeline, scale_factors
 
 __all__ = ["DPE", "DPE_LATENCY", "dpe_item_cycles"]
@@ -84,9 +85,7 @@ class DPE(wiring.Component):
 
     def __init__(self, *, vector, cols, tile, col_skip=False):
         with validating(self):
-            if not isinstance(col_skip, bool):
-                raise TypeError(f"col_skip must be a bool, got {col_skip!r}")
-            self.col_skip = col_skip
+            self.col_skip = check_bool("col_skip", col_skip)
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.cols = check_int("cols", cols, 1, 64)
             self.tile = check_int("tile", tile, cols, 256)

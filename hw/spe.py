@@ -4,9 +4,9 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_choice, check_int, item_layout,
-                     nibble_operands, nonzero_mask, nonzero_nibble_mask, popcount, result_layout,
-                     validating, pack_value)
+from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_bool, check_choice, check_int,
+                     item_layout, nibble_operands, nonzero_mask, nonzero_nibble_mask, popcount,
+                     result_layout, validating, pack_value)
 from .engine import ENGINE_STAGES, lane_sum, result_pipeline, scale_factors
 
 __all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles", "spe_item_macs"]
@@ -104,10 +104,8 @@ class SPE(wiring.Component):
 
     def __init__(self, *, vector, lanes, cols, nibble_skip=False, sweep_end_reg=False):
         with validating(self):
-            for name, flag in (("nibble_skip", nibble_skip), ("sweep_end_reg", sweep_end_reg)):
-                if not isinstance(flag, bool):
-                    raise TypeError(f"{name} must be a bool, got {flag!r}")
-            self.nibble_skip, self.sweep_end_reg = nibble_skip, sweep_end_reg
+            self.nibble_skip = check_bool("nibble_skip", nibble_skip)
+            self.sweep_end_reg = check_bool("sweep_end_reg", sweep_end_reg)
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.lanes = check_int("lanes", lanes, 1, MX_BLOCK)
             self.cols = check_int("cols", cols, 1, 256)

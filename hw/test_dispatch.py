@@ -24,7 +24,9 @@ def _units(nrng, count, mode):
         for _ in range(n):
             lo, hi = (-127, 128) if mode == Mode.MXINT8 else (0, 16)
             x = [int(v) if nrng.random() < density else 0 for v in nrng.integers(lo, hi, 32)]
-            unit.append({"x": x, "x_scale": 0, "w": [[0] * 32] * TILE, "w_scale": [0] * TILE,
+            # w_scale[0] carries the item's index (the engines name what they took by it)
+            unit.append({"x": x, "x_scale": 0, "w": [[0] * 32] * TILE,
+                         "w_scale": [len(items) + len(unit)] + [0] * (TILE - 1),
                          "first": 0, "last": 0, "null": 0, "ncols": ncols,
                          "pref": int(nrng.integers(0, 2)), "tag": (u, len(unit))})
         unit[0]["first"] = 1
@@ -46,11 +48,13 @@ def _costs(mode, col_skip, nibble_skip):
 
 @pytest.mark.parametrize("mode", [Mode.INT4, Mode.MXINT8])
 @pytest.mark.parametrize("col_skip,nibble_skip,seed", [(True, True, 1), (False, False, 2)])
-def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed):
+@pytest.mark.parametrize("head_reg", [False, True])
+def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed, head_reg):
     rnd, nrng = seeded(seed)
     items = _units(nrng, 14, mode)
+    assert len(items) < 256
     dut = Dispatcher(vector=V, dpe_cols=COLS, spe_lanes=LANES, tile=TILE, col_skip=col_skip,
-                     nibble_skip=nibble_skip)
+                     nibble_skip=nibble_skip, head_reg=head_reg)
     cost = _costs(mode, col_skip, nibble_skip)
     trace, taken = [], {"d": [], "s": []}
     units = len({it["tag"][0] for it in items})
@@ -85,7 +89,8 @@ def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed):
                 if adv[e]:
                     left[e] -= 1
                 if valid and ready[e]:
-                    it = dict(items[head]) if not p.null else {"null": 1, "ncols": 0, "x": []}
+                    it = (dict(items[p.w_scale[0]]) if not p.null
+                          else {"null": 1, "ncols": 0, "x": []})
                     it.update(first=p.first, last=p.last)
                     taken[e].append(it)
                     left[e] = cost[e](it)
@@ -96,7 +101,7 @@ def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed):
     run_sim(dut, [producer, engines])
 
     # the model, stepped with the recorded engine signals, makes the same choices
-    model = DispatcherModel(cost)
+    model = DispatcherModel(cost, head_reg=head_reg)
     for n, rec in enumerate(trace):
         model.comb(rec["i_valid"], rec["head"], rec["ready"])
         got = {e: model.out[e] and {k: model.out[e][k] for k in ("first", "last", "null")}
@@ -104,7 +109,7 @@ def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed):
         assert got == rec["out"], (n, got, rec["out"])
         if rec["i_valid"]:
             assert model.i_ready == bool(rec["i_ready"]), n
-        model.edge(rec["adv"], rec["head"])
+        model.edge(rec["adv"])
 
     # per engine one first..last run per unit; every item to exactly one engine
     seen = []
@@ -136,6 +141,8 @@ def test_choose_spe_rule():
     ({"spe_lanes": 0}, ValueError, r"spe_lanes must be in \[1, 32\], got 0"),
     ({"tile": 1}, ValueError, r"tile must be in \[2, 256\], got 1"),
     ({"vector": 12}, ValueError, "vector must be one of"),
+    ({"head_reg": 1}, TypeError, "head_reg must be a bool, got 1"),
+    ({"col_skip": None}, TypeError, "col_skip must be a bool, got None"),
 ])
 def test_dispatcher_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -328,16 +328,18 @@ def test_non_power_of_two_tile(x_format):
 V2_UNIT = SMALL.replace(dpe_cols=2, balance=1, col_skip=1, nibble_skip=1)
 
 
+@pytest.mark.parametrize("timing_regs", [0, 1])
 @pytest.mark.parametrize("n", range(len(LAYERS)))
-def test_v2_mechanisms_match_golden_and_model(n):
+def test_v2_mechanisms_match_golden_and_model(n, timing_regs):
     """The architecture-v2 mechanisms together (one walker + dispatcher, DPE column-group
-    skipping with 2 groups of 2 columns, SPE nibble skipping): bit-exact, and every counter
-    equal to the cycle model, with a random channel map (the dispatcher's tie-breaker)."""
+    skipping with 2 groups of 2 columns, SPE nibble skipping), as in the ``board`` preset also
+    with ``timing_regs``: bit-exact, and every counter equal to the cycle model, with a random
+    channel map (the dispatcher's tie-breaker)."""
     dims, xf, of, relu, res = LAYERS[n]
     layer = make_layer(300 + n, intref.ConvShape(*dims), xf, of, relu, res)
     _, nrng = seeded(n)
     route = [int(b) for b in nrng.integers(0, 2, SMALL.groups_in)]
-    out, = run_top(layer, [route], config=V2_UNIT)
+    out, = run_top(layer, [route], config=V2_UNIT.replace(timing_regs=timing_regs))
     check_against_golden(layer, out)
     want = out["job"].predicted_counters()
     assert {k: out["counters"][k] for k in want} == want
@@ -345,20 +347,22 @@ def test_v2_mechanisms_match_golden_and_model(n):
 
 # layers whose cycles the join's second unit register changes (found by a search with the cycle
 # model): seed, (h, w, cin, cout, k, s, p), x_format, sparsity, channel map, cycles without /
-# with it on the small top and on its v2 variant
+# with ``timing_regs`` on the small top and on its v2 variant (there also the dispatcher's
+# input register)
 READY_LAYERS = [
-    (6, (5, 4, 16, 5, 1, 1, 0), intref.Format.UINT4, 0.7, [1, 1, 1, 0], (141, 139), (126, 127)),
-    (21, (5, 5, 32, 9, 1, 1, 0), intref.Format.UINT4, 0.89, [1, 0, 0, 0], (254, 254), (279, 256)),
+    (6, (5, 4, 16, 5, 1, 1, 0), intref.Format.UINT4, 0.7, [1, 1, 1, 0], (141, 139), (126, 128)),
+    (21, (5, 5, 32, 9, 1, 1, 0), intref.Format.UINT4, 0.89, [1, 0, 0, 0], (254, 254), (279, 257)),
 ]
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["paper", "v2"])
 @pytest.mark.parametrize("n", range(len(READY_LAYERS)))
 def test_timing_regs_matches_golden_and_model(n, v2):
-    """The join's second unit register (``timing_regs``): bit-exact, and every counter
-    equal to the cycle model, which steps the second register. Without a dispatcher the layer
-    is shorter (the engines are released while the serializer works); on v2 the dispatcher's
-    choices follow the engines' timing, so a layer can also take a cycle more."""
+    """The ``timing_regs`` registers (the join's second unit register; on v2 also the
+    dispatcher's input register): bit-exact, and every counter equal to the cycle model, which
+    steps both. Without a dispatcher the layer is shorter (the engines are released while the
+    serializer works); on v2 the dispatcher's choices follow the engines' timing and its input
+    register delays the first item, so a layer can also take cycles more."""
     seed, dims, xf, sparsity, route, small, v2_cycles = READY_LAYERS[n]
     base = V2_UNIT if v2 else SMALL
     layer = make_layer(seed, intref.ConvShape(*dims), xf, intref.Format.UINT4, True, False,

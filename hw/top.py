@@ -9,7 +9,7 @@ from amaranth.hdl import Module, Mux, Signal, Value, unsigned
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .addrgen import AddrGen
+from .addrgen import AddrGen, addr_item_layout
 from .common import MX_BLOCK, Format, connect_read_port, validating
 from .config import COUNTER_BITS, COUNTERS, MEMORIES, AcceleratorConfig
 from .descriptor import ADDR_BITS, descriptor_layout
@@ -21,6 +21,7 @@ from .layout import read_memh
 from .nullspe import NullSPE
 from .ppu import PPU
 from .serializer import JoinSerializer
+from .skid import SkidBuffer
 from .spe import SPE
 from .writer import PIXEL_BITS, OutputWriter
 
@@ -59,9 +60,14 @@ def block_args(config):
         if balance:  # one fetch (``fetch_d``) and the dispatcher
             engines["disp"] = (Dispatcher, dict(vector=V, dpe_cols=c.dpe_cols,
                                                 spe_lanes=c.spe_lanes, tile=T,
-                                                col_skip=col_skip, nibble_skip=nibble_skip))
+                                                col_skip=col_skip, nibble_skip=nibble_skip,
+                                                head_reg=bool(c.timing_regs)))
         else:
             engines["fetch_s"] = (OperandFetch, dict(tile=T))
+    if c.timing_regs:  # a skid buffer between each walker and its fetch stage
+        fetches = ["fetch_d"] + [n for n in engines if n.startswith("fetch_")]
+        engines.update({f"skid_{n[-1]}": (SkidBuffer, dict(layout=addr_item_layout()))
+                        for n in fetches})
     return {
         "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin, merged=balance)),
         "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T, col_skip=col_skip)),
@@ -221,6 +227,11 @@ class Accelerator(wiring.Component):
 
         def fetch(name, walk):
             m.submodules[name] = fe = build(name)
+            if cfg.timing_regs:
+                skid_name = f"skid_{name[-1]}"
+                m.submodules[skid_name] = skid = build(skid_name)
+                wiring.connect(m, walk, skid.i)
+                walk = skid.o
             connect_read_port(m, mems["act"], en=fe.rd_en, addr=fe.act_addr, data=fe.act_data)
             connect_read_port(m, mems["weight"], en=fe.rd_en, addr=fe.w_addr, data=fe.w_data)
             wiring.connect(m, walk, fe.i)
