@@ -4,9 +4,10 @@ It steps the same single-register handshakes as the RTL (docs/hardware.md 4.7): 
 two fetch stages (or one and the dispatcher, with its input register if ``timing_regs``),
 DPE, SPE, join (with its second unit register if ``timing_regs``), serializer, PPU and
 writer, and predicts every performance counter, including ``cycles``. The skid buffers of
-``timing_regs`` add no cycle (:mod:`hw.skid`) and are not stepped. The per-item costs come from :func:`hw.dpe.dpe_item_cycles` and
-:func:`hw.spe.spe_item_cycles`, the item streams from :func:`hw.addrgen.walk_items`. The test of
-the top checks that the RTL's counters equal this model exactly.
+``timing_regs`` add no cycle (:mod:`hw.skid`) and are not stepped. The per-item costs come
+from :func:`hw.dpe.dpe_item_cycles` and :func:`hw.spe.spe_item_cycles`, the item streams from
+:func:`hw.addrgen.walk_items`. The test of the top checks that the RTL's counters equal this
+model exactly.
 """
 
 from golden import intref

@@ -64,15 +64,16 @@ def block_args(config):
                                                 head_reg=bool(c.timing_regs)))
         else:
             engines["fetch_s"] = (OperandFetch, dict(tile=T))
-    if c.timing_regs:  # a skid buffer between each walker and its fetch stage
+    skids = {}  # with timing_regs, a skid buffer between each walker and its fetch stage
+    if c.timing_regs:
         fetches = ["fetch_d"] + [n for n in engines if n.startswith("fetch_")]
-        engines.update({f"skid_{n[-1]}": (SkidBuffer, dict(layout=addr_item_layout()))
-                        for n in fetches})
+        skids = {f"skid_{n[-1]}": (SkidBuffer, dict(layout=addr_item_layout())) for n in fetches}
     return {
         "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin, merged=balance)),
         "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T, col_skip=col_skip)),
         "fetch_d": (OperandFetch, dict(tile=T)),
         **engines,
+        **skids,
         "ser": (JoinSerializer, dict(vector=V, tile=T, max_channels=C,
                                      spare_unit=bool(c.timing_regs))),
         "ppu": (PPU, dict(vector=V, max_channels=C)),
