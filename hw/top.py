@@ -228,8 +228,8 @@ class Accelerator(wiring.Component):
 
         def fetch(name, walk):
             m.submodules[name] = fe = build(name)
-            if cfg.timing_regs:
-                skid_name = f"skid_{name[-1]}"
+            skid_name = f"skid_{name[-1]}"
+            if skid_name in blocks:  # block_args decides which walkers get one
                 m.submodules[skid_name] = skid = build(skid_name)
                 wiring.connect(m, walk, skid.i)
                 walk = skid.o
