@@ -4,15 +4,15 @@
 Derivation (docs/hardware.md 4.7; docs/evaluation.md 4). Number the loop iterations of
 ``predict_layer`` as cycles. The walkers emit one item per cycle and every engine item takes
 at least one cycle, so after the launch the engines are never starved: both accept their
-first item in cycle ``START_CYCLE`` (``hw.cyclemodel``, derived from the blocks' latencies)
-and then issue their items back to back. For unit ``u`` let ``S_u`` be an engine's sum of
+first item in cycle ``start = start_cycle(config)`` (``hw.cyclemodel``, derived from the
+blocks' latencies) and then issue their items back to back. For unit ``u`` let ``S_u`` be an engine's sum of
 item cycles (``max(1, valid taps x class vectors)`` items, a lone null item costing 1),
 ``n_u = min(tile, cout - tc)`` the unit's channels. ``F_u``, the cycle in which the unit's
 final pass leaves the last of the ``D = ENGINE_STAGES`` pipeline registers
 (``D`` cycles after its issue), stalls the whole engine until the join takes its previous
 result; the stall shifts everything behind it, so:
 
-    F_u = max(F_{u-1} + S_u, R_{u-1})            (F_{-1} = START_CYCLE + D, R_{-1} = -inf)
+    F_u = max(F_{u-1} + S_u, R_{u-1})            (F_{-1} = start + D, R_{-1} = -inf)
     A_u = max(F_u^dpe, F_u^spe) + 1               (both results valid)
     L_u = max(A_u, L_{u-1} + n_{u-1})             (the unit register loads; serializer frees)
     R_u = L_u                                     (join: the engines' results are taken)
@@ -37,7 +37,7 @@ import numpy as np
 
 from golden import intref as ir
 from hw.common import MX_BLOCK, Mode
-from hw.cyclemodel import START_CYCLE, predict_layer
+from hw.cyclemodel import predict_layer, start_cycle
 from hw.layout import act_words
 from hw.dpe import dpe_item_cycles
 from hw.engine import ENGINE_STAGES
@@ -141,7 +141,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
         ends.append([(off, m) for off, m in closes if m])
     # the recurrence over units (pixel-major, tile-minor)
     spare = bool(config.timing_regs)   # the join's second unit register N
-    fd = fs = START_CYCLE + ENGINE_STAGES
+    fd = fs = start_cycle(config) + ENGINE_STAGES
     l_prev = r_prev = o_blk = None
     n_prev = 0
     for sdus, ssu in zip(zip(*(sd.tolist() for sd in sds)), ss.tolist()):

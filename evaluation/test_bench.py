@@ -9,8 +9,9 @@ from golden import intref as ir
 from traces.format import Descriptor, write_trace
 from traces.synth import random_execution
 from evaluation import bench
-from evaluation.baselines import dense_counters, dram_bytes, events_for, useful_macs
-from evaluation.fastmodel import START_CYCLE
+from evaluation.baselines import (DENSE_ARRAY, array_config, dense_counters, dram_bytes,
+                                  events_for, useful_macs)
+from hw.cyclemodel import start_cycle
 from hw.engine import ENGINE_STAGES
 from hw.ppu import PPU_LATENCY
 
@@ -35,7 +36,7 @@ def test_dense_baseline_on_a_hand_computed_layer():
     # total lies between max(sums) and the sum of per-unit maxima plus fill and drain (the
     # engine pipeline, the join, the PPU's registers, the last block's 16-element drain)
     per_unit = [max(16, 32)] * 4 + [max(24, 32)] * 8 + [36] * 4
-    fill = START_CYCLE + ENGINE_STAGES + 1 + PPU_LATENCY + 16 + 1
+    fill = start_cycle(array_config(DENSE_ARRAY)) + ENGINE_STAGES + 1 + PPU_LATENCY + 16 + 1
     assert max(800, 32 * 32) <= c["cycles"] <= 2 * sum(per_unit) + fill
     ev = events_for("fp16_dense", d, c)
     assert ev["mult_fp16"] == 400 * 16 * 32 and ev["add_fp32"] == 400 * 32

@@ -1,7 +1,8 @@
 """Cycle-stepped model of :class:`hw.top.Accelerator` for one layer execution.
 
 It steps the same single-register handshakes as the RTL (docs/hardware.md 4.7): two walkers,
-two fetch stages (or one and the dispatcher, with its input register if ``timing_regs``),
+two fetch stages (or one and the dispatcher, with its input register if ``timing_regs``;
+each fetch stage with its second register if ``timing_regs``),
 DPE, SPE, join (with its second unit register if ``timing_regs``), serializer, PPU and
 writer, and predicts every performance counter, including ``cycles``. The skid buffers of
 ``timing_regs`` add no cycle (:mod:`hw.skid`) and are not stepped. The per-item costs come
@@ -15,22 +16,26 @@ from golden import intref
 from .addrgen import ADDRGEN_LATENCY, walk_items
 from .dpe import dpe_item_cycles
 from .engine import ENGINE_STAGES
-from .fetch import FETCH_LATENCY
+from .fetch import fetch_latency
 from .layout import unpack_vector
 from .ppu import BUFFER_DEPTH, block_closed_by
 from .dispatch import choose_spe
 from .spe import spe_item_cycles, spe_item_macs
 
-__all__ = ["LAUNCH_CYCLES", "FETCH_LATENCY", "START_CYCLE", "EngineModel", "DispatcherModel",
+__all__ = ["LAUNCH_CYCLES", "start_cycle", "EngineModel", "DispatcherModel",
            "BlockQueueModel",
            "PPUModel", "predict_layer"]
 
 #: Cycles from the ``start`` cycle (cycle 0) to the walkers' start pulse (the controller's
 #: ``launch`` register, :class:`hw.top.Accelerator`).
 LAUNCH_CYCLES = 1
-#: Cycle in which both engines can accept their first item: the launch, the address
-#: generator's latency, the fetch stage.
-START_CYCLE = LAUNCH_CYCLES + ADDRGEN_LATENCY + FETCH_LATENCY
+
+
+def start_cycle(config):
+    """Cycle in which both engines can accept their first item on the top built with
+    ``config``: the launch, the address generator's latency, the fetch stage's (two registers
+    with ``timing_regs``)."""
+    return LAUNCH_CYCLES + ADDRGEN_LATENCY + fetch_latency(bool(config.timing_regs))
 
 
 class EngineModel:
@@ -261,7 +266,9 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     disp = (DispatcherModel({"d": dpe_cost, "s": spe_cost}, head_reg=bool(config.timing_regs))
             if config.balance else None)
     walk = {s: {"pos": 0, "running": False, "o_valid": False, "o": None} for s in streams}
-    fetch = {s: {"valid": False, "item": None} for s in streams}
+    depth = fetch_latency(bool(config.timing_regs))
+    # each fetch's register stages, first to last (the last one's item is on its output)
+    fetch = {s: [{"valid": False, "item": None} for _ in range(depth)] for s in streams}
     taken_items = {False: [], True: []}  # the items each engine took
 
     out_blk = intref.block_size(intref.Format(out_format), vector)
@@ -292,14 +299,20 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
         for s, eng in engines.items():
             eng.comb(join)
         if disp is not None:
-            f = fetch[None]
+            f = fetch[None][-1]
             disp.comb(f["valid"], f["item"] if f["valid"] else None,
                       {"d": dpe.i_ready, "s": spe.i_ready})
-            take = {None: not f["valid"] or disp.i_ready}
+            o_ready = {None: disp.i_ready}
             inputs = {False: disp.out["d"], True: disp.out["s"]}
         else:
-            take = {s: (not fetch[s]["valid"]) or engines[s].i_ready for s in streams}
-            inputs = {s: fetch[s]["item"] if fetch[s]["valid"] else None for s in engines}
+            o_ready = {s: engines[s].i_ready for s in streams}
+            inputs = {s: fetch[s][-1]["item"] if fetch[s][-1]["valid"] else None
+                      for s in engines}
+        take = {}  # per stream, per fetch register: it takes an item in this cycle
+        for s in streams:
+            ready, take[s] = o_ready[s], [None] * depth
+            for k in reversed(range(depth)):
+                take[s][k] = ready = not fetch[s][k]["valid"] or ready
 
         # ---- clock edge
         if busy:
@@ -318,10 +331,13 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
             disp.edge(adv)
         for s in streams:
             w, f = walk[s], fetch[s]
-            o_ready = take[s]
+            o_ready = take[s][0]
             advance = w["running"] and (not w["o_valid"] or o_ready)
-            if take[s]:
-                f["valid"], f["item"] = w["o_valid"], w["o"]
+            for k in reversed(range(1, depth)):
+                if take[s][k]:
+                    f[k] = dict(f[k - 1])
+            if o_ready:
+                f[0] = {"valid": w["o_valid"], "item": w["o"]}
             if w["o_valid"] and o_ready:
                 w["o_valid"] = False
             if advance:

@@ -6,14 +6,17 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .addrgen import addr_item_layout
-from .common import MX_BLOCK, check_int, item_layout, pack_value, validating
+from .common import MX_BLOCK, check_bool, check_int, item_layout, pack_value, validating
 from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, ELEM_BITS, SCALE_OFFSET, weight_word_bits
 
-__all__ = ["OperandFetch", "FETCH_LATENCY"]
+__all__ = ["OperandFetch", "fetch_latency"]
 
-#: Cycles an item spends in the fetch stage (the memories' read register).
-FETCH_LATENCY = 1
+
+def fetch_latency(act_reg=False):
+    """Cycles an item spends in the fetch stage: the memories' read register, and with
+    ``act_reg`` the activation word's register (:class:`OperandFetch`)."""
+    return 2 if act_reg else 1
 
 
 class OperandFetch(wiring.Component):
@@ -24,6 +27,12 @@ class OperandFetch(wiring.Component):
     tile : int, 1..256
         Output channels per work item (weight word = ``tile`` columns of
         :data:`hw.layout.ACT_WORD_BITS` bits).
+    act_reg : bool
+        A second register stage (``timing_regs``): the activation word read in the first
+        stage is registered before it leaves, and the weight word is read one cycle later, as
+        the item enters the second stage, so both arrive together. The block RAM's read data
+        then reaches a register and not the consumer's logic (the dispatcher's non-zero
+        counts). One cycle more per item (:func:`fetch_latency`), still one item per cycle.
 
     Members
     -------
@@ -33,35 +42,38 @@ class OperandFetch(wiring.Component):
         Engine work items: the activation word's 32 elements and scale, each weight column's
         elements and scale, the item's ``first`` / ``last`` / ``null`` flags, ``ncols`` and
         ``pref``.
-    act_addr, w_addr : Out(ADDR_BITS); rd_en : Out(1)
-        Read addresses and the read enable of a synchronous (one-cycle) read port of the
-        activation and of the weight memory; ``rd_en`` is high in a cycle that takes a
-        non-null item.
+    act_addr, w_addr : Out(ADDR_BITS); act_rd_en, w_rd_en : Out(1)
+        Read addresses and read enables of a synchronous (one-cycle) read port of the
+        activation and of the weight memory. ``act_rd_en`` is high in a cycle that takes a
+        non-null item; ``w_rd_en`` in the same cycle, or with ``act_reg`` in the cycle the
+        item enters the second stage.
     act_data : In(ACT_WORD_BITS), w_data : In(weight_word_bits(tile))
-        The read ports' data (the words addressed in the last ``rd_en`` cycle, held while
-        ``rd_en`` is low).
+        The read ports' data (the words addressed in the last enabled cycle, held while the
+        enable is low).
     reads : Out(range(3))
-        Memory words read this cycle (2 when ``rd_en``).
+        Memory words read this cycle (one per enable).
 
     Timing and backpressure
     -----------------------
-    One register stage (:data:`FETCH_LATENCY`): an item taken in cycle ``n`` is on ``o`` in
-    cycle ``n + 1``, its operands straight from the read ports' data. ``i.ready = ~o.valid |
-    o.ready`` (the stage takes an item whenever it is empty or its item leaves), so items
-    stream back to back; while ``o`` is stalled the read enable stays low and the read ports
-    hold the data. A null item reads nothing (its operands are don't-care). ``i.ready`` never
-    depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
+    :func:`fetch_latency` register stages: an item taken in cycle ``n`` is on ``o`` in cycle
+    ``n + fetch_latency(act_reg)``. Each stage takes an item whenever it is empty or its item
+    moves on (``i.ready = ~o.valid | o.ready`` for one stage), so items stream back to back;
+    while a stage is stalled the read enable that would overwrite its data stays low and the
+    read port holds it. A null item reads nothing (its operands are don't-care).
+    ``i.ready`` never depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
     """
 
-    def __init__(self, *, tile):
+    def __init__(self, *, tile, act_reg=False):
         with validating(self):
             self.tile = check_int("tile", tile, 1, 256)
+            self.act_reg = check_bool("act_reg", act_reg)
         super().__init__({
             "i": In(stream.Signature(addr_item_layout())),
             "o": Out(stream.Signature(item_layout(tile))),
             "act_addr": Out(ADDR_BITS),
             "w_addr": Out(ADDR_BITS),
-            "rd_en": Out(1),
+            "act_rd_en": Out(1),
+            "w_rd_en": Out(1),
             "act_data": In(ACT_WORD_BITS),
             "w_data": In(weight_word_bits(tile)),
             "reads": Out(range(3)),
@@ -71,25 +83,48 @@ class OperandFetch(wiring.Component):
         m = Module()
         T = self.tile
         walk = self.i
-        valid = Signal()
         flag_names = ("first", "last", "null", "ncols", "pref")
-        flags = Signal(data.StructLayout({n: addr_item_layout().members[n] for n in flag_names}))
-        take = ~valid | self.o.ready
+        flag_layout = data.StructLayout({n: addr_item_layout().members[n] for n in flag_names})
+
+        def stage(name):
+            return Signal(name=f"{name}_valid"), Signal(flag_layout, name=f"{name}_flags")
+
+        # stage a: the read register (the memories' read data belongs to its item)
+        valid, flags = stage("a")
+        out_valid, out_flags = valid, flags
+        take_next = self.o.ready  # the stage after a takes its item in this cycle (if valid)
+        act = self.act_data
+        if self.act_reg:
+            out_valid, out_flags = stage("b")
+            act = Signal(ACT_WORD_BITS, name="b_act")
+            w_addr = Signal(ADDR_BITS, name="a_w_addr")
+            take_b = ~out_valid | self.o.ready
+            take_next = take_b
+            w_read = take_b & valid & ~flags.null
+            with m.If(take_b):
+                m.d.sync += [out_valid.eq(valid), out_flags.eq(flags), act.eq(self.act_data)]
+            m.d.comb += [self.w_rd_en.eq(w_read), self.w_addr.eq(w_addr)]
+        take = ~valid | take_next
         fetch = take & walk.valid & ~walk.payload.null
         m.d.comb += [
             walk.ready.eq(take),
-            self.rd_en.eq(fetch), self.act_addr.eq(walk.payload.act_addr),
-            self.w_addr.eq(walk.payload.w_addr),
-            self.reads.eq(Mux(fetch, 2, 0)),
+            self.act_rd_en.eq(fetch), self.act_addr.eq(walk.payload.act_addr),
         ]
         with m.If(take):
             m.d.sync += [valid.eq(walk.valid),
-                         flags.eq(pack_value(flags.shape(), {
+                         flags.eq(pack_value(flag_layout, {
                              n: walk.payload[n] for n in flag_names}))]
+        if self.act_reg:
+            with m.If(take):
+                m.d.sync += w_addr.eq(walk.payload.w_addr)
+            m.d.comb += self.reads.eq(fetch + w_read)
+        else:
+            m.d.comb += [self.w_rd_en.eq(fetch), self.w_addr.eq(walk.payload.w_addr),
+                         self.reads.eq(Mux(fetch, 2, 0))]
         # One assignment of the whole item, not one per field: field by field, the Verilog
         # drives the ~2.4 kbit payload wire with ~300 part-select assigns, which Icarus
         # re-resolves (and fans out) once per part (docs/hardware.md, "Simulator notes").
-        act, wd = self.act_data, self.w_data
+        wd = self.w_data
         cols = [wd[ACT_WORD_BITS * c:ACT_WORD_BITS * (c + 1)] for c in range(T)]
         item = pack_value(self.o.payload.shape(), {
             "x": Cat(act[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)),
@@ -97,7 +132,7 @@ class OperandFetch(wiring.Component):
             "w": Cat(col[ELEM_BITS * e:ELEM_BITS * (e + 1)]
                      for col in cols for e in range(MX_BLOCK)),
             "w_scale": Cat(col[SCALE_OFFSET:SCALE_OFFSET + 8] for col in cols),
-            **{n: flags[n] for n in flag_names},
+            **{n: out_flags[n] for n in flag_names},
         })
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(item)]
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(item)]
         return m

@@ -601,6 +601,6 @@ def writer_case(*, out_format, channels, pixels, seed, out_base=9, vector=16):
     words = act_words(ref.codes[0][None], ref.scales[0][None], x_format=out_format,
                       vector=vector)
     assert len(words) == len(inputs)
-    config = {"out_base": out_base, "nblk": -(-channels // blk), "out_words": len(inputs)}
+    config = {"out_base": out_base, "out_words": len(inputs)}
     return {"config": config, "inputs": inputs,
             "want": {out_base + n: w for n, w in enumerate(words)}, "seed": seed}

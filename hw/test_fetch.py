@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from .fetch import FETCH_LATENCY, OperandFetch
+from .fetch import OperandFetch, fetch_latency
 from .layout import ACT_WORD_BITS, weight_word_bits
 from .simtest import WithMemories, default_args, fetch_case, run_sim, stream_get_polled as get
 from .simtest import stream_put_polled as put
@@ -15,16 +15,17 @@ from .streamcheck import stream_checker
 DEPTH = 16
 
 
-def fetch_run(*, tile, items, seed, in_gap, out_gap):
+def fetch_run(*, tile, items, seed, in_gap, out_gap, act_reg=False):
     """Random address items through an OperandFetch (:func:`hw.simtest.fetch_case`); checks
     every work item and the read count; returns the cycles of the input and output
     transfers."""
     case = fetch_case(tile=tile, items=items, seed=seed, depth=DEPTH)
     addr_items = case["inputs"]
-    fe = OperandFetch(tile=tile)
+    fe = OperandFetch(tile=tile, act_reg=act_reg)
     dut = WithMemories(fe, [
-        (ACT_WORD_BITS, DEPTH, case["act_words"], [(fe.rd_en, fe.act_addr, fe.act_data)]),
-        (weight_word_bits(tile), DEPTH, case["w_words"], [(fe.rd_en, fe.w_addr, fe.w_data)])])
+        (ACT_WORD_BITS, DEPTH, case["act_words"], [(fe.act_rd_en, fe.act_addr, fe.act_data)]),
+        (weight_word_bits(tile), DEPTH, case["w_words"],
+         [(fe.w_rd_en, fe.w_addr, fe.w_data)])])
     got, cycles = [], {"i": [], "o": []}
     stats = {"reads": 0}
 
@@ -62,25 +63,28 @@ def fetch_run(*, tile, items, seed, in_gap, out_gap):
     return cycles
 
 
+@pytest.mark.parametrize("act_reg", [False, True])
 @pytest.mark.parametrize("tile", [1, 4])
 @pytest.mark.parametrize("gaps", [(0.3, 0.3), (0.0, 0.7), (0.7, 0.0)])
-def test_fetch_matches_memories(tile, gaps):
+def test_fetch_matches_memories(tile, gaps, act_reg):
     fetch_run(tile=tile, items=40, seed=tile + int(10 * gaps[1]), in_gap=gaps[0],
-              out_gap=gaps[1])
+              out_gap=gaps[1], act_reg=act_reg)
 
 
-def test_fetch_back_to_back():
+@pytest.mark.parametrize("act_reg", [False, True])
+def test_fetch_back_to_back(act_reg):
     """Items always valid, ``o`` always ready: one item per cycle, each on ``o``
-    :data:`FETCH_LATENCY` cycles after it was taken."""
-    cycles = fetch_run(tile=2, items=30, seed=3, in_gap=0.0, out_gap=0.0)
+    :func:`fetch_latency` cycles after it was taken."""
+    cycles = fetch_run(tile=2, items=30, seed=3, in_gap=0.0, out_gap=0.0, act_reg=act_reg)
     first = cycles["i"][0]
     assert cycles["i"] == list(range(first, first + 30))
-    assert cycles["o"] == [c + FETCH_LATENCY for c in cycles["i"]]
+    assert cycles["o"] == [c + fetch_latency(act_reg) for c in cycles["i"]]
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
     ({"tile": 0}, ValueError, r"tile must be in \[1, 256\], got 0"),
     ({"tile": "4"}, TypeError, "tile must be an int"),
+    ({"act_reg": 1}, TypeError, "act_reg must be a bool"),
 ])
 def test_fetch_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -350,19 +350,21 @@ def test_v2_mechanisms_match_golden_and_model(n, timing_regs):
 # with ``timing_regs`` on the small top and on its v2 variant (there also the dispatcher's
 # input register)
 READY_LAYERS = [
-    (6, (5, 4, 16, 5, 1, 1, 0), intref.Format.UINT4, 0.7, [1, 1, 1, 0], (141, 139), (126, 128)),
-    (21, (5, 5, 32, 9, 1, 1, 0), intref.Format.UINT4, 0.89, [1, 0, 0, 0], (254, 254), (279, 257)),
+    (6, (5, 4, 16, 5, 1, 1, 0), intref.Format.UINT4, 0.7, [1, 1, 1, 0], (141, 140), (126, 129)),
+    (21, (5, 5, 32, 9, 1, 1, 0), intref.Format.UINT4, 0.89, [1, 0, 0, 0], (254, 255), (279, 258)),
 ]
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["paper", "v2"])
 @pytest.mark.parametrize("n", range(len(READY_LAYERS)))
 def test_timing_regs_matches_golden_and_model(n, v2):
-    """The ``timing_regs`` registers (the join's second unit register; on v2 also the
-    dispatcher's input register): bit-exact, and every counter equal to the cycle model, which
-    steps both. Without a dispatcher the layer is shorter (the engines are released while the
-    serializer works); on v2 the dispatcher's choices follow the engines' timing and its input
-    register delays the first item, so a layer can also take cycles more."""
+    """The ``timing_regs`` registers (the join's second unit register, the fetch's second
+    register; on v2 also the dispatcher's input register): bit-exact, and every counter equal
+    to the cycle model, which steps them all. The fetch's register delays the first item by a
+    cycle (and on v2 the dispatcher's by one more); without a dispatcher the join's register
+    can win cycles back (the engines are released while the serializer works); on v2 the
+    dispatcher's choices follow the engines' timing, so a layer can take cycles more or
+    fewer."""
     seed, dims, xf, sparsity, route, small, v2_cycles = READY_LAYERS[n]
     base = V2_UNIT if v2 else SMALL
     layer = make_layer(seed, intref.ConvShape(*dims), xf, intref.Format.UINT4, True, False,
@@ -376,8 +378,9 @@ def test_timing_regs_matches_golden_and_model(n, v2):
 
 
 def test_timing_regs_on_a_dense_top():
-    """The dense top (hw.nullspe in the SPE's place) with the join's second unit register:
-    bit-exact, every counter equal to the cycle model, and no more cycles than without it."""
+    """The dense top (hw.nullspe in the SPE's place) with the ``timing_regs`` registers:
+    bit-exact, every counter equal to the cycle model, and at most the one cycle more of the
+    fetch's second register (the join's second unit register only ever saves cycles)."""
     seed, dims, xf, sparsity, _, _, _ = READY_LAYERS[1]
     layer = make_layer(seed, intref.ConvShape(*dims), xf, intref.Format.UINT4, True, False,
                        sparsity=sparsity)
@@ -387,4 +390,4 @@ def test_timing_regs_on_a_dense_top():
     want = out["job"].predicted_counters()
     assert {k: out["counters"][k] for k in want} == want
     old = make_job(layer["desc"], layer["arrays"], DENSE_TOP, route=dense).predicted_counters()
-    assert want["cycles"] <= old["cycles"]
+    assert want["cycles"] <= old["cycles"] + 1

@@ -63,7 +63,7 @@ def block_args(config):
                                                 col_skip=col_skip, nibble_skip=nibble_skip,
                                                 head_reg=bool(c.timing_regs)))
         else:
-            engines["fetch_s"] = (OperandFetch, dict(tile=T))
+            engines["fetch_s"] = (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs)))
     skids = {}  # with timing_regs, a skid buffer between each walker and its fetch stage
     if c.timing_regs:
         fetches = ["fetch_d"] + [n for n in engines if n.startswith("fetch_")]
@@ -71,7 +71,7 @@ def block_args(config):
     return {
         "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin, merged=balance)),
         "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T, col_skip=col_skip)),
-        "fetch_d": (OperandFetch, dict(tile=T)),
+        "fetch_d": (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs))),
         **engines,
         **skids,
         "ser": (JoinSerializer, dict(vector=V, tile=T, max_channels=C,
@@ -233,8 +233,9 @@ class Accelerator(wiring.Component):
                 m.submodules[skid_name] = skid = build(skid_name)
                 wiring.connect(m, walk, skid.i)
                 walk = skid.o
-            connect_read_port(m, mems["act"], en=fe.rd_en, addr=fe.act_addr, data=fe.act_data)
-            connect_read_port(m, mems["weight"], en=fe.rd_en, addr=fe.w_addr, data=fe.w_data)
+            connect_read_port(m, mems["act"], en=fe.act_rd_en, addr=fe.act_addr,
+                              data=fe.act_data)
+            connect_read_port(m, mems["weight"], en=fe.w_rd_en, addr=fe.w_addr, data=fe.w_data)
             wiring.connect(m, walk, fe.i)
             fetches[name] = fe
             return fe
@@ -278,7 +279,7 @@ class Accelerator(wiring.Component):
         po = ppu.o.payload
         wiring.connect(m, ppu.o, wr.i)
         m.d.comb += [
-            wr.out_base.eq(desc.out_base), wr.nblk.eq(nblk_out), wr.out_words.eq(out_words),
+            wr.out_base.eq(desc.out_base), wr.out_words.eq(out_words),
             wr.clear.eq(self.start & ~busy),
             out_wp.en.eq(wr.wr_en), out_wp.addr.eq(wr.wr_addr), out_wp.data.eq(wr.wr_data),
         ]

@@ -27,20 +27,21 @@ class OutputWriter(wiring.Component):
     -------
     i : In(stream.Signature(ppu_out_layout(max_channels)))
         Output blocks, pixel outer, block inner; always ready (``i.ready = 1``).
-    out_base : In(ADDR_BITS), nblk : In(range(max_channels + 1)),
-    out_words : In(range(2**PIXEL_BITS * (max_channels + 1)))
-        First word, blocks per pixel, words of the layer (stable during a layer).
+    out_base : In(ADDR_BITS), out_words : In(range(2**PIXEL_BITS * (max_channels + 1)))
+        First word and words of the layer (stable during a layer).
     clear : In(1)
         Synchronous restart at word 0 (pulse before a layer).
     wr_addr : Out(ADDR_BITS), wr_data : Out(ACT_WORD_BITS), wr_en : Out(1)
-        Write port of the out memory: block ``ob`` of pixel ``opix`` goes to word ``out_base +
-        opix * nblk + ob``, as its 32 codes (8 bits each, LSB first) and the scale code.
+        Write port of the out memory: block ``ob`` of pixel ``opix`` (``nblk`` blocks per
+        pixel) goes to word ``out_base + opix * nblk + ob``, as its 32 codes (8 bits each, LSB first) and the scale code. Blocks
+        arrive pixel outer, block inner, so that word index is the count of words written
+        before it: the address is ``out_base + written``, an adder, no multiplier.
     done : Out(1)
         This cycle's transfer is the layer's last word (``written + 1 == out_words``).
 
     Timing
     ------
-    Combinational: a transfer is written in its own cycle; the word counters advance after it.
+    Combinational: a transfer is written in its own cycle; the word counter advances after it.
     """
 
     def __init__(self, *, max_channels):
@@ -49,7 +50,6 @@ class OutputWriter(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(ppu_out_layout(max_channels))),
             "out_base": In(ADDR_BITS),
-            "nblk": In(range(max_channels + 1)),
             "out_words": In(range(2 ** PIXEL_BITS * (max_channels + 1))),
             "clear": In(1),
             "wr_addr": Out(ADDR_BITS),
@@ -60,23 +60,17 @@ class OutputWriter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        ob = Signal(range(self.max_channels + 1))
-        opix = Signal(range(2 ** PIXEL_BITS))
         written = Signal(range(2 ** 32))
         po = self.i.payload
         m.d.comb += [
             self.i.ready.eq(1),
             self.wr_en.eq(self.i.valid),
-            self.wr_addr.eq(self.out_base + opix * self.nblk + ob),
+            self.wr_addr.eq(self.out_base + written[:ADDR_BITS]),
             self.wr_data.eq(Cat(*[po.codes[e] for e in range(MX_BLOCK)], po.scale)),
             self.done.eq(self.i.valid & (written + 1 == self.out_words)),
         ]
         with m.If(self.i.valid):
             m.d.sync += written.eq(written + 1)
-            with m.If(ob == self.nblk - 1):
-                m.d.sync += [ob.eq(0), opix.eq(opix + 1)]
-            with m.Else():
-                m.d.sync += ob.eq(ob + 1)
         with m.If(self.clear):
-            m.d.sync += [ob.eq(0), opix.eq(0), written.eq(0)]
+            m.d.sync += written.eq(0)
         return m

@@ -210,8 +210,8 @@ async def run_fetch(dut, params, desc):
     in_gap, out_gap = _gaps(desc)
     in_layout, out_layout = addr_item_layout(), item_layout(params["tile"])
     totals = {"reads": 0}
-    tasks = [cocotb.start_soon(read_port(dut, "act", case["act_words"], en=dut.rd_en)),
-             cocotb.start_soon(read_port(dut, "w", case["w_words"], en=dut.rd_en)),
+    tasks = [cocotb.start_soon(read_port(dut, "act", case["act_words"], en=dut.act_rd_en)),
+             cocotb.start_soon(read_port(dut, "w", case["w_words"], en=dut.w_rd_en)),
              cocotb.start_soon(tally(dut, totals))]
 
     async def producer(rnd):
