@@ -43,10 +43,10 @@ class SparsityDetector(wiring.Component):
         Bit g = 1 (sparse) when ``100 * (zeros_g + (vector - channels_g) * pixels) >=
         threshold * vector * pixels`` with ``zeros_g`` the sum of group g's counters and
         ``channels_g`` its real channels (missing channels of a short group count as zeros);
-        0 for groups at or beyond ``channels``. Combinational from per-group zero counters
-        (kept next to the per-channel ones) and registered layer constants: valid the cycle
-        after the layer's last block transfer and at least one cycle after ``channels``,
-        ``pixels`` or ``threshold`` changed (exactly golden.intref.channel_map).
+        0 for groups at or beyond ``channels``. A comparison of per-group counters (100 x the
+        group's zeros, kept next to the per-channel counters) with registered layer constants:
+        valid the cycle after the layer's last block transfer and at least two cycles after
+        ``channels``, ``pixels`` or ``threshold`` changed (exactly golden.intref.channel_map).
     rd_chan : In(range(max_channels)), rd_count : Out(counter)
         Combinational read of one counter.
     """
@@ -89,33 +89,38 @@ class SparsityDetector(wiring.Component):
                 m.d.sync += counters[c].eq(0)
             with m.Elif(inc):
                 m.d.sync += counters[c].eq(counters[c] + 1)
-        # per group the sum of its counters, kept as a counter of its own
-        group_zeros = [Signal(range(V * self.max_pixels + 1), name=f"gzc{g}")
-                       for g in range(self.groups)]
+        # per group 100 x the sum of its counters, kept as a counter of its own (so the map is
+        # a comparison of two registers: no multiplier after the counters)
+        top = 100 * V * self.max_pixels
+        group_zeros = [Signal(range(top + 1), name=f"gzc{g}") for g in range(self.groups)]
         for g, zc in enumerate(group_zeros):
+            inc = popcount(m, Cat(*group_inc[g]), f"ginc{g}")
             with m.If(self.clear):
                 m.d.sync += zc.eq(0)
             with m.Else():
-                m.d.sync += zc.eq(zc + popcount(m, Cat(*group_inc[g]), f"ginc{g}"))
+                m.d.sync += zc.eq(zc + Array(100 * k for k in range(V + 1))[inc])
 
         # a complete read mux (one entry per rd_chan value) even when max_channels is not a
         # power of two: out-of-range channels read 0
         pad = [0] * (2 ** len(self.rd_chan) - C)
         m.d.comb += self.rd_count.eq(Array(counters + pad)[self.rd_chan])
 
-        # layer constants, registered (valid one cycle after channels / pixels / threshold)
-        rhs = Signal(range(V * 100 * self.max_pixels + 1))
+        # layer constants in two register stages (valid two cycles after channels / pixels /
+        # threshold): per group the bound 100 x zeros_g must reach,
+        # threshold * vector * pixels - 100 * (vector - channels_g) * pixels
+        rhs = Signal(range(top + 1))
         m.d.sync += rhs.eq(self.threshold * self.pixels * V)
         for g in range(self.groups):
             rem = Signal(range(-(g * V), C + 1), name=f"grem{g}")
             m.d.comb += rem.eq(self.channels - g * V)
             missing = Mux(rem >= V, 0, V - rem)[:5]  # channels absent from a short group
-            absent = Signal(range(V * self.max_pixels + 1), name=f"gabs{g}")
-            present = Signal(name=f"gpresent{g}")
-            m.d.sync += [absent.eq(missing * self.pixels), present.eq(rem > 0)]
-            zsum = Signal(range(V * self.max_pixels + 1), name=f"gz{g}")
-            m.d.comb += zsum.eq(group_zeros[g] + absent)
-            m.d.comb += self.map[g].eq(present & (100 * zsum >= rhs))
+            absent = Signal(range(top + 1), name=f"gabs{g}")
+            present = [Signal(name=f"gpresent{g}_{k}") for k in range(2)]
+            m.d.sync += [absent.eq(missing * self.pixels * 100), present[0].eq(rem > 0),
+                         present[1].eq(present[0])]
+            bound = Signal(range(-top, top + 1), name=f"gbound{g}")
+            m.d.sync += bound.eq(rhs - absent)
+            m.d.comb += self.map[g].eq(present[1] & (group_zeros[g] >= bound))
         return m
 
 
