@@ -111,9 +111,14 @@ class BlockQuantizer(wiring.Component):
         wv = barrel_shl(m, a, qp.mx_sh, fbm + nx.MX_ELEMENT_FRAC_BITS, "mxw")
         wq = wv[fbm:]
         wf = wv[:fbm]
-        wr = Signal(width + 8)
-        mx_up = (wf > (1 << (fbm - 1))) | ((wf == (1 << (fbm - 1))) & wq[0])
-        m.d.comb += wr.eq(wq + mx_up)
+        # round up: above half, or exactly half and odd (bit tests, no comparator chains)
+        mx_up = wf[fbm - 1] & (wf[:fbm - 1].any() | wq[0])
+        # min(wq + mx_up, 127) without the wide add: wq >= 127 clamps, else wq < 127 fits 7 bits
+        top = nx.MX_ELEMENT_MAX
+        assert top == 2 ** 7 - 1
+        mx_big = wq[7:].any() | wq[:7].all()
+        mxm = Signal(8)
+        m.d.comb += mxm.eq(Mux(mx_big, top, wq[:7] + mx_up))
 
         # ---- C: the comparisons; the code
         c = Signal(data.StructLayout({
@@ -123,7 +128,7 @@ class BlockQuantizer(wiring.Component):
             "meta": block_meta_layout(self.max_channels), "scale": 8, "zero": 1}))
         with m.If(go_o):
             m.d.sync += [c.valid.eq(q.valid), c.ups.eq(Cat(*ups)), c.neg.eq(q.e.neg),
-                         c.mxm.eq(Mux(wr > nx.MX_ELEMENT_MAX, nx.MX_ELEMENT_MAX, wr)),
+                         c.mxm.eq(mxm),
                          c.rd.eq(q.rd), c.last.eq(q.last)]
             with m.If(q.valid & (q.rd == 0)):
                 m.d.sync += [cp.meta.eq(qp.meta), cp.scale.eq(qp.scale), cp.zero.eq(qp.zero)]
