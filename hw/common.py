@@ -17,7 +17,7 @@ __all__ = [
     "Mode", "Format", "ACC_WIDTH", "ACC_FRAC_BITS", "TERM_LIMIT", "MX_BLOCK", "ELEM_SHAPE",
     "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
     "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_unit",
-    "adder_tree", "pack_value", "connect_read_port",
+    "adder_tree", "pack_value", "connect_read_port", "thermometer_count",
     "nibble_operands", "lut_product",
     "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask",
     "nonzero_nibble_mask", "popcount",
@@ -306,6 +306,22 @@ def nonzero_nibble_mask(x, hi):
     """Bit ``i`` set when the high (``hi``, signed ``x >> 4``) or low (``x & 15``) nibble of the
     8-bit element ``x[i]`` (``i < 32``) is non-zero: an MXINT8 sweep of ``nibble_skip``."""
     return Cat(*[Mux(hi, x[i][4:8], x[i][0:4]) != 0 for i in range(MX_BLOCK)])
+
+
+def thermometer_count(m, bits, name):
+    """``K`` for a thermometer code (``bits[k]`` is 1 exactly for ``k < K``): bit ``b`` of
+    ``K`` is the OR of the one-hot edges ``bits[k] & ~bits[k + 1]`` with bit ``b`` of ``k +
+    1`` set. Logarithmic depth in LUTs, no adder tree (for any other code the result is
+    meaningless)."""
+    n = len(bits)
+    flat = Signal(n, name=f"{name}_bits")
+    m.d.comb += flat.eq(bits)
+    edge = Signal(n, name=f"{name}_edge")
+    m.d.comb += edge.eq(flat & ~(flat >> 1))
+    out = Signal(range(n + 1), name=name)
+    for b in range(len(out)):
+        m.d.comb += out[b].eq(Cat(*[edge[k] for k in range(n) if (k + 1) >> b & 1]).any())
+    return out
 
 
 def popcount(m, bits, name):

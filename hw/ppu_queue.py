@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from golden import intref
 from golden import numerics as nx
 
-from .common import MX_BLOCK, Format, barrel_shl, check_int, popcount, validating
+from .common import MX_BLOCK, Format, barrel_shl, check_int, thermometer_count, validating
 from .ppu_fixed import ppu_value_layout
 
 __all__ = ["BlockQueue", "QUEUE_LATENCY", "BUFFER_DEPTH", "ENTRY_LAYOUT", "block_meta_layout",
@@ -196,17 +196,20 @@ class BlockQueue(wiring.Component):
         # ---- scale of the block (b1 -> b2)
         is_mx = self.out_format == Format.MXINT8
         fp8 = nx.fp8_e4m3_decode(np.arange(nx.FP8_MAX_CODE + 1, dtype=np.uint8))
+        # the codes' thresholds rise with the code, so the comparisons form a thermometer code
         below = []
-        for code, val in enumerate(fp8):
-            t15 = int(nx.UINT4_MAX * val * 2 ** intref.PPU_FRAC_BITS)
-            t7 = int(nx.INT4_MAX * val * 2 ** intref.PPU_FRAC_BITS)
-            below.append(Mux(self.out_format == Format.UINT4, t15 < b1.max, t7 < b1.max))
+        for qmax in (nx.UINT4_MAX, nx.INT4_MAX):
+            t = [int(qmax * val * 2 ** intref.PPU_FRAC_BITS) for val in fp8[:nx.FP8_MAX_CODE]]
+            assert t == sorted(t)
+            below.append(Cat(*[tk < b1.max for tk in t]))
         vs_code = Signal(8)
-        m.d.comb += vs_code.eq(popcount(m, Cat(*below[:nx.FP8_MAX_CODE]), "vs"))
-        lead = Signal(range(width))  # MXINT8: leading one of the block maximum
-        for b in range(width):
-            with m.If(b1.max[b]):
-                m.d.comb += lead.eq(b)
+        m.d.comb += vs_code.eq(thermometer_count(
+            m, Mux(self.out_format == Format.UINT4, *below), "vs"))
+        # MXINT8: the leading one of the block maximum, the count of the bits above bit 0 with
+        # a one at or above them (0 for a maximum of 0 or 1)
+        lead = Signal(range(width))
+        m.d.comb += lead.eq(thermometer_count(
+            m, Cat(*[b1.max[b:].any() for b in range(1, width)]), "lead"))
         b2 = Signal(data.StructLayout({
             "meta": meta, "vs_code": 8, "lead": range(width), "zero": 1}))
         with m.If(mv12):

@@ -4,7 +4,10 @@ import pytest
 
 from golden import intref
 
-from .common import Format, Mode, check_choice, check_int
+from amaranth.hdl import Module, Signal
+from amaranth.sim import Simulator
+
+from .common import Format, Mode, check_choice, check_int, thermometer_count
 from .layout import pack_param, pack_vector, read_memh, unpack_vector, write_memh
 
 
@@ -66,3 +69,21 @@ def test_lut_product_is_exact_for_every_operand_pair():
     sim.add_testbench(bench)
     sim.run()
     assert bad == []
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 127])
+def test_thermometer_count_of_every_code(n):
+    m = Module()
+    bits = Signal(n)
+    count = thermometer_count(m, bits, "k")
+    got = {}
+
+    async def bench(ctx):
+        for k in range(n + 1):
+            ctx.set(bits, (1 << k) - 1)
+            got[k] = ctx.get(count)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == {k: k for k in range(n + 1)}
