@@ -38,10 +38,11 @@ class Dispatcher(wiring.Component):
     col_skip, nibble_skip : the engines' options (they set the engines' item costs)
     head_reg : bool
         A register stage at the input (``timing_regs``): the head item and its costs are
-        registered, so the block RAMs' read data and the cost logic stay off the choice and
-        ``i.ready`` path (docs/hardware.md 4.7). Items reach the engines one cycle later; the
-        stage takes an item whenever it is empty or its item leaves (``i.ready = ~held |
-        accepted``), so they still stream back to back.
+        registered, so the operands and the cost logic stay off the choice and ``i.ready``
+        path (docs/hardware.md 4.7); which engine is cheaper is compared from the registered
+        costs. Items reach the engines one cycle later; the stage takes an item whenever it
+        is empty or its item leaves (``i.ready = ~held | accepted``), so they still stream
+        back to back.
 
     Members
     -------
@@ -135,9 +136,6 @@ class Dispatcher(wiring.Component):
         in_costs = {"d": Signal(COST_BITS, name="in_cost_d"),
                     "s": Signal(COST_BITS, name="in_cost_s")}
         m.d.comb += [in_costs["d"].eq(d_cost), in_costs["s"].eq(s_cost)]
-        in_cheaper_s = Signal()  # the SPE is the cheaper engine for the item (pref on a tie)
-        m.d.comb += in_cheaper_s.eq((in_costs["s"] < in_costs["d"])
-                                    | ((in_costs["s"] == in_costs["d"]) & item_in.pref))
 
         # ---- the head: the input itself, or (head_reg) a register stage holding it
         head_ready = Signal()  # the head item leaves in this cycle
@@ -145,16 +143,19 @@ class Dispatcher(wiring.Component):
             head_valid = Signal(name="head_valid")
             head = Signal(item_layout(T), name="head")
             costs = {e: Signal(COST_BITS, name=f"cost_{e}") for e in "ds"}
-            cheaper_s = Signal(name="cheaper_s")
             load = ~head_valid | head_ready
             m.d.comb += self.i.ready.eq(load)
             with m.If(load):
                 m.d.sync += [head_valid.eq(self.i.valid), head.eq(item_in),
-                             cheaper_s.eq(in_cheaper_s),
                              *(costs[e].eq(in_costs[e]) for e in "ds")]
         else:
-            head_valid, head, costs, cheaper_s = self.i.valid, item_in, in_costs, in_cheaper_s
+            head_valid, head, costs = self.i.valid, item_in, in_costs
             m.d.comb += self.i.ready.eq(head_ready)
+        # the SPE is the cheaper engine for the head item (pref on a tie); with head_reg from
+        # the registered costs, in parallel with the engines' free flags
+        cheaper_s = Signal(name="cheaper_s")
+        m.d.comb += cheaper_s.eq((costs["s"] < costs["d"])
+                                 | ((costs["s"] == costs["d"]) & head.pref))
 
         # ---- engine state: remaining cycles, "has an item of this unit"
         rem = {e: Signal(COST_BITS, name=f"rem_{e}") for e in "ds"}
