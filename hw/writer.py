@@ -33,9 +33,10 @@ class OutputWriter(wiring.Component):
         Synchronous restart at word 0 (pulse before a layer).
     wr_addr : Out(ADDR_BITS), wr_data : Out(ACT_WORD_BITS), wr_en : Out(1)
         Write port of the out memory: block ``ob`` of pixel ``opix`` (``nblk`` blocks per
-        pixel) goes to word ``out_base + opix * nblk + ob``, as its 32 codes (8 bits each, LSB first) and the scale code. Blocks
-        arrive pixel outer, block inner, so that word index is the count of words written
-        before it: the address is ``out_base + written``, an adder, no multiplier.
+        pixel) goes to word ``out_base + opix * nblk + ob``, as its 32 codes (8 bits each,
+        LSB first) and the scale code. Blocks arrive pixel outer, block inner, so that word
+        index is the count of words written before it: the address is ``out_base +
+        written``, an adder, no multiplier.
     done : Out(1)
         This cycle's transfer is the layer's last word (``written + 1 == out_words``).
 
