@@ -89,21 +89,14 @@ class OperandFetch(wiring.Component):
         def stage(name):
             return Signal(name=f"{name}_valid"), Signal(flag_layout, name=f"{name}_flags")
 
-        # stage a: the read register (the memories' read data belongs to its item)
+        # stage a: the read register (the memories' read data belongs to its item); with
+        # act_reg, stage b after it
         valid, flags = stage("a")
-        out_valid, out_flags = valid, flags
-        take_next = self.o.ready  # the stage after a takes its item in this cycle (if valid)
-        act = self.act_data
         if self.act_reg:
             out_valid, out_flags = stage("b")
-            act = Signal(ACT_WORD_BITS, name="b_act")
-            w_addr = Signal(ADDR_BITS, name="a_w_addr")
-            take_b = ~out_valid | self.o.ready
-            take_next = take_b
-            w_read = take_b & valid & ~flags.null
-            with m.If(take_b):
-                m.d.sync += [out_valid.eq(valid), out_flags.eq(flags), act.eq(self.act_data)]
-            m.d.comb += [self.w_rd_en.eq(w_read), self.w_addr.eq(w_addr)]
+            take_next = ~out_valid | self.o.ready  # the stage after a takes in this cycle
+        else:
+            out_valid, out_flags, take_next = valid, flags, self.o.ready
         take = ~valid | take_next
         fetch = take & walk.valid & ~walk.payload.null
         m.d.comb += [
@@ -114,11 +107,18 @@ class OperandFetch(wiring.Component):
             m.d.sync += [valid.eq(walk.valid),
                          flags.eq(pack_value(flag_layout, {
                              n: walk.payload[n] for n in flag_names}))]
-        if self.act_reg:
+        if self.act_reg:  # the act word registered, the weight word read as it enters b
+            act = Signal(ACT_WORD_BITS, name="b_act")
+            w_addr = Signal(ADDR_BITS, name="a_w_addr")
+            w_read = take_next & valid & ~flags.null
+            with m.If(take_next):
+                m.d.sync += [out_valid.eq(valid), out_flags.eq(flags), act.eq(self.act_data)]
             with m.If(take):
                 m.d.sync += w_addr.eq(walk.payload.w_addr)
-            m.d.comb += self.reads.eq(fetch + w_read)
+            m.d.comb += [self.w_rd_en.eq(w_read), self.w_addr.eq(w_addr),
+                         self.reads.eq(fetch + w_read)]
         else:
+            act = self.act_data
             m.d.comb += [self.w_rd_en.eq(fetch), self.w_addr.eq(walk.payload.w_addr),
                          self.reads.eq(Mux(fetch, 2, 0))]
         # One assignment of the whole item, not one per field: field by field, the Verilog
