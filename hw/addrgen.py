@@ -87,45 +87,49 @@ class _Walker(wiring.Component):
         step = MX_BLOCK // V
         nvec = Signal(range(G + 1))
         m.d.comb += nvec.eq(Mux(is_mx, (d.cin + MX_BLOCK - 1) // MX_BLOCK, (d.cin + V - 1) // V))
+        # Layer constants (the vector mask and its routes, the last output row and column) are
+        # registered every cycle from desc and map, which are stable from start: valid from the
+        # cycle after start, when the first item is computed, and off the item path.
         mask = Signal(G)
         routes = Signal(G)  # the map bit of each vector of the layer's mode
         for j in range(G):
             route = self.map[j]
             if j * step < G:
                 route = Mux(is_mx, self.map[j * step], self.map[j])
-            m.d.comb += routes[j].eq(route)
+            m.d.sync += routes[j].eq(route)
             mine = 1 if self.sparse is None else route if self.sparse else ~route
-            m.d.comb += mask[j].eq((j < nvec) & mine)
+            m.d.sync += mask[j].eq((j < nvec) & mine)
 
         k, s, p = d.kernel, d.stride, d.padding
-        out_h = Signal(range(2 ** 12 + 1))
-        out_w = Signal(range(2 ** 12 + 1))
-        m.d.comb += [
-            out_h.eq(((d.height + 2 * p - k) >> (s == 2)) + 1),
-            out_w.eq(((d.width + 2 * p - k) >> (s == 2)) + 1),
+        last_oy = Signal(13)  # out_h - 1
+        last_ox = Signal(13)  # out_w - 1
+        m.d.sync += [
+            last_oy.eq((d.height + 2 * p - k) >> (s == 2)),
+            last_ox.eq((d.width + 2 * p - k) >> (s == 2)),
         ]
 
         oy, ox = Signal(12), Signal(12)
-        tc = Signal(13)  # first output channel of the tile
         ky, kx = Signal(2), Signal(2)
         j = Signal(range(G))
         ustart = Signal()
         running = Signal()
 
         s2 = s == 2
+        in_step = Mux(s2, 2, 1)  # input rows (columns) per output row (column)
 
-        def tap_range(o, size, name):
+        # The output pixel's first input row (column) o * s - p and the input rows (columns)
+        # from there to the edge, size - (o * s - p) - 1, step with the counters (registers),
+        # so the tap ranges are small comparisons of registers.
+        def tap_range(name):
             base = Signal(signed(15), name=f"{name}_base")
-            m.d.comb += base.eq(Mux(s2, o << 1, o) - p)
+            room = Signal(signed(15), name=f"{name}_room")
             lo = Signal(2, name=f"{name}_lo")
             hi = Signal(2, name=f"{name}_hi")
-            room = Signal(signed(15), name=f"{name}_room")
-            m.d.comb += room.eq(size - base - 1)
             m.d.comb += [lo.eq(Mux(base < 0, -base, 0)), hi.eq(Mux(room < k - 1, room, k - 1))]
-            return base, lo, hi
+            return base, room, lo, hi
 
-        by, ky_lo, ky_hi = tap_range(oy, d.height, "y")
-        bx, kx_lo, kx_hi = tap_range(ox, d.width, "x")
+        y_base, y_room, ky_lo, ky_hi = tap_range("y")
+        x_base, x_room, kx_lo, kx_hi = tap_range("x")
 
         first_j = Signal(range(G))
         for i in reversed(range(G)):
@@ -143,8 +147,9 @@ class _Walker(wiring.Component):
                 m.d.comb += next_j.eq(i)
         null = mask == 0
         last_in_unit = null | ((above == 0) & (cur_kx == kx_hi) & (cur_ky == ky_hi))
-        last_tile = tc + T >= d.cout
-        last_px = (ox == out_w - 1) & (oy == out_h - 1)
+        rem = Signal(13)  # cout - the tile's first output channel
+        last_tile = rem <= T
+        last_px = (ox == last_ox) & (oy == last_oy)
 
         # Addresses without multipliers on the item path (all arithmetic modulo 2**ADDR_BITS):
         #   act = act_base + ((oy*s - p + ky) * width + ox*s - p + kx) * nvec + j
@@ -192,22 +197,25 @@ class _Walker(wiring.Component):
                 self.o.payload.first.eq(ustart),
                 self.o.payload.last.eq(last_in_unit),
                 self.o.payload.null.eq(null),
-                self.o.payload.ncols.eq(Mux(last_tile, d.cout - tc, T)),
+                self.o.payload.ncols.eq(Mux(last_tile, rem, T)),
                 self.o.payload.pref.eq(~null & routes.bit_select(cur_j, 1)),
             ]
             with m.If(last_in_unit):
                 m.d.sync += ustart.eq(1)
                 with m.If(last_tile):
-                    m.d.sync += [tc.eq(0), toff.eq(0)]
-                    with m.If(ox == out_w - 1):
+                    m.d.sync += [rem.eq(d.cout), toff.eq(0)]
+                    with m.If(ox == last_ox):
                         m.d.sync += [ox.eq(0), oy.eq(oy + 1),
+                                     x_base.eq(-p), x_room.eq(d.width + p - 1),
+                                     y_base.eq(y_base + in_step), y_room.eq(y_room - in_step),
                                      row_pix.eq(row_pix + row_step), pix.eq(row_pix + row_step)]
                     with m.Else():
-                        m.d.sync += [ox.eq(ox + 1), pix.eq(pix + col_step)]
+                        m.d.sync += [ox.eq(ox + 1), x_base.eq(x_base + in_step),
+                                     x_room.eq(x_room - in_step), pix.eq(pix + col_step)]
                     with m.If(last_px):
                         m.d.sync += running.eq(0)
                 with m.Else():
-                    m.d.sync += [tc.eq(tc + T), toff.eq(toff + tile_step)]
+                    m.d.sync += [rem.eq(rem - T), toff.eq(toff + tile_step)]
             with m.Else():
                 m.d.sync += ustart.eq(0)
                 with m.If(above != 0):
@@ -217,8 +225,10 @@ class _Walker(wiring.Component):
                 with m.Else():
                     m.d.sync += [j.eq(first_j), ky.eq(cur_ky + 1), kx.eq(kx_lo)]
         with m.If(self.start):
-            m.d.sync += [oy.eq(0), ox.eq(0), tc.eq(0), ustart.eq(1), running.eq(1),
-                         pix.eq(0), row_pix.eq(0), toff.eq(0)]
+            m.d.sync += [oy.eq(0), ox.eq(0), rem.eq(d.cout), ustart.eq(1),
+                         running.eq(1), pix.eq(0), row_pix.eq(0), toff.eq(0),
+                         y_base.eq(-p), y_room.eq(d.height + p - 1),
+                         x_base.eq(-p), x_room.eq(d.width + p - 1)]
         return m
 
 
