@@ -42,6 +42,7 @@ from hw.layout import act_words
 from hw.dpe import dpe_item_cycles
 from hw.engine import ENGINE_STAGES
 from hw.ppu import block_closed_by, ppu_block_out
+from hw.top import timing_registers
 
 __all__ = ["layer_counters"]
 
@@ -140,7 +141,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
                   for c in range(t * tile, t * tile + n)]
         ends.append([(off, m) for off, m in closes if m])
     # the recurrence over units (pixel-major, tile-minor)
-    spare = bool(config.timing_regs)   # the join's second unit register N
+    spare = timing_registers(config)["spare_unit"]   # the join's second unit register N
     fd = fs = start_cycle(config) + ENGINE_STAGES
     l_prev = r_prev = o_blk = None
     n_prev = 0

@@ -21,6 +21,7 @@ from .layout import unpack_vector
 from .ppu import BUFFER_DEPTH, block_closed_by
 from .dispatch import choose_spe
 from .spe import spe_item_cycles, spe_item_macs
+from .top import timing_registers
 
 __all__ = ["LAUNCH_CYCLES", "start_cycle", "EngineModel", "DispatcherModel",
            "BlockQueueModel",
@@ -34,8 +35,8 @@ LAUNCH_CYCLES = 1
 def start_cycle(config):
     """Cycle in which both engines can accept their first item on the top built with
     ``config``: the launch, the address generator's latency, the fetch stage's (two registers
-    with ``timing_regs``)."""
-    return LAUNCH_CYCLES + ADDRGEN_LATENCY + fetch_latency(bool(config.timing_regs))
+    with ``timing_regs``; :func:`hw.top.timing_registers`)."""
+    return LAUNCH_CYCLES + ADDRGEN_LATENCY + fetch_latency(timing_registers(config)["act_reg"])
 
 
 class EngineModel:
@@ -263,10 +264,11 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     dpe = EngineModel(dpe_cost)
     spe = EngineModel(spe_cost)
     engines = {False: dpe, True: spe}
-    disp = (DispatcherModel({"d": dpe_cost, "s": spe_cost}, head_reg=bool(config.timing_regs))
+    regs = timing_registers(config)
+    disp = (DispatcherModel({"d": dpe_cost, "s": spe_cost}, head_reg=regs["head_reg"])
             if config.balance else None)
     walk = {s: {"pos": 0, "running": False, "o_valid": False, "o": None} for s in streams}
-    depth = fetch_latency(bool(config.timing_regs))
+    depth = fetch_latency(regs["act_reg"])
     # each fetch's register stages, first to last (the last one's item is on its output)
     fetch = {s: [{"valid": False, "item": None} for _ in range(depth)] for s in streams}
     taken_items = {False: [], True: []}  # the items each engine took
@@ -276,7 +278,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     pixels = shape.out_height * shape.out_width
     total_words = pixels * nblk
     uval = nval = False   # the join's unit registers (N: ``timing_regs`` only)
-    spare = bool(config.timing_regs)
+    spare = regs["spare_unit"]
     c_idx = tc = 0
     pf_valid, pf_closes = False, 0
     ppu = PPUModel()

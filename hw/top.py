@@ -82,6 +82,18 @@ def block_args(config):
     }
 
 
+def timing_registers(config):
+    """The registers of ``timing_regs`` that add cycles, as :func:`block_args` builds them for
+    ``config``: ``act_reg`` (each fetch stage's second register), ``head_reg`` (the
+    dispatcher's input register; False without a dispatcher) and ``spare_unit`` (the join's
+    second unit register). The cycle models read them here, so they follow the blocks."""
+    blocks = block_args(config)
+    disp = blocks.get("disp")
+    return {"act_reg": blocks["fetch_d"][1]["act_reg"],
+            "head_reg": bool(disp and disp[1]["head_reg"]),
+            "spare_unit": blocks["ser"][1]["spare_unit"]}
+
+
 class Accelerator(wiring.Component):
     """The SQ-DM accelerator for one convolution layer at a time (docs/hardware.md).
 
