@@ -123,9 +123,14 @@ class DPE(wiring.Component):
                                             column_sums=column_sums)
 
         last_combo = Mux(is_mx, c_cnt == len(combos) - 1, 1)
-        last_group = g_cnt == groups - 1
-        if self.col_skip:  # the group holding the unit's last output channel
-            last_group = last_group | ((g_cnt + 1) * N >= item.ncols)
+
+        def is_last_group(g, ncols):  # g: the group's index; with col_skip, the group holding
+            last = g == groups - 1     # the unit's last output channel ends the item too
+            return last | ((g + 1) * N >= ncols) if self.col_skip else last
+
+        # registered: set as the item loads (group 0) and as g_cnt steps (group g_cnt + 1), so
+        # the engine's ready starts from registers
+        last_group = Signal()
         final = busy & (item.null | (last_group & last_combo))
         adv = busy & ~pipe_stall
         m.d.comb += [
@@ -170,12 +175,14 @@ class DPE(wiring.Component):
 
         with m.If(adv & ~final):
             with m.If(last_combo):
-                m.d.sync += [g_cnt.eq(g_cnt + 1), c_cnt.eq(0)]
+                m.d.sync += [g_cnt.eq(g_cnt + 1), c_cnt.eq(0),
+                             last_group.eq(is_last_group(g_cnt + 1, item.ncols))]
             with m.Else():
                 m.d.sync += c_cnt.eq(c_cnt + 1)
 
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [item.eq(self.i.payload), busy.eq(1), g_cnt.eq(0), c_cnt.eq(0)]
+            m.d.sync += [item.eq(self.i.payload), busy.eq(1), g_cnt.eq(0), c_cnt.eq(0),
+                         last_group.eq(is_last_group(0, self.i.payload.ncols))]
         with m.Elif(adv & final):
             m.d.sync += busy.eq(0)
         return m
