@@ -3,8 +3,7 @@ nextpnr-ecp5 and ecppack (the pinned yowasp tools).
 
 ```
 python -m fpga.bitstream [--config board] [--param NAME=VALUE] [--clock 25] [--baud 1000000]
-    [--design board|loopback] [--seed 1] [--router router1|router2] [--placer-density D]
-    [--pnr-timeout SECONDS] [--allow-timing-fail] [--out build/bitstream]
+    [--design board|loopback] [--seed 1] [--allow-timing-fail] [--out build/bitstream]
 ```
 
 Steps (each timed, tool output in logs, progress echoed as :mod:`fpga.synth` does):
@@ -115,24 +114,16 @@ def _key(paths, extra):
 
 def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
           clock_mhz=DEFAULT_CLOCK_MHZ, baud=DEFAULT_BAUD, seed=1, allow_timing_fail=False,
-          out=DEFAULT_OUT, pnr_timeout=None, router="router1", placer_density=None):
+          out=DEFAULT_OUT, pnr_timeout=None, router="router1"):
     """Build one bitstream; returns the report dict (``status``: ``bitstream``,
-    ``timing_failed``, ``does_not_fit``, ``pnr_timeout``). ``placer_density``: the placer's
-    maximum cell density in a region (nextpnr's ``--placer-heap-beta``, 0 < d <= 1; None:
-    nextpnr's default); a lower one spreads the cells, for a design the router cannot
-    finish."""
+    ``timing_failed``, ``does_not_fit``, ``pnr_timeout``)."""
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
-    if placer_density is not None and (isinstance(placer_density, bool)
-                                       or not isinstance(placer_density, (int, float))
-                                       or not 0 < placer_density <= 1):
-        raise ValueError(f"placer_density must be a number in (0, 1], got {placer_density!r}")
     t0 = time.monotonic()
     times = {}
     out = Path(out)
     report = {"design": design, "board": "ULX3S 85F", "device": DEVICES[DEVICE]["part"],
               "package": PACKAGE, "speed_grade": SPEED, "baud": baud, "seed": seed,
-              "placer_density": placer_density,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": git_state(),
               "status": "started"}
     if design == "loopback":
@@ -204,8 +195,6 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
            str(SPEED), "--json", f"{name}.json", "--lpf", "ulx3s.lpf", "--textcfg",
            f"{name}.config", "--seed", str(seed), "--timing-allow-fail", "--report",
            "nextpnr_report.json", "--log", "nextpnr.log", "--router", router]
-    if placer_density is not None:
-        cmd += ["--placer-heap-beta", f"{placer_density:g}"]
     report["nextpnr_cmd"] = " ".join([Path(cmd[0]).name] + cmd[1:])
     t = time.monotonic()
     try:
@@ -264,9 +253,6 @@ def parser():
     p.add_argument("--router", choices=("router1", "router2"), default="router1",
                    help="nextpnr's router (default router1; on the board preset router2 "
                         "diverged and router1 did not finish either, docs/fpga.md 0.6)")
-    p.add_argument("--placer-density", type=float, default=None, metavar="D",
-                   help="the placer's maximum cell density, 0 < D <= 1 (nextpnr "
-                        "--placer-heap-beta; default: nextpnr's); lower spreads the cells")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     return p
 
@@ -277,8 +263,7 @@ def main(argv=None):
         report = build(design=args.design, config_name=args.config,
                        overrides=parse_overrides(args.param), clock_mhz=args.clock,
                        baud=args.baud, seed=args.seed, allow_timing_fail=args.allow_timing_fail,
-                       out=args.out, pnr_timeout=args.pnr_timeout, router=args.router,
-                       placer_density=args.placer_density)
+                       out=args.out, pnr_timeout=args.pnr_timeout, router=args.router)
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

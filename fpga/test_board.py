@@ -243,16 +243,3 @@ def test_loopback_bitstream_builds(tmp_path):
     assert report["bitstream_bytes"] > 100_000
     assert report["utilisation"]["TRELLIS_IO"]["used"] == len(ULX3S_PINS)
     assert (tmp_path / "loopback" / "sqdm_loopback.bit").exists()
-
-
-def test_placer_density_reaches_nextpnr(tmp_path):
-    report = build_bitstream(design="loopback", out=tmp_path, placer_density=0.6)
-    assert report["status"] == "bitstream" and report["placer_density"] == 0.6
-    assert "--placer-heap-beta 0.6" in report["nextpnr_cmd"]
-
-
-@pytest.mark.parametrize("density", [0, -0.5, 1.5, True, "0.7"])
-def test_bad_placer_density_is_refused_before_any_tool_runs(tmp_path, density):
-    with pytest.raises(ValueError, match="placer_density must be a number in"):
-        build_bitstream(design="loopback", out=tmp_path, placer_density=density)
-    assert not any(tmp_path.iterdir())
