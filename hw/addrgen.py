@@ -131,6 +131,9 @@ class _Walker(wiring.Component):
         y_base, y_room, ky_lo, ky_hi = tap_range("y")
         x_base, x_room, kx_lo, kx_hi = tap_range("x")
 
+        def first_output(base, room, size):  # output row (column) 0
+            return [base.eq(-p), room.eq(size + p - 1)]
+
         first_j = Signal(range(G))
         for i in reversed(range(G)):
             with m.If(mask[i]):
@@ -206,7 +209,7 @@ class _Walker(wiring.Component):
                     m.d.sync += [rem.eq(d.cout), toff.eq(0)]
                     with m.If(ox == last_ox):
                         m.d.sync += [ox.eq(0), oy.eq(oy + 1),
-                                     x_base.eq(-p), x_room.eq(d.width + p - 1),
+                                     *first_output(x_base, x_room, d.width),
                                      y_base.eq(y_base + in_step), y_room.eq(y_room - in_step),
                                      row_pix.eq(row_pix + row_step), pix.eq(row_pix + row_step)]
                     with m.Else():
@@ -227,8 +230,8 @@ class _Walker(wiring.Component):
         with m.If(self.start):
             m.d.sync += [oy.eq(0), ox.eq(0), rem.eq(d.cout), ustart.eq(1),
                          running.eq(1), pix.eq(0), row_pix.eq(0), toff.eq(0),
-                         y_base.eq(-p), y_room.eq(d.height + p - 1),
-                         x_base.eq(-p), x_room.eq(d.width + p - 1)]
+                         *first_output(y_base, y_room, d.height),
+                         *first_output(x_base, x_room, d.width)]
         return m
 
 
