@@ -16,6 +16,9 @@ __all__ = ["Dispatcher", "COST_BITS", "choose_spe"]
 #: column groups x 32 MXINT8 passes).
 COST_BITS = 14
 
+#: The item fields the head passes on to an engine unchanged (``first`` is the dispatcher's).
+OPERANDS = ("x", "x_scale", "w", "w_scale", "ncols", "pref", "null", "last")
+
 
 def choose_spe(*, dpe_free, spe_free, dpe_cost, spe_cost, pref):
     """The dispatch rule (the RTL's and the cycle model's): True for the SPE, False for the
@@ -43,6 +46,12 @@ class Dispatcher(wiring.Component):
         costs. Items reach the engines one cycle later; the stage takes an item whenever it
         is empty or its item leaves (``i.ready = ~held | accepted``), so they still stream
         back to back.
+    w_late : bool
+        With ``head_reg``: the input's weight fields (``w``, ``w_scale``) arrive in the cycle
+        after the handshake and stay until the next one (``OperandFetch(w_late=True)``: the
+        weight memory's read port), so the head takes them from ``i`` instead of a register
+        of its own. This removes one of the three copies of the weight word between the block
+        RAM and the arithmetic (2112 flip-flops at tile 8) and changes no cycle.
 
     Members
     -------
@@ -83,7 +92,7 @@ class Dispatcher(wiring.Component):
     """
 
     def __init__(self, *, vector, dpe_cols, spe_lanes, tile, col_skip=False,
-                 nibble_skip=False, head_reg=False):
+                 nibble_skip=False, head_reg=False, w_late=False):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.dpe_cols = check_int("dpe_cols", dpe_cols, 1, 64)
@@ -92,6 +101,10 @@ class Dispatcher(wiring.Component):
             self.col_skip = check_bool("col_skip", col_skip)
             self.nibble_skip = check_bool("nibble_skip", nibble_skip)
             self.head_reg = check_bool("head_reg", head_reg)
+            self.w_late = check_bool("w_late", w_late)
+            if w_late and not head_reg:
+                raise ValueError("w_late needs head_reg: the weight fields arrive a cycle "
+                                 "after the handshake, when the item is in the head register")
         super().__init__({
             "mode": In(Mode),
             "i": In(stream.Signature(item_layout(tile))),
@@ -145,11 +158,16 @@ class Dispatcher(wiring.Component):
             costs = {e: Signal(COST_BITS, name=f"cost_{e}") for e in "ds"}
             load = ~head_valid | head_ready
             m.d.comb += self.i.ready.eq(load)
+            late = ("w", "w_scale") if self.w_late else ()
             with m.If(load):
-                m.d.sync += [head_valid.eq(self.i.valid), head.eq(item_in),
+                m.d.sync += [head_valid.eq(self.i.valid),
+                             *(head[f].eq(item_in[f]) for f in item_in.shape().members
+                               if f not in late),
                              *(costs[e].eq(in_costs[e]) for e in "ds")]
+            operands = {f: item_in[f] if f in late else head[f] for f in OPERANDS}
         else:
             head_valid, head, costs = self.i.valid, item_in, in_costs
+            operands = {f: head[f] for f in OPERANDS}
             m.d.comb += self.i.ready.eq(head_ready)
         # the SPE is the cheaper engine for the head item (pref on a tie); with head_reg from
         # the registered costs, in parallel with the engines' free flags
@@ -179,9 +197,8 @@ class Dispatcher(wiring.Component):
         taken = {}
         for e, o in out.items():
             item = pack_value(o.payload.shape(), {
-                **{f: head[f] for f in ("x", "x_scale", "w", "w_scale", "ncols", "pref",
-                                        "null")},
-                "first": ~got[e], "last": head.last})
+                **operands,
+                "first": ~got[e]})
             close = pack_value(o.payload.shape(), {  # constant while it waits
                 "x": [0] * MX_BLOCK, "x_scale": 0, "w": [[0] * MX_BLOCK] * T,
                 "w_scale": [0] * T, "ncols": 0, "pref": 0, "null": 1, "first": ~got[e],

@@ -33,6 +33,12 @@ class OperandFetch(wiring.Component):
         the item enters the second stage, so both arrive together. The block RAM's read data
         then reaches a register and not the consumer's logic (the dispatcher's non-zero
         counts). One cycle more per item (:func:`fetch_latency`), still one item per cycle.
+    w_late : bool
+        The weight word is read as the item leaves (in the cycle of the ``o`` handshake), so
+        ``o.payload.w`` and ``w_scale`` are the item's in the cycle *after* its handshake, held
+        until the next one: for a consumer that registers the item and holds it until the next
+        handshake (the dispatcher's head, ``Dispatcher(w_late=True)``), whose copy of the
+        2.1 kbit weight word (at tile 8) the read port's data register then replaces.
 
     Members
     -------
@@ -45,8 +51,8 @@ class OperandFetch(wiring.Component):
     act_addr, w_addr : Out(ADDR_BITS); act_rd_en, w_rd_en : Out(1)
         Read addresses and read enables of a synchronous (one-cycle) read port of the
         activation and of the weight memory. ``act_rd_en`` is high in a cycle that takes a
-        non-null item; ``w_rd_en`` in the same cycle, or with ``act_reg`` in the cycle the
-        item enters the second stage.
+        non-null item; ``w_rd_en`` in the same cycle, with ``act_reg`` in the cycle the item
+        enters the second stage, with ``w_late`` in the cycle it leaves.
     act_data : In(ACT_WORD_BITS), w_data : In(weight_word_bits(tile))
         The read ports' data (the words addressed in the last enabled cycle, held while the
         enable is low).
@@ -63,10 +69,11 @@ class OperandFetch(wiring.Component):
     ``i.ready`` never depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
     """
 
-    def __init__(self, *, tile, act_reg=False):
+    def __init__(self, *, tile, act_reg=False, w_late=False):
         with validating(self):
             self.tile = check_int("tile", tile, 1, 256)
             self.act_reg = check_bool("act_reg", act_reg)
+            self.w_late = check_bool("w_late", w_late)
         super().__init__({
             "i": In(stream.Signature(addr_item_layout())),
             "o": Out(stream.Signature(item_layout(tile))),
@@ -107,20 +114,33 @@ class OperandFetch(wiring.Component):
             m.d.sync += [valid.eq(walk.valid),
                          flags.eq(pack_value(flag_layout, {
                              n: walk.payload[n] for n in flag_names}))]
+        # the weight address travels with the item to the stage whose transfer reads it
+        w_addr = walk.payload.w_addr
+        w_read = fetch
         if self.act_reg:  # the act word registered, the weight word read as it enters b
             act = Signal(ACT_WORD_BITS, name="b_act")
-            w_addr = Signal(ADDR_BITS, name="a_w_addr")
-            w_read = take_next & valid & ~flags.null
+            a_w_addr = Signal(ADDR_BITS, name="a_w_addr")
             with m.If(take_next):
                 m.d.sync += [out_valid.eq(valid), out_flags.eq(flags), act.eq(self.act_data)]
             with m.If(take):
-                m.d.sync += w_addr.eq(walk.payload.w_addr)
-            m.d.comb += [self.w_rd_en.eq(w_read), self.w_addr.eq(w_addr),
-                         self.reads.eq(fetch + w_read)]
+                m.d.sync += a_w_addr.eq(w_addr)
+            w_addr, w_read = a_w_addr, take_next & valid & ~flags.null
+            if self.w_late:
+                b_w_addr = Signal(ADDR_BITS, name="b_w_addr")
+                with m.If(take_next):
+                    m.d.sync += b_w_addr.eq(a_w_addr)
+                w_addr = b_w_addr
         else:
             act = self.act_data
-            m.d.comb += [self.w_rd_en.eq(fetch), self.w_addr.eq(walk.payload.w_addr),
-                         self.reads.eq(Mux(fetch, 2, 0))]
+            if self.w_late:
+                a_w_addr = Signal(ADDR_BITS, name="a_w_addr")
+                with m.If(take):
+                    m.d.sync += a_w_addr.eq(w_addr)
+                w_addr = a_w_addr
+        if self.w_late:
+            w_read = out_valid & self.o.ready & ~out_flags.null
+        m.d.comb += [self.w_rd_en.eq(w_read), self.w_addr.eq(w_addr),
+                     self.reads.eq(fetch + w_read)]
         # One assignment of the whole item, not one per field: field by field, the Verilog
         # drives the ~2.4 kbit payload wire with ~300 part-select assigns, which Icarus
         # re-resolves (and fans out) once per part (docs/hardware.md, "Simulator notes").

@@ -2,8 +2,10 @@
 first..last run per unit and engine, every item to exactly one engine."""
 
 import pytest
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import stream
 
-from .common import Mode
+from .common import Mode, item_layout
 from .cyclemodel import DispatcherModel
 from .dispatch import Dispatcher, choose_spe
 from .dpe import dpe_item_cycles
@@ -46,15 +48,40 @@ def _costs(mode, col_skip, nibble_skip):
     return {"d": dpe, "s": spe}
 
 
+class LateWeights(Elaboratable):
+    """A dispatcher whose input's weight fields arrive a cycle after the handshake, held until
+    the next one, as the weight memory's read port delivers them
+    (``OperandFetch(w_late=True)``): ``i`` takes whole items; ``dut.i`` gets their weight fields
+    from a register loaded on its handshake."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.i = stream.Signature(item_layout(dut.tile)).flip().create()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        late = {f: Signal.like(self.i.payload[f], name=f"late_{f}") for f in ("w", "w_scale")}
+        m.d.comb += [dut.i.valid.eq(self.i.valid), self.i.ready.eq(dut.i.ready),
+                     *(dut.i.payload[f].eq(late.get(f, self.i.payload[f]))
+                       for f in self.i.payload.shape().members)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [late[f].eq(self.i.payload[f]) for f in late]
+        return m
+
+
 @pytest.mark.parametrize("mode", [Mode.INT4, Mode.MXINT8])
 @pytest.mark.parametrize("col_skip,nibble_skip,seed", [(True, True, 1), (False, False, 2)])
-@pytest.mark.parametrize("head_reg", [False, True])
-def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed, head_reg):
+@pytest.mark.parametrize("head_reg,w_late", [(False, False), (True, False), (True, True)])
+def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed, head_reg, w_late):
+    """With ``w_late`` the engines name the items they take by a weight field (``w_scale``),
+    so an item carrying another item's weights fails the check."""
     rnd, nrng = seeded(seed)
     items = _units(nrng, 14, mode)
     assert len(items) < 256
     dut = Dispatcher(vector=V, dpe_cols=COLS, spe_lanes=LANES, tile=TILE, col_skip=col_skip,
-                     nibble_skip=nibble_skip, head_reg=head_reg)
+                     nibble_skip=nibble_skip, head_reg=head_reg, w_late=w_late)
+    top = LateWeights(dut) if w_late else dut
     cost = _costs(mode, col_skip, nibble_skip)
     trace, taken = [], {"d": [], "s": []}
     units = len({it["tag"][0] for it in items})
@@ -62,7 +89,7 @@ def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed, head_re
     async def producer(ctx):
         ctx.set(dut.mode, mode)
         for it in items:
-            await stream_put(ctx, dut.i, {k: v for k, v in it.items() if k != "tag"}, rnd, 0.2)
+            await stream_put(ctx, top.i, {k: v for k, v in it.items() if k != "tag"}, rnd, 0.2)
 
     async def engines(ctx):
         """Two engines as the DPE / SPE behave: busy for the item's cost, the next item taken
@@ -70,6 +97,7 @@ def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed, head_re
         left = {"d": 0, "s": 0}
         head = 0
         while min(sum(1 for t in taken[e] if t["last"]) for e in "ds") < units:
+            assert len(trace) < 100 * len(items), f"not done after {len(trace)} cycles"
             ready, adv = {}, {}
             for e in "ds":
                 stall = left[e] > 0 and rnd.random() < 0.15
@@ -98,7 +126,7 @@ def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed, head_re
                 head += 1
             trace.append(rec)
 
-    run_sim(dut, [producer, engines])
+    run_sim(top, [producer, engines])
 
     # the model, stepped with the recorded engine signals, makes the same choices
     model = DispatcherModel(cost, head_reg=head_reg)
@@ -142,6 +170,8 @@ def test_choose_spe_rule():
     ({"tile": 1}, ValueError, r"tile must be in \[2, 256\], got 1"),
     ({"vector": 12}, ValueError, "vector must be one of"),
     ({"head_reg": 1}, TypeError, "head_reg must be a bool, got 1"),
+    ({"w_late": 1, "head_reg": True}, TypeError, "w_late must be a bool, got 1"),
+    ({"w_late": True}, ValueError, "w_late needs head_reg"),
     ({"col_skip": None}, TypeError, "col_skip must be a bool, got None"),
 ])
 def test_dispatcher_rejects_bad_parameters(kwargs, exc, msg):

@@ -3,6 +3,7 @@ random stream gaps, compared field by field with the memory words
 (:func:`hw.simtest.fetch_case`)."""
 
 import random
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,13 +16,13 @@ from .streamcheck import stream_checker
 DEPTH = 16
 
 
-def fetch_run(*, tile, items, seed, in_gap, out_gap, act_reg=False):
+def fetch_run(*, tile, items, seed, in_gap, out_gap, act_reg=False, w_late=False):
     """Random address items through an OperandFetch (:func:`hw.simtest.fetch_case`); checks
-    every work item and the read count; returns the cycles of the input and output
-    transfers."""
+    every work item (with ``w_late`` its weight fields in the cycle after its handshake) and
+    the read count; returns the cycles of the input and output transfers."""
     case = fetch_case(tile=tile, items=items, seed=seed, depth=DEPTH)
     addr_items = case["inputs"]
-    fe = OperandFetch(tile=tile, act_reg=act_reg)
+    fe = OperandFetch(tile=tile, act_reg=act_reg, w_late=w_late)
     dut = WithMemories(fe, [
         (ACT_WORD_BITS, DEPTH, case["act_words"], [(fe.act_rd_en, fe.act_addr, fe.act_data)]),
         (weight_word_bits(tile), DEPTH, case["w_words"],
@@ -37,7 +38,13 @@ def fetch_run(*, tile, items, seed, in_gap, out_gap, act_reg=False):
     async def consumer(ctx):
         crng = random.Random(seed + 2)
         for _ in addr_items:
-            got.append(await get(ctx, fe.o, crng, out_gap))
+            item = await get(ctx, fe.o, crng, out_gap)
+            if w_late:  # read at the handshake: on the port from the next cycle
+                fields = ("first", "last", "null", "x", "x_scale")
+                item = SimpleNamespace(**{f: getattr(item, f) for f in fields},
+                                       w=ctx.get(fe.o.payload.w),
+                                       w_scale=ctx.get(fe.o.payload.w_scale))
+            got.append(item)
 
     async def monitor(ctx):
         cycle = 0
@@ -63,19 +70,21 @@ def fetch_run(*, tile, items, seed, in_gap, out_gap, act_reg=False):
     return cycles
 
 
-@pytest.mark.parametrize("act_reg", [False, True])
+@pytest.mark.parametrize("act_reg,w_late", [(False, False), (True, False), (False, True),
+                                            (True, True)])
 @pytest.mark.parametrize("tile", [1, 4])
 @pytest.mark.parametrize("gaps", [(0.3, 0.3), (0.0, 0.7), (0.7, 0.0)])
-def test_fetch_matches_memories(tile, gaps, act_reg):
+def test_fetch_matches_memories(tile, gaps, act_reg, w_late):
     fetch_run(tile=tile, items=40, seed=tile + int(10 * gaps[1]), in_gap=gaps[0],
-              out_gap=gaps[1], act_reg=act_reg)
+              out_gap=gaps[1], act_reg=act_reg, w_late=w_late)
 
 
-@pytest.mark.parametrize("act_reg", [False, True])
-def test_fetch_back_to_back(act_reg):
+@pytest.mark.parametrize("act_reg,w_late", [(False, False), (True, False), (True, True)])
+def test_fetch_back_to_back(act_reg, w_late):
     """Items always valid, ``o`` always ready: one item per cycle, each on ``o``
-    :func:`fetch_latency` cycles after it was taken."""
-    cycles = fetch_run(tile=2, items=30, seed=3, in_gap=0.0, out_gap=0.0, act_reg=act_reg)
+    :func:`fetch_latency` cycles after it was taken (``w_late`` changes no cycle)."""
+    cycles = fetch_run(tile=2, items=30, seed=3, in_gap=0.0, out_gap=0.0, act_reg=act_reg,
+                       w_late=w_late)
     first = cycles["i"][0]
     assert cycles["i"] == list(range(first, first + 30))
     assert cycles["o"] == [c + fetch_latency(act_reg) for c in cycles["i"]]
@@ -85,6 +94,7 @@ def test_fetch_back_to_back(act_reg):
     ({"tile": 0}, ValueError, r"tile must be in \[1, 256\], got 0"),
     ({"tile": "4"}, TypeError, "tile must be an int"),
     ({"act_reg": 1}, TypeError, "act_reg must be a bool"),
+    ({"w_late": "yes"}, TypeError, "w_late must be a bool"),
 ])
 def test_fetch_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

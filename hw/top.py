@@ -61,7 +61,8 @@ def block_args(config):
             engines["disp"] = (Dispatcher, dict(vector=V, dpe_cols=c.dpe_cols,
                                                 spe_lanes=c.spe_lanes, tile=T,
                                                 col_skip=col_skip, nibble_skip=nibble_skip,
-                                                head_reg=bool(c.timing_regs)))
+                                                head_reg=bool(c.timing_regs),
+                                                w_late=bool(c.timing_regs)))
         else:
             engines["fetch_s"] = (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs)))
     skids = {}  # with timing_regs, a skid buffer between each walker and its fetch stage
@@ -71,7 +72,10 @@ def block_args(config):
     return {
         "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin, merged=balance)),
         "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T, col_skip=col_skip)),
-        "fetch_d": (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs))),
+        # with the dispatcher's head register, the weight word is read into the read port's
+        # data register as the item enters the head, which holds no copy of its own
+        "fetch_d": (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs),
+                                       w_late="disp" in engines and bool(c.timing_regs))),
         **engines,
         **skids,
         "ser": (JoinSerializer, dict(vector=V, tile=T, max_channels=C,
