@@ -134,7 +134,10 @@ class SPE(wiring.Component):
                 return mask_of(x)
             return Mux(is_mx, nonzero_nibble_mask(x, hi), nonzero_mask(x, V))
 
-        item = Signal(item_layout(T))
+        # no reset (read only while busy): the flip-flops' set/reset input, which an
+        # asynchronous domain reset (the board's) would take, then zeroes the operands of
+        # the dispatcher's null item as it loads, instead of a LUT per bit
+        item = Signal(item_layout(T), reset_less=True)
         busy = Signal()
         fresh = Signal()  # first processing cycle of the item
         c_cnt = Signal(range(npass))
