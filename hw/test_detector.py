@@ -3,6 +3,7 @@
 import random
 
 import pytest
+from amaranth.hdl import ClockDomain, Elaboratable, Module
 
 from golden import intref
 
@@ -43,6 +44,53 @@ def test_detector_matches_reference(out_format, channels, threshold):
     groups = len(case["map_bits"])
     assert bits[:groups] == case["map_bits"]
     assert not any(bits[groups:])
+
+
+class WithReset(Elaboratable):
+    """``dut`` in a ``sync`` domain whose reset the testbench drives (``cd.rst``)."""
+
+    def __init__(self, dut):
+        self.dut, self.cd = dut, ClockDomain("sync")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.cd
+        m.submodules.dut = self.dut
+        return m
+
+
+def test_detector_reset_clears_like_clear():
+    """The counters have no reset of their own (they are cleared by ``clear`` or the domain
+    reset as one, hw.common.clear_or_reset): a reset still sets every counter and group sum to
+    0, so the map after it is that of no zeros."""
+    dut = SparsityDetector(vector=4, max_channels=8, max_pixels=4)
+    top = WithReset(dut)
+    reads = {}
+
+    async def bench(ctx):
+        ctx.set(dut.channels, 8)
+        ctx.set(dut.pixels, 1)
+        ctx.set(dut.threshold, 50)
+        for _ in range(2):  # every channel counts two zeros
+            await stream_put(ctx, dut.i, {"zeros": 0xFF, "base": 0})
+        await ctx.tick().repeat(3)
+
+        def read(tag):
+            counts = []
+            for c in range(8):
+                ctx.set(dut.rd_chan, c)
+                counts.append(ctx.get(dut.rd_count))
+            reads[tag] = (counts, ctx.get(dut.map))
+        read("before")
+        ctx.set(top.cd.rst, 1)
+        await ctx.tick()
+        ctx.set(top.cd.rst, 0)
+        await ctx.tick().repeat(3)
+        read("after")
+
+    run_sim(top, [bench], check_streams=False)
+    assert reads["before"] == ([2] * 8, 0b11)
+    assert reads["after"] == ([0] * 8, 0b00)
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
