@@ -1,7 +1,7 @@
 """Operand fetch: turns one walker's address items into engine work items by reading the
 activation and weight memories."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
