@@ -7,7 +7,7 @@ from :mod:`golden.intref` / :mod:`golden.numerics` and only wrapped for Amaranth
 
 import contextlib
 
-from amaranth.hdl import Cat, Const, Mux, ResetSignal, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
 from golden import intref
@@ -20,7 +20,7 @@ __all__ = [
     "adder_tree", "pack_value", "connect_read_port", "thermometer_count",
     "nibble_operands", "lut_product",
     "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask",
-    "nonzero_nibble_mask", "popcount", "clear_or_reset",
+    "nonzero_nibble_mask", "popcount",
 ]
 
 # --------------------------------------------------------------------------- encodings
@@ -345,15 +345,3 @@ def popcount(m, bits, name):
         terms = nxt
         level += 1
     return terms[0]
-
-
-def clear_or_reset(m, clear, name):
-    """``clear`` or the ``sync`` domain's reset, as one signal, for registers declared
-    ``reset_less`` that are set to 0 by it: they behave as a reset register with a clear of its
-    own (0 after reset and after ``clear``), but their flip-flops have one synchronous reset,
-    which an ECP5 flip-flop takes at its set/reset input. A reset register with a clear needs a
-    LUT per bit in front of it instead (one set/reset input per flip-flop, taken by the
-    reset)."""
-    sig = Signal(name=name)
-    m.d.comb += sig.eq(clear | ResetSignal())
-    return sig

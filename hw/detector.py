@@ -6,8 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 
-from .common import (MX_BLOCK, VECTOR_CHOICES, check_choice, check_int, clear_or_reset,
-                     popcount, validating)
+from .common import MX_BLOCK, VECTOR_CHOICES, check_choice, check_int, popcount, validating
 
 __all__ = ["SparsityDetector", "detector_in_layout"]
 
@@ -72,10 +71,7 @@ class SparsityDetector(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         V, C = self.vector, self.max_channels
-        # the counters are cleared by ``clear`` or the reset, as one (hw.common.clear_or_reset)
-        clear = clear_or_reset(m, self.clear, "zc_clear")
-        counters = [Signal(range(self.max_pixels + 1), name=f"zc{c}", reset_less=True)
-                    for c in range(C)]
+        counters = [Signal(range(self.max_pixels + 1), name=f"zc{c}") for c in range(C)]
         m.d.comb += self.i.ready.eq(1)
 
         base_grp = Signal(range(self.groups))
@@ -89,18 +85,17 @@ class SparsityDetector(wiring.Component):
             inc = Signal(name=f"zinc{c}")
             m.d.comb += inc.eq(Mux(self.i.valid, _any(hits), 0))
             group_inc[c // V].append(inc)
-            with m.If(clear):
+            with m.If(self.clear):
                 m.d.sync += counters[c].eq(0)
             with m.Elif(inc):
                 m.d.sync += counters[c].eq(counters[c] + 1)
         # per group 100 x the sum of its counters, kept as a counter of its own (so the map is
         # a comparison of two registers: no multiplier after the counters)
         top = 100 * V * self.max_pixels
-        group_zeros = [Signal(range(top + 1), name=f"gzc{g}", reset_less=True)
-                       for g in range(self.groups)]
+        group_zeros = [Signal(range(top + 1), name=f"gzc{g}") for g in range(self.groups)]
         for g, zc in enumerate(group_zeros):
             inc = popcount(m, Cat(*group_inc[g]), f"ginc{g}")
-            with m.If(clear):
+            with m.If(self.clear):
                 m.d.sync += zc.eq(0)
             with m.Else():
                 m.d.sync += zc.eq(zc + Array(100 * k for k in range(V + 1))[inc])

@@ -60,9 +60,8 @@ class WithReset(Elaboratable):
 
 
 def test_detector_reset_clears_like_clear():
-    """The counters have no reset of their own (they are cleared by ``clear`` or the domain
-    reset as one, hw.common.clear_or_reset): a reset still sets every counter and group sum to
-    0, so the map after it is that of no zeros."""
+    """A reset in the middle of a layer sets every counter and group sum to 0, as ``clear``
+    does, so the map after it is that of no zeros."""
     dut = SparsityDetector(vector=4, max_channels=8, max_pixels=4)
     top = WithReset(dut)
     reads = {}

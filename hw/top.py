@@ -10,7 +10,7 @@ from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .addrgen import AddrGen, addr_item_layout
-from .common import MX_BLOCK, Format, clear_or_reset, connect_read_port, validating
+from .common import MX_BLOCK, Format, connect_read_port, validating
 from .config import COUNTER_BITS, COUNTERS, MEMORIES, AcceleratorConfig
 from .descriptor import ADDR_BITS, descriptor_layout
 from .detector import SparsityDetector
@@ -336,15 +336,12 @@ class Accelerator(wiring.Component):
                 inc = Signal(Value.cast(incs[name]).shape(), name=f"inc_{name}")
                 m.d.sync += inc.eq(incs[name])
                 incs[name] = inc
-        # cleared at a layer's start or by the reset, as one (hw.common.clear_or_reset)
-        restart = clear_or_reset(m, self.start & ~busy, "cnt_clear")
         for name in COUNTERS:
-            reg = Signal(COUNTER_BITS, name=f"cnt_{name}_reg", reset_less=True)
-            with m.If(restart):
+            reg = getattr(self, f"cnt_{name}")
+            with m.If(self.start & ~busy):
                 m.d.sync += reg.eq(0)
             with m.Else():
                 m.d.sync += reg.eq(reg + incs[name])
-            m.d.comb += getattr(self, f"cnt_{name}").eq(reg)
 
         # ---- host port: writes to the input memories, reads of the out memory only (a read
         # port on the others would cost a copy of each, e.g. of the weight memory, on FPGAs)
