@@ -106,9 +106,9 @@ class DPE(wiring.Component):
         combos = mx_combos(V)
         is_mx = self.mode == Mode.MXINT8
 
-        # no reset (read only while busy): the flip-flops' set/reset input, which an
-        # asynchronous domain reset (the board's) would take, then zeroes the operands of
-        # the dispatcher's null item as it loads, instead of a LUT per bit
+        # no reset (read only while busy): the flip-flops' set/reset input, which the
+        # domain reset would take, then zeroes the operands of the dispatcher's null item
+        # as it loads, instead of a LUT per bit (docs/hardware.md section 7)
         item = Signal(item_layout(T), reset_less=True)
         busy = Signal()
         g_cnt = Signal(range(max(groups, 2)))  # never 0 bits (Verilator rejects [-1:0])

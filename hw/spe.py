@@ -134,9 +134,9 @@ class SPE(wiring.Component):
                 return mask_of(x)
             return Mux(is_mx, nonzero_nibble_mask(x, hi), nonzero_mask(x, V))
 
-        # no reset (read only while busy): the flip-flops' set/reset input, which an
-        # asynchronous domain reset (the board's) would take, then zeroes the operands of
-        # the dispatcher's null item as it loads, instead of a LUT per bit
+        # no reset (read only while busy): the flip-flops' set/reset input, which the
+        # domain reset would take, then zeroes the operands of the dispatcher's null item
+        # as it loads, instead of a LUT per bit (docs/hardware.md section 7)
         item = Signal(item_layout(T), reset_less=True)
         busy = Signal()
         fresh = Signal()  # first processing cycle of the item
