@@ -114,17 +114,19 @@ class OperandFetch(wiring.Component):
             m.d.sync += [valid.eq(walk.valid),
                          flags.eq(pack_value(flag_layout, {
                              n: walk.payload[n] for n in flag_names}))]
-        # the weight address travels with the item to the stage whose transfer reads it
-        w_addr = walk.payload.w_addr
-        w_read = fetch
-        if self.act_reg:  # the act word registered, the weight word read as it enters b
-            act = Signal(ACT_WORD_BITS, name="b_act")
+        # the weight address goes with the item to the transfer that reads it: into stage a,
+        # into b (act_reg) or out of the last stage (w_late)
+        w_addr, w_read = walk.payload.w_addr, fetch
+        if self.act_reg or self.w_late:
             a_w_addr = Signal(ADDR_BITS, name="a_w_addr")
-            with m.If(take_next):
-                m.d.sync += [out_valid.eq(valid), out_flags.eq(flags), act.eq(self.act_data)]
             with m.If(take):
                 m.d.sync += a_w_addr.eq(w_addr)
-            w_addr, w_read = a_w_addr, take_next & valid & ~flags.null
+            w_addr = a_w_addr
+        if self.act_reg:  # the act word registered, the weight word read as it enters b
+            act = Signal(ACT_WORD_BITS, name="b_act")
+            with m.If(take_next):
+                m.d.sync += [out_valid.eq(valid), out_flags.eq(flags), act.eq(self.act_data)]
+            w_read = take_next & valid & ~flags.null
             if self.w_late:
                 b_w_addr = Signal(ADDR_BITS, name="b_w_addr")
                 with m.If(take_next):
@@ -132,11 +134,6 @@ class OperandFetch(wiring.Component):
                 w_addr = b_w_addr
         else:
             act = self.act_data
-            if self.w_late:
-                a_w_addr = Signal(ADDR_BITS, name="a_w_addr")
-                with m.If(take):
-                    m.d.sync += a_w_addr.eq(w_addr)
-                w_addr = a_w_addr
         if self.w_late:
             w_read = out_valid & self.o.ready & ~out_flags.null
         m.d.comb += [self.w_rd_en.eq(w_read), self.w_addr.eq(w_addr),
