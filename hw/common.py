@@ -16,7 +16,7 @@ from golden import numerics as nx
 __all__ = [
     "Mode", "Format", "ACC_WIDTH", "ACC_FRAC_BITS", "TERM_LIMIT", "MX_BLOCK", "ELEM_SHAPE",
     "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
-    "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_unit",
+    "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_shift", "term_unit",
     "adder_tree", "pack_value", "connect_read_port", "thermometer_count",
     "nibble_operands", "lut_product",
     "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask",
@@ -165,18 +165,31 @@ def barrel_shl(m, value, amount, max_amount, name):
     return x
 
 
-def term_unit(m, mant, exp, *, go, name="term"):
+def term_shift(m, mant_width, exp, name="term"):
+    """The exponent's half of :func:`term_unit` for a ``mant_width``-bit mantissa and the
+    signed shift ``exp``: signals ``(shamt, big, small)``, the left shift of the mantissa's
+    fixed-point image and whether the term saturates (``exp`` too large) or rounds to 0 (too
+    small). Combinational, so that a pipeline can compute it a stage ahead of the mantissa
+    (``hw.engine``: in parallel with ``mant = P * M``)."""
+    mw, top = mant_width, TERM_WIDTH - 1  # |mant| >= 1 shifted by >= 52 always saturates
+    shamt = Signal(range(mw + top + 1), name=f"{name}_shamt")
+    big, small = Signal(name=f"{name}_big"), Signal(name=f"{name}_small")
+    in_range = (exp >= -mw) & (exp < top)
+    m.d.comb += [shamt.eq(Mux(in_range, exp + mw, 0)), big.eq(exp >= top), small.eq(exp < -mw)]
+    return shamt, big, small
+
+
+def term_unit(m, mant, shift, *, go, name="term"):
     """``clamp(RNE(mant * 2**exp), +-TERM_LIMIT)`` for a signed integer ``mant`` and a signed
     shift ``exp`` (the term of docs/numerics.md section 4, with ``mant = P * M`` and
-    ``exp = E + 24``), in two halves with a register between them, loaded when ``go``: the
-    shift and the rounding decision, then the rounding increment and the clamp. Returns
-    ``(term, saturated)`` signals (``term`` is TERM_WIDTH bits) for the ``mant`` and ``exp``
-    of the previous ``go`` cycle."""
+    ``exp = E + 24``), given as ``shift = (shamt, big, small)`` of :func:`term_shift`
+    (registered with ``mant``), in two halves with a register between them, loaded when
+    ``go``: the shift and the rounding decision, then the rounding increment and the clamp.
+    Returns ``(term, saturated)`` signals (``term`` is TERM_WIDTH bits) for the ``mant`` and
+    ``shift`` of the previous ``go`` cycle."""
     mw = len(mant)
-    top = TERM_WIDTH - 1  # |mant| >= 1 shifted by >= 52 always saturates
-    shamt = Signal(range(mw + top + 1), name=f"{name}_shamt")
-    in_range = (exp >= -mw) & (exp < top)
-    m.d.comb += shamt.eq(Mux(in_range, exp + mw, 0))
+    top = TERM_WIDTH - 1
+    shamt, big_in, small_in = shift
     wide = barrel_shl(m, mant, shamt, mw + top - 1, name)
     frac = wide[:mw]
     half = 1 << (mw - 1)
@@ -187,7 +200,7 @@ def term_unit(m, mant, exp, *, go, name="term"):
     with m.If(go):
         m.d.sync += [whole.eq(wide[mw:].as_signed()),
                      up.eq((frac > half) | ((frac == half) & wide[mw])),
-                     big.eq(exp >= top), small.eq(exp < -mw),
+                     big.eq(big_in), small.eq(small_in),
                      mzero.eq(mant == 0), mneg.eq(mant < 0)]
     # second half: RNE increment and clamp
     rounded = Signal(signed(len(whole) + 1), name=f"{name}_rne")

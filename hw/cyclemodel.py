@@ -15,7 +15,7 @@ from golden import intref
 
 from .addrgen import ADDRGEN_LATENCY, walk_items
 from .dpe import dpe_item_cycles
-from .engine import ENGINE_STAGES
+from .engine import ENGINE_STAGES, engine_stages
 from .fetch import fetch_latency
 from .layout import unpack_vector
 from .ppu import BUFFER_DEPTH, block_closed_by
@@ -42,20 +42,20 @@ def start_cycle(config):
 class EngineModel:
     """Cycle model of a DPE / SPE: an issue stage (``costs(item)`` cycles per item, the next
     item accepted in the final cycle of the current one) and the result pipeline of
-    :mod:`hw.engine`: ``ENGINE_STAGES`` registers that move together and stall, with the
-    issue stage, while the last one holds the final pass of a ``last`` item and ``o`` is
-    still full.
+    :mod:`hw.engine`: ``stages`` registers (:func:`hw.engine.engine_stages`) that move
+    together and stall, with the issue stage, while the last one holds the final pass of a
+    ``last`` item and ``o`` is still full.
 
     Per cycle: :meth:`comb` (given the join's ``o_ready``) sets ``i_ready``, then :meth:`edge`
     clocks the engine."""
 
-    def __init__(self, costs):
+    def __init__(self, costs, stages=ENGINE_STAGES):
         self.costs = costs        # item -> issue cycles
         self.busy = False
         self.left = 0
         self.item = None
         # per pipeline register: it holds the final pass of a ``last`` item
-        self.pipe = [False] * ENGINE_STAGES
+        self.pipe = [False] * stages
         self.o_valid = False
         self.busy_cycles = 0
 
@@ -261,10 +261,11 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
         return spe_item_cycles(x_of(it), mode=mode, null=it["null"], vector=vector,
                                lanes=config.spe_lanes, nibble_skip=bool(config.nibble_skip))
 
-    dpe = EngineModel(dpe_cost)
-    spe = EngineModel(spe_cost)
-    engines = {False: dpe, True: spe}
     regs = timing_registers(config)
+    stages = engine_stages(regs["product_reg"])
+    dpe = EngineModel(dpe_cost, stages)
+    spe = EngineModel(spe_cost, stages)
+    engines = {False: dpe, True: spe}
     disp = (DispatcherModel({"d": dpe_cost, "s": spe_cost}, head_reg=regs["head_reg"])
             if config.balance else None)
     walk = {s: {"pos": 0, "running": False, "o_valid": False, "o": None} for s in streams}

@@ -7,12 +7,13 @@ from amaranth.lib.wiring import In, Out
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_bool, check_choice, check_int,
                      item_layout, mx_combos, nibble_operands, result_layout, validating,
                      pack_value)
-from .engine import ENGINE_STAGES, lane_sum, result_pipeline, scale_factors
+from .engine import ENGINE_STAGES, engine_stages, lane_products, result_pipeline, scale_factors
 
 __all__ = ["DPE", "DPE_LATENCY", "dpe_item_cycles"]
 
 #: Cycles from the last processing cycle of a ``last`` item to its result on ``o`` (the result
-#: pipeline of :mod:`hw.engine`, then the result register).
+#: pipeline of :mod:`hw.engine`, then the result register), without the product register;
+#: ``DPE(...).latency`` is the instance's.
 DPE_LATENCY = ENGINE_STAGES + 1
 
 
@@ -46,6 +47,10 @@ class DPE(wiring.Component):
     col_skip : bool
         Issue only the column groups that hold the unit's ``ncols`` output channels (the
         accumulators of the other groups keep stale values: the serializer never reads them).
+    product_reg : bool
+        A register between the multipliers and the column sums (the ``timing_regs``
+        configuration; :func:`hw.engine.result_pipeline`): one cycle more of latency
+        (``latency``), the same issue cycles.
 
     Members
     -------
@@ -67,13 +72,13 @@ class DPE(wiring.Component):
     An item is registered on its handshake and issued in the next :func:`dpe_item_cycles`
     cycles, one pass per cycle: column group ``g`` outer; in MXINT8 mode the slices and nibble
     products of the block inner. Each pass's operands enter the result pipeline of
-    :mod:`hw.engine` (:data:`hw.engine.ENGINE_STAGES` registers; the multipliers and the
+    :mod:`hw.engine` (:func:`hw.engine.engine_stages` registers; the multipliers and the
     ``cols`` column sums follow its operand register, stage 0), which combines a group's
     passes exactly into ``P`` before the term conversion (RNE per term, so MXINT8 rounds
     exactly as the reference) and accumulates. A ``null`` item takes one cycle. The next item
     is accepted in the last issue cycle of the current one, so items stream back to back with
-    no bubble. The result of a ``last`` item is valid on ``o`` :data:`DPE_LATENCY` cycles after
-    its last issue cycle.
+    no bubble. The result of a ``last`` item is valid on ``o`` ``latency`` cycles after its
+    last issue cycle (:data:`DPE_LATENCY` without ``product_reg``).
 
     Backpressure
     ------------
@@ -83,9 +88,10 @@ class DPE(wiring.Component):
     ``o.valid`` never on ``o.ready``.
     """
 
-    def __init__(self, *, vector, cols, tile, col_skip=False):
+    def __init__(self, *, vector, cols, tile, col_skip=False, product_reg=False):
         with validating(self):
             self.col_skip = check_bool("col_skip", col_skip)
+            self.product_reg = check_bool("product_reg", product_reg)
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.cols = check_int("cols", cols, 1, 64)
             self.tile = check_int("tile", tile, cols, 256)
@@ -98,6 +104,7 @@ class DPE(wiring.Component):
             "busy": Out(1),
             "macs": Out(range(vector * cols + 1)),
         })
+        self.latency = engine_stages(self.product_reg) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -119,11 +126,12 @@ class DPE(wiring.Component):
             "x": data.ArrayLayout(signed(5), V),
             "w": data.ArrayLayout(data.ArrayLayout(signed(5), V), N)})
 
-        def column_sums(ops):
-            return [lane_sum(m, ops.x, ops.w[j], V, f"prod{j}") for j in range(N)]
+        def column_products(ops):
+            return [lane_products(m, ops.x, ops.w[j], V, f"prod{j}") for j in range(N)]
 
         issue, pipe_stall = result_pipeline(m, cols=N, tile=T, o=self.o, operands=operands,
-                                            column_sums=column_sums)
+                                            column_products=column_products,
+                                            product_reg=self.product_reg)
 
         last_combo = Mux(is_mx, c_cnt == len(combos) - 1, 1)
 

@@ -9,11 +9,14 @@ produces per cycle one *pass*: the multiplier operands of that cycle (in the eng
 ====== ====================================================================================
 stage  work
 ====== ====================================================================================
-0      the operand register; the engine's ``column_sums`` multiplies the registered operands
-       and sums the products of each of its ``cols`` computing columns into ``s``
+0      the operand register; the engine's ``column_products`` multiplies the registered
+       operands, and the products of each of its ``cols`` computing columns are summed into
+       ``s`` (with ``product_reg``: the products are registered first, in stage 0p, and
+       summed from there; every later stage and the latency move by one)
 1      ``P = (fresh ? 0 : P) + (s << sh)``: the exact integer vector product, built over the
        passes of an item (SPE) or of a column group (DPE: the slices / nibble products)
-2      ``mant = P * M`` (``M`` = product of the activation and weight scale mantissas)
+2      ``mant = P * M`` (``M`` = product of the activation and weight scale mantissas); in
+       parallel the term unit's shift amount and range flags from ``E``
 3      the term unit, first half: ``mant * 2**E`` (logarithmic shift) and the rounding
        decision
 4      the term unit, second half: ``clamp(RNE(...), +-TERM_LIMIT)`` (docs/numerics.md 4)
@@ -24,22 +27,31 @@ stage  work
 Every stage register moves when the pipeline is not stalled. It stalls (all stages and the
 issue stage) in the cycle in which stage 5 (the last) holds an ``emit`` pass while ``o``
 still holds an unaccepted result: ``stall = emit5 & o.valid & ~o.ready``. So a result appears
-on ``o`` ``ENGINE_STAGES + 1`` cycles after the final pass of its unit was issued, and the
-issue stage loses exactly the cycles in which the pipeline stalls (the cycle model,
-:class:`hw.cyclemodel.EngineModel`, steps the same rule).
+on ``o`` ``engine_stages(product_reg) + 1`` cycles after the final pass of its unit was
+issued, and the issue stage loses exactly the cycles in which the pipeline stalls (the cycle
+model, :class:`hw.cyclemodel.EngineModel`, steps the same rule).
 """
 
 from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
 from .common import (ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, adder_tree, decode_scale,
-                     lut_product, popcount, term_unit)
+                     lut_product, popcount, term_shift, term_unit)
 
-__all__ = ["ENGINE_STAGES", "SUM_WIDTH", "pass_layout", "scale_factors", "lane_sum",
-           "result_pipeline"]
+__all__ = ["ENGINE_STAGES", "PRODUCT_WIDTH", "SUM_WIDTH", "engine_stages", "pass_layout",
+           "scale_factors", "lane_products", "result_pipeline"]
 
-#: Register stages between an engine's issue stage and its result register (stages 0-5).
+#: Register stages between an engine's issue stage and its result register (stages 0-5),
+#: without the product register.
 ENGINE_STAGES = 6
+#: Signed bits of one 5 x 5-bit operand product (-16 x 15 .. -16 x -16 = 256).
+PRODUCT_WIDTH = 10
+
+
+def engine_stages(product_reg=False):
+    """Register stages of the result pipeline: :data:`ENGINE_STAGES`, one more with the
+    product register (``product_reg``, :func:`result_pipeline`)."""
+    return ENGINE_STAGES + bool(product_reg)
 #: Signed bits of one pass's partial sum per column (up to 32 lanes of 5 x 5-bit products).
 SUM_WIDTH = 16
 #: Signed bits of a term exponent ``E + 24`` (FP8: -9..5 per scale, E8M0: -133..122).
@@ -74,23 +86,27 @@ def scale_factors(x_scale, w_scale, mode):
     return mx * mw, ex + ew + ACC_FRAC_BITS
 
 
-def lane_sum(m, xs, ws, lanes, name, valid=None):
-    """``sum(xs[i] * ws[i] for i < lanes)``, the products as :func:`hw.common.lut_product`
-    (named ``{name}_{i}``); with ``valid``, product ``i`` counts only where bit ``i`` is set.
-    A column's partial sum ``s`` for ``column_sums``."""
+def lane_products(m, xs, ws, lanes, name, valid=None):
+    """``[xs[i] * ws[i] for i < lanes]``, each as :func:`hw.common.lut_product` (named
+    ``{name}_{i}``, operands of at most 5 signed bits); with ``valid``, product ``i`` is 0
+    where bit ``i`` is clear. One column's products for ``column_products``."""
     parts = []
     for i in range(lanes):
+        assert len(xs[i]) <= 5 and len(ws[i]) <= 5, "PRODUCT_WIDTH holds 5 x 5-bit products"
         prod = lut_product(m, xs[i], ws[i], f"{name}_{i}")
         parts.append(prod if valid is None else Mux(valid[i], prod, 0))
-    return adder_tree(parts)
+    return parts
 
 
-def result_pipeline(m, *, cols, tile, o, operands, column_sums, name="rp"):
+def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=False,
+                    name="rp"):
     """Build the pipeline of the module docstring into ``m`` for ``cols`` computing columns
     and ``tile`` accumulators (column ``c`` belongs to group ``c // cols``); ``o`` is the
     engine's result stream (``result_layout(tile)``); ``operands`` is the layout of a pass's
-    multiplier operands and ``column_sums(ops)`` returns the ``cols`` partial sums (each
-    fitting ``signed(SUM_WIDTH)``) of the registered operands ``ops``.
+    multiplier operands and ``column_products(ops)`` returns, per computing column, the same
+    number of products (:func:`lane_products`; their sum fits ``signed(SUM_WIDTH)``) of the
+    registered operands ``ops``. ``product_reg``: a register between the products and their
+    sums (the ``timing_regs`` configuration; :func:`engine_stages` stages).
 
     Returns ``(inp, stall)``: ``inp`` (a :func:`pass_layout` signal with ``ops``) must be
     driven combinationally by the issue stage, with ``valid`` high only in cycles it
@@ -113,9 +129,25 @@ def result_pipeline(m, *, cols, tile, o, operands, column_sums, name="rp"):
     # stage 0: operands; the products and column sums are computed from this register
     with m.If(go):
         m.d.sync += st0.eq(inp)
-    sums = column_sums(st0.ops)
+    products = column_products(st0.ops)
+    fields = [f for f, _ in layout if f != "s"]
+    if product_reg:  # stage 0p: the products, registered with the pass's other fields
+        lanes = len(products[0])
+        stp = Signal(data.StructLayout({
+            **{f: layout.members[f] for f in fields},
+            "p": data.ArrayLayout(data.ArrayLayout(signed(PRODUCT_WIDTH), lanes), cols)}),
+            name=f"{name}_stp")
+        with m.If(go):
+            m.d.sync += [stp[f].eq(st0[f]) for f in fields]
+            m.d.sync += [stp.p[j][i].eq(products[j][i])
+                         for j in range(cols) for i in range(lanes)]
+        src = stp
+        products = [[stp.p[j][i] for i in range(lanes)] for j in range(cols)]
+    else:
+        src = st0
+    sums = [adder_tree(parts) for parts in products]
     with m.If(go):
-        m.d.sync += [st1[f].eq(st0[f]) for f, _ in layout if f != "s"]
+        m.d.sync += [st1[f].eq(src[f]) for f in fields]
         m.d.sync += [st1.s[j].eq(sums[j]) for j in range(cols)]
 
     # stage 1: P over the passes
@@ -140,13 +172,18 @@ def result_pipeline(m, *, cols, tile, o, operands, column_sums, name="rp"):
             st2.group.eq(st1.group),
         ]
 
-    # stage 2: mantissa
+    # stage 2: mantissa; in parallel the term unit's shift amount and range flags
     mant3 = [Signal(signed(MANT_WIDTH), name=f"{name}_mant{j}") for j in range(cols)]
-    e3 = [Signal(signed(EXP_WIDTH), name=f"{name}_e3_{j}") for j in range(cols)]
+    shift3 = []
     with m.If(go):
         m.d.sync += st3.eq(st2)
         m.d.sync += [mant3[j].eq(p2[j] * m2[j]) for j in range(cols)]
-        m.d.sync += [e3[j].eq(e2[j]) for j in range(cols)]
+    for j in range(cols):
+        shift = term_shift(m, MANT_WIDTH, e2[j], name=f"{name}_ts{j}")
+        regs = [Signal.like(v, name=f"{v.name}3") for v in shift]
+        with m.If(go):
+            m.d.sync += [r.eq(v) for r, v in zip(regs, shift)]
+        shift3.append(regs)
 
     # stages 3 and 4: the term unit, shift and rounding decision (registered inside
     # term_unit), then the increment and the clamp
@@ -156,7 +193,7 @@ def result_pipeline(m, *, cols, tile, o, operands, column_sums, name="rp"):
         m.d.sync += [st4.eq(st3), st5.eq(st4)]
     sat_bits = []
     for j in range(cols):
-        term, tsat = term_unit(m, mant3[j], e3[j], go=go, name=f"{name}_tu{j}")
+        term, tsat = term_unit(m, mant3[j], shift3[j], go=go, name=f"{name}_tu{j}")
         reg = Signal.like(term, name=f"{name}_term{j}")
         with m.If(go):
             m.d.sync += reg.eq(term)

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 from .config import COUNTERS, PRESETS, preset
-from .dpe import DPE_LATENCY
+from .engine import engine_stages
 from .ppu import PPU_LATENCY
 from .rtlcache import BLOCKS, TOPLEVEL, block_args, block_module, has_block
-from .spe import SPE_LATENCY
+from .top import timing_registers
 from .verilog import emit_verilog
 
 __all__ = ["MODULES", "blocks", "generate", "main"]
@@ -48,11 +48,13 @@ def generate(out, names=None, config=PRESETS["default"]):
             "lines": text.count("\n"),
             "verilog_modules": _modules(text),
         }
+    # the engines' result pipeline, then their result register (hw.engine)
+    latency = engine_stages(timing_registers(config)["product_reg"]) + 1
     report = {
         "schema": 1,
         "top": TOPLEVEL,
         "config": config.to_dict(),
-        "latencies": {"dpe": DPE_LATENCY, "spe": SPE_LATENCY, "ppu": PPU_LATENCY},
+        "latencies": {"dpe": latency, "spe": latency, "ppu": PPU_LATENCY},
         "counters": list(COUNTERS),
         "modules": modules,
         "total_lines": sum(mod["lines"] for mod in modules.values()),

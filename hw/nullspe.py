@@ -13,8 +13,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .addrgen import addr_item_layout
-from .common import check_int, result_layout, validating
-from .engine import ENGINE_STAGES
+from .common import check_bool, check_int, result_layout, validating
+from .engine import engine_stages
 
 __all__ = ["NullSPE"]
 
@@ -26,6 +26,9 @@ class NullSPE(wiring.Component):
     ------------------------------------------------------------------------------------
     tile : int, 1..256
         Accumulators of a result (the top's tile).
+    product_reg : bool
+        As the DPE's (:class:`hw.dpe.DPE`): one pipeline register more, so that the null
+        results keep the timing of the SPE the top would have.
 
     Members
     -------
@@ -37,14 +40,15 @@ class NullSPE(wiring.Component):
     Timing (the fetch stage and the SPE for null items, :mod:`hw.fetch`, :mod:`hw.spe`)
     --------------------------------------------------------------------------------
     A fetch register (``i.ready = ~valid | taken``), an issue register that takes one cycle
-    per item and :data:`hw.engine.ENGINE_STAGES` flag registers that stall, with the issue
+    per item and :func:`hw.engine.engine_stages` flag registers that stall, with the issue
     register, while the last holds a unit's end and ``o`` is full; a result is valid
-    ``ENGINE_STAGES + 1`` cycles after its unit's last item was issued.
+    ``engine_stages(product_reg) + 1`` cycles after its unit's last item was issued.
     """
 
-    def __init__(self, *, tile):
+    def __init__(self, *, tile, product_reg=False):
         with validating(self):
             self.tile = check_int("tile", tile, 1, 256)
+            self.product_reg = check_bool("product_reg", product_reg)
         super().__init__({
             "i": In(stream.Signature(addr_item_layout())),
             "o": Out(stream.Signature(result_layout(tile))),
@@ -56,7 +60,7 @@ class NullSPE(wiring.Component):
         f_valid, f_last = Signal(), Signal()
         # issue stage: one cycle per item
         busy, last = Signal(), Signal()
-        ends = Signal(ENGINE_STAGES)  # per pipeline register: it holds a unit's end
+        ends = Signal(engine_stages(self.product_reg))  # per register: it holds a unit's end
         stall = Signal()
         m.d.comb += stall.eq(ends[-1] & self.o.valid & ~self.o.ready)
         adv = busy & ~stall

@@ -7,12 +7,13 @@ from amaranth.lib.wiring import In, Out
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_bool, check_choice, check_int,
                      item_layout, nibble_operands, nonzero_mask, nonzero_nibble_mask, popcount,
                      result_layout, validating, pack_value)
-from .engine import ENGINE_STAGES, lane_sum, result_pipeline, scale_factors
+from .engine import ENGINE_STAGES, engine_stages, lane_products, result_pipeline, scale_factors
 
 __all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles", "spe_item_macs"]
 
 #: Cycles from the last processing cycle of a ``last`` item to its result on ``o`` (the result
-#: pipeline of :mod:`hw.engine`, then the result register).
+#: pipeline of :mod:`hw.engine`, then the result register), without the product register;
+#: ``SPE(...).latency`` is the instance's.
 SPE_LATENCY = ENGINE_STAGES + 1
 #: The (x_nibble, w_nibble, shift) products of an 8x8 multiply, in issue order (MXINT8 mode).
 SPE_NIBBLE_PASSES = ((1, 1, 8), (1, 0, 4), (0, 1, 4), (0, 0, 0))
@@ -73,6 +74,9 @@ class SPE(wiring.Component):
         The end of a sweep (the remaining mask is empty) as a register, set with the mask
         (the ``timing_regs`` configuration): ``i.ready`` then starts at registers one LUT
         level closer. Same cycles.
+    product_reg : bool
+        As :class:`hw.dpe.DPE`'s: a register between the multipliers and the column sums, one
+        cycle more of latency (``latency``).
 
     Members
     -------
@@ -94,7 +98,8 @@ class SPE(wiring.Component):
     lanes per column; it adds the item's passes exactly into ``P``, converts it to a term
     (RNE, clamp) and accumulates. Cycles per item: :func:`spe_item_cycles`. Items stream back
     to back (the next is accepted in the last issue cycle of the current one); a result is
-    valid :data:`SPE_LATENCY` cycles after the last issue cycle of a ``last`` item.
+    valid ``latency`` cycles after the last issue cycle of a ``last`` item
+    (:data:`SPE_LATENCY` without ``product_reg``).
 
     Backpressure
     ------------
@@ -102,8 +107,10 @@ class SPE(wiring.Component):
     last stage holds the final pass of a ``last`` item.
     """
 
-    def __init__(self, *, vector, lanes, cols, nibble_skip=False, sweep_end_reg=False):
+    def __init__(self, *, vector, lanes, cols, nibble_skip=False, sweep_end_reg=False,
+                 product_reg=False):
         with validating(self):
+            self.product_reg = check_bool("product_reg", product_reg)
             self.nibble_skip = check_bool("nibble_skip", nibble_skip)
             self.sweep_end_reg = check_bool("sweep_end_reg", sweep_end_reg)
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
@@ -117,6 +124,7 @@ class SPE(wiring.Component):
             "macs": Out(range(lanes * cols + 1)),
             "skipped": Out(range(MX_BLOCK + 1)),
         })
+        self.latency = engine_stages(self.product_reg) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -147,25 +155,32 @@ class SPE(wiring.Component):
             "x": data.ArrayLayout(signed(5), L), "ok": L,
             "w": data.ArrayLayout(data.ArrayLayout(signed(5), L), T)})
 
-        def column_sums(ops):
-            return [lane_sum(m, ops.x, ops.w[c], L, f"prod{c}", valid=ops.ok) for c in range(T)]
+        def column_products(ops):
+            return [lane_products(m, ops.x, ops.w[c], L, f"prod{c}", valid=ops.ok)
+                    for c in range(T)]
 
         issue, pipe_stall = result_pipeline(m, cols=T, tile=T, o=self.o, operands=operands,
-                                            column_sums=column_sums)
+                                            column_products=column_products,
+                                            product_reg=self.product_reg)
 
         def lanes_of(mask, name):
-            """The ``L`` lowest set bits of ``mask`` (index, valid) and the rest of it."""
+            """The ``L`` lowest set bits of ``mask`` (index, valid) and the rest of it. Each
+            lane isolates its lowest set bit as ``r & ~(r - 1)`` (a carry chain) and encodes
+            its index with one OR per index bit: logarithmic depth, where a priority chain
+            over the 32 bits is a dozen LUT levels on an FPGA (docs/hardware.md 4.7)."""
             r = mask
             idx, ok = [], []
             for lane in range(L):
+                low = Signal(MX_BLOCK, name=f"{name}_low{lane}")  # one-hot, or 0
+                m.d.comb += low.eq(r & ~(r - 1))
                 sel = Signal(range(MX_BLOCK), name=f"{name}_idx{lane}")
-                for i in reversed(range(MX_BLOCK)):
-                    with m.If(r[i]):
-                        m.d.comb += sel.eq(i)
+                m.d.comb += sel.eq(Cat(*[Cat(*[low[i] for i in range(MX_BLOCK)
+                                               if i >> b & 1]).any()
+                                         for b in range(len(sel))]))
                 idx.append(sel)
                 ok.append(r != 0)
                 nxt = Signal(MX_BLOCK, name=f"{name}_rest{lane}")
-                m.d.comb += nxt.eq(r & (r - 1))
+                m.d.comb += nxt.eq(r ^ low)
                 r = nxt
             return idx, ok, r
 

@@ -5,7 +5,7 @@ import pytest
 from golden import intref
 
 from .common import Mode
-from .dpe import DPE, dpe_item_cycles
+from .dpe import DPE, DPE_LATENCY, dpe_item_cycles
 from .engine import ENGINE_STAGES
 from .simtest import default_args, dpe_cycles, engine_check
 
@@ -52,6 +52,24 @@ def test_dpe_back_to_back_throughput():
     assert cycles - busy <= 3 + ENGINE_STAGES
 
 
+@pytest.mark.parametrize("x_format", list(intref.Format))
+def test_dpe_product_reg_matches_reference(x_format):
+    """product_reg (timing_regs): the products registered before the column sums; exact."""
+    dut = DPE(vector=16, cols=2, tile=4, col_skip=True, product_reg=True)
+    assert dut.latency == DPE_LATENCY + 1
+    engine_check(dut, x_format=x_format, units=10, seed=170 + x_format.value,
+                 item_cycles=dpe_cycles(16, 2, 4, col_skip=True), vector=16, real_cols=True)
+
+
+def test_dpe_product_reg_adds_one_cycle_of_latency():
+    """Without gaps the same busy cycles and exactly one cycle more in all."""
+    runs = [engine_check(DPE(vector=8, cols=1, tile=2, product_reg=reg),
+                         x_format=intref.Format.MXINT8, units=4, seed=5, vector=8,
+                         item_cycles=dpe_cycles(8, 1, 2), in_gap=0.0, out_gap=0.0)
+            for reg in (False, True)]
+    assert runs[1] == (runs[0][0], runs[0][1] + 1)
+
+
 @pytest.mark.parametrize("kwargs,exc,msg", [
     ({"vector": 32}, ValueError, "vector must be one of"),
     ({"vector": "16"}, TypeError, "vector must be an int"),
@@ -60,6 +78,7 @@ def test_dpe_back_to_back_throughput():
     ({"cols": 8, "tile": 4}, ValueError, r"tile must be in \[8, 256\], got 4"),
     ({"cols": 8, "tile": 12}, ValueError, "tile must be a multiple of cols=8, got 12"),
     ({"tile": True}, TypeError, "tile must be an int"),
+    ({"product_reg": 1}, TypeError, "product_reg must be a bool"),
 ])
 def test_dpe_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

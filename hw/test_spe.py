@@ -14,10 +14,14 @@ from .spe import SPE, spe_item_cycles, spe_item_macs
 
 @pytest.mark.parametrize("x_format", list(intref.Format))
 @pytest.mark.parametrize("vector,lanes,cols,sparsity", [(16, 4, 3, 0.65), (8, 3, 2, 0.3)])
-@pytest.mark.parametrize("sweep_end_reg", [False, True])
-def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity, sweep_end_reg):
-    """Exact results and cycles per item; the registered end-of-sweep flag changes neither."""
-    dut = SPE(vector=vector, lanes=lanes, cols=cols, sweep_end_reg=sweep_end_reg)
+@pytest.mark.parametrize("sweep_end_reg,product_reg", [(False, False), (True, False),
+                                                        (True, True)])
+def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity, sweep_end_reg,
+                               product_reg):
+    """Exact results and cycles per item; the registered end-of-sweep flag and the product
+    register change neither."""
+    dut = SPE(vector=vector, lanes=lanes, cols=cols, sweep_end_reg=sweep_end_reg,
+              product_reg=product_reg)
     engine_check(dut, x_format=x_format, units=12, seed=200 + x_format.value * 5 + lanes,
                  item_cycles=spe_cycles(vector, lanes), vector=vector, sparsity=sparsity)
 
@@ -80,6 +84,16 @@ def test_spe_beats_dpe_per_multiplier_at_65_percent_sparsity():
     assert spe_total < 0.6 * dpe_total
 
 
+def test_spe_product_reg_adds_one_cycle_of_latency():
+    """Without gaps the same busy cycles and exactly one cycle more in all."""
+    runs = [engine_check(SPE(vector=16, lanes=2, cols=2, nibble_skip=True, product_reg=reg),
+                         x_format=intref.Format.MXINT8, units=4, seed=6, sparsity=0.5,
+                         item_cycles=spe_cycles(16, 2, nibble_skip=True), in_gap=0.0,
+                         out_gap=0.0)
+            for reg in (False, True)]
+    assert runs[1] == (runs[0][0], runs[0][1] + 1)
+
+
 @pytest.mark.parametrize("kwargs,exc,msg", [
     ({"vector": 12}, ValueError, r"vector must be one of \(4, 8, 16\), got 12"),
     ({"lanes": 0}, ValueError, r"lanes must be in \[1, 32\], got 0"),
@@ -88,6 +102,7 @@ def test_spe_beats_dpe_per_multiplier_at_65_percent_sparsity():
     ({"cols": 257}, ValueError, r"cols must be in \[1, 256\], got 257"),
     ({"cols": 1.5}, TypeError, "cols must be an int"),
     ({"sweep_end_reg": 1}, TypeError, "sweep_end_reg must be a bool"),
+    ({"product_reg": None}, TypeError, "product_reg must be a bool"),
 ])
 def test_spe_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -52,11 +52,12 @@ def block_args(config):
     V, T, C = c.vector, c.tile, c.max_cout
     balance, col_skip, nibble_skip = bool(c.balance), bool(c.col_skip), bool(c.nibble_skip)
     if not c.has_spe:
-        engines = {"spe": (NullSPE, dict(tile=T))}
+        engines = {"spe": (NullSPE, dict(tile=T, product_reg=bool(c.timing_regs)))}
     else:
         engines = {"spe": (SPE, dict(vector=V, lanes=c.spe_lanes, cols=T,
                                      nibble_skip=nibble_skip,
-                                     sweep_end_reg=bool(c.timing_regs)))}
+                                     sweep_end_reg=bool(c.timing_regs),
+                                     product_reg=bool(c.timing_regs)))}
         if balance:  # one fetch (``fetch_d``) and the dispatcher
             engines["disp"] = (Dispatcher, dict(vector=V, dpe_cols=c.dpe_cols,
                                                 spe_lanes=c.spe_lanes, tile=T,
@@ -71,7 +72,8 @@ def block_args(config):
         skids = {f"skid_{n[-1]}": (SkidBuffer, dict(layout=addr_item_layout())) for n in fetches}
     return {
         "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin, merged=balance)),
-        "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T, col_skip=col_skip)),
+        "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T, col_skip=col_skip,
+                          product_reg=bool(c.timing_regs))),
         # with the dispatcher's head register, the weight word is read into the read port's
         # data register as the item enters the head, which holds no copy of its own
         "fetch_d": (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs),
@@ -89,13 +91,18 @@ def block_args(config):
 def timing_registers(config):
     """The registers of ``timing_regs`` that add cycles, as :func:`block_args` builds them for
     ``config``: ``act_reg`` (each fetch stage's second register), ``head_reg`` (the
-    dispatcher's input register; False without a dispatcher) and ``spare_unit`` (the join's
-    second unit register). The cycle models read them here, so they follow the blocks."""
+    dispatcher's input register; False without a dispatcher), ``spare_unit`` (the join's
+    second unit register) and ``product_reg`` (the engines' product register: the result
+    pipeline has :func:`hw.engine.engine_stages` stages). The cycle models read them here,
+    so they follow the blocks."""
     blocks = block_args(config)
     disp = blocks.get("disp")
+    product_reg = blocks["dpe"][1]["product_reg"]
+    assert blocks["spe"][1]["product_reg"] == product_reg, "the engines' latencies differ"
     return {"act_reg": blocks["fetch_d"][1]["act_reg"],
             "head_reg": bool(disp and disp[1]["head_reg"]),
-            "spare_unit": blocks["ser"][1]["spare_unit"]}
+            "spare_unit": blocks["ser"][1]["spare_unit"],
+            "product_reg": product_reg}
 
 
 class Accelerator(wiring.Component):
