@@ -16,7 +16,8 @@ from golden import numerics as nx
 __all__ = [
     "Mode", "Format", "ACC_WIDTH", "ACC_FRAC_BITS", "TERM_LIMIT", "MX_BLOCK", "ELEM_SHAPE",
     "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
-    "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_shift", "term_unit",
+    "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_shift",
+    "term_unit",
     "adder_tree", "pack_value", "connect_read_port", "thermometer_count",
     "nibble_operands", "lut_product",
     "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask",
