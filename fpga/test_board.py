@@ -17,6 +17,7 @@ from fpga.bitstream import build as build_bitstream
 from fpga.board import ULX3S_PINS, core_verilog, divisor_for, ulx3s_lpf
 from fpga.boardsim import DEFAULT_DIVISOR, BoardSim, build_board_sim, run as run_board_sim
 from fpga.host import BoardLink, LinkError, main as host_main
+from fpga.paths import Netlist, estimate
 from fpga.uart import UARTRx, UARTTx
 from hw.config import COUNTERS, PRESETS, preset
 from traces.format import write_trace
@@ -243,3 +244,8 @@ def test_loopback_bitstream_builds(tmp_path):
     assert report["bitstream_bytes"] > 100_000
     assert report["utilisation"]["TRELLIS_IO"]["used"] == len(ULX3S_PINS)
     assert (tmp_path / "loopback" / "sqdm_loopback.bit").exists()
+    # fpga.paths on the real netlist: the UART's registers, its estimate near nextpnr's
+    ends, _ = estimate(Netlist(tmp_path / "loopback" / "loopback.json"))
+    assert len(ends) > 20 and any("rx" in e.name for e in ends)
+    routed_ns = 1000.0 / report["fmax_mhz"]
+    assert 0.5 * routed_ns < ends[0].arrival_ns < 2.0 * routed_ns

@@ -1,0 +1,279 @@
+"""Estimated register-to-register delays of a synthesised ECP5 netlist, before placement.
+
+``python -m fpga.paths NETLIST.json [--hop 1.0] [--target-mhz 100] [--top 30] [--path NAME]
+[--json OUT]`` reads the JSON netlist Yosys' ``synth_ecp5`` writes (``python -m fpga.synth
+--no-pnr`` leaves one in its run folder, ``python -m fpga.bitstream`` too) and estimates, for
+every timing endpoint (a flip-flop's data, enable or set/reset input; a block RAM's or LUT
+RAM's input), the arrival of its latest signal: the cells' own delays (``CELL_NS``) plus a
+fixed routing delay per net hop (``--hop``, ns; none into a carry input or between a LUT and
+its PFUMX / L6MUX21, which are wired inside the slice). It prints the endpoints grouped by the
+name of the register they load, worst first, with how many miss ``--target-mhz``, and with
+``--path`` the worst path into a register whose name contains NAME.
+
+What it is for: ranking what to pipeline next in seconds, where nextpnr needs a placement
+(15-20 minutes for the ``board`` preset) to print one critical path. What it is not: timing
+sign-off. Routing delay depends on placement and fan-out, not on a constant; the default hop of
+1.0 ns matched nextpnr's post-placement estimate of the ``board`` preset within a few percent
+(docs/fpga.md 0.6), but only the routed figure counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import re
+import sys
+from pathlib import Path
+
+__all__ = ["CELL_NS", "Endpoint", "Netlist", "estimate", "group_name", "summary", "main"]
+
+#: Delay (ns) of a cell from its inputs to its output, or for a register or block RAM from its
+#: clock to its output (ECP5 speed grade 6, rounded: nextpnr's timing database).
+CELL_NS = {
+    "LUT4": 0.45, "PFUMX": 0.25, "L6MUX21": 0.25,
+    "CCU2C": 0.5,            # an operand input to a sum or the carry out
+    "CCU2C.carry": 0.06,     # carry in -> carry out (per two bits)
+    "CCU2C.cin_sum": 0.3,    # carry in -> sum
+    "MULT18X18D": 3.9,       # unregistered multiplier
+    "TRELLIS_DPR16X4": 0.9,  # LUT RAM read address -> data
+    "TRELLIS_FF": 0.5,       # clock -> Q
+    "DP16KD": 4.2,           # block RAM clock -> data (no output register)
+}
+#: Set-up time (ns) of an endpoint.
+SETUP_NS = 0.1
+#: Combinational cells and the inputs that time through them.
+COMB_INPUTS = {
+    "LUT4": {"A", "B", "C", "D"},
+    "PFUMX": {"ALUT", "BLUT", "C0"},
+    "L6MUX21": {"D0", "D1", "SD"},
+    "CCU2C": {"A0", "B0", "C0", "D0", "A1", "B1", "C1", "D1", "CIN"},
+    "MULT18X18D": {f"{p}{i}" for p in "AB" for i in range(18)},
+    "TRELLIS_DPR16X4": {"RAD"},  # the asynchronous read port
+}
+#: Inputs wired inside a slice or a carry chain: no routing hop.
+NO_HOP = {("PFUMX", "ALUT"), ("PFUMX", "BLUT"), ("L6MUX21", "D0"), ("L6MUX21", "D1"),
+          ("CCU2C", "CIN")}
+#: Cells whose inputs (other than their clocks) are timing endpoints.
+SEQUENTIAL = {"TRELLIS_FF", "DP16KD", "TRELLIS_DPR16X4"}
+CLOCKS = {"CLK", "CLKA", "CLKB", "WCK"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """One timed input: ``arrival_ns`` (with set-up), the register it loads (``name``), the
+    cell and port, and the net bit that arrives last."""
+    arrival_ns: float
+    name: str
+    cell: str
+    port: str
+    bit: int
+
+
+class Netlist:
+    """The top module of a Yosys JSON netlist: cells, the driver of every net bit and a
+    readable name per bit (a public net name where there is one)."""
+
+    def __init__(self, path):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no netlist at {path}")
+        try:
+            doc = json.loads(path.read_text())
+            modules = doc["modules"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path} is not a Yosys JSON netlist ({exc})") from None
+        tops = [m for m in modules.values() if m.get("attributes", {}).get("top")]
+        if len(tops) != 1:
+            raise ValueError(f"{path}: expected one top module, found {len(tops)}")
+        top = tops[0]
+        self.cells = top.get("cells", {})
+        self.names = {}
+        for name, info in top.get("netnames", {}).items():
+            for i, bit in enumerate(info["bits"]):
+                if not isinstance(bit, int):
+                    continue
+                label = f"{name}[{i}]" if len(info["bits"]) > 1 else name
+                old = self.names.get(bit)
+                if old is None or (old.startswith("$") and not name.startswith("$")):
+                    self.names[bit] = label
+        self.driver = {}
+        for cname, cell in self.cells.items():
+            for port, bits in cell["connections"].items():
+                if cell["port_directions"].get(port) == "output":
+                    for bit in bits:
+                        if isinstance(bit, int):
+                            self.driver[bit] = (cname, port)
+
+    def inputs(self, cname):
+        """``(port, bit)`` of every connected input of a cell."""
+        cell = self.cells[cname]
+        for port, bits in cell["connections"].items():
+            if cell["port_directions"].get(port, "input") == "input":
+                for bit in bits:
+                    if isinstance(bit, int):
+                        yield port, bit
+
+
+def _comb_delay(ctype, in_port, out_port):
+    if ctype == "CCU2C" and in_port == "CIN":
+        return CELL_NS["CCU2C.carry"] if out_port == "COUT" else CELL_NS["CCU2C.cin_sum"]
+    return CELL_NS[ctype]
+
+
+def _is_start(cell):
+    """The cell's outputs start paths: a register, a block RAM, or an unknown cell."""
+    return cell["type"] not in COMB_INPUTS or (
+        cell["type"] == "MULT18X18D"
+        and cell.get("parameters", {}).get("REG_OUTPUT_CLK", "NONE") not in ("NONE", ""))
+
+
+def estimate(netlist: Netlist, hop_ns=1.0):
+    """Every endpoint of ``netlist`` (:class:`Endpoint`, latest first) and the arrival
+    function ``arrival(bit) -> (ns, previous bit)`` for tracing paths. A combinational loop
+    is cut where it closes (its back edge counts as a start)."""
+    memo = {}
+
+    def arrival(bit):
+        if bit in memo:
+            return memo[bit]
+        # iterative depth-first evaluation: the netlist's cones are thousands of cells deep
+        stack = [(bit, False)]
+        while stack:
+            b, expanded = stack.pop()
+            if b in memo and not expanded:
+                continue
+            drv = netlist.driver.get(b)
+            if drv is None:
+                memo[b] = (0.0, None)
+                continue
+            cname, out_port = drv
+            cell = netlist.cells[cname]
+            if _is_start(cell):
+                memo[b] = (CELL_NS.get(cell["type"], CELL_NS["TRELLIS_FF"]), None)
+                continue
+            timed = [(p, ib) for p, ib in netlist.inputs(cname)
+                     if p in COMB_INPUTS[cell["type"]]]
+            if not expanded:
+                memo[b] = None  # in progress: a loop back to it reads as a start
+                stack.append((b, True))
+                stack.extend((ib, False) for _, ib in timed if ib not in memo)
+                continue
+            best = (0.0, None)
+            for port, ib in timed:
+                got = memo.get(ib)
+                start = got[0] if got else 0.0
+                hop = 0.0 if (cell["type"], port) in NO_HOP else hop_ns
+                t = start + hop + _comb_delay(cell["type"], port, out_port)
+                if t > best[0]:
+                    best = (t, ib)
+            memo[b] = best
+        return memo[bit]
+
+    ends = []
+    for cname, cell in netlist.cells.items():
+        if cell["type"] not in SEQUENTIAL:
+            continue
+        q = cell["connections"].get("Q", [None])[0] if cell["type"] == "TRELLIS_FF" else None
+        name = netlist.names.get(q, cname) if isinstance(q, int) else cname
+        for port, bit in netlist.inputs(cname):
+            if port in CLOCKS or port in COMB_INPUTS.get(cell["type"], ()):
+                continue
+            ends.append(Endpoint(round(arrival(bit)[0] + hop_ns + SETUP_NS, 3), name, cname,
+                                 port, bit))
+    ends.sort(key=lambda e: (-e.arrival_ns, e.name, e.port))
+    return ends, arrival
+
+
+#: Where Yosys' generated net-name suffixes (``_LUT4_Z_D...``) begin.
+_SUFFIX = re.compile(r"_(?:LUT4|CCU2C|PFUMX|L6MUX21|TRELLIS|DP16KD|MULT18X18D)")
+
+
+def group_name(name):
+    """The register a flip-flop's name belongs to: Yosys' generated suffixes, bit indices and
+    trailing digits (``acc3`` -> ``acc#``) removed."""
+    name = _SUFFIX.split(name)[0]
+    name = re.sub(r"\[\d+\]", "", name)
+    name = re.sub(r"\$\d+", "$", name)
+    return re.sub(r"\d+$", "#", name)
+
+
+def summary(ends, target_mhz=100.0):
+    """Per register group: endpoints, worst arrival and how many miss ``target_mhz``, worst
+    group first."""
+    period = 1000.0 / target_mhz
+    groups = collections.OrderedDict()
+    for e in ends:
+        g = groups.setdefault(group_name(e.name), {"name": group_name(e.name), "endpoints": 0,
+                                                   "worst_ns": e.arrival_ns, "failing": 0})
+        g["endpoints"] += 1
+        g["failing"] += e.arrival_ns > period
+    return list(groups.values())
+
+
+def trace(arrival, netlist, bit):
+    """The path into ``bit``: ``[(arrival ns, cell type, net name)]``, latest first (Yosys'
+    generated suffixes cut from the names)."""
+    out = []
+    while bit is not None:
+        t, prev = arrival(bit)
+        drv = netlist.driver.get(bit)
+        name = netlist.names.get(bit, str(bit))
+        short = _SUFFIX.split(name)[0]
+        index = re.search(r"\[\d+\]$", name)
+        if short != name and index:
+            short += index.group()
+        out.append((t, netlist.cells[drv[0]]["type"] if drv else "input", short))
+        bit = prev
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fpga.paths", description=__doc__.split("\n")[0])
+    p.add_argument("netlist", help="synth_ecp5 JSON netlist")
+    p.add_argument("--hop", type=float, default=1.0, help="routing delay per net hop, ns")
+    p.add_argument("--target-mhz", type=float, default=100.0)
+    p.add_argument("--top", type=int, default=30, help="register groups to print")
+    p.add_argument("--path", metavar="NAME", help="print the worst path into a register "
+                   "whose name contains NAME")
+    p.add_argument("--json", metavar="OUT", help="write the estimate as JSON")
+    args = p.parse_args(argv)
+    if args.hop < 0 or args.target_mhz <= 0 or args.top < 0:
+        p.error("--hop must be >= 0, --target-mhz > 0, --top >= 0")
+    try:
+        netlist = Netlist(args.netlist)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ends, arrival = estimate(netlist, args.hop)
+    groups = summary(ends, args.target_mhz)
+    period = 1000.0 / args.target_mhz
+    failing = sum(1 for e in ends if e.arrival_ns > period)
+    worst = ends[0].arrival_ns if ends else 0.0
+    print(f"{len(ends)} endpoints; worst {worst:.1f} ns (about {1000 / worst if worst else 0:.1f}"
+          f" MHz); {failing} over {period:.1f} ns ({args.target_mhz:g} MHz); hop {args.hop} ns")
+    for g in groups[:args.top]:
+        print(f"  {g['worst_ns']:6.1f} ns  {g['endpoints']:6d} endpoints  {g['failing']:6d} "
+              f"failing  {g['name']}")
+    path = None
+    if args.path:
+        hit = next((e for e in ends if args.path in e.name), None)
+        if hit is None:
+            print(f"error: no register name contains {args.path!r}", file=sys.stderr)
+            return 2
+        path = trace(arrival, netlist, hit.bit)
+        print(f"worst path into {hit.name} ({hit.port}), {hit.arrival_ns:.1f} ns:")
+        for t, ctype, net in path:
+            print(f"  {t:6.1f}  {ctype:14s} {net}")
+    if args.json:
+        report = {"netlist": str(args.netlist), "hop_ns": args.hop,
+                  "target_mhz": args.target_mhz, "endpoints": len(ends), "failing": failing,
+                  "worst_ns": worst, "groups": groups,
+                  "path": [{"ns": t, "cell": c, "net": n} for t, c, n in path or ()]}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""fpga.paths: delay estimates on small hand-built netlists, grouping, the command line."""
+
+import json
+
+import pytest
+
+from fpga.paths import CELL_NS, SETUP_NS, Netlist, estimate, group_name, main, summary
+
+
+def _cell(ctype, inputs, outputs, **params):
+    conns = {**inputs, **outputs}
+    dirs = {**{p: "input" for p in inputs}, **{p: "output" for p in outputs}}
+    return {"type": ctype, "connections": conns, "port_directions": dirs,
+            "parameters": params}
+
+
+def _write(tmp_path, cells, netnames):
+    doc = {"modules": {"top": {"attributes": {"top": 1}, "cells": cells,
+                               "netnames": {n: {"bits": b} for n, b in netnames.items()}}}}
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _ff(d, q, clk=1):
+    return _cell("TRELLIS_FF", {"CLK": [clk], "DI": [d]}, {"Q": [q]})
+
+
+def test_lut_chain_and_carry_chain(tmp_path):
+    """Two LUTs between registers; a carry chain (no hop into CIN); a LUT into a PFUMX (none
+    into ALUT)."""
+    cells = {
+        "a": _ff(20, 2), "l1": _cell("LUT4", {"A": [2]}, {"Z": [3]}),
+        "l2": _cell("LUT4", {"A": [3], "B": [2]}, {"Z": [4]}), "b": _ff(4, 5),
+        "c0": _cell("CCU2C", {"A0": [2]}, {"COUT": [6], "S0": [7]}),
+        "c1": _cell("CCU2C", {"CIN": [6]}, {"S0": [8]}), "c": _ff(8, 9),
+        "m": _cell("PFUMX", {"ALUT": [3], "C0": [2]}, {"Z": [10]}), "d": _ff(10, 11),
+    }
+    path = _write(tmp_path, cells, {"acc3": [5], "cnt": [9], "sel": [11], "x": [2]})
+    ends, arrival = estimate(Netlist(path), hop_ns=1.0)
+    got = {e.name: e.arrival_ns for e in ends if e.port == "DI"}
+    ff, lut = CELL_NS["TRELLIS_FF"], CELL_NS["LUT4"]
+    assert got["acc3"] == pytest.approx(ff + 2 * (1 + lut) + 1 + SETUP_NS)
+    assert got["cnt"] == pytest.approx(ff + 1 + CELL_NS["CCU2C"] + CELL_NS["CCU2C.cin_sum"]
+                                       + 1 + SETUP_NS)
+    assert got["sel"] == pytest.approx(ff + 1 + lut + CELL_NS["PFUMX"] + 1 + SETUP_NS)
+    assert ends[0].name == "acc3"  # latest first
+    assert arrival(4)[1] == 3  # the path into acc3 comes through l1
+
+
+def test_hop_scales_routing_only(tmp_path):
+    cells = {"a": _ff(9, 2), "l": _cell("LUT4", {"A": [2]}, {"Z": [3]}), "b": _ff(3, 4)}
+    path = _write(tmp_path, cells, {"q": [4]})
+    for hop in (0.0, 2.0):
+        (end, *_), _ = estimate(Netlist(path), hop_ns=hop)
+        assert end.arrival_ns == pytest.approx(CELL_NS["TRELLIS_FF"] + CELL_NS["LUT4"]
+                                               + 2 * hop + SETUP_NS)
+
+
+def test_block_ram_and_multiplier(tmp_path):
+    """A block RAM's data starts a path, an unregistered multiplier is in it."""
+    cells = {"r": _cell("DP16KD", {"CLKA": [1], "ADA0": [2]}, {"DOA0": [3]}),
+             "x": _cell("MULT18X18D", {"A0": [3]}, {"P0": [4]}), "f": _ff(4, 5),
+             "a": _ff(9, 2)}
+    path = _write(tmp_path, cells, {"prod": [5]})
+    ends, _ = estimate(Netlist(path))
+    got = {(e.cell, e.port): e.arrival_ns for e in ends}
+    assert got[("f", "DI")] == pytest.approx(CELL_NS["DP16KD"] + 1 + CELL_NS["MULT18X18D"]
+                                             + 1 + SETUP_NS)
+    assert ("r", "ADA0") in got and ("r", "CLKA") not in got
+
+
+def test_combinational_loop_terminates(tmp_path):
+    cells = {"l1": _cell("LUT4", {"A": [3]}, {"Z": [2]}),
+             "l2": _cell("LUT4", {"A": [2]}, {"Z": [3]}), "f": _ff(3, 4)}
+    path = _write(tmp_path, cells, {"q": [4]})
+    ends, _ = estimate(Netlist(path))
+    assert len(ends) == 1 and ends[0].arrival_ns > 0
+
+
+def test_group_names_and_summary():
+    assert group_name("core.top.dpe.rp_acc3[12]") == "core.top.dpe.rp_acc#"
+    assert group_name("core.top.spe.idx0_TRELLIS_FF_Q_DI[1]") == "core.top.spe.idx#"
+    assert group_name("core.top.ppu.queue.$542[0]") == "core.top.ppu.queue.$"
+
+    class E:
+        def __init__(self, t, name):
+            self.arrival_ns, self.name = t, name
+    groups = summary([E(12.0, "a1[0]"), E(8.0, "a2[1]"), E(5.0, "b")], target_mhz=100)
+    assert groups == [{"name": "a#", "endpoints": 2, "worst_ns": 12.0, "failing": 1},
+                      {"name": "b", "endpoints": 1, "worst_ns": 5.0, "failing": 0}]
+
+
+def test_cli_report_and_path(tmp_path, capsys):
+    cells = {"a": _ff(9, 2), "l": _cell("LUT4", {"A": [2]}, {"Z": [3]}), "b": _ff(3, 4)}
+    path = _write(tmp_path, cells, {"core.reg": [4], "core.src": [2]})
+    out = tmp_path / "paths.json"
+    assert main([str(path), "--path", "reg", "--json", str(out), "--target-mhz", "500"]) == 0
+    text = capsys.readouterr().out
+    assert "worst path into core.reg (DI)" in text and "core.src" in text
+    report = json.loads(out.read_text())
+    assert report["endpoints"] == 2 and report["failing"] == 1
+    assert [p["cell"] for p in report["path"]] == ["LUT4", "TRELLIS_FF"]
+
+
+@pytest.mark.parametrize("content,msg", [
+    (None, "no netlist at"),
+    ("not json", "is not a Yosys JSON netlist"),
+    ('{"modules": {"a": {}, "b": {}}}', "expected one top module, found 0"),
+])
+def test_cli_rejects_bad_netlists(tmp_path, capsys, content, msg):
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(content)
+    assert main([str(path)]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_cli_rejects_bad_options(tmp_path, capsys):
+    path = _write(tmp_path, {"a": _ff(9, 2)}, {"q": [2]})
+    with pytest.raises(SystemExit):
+        main([str(path), "--hop", "-1"])
+    assert "--hop must be >= 0" in capsys.readouterr().err
+    assert main([str(path), "--path", "nothing"]) == 2
+    assert "no register name contains 'nothing'" in capsys.readouterr().err
