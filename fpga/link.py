@@ -10,8 +10,11 @@ BoardCore` wires the three together). One command at a time:
 * ``DESC``: the bytes fill the staging register, whose low bits then load the ``desc`` and
   ``map`` registers that drive the top.
 * ``START``: ``start`` for one cycle, then ``FINISHED`` once ``done`` rises again.
-* ``READ``: per item, the address goes to ``host_addr`` / ``zc_chan`` (and selects a counter),
-  one cycle later the item is captured into a shift register and sent byte by byte.
+* ``READ``: per item, the address goes to ``host_addr`` and, through a register, to
+  ``zc_chan``; the selected counter and ``zc_count`` are registered in the next cycle and the
+  item is captured into a shift register the cycle after, then sent byte by byte. (Each
+  multiplexer between the address and the shift register has a register of its own: the
+  read-out was one of the board's longest paths.)
 
 The accelerator's cycle counters run from ``start`` to ``done`` inside the top, so the link's
 own timing (and the serial line's) never changes a counted cycle.
@@ -71,11 +74,13 @@ class HostLink(wiring.Component):
         desc = Signal(descriptor_layout().size)
         route = Signal(cfg.groups_in)
         framing = Signal()
+        zc_chan = Signal.like(self.zc_chan)
         m.d.comb += [self.desc.as_value().eq(desc), self.map.eq(route),
                      self.host_addr.eq(addr), self.host_wdata.eq(stage[:cfg.host_width]),
                      self.host_sel.as_value().eq(kind),
-                     self.zc_chan.eq(Mux(addr < cfg.max_cout, addr, 0)),
+                     self.zc_chan.eq(zc_chan),
                      self.tx.payload.eq(tx_shift[:8])]
+        m.d.sync += zc_chan.eq(Mux(addr < cfg.max_cout, addr, 0))
         with m.If(self.framing_error):
             m.d.sync += framing.eq(1)
 
@@ -86,7 +91,8 @@ class HostLink(wiring.Component):
         counters = Array(getattr(self, f"cnt_{n}") for n in COUNTERS)
         counter = Mux(addr < len(COUNTERS), counters[addr[:max(1, (len(COUNTERS) - 1)
                                                                .bit_length())]], 0)
-        item = Array([self.host_rdata, self.zc_count, counter, self.next_map])
+        rd_zc, rd_counter = Signal.like(self.zc_count), Signal.like(counter)
+        item = Array([self.host_rdata, rd_zc, rd_counter, self.next_map])
 
         def send(value, nbytes, then):
             m.d.sync += [tx_shift.eq(value), tx_left.eq(nbytes)]
@@ -170,7 +176,10 @@ class HostLink(wiring.Component):
                 with m.If(self.done):
                     send(proto.FINISHED, 1, "SEND")
 
-            with m.State("READ_ADDR"):  # host_rdata: one cycle after host_addr
+            with m.State("READ_ADDR"):  # host_addr and zc_chan's register load
+                m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):  # host_rdata: one cycle after host_addr
+                m.d.sync += [rd_zc.eq(self.zc_count), rd_counter.eq(counter)]
                 m.next = "READ_ITEM"
             with m.State("READ_ITEM"):
                 m.d.sync += [addr.eq(addr + 1), count.eq(count - 1)]

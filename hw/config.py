@@ -68,16 +68,17 @@ class AcceleratorConfig:
     timing_regs -- registers that cut the longest paths of an FPGA implementation: a second
     unit register at the join (the engines' ``ready`` from registers only, so the
     serializer's handshake no longer reaches the engines in the cycle it is used; ``tile`` x
-    64 + 24 flip-flops), the SPE's end-of-sweep flag as a register, the engines' products
-    registered before their column sums, the engine-side counter increments through a
-    register, a skid buffer between each walker and its fetch stage (no cycle added), the
-    fetch stage's second register and, on a ``balance`` top, the dispatcher's input register
-    (the head item and its costs; the head's weight word stays in the weight memory's read
-    port). The fetch's register adds a cycle to the start and the product register one to
-    each engine's results; the join's register releases the engines no later than with 0, so
-    a layer takes at most two cycles more, except on a ``balance`` top, where the
-    dispatcher's input register adds a cycle to the start and its choices follow the engines'
-    timing (a layer can also take more); the cycle models follow.
+    64 + 24 flip-flops), the SPE's end-of-sweep flag and its input item's lane selection as
+    registers, the engines' products registered before their column sums, the engine-side
+    counter increments through a register, a skid buffer between each walker and its fetch
+    stage (no cycle added), the fetch stage's second register and, on a ``balance`` top, the
+    dispatcher's input register (the head item and its costs; the head's weight word stays
+    in the weight memory's read port). The fetch's register adds a cycle to the start and
+    the product register one to each engine's results; the join's register releases the
+    engines no later than with 0, so a layer takes at most two cycles more, except on a
+    ``balance`` top, where the dispatcher's input register adds a cycle to the start and its
+    choices follow the engines' timing (a layer can also take more); the cycle models
+    follow.
     """
     vector: int = 16
     dpe_cols: int = 8

@@ -77,6 +77,12 @@ class SPE(wiring.Component):
     product_reg : bool
         As :class:`hw.dpe.DPE`'s: a register between the multipliers and the column sums, one
         cycle more of latency (``latency``).
+    accept_reg : bool
+        Needs ``sweep_end_reg``. The lane selection of the input item is registered in every
+        cycle, apart from the continuation of the current one, and a registered copy of the
+        handshake picks between the two in the next cycle; so the handshake (the
+        dispatcher's choice, late in the cycle) only sets one flip-flop instead of selecting
+        what the lane registers load. Same cycles.
 
     Members
     -------
@@ -108,9 +114,13 @@ class SPE(wiring.Component):
     """
 
     def __init__(self, *, vector, lanes, cols, nibble_skip=False, sweep_end_reg=False,
-                 product_reg=False):
+                 product_reg=False, accept_reg=False):
         with validating(self):
             self.product_reg = check_bool("product_reg", product_reg)
+            self.accept_reg = check_bool("accept_reg", accept_reg)
+            if accept_reg and not sweep_end_reg:
+                raise ValueError("accept_reg needs sweep_end_reg: the end of a sweep is "
+                                 "registered with the lanes it belongs to")
             self.nibble_skip = check_bool("nibble_skip", nibble_skip)
             self.sweep_end_reg = check_bool("sweep_end_reg", sweep_end_reg)
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
@@ -185,13 +195,26 @@ class SPE(wiring.Component):
             return idx, ok, r
 
         # lane selection, registered: this cycle's lane indices and the mask left after them
-        idx = [Signal(range(MX_BLOCK), name=f"idx{lane}") for lane in range(L)]
-        lane_ok = [Signal(name=f"lane_ok{lane}") for lane in range(L)]
-        rest = Signal(MX_BLOCK)
+        def lane_state(prefix):
+            return ([Signal(range(MX_BLOCK), name=f"{prefix}idx{lane}") for lane in range(L)],
+                    [Signal(name=f"{prefix}lane_ok{lane}") for lane in range(L)],
+                    Signal(MX_BLOCK, name=f"{prefix}rest"))
+        idx, lane_ok, rest = lane_state("")
         if self.sweep_end_reg:  # rest == 0, registered with rest (empty after reset)
             sweep_done = Signal(init=1)
         else:
             sweep_done = rest == 0
+        if self.accept_reg:
+            # the registers the current lanes come from: the input item's selection (``a_``,
+            # loaded every cycle) when the last cycle accepted it (``took``), else the
+            # continuation (``k_``); ``idx`` .. ``sweep_done`` are their multiplexers
+            took = Signal()
+            a_state, k_state = lane_state("a_"), lane_state("k_")
+            a_done, k_done = Signal(name="a_sweep_done"), Signal(name="k_sweep_done", init=1)
+            cur = [*idx, *lane_ok, rest, sweep_done]
+            a_regs = [*a_state[0], *a_state[1], a_state[2], a_done]
+            k_regs = [*k_state[0], *k_state[1], k_state[2], k_done]
+            m.d.comb += [c.eq(Mux(took, a, k)) for c, a, k in zip(cur, a_regs, k_regs)]
 
         last_pass = Mux(is_mx, c_cnt == npass - 1, 1)
         final = busy & (item.null | (sweep_done & last_pass))
@@ -235,16 +258,25 @@ class SPE(wiring.Component):
         cont_mask = Signal(MX_BLOCK)
         m.d.comb += cont_mask.eq(Mux(sweep_done, sweep_mask(item.x, c_cnt == 0), rest))
         k_idx, k_ok, k_rest = lanes_of(cont_mask, "cont")
-        with m.If(accept):
-            m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, a_idx + a_ok)]
-            m.d.sync += rest.eq(a_rest)
-            if self.sweep_end_reg:
-                m.d.sync += sweep_done.eq(a_rest == 0)
-        with m.Elif(adv & ~final):
-            m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, k_idx + k_ok)]
-            m.d.sync += rest.eq(k_rest)
-            if self.sweep_end_reg:
-                m.d.sync += sweep_done.eq(k_rest == 0)
+        if self.accept_reg:
+            m.d.sync += took.eq(accept)
+            m.d.sync += [r.eq(v) for r, v in zip(a_regs, [*a_idx, *a_ok, a_rest, a_rest == 0])]
+            with m.If(adv & ~final):
+                m.d.sync += [r.eq(v) for r, v in zip(k_regs,
+                                                     [*k_idx, *k_ok, k_rest, k_rest == 0])]
+            with m.Else():  # hold the current lanes (they may be the a_ registers')
+                m.d.sync += [r.eq(c) for r, c in zip(k_regs, cur)]
+        else:
+            with m.If(accept):
+                m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, a_idx + a_ok)]
+                m.d.sync += rest.eq(a_rest)
+                if self.sweep_end_reg:
+                    m.d.sync += sweep_done.eq(a_rest == 0)
+            with m.Elif(adv & ~final):
+                m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, k_idx + k_ok)]
+                m.d.sync += rest.eq(k_rest)
+                if self.sweep_end_reg:
+                    m.d.sync += sweep_done.eq(k_rest == 0)
 
         with m.If(adv):
             m.d.sync += fresh.eq(0)

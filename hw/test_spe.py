@@ -14,23 +14,25 @@ from .spe import SPE, spe_item_cycles, spe_item_macs
 
 @pytest.mark.parametrize("x_format", list(intref.Format))
 @pytest.mark.parametrize("vector,lanes,cols,sparsity", [(16, 4, 3, 0.65), (8, 3, 2, 0.3)])
-@pytest.mark.parametrize("sweep_end_reg,product_reg", [(False, False), (True, False),
-                                                        (True, True)])
-def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity, sweep_end_reg,
-                               product_reg):
-    """Exact results and cycles per item; the registered end-of-sweep flag and the product
-    register change neither."""
+@pytest.mark.parametrize("regs", [(False, False, False), (True, False, False),
+                                  (True, True, True)])
+def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity, regs):
+    """Exact results and cycles per item; the registered end-of-sweep flag, the product
+    register and the registered handshake of the lane selection change neither."""
+    sweep_end_reg, product_reg, accept_reg = regs
     dut = SPE(vector=vector, lanes=lanes, cols=cols, sweep_end_reg=sweep_end_reg,
-              product_reg=product_reg)
+              product_reg=product_reg, accept_reg=accept_reg)
     engine_check(dut, x_format=x_format, units=12, seed=200 + x_format.value * 5 + lanes,
                  item_cycles=spe_cycles(vector, lanes), vector=vector, sparsity=sparsity)
 
 
 @pytest.mark.parametrize("x_format", [intref.Format.MXINT8, intref.Format.UINT4])
-def test_spe_nibble_skip_matches_reference(x_format):
+@pytest.mark.parametrize("accept_reg", [False, True])
+def test_spe_nibble_skip_matches_reference(x_format, accept_reg):
     """nibble_skip: MXINT8 sweeps the non-zero high nibbles, then the low ones (INT4 as
     before); exact results, cycles per spe_item_cycles(nibble_skip=True)."""
-    dut = SPE(vector=16, lanes=3, cols=3, nibble_skip=True)
+    dut = SPE(vector=16, lanes=3, cols=3, nibble_skip=True, sweep_end_reg=accept_reg,
+              accept_reg=accept_reg)
     engine_check(dut, x_format=x_format, units=12, seed=71 + x_format.value,
                  item_cycles=spe_cycles(16, 3, nibble_skip=True), sparsity=0.4)
 
@@ -103,6 +105,7 @@ def test_spe_product_reg_adds_one_cycle_of_latency():
     ({"cols": 1.5}, TypeError, "cols must be an int"),
     ({"sweep_end_reg": 1}, TypeError, "sweep_end_reg must be a bool"),
     ({"product_reg": None}, TypeError, "product_reg must be a bool"),
+    ({"accept_reg": True}, ValueError, "accept_reg needs sweep_end_reg"),
 ])
 def test_spe_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -57,7 +57,8 @@ def block_args(config):
         engines = {"spe": (SPE, dict(vector=V, lanes=c.spe_lanes, cols=T,
                                      nibble_skip=nibble_skip,
                                      sweep_end_reg=bool(c.timing_regs),
-                                     product_reg=bool(c.timing_regs)))}
+                                     product_reg=bool(c.timing_regs),
+                                     accept_reg=bool(c.timing_regs)))}
         if balance:  # one fetch (``fetch_d``) and the dispatcher
             engines["disp"] = (Dispatcher, dict(vector=V, dpe_cols=c.dpe_cols,
                                                 spe_lanes=c.spe_lanes, tile=T,
