@@ -79,8 +79,8 @@ class SPE(wiring.Component):
         cycle more of latency (``latency``).
     accept_reg : bool
         Needs ``sweep_end_reg``. The lane selection of the input item is registered in every
-        cycle, apart from the continuation of the current one, and a registered copy of the
-        handshake picks between the two in the next cycle; so the handshake (the
+        cycle, separately from the continuation of the current one, and a registered copy of
+        the handshake picks between the two in the next cycle; so the handshake (the
         dispatcher's choice, late in the cycle) only sets one flip-flop instead of selecting
         what the lane registers load. Same cycles.
 
@@ -177,7 +177,7 @@ class SPE(wiring.Component):
             """The ``L`` lowest set bits of ``mask`` (index, valid) and the rest of it. Each
             lane isolates its lowest set bit as ``r & ~(r - 1)`` (a carry chain) and encodes
             its index with one OR per index bit: logarithmic depth, where a priority chain
-            over the 32 bits is a dozen LUT levels on an FPGA (docs/hardware.md 4.7)."""
+            over the 32 bits is a dozen LUT levels on an FPGA (docs/hardware.md 4.3)."""
             r = mask
             idx, ok = [], []
             for lane in range(L):
