@@ -49,6 +49,7 @@ from hw.verilog import BUILD_ROOT, emit_verilog
 from . import protocol as proto
 from .board import BOARD_NAME, OSC_MHZ, PLL_NAME, board_verilog, divisor_for, ulx3s_lpf
 from .host import DEFAULT_BAUD, DEFAULT_CONFIG
+from .paths import describe, estimate_report
 from .synth import (DEVICES, PNR_CELLS, YOSYS_PREP, ToolTimeout, _bin, _pnr_progress, _pnr_stage_line,
                     _run_tool, _say, _yosys_progress, fit_problems, git_state, parse_nextpnr_log,
                     parse_yosys_stat, pnr_stage, tool_versions, write_run_report)
@@ -182,6 +183,8 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
         key_file.write_text(key + "\n")
         report["yosys_cached"] = False
     report["yosys"] = parse_yosys_stat((rundir / "stat.txt").read_text())
+    report["path_estimate"] = estimate_report(rundir / f"{name}.json")
+    _say(describe(report["path_estimate"]))
     problems = fit_problems(report["yosys"], DEVICE)
     if problems:
         report.update(status="does_not_fit", fit_problems=problems)

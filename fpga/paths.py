@@ -27,7 +27,8 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["CELL_NS", "Endpoint", "Netlist", "estimate", "group_name", "summary", "main"]
+__all__ = ["CELL_NS", "Endpoint", "Netlist", "estimate", "estimate_report", "describe",
+           "group_name", "summary", "trace", "main"]
 
 #: Delay (ns) of a cell from its inputs to its output, or for a register or block RAM from its
 #: clock to its output (ECP5 speed grade 6, rounded: nextpnr's timing database).
@@ -229,6 +230,38 @@ def trace(arrival, netlist, bit):
     return out
 
 
+def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=None):
+    """The estimate of the netlist at ``path`` as a JSON-ready dict: ``hop_ns``,
+    ``target_mhz``, ``endpoints``, ``failing`` (endpoints over the target's period),
+    ``worst_ns``, ``estimate_mhz``, the ``top`` worst register ``groups`` and, with
+    ``trace_name``, the worst ``path`` into a register whose name contains it and that
+    endpoint (``path_end``; ``[]`` and None when none does). The synthesis and bitstream flows put it in their reports
+    (``path_estimate``)."""
+    netlist = Netlist(path)
+    ends, arrival = estimate(netlist, hop_ns)
+    period = 1000.0 / target_mhz
+    worst = ends[0].arrival_ns if ends else 0.0
+    path_rows, path_end = [], None
+    if trace_name:
+        hit = next((e for e in ends if trace_name in e.name), None)
+        if hit is not None:
+            path_end = {"name": hit.name, "port": hit.port, "ns": hit.arrival_ns}
+            path_rows = [{"ns": t, "cell": c, "net": n}
+                         for t, c, n in trace(arrival, netlist, hit.bit)]
+    return {"hop_ns": hop_ns, "target_mhz": target_mhz, "endpoints": len(ends),
+            "failing": sum(1 for e in ends if e.arrival_ns > period), "worst_ns": worst,
+            "estimate_mhz": round(1000.0 / worst, 2) if worst else None,
+            "groups": summary(ends, target_mhz)[:top], "path_end": path_end,
+            "path": path_rows}
+
+
+def describe(rep):
+    """One line for a flow's log: the worst estimate and the endpoints over the target."""
+    return (f"pre-placement estimate (fpga.paths, {rep['hop_ns']} ns per hop): worst "
+            f"{rep['worst_ns']:.1f} ns (~{rep['estimate_mhz']} MHz), {rep['failing']:,} of "
+            f"{rep['endpoints']:,} endpoints over {1000 / rep['target_mhz']:.1f} ns")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fpga.paths", description=__doc__.split("\n")[0])
     p.add_argument("netlist", help="synth_ecp5 JSON netlist")
@@ -242,38 +275,27 @@ def main(argv=None):
     if args.hop < 0 or args.target_mhz <= 0 or args.top < 0:
         p.error("--hop must be >= 0, --target-mhz > 0, --top >= 0")
     try:
-        netlist = Netlist(args.netlist)
+        rep = estimate_report(args.netlist, hop_ns=args.hop, target_mhz=args.target_mhz,
+                              top=args.top, trace_name=args.path)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    ends, arrival = estimate(netlist, args.hop)
-    groups = summary(ends, args.target_mhz)
-    period = 1000.0 / args.target_mhz
-    failing = sum(1 for e in ends if e.arrival_ns > period)
-    worst = ends[0].arrival_ns if ends else 0.0
-    print(f"{len(ends)} endpoints; worst {worst:.1f} ns (about {1000 / worst if worst else 0:.1f}"
-          f" MHz); {failing} over {period:.1f} ns ({args.target_mhz:g} MHz); hop {args.hop} ns")
-    for g in groups[:args.top]:
+    if args.path and not rep["path"]:
+        print(f"error: no register name contains {args.path!r}", file=sys.stderr)
+        return 2
+    print(describe(rep))
+    for g in rep["groups"]:
         print(f"  {g['worst_ns']:6.1f} ns  {g['endpoints']:6d} endpoints  {g['failing']:6d} "
               f"failing  {g['name']}")
-    path = None
     if args.path:
-        hit = next((e for e in ends if args.path in e.name), None)
-        if hit is None:
-            print(f"error: no register name contains {args.path!r}", file=sys.stderr)
-            return 2
-        path = trace(arrival, netlist, hit.bit)
-        print(f"worst path into {hit.name} ({hit.port}), {hit.arrival_ns:.1f} ns:")
-        for t, ctype, net in path:
-            print(f"  {t:6.1f}  {ctype:14s} {net}")
+        end = rep["path_end"]
+        print(f"worst path into {end['name']} ({end['port']}), {end['ns']:.1f} ns:")
+        for row in rep["path"]:
+            print(f"  {row['ns']:6.1f}  {row['cell']:14s} {row['net']}")
     if args.json:
-        report = {"netlist": str(args.netlist), "hop_ns": args.hop,
-                  "target_mhz": args.target_mhz, "endpoints": len(ends), "failing": failing,
-                  "worst_ns": worst, "groups": groups,
-                  "path": [{"ns": t, "cell": c, "net": n} for t, c, n in path or ()]}
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"netlist": str(args.netlist), **rep},
+                                              indent=2) + "\n")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -54,6 +54,7 @@ from hw.config import PRESETS, parse_overrides, preset
 from hw.rtlcache import (BLOCKS, TOPLEVEL, block_args, block_component, block_module,
                          block_verilog, check_block, rtl_key)
 from hw.verilog import BUILD_ROOT
+from .paths import describe, estimate_report
 from .wrapper import WRAPPER_NAME, wrapper_verilog
 
 __all__ = ["CLOCK_BALLS", "DEVICES", "PACKAGES", "clock_lpf", "normalise_device",
@@ -736,6 +737,8 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
         report[cell] = report["yosys"].get(cell, 0)
     report["utilisation"] = yosys_utilisation(report["yosys"], device)
     report["utilisation_source"] = "yosys"
+    report["path_estimate"] = estimate_report(rundir / f"{name}.json")
+    _say(describe(report["path_estimate"]))
     if breakdown:
         (rundir / "breakdown.ys").write_text(
             f"read_verilog {module}.v\n"
