@@ -1,7 +1,7 @@
 """Estimated register-to-register delays of a synthesised ECP5 netlist, before placement.
 
-``python -m fpga.paths NETLIST.json [--hop 1.0] [--target-mhz 100] [--top 30] [--path NAME]
-[--json OUT]`` reads the JSON netlist Yosys' ``synth_ecp5`` writes (``python -m fpga.synth
+``python -m fpga.paths NETLIST.json [--hop 1.0] [--target-mhz 100] [--top 30] [--blocks]
+[--path NAME] [--json OUT]`` reads the JSON netlist Yosys' ``synth_ecp5`` writes (``python -m fpga.synth
 --no-pnr`` leaves one in its run folder, ``python -m fpga.bitstream`` too) and estimates, for
 every timing endpoint (a flip-flop's data, enable or set/reset input; a block RAM's or LUT
 RAM's input), the arrival of its latest signal: the cells' own delays (``CELL_NS``) plus a
@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["CELL_NS", "Endpoint", "Netlist", "estimate", "estimate_report", "describe",
-           "group_name", "summary", "trace", "main"]
+           "group_name", "summary", "block_counts", "trace", "main"]
 
 #: Delay (ns) of a cell from its inputs to its output, or for a register or block RAM from its
 #: clock to its output (ECP5 speed grade 6, rounded: nextpnr's timing database).
@@ -213,6 +213,20 @@ def summary(ends, target_mhz=100.0):
     return list(groups.values())
 
 
+def block_counts(ends, target_mhz=100.0):
+    """Per block (a register name's hierarchy, its last component dropped): endpoints and how
+    many miss ``target_mhz``, most failing first."""
+    period = 1000.0 / target_mhz
+    blocks = collections.Counter()
+    failing = collections.Counter()
+    for e in ends:
+        block = _SUFFIX.split(e.name)[0].rsplit(".", 1)[0] if "." in e.name else "(top)"
+        blocks[block] += 1
+        failing[block] += e.arrival_ns > period
+    return [{"block": b, "endpoints": blocks[b], "failing": failing[b]}
+            for b in sorted(blocks, key=lambda b: (-failing[b], b))]
+
+
 def trace(arrival, netlist, bit):
     """The path into ``bit``: ``[(arrival ns, cell type, net name)]``, latest first (Yosys'
     generated suffixes cut from the names)."""
@@ -233,7 +247,8 @@ def trace(arrival, netlist, bit):
 def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=None):
     """The estimate of the netlist at ``path`` as a JSON-ready dict: ``hop_ns``,
     ``target_mhz``, ``endpoints``, ``failing`` (endpoints over the target's period),
-    ``worst_ns``, ``estimate_mhz``, the ``top`` worst register ``groups`` and, with
+    ``worst_ns``, ``estimate_mhz``, the ``top`` worst register ``groups``, the ``top``
+    ``blocks`` with the most failing endpoints (:func:`block_counts`) and, with
     ``trace_name``, the worst ``path`` into a register whose name contains it and that
     endpoint (``path_end``; ``[]`` and None when none does). The synthesis and bitstream flows put it in their reports
     (``path_estimate``)."""
@@ -251,7 +266,8 @@ def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=No
     return {"hop_ns": hop_ns, "target_mhz": target_mhz, "endpoints": len(ends),
             "failing": sum(1 for e in ends if e.arrival_ns > period), "worst_ns": worst,
             "estimate_mhz": round(1000.0 / worst, 2) if worst else None,
-            "groups": summary(ends, target_mhz)[:top], "path_end": path_end,
+            "groups": summary(ends, target_mhz)[:top],
+            "blocks": block_counts(ends, target_mhz)[:top], "path_end": path_end,
             "path": path_rows}
 
 
@@ -270,6 +286,8 @@ def main(argv=None):
     p.add_argument("--top", type=int, default=30, help="register groups to print")
     p.add_argument("--path", metavar="NAME", help="print the worst path into a register "
                    "whose name contains NAME")
+    p.add_argument("--blocks", action="store_true",
+                   help="also print the failing endpoints per block")
     p.add_argument("--json", metavar="OUT", help="write the estimate as JSON")
     args = p.parse_args(argv)
     if args.hop < 0 or args.target_mhz <= 0 or args.top < 0:
@@ -287,6 +305,10 @@ def main(argv=None):
     for g in rep["groups"]:
         print(f"  {g['worst_ns']:6.1f} ns  {g['endpoints']:6d} endpoints  {g['failing']:6d} "
               f"failing  {g['name']}")
+    if args.blocks:
+        print("failing endpoints per block:")
+        for b in rep["blocks"]:
+            print(f"  {b['failing']:6d} of {b['endpoints']:6d}  {b['block']}")
     if args.path:
         end = rep["path_end"]
         print(f"worst path into {end['name']} ({end['port']}), {end['ns']:.1f} ns:")

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from fpga.paths import CELL_NS, SETUP_NS, Netlist, estimate, group_name, main, summary
+from fpga.paths import (CELL_NS, SETUP_NS, Netlist, block_counts, estimate, group_name, main,
+                        summary)
 
 
 def _cell(ctype, inputs, outputs, **params):
@@ -91,15 +92,30 @@ def test_group_names_and_summary():
                       {"name": "b", "endpoints": 1, "worst_ns": 5.0, "failing": 0}]
 
 
+def test_block_counts():
+    class E:
+        def __init__(self, t, name):
+            self.arrival_ns, self.name = t, name
+    ends = [E(12.0, "core.top.dpe.acc1[0]"), E(11.0, "core.top.dpe.p_LUT4_Z[2]"),
+            E(3.0, "core.top.spe.idx0"), E(20.0, "q")]
+    assert block_counts(ends, target_mhz=100) == [
+        {"block": "core.top.dpe", "endpoints": 2, "failing": 2},
+        {"block": "(top)", "endpoints": 1, "failing": 1},
+        {"block": "core.top.spe", "endpoints": 1, "failing": 0}]
+
+
 def test_cli_report_and_path(tmp_path, capsys):
     cells = {"a": _ff(9, 2), "l": _cell("LUT4", {"A": [2]}, {"Z": [3]}), "b": _ff(3, 4)}
     path = _write(tmp_path, cells, {"core.reg": [4], "core.src": [2]})
     out = tmp_path / "paths.json"
-    assert main([str(path), "--path", "reg", "--json", str(out), "--target-mhz", "500"]) == 0
+    assert main([str(path), "--path", "reg", "--json", str(out), "--target-mhz", "500",
+                 "--blocks"]) == 0
     text = capsys.readouterr().out
     assert "worst path into core.reg (DI)" in text and "core.src" in text
+    assert "1 of      2  core" in text  # core.src and core.reg, one failing
     report = json.loads(out.read_text())
     assert report["endpoints"] == 2 and report["failing"] == 1
+    assert report["path_end"]["name"] == "core.reg" and report["blocks"][0]["block"] == "core"
     assert [p["cell"] for p in report["path"]] == ["LUT4", "TRELLIS_FF"]
 
 
