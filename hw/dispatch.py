@@ -52,6 +52,13 @@ class Dispatcher(wiring.Component):
         weight memory's read port), so the head takes them from ``i`` instead of a register
         of its own. This removes one of the three copies of the weight word between the block
         RAM and the arithmetic (2112 flip-flops at tile 8) and changes no cycle.
+    choice_regs : bool
+        With ``head_reg``: the choice's inputs as registers, so that it starts one or two LUT
+        levels from flip-flops (the dispatcher is on the handshake chain from the engines to
+        the fetch stage's block RAM enables): whether the SPE is the cheaper engine for the
+        head item, compared as the item loads, and each engine's *free* flag, set with its
+        remaining-cycles counter (from the loaded cost's "at most 1", or "at most 2" before a
+        decrement). Same cycles.
 
     Members
     -------
@@ -92,7 +99,7 @@ class Dispatcher(wiring.Component):
     """
 
     def __init__(self, *, vector, dpe_cols, spe_lanes, tile, col_skip=False,
-                 nibble_skip=False, head_reg=False, w_late=False):
+                 nibble_skip=False, head_reg=False, w_late=False, choice_regs=False):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.dpe_cols = check_int("dpe_cols", dpe_cols, 1, 64)
@@ -102,9 +109,13 @@ class Dispatcher(wiring.Component):
             self.nibble_skip = check_bool("nibble_skip", nibble_skip)
             self.head_reg = check_bool("head_reg", head_reg)
             self.w_late = check_bool("w_late", w_late)
+            self.choice_regs = check_bool("choice_regs", choice_regs)
             if w_late and not head_reg:
                 raise ValueError("w_late needs head_reg: the weight fields arrive a cycle "
                                  "after the handshake, when the item is in the head register")
+            if choice_regs and not head_reg:
+                raise ValueError("choice_regs needs head_reg: the choice's inputs are "
+                                 "registered with the head item")
         super().__init__({
             "mode": In(Mode),
             "i": In(stream.Signature(item_layout(tile))),
@@ -150,6 +161,9 @@ class Dispatcher(wiring.Component):
                     "s": Signal(COST_BITS, name="in_cost_s")}
         m.d.comb += [in_costs["d"].eq(d_cost), in_costs["s"].eq(s_cost)]
 
+        def spe_cheaper(c, pref):  # the SPE is the cheaper engine (pref on a tie)
+            return (c["s"] < c["d"]) | ((c["s"] == c["d"]) & pref)
+
         # ---- the head: the input itself, or (head_reg) a register stage holding it
         head_ready = Signal()  # the head item leaves in this cycle
         if self.head_reg:
@@ -165,6 +179,12 @@ class Dispatcher(wiring.Component):
                                if f not in late),
                              *(costs[e].eq(in_costs[e]) for e in "ds")]
             operands = {f: item_in[f] if f in late else head[f] for f in OPERANDS}
+            if self.choice_regs:  # registered as the item loads
+                cheaper_r = Signal(name="cheaper_s_r")
+                cost_le1 = {e: Signal(name=f"cost_le1_{e}") for e in "ds"}
+                with m.If(load):
+                    m.d.sync += cheaper_r.eq(spe_cheaper(in_costs, item_in.pref))
+                    m.d.sync += [cost_le1[e].eq(in_costs[e] <= 1) for e in "ds"]
         else:
             head_valid, head, costs = self.i.valid, item_in, in_costs
             operands = {f: head[f] for f in OPERANDS}
@@ -172,13 +192,15 @@ class Dispatcher(wiring.Component):
         # the SPE is the cheaper engine for the head item (pref on a tie); with head_reg from
         # the registered costs, in parallel with the engines' free flags
         cheaper_s = Signal(name="cheaper_s")
-        m.d.comb += cheaper_s.eq((costs["s"] < costs["d"])
-                                 | ((costs["s"] == costs["d"]) & head.pref))
+        m.d.comb += cheaper_s.eq(cheaper_r if self.choice_regs else spe_cheaper(costs, head.pref))
 
-        # ---- engine state: remaining cycles, "has an item of this unit"
+        # ---- engine state: remaining cycles, "has an item of this unit", free (rem <= 1)
         rem = {e: Signal(COST_BITS, name=f"rem_{e}") for e in "ds"}
         got = {e: Signal(name=f"got_{e}") for e in "ds"}
-        free = {e: rem[e] <= 1 for e in "ds"}
+        if self.choice_regs:  # set with rem (rem is 0 after reset: free)
+            free = {e: Signal(name=f"free_{e}", init=1) for e in "ds"}
+        else:
+            free = {e: rem[e] <= 1 for e in "ds"}
 
         # a unit's close owed to one engine (``close_s``: the SPE) after the other took its last
         closing, close_s = Signal(), Signal()
@@ -214,8 +236,12 @@ class Dispatcher(wiring.Component):
             with m.If(taken[e]):
                 m.d.sync += rem[e].eq(Mux(owed[e], 1, costs[e]))
                 m.d.sync += got[e].eq(Mux(owed[e], 0, ~head.last))
+                if self.choice_regs:
+                    m.d.sync += free[e].eq(owed[e] | cost_le1[e])
             with m.Elif(adv & (rem[e] != 0)):
                 m.d.sync += rem[e].eq(rem[e] - 1)
+                if self.choice_regs:
+                    m.d.sync += free[e].eq(rem[e] <= 2)
         with m.If(accept & head.last):
             m.d.sync += [closing.eq(1), close_s.eq(~want_s)]
         with m.Elif(taken["s"] & owed["s"] | taken["d"] & owed["d"]):

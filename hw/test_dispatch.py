@@ -72,15 +72,19 @@ class LateWeights(Elaboratable):
 
 @pytest.mark.parametrize("mode", [Mode.INT4, Mode.MXINT8])
 @pytest.mark.parametrize("col_skip,nibble_skip,seed", [(True, True, 1), (False, False, 2)])
-@pytest.mark.parametrize("head_reg,w_late", [(False, False), (True, False), (True, True)])
-def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed, head_reg, w_late):
+@pytest.mark.parametrize("head_reg,w_late,choice_regs", [
+    (False, False, False), (True, False, False), (True, True, False), (True, True, True)])
+def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed, head_reg, w_late,
+                                      choice_regs):
     """With ``w_late`` the engines name the items they take by a weight field (``w_scale``),
-    so an item carrying another item's weights fails the check."""
+    so an item carrying another item's weights fails the check. ``choice_regs`` changes no
+    cycle (the same model)."""
     rnd, nrng = seeded(seed)
     items = _units(nrng, 14, mode)
     assert len(items) < 256
     dut = Dispatcher(vector=V, dpe_cols=COLS, spe_lanes=LANES, tile=TILE, col_skip=col_skip,
-                     nibble_skip=nibble_skip, head_reg=head_reg, w_late=w_late)
+                     nibble_skip=nibble_skip, head_reg=head_reg, w_late=w_late,
+                     choice_regs=choice_regs)
     top = LateWeights(dut) if w_late else dut
     cost = _costs(mode, col_skip, nibble_skip)
     trace, taken = [], {"d": [], "s": []}
@@ -172,6 +176,8 @@ def test_choose_spe_rule():
     ({"head_reg": 1}, TypeError, "head_reg must be a bool, got 1"),
     ({"w_late": 1, "head_reg": True}, TypeError, "w_late must be a bool, got 1"),
     ({"w_late": True}, ValueError, "w_late needs head_reg"),
+    ({"choice_regs": True}, ValueError, "choice_regs needs head_reg"),
+    ({"choice_regs": 1, "head_reg": True}, TypeError, "choice_regs must be a bool, got 1"),
     ({"col_skip": None}, TypeError, "col_skip must be a bool, got None"),
 ])
 def test_dispatcher_rejects_bad_parameters(kwargs, exc, msg):

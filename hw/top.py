@@ -64,7 +64,8 @@ def block_args(config):
                                                 spe_lanes=c.spe_lanes, tile=T,
                                                 col_skip=col_skip, nibble_skip=nibble_skip,
                                                 head_reg=bool(c.timing_regs),
-                                                w_late=bool(c.timing_regs)))
+                                                w_late=bool(c.timing_regs),
+                                                choice_regs=bool(c.timing_regs)))
         else:
             engines["fetch_s"] = (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs)))
     skids = {}  # with timing_regs, a skid buffer between each walker and its fetch stage
