@@ -45,7 +45,7 @@ class SparsityDetector(wiring.Component):
         ``channels_g`` its real channels (missing channels of a short group count as zeros);
         0 for groups at or beyond ``channels``. A comparison of per-group counters (100 x the
         group's zeros, kept next to the per-channel counters) with registered layer constants:
-        valid the cycle after the layer's last block transfer and at least two cycles after
+        valid the cycle after the layer's last block transfer and at least three cycles after
         ``channels``, ``pixels`` or ``threshold`` changed (exactly golden.intref.channel_map).
     rd_chan : In(range(max_channels)), rd_count : Out(counter)
         Combinational read of one counter.
@@ -105,22 +105,28 @@ class SparsityDetector(wiring.Component):
         pad = [0] * (2 ** len(self.rd_chan) - C)
         m.d.comb += self.rd_count.eq(Array(counters + pad)[self.rd_chan])
 
-        # layer constants in two register stages (valid two cycles after channels / pixels /
-        # threshold): per group the bound 100 x zeros_g must reach,
-        # threshold * vector * pixels - 100 * (vector - channels_g) * pixels
+        # layer constants in three register stages (valid three cycles after channels /
+        # pixels / threshold; the map is read at the layer's end): per group the bound
+        # 100 x zeros_g must reach, threshold * vector * pixels - 100 * (vector - channels_g)
+        # * pixels. One multiplier per stage: the two in series were the board's routed
+        # critical path (docs/fpga.md 0.6)
         rhs = Signal(range(top + 1))
-        m.d.sync += rhs.eq(self.threshold * self.pixels * V)
+        rhs_r = Signal(range(top + 1))
+        pixels100 = Signal(range(100 * self.max_pixels + 1))
+        m.d.sync += [rhs.eq(self.threshold * self.pixels * V), rhs_r.eq(rhs),
+                     pixels100.eq(self.pixels * 100)]
         for g in range(self.groups):
             rem = Signal(range(-(g * V), C + 1), name=f"grem{g}")
             m.d.comb += rem.eq(self.channels - g * V)
-            missing = Mux(rem >= V, 0, V - rem)[:5]  # channels absent from a short group
+            missing = Signal(5, name=f"gmissing{g}")  # channels absent from a short group
             absent = Signal(range(top + 1), name=f"gabs{g}")
-            present = [Signal(name=f"gpresent{g}_{k}") for k in range(2)]
-            m.d.sync += [absent.eq(missing * self.pixels * 100), present[0].eq(rem > 0),
-                         present[1].eq(present[0])]
+            present = [Signal(name=f"gpresent{g}_{k}") for k in range(3)]
+            m.d.sync += [missing.eq(Mux(rem >= V, 0, V - rem)), absent.eq(missing * pixels100),
+                         present[0].eq(rem > 0), present[1].eq(present[0]),
+                         present[2].eq(present[1])]
             bound = Signal(range(-top, top + 1), name=f"gbound{g}")
-            m.d.sync += bound.eq(rhs - absent)
-            m.d.comb += self.map[g].eq(present[1] & (group_zeros[g] >= bound))
+            m.d.sync += bound.eq(rhs_r - absent)
+            m.d.comb += self.map[g].eq(present[2] & (group_zeros[g] >= bound))
         return m
 
 
