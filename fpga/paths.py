@@ -1,8 +1,9 @@
 """Estimated register-to-register delays of a synthesised ECP5 netlist, before placement.
 
 ``python -m fpga.paths NETLIST.json [--hop 1.0] [--target-mhz 100] [--top 30] [--blocks]
-[--path NAME] [--json OUT]`` reads the JSON netlist Yosys' ``synth_ecp5`` writes (``python -m fpga.synth
---no-pnr`` leaves one in its run folder, ``python -m fpga.bitstream`` too) and estimates, for
+[--path NAME] [--json OUT]`` reads the JSON netlist Yosys' ``synth_ecp5`` writes (``python -m
+fpga.synth --no-pnr`` leaves one in its run folder, ``python -m fpga.bitstream`` too) and
+estimates, for
 every timing endpoint (a flip-flop's data, enable or set/reset input; a block RAM's or LUT
 RAM's input), the arrival of its latest signal: the cells' own delays (``CELL_NS``) plus a
 fixed routing delay per net hop (``--hop``, ns; none into a carry input or between a LUT and
@@ -192,10 +193,15 @@ def estimate(netlist: Netlist, hop_ns=1.0):
 _SUFFIX = re.compile(r"_(?:LUT4|CCU2C|PFUMX|L6MUX21|TRELLIS|DP16KD|MULT18X18D)")
 
 
+def _design_name(name):
+    """A net name without Yosys' generated suffix."""
+    return _SUFFIX.split(name)[0]
+
+
 def group_name(name):
     """The register a flip-flop's name belongs to: Yosys' generated suffixes, bit indices and
     trailing digits (``acc3`` -> ``acc#``) removed."""
-    name = _SUFFIX.split(name)[0]
+    name = _design_name(name)
     name = re.sub(r"\[\d+\]", "", name)
     name = re.sub(r"\$\d+", "$", name)
     return re.sub(r"\d+$", "#", name)
@@ -207,8 +213,9 @@ def summary(ends, target_mhz=100.0):
     period = 1000.0 / target_mhz
     groups = collections.OrderedDict()
     for e in ends:
-        g = groups.setdefault(group_name(e.name), {"name": group_name(e.name), "endpoints": 0,
-                                                   "worst_ns": e.arrival_ns, "failing": 0})
+        name = group_name(e.name)
+        g = groups.setdefault(name, {"name": name, "endpoints": 0, "worst_ns": e.arrival_ns,
+                                     "failing": 0})
         g["endpoints"] += 1
         g["failing"] += e.arrival_ns > period
     return list(groups.values())
@@ -221,7 +228,7 @@ def block_counts(ends, target_mhz=100.0):
     blocks = collections.Counter()
     failing = collections.Counter()
     for e in ends:
-        block = _SUFFIX.split(e.name)[0].rsplit(".", 1)[0] if "." in e.name else "(top)"
+        block = _design_name(e.name).rsplit(".", 1)[0] if "." in e.name else "(top)"
         blocks[block] += 1
         failing[block] += e.arrival_ns > period
     return [{"block": b, "endpoints": blocks[b], "failing": failing[b]}
@@ -236,7 +243,7 @@ def trace(arrival, netlist, bit):
         t, prev = arrival(bit)
         drv = netlist.driver.get(bit)
         name = netlist.names.get(bit, str(bit))
-        short = _SUFFIX.split(name)[0]
+        short = _design_name(name)
         index = re.search(r"\[\d+\]$", name)
         if short != name and index:
             short += index.group()
@@ -251,8 +258,8 @@ def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=No
     ``worst_ns``, ``estimate_mhz``, the ``top`` worst register ``groups``, the ``top``
     ``blocks`` with the most failing endpoints (:func:`block_counts`) and, with
     ``trace_name``, the worst ``path`` into a register whose name contains it and that
-    endpoint (``path_end``; ``[]`` and None when none does). The synthesis and bitstream flows put it in their reports
-    (``path_estimate``)."""
+    endpoint (``path_end``; ``[]`` and None when none does). The synthesis and bitstream
+    flows put it in their reports (``path_estimate``)."""
     netlist = Netlist(path)
     ends, arrival = estimate(netlist, hop_ns)
     period = 1000.0 / target_mhz
@@ -319,6 +326,7 @@ def main(argv=None):
         Path(args.json).write_text(json.dumps({"netlist": str(args.netlist), **rep},
                                               indent=2) + "\n")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
