@@ -8,9 +8,9 @@ first item in cycle ``start = start_cycle(config)`` (``hw.cyclemodel``, derived 
 blocks' latencies) and then issue their items back to back. For unit ``u`` let ``S_u`` be an engine's sum of
 item cycles (``max(1, valid taps x class vectors)`` items, a lone null item costing 1),
 ``n_u = min(tile, cout - tc)`` the unit's channels. ``F_u``, the cycle in which the unit's
-final pass leaves the last of the ``D = engine_stages(...)`` pipeline registers
-(``D`` cycles after its issue), stalls the whole engine until the join takes its previous
-result; the stall shifts everything behind it, so:
+final pass leaves the last of the ``D`` result-pipeline registers (``D =
+timing_registers(config)["engine_stages"]`` cycles after its issue), stalls the whole
+engine until the join takes its previous result; the stall shifts everything behind it, so:
 
     F_u = max(F_{u-1} + S_u, R_{u-1})            (F_{-1} = start + D, R_{-1} = -inf)
     A_u = max(F_u^dpe, F_u^spe) + 1               (both results valid)
@@ -40,7 +40,6 @@ from hw.common import MX_BLOCK, Mode
 from hw.cyclemodel import predict_layer, start_cycle
 from hw.layout import act_words
 from hw.dpe import dpe_item_cycles
-from hw.engine import engine_stages
 from hw.ppu import block_closed_by, ppu_block_out
 from hw.top import timing_registers
 
@@ -143,7 +142,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
     # the recurrence over units (pixel-major, tile-minor)
     regs = timing_registers(config)
     spare = regs["spare_unit"]   # the join's second unit register N
-    fd = fs = start_cycle(config) + engine_stages(regs["product_reg"])
+    fd = fs = start_cycle(config) + regs["engine_stages"]
     l_prev = r_prev = o_blk = None
     n_prev = 0
     for sdus, ssu in zip(zip(*(sd.tolist() for sd in sds)), ss.tolist()):

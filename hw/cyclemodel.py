@@ -15,7 +15,7 @@ from golden import intref
 
 from .addrgen import ADDRGEN_LATENCY, walk_items
 from .dpe import dpe_item_cycles
-from .engine import ENGINE_STAGES, engine_stages
+from .engine import ENGINE_STAGES
 from .fetch import fetch_latency
 from .layout import unpack_vector
 from .ppu import BUFFER_DEPTH, block_closed_by
@@ -262,9 +262,8 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
                                lanes=config.spe_lanes, nibble_skip=bool(config.nibble_skip))
 
     regs = timing_registers(config)
-    stages = engine_stages(regs["product_reg"])
-    dpe = EngineModel(dpe_cost, stages)
-    spe = EngineModel(spe_cost, stages)
+    dpe = EngineModel(dpe_cost, regs["engine_stages"])
+    spe = EngineModel(spe_cost, regs["engine_stages"])
     engines = {False: dpe, True: spe}
     disp = (DispatcherModel({"d": dpe_cost, "s": spe_cost}, head_reg=regs["head_reg"])
             if config.balance else None)

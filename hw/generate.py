@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from .config import COUNTERS, PRESETS, preset
-from .engine import engine_stages
 from .ppu import PPU_LATENCY
 from .rtlcache import BLOCKS, TOPLEVEL, block_args, block_module, has_block
 from .top import timing_registers
@@ -49,7 +48,7 @@ def generate(out, names=None, config=PRESETS["default"]):
             "verilog_modules": _modules(text),
         }
     # the engines' result pipeline, then their result register (hw.engine)
-    latency = engine_stages(timing_registers(config)["product_reg"]) + 1
+    latency = timing_registers(config)["engine_stages"] + 1
     report = {
         "schema": 1,
         "top": TOPLEVEL,

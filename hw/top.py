@@ -16,6 +16,7 @@ from .descriptor import ADDR_BITS, descriptor_layout
 from .detector import SparsityDetector
 from .dispatch import Dispatcher
 from .dpe import DPE
+from .engine import engine_stages
 from .fetch import OperandFetch
 from .layout import read_memh
 from .nullspe import NullSPE
@@ -94,9 +95,9 @@ def timing_registers(config):
     """The registers of ``timing_regs`` that add cycles, as :func:`block_args` builds them for
     ``config``: ``act_reg`` (each fetch stage's second register), ``head_reg`` (the
     dispatcher's input register; False without a dispatcher), ``spare_unit`` (the join's
-    second unit register) and ``product_reg`` (the engines' product register: the result
-    pipeline has :func:`hw.engine.engine_stages` stages). The cycle models read them here,
-    so they follow the blocks."""
+    second unit register), ``product_reg`` (the engines' product register) and, derived from
+    it, ``engine_stages`` (the result pipeline's registers, :func:`hw.engine.engine_stages`).
+    The cycle models read them here, so they follow the blocks."""
     blocks = block_args(config)
     disp = blocks.get("disp")
     product_reg = blocks["dpe"][1]["product_reg"]
@@ -104,7 +105,7 @@ def timing_registers(config):
     return {"act_reg": blocks["fetch_d"][1]["act_reg"],
             "head_reg": bool(disp and disp[1]["head_reg"]),
             "spare_unit": blocks["ser"][1]["spare_unit"],
-            "product_reg": product_reg}
+            "product_reg": product_reg, "engine_stages": engine_stages(product_reg)}
 
 
 class Accelerator(wiring.Component):
