@@ -16,8 +16,9 @@ engine until the join takes its previous result; the stall shifts everything beh
     A_u = max(F_u^dpe, F_u^spe) + 1               (both results valid)
     L_u = max(A_u, L_{u-1} + n_{u-1})             (the unit register loads; serializer frees)
     R_u = L_u                                     (join: the engines' results are taken)
-    O_b = max(C_b + PPU_LATENCY, O_{b-1}) + m_b   (hw.ppu.ppu_block_out: output block b, of m_b
-                                                  channels, its last one at the PPU in C_b)
+    O_b = max(C_b + P, O_{b-1}) + m_b             (hw.ppu.ppu_block_out: output block b, of m_b
+                                                  channels, its last one at the PPU in C_b;
+                                                  P = timing_registers(config)["ppu_latency"])
     cycles = O_last + 1                           (the last out write)
 
 where channel i of unit u reaches the PPU in cycle ``C = L_u + i + 1`` (the serializer, then
@@ -157,7 +158,7 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
                 l = max(a, l_prev + n_prev)
                 r = max(a, l_prev + 1) if spare else l   # N frees the cycle after U loads
             for off, m in tile_ends:
-                o_blk = ppu_block_out(l + off + 1, m, o_blk)
+                o_blk = ppu_block_out(l + off + 1, m, o_blk, regs["ppu_latency"])
             l_prev, r_prev, n_prev = l, r, n
     cycles = o_blk + 1
 

@@ -13,7 +13,6 @@ from evaluation.baselines import (DENSE_ARRAY, array_config, dense_counters, dra
                                   events_for, useful_macs)
 from hw.cyclemodel import start_cycle
 from hw.top import timing_registers
-from hw.ppu import PPU_LATENCY
 
 
 def _desc(**kw):
@@ -37,8 +36,8 @@ def test_dense_baseline_on_a_hand_computed_layer():
     # engine pipeline, the join, the PPU's registers, the last block's 16-element drain)
     per_unit = [max(16, 32)] * 4 + [max(24, 32)] * 8 + [36] * 4
     config = array_config(DENSE_ARRAY)
-    fill = (start_cycle(config) + timing_registers(config)["engine_stages"] + 1 + PPU_LATENCY
-            + 16 + 1)
+    regs = timing_registers(config)
+    fill = start_cycle(config) + regs["engine_stages"] + 1 + regs["ppu_latency"] + 16 + 1
     assert max(800, 32 * 32) <= c["cycles"] <= 2 * sum(per_unit) + fill
     ev = events_for("fp16_dense", d, c)
     assert ev["mult_fp16"] == 400 * 16 * 32 and ev["add_fp32"] == 400 * 32

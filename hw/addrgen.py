@@ -119,13 +119,18 @@ class _Walker(wiring.Component):
 
         # The output pixel's first input row (column) o * s - p and the input rows (columns)
         # from there to the edge, size - (o * s - p) - 1, step with the counters (registers),
-        # so the tap ranges are small comparisons of registers.
+        # so the tap ranges are bit tests of registers: with kernel 1 or 3 and padding below
+        # the kernel, -2 <= base and 0 <= room, so lo = max(-base, 0) is base's two low bits
+        # negated and hi = min(room, k - 1) is room's low bits unless room >= 2.
+        k3 = k == 3
+
         def tap_range(name):
             base = Signal(signed(15), name=f"{name}_base")
             room = Signal(signed(15), name=f"{name}_room")
             lo = Signal(2, name=f"{name}_lo")
             hi = Signal(2, name=f"{name}_hi")
-            m.d.comb += [lo.eq(Mux(base < 0, -base, 0)), hi.eq(Mux(room < k - 1, room, k - 1))]
+            m.d.comb += [lo.eq(Mux(base[-1], Cat(base[0], base[1] ^ base[0]), 0)),
+                         hi.eq(Mux(k3, Mux(room[1:].any(), 2, room[0]), 0))]
             return base, room, lo, hi
 
         y_base, y_room, ky_lo, ky_hi = tap_range("y")

@@ -18,7 +18,8 @@ __all__ = [
     "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
     "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_shift",
     "term_unit",
-    "adder_tree", "pack_value", "connect_read_port", "thermometer_count",
+    "adder_tree", "pack_value", "connect_read_port", "thermometer_count", "ACT_COUNTS_LAYOUT",
+    "act_counts",
     "nibble_operands", "lut_product",
     "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask",
     "nonzero_nibble_mask", "popcount",
@@ -359,3 +360,22 @@ def popcount(m, bits, name):
         terms = nxt
         level += 1
     return terms[0]
+
+
+#: The non-zero counts of an item's 32 activation elements (:func:`act_counts`): ``all`` of
+#: them, the first ``vec`` ones (an INT4 vector), and their non-zero ``hi`` and ``lo`` nibbles.
+ACT_COUNTS_LAYOUT = data.StructLayout({
+    "all": range(MX_BLOCK + 1), "vec": range(MX_BLOCK + 1), "hi": range(MX_BLOCK + 1),
+    "lo": range(MX_BLOCK + 1)})
+
+
+def act_counts(m, x, vector, name="nnz"):
+    """The counts of :data:`ACT_COUNTS_LAYOUT` of the 32 elements ``x`` (an item's ``x``),
+    the first ``vector`` of them in ``vec``: the SPE's item cost (:func:`hw.spe.spe_item_cycles`)
+    is a function of them and the mode (adder trees, :func:`popcount`); a view of the layout."""
+    nz = [x[e] != 0 for e in range(MX_BLOCK)]
+    return ACT_COUNTS_LAYOUT(pack_value(ACT_COUNTS_LAYOUT, {
+        "all": popcount(m, Cat(*nz), f"{name}_all"),
+        "vec": popcount(m, Cat(*nz[:vector]), f"{name}_vec"),
+        "hi": popcount(m, Cat(*[x[e][4:8] != 0 for e in range(MX_BLOCK)]), f"{name}_hi"),
+        "lo": popcount(m, Cat(*[x[e][0:4] != 0 for e in range(MX_BLOCK)]), f"{name}_lo")}))

@@ -16,9 +16,9 @@ from golden import intref
 from .addrgen import ADDRGEN_LATENCY, walk_items
 from .dpe import dpe_item_cycles
 from .engine import ENGINE_STAGES
-from .fetch import fetch_latency
 from .layout import unpack_vector
 from .ppu import BUFFER_DEPTH, block_closed_by
+from .ppu_fixed import FIXED_LATENCY, fixed_latency
 from .dispatch import choose_spe
 from .spe import spe_item_cycles, spe_item_macs
 from .top import timing_registers
@@ -36,7 +36,7 @@ def start_cycle(config):
     """Cycle in which both engines can accept their first item on the top built with
     ``config``: the launch, the address generator's latency, the fetch stage's (two registers
     with ``timing_regs``; :func:`hw.top.timing_registers`)."""
-    return LAUNCH_CYCLES + ADDRGEN_LATENCY + fetch_latency(timing_registers(config)["act_reg"])
+    return LAUNCH_CYCLES + ADDRGEN_LATENCY + timing_registers(config)["fetch_stages"]
 
 
 class EngineModel:
@@ -205,16 +205,16 @@ class BlockQueueModel:
 
 class PPUModel:
     """Cycle model of the PPU (:mod:`hw.ppu`) with ``o`` always ready, register by register:
-    the fixed-point stage's f1, f2 (each empty, or the block count its element closes, 0 if it
-    is not ``last``), the block queue (:class:`BlockQueueModel`, drained one element per
+    the fixed-point stage's ``fixed`` registers (:func:`hw.ppu_fixed.fixed_latency`; each
+    empty, or the block count its element closes, 0 if it is not ``last``), the block queue (:class:`BlockQueueModel`, drained one element per
     cycle), the quantizer's read and comparison registers (``q_last``, ``c_last``: they hold a
     block's last element).
 
     Per cycle: :meth:`comb` sets ``i_ready``, then :meth:`edge` clocks it; ``o_valid``: a
     block is on ``o`` in this cycle."""
 
-    def __init__(self):
-        self.f = [None, None]
+    def __init__(self, fixed=FIXED_LATENCY):
+        self.f = [None] * fixed
         self.queue = BlockQueueModel()
         self.q_last = self.c_last = False
         self.o_valid = False
@@ -227,9 +227,9 @@ class PPUModel:
         """``i_closes``: the count of the block the input element closes (0: not ``last``)."""
         go = self.i_ready
         self.o_valid, self.c_last, self.q_last = self.c_last, self.q_last, self.queue.drain_end
-        self.queue.edge(i_valid and go, (self.f[1] or None) if go else None)
+        self.queue.edge(i_valid and go, (self.f[-1] or None) if go else None)
         if go:
-            self.f = [i_closes if i_valid else None, self.f[0]]
+            self.f = [i_closes if i_valid else None] + self.f[:-1]
 
 
 def predict_layer(shape, route, *, x_format, out_format, residual, act_words, config,
@@ -268,7 +268,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     disp = (DispatcherModel({"d": dpe_cost, "s": spe_cost}, head_reg=regs["head_reg"])
             if config.balance else None)
     walk = {s: {"pos": 0, "running": False, "o_valid": False, "o": None} for s in streams}
-    depth = fetch_latency(regs["act_reg"])
+    depth = regs["fetch_stages"]
     # each fetch's register stages, first to last (the last one's item is on its output)
     fetch = {s: [{"valid": False, "item": None} for _ in range(depth)] for s in streams}
     taken_items = {False: [], True: []}  # the items each engine took
@@ -281,7 +281,7 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
     spare = regs["spare_unit"]
     c_idx = tc = 0
     pf_valid, pf_closes = False, 0
-    ppu = PPUModel()
+    ppu = PPUModel(fixed_latency(regs["fixed_split"]))
     written = 0
     cycle = 0
     busy = False

@@ -1,12 +1,12 @@
 """Dispatcher of a ``balance`` top: one fetched item stream to a free engine, the cheaper one
 for the item when both are free."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_bool, check_choice, check_int,
-                     item_layout, mx_combos, pack_value, popcount, validating)
+from .common import (ACT_COUNTS_LAYOUT, MX_BLOCK, VECTOR_CHOICES, Mode, act_counts, check_bool,
+                     check_choice, check_int, item_layout, mx_combos, pack_value, validating)
 from .dpe import dpe_item_cycles
 from .spe import SPE_NIBBLE_PASSES
 
@@ -59,6 +59,10 @@ class Dispatcher(wiring.Component):
         head item, compared as the item loads, and each engine's *free* flag, set with its
         remaining-cycles counter (from the loaded cost's "at most 1", or "at most 2" before a
         decrement). Same cycles.
+    counts_in : bool
+        The input item's non-zero counts (:func:`hw.common.act_counts`) arrive on
+        ``i_counts``, registered by the fetch stage (``OperandFetch(counts_vector=vector)``),
+        instead of being counted here: the SPE's cost then starts at registers.
 
     Members
     -------
@@ -67,6 +71,8 @@ class Dispatcher(wiring.Component):
     i : In(stream.Signature(item_layout(tile)))
         Every item of every unit, in walk order (``first`` / ``last`` delimit a unit), from
         the one operand fetch.
+    i_counts : In(ACT_COUNTS_LAYOUT) (with ``counts_in`` only)
+        The counts of ``i.payload.x``, valid with it.
     d, s : Out(stream.Signature(item_layout(tile)))
         The DPE's and the SPE's items: each engine gets exactly one ``first``..``last`` run per
         unit, in unit order.
@@ -99,7 +105,8 @@ class Dispatcher(wiring.Component):
     """
 
     def __init__(self, *, vector, dpe_cols, spe_lanes, tile, col_skip=False,
-                 nibble_skip=False, head_reg=False, w_late=False, choice_regs=False):
+                 nibble_skip=False, head_reg=False, w_late=False, choice_regs=False,
+                 counts_in=False):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.dpe_cols = check_int("dpe_cols", dpe_cols, 1, 64)
@@ -110,6 +117,7 @@ class Dispatcher(wiring.Component):
             self.head_reg = check_bool("head_reg", head_reg)
             self.w_late = check_bool("w_late", w_late)
             self.choice_regs = check_bool("choice_regs", choice_regs)
+            self.counts_in = check_bool("counts_in", counts_in)
             if w_late and not head_reg:
                 raise ValueError("w_late needs head_reg: the weight fields arrive a cycle "
                                  "after the handshake, when the item is in the head register")
@@ -123,6 +131,7 @@ class Dispatcher(wiring.Component):
             "s": Out(stream.Signature(item_layout(tile))),
             "d_adv": In(1),
             "s_adv": In(1),
+            **({"i_counts": In(ACT_COUNTS_LAYOUT)} if counts_in else {}),
         })
 
     def elaborate(self, platform):
@@ -147,13 +156,10 @@ class Dispatcher(wiring.Component):
                      Mux(is_mx, table(d_mx, nc, "d_mx"), table(d_int4, nc, "d_i4")))
 
         sweep = [max(1, -(-n // L)) for n in range(MX_BLOCK + 1)]
-        x = item_in.x
-        nnz = popcount(m, Cat(*[Mux(is_mx | (e < V), x[e] != 0, 0) for e in range(MX_BLOCK)]),
-                       "nnz")
+        counts = self.i_counts if self.counts_in else act_counts(m, item_in.x, V)
+        nnz = Mux(is_mx, counts.all, counts.vec)
         if self.nibble_skip:
-            hi = popcount(m, Cat(*[x[e][4:8] != 0 for e in range(MX_BLOCK)]), "nnz_hi")
-            lo = popcount(m, Cat(*[x[e][0:4] != 0 for e in range(MX_BLOCK)]), "nnz_lo")
-            s_mx = 2 * table(sweep, hi, "sw_hi") + 2 * table(sweep, lo, "sw_lo")
+            s_mx = 2 * table(sweep, counts.hi, "sw_hi") + 2 * table(sweep, counts.lo, "sw_lo")
         else:
             s_mx = len(SPE_NIBBLE_PASSES) * table(sweep, nnz, "sw_mx")
         s_cost = Mux(item_in.null, 1, Mux(is_mx, s_mx, table(sweep, nnz, "sw")))

@@ -6,17 +6,19 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .addrgen import addr_item_layout
-from .common import MX_BLOCK, check_bool, check_int, item_layout, pack_value, validating
+from .common import (ACT_COUNTS_LAYOUT, MX_BLOCK, VECTOR_CHOICES, act_counts, check_bool,
+                     check_choice, check_int, item_layout, pack_value, validating)
 from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, ELEM_BITS, SCALE_OFFSET, weight_word_bits
 
 __all__ = ["OperandFetch", "fetch_latency"]
 
 
-def fetch_latency(act_reg=False):
-    """Cycles an item spends in the fetch stage: the memories' read register, and with
-    ``act_reg`` the activation word's register (:class:`OperandFetch`)."""
-    return 2 if act_reg else 1
+def fetch_latency(act_reg=False, counts=False):
+    """Cycles an item spends in the fetch stage: the memories' read register, with
+    ``act_reg`` the activation word's register, with ``counts`` the counts' register
+    (:class:`OperandFetch`)."""
+    return 1 + bool(act_reg) + bool(counts)
 
 
 class OperandFetch(wiring.Component):
@@ -39,6 +41,13 @@ class OperandFetch(wiring.Component):
         until the next one: for a consumer that registers the item and holds it until the next
         handshake (the dispatcher's head, ``Dispatcher(w_late=True)``), whose copy of the
         2.1 kbit weight word (at tile 8) the read port's data register then replaces.
+    counts_vector : None or int, one of 4, 8, 16
+        With ``act_reg``: a third register stage that registers the activation word's
+        non-zero counts (:func:`hw.common.act_counts`, ``vec`` of the first
+        ``counts_vector`` elements) beside the item, on ``counts``; for a consumer whose cost
+        logic would otherwise start with the adder trees (the dispatcher's,
+        ``Dispatcher(counts_in=True)``). The weight word is read as the item enters this
+        stage (or leaves it, with ``w_late``). One cycle more per item, still one per cycle.
 
     Members
     -------
@@ -48,11 +57,13 @@ class OperandFetch(wiring.Component):
         Engine work items: the activation word's 32 elements and scale, each weight column's
         elements and scale, the item's ``first`` / ``last`` / ``null`` flags, ``ncols`` and
         ``pref``.
+    counts : Out(ACT_COUNTS_LAYOUT) (with ``counts_vector`` only)
+        The counts of ``o.payload.x``, valid with it.
     act_addr, w_addr : Out(ADDR_BITS); act_rd_en, w_rd_en : Out(1)
         Read addresses and read enables of a synchronous (one-cycle) read port of the
         activation and of the weight memory. ``act_rd_en`` is high in a cycle that takes a
         non-null item; ``w_rd_en`` in the same cycle, with ``act_reg`` in the cycle the item
-        enters the second stage, with ``w_late`` in the cycle it leaves.
+        enters the last stage, with ``w_late`` in the cycle it leaves.
     act_data : In(ACT_WORD_BITS), w_data : In(weight_word_bits(tile))
         The read ports' data (the words addressed in the last enabled cycle, held while the
         enable is low).
@@ -62,21 +73,29 @@ class OperandFetch(wiring.Component):
     Timing and backpressure
     -----------------------
     :func:`fetch_latency` register stages: an item taken in cycle ``n`` is on ``o`` in cycle
-    ``n + fetch_latency(act_reg)``. Each stage takes an item whenever it is empty or its item
-    moves on (``i.ready = ~o.valid | o.ready`` for one stage), so items stream back to back;
-    while a stage is stalled the read enable that would overwrite its data stays low and the
+    ``n + fetch_latency(act_reg, counts_vector is not None)``. Each stage takes an item
+    whenever it is empty or its item moves on (``i.ready = ~o.valid | o.ready`` for one
+    stage), so items stream back to back; while a stage is stalled the read enable that would overwrite its data stays low and the
     read port holds it. A null item reads nothing (its operands are don't-care).
     ``i.ready`` never depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
     """
 
-    def __init__(self, *, tile, act_reg=False, w_late=False):
+    def __init__(self, *, tile, act_reg=False, w_late=False, counts_vector=None):
         with validating(self):
             self.tile = check_int("tile", tile, 1, 256)
             self.act_reg = check_bool("act_reg", act_reg)
             self.w_late = check_bool("w_late", w_late)
+            if counts_vector is not None:
+                check_choice("counts_vector", counts_vector, VECTOR_CHOICES)
+                if not act_reg:
+                    raise ValueError("counts_vector needs act_reg: the counts are taken from "
+                                     "the registered activation word")
+            self.counts_vector = counts_vector
+        counts = {"counts": Out(ACT_COUNTS_LAYOUT)} if counts_vector is not None else {}
         super().__init__({
             "i": In(stream.Signature(addr_item_layout())),
             "o": Out(stream.Signature(item_layout(tile))),
+            **counts,
             "act_addr": Out(ADDR_BITS),
             "w_addr": Out(ADDR_BITS),
             "act_rd_en": Out(1),
@@ -93,49 +112,62 @@ class OperandFetch(wiring.Component):
         flag_names = ("first", "last", "null", "ncols", "pref")
         flag_layout = data.StructLayout({n: addr_item_layout().members[n] for n in flag_names})
 
-        def stage(name):
-            return Signal(name=f"{name}_valid"), Signal(flag_layout, name=f"{name}_flags")
-
-        # stage a: the read register (the memories' read data belongs to its item); with
-        # act_reg, stage b after it
-        valid, flags = stage("a")
-        if self.act_reg:
-            out_valid, out_flags = stage("b")
-            take_next = ~out_valid | self.o.ready  # the stage after a takes in this cycle
-        else:
-            out_valid, out_flags, take_next = valid, flags, self.o.ready
-        take = ~valid | take_next
-        fetch = take & walk.valid & ~walk.payload.null
+        # the register stages, first to last: a, the read register (the memories' read data
+        # belongs to its item); with act_reg b, the activation word's register; with
+        # counts_vector c, the counts' register
+        names = ["a"] + ["b"] * self.act_reg + ["c"] * (self.counts_vector is not None)
+        valid = [Signal(name=f"{n}_valid") for n in names]
+        flags = [Signal(flag_layout, name=f"{n}_flags") for n in names]
+        take = [None] * len(names)  # the stage takes an item in this cycle
+        ready = self.o.ready
+        for k in reversed(range(len(names))):
+            take[k] = ready = ~valid[k] | ready
+        fetch = take[0] & walk.valid & ~walk.payload.null
         m.d.comb += [
-            walk.ready.eq(take),
+            walk.ready.eq(take[0]),
             self.act_rd_en.eq(fetch), self.act_addr.eq(walk.payload.act_addr),
         ]
-        with m.If(take):
-            m.d.sync += [valid.eq(walk.valid),
-                         flags.eq(pack_value(flag_layout, {
+        with m.If(take[0]):
+            m.d.sync += [valid[0].eq(walk.valid),
+                         flags[0].eq(pack_value(flag_layout, {
                              n: walk.payload[n] for n in flag_names}))]
+        for k in range(1, len(names)):
+            with m.If(take[k]):
+                m.d.sync += [valid[k].eq(valid[k - 1]), flags[k].eq(flags[k - 1])]
         # the weight address goes with the item to the transfer that reads it: into stage a,
-        # into b (act_reg) or out of the last stage (w_late)
-        w_addr, w_read = walk.payload.w_addr, fetch
-        if self.act_reg or self.w_late:
-            a_w_addr = Signal(ADDR_BITS, name="a_w_addr")
-            with m.If(take):
-                m.d.sync += a_w_addr.eq(w_addr)
-            w_addr = a_w_addr
-        if self.act_reg:  # the act word registered, the weight word read as it enters b
-            act = Signal(ACT_WORD_BITS, name="b_act")
-            with m.If(take_next):
-                m.d.sync += [out_valid.eq(valid), out_flags.eq(flags), act.eq(self.act_data)]
-            w_read = take_next & valid & ~flags.null
-            if self.w_late:
-                b_w_addr = Signal(ADDR_BITS, name="b_w_addr")
-                with m.If(take_next):
-                    m.d.sync += b_w_addr.eq(a_w_addr)
-                w_addr = b_w_addr
-        else:
-            act = self.act_data
+        # into the last stage (act_reg) or out of it (w_late)
+        last = len(names) - 1
+        reader = last + 1 if self.w_late else last  # the stage the reading transfer enters
+        w_addr = walk.payload.w_addr
+        for k in range(reader):
+            reg = Signal(ADDR_BITS, name=f"{names[k]}_w_addr")
+            with m.If(take[k]):
+                m.d.sync += reg.eq(w_addr)
+            w_addr = reg
         if self.w_late:
-            w_read = out_valid & self.o.ready & ~out_flags.null
+            w_read = valid[last] & self.o.ready & ~flags[last].null
+        elif last:
+            w_read = take[last] & valid[last - 1] & ~flags[last - 1].null
+        else:
+            w_read = fetch
+        # the act word: read data, registered in b (act_reg), registered again in c with its
+        # counts
+        act = self.act_data
+        if self.act_reg:
+            b_act = Signal(ACT_WORD_BITS, name="b_act")
+            with m.If(take[1]):
+                m.d.sync += b_act.eq(act)
+            act = b_act
+        if self.counts_vector is not None:
+            c_act = Signal(ACT_WORD_BITS, name="c_act")
+            c_counts = Signal(ACT_COUNTS_LAYOUT, name="c_counts")
+            elements = [act[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)]
+            with m.If(take[2]):
+                m.d.sync += [c_act.eq(act),
+                             c_counts.eq(act_counts(m, elements, self.counts_vector))]
+            act = c_act
+            m.d.comb += self.counts.eq(c_counts)
+        out_valid, out_flags = valid[last], flags[last]
         m.d.comb += [self.w_rd_en.eq(w_read), self.w_addr.eq(w_addr),
                      self.reads.eq(fetch + w_read)]
         # One assignment of the whole item, not one per field: field by field, the Verilog

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from .config import COUNTERS, PRESETS, preset
-from .ppu import PPU_LATENCY
 from .rtlcache import BLOCKS, TOPLEVEL, block_args, block_module, has_block
 from .top import timing_registers
 from .verilog import emit_verilog
@@ -48,12 +47,13 @@ def generate(out, names=None, config=PRESETS["default"]):
             "verilog_modules": _modules(text),
         }
     # the engines' result pipeline, then their result register (hw.engine)
-    latency = timing_registers(config)["engine_stages"] + 1
+    regs = timing_registers(config)
+    latency = regs["engine_stages"] + 1
     report = {
         "schema": 1,
         "top": TOPLEVEL,
         "config": config.to_dict(),
-        "latencies": {"dpe": latency, "spe": latency, "ppu": PPU_LATENCY},
+        "latencies": {"dpe": latency, "spe": latency, "ppu": regs["ppu_latency"]},
         "counters": list(COUNTERS),
         "modules": modules,
         "total_lines": sum(mod["lines"] for mod in modules.values()),

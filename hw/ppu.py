@@ -12,10 +12,10 @@ from golden import intref
 
 from .common import VECTOR_CHOICES, Format, check_choice, check_int, validating
 from .ppu_drain import DRAIN_LATENCY, BlockQuantizer, ppu_out_layout
-from .ppu_fixed import FIXED_LATENCY, PPUFixedPoint, ppu_in_layout
+from .ppu_fixed import PPUFixedPoint, fixed_latency, ppu_in_layout
 from .ppu_queue import BUFFER_DEPTH, QUEUE_LATENCY, BlockQueue
 
-__all__ = ["PPU", "PPU_LATENCY", "BUFFER_DEPTH", "ppu_block_out", "block_closed_by",
+__all__ = ["PPU", "PPU_LATENCY", "ppu_latency", "BUFFER_DEPTH", "ppu_block_out", "block_closed_by",
            "ppu_in_layout", "ppu_out_layout"]
 
 #: Cycles from the handshake of a block's last element to its first code when the drain is
@@ -23,16 +23,23 @@ __all__ = ["PPU", "PPU_LATENCY", "BUFFER_DEPTH", "ppu_block_out", "block_closed_
 #: (:data:`~hw.ppu_fixed.FIXED_LATENCY` = 2), the queue's closed-block, scale and threshold
 #: registers b1, b2, b3 (:data:`~hw.ppu_queue.QUEUE_LATENCY` = 3), the quantizer's
 #: buffer-read and comparison registers q, c (:data:`~hw.ppu_drain.DRAIN_LATENCY` = 2).
-PPU_LATENCY = FIXED_LATENCY + QUEUE_LATENCY + DRAIN_LATENCY
+PPU_LATENCY = fixed_latency(False) + QUEUE_LATENCY + DRAIN_LATENCY
 
 
-def ppu_block_out(last_cycle, count, prev_out):
+def ppu_latency(fixed_split=False):
+    """:data:`PPU_LATENCY` of a PPU built with ``fixed_split`` (two fixed-point registers
+    more)."""
+    return fixed_latency(fixed_split) + QUEUE_LATENCY + DRAIN_LATENCY
+
+
+def ppu_block_out(last_cycle, count, prev_out, latency=PPU_LATENCY):
     """Cycle in which a block is on ``o``: its last element's handshake in ``last_cycle``, its
-    ``count`` codes one per cycle from :data:`PPU_LATENCY` cycles later, not before the
-    previous block was on ``o`` (``prev_out``; ``None`` for the first). Exact while ``o`` is
-    always ready and the PPU never stalls its input, which the accelerator's serializer
-    guarantees (blocks arrive no faster than one element per cycle; docs/hardware.md 4.5)."""
-    start = last_cycle + PPU_LATENCY
+    ``count`` codes one per cycle from ``latency`` (:func:`ppu_latency`) cycles later, not
+    before the previous block was on ``o`` (``prev_out``; ``None`` for the first). Exact while
+    ``o`` is always ready and the PPU never stalls its input, which the accelerator's
+    serializer guarantees (blocks arrive no faster than one element per cycle;
+    docs/hardware.md 4.5)."""
+    start = last_cycle + latency
     if prev_out is not None:
         start = max(start, prev_out)
     return start + count
@@ -56,6 +63,11 @@ class PPU(wiring.Component):
         Channels per UINT4/INT4 output vector (MXINT8 output blocks have 32).
     max_channels : int, 1..4096
         Largest channel index + 1 (width of ``chan`` / ``base``).
+    fixed_split : bool (default False)
+        The fixed-point stage's two extra registers (:class:`hw.ppu_fixed.PPUFixedPoint`'s
+        ``split``; :func:`ppu_latency`).
+    running_scale : bool (default False)
+        The queue's per-value scale comparisons (:class:`hw.ppu_queue.BlockQueue`).
 
     Members
     -------
@@ -97,10 +109,11 @@ class PPU(wiring.Component):
     accelerator, whose blocks arrive no faster than their length).
     """
 
-    def __init__(self, *, vector, max_channels):
+    def __init__(self, *, vector, max_channels, fixed_split=False, running_scale=False):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.max_channels = check_int("max_channels", max_channels, 1, 4096)
+        self.fixed_split, self.running_scale = bool(fixed_split), bool(running_scale)
         super().__init__({
             "shift": In(range(intref.SCALE_SHIFT_MAX + 1)),
             "relu": In(1),
@@ -113,8 +126,9 @@ class PPU(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         C = self.max_channels
-        m.submodules.fixed = fixed = PPUFixedPoint(max_channels=C)
-        m.submodules.queue = queue = BlockQueue(max_channels=C)
+        m.submodules.fixed = fixed = PPUFixedPoint(max_channels=C, split=self.fixed_split)
+        m.submodules.queue = queue = BlockQueue(max_channels=C,
+                                                running_scale=self.running_scale)
         m.submodules.drain = drain = BlockQuantizer(max_channels=C)
         wiring.connect(m, wiring.flipped(self.i), fixed.i)
         wiring.connect(m, fixed.o, queue.i)

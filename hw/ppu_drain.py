@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from golden import intref
 from golden import numerics as nx
 
-from .common import MX_BLOCK, Format, barrel_shl, check_int, popcount, validating
+from .common import MX_BLOCK, Format, barrel_shl, check_int, thermometer_count, validating
 from .ppu_queue import ENTRY_LAYOUT, block_meta_layout, block_params_layout, ppu_element_layout
 
 __all__ = ["BlockQuantizer", "DRAIN_LATENCY", "ppu_out_layout"]
@@ -132,7 +132,9 @@ class BlockQuantizer(wiring.Component):
                          c.rd.eq(q.rd), c.last.eq(q.last)]
             with m.If(q.valid & (q.rd == 0)):
                 m.d.sync += [cp.meta.eq(qp.meta), cp.scale.eq(qp.scale), cp.zero.eq(qp.zero)]
-        mag = popcount(m, c.ups, "mag")
+        # the thresholds rise with j, so the comparisons passed form a thermometer code (but
+        # for an all-zero block, whose thresholds are all 0 and whose codes are 0 anyway)
+        mag = thermometer_count(m, c.ups, "mag")
         vsq = Mux(c.neg, -mag, mag)
         mxq = Mux(c.neg, -c.mxm, c.mxm)
         code = Signal(signed(8))

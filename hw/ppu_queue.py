@@ -2,7 +2,7 @@
 blocks, their scale and rounding thresholds, and the read-out of one element per cycle."""
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -71,6 +71,11 @@ class BlockQueue(wiring.Component):
     -------------------------
     max_channels : int, 1..4096
         Largest channel index + 1 (width of ``chan`` / ``base``).
+    running_scale : bool (default False)
+        Compare every value with the FP8 thresholds as it enters, and keep the comparisons
+        ORed per block (instead of the block's maximum, compared after it closes): the
+        scale's comparators then start at the input rather than at b1, which ends the
+        maximum's comparator chain. Same cycles.
 
     Members
     -------
@@ -94,8 +99,8 @@ class BlockQueue(wiring.Component):
     -----------------------
     Every value taken on ``i`` is written into a circular buffer of :data:`BUFFER_DEPTH`
     (LUT RAM, not a block RAM, whose ~5.6 ns clock-to-out would start the quantizer's path);
-    the block's first slot, count, max ``|Y|``, saturations and first channel accumulate in
-    registers, and a ``last`` value closes the block into b1. Closed blocks move through
+    the block's first slot, count, max ``|Y|`` (with ``running_scale`` its comparisons),
+    saturations and first channel accumulate in registers, and a ``last`` value closes the block into b1. Closed blocks move through
     three registers (:data:`QUEUE_LATENCY`): b1 (closed; with a second entry b0 for a block
     that closes while b1 cannot move on), b2 (the FP8 scale's thermometer count or the
     MXINT8 maximum's leading one), b3 (the 15 rounding thresholds, the MXINT8 shift; loaded
@@ -110,15 +115,29 @@ class BlockQueue(wiring.Component):
     (b3 taken) and never depends on ``o.ready``.
     """
 
-    def __init__(self, *, max_channels):
+    def __init__(self, *, max_channels, running_scale=False):
         with validating(self):
             self.max_channels = check_int("max_channels", max_channels, 1, 4096)
+        self.running_scale = bool(running_scale)
         super().__init__({
             "out_format": In(Format),
             "i": In(stream.Signature(ppu_value_layout(max_channels))),
             "accepted": In(1),
             "o": Out(stream.Signature(ppu_element_layout(max_channels))),
         })
+
+    def _fp8_below(self, mag):
+        """The comparisons of ``mag`` with the thresholds ``qmax * value * 2**16`` of the FP8
+        codes below the largest, for the output format's ``qmax``: they rise with the code,
+        so they form a thermometer code whose count is the smallest code with ``qmax * value
+        * 2**16 >= mag``."""
+        fp8 = nx.fp8_e4m3_decode(np.arange(nx.FP8_MAX_CODE + 1, dtype=np.uint8))
+        below = []
+        for qmax in (nx.UINT4_MAX, nx.INT4_MAX):
+            t = [int(qmax * val * 2 ** intref.PPU_FRAC_BITS) for val in fp8[:nx.FP8_MAX_CODE]]
+            assert t == sorted(t)
+            below.append(Cat(*[tk < mag for tk in t]))
+        return Mux(self.out_format == Format.UINT4, *below)
 
     def elaborate(self, platform):
         m = Module()
@@ -137,30 +156,41 @@ class BlockQueue(wiring.Component):
         ptr = range(BUFFER_DEPTH)
         wp, start = Signal(ptr), Signal(ptr)
         pos = Signal(range(MX_BLOCK))
-        bmax = Signal(unsigned(width))
         bsat = Signal(range(MX_BLOCK + 1))
         base = Signal.like(v.chan)
-        yabs = v.mag
-        new_max = Mux(pos == 0, yabs, Mux(yabs > bmax, yabs, bmax))
         new_sat = Mux(pos == 0, 0, bsat) + v.sat
         new_base = Mux(pos == 0, v.chan, base)
+        # what the scale needs of max |Y|, accumulated in ``acc``: the maximum itself, or with
+        # running_scale the comparisons of every value, ORed (see the scale below)
+        is_mx = self.out_format == Format.MXINT8
+        if self.running_scale:
+            below = self._fp8_below(v.mag)
+            acc_layout = data.StructLayout({
+                "below": len(below), "above": width - 1, "nz": 1})
+            acc = Signal(acc_layout)
+            new_acc = Signal(acc_layout)
+            value = Cat(below, Cat(*[v.mag[b:].any() for b in range(1, width)]), v.mag.any())
+            m.d.comb += new_acc.eq(Mux(pos == 0, 0, acc.as_value()) | value)
+        else:
+            acc = Signal(unsigned(width))
+            new_acc = Mux(pos == 0, v.mag, Mux(v.mag > acc, v.mag, acc))
 
         meta = block_meta_layout(self.max_channels)
-        closed = data.StructLayout({"meta": meta, "max": unsigned(width)})
+        closed = data.StructLayout({"meta": meta, "max": acc.shape()})
         closing = Signal(closed)  # the block the input value closes
         b1, b0 = Signal(closed), Signal(closed)  # b0: see the block queue below
         b1_valid, b0_valid = Signal(), Signal()
         m.d.comb += [closing.meta.start.eq(start), closing.meta.count.eq(pos + 1),
                      closing.meta.sat.eq(new_sat), closing.meta.base.eq(new_base),
-                     closing.max.eq(new_max)]
-        m.d.comb += [buf_w.addr.eq(wp), buf_w.data.mag.eq(yabs), buf_w.data.neg.eq(v.neg),
+                     closing.max.eq(new_acc)]
+        m.d.comb += [buf_w.addr.eq(wp), buf_w.data.mag.eq(v.mag), buf_w.data.neg.eq(v.neg),
                      buf_w.en.eq(take)]
         with m.If(take):
             m.d.sync += wp.eq(wp + 1)
             with m.If(v.last):
                 m.d.sync += [pos.eq(0), start.eq(wp + 1)]
             with m.Else():
-                m.d.sync += [pos.eq(pos + 1), bmax.eq(new_max), bsat.eq(new_sat),
+                m.d.sync += [pos.eq(pos + 1), acc.eq(new_acc), bsat.eq(new_sat),
                              base.eq(new_base)]
 
         # ---- block queue: b1 (closed) -> b2 (scale) -> b3 (thresholds; read out one element
@@ -193,28 +223,25 @@ class BlockQueue(wiring.Component):
         with m.Elif(closes):
             m.d.sync += [b0.eq(closing), b0_valid.eq(1)]
 
-        # ---- scale of the block (b1 -> b2)
-        is_mx = self.out_format == Format.MXINT8
-        fp8 = nx.fp8_e4m3_decode(np.arange(nx.FP8_MAX_CODE + 1, dtype=np.uint8))
-        # the codes' thresholds rise with the code, so the comparisons form a thermometer code
-        below = []
-        for qmax in (nx.UINT4_MAX, nx.INT4_MAX):
-            t = [int(qmax * val * 2 ** intref.PPU_FRAC_BITS) for val in fp8[:nx.FP8_MAX_CODE]]
-            assert t == sorted(t)
-            below.append(Cat(*[tk < b1.max for tk in t]))
+        # ---- scale of the block (b1 -> b2): the FP8 thresholds below max |Y| (a thermometer
+        # code) and, for MXINT8, the leading one of max |Y|, the count of the bits above bit 0
+        # with a one at or above them (0 for a maximum of 0 or 1). With running_scale, b1
+        # holds both codes already: each is the OR of the values' codes.
+        if self.running_scale:
+            below_max, above_max, zero = b1.max.below, b1.max.above, ~b1.max.nz
+        else:
+            below_max = self._fp8_below(b1.max)
+            above_max = Cat(*[b1.max[b:].any() for b in range(1, width)])
+            zero = b1.max == 0
         vs_code = Signal(8)
-        m.d.comb += vs_code.eq(thermometer_count(
-            m, Mux(self.out_format == Format.UINT4, *below), "vs"))
-        # MXINT8: the leading one of the block maximum, the count of the bits above bit 0 with
-        # a one at or above them (0 for a maximum of 0 or 1)
+        m.d.comb += vs_code.eq(thermometer_count(m, below_max, "vs"))
         lead = Signal(range(width))
-        m.d.comb += lead.eq(thermometer_count(
-            m, Cat(*[b1.max[b:].any() for b in range(1, width)]), "lead"))
+        m.d.comb += lead.eq(thermometer_count(m, above_max, "lead"))
         b2 = Signal(data.StructLayout({
             "meta": meta, "vs_code": 8, "lead": range(width), "zero": 1}))
         with m.If(mv12):
             m.d.sync += [b2_valid.eq(1), b2.meta.eq(b1.meta), b2.vs_code.eq(vs_code),
-                         b2.lead.eq(lead), b2.zero.eq(b1.max == 0)]
+                         b2.lead.eq(lead), b2.zero.eq(zero)]
         with m.Elif(mv23):
             m.d.sync += b2_valid.eq(0)
 
@@ -226,8 +253,9 @@ class BlockQueue(wiring.Component):
         m.d.comb += sh.eq(Mux(exp == 0, 1, exp) - 10 + intref.PPU_FRAC_BITS)
         thr = []
         for j in range(nx.UINT4_MAX):
+            # (2j + 1) * M' as a table of the 4-bit M' (a LUT level, not a multiplier)
             odd = Signal(_THR_ODD_BITS, name=f"odd{j}")
-            m.d.comb += odd.eq((2 * j + 1) * man)
+            m.d.comb += odd.eq(Array([(2 * j + 1) * k for k in range(16)])[man])
             thr.append(barrel_shl(m, odd, sh, _THR_SHIFT_MAX, f"thr{j}"))
         fbm = width  # fraction bits of the MXINT8 rounding
         mx_code = Mux(b2.zero, 0, b2.lead + (nx.MX_SCALE_BIAS - intref.PPU_FRAC_BITS))

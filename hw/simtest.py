@@ -520,11 +520,12 @@ def serializer_case(*, vector, tile, cout, out_format, res_en, pixels, seed, par
             "want": want, "reads": len(want) * (1 + int(res_en)), "check": check, "seed": seed}
 
 
-def fetch_case(*, tile, items, seed, depth=16, null_rate=0.2):
+def fetch_case(*, tile, items, seed, depth=16, null_rate=0.2, sparse=False):
     """Random address items (:func:`hw.addrgen.addr_item_layout` dicts) and memory images for
     a :class:`hw.fetch.OperandFetch`, and the work items it must emit: the flags of every
     item, and for a non-null one the elements and scales of the activation word ``act_addr``
-    and of each column of the weight word ``w_addr`` (:mod:`hw.layout`).
+    and of each column of the weight word ``w_addr`` (:mod:`hw.layout`). ``sparse``: each
+    activation element and nibble is zero with a probability drawn per word.
 
     Returns a dict: ``inputs``, ``act_words`` / ``w_words`` (``depth`` words each, from
     address 0), ``want`` (expected item fields; flags only for a null item), ``reads`` (memory
@@ -534,6 +535,14 @@ def fetch_case(*, tile, items, seed, depth=16, null_rate=0.2):
 
     rnd = random.Random(seed)
     act_words = [rnd.getrandbits(ACT_WORD_BITS) for _ in range(depth)]
+    if sparse:  # a second generator: the dense cases' words stay as they were
+        zrnd = random.Random(seed + 7)
+        for a in range(depth):
+            rate = zrnd.random()
+            for e in range(32):
+                for nib in (0xF << ELEM_BITS * e, 0xF0 << ELEM_BITS * e):
+                    if zrnd.random() < rate:
+                        act_words[a] &= ~nib
     w_words = [rnd.getrandbits(weight_word_bits(tile)) for _ in range(depth)]
     inputs = [{"act_addr": rnd.randrange(depth), "w_addr": rnd.randrange(depth),
                "first": rnd.getrandbits(1), "last": rnd.getrandbits(1),

@@ -16,6 +16,7 @@ CASES = [  # height, width, cin, cout, kernel, stride, padding, x_format
     (5, 4, 16, 6, 3, 2, 2, intref.Format.INT4),
     (3, 3, 40, 2, 1, 2, 0, intref.Format.MXINT8),
     (4, 4, 70, 5, 3, 1, 2, intref.Format.MXINT8),
+    (6, 5, 24, 4, 3, 2, 0, intref.Format.INT4),   # no padding: the windows end at the edges
 ]
 
 

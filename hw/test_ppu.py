@@ -4,13 +4,18 @@ import pytest
 
 from golden import intref
 
-from .ppu import PPU, ppu_block_out
+from .ppu import PPU, ppu_block_out, ppu_latency
 from .simtest import default_args, ppu_case, run_sim, run_stream_case
 
 
-def ppu_check(*, out_format, relu, residual, seed, **kwargs):
+#: The PPU's options (``timing_regs`` sets both): none, and both.
+OPTIONS = [{}, {"fixed_split": True, "running_scale": True}]
+
+
+def ppu_check(*, out_format, relu, residual, seed, options=None, **kwargs):
     case = ppu_case(out_format=out_format, relu=relu, residual=residual, seed=seed, **kwargs)
-    run_stream_case(PPU(vector=kwargs.get("vector", 16), max_channels=64), case)
+    run_stream_case(PPU(vector=kwargs.get("vector", 16), max_channels=64, **(options or {})),
+                    case)
 
 
 @pytest.mark.parametrize("out_format,relu,residual", [
@@ -21,9 +26,9 @@ def ppu_check(*, out_format, relu, residual, seed, **kwargs):
     (intref.Format.MXINT8, False, False),
     (intref.Format.MXINT8, True, True),
 ])
-@pytest.mark.parametrize("seed", [1, 2])
-def test_ppu_matches_reference(out_format, relu, residual, seed):
-    ppu_check(out_format=out_format, relu=relu, residual=residual, seed=seed)
+@pytest.mark.parametrize("seed,options", [(1, OPTIONS[0]), (2, OPTIONS[1])])
+def test_ppu_matches_reference(out_format, relu, residual, seed, options):
+    ppu_check(out_format=out_format, relu=relu, residual=residual, seed=seed, options=options)
 
 
 def test_ppu_vector_8_back_to_back():
@@ -35,11 +40,12 @@ def test_ppu_vector_8_back_to_back():
     (intref.Format.MXINT8, 3),   # 3-element blocks: b1 fills long before the buffer does
     (intref.Format.INT4, 20),
 ])
-def test_ppu_heavy_backpressure(out_format, channels):
+@pytest.mark.parametrize("options", OPTIONS)
+def test_ppu_heavy_backpressure(out_format, channels, options):
     """``o`` mostly not ready, inputs back to back: the queue fills up to b0 and the input
     stalls; nothing is lost or reordered."""
     ppu_check(out_format=out_format, relu=False, residual=True, seed=7, channels=channels,
-              pixels=12, in_gap=0.0, out_gap=0.9)
+              pixels=12, in_gap=0.0, out_gap=0.9, options=options)
 
 
 @pytest.mark.parametrize("out_format,channels,vector", [
@@ -48,12 +54,14 @@ def test_ppu_heavy_backpressure(out_format, channels):
     (intref.Format.MXINT8, 3, 16),    # every block short
     (intref.Format.UINT4, 37, 8),
 ])
-def test_ppu_block_timing(out_format, channels, vector):
+@pytest.mark.parametrize("options", OPTIONS)
+def test_ppu_block_timing(out_format, channels, vector, options):
     """Back-to-back elements, ``o`` always ready: the input never stalls and every block is on
     ``o`` in the cycle :func:`ppu_block_out` gives (the cycle models rely on both)."""
     case = ppu_case(out_format=out_format, relu=out_format == intref.Format.UINT4,
                     residual=False, seed=3, channels=channels, pixels=3, vector=vector)
-    dut = PPU(vector=vector, max_channels=64)
+    dut = PPU(vector=vector, max_channels=64, **options)
+    latency = ppu_latency(options.get("fixed_split", False))
     last_cycles, out_cycles, got = [], [], []
 
     async def producer(ctx):
@@ -84,7 +92,7 @@ def test_ppu_block_timing(out_format, channels, vector):
     case.check(got)
     want, prev = [], None
     for c, first in zip(last_cycles, [0] + [c + 1 for c in last_cycles[:-1]]):
-        prev = ppu_block_out(c, c - first + 1, prev)  # inputs back to back: cycle = index
+        prev = ppu_block_out(c, c - first + 1, prev, latency)  # inputs back to back: cycle = index
         want.append(prev)
     assert out_cycles == want, (last_cycles, out_cycles, want)
 

@@ -17,7 +17,7 @@ from golden import numerics as nx
 from .common import ACC_WIDTH, MX_BLOCK, barrel_shl
 from .cyclemodel import BlockQueueModel
 from .ppu_drain import DRAIN_LATENCY, BlockQuantizer
-from .ppu_fixed import FIXED_LATENCY, PPUFixedPoint, fixed_point_value
+from .ppu_fixed import PPUFixedPoint, fixed_latency, fixed_point_value
 from .ppu_queue import BUFFER_DEPTH, QUEUE_LATENCY, BlockQueue
 from .simtest import run_sim, stream_get, stream_put
 from .toolchain import yosys_executable
@@ -71,7 +71,7 @@ def _block_params(mx, fmt):
 
 # --------------------------------------------------------------------------- fixed-point stage
 
-def _fixed_point_run(elements, *, shift, relu, res_en, rng):
+def _fixed_point_run(elements, *, shift, relu, res_en, rng, split=False):
     """``elements`` ((acc, k, bias, residual) each) through a PPUFixedPoint with random gaps on
     both sides: every value (``|Y|``, sign, ``sat``) must equal golden.intref.ppu_fixed, and
     ``chan`` / ``last`` pass through; ``i.ready`` is ``o.ready`` in every cycle."""
@@ -86,7 +86,7 @@ def _fixed_point_run(elements, *, shift, relu, res_en, rng):
         inputs.append({"acc": acc, "k": k, "bias": bias, "residual": res, "chan": chan,
                        "last": last})
         want.append((abs(y), int(y < 0), sat, chan, last))
-    dut = PPUFixedPoint(max_channels=64)
+    dut = PPUFixedPoint(max_channels=64, split=split)
     got = []
 
     async def producer(ctx):
@@ -109,9 +109,10 @@ def _fixed_point_run(elements, *, shift, relu, res_en, rng):
     assert got == want
 
 
-@pytest.mark.parametrize("relu,res_en,shift", [(False, True, 0), (True, True, 17),
-                                               (False, False, 40), (True, False, 63)])
-def test_fixed_point_matches_reference(relu, res_en, shift):
+@pytest.mark.parametrize("relu,res_en,shift,split", [
+    (False, True, 0, False), (True, True, 17, True), (False, False, 40, False),
+    (True, False, 63, True), (False, True, 24, True)])
+def test_fixed_point_matches_reference(relu, res_en, shift, split):
     """Random elements: accumulators of every magnitude, small and large scales, biases and
     residuals of both signs."""
     rng = random.Random(shift)
@@ -123,11 +124,11 @@ def test_fixed_point_matches_reference(relu, res_en, shift):
         if e % 3:
             bias //= 2 ** 12
         elements.append((acc, k, bias, res))
-    _fixed_point_run(elements, shift=shift, relu=relu, res_en=res_en, rng=rng)
+    _fixed_point_run(elements, shift=shift, relu=relu, res_en=res_en, rng=rng, split=split)
 
 
-@pytest.mark.parametrize("shift", [0, 1, 2])
-def test_fixed_point_edges(shift):
+@pytest.mark.parametrize("shift,split", [(0, False), (1, True), (2, False), (2, True)])
+def test_fixed_point_edges(shift, split):
     """The edges of the datapath: whole parts around the 34 signed bits beyond which the value
     saturates whatever is added, sums around the 32-bit clamp, the extreme bias + residual,
     rounding ties (odd and even), the largest accumulator and scale."""
@@ -144,7 +145,7 @@ def test_fixed_point_edges(shift):
                 elements.append((acc, 1, bias, res))
     elements += [(2 ** 63 - 1, 32767, 0, 0), (-2 ** 63, 32767, 0, 0), (-2 ** 63, -32767, 0, 0),
                  (2 ** 63 - 1, -32767, -2 ** 31, -2 ** 31)]
-    _fixed_point_run(elements, shift=shift, relu=False, res_en=True, rng=rng)
+    _fixed_point_run(elements, shift=shift, relu=False, res_en=True, rng=rng, split=split)
 
 
 class _FixedPointMiter(Elaboratable):
@@ -203,15 +204,19 @@ def test_fixed_point_value_equals_full_width_formally(tmp_path):
     assert run.returncode != 0 and "proof did fail" in run.stdout + run.stderr
 
 
-def test_fixed_point_latency():
-    """Back to back with ``o`` always ready: element ``n`` is on ``o`` in cycle ``n + 2``."""
-    dut = PPUFixedPoint(max_channels=8)
+@pytest.mark.parametrize("split", [False, True])
+def test_fixed_point_latency(split):
+    """Back to back with ``o`` always ready: element ``n`` is on ``o`` in cycle ``n + 2``
+    (``split``: ``n + 4``)."""
+    dut = PPUFixedPoint(max_channels=8, split=split)
+    latency = fixed_latency(split)
+    assert latency == (4 if split else 2)
     n = 20
     seen = []
 
     async def tb(ctx):
         ctx.set(dut.o.ready, 1)
-        for cycle in range(n + FIXED_LATENCY + 2):
+        for cycle in range(n + latency + 2):
             ctx.set(dut.i.valid, cycle < n)
             ctx.set(dut.i.payload, {"acc": cycle << 8, "k": 1, "bias": 0, "residual": 0,
                                     "chan": cycle % 8, "last": 0})
@@ -220,7 +225,7 @@ def test_fixed_point_latency():
             await ctx.tick()
 
     run_sim(dut, [tb])
-    assert seen == [(e + FIXED_LATENCY, e << 8) for e in range(n)]
+    assert seen == [(e + latency, e << 8) for e in range(n)]
 
 
 # --------------------------------------------------------------------------- block queue
@@ -238,9 +243,11 @@ def _queue_blocks(rng, fmt, nblocks, max_len):
     return blocks
 
 
-@pytest.mark.parametrize("fmt,max_len,seed", [
-    (F.INT4, 16, 1), (F.UINT4, 8, 2), (F.MXINT8, 32, 3), (F.MXINT8, 3, 4), (F.INT4, 32, 5)])
-def test_block_queue_against_model(fmt, max_len, seed):
+@pytest.mark.parametrize("fmt,max_len,seed,running", [
+    (F.INT4, 16, 1, False), (F.UINT4, 8, 2, True), (F.MXINT8, 32, 3, False),
+    (F.MXINT8, 3, 4, True), (F.INT4, 32, 5, True), (F.UINT4, 16, 6, False),
+    (F.MXINT8, 32, 7, True)])
+def test_block_queue_against_model(fmt, max_len, seed, running):
     """Random block lengths, input gaps and ``o.ready`` (phases from always ready to mostly
     stalled): ``i.ready`` and ``o.valid`` equal the cycle model's
     (:class:`hw.cyclemodel.BlockQueueModel`, the one inside ``PPUModel``) in every cycle; every
@@ -257,7 +264,7 @@ def test_block_queue_against_model(fmt, max_len, seed):
                 "base": vals[0]["chan"]}
         for k, v in enumerate(vals):
             want.append(((v["mag"], v["neg"]), k, int(k == len(vals) - 1), meta, params))
-    dut = BlockQueue(max_channels=64)
+    dut = BlockQueue(max_channels=64, running_scale=running)
     model = BlockQueueModel()
     got = []
     seen = {"b0": 0, "full": 0}
@@ -313,10 +320,12 @@ def test_block_queue_against_model(fmt, max_len, seed):
     assert seen["full"] or max_len < 32, seen
 
 
-def test_block_queue_latency():
+@pytest.mark.parametrize("running", [False, True])
+def test_block_queue_latency(running):
     """A block's last value taken in cycle ``n`` (queue empty, ``o`` ready): its first element
-    is on ``o`` in cycle ``n + QUEUE_LATENCY``, the others back to back."""
-    dut = BlockQueue(max_channels=8)
+    is on ``o`` in cycle ``n + QUEUE_LATENCY``, the others back to back (``running_scale``
+    too)."""
+    dut = BlockQueue(max_channels=8, running_scale=running)
     seen = []
 
     async def tb(ctx):

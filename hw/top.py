@@ -17,10 +17,10 @@ from .detector import SparsityDetector
 from .dispatch import Dispatcher
 from .dpe import DPE
 from .engine import engine_stages
-from .fetch import OperandFetch
+from .fetch import OperandFetch, fetch_latency
 from .layout import read_memh
 from .nullspe import NullSPE
-from .ppu import PPU
+from .ppu import PPU, ppu_latency
 from .serializer import JoinSerializer
 from .skid import SkidBuffer
 from .spe import SPE
@@ -66,7 +66,8 @@ def block_args(config):
                                                 col_skip=col_skip, nibble_skip=nibble_skip,
                                                 head_reg=bool(c.timing_regs),
                                                 w_late=bool(c.timing_regs),
-                                                choice_regs=bool(c.timing_regs)))
+                                                choice_regs=bool(c.timing_regs),
+                                                counts_in=bool(c.timing_regs)))
         else:
             engines["fetch_s"] = (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs)))
     skids = {}  # with timing_regs, a skid buffer between each walker and its fetch stage
@@ -79,13 +80,17 @@ def block_args(config):
                           product_reg=bool(c.timing_regs))),
         # with the dispatcher's head register, the weight word is read into the read port's
         # data register as the item enters the head, which holds no copy of its own
+        # the dispatcher's input counts registered by the fetch (its third register stage)
         "fetch_d": (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs),
-                                       w_late="disp" in engines and bool(c.timing_regs))),
+                                       w_late="disp" in engines and bool(c.timing_regs),
+                                       counts_vector=(V if "disp" in engines and c.timing_regs
+                                                      else None))),
         **engines,
         **skids,
         "ser": (JoinSerializer, dict(vector=V, tile=T, max_channels=C,
                                      spare_unit=bool(c.timing_regs))),
-        "ppu": (PPU, dict(vector=V, max_channels=C)),
+        "ppu": (PPU, dict(vector=V, max_channels=C, fixed_split=bool(c.timing_regs),
+                          running_scale=bool(c.timing_regs))),
         "wr": (OutputWriter, dict(max_channels=C)),
         "det": (SparsityDetector, dict(vector=V, max_channels=C, max_pixels=c.max_pixels)),
     }
@@ -93,19 +98,28 @@ def block_args(config):
 
 def timing_registers(config):
     """The registers of ``timing_regs`` that add cycles, as :func:`block_args` builds them for
-    ``config``: ``act_reg`` (each fetch stage's second register), ``head_reg`` (the
+    ``config``: ``act_reg`` (each fetch stage's second register), ``fetch_stages`` (a fetch
+    stage's registers, :func:`hw.fetch.fetch_latency`: with the dispatcher's ``counts_in``
+    a third, the counts' register), ``head_reg`` (the
     dispatcher's input register; False without a dispatcher), ``spare_unit`` (the join's
     second unit register), ``product_reg`` (the engines' product register) and, derived from
-    it, ``engine_stages`` (the result pipeline's registers, :func:`hw.engine.engine_stages`).
-    The cycle models read them here, so they follow the blocks."""
+    it, ``engine_stages`` (the result pipeline's registers, :func:`hw.engine.engine_stages`),
+    ``fixed_split`` (the PPU's two fixed-point registers) and, derived from it,
+    ``ppu_latency`` (:func:`hw.ppu.ppu_latency`). The cycle models read them here, so they
+    follow the blocks."""
     blocks = block_args(config)
     disp = blocks.get("disp")
     product_reg = blocks["dpe"][1]["product_reg"]
     assert blocks["spe"][1]["product_reg"] == product_reg, "the engines' latencies differ"
-    return {"act_reg": blocks["fetch_d"][1]["act_reg"],
+    fetch_d = blocks["fetch_d"][1]
+    return {"act_reg": fetch_d["act_reg"],
+            "fetch_stages": fetch_latency(fetch_d["act_reg"],
+                                          fetch_d["counts_vector"] is not None),
             "head_reg": bool(disp and disp[1]["head_reg"]),
             "spare_unit": blocks["ser"][1]["spare_unit"],
-            "product_reg": product_reg, "engine_stages": engine_stages(product_reg)}
+            "product_reg": product_reg, "engine_stages": engine_stages(product_reg),
+            "fixed_split": blocks["ppu"][1]["fixed_split"],
+            "ppu_latency": ppu_latency(blocks["ppu"][1]["fixed_split"])}
 
 
 class Accelerator(wiring.Component):
@@ -269,7 +283,10 @@ class Accelerator(wiring.Component):
         disp = None
         if cfg.balance:  # one walker, one fetch, the dispatcher between it and the engines
             m.submodules.disp = disp = build("disp")
-            wiring.connect(m, fetch("fetch_d", ag.o).o, disp.i)
+            fetch_d = fetch("fetch_d", ag.o)
+            wiring.connect(m, fetch_d.o, disp.i)
+            if disp.counts_in:
+                m.d.comb += disp.i_counts.eq(fetch_d.counts)
             wiring.connect(m, disp.d, dpe.i)
             wiring.connect(m, disp.s, spe.i)
             m.d.comb += [disp.mode.eq(desc.mode), disp.d_adv.eq(dpe.busy),
