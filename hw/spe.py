@@ -82,7 +82,9 @@ class SPE(wiring.Component):
         cycle, separately from the continuation of the current one, and a registered copy of
         the handshake picks between the two in the next cycle; so the handshake (the
         dispatcher's choice, late in the cycle) only sets one flip-flop instead of selecting
-        what the lane registers load. Same cycles.
+        what the lane registers load. The item's sweep masks and its count of zeros are
+        registered as it is accepted, so the continuation's lanes and ``skipped`` start at
+        registers rather than at the item's elements. Same cycles.
 
     Members
     -------
@@ -220,12 +222,19 @@ class SPE(wiring.Component):
         final = busy & (item.null | (sweep_done & last_pass))
         adv = busy & ~pipe_stall
         active = popcount(m, Cat(*lane_ok), "active")
+        # the item's zeros skipped: counted as it is accepted (accept_reg), or from the item
+        if self.accept_reg:
+            zeros = Signal(range(MX_BLOCK + 1), name="item_zeros")
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += zeros.eq(Mux(is_mx, MX_BLOCK, V)
+                                     - popcount(m, mask_of(self.i.payload.x), "nnz_in"))
+        else:
+            zeros = Mux(is_mx, MX_BLOCK, V) - popcount(m, mask_of(item.x), "nnz")
         m.d.comb += [
             self.i.ready.eq(~busy | (final & ~pipe_stall)),
             self.busy.eq(adv),
             self.macs.eq(Mux(adv & ~item.null, active * T, 0)),
-            self.skipped.eq(Mux(adv & final & ~item.null,
-                                Mux(is_mx, MX_BLOCK, V) - popcount(m, mask_of(item.x), "nnz"), 0)),
+            self.skipped.eq(Mux(adv & final & ~item.null, zeros, 0)),
         ]
 
         xn, wn, sh = Signal(), Signal(), Signal(range(9))
@@ -256,7 +265,15 @@ class SPE(wiring.Component):
         # the low ones: SPE_NIBBLE_PASSES)
         a_idx, a_ok, a_rest = lanes_of(sweep_mask(self.i.payload.x, 1), "acc")
         cont_mask = Signal(MX_BLOCK)
-        m.d.comb += cont_mask.eq(Mux(sweep_done, sweep_mask(item.x, c_cnt == 0), rest))
+        if self.accept_reg:  # the item's sweep masks, registered as it is accepted
+            sweeps = [Signal(MX_BLOCK, name=f"item_sweep_{n}") for n in ("hi", "lo")]
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [sw.eq(sweep_mask(self.i.payload.x, hi))
+                             for sw, hi in zip(sweeps, (1, 0))]
+            next_sweep = Mux(c_cnt == 0, *sweeps)
+        else:
+            next_sweep = sweep_mask(item.x, c_cnt == 0)
+        m.d.comb += cont_mask.eq(Mux(sweep_done, next_sweep, rest))
         k_idx, k_ok, k_rest = lanes_of(cont_mask, "cont")
         if self.accept_reg:
             m.d.sync += took.eq(accept)

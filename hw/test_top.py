@@ -352,6 +352,8 @@ def test_v2_mechanisms_match_golden_and_model(n, timing_regs):
 READY_LAYERS = [
     (6, (5, 4, 16, 5, 1, 1, 0), intref.Format.UINT4, 0.7, [1, 1, 1, 0], (141, 143), (126, 132)),
     (21, (5, 5, 32, 9, 1, 1, 0), intref.Format.UINT4, 0.89, [1, 0, 0, 0], (254, 258), (279, 262)),
+    (33, (4, 4, 40, 6, 3, 1, 1), intref.Format.MXINT8, 0.6, [1, 0, 1, 0], (7219, 7223),
+     (2726, 2732)),
 ]
 
 
