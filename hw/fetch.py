@@ -1,7 +1,7 @@
 """Operand fetch: turns one walker's address items into engine work items by reading the
 activation and weight memories."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,8 +46,10 @@ class OperandFetch(wiring.Component):
         non-zero counts (:func:`hw.common.act_counts`, ``vec`` of the first
         ``counts_vector`` elements) beside the item, on ``counts``; for a consumer whose cost
         logic would otherwise start with the adder trees (the dispatcher's,
-        ``Dispatcher(counts_in=True)``). The weight word is read as the item enters this
-        stage (or leaves it, with ``w_late``). One cycle more per item, still one per cycle.
+        ``Dispatcher(counts_in=True)``). The counts are registered in every cycle from the
+        second stage's word, so that the stages' handshake chain enables flip-flops and
+        feeds no adder tree. The weight word is read as the item enters the third stage (or
+        leaves it, with ``w_late``). One cycle more per item, still one per cycle.
 
     Members
     -------
@@ -159,14 +161,22 @@ class OperandFetch(wiring.Component):
                 m.d.sync += b_act.eq(act)
             act = b_act
         if self.counts_vector is not None:
+            # The counts of b's word are registered in every cycle (``b_counts``), so that the
+            # handshake chain (take) enables flip-flops and no adder tree: c's counts are
+            # b_counts in the cycle after c loads (``c_loaded``), else the copy ``c_counts``.
             c_act = Signal(ACT_WORD_BITS, name="c_act")
+            b_counts = Signal(ACT_COUNTS_LAYOUT, name="b_counts")
             c_counts = Signal(ACT_COUNTS_LAYOUT, name="c_counts")
+            c_loaded = Signal(name="c_loaded")
             elements = [act[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)]
+            m.d.sync += [b_counts.eq(act_counts(m, elements, self.counts_vector)),
+                         c_loaded.eq(take[2])]
             with m.If(take[2]):
-                m.d.sync += [c_act.eq(act),
-                             c_counts.eq(act_counts(m, elements, self.counts_vector))]
+                m.d.sync += c_act.eq(act)
+            with m.If(c_loaded):
+                m.d.sync += c_counts.eq(b_counts)
             act = c_act
-            m.d.comb += self.counts.eq(c_counts)
+            m.d.comb += self.counts.eq(Mux(c_loaded, b_counts, c_counts))
         out_valid, out_flags = valid[last], flags[last]
         m.d.comb += [self.w_rd_en.eq(w_read), self.w_addr.eq(w_addr),
                      self.reads.eq(fetch + w_read)]
