@@ -137,12 +137,13 @@ def board_verilog(config, *, clock_mhz, baud, path=None):
     return emit_verilog(Ulx3sTop(config, clock_mhz=clock_mhz, baud=baud), BOARD_NAME, path)
 
 
-def ulx3s_lpf():
+def ulx3s_lpf(osc_constraint_mhz=OSC_MHZ):
     """The LPF constraint file of :class:`Ulx3sTop`: every pin's ball and I/O standard, and
-    the oscillator's frequency (nextpnr derives the PLL output's from it)."""
+    the oscillator's frequency constraint (nextpnr derives the PLL output's from it; a value
+    above :data:`OSC_MHZ` over-constrains place and route, ``fpga.bitstream --target-mhz``)."""
     lines = [f'LOCATE COMP "{name}" SITE "{ball}";\nIOBUF PORT "{name}" IO_TYPE=LVCMOS33'
              + (" PULLMODE=UP" if name.startswith("btn") else "")
              + (" DRIVE=4" if name.startswith(("led", "ftdi_rxd")) else "") + ";"
              for name, ball in ULX3S_PINS.items()]
-    lines.append(f'FREQUENCY PORT "clk_25mhz" {OSC_MHZ} MHZ;')
+    lines.append(f'FREQUENCY PORT "clk_25mhz" {osc_constraint_mhz:.6g} MHZ;')
     return "\n".join(lines) + "\n"

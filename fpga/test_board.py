@@ -114,6 +114,14 @@ def test_lpf_places_every_pin():
     for name, ball in ULX3S_PINS.items():
         assert f'LOCATE COMP "{name}" SITE "{ball}";' in text
     assert 'FREQUENCY PORT "clk_25mhz" 25 MHZ;' in text
+    # a 100 MHz target for a 15 MHz system clock: the oscillator constrained at 25 * 100 / 15
+    assert 'FREQUENCY PORT "clk_25mhz" 166.667 MHZ;' in ulx3s_lpf(25 * 100 / 15)
+
+
+def test_bitstream_rejects_a_bad_target(tmp_path):
+    with pytest.raises(ValueError, match="target_mhz must be a positive frequency, got 0"):
+        build_bitstream(design="loopback", out=tmp_path, target_mhz=0)
+    assert not any(tmp_path.iterdir())  # nothing ran
 
 
 def test_board_core_wires_every_port_of_the_top():
@@ -238,8 +246,14 @@ def test_board_link_rejects_a_foreign_device():
 # --------------------------------------------------------------------------- tool chain
 
 def test_loopback_bitstream_builds(tmp_path):
-    """Yosys, nextpnr-ecp5 and ecppack from the pinned yowasp packages, on the UART echo."""
-    report = build_bitstream(design="loopback", out=tmp_path)
+    """Yosys, nextpnr-ecp5 and ecppack from the pinned yowasp packages, on the UART echo,
+    placed and routed for a 400 MHz target that it misses (the oscillator's constraint
+    scaled): the bitstream is still written, since it runs at the 25 MHz clock."""
+    report = build_bitstream(design="loopback", out=tmp_path, target_mhz=400)
+    lpf = (tmp_path / "loopback" / "ulx3s.lpf").read_text()
+    assert 'FREQUENCY PORT "clk_25mhz" 400 MHZ;' in lpf
+    assert report["target_mhz"] == 400 and report["clock_mhz"] == 25
+    assert report["fmax_mhz"] < 400 and not report["target_pass"]
     assert report["status"] == "bitstream" and report["timing_pass"]
     assert report["bitstream_bytes"] > 100_000
     assert report["utilisation"]["TRELLIS_IO"]["used"] == len(ULX3S_PINS)
