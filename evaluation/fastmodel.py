@@ -14,6 +14,9 @@ engine until the join takes its previous result; the stall shifts everything beh
 
     F_u = max(F_{u-1} + S_u, R_{u-1})            (F_{-1} = start + D, R_{-1} = -inf)
     A_u = max(F_u^dpe, F_u^spe) + 1               (both results valid)
+                                                  (result_queue: F_u = max(F_{u-1} + S_u,
+                                                  R_{u-2} + 1), A_u = max(F_u^dpe, F_u^spe,
+                                                  R_{u-1}) + 1)
     L_u = max(A_u, L_{u-1} + n_{u-1})             (the unit register loads; serializer frees)
     R_u = L_u                                     (join: the engines' results are taken)
     O_b = max(C_b + P, O_{b-1}) + m_b             (hw.ppu.ppu_block_out: output block b, of m_b
@@ -143,8 +146,9 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
     # the recurrence over units (pixel-major, tile-minor)
     regs = timing_registers(config)
     spare = regs["spare_unit"]   # the join's second unit register N
+    queue = regs["result_queue"]  # the engines' second result register
     fd = fs = start_cycle(config) + regs["engine_stages"]
-    l_prev = r_prev = o_blk = None
+    l_prev = r_prev = r_prev2 = o_blk = None
     n_prev = 0
     for sdus, ssu in zip(zip(*(sd.tolist() for sd in sds)), ss.tolist()):
         for sdu, n, tile_ends in zip(sdus, nch, ends):
@@ -152,14 +156,20 @@ def layer_counters(shape, route, *, x_codes, x_format, out_format, residual, con
                 fd, fs = fd + sdu, fs + ssu
                 l = r = max(fd, fs) + 1
             else:
-                fd = max(fd + sdu, r_prev)
-                fs = max(fs + ssu, r_prev)
-                a = max(fd, fs) + 1
+                if not queue:
+                    fd = max(fd + sdu, r_prev)
+                    fs = max(fs + ssu, r_prev)
+                    a = max(fd, fs) + 1
+                else:  # a result waits behind the previous one: free after R_{u-2}
+                    release = -1 if r_prev2 is None else r_prev2 + 1
+                    fd = max(fd + sdu, release)
+                    fs = max(fs + ssu, release)
+                    a = max(fd, fs, r_prev) + 1   # at the queue's head after R_{u-1}
                 l = max(a, l_prev + n_prev)
                 r = max(a, l_prev + 1) if spare else l   # N frees the cycle after U loads
             for off, m in tile_ends:
                 o_blk = ppu_block_out(l + off + 1, m, o_blk, regs["ppu_latency"])
-            l_prev, r_prev, n_prev = l, r, n
+            l_prev, r_prev, r_prev2, n_prev = l, r, r_prev, n
     cycles = o_blk + 1
 
     pixels = shape.out_height * shape.out_width

@@ -44,24 +44,33 @@ class EngineModel:
     item accepted in the final cycle of the current one) and the result pipeline of
     :mod:`hw.engine`: ``stages`` registers (:func:`hw.engine.engine_stages`) that move
     together and stall, with the issue stage, while the last one holds the final pass of a
-    ``last`` item and ``o`` is still full.
+    ``last`` item and ``o`` is still full; with ``queue`` (the second result register) while
+    it holds that pass and two results wait (``results``, those not yet taken by the join).
 
     Per cycle: :meth:`comb` (given the join's ``o_ready``) sets ``i_ready``, then :meth:`edge`
     clocks the engine."""
 
-    def __init__(self, costs, stages=ENGINE_STAGES):
+    def __init__(self, costs, stages=ENGINE_STAGES, queue=False):
         self.costs = costs        # item -> issue cycles
+        self.queue = queue
+        self.results = 0          # results emitted, not yet taken (o, then the second)
         self.busy = False
         self.left = 0
         self.item = None
         # per pipeline register: it holds the final pass of a ``last`` item
         self.pipe = [False] * stages
-        self.o_valid = False
         self.busy_cycles = 0
+
+    @property
+    def o_valid(self):
+        return self.results > 0
 
     def comb(self, o_ready):
         self.final = self.busy and self.left == 1
-        self.stall = self.pipe[-1] and self.o_valid and not o_ready
+        if self.queue:
+            self.stall = self.pipe[-1] and self.results == 2
+        else:
+            self.stall = self.pipe[-1] and self.o_valid and not o_ready
         self.adv = self.busy and not self.stall
         self.i_ready = (not self.busy) or (self.final and not self.stall)
 
@@ -69,10 +78,10 @@ class EngineModel:
         if self.adv:
             self.busy_cycles += 1
         if self.o_valid and o_ready:
-            self.o_valid = False
+            self.results -= 1
         if not self.stall:
             if self.pipe[-1]:
-                self.o_valid = True
+                self.results += 1
             issued = self.adv and self.final and self.item["last"]
             self.pipe = [issued] + self.pipe[:-1]
         if i_valid and self.i_ready:
@@ -262,8 +271,8 @@ def predict_layer(shape, route, *, x_format, out_format, residual, act_words, co
                                lanes=config.spe_lanes, nibble_skip=bool(config.nibble_skip))
 
     regs = timing_registers(config)
-    dpe = EngineModel(dpe_cost, regs["engine_stages"])
-    spe = EngineModel(spe_cost, regs["engine_stages"])
+    dpe = EngineModel(dpe_cost, regs["engine_stages"], regs["result_queue"])
+    spe = EngineModel(spe_cost, regs["engine_stages"], regs["result_queue"])
     engines = {False: dpe, True: spe}
     disp = (DispatcherModel({"d": dpe_cost, "s": spe_cost}, head_reg=regs["head_reg"])
             if config.balance else None)

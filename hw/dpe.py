@@ -51,6 +51,10 @@ class DPE(wiring.Component):
         A register between the multipliers and the column sums (the ``timing_regs``
         configuration; :func:`hw.engine.result_pipeline`): one cycle more of latency
         (``latency``), the same issue cycles.
+    result_queue : bool
+        A second result register behind ``o`` (``timing_regs``;
+        :func:`hw.engine.result_pipeline`): the engine stalls only when both hold a result,
+        so ``o.ready`` reaches neither its stall nor ``i.ready``.
 
     Members
     -------
@@ -88,10 +92,12 @@ class DPE(wiring.Component):
     ``o.valid`` never on ``o.ready``.
     """
 
-    def __init__(self, *, vector, cols, tile, col_skip=False, product_reg=False):
+    def __init__(self, *, vector, cols, tile, col_skip=False, product_reg=False,
+                 result_queue=False):
         with validating(self):
             self.col_skip = check_bool("col_skip", col_skip)
             self.product_reg = check_bool("product_reg", product_reg)
+            self.result_queue = check_bool("result_queue", result_queue)
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.cols = check_int("cols", cols, 1, 64)
             self.tile = check_int("tile", tile, cols, 256)
@@ -131,7 +137,8 @@ class DPE(wiring.Component):
 
         issue, pipe_stall = result_pipeline(m, cols=N, tile=T, o=self.o, operands=operands,
                                             column_products=column_products,
-                                            product_reg=self.product_reg)
+                                            product_reg=self.product_reg,
+                                            result_queue=self.result_queue)
 
         last_combo = Mux(is_mx, c_cnt == len(combos) - 1, 1)
 

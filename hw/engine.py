@@ -30,6 +30,13 @@ still holds an unaccepted result: ``stall = emit5 & o.valid & ~o.ready``. So a r
 on ``o`` ``engine_stages(product_reg) + 1`` cycles after the final pass of its unit was
 issued, and the issue stage loses exactly the cycles in which the pipeline stalls (the cycle
 model, :class:`hw.cyclemodel.EngineModel`, steps the same rule).
+
+With ``result_queue`` a second result register ``r1`` holds a result behind ``o``'s (the two
+are a queue: ``o`` takes ``r1``'s as its own is accepted), and the pipeline stalls while
+stage 5 holds an ``emit`` pass and both are taken: ``stall = emit5 & r1.valid``, a function
+of registers. The consumer's ``o.ready`` (the join, which waits for both engines) then
+reaches no stage's enable and no input handshake; an engine may finish one result further
+ahead of the join.
 """
 
 from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
@@ -99,14 +106,15 @@ def lane_products(m, xs, ws, lanes, name, valid=None):
 
 
 def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=False,
-                    name="rp"):
+                    result_queue=False, name="rp"):
     """Build the pipeline of the module docstring into ``m`` for ``cols`` computing columns
     and ``tile`` accumulators (column ``c`` belongs to group ``c // cols``); ``o`` is the
     engine's result stream (``result_layout(tile)``); ``operands`` is the layout of a pass's
     multiplier operands and ``column_products(ops)`` returns, per computing column, the same
     number of products (:func:`lane_products`; their sum fits ``signed(SUM_WIDTH)``) of the
     registered operands ``ops``. ``product_reg``: a register between the products and their
-    sums (the ``timing_regs`` configuration; :func:`engine_stages` stages).
+    sums (the ``timing_regs`` configuration; :func:`engine_stages` stages). ``result_queue``:
+    the second result register (module docstring; ``timing_regs``).
 
     Returns ``(inp, stall)``: ``inp`` (a :func:`pass_layout` signal with ``ops``) must be
     driven combinationally by the issue stage, with ``valid`` high only in cycles it
@@ -124,7 +132,12 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
     st5 = Signal(flags, name=f"{name}_st5")
     stall = Signal(name=f"{name}_stall")
     go = ~stall
-    m.d.comb += stall.eq(st5.emit & o.valid & ~o.ready)
+    if result_queue:
+        r1 = Signal.like(o.payload, name=f"{name}_r1")
+        r1_valid = Signal(name=f"{name}_r1_valid")
+        m.d.comb += stall.eq(st5.emit & r1_valid)
+    else:
+        m.d.comb += stall.eq(st5.emit & o.valid & ~o.ready)
 
     # stage 0: operands; the products and column sums are computed from this register
     with m.If(go):
@@ -221,9 +234,22 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
     with m.If(go):
         m.d.sync += [a.eq(n) for a, n in zip(acc, acc_next)]
         m.d.sync += sat.eq(sat_next)
-    with m.If(o.valid & o.ready):
-        m.d.sync += o.valid.eq(0)
-    with m.If(go & st5.emit):
-        m.d.sync += [o.valid.eq(1), o.payload.sat.eq(sat_next)]
-        m.d.sync += [o.payload.acc[c].eq(acc_next[c]) for c in range(tile)]
+    result = Signal.like(o.payload, name=f"{name}_result")
+    m.d.comb += [result.sat.eq(sat_next), *(result.acc[c].eq(acc_next[c]) for c in range(tile))]
+    new = go & st5.emit
+    taken = o.valid & o.ready
+    if result_queue:  # o, then r1; a new result never meets a full queue (it stalls)
+        with m.If(taken & r1_valid):
+            m.d.sync += [o.payload.eq(r1), r1_valid.eq(0)]
+        with m.Elif(new & o.valid & ~taken):
+            m.d.sync += [r1.eq(result), r1_valid.eq(1)]
+        with m.Elif(new):
+            m.d.sync += [o.payload.eq(result), o.valid.eq(1)]
+        with m.Elif(taken):
+            m.d.sync += o.valid.eq(0)
+    else:
+        with m.If(taken):
+            m.d.sync += o.valid.eq(0)
+        with m.If(new):
+            m.d.sync += [o.valid.eq(1), o.payload.eq(result)]
     return inp, stall

@@ -26,9 +26,9 @@ class NullSPE(wiring.Component):
     ------------------------------------------------------------------------------------
     tile : int, 1..256
         Accumulators of a result (the top's tile).
-    product_reg : bool
-        As the DPE's (:class:`hw.dpe.DPE`): one pipeline register more, so that the null
-        results keep the timing of the SPE the top would have.
+    product_reg, result_queue : bool
+        As the DPE's (:class:`hw.dpe.DPE`): one pipeline register more, a second result
+        register, so that the null results keep the timing of the SPE the top would have.
 
     Members
     -------
@@ -41,14 +41,16 @@ class NullSPE(wiring.Component):
     --------------------------------------------------------------------------------
     A fetch register (``i.ready = ~valid | taken``), an issue register that takes one cycle
     per item and :func:`hw.engine.engine_stages` flag registers that stall, with the issue
-    register, while the last holds a unit's end and ``o`` is full; a result is valid
+    register, while the last holds a unit's end and ``o`` is full (``result_queue``: and a
+    second result, ``r1_valid``, waits behind it); a result is valid
     ``engine_stages(product_reg) + 1`` cycles after its unit's last item was issued.
     """
 
-    def __init__(self, *, tile, product_reg=False):
+    def __init__(self, *, tile, product_reg=False, result_queue=False):
         with validating(self):
             self.tile = check_int("tile", tile, 1, 256)
             self.product_reg = check_bool("product_reg", product_reg)
+            self.result_queue = check_bool("result_queue", result_queue)
         super().__init__({
             "i": In(stream.Signature(addr_item_layout())),
             "o": Out(stream.Signature(result_layout(tile))),
@@ -62,7 +64,11 @@ class NullSPE(wiring.Component):
         busy, last = Signal(), Signal()
         ends = Signal(engine_stages(self.product_reg))  # per register: it holds a unit's end
         stall = Signal()
-        m.d.comb += stall.eq(ends[-1] & self.o.valid & ~self.o.ready)
+        r1_valid = Signal()  # result_queue: a (zero) result waits behind o's
+        if self.result_queue:
+            m.d.comb += stall.eq(ends[-1] & r1_valid)
+        else:
+            m.d.comb += stall.eq(ends[-1] & self.o.valid & ~self.o.ready)
         adv = busy & ~stall
         issue_ready = ~busy | adv
         take = ~f_valid | issue_ready
@@ -75,9 +81,15 @@ class NullSPE(wiring.Component):
             m.d.sync += busy.eq(0)
         with m.If(~stall):
             m.d.sync += ends.eq((ends << 1) | (adv & last))
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(~stall & ends[-1]):
+        taken = self.o.valid & self.o.ready
+        new = ~stall & ends[-1]
+        with m.If(taken & r1_valid):
+            m.d.sync += r1_valid.eq(0)
+        with m.Elif(new & self.o.valid & ~taken):
+            m.d.sync += r1_valid.eq(1)
+        with m.Elif(new):
             m.d.sync += self.o.valid.eq(1)
+        with m.Elif(taken):
+            m.d.sync += self.o.valid.eq(0)
         m.d.comb += self.o.payload.eq(0)
         return m

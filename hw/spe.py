@@ -77,6 +77,8 @@ class SPE(wiring.Component):
     product_reg : bool
         As :class:`hw.dpe.DPE`'s: a register between the multipliers and the column sums, one
         cycle more of latency (``latency``).
+    result_queue : bool
+        As :class:`hw.dpe.DPE`'s: a second result register.
     accept_reg : bool
         Needs ``sweep_end_reg``. The lane selection of the input item is registered in every
         cycle, separately from the continuation of the current one, and a registered copy of
@@ -111,13 +113,15 @@ class SPE(wiring.Component):
 
     Backpressure
     ------------
-    As :class:`hw.dpe.DPE`: a full ``o`` register stalls the whole engine while the pipeline's
-    last stage holds the final pass of a ``last`` item.
+    As :class:`hw.dpe.DPE`: a full ``o`` register (with ``result_queue``: both result
+    registers full) stalls the whole engine while the pipeline's last stage holds the final
+    pass of a ``last`` item.
     """
 
     def __init__(self, *, vector, lanes, cols, nibble_skip=False, sweep_end_reg=False,
-                 product_reg=False, accept_reg=False):
+                 product_reg=False, accept_reg=False, result_queue=False):
         with validating(self):
+            self.result_queue = check_bool("result_queue", result_queue)
             self.product_reg = check_bool("product_reg", product_reg)
             self.accept_reg = check_bool("accept_reg", accept_reg)
             if accept_reg and not sweep_end_reg:
@@ -173,7 +177,8 @@ class SPE(wiring.Component):
 
         issue, pipe_stall = result_pipeline(m, cols=T, tile=T, o=self.o, operands=operands,
                                             column_products=column_products,
-                                            product_reg=self.product_reg)
+                                            product_reg=self.product_reg,
+                                            result_queue=self.result_queue)
 
         def lanes_of(mask, name):
             """The ``L`` lowest set bits of ``mask`` (index, valid) and the rest of it. Each

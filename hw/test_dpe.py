@@ -70,6 +70,27 @@ def test_dpe_product_reg_adds_one_cycle_of_latency():
     assert runs[1] == (runs[0][0], runs[0][1] + 1)
 
 
+@pytest.mark.parametrize("x_format", [intref.Format.INT4, intref.Format.MXINT8])
+def test_dpe_result_queue_matches_reference(x_format):
+    """result_queue (timing_regs): a second result register behind ``o``; exact under random
+    gaps on both sides, ``o`` often not ready."""
+    dut = DPE(vector=16, cols=2, tile=4, product_reg=True, result_queue=True)
+    engine_check(dut, x_format=x_format, units=14, seed=190 + x_format.value,
+                 item_cycles=dpe_cycles(16, 2, 4), vector=16, in_gap=0.1, out_gap=0.7)
+
+
+def test_dpe_result_queue_runs_a_result_ahead():
+    """With ``o`` mostly not ready, the queue lets the engine finish a unit behind an untaken
+    result: the same busy cycles, no more cycles in all; without gaps, no cycle changes."""
+    def run(queue, out_gap):
+        return engine_check(DPE(vector=8, cols=1, tile=2, result_queue=queue),
+                            x_format=intref.Format.INT4, units=8, seed=6, vector=8,
+                            item_cycles=dpe_cycles(8, 1, 2), in_gap=0.0, out_gap=out_gap)
+    assert run(True, 0.0) == run(False, 0.0)
+    plain, queued = run(False, 0.8), run(True, 0.8)
+    assert queued[0] == plain[0] and queued[1] <= plain[1]
+
+
 @pytest.mark.parametrize("kwargs,exc,msg", [
     ({"vector": 32}, ValueError, "vector must be one of"),
     ({"vector": "16"}, TypeError, "vector must be an int"),
@@ -79,6 +100,7 @@ def test_dpe_product_reg_adds_one_cycle_of_latency():
     ({"cols": 8, "tile": 12}, ValueError, "tile must be a multiple of cols=8, got 12"),
     ({"tile": True}, TypeError, "tile must be an int"),
     ({"product_reg": 1}, TypeError, "product_reg must be a bool"),
+    ({"result_queue": "no"}, TypeError, "result_queue must be a bool"),
 ])
 def test_dpe_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -18,10 +18,11 @@ from .spe import SPE, spe_item_cycles, spe_item_macs
                                   (True, True, True)])
 def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity, regs):
     """Exact results and cycles per item; the registered end-of-sweep flag, the product
-    register and the registered handshake of the lane selection change neither."""
+    register, the registered handshake of the lane selection and the second result register
+    change neither."""
     sweep_end_reg, product_reg, accept_reg = regs
     dut = SPE(vector=vector, lanes=lanes, cols=cols, sweep_end_reg=sweep_end_reg,
-              product_reg=product_reg, accept_reg=accept_reg)
+              product_reg=product_reg, accept_reg=accept_reg, result_queue=accept_reg)
     engine_check(dut, x_format=x_format, units=12, seed=200 + x_format.value * 5 + lanes,
                  item_cycles=spe_cycles(vector, lanes), vector=vector, sparsity=sparsity)
 
