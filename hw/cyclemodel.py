@@ -213,11 +213,11 @@ class BlockQueueModel:
 
 
 class PPUModel:
-    """Cycle model of the PPU (:mod:`hw.ppu`) with ``o`` always ready, register by register:
-    the fixed-point stage's ``fixed`` registers (:func:`hw.ppu_fixed.fixed_latency`; each
-    empty, or the block count its element closes, 0 if it is not ``last``), the block queue (:class:`BlockQueueModel`, drained one element per
-    cycle), the quantizer's read and comparison registers (``q_last``, ``c_last``: they hold a
-    block's last element).
+    """Cycle model of the PPU (:mod:`hw.ppu`) with ``o`` always ready, register by register: the
+    fixed-point stage's ``fixed`` registers (:func:`hw.ppu_fixed.fixed_latency`; each empty, or the
+    block count its element closes, 0 if it is not ``last``), the block queue
+    (:class:`BlockQueueModel`, drained one element per cycle), the quantizer's read and comparison
+    registers (``q_last``, ``c_last``: they hold a block's last element).
 
     Per cycle: :meth:`comb` sets ``i_ready``, then :meth:`edge` clocks it; ``o_valid``: a
     block is on ``o`` in this cycle."""

@@ -74,12 +74,12 @@ class OperandFetch(wiring.Component):
 
     Timing and backpressure
     -----------------------
-    :func:`fetch_latency` register stages: an item taken in cycle ``n`` is on ``o`` in cycle
-    ``n + fetch_latency(act_reg, counts_vector is not None)``. Each stage takes an item
-    whenever it is empty or its item moves on (``i.ready = ~o.valid | o.ready`` for one
-    stage), so items stream back to back; while a stage is stalled the read enable that would overwrite its data stays low and the
-    read port holds it. A null item reads nothing (its operands are don't-care).
-    ``i.ready`` never depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
+    :func:`fetch_latency` register stages: an item taken in cycle ``n`` is on ``o`` in cycle ``n +
+    fetch_latency(act_reg, counts_vector is not None)``. Each stage takes an item whenever it is
+    empty or its item moves on (``i.ready = ~o.valid | o.ready`` for one stage), so items stream
+    back to back; while a stage is stalled the read enable that would overwrite its data stays low
+    and the read port holds it. A null item reads nothing (its operands are don't-care). ``i.ready``
+    never depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
     """
 
     def __init__(self, *, tile, act_reg=False, w_late=False, counts_vector=None):

@@ -97,22 +97,21 @@ class BlockQueue(wiring.Component):
 
     Timing and backpressure
     -----------------------
-    Every value taken on ``i`` is written into a circular buffer of :data:`BUFFER_DEPTH`
-    (LUT RAM, not a block RAM, whose ~5.6 ns clock-to-out would start the quantizer's path);
-    the block's first slot, count, max ``|Y|`` (with ``running_scale`` its comparisons),
-    saturations and first channel accumulate in registers, and a ``last`` value closes the block into b1. Closed blocks move through
-    three registers (:data:`QUEUE_LATENCY`): b1 (closed; with a second entry b0 for a block
-    that closes while b1 cannot move on), b2 (the FP8 scale's thermometer count or the
-    MXINT8 maximum's leading one), b3 (the 15 rounding thresholds, the MXINT8 shift; loaded
-    with the read address register ``raddr`` = the block's first slot). A register moves on
-    when the next one is free or moves on in the same cycle. ``o`` shows element ``rd`` of
-    the b3 block (the buffer read at ``raddr``, combinational) while b3 is taken; each
-    transfer advances ``rd`` and ``raddr``, and the transfer of the last element frees b3,
-    which can take the next block in the same cycle (elements stream back to back across
-    blocks). ``i.ready`` is ``~b0 & (held < BUFFER_DEPTH)``, both registers (``held``:
-    elements ``accepted`` and not yet transferred on ``o``), so it never waits for ``o``;
-    b0 is only ever taken when ``i`` would otherwise have stalled. ``o.valid`` is a register
-    (b3 taken) and never depends on ``o.ready``.
+    Every value taken on ``i`` is written into a circular buffer of :data:`BUFFER_DEPTH` (LUT RAM,
+    not a block RAM, whose ~5.6 ns clock-to-out would start the quantizer's path); the block's first
+    slot, count, max ``|Y|`` (with ``running_scale`` its comparisons), saturations and first channel
+    accumulate in registers, and a ``last`` value closes the block into b1. Closed blocks move
+    through three registers (:data:`QUEUE_LATENCY`): b1 (closed; with a second entry b0 for a block
+    that closes while b1 cannot move on), b2 (the FP8 scale's thermometer count or the MXINT8
+    maximum's leading one), b3 (the 15 rounding thresholds, the MXINT8 shift; loaded with the read
+    address register ``raddr`` = the block's first slot). A register moves on when the next one is
+    free or moves on in the same cycle. ``o`` shows element ``rd`` of the b3 block (the buffer read
+    at ``raddr``, combinational) while b3 is taken; each transfer advances ``rd`` and ``raddr``, and
+    the transfer of the last element frees b3, which can take the next block in the same cycle
+    (elements stream back to back across blocks). ``i.ready`` is ``~b0 & (held < BUFFER_DEPTH)``,
+    both registers (``held``: elements ``accepted`` and not yet transferred on ``o``), so it never
+    waits for ``o``; b0 is only ever taken when ``i`` would otherwise have stalled. ``o.valid`` is a
+    register (b3 taken) and never depends on ``o.ready``.
     """
 
     def __init__(self, *, max_channels, running_scale=False):

@@ -219,6 +219,17 @@ class SPE(wiring.Component):
             a_state, k_state = lane_state("a_"), lane_state("k_")
             a_done, k_done = Signal(name="a_sweep_done"), Signal(name="k_sweep_done", init=1)
             cur = [*idx, *lane_ok, rest, sweep_done]
+
+            def latched(value, name):
+                """``value`` (of the input item) as the accepted item's: registered in every
+                cycle (no enable: the handshake, late in the cycle, reaches no logic before
+                a flip-flop), taken in the cycle after the item's acceptance (``took``) and
+                held from then on."""
+                every, held = Signal.like(value, name=f"{name}_in"), Signal.like(value, name=name)
+                m.d.sync += every.eq(value)
+                cur_value = Mux(took, every, held)
+                m.d.sync += held.eq(cur_value)
+                return cur_value
             a_regs = [*a_state[0], *a_state[1], a_state[2], a_done]
             k_regs = [*k_state[0], *k_state[1], k_state[2], k_done]
             m.d.comb += [c.eq(Mux(took, a, k)) for c, a, k in zip(cur, a_regs, k_regs)]
@@ -227,12 +238,11 @@ class SPE(wiring.Component):
         final = busy & (item.null | (sweep_done & last_pass))
         adv = busy & ~pipe_stall
         active = popcount(m, Cat(*lane_ok), "active")
-        # the item's zeros skipped: counted as it is accepted (accept_reg), or from the item
+        # the item's zeros skipped: counted from the input as it is accepted (accept_reg), or
+        # from the item
         if self.accept_reg:
-            zeros = Signal(range(MX_BLOCK + 1), name="item_zeros")
-            with m.If(self.i.valid & self.i.ready):
-                m.d.sync += zeros.eq(Mux(is_mx, MX_BLOCK, V)
-                                     - popcount(m, mask_of(self.i.payload.x), "nnz_in"))
+            zeros = latched(Mux(is_mx, MX_BLOCK, V)
+                            - popcount(m, mask_of(self.i.payload.x), "nnz_in"), "item_zeros")
         else:
             zeros = Mux(is_mx, MX_BLOCK, V) - popcount(m, mask_of(item.x), "nnz")
         m.d.comb += [
@@ -270,11 +280,9 @@ class SPE(wiring.Component):
         # the low ones: SPE_NIBBLE_PASSES)
         a_idx, a_ok, a_rest = lanes_of(sweep_mask(self.i.payload.x, 1), "acc")
         cont_mask = Signal(MX_BLOCK)
-        if self.accept_reg:  # the item's sweep masks, registered as it is accepted
-            sweeps = [Signal(MX_BLOCK, name=f"item_sweep_{n}") for n in ("hi", "lo")]
-            with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [sw.eq(sweep_mask(self.i.payload.x, hi))
-                             for sw, hi in zip(sweeps, (1, 0))]
+        if self.accept_reg:  # the item's sweep masks, from the input as it is accepted
+            sweeps = [latched(sweep_mask(self.i.payload.x, hi), f"item_sweep_{n}")
+                      for hi, n in ((1, "hi"), (0, "lo"))]
             next_sweep = Mux(c_cnt == 0, *sweeps)
         else:
             next_sweep = sweep_mask(item.x, c_cnt == 0)
