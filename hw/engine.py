@@ -46,7 +46,7 @@ from .common import (ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, adder_tree, decode_sc
                      lut_product, popcount, term_shift, term_unit)
 
 __all__ = ["ENGINE_STAGES", "PRODUCT_WIDTH", "SUM_WIDTH", "engine_stages", "pass_layout",
-           "scale_factors", "lane_products", "result_pipeline"]
+           "scale_factors", "lane_products", "result_handshake", "result_pipeline"]
 
 #: Register stages between an engine's issue stage and its result register (stages 0-5),
 #: without the product register.
@@ -105,6 +105,41 @@ def lane_products(m, xs, ws, lanes, name, valid=None):
     return parts
 
 
+def result_handshake(m, o, emit, *, queue=False, name="rp"):
+    """The control of an engine's result register ``o`` (with ``queue`` also of the second,
+    ``r1``; module docstring) for a pipeline whose last stage holds an ``emit`` pass in the
+    cycles ``emit`` is high: drives ``o.valid`` (and ``r1``'s valid flag) and returns ``(stall,
+    moves)``, the pipeline's stall and this cycle's data moves, signals ``to_o`` (``o`` loads
+    the new result), ``to_r1`` (``r1`` loads it) and ``r1_to_o`` (``o`` loads ``r1``'s).
+    :func:`result_pipeline` and :class:`hw.nullspe.NullSPE` (results without data) share it,
+    so their timing is the same by construction."""
+    stall = Signal(name=f"{name}_stall")
+    moves = {n: Signal(name=f"{name}_{n}") for n in ("to_o", "to_r1", "r1_to_o")}
+    new = emit & ~stall
+    taken = o.valid & o.ready
+    if queue:  # o, then r1; a new result never meets a full queue (it stalls)
+        r1_valid = Signal(name=f"{name}_r1_valid")
+        m.d.comb += [stall.eq(emit & r1_valid),
+                     moves["r1_to_o"].eq(taken & r1_valid),
+                     moves["to_r1"].eq(new & o.valid & ~taken),
+                     moves["to_o"].eq(new & ~(o.valid & ~taken))]
+        with m.If(moves["r1_to_o"]):
+            m.d.sync += r1_valid.eq(0)
+        with m.Elif(moves["to_r1"]):
+            m.d.sync += r1_valid.eq(1)
+        with m.Elif(moves["to_o"]):
+            m.d.sync += o.valid.eq(1)
+        with m.Elif(taken):
+            m.d.sync += o.valid.eq(0)
+    else:
+        m.d.comb += [stall.eq(emit & o.valid & ~o.ready), moves["to_o"].eq(new)]
+        with m.If(taken):
+            m.d.sync += o.valid.eq(0)
+        with m.If(new):
+            m.d.sync += o.valid.eq(1)
+    return stall, moves
+
+
 def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=False,
                     result_queue=False, name="rp"):
     """Build the pipeline of the module docstring into ``m`` for ``cols`` computing columns
@@ -130,14 +165,8 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
     st3 = Signal(flags, name=f"{name}_st3")
     st4 = Signal(flags, name=f"{name}_st4")
     st5 = Signal(flags, name=f"{name}_st5")
-    stall = Signal(name=f"{name}_stall")
+    stall, moves = result_handshake(m, o, st5.emit, queue=result_queue, name=name)
     go = ~stall
-    if result_queue:
-        r1 = Signal.like(o.payload, name=f"{name}_r1")
-        r1_valid = Signal(name=f"{name}_r1_valid")
-        m.d.comb += stall.eq(st5.emit & r1_valid)
-    else:
-        m.d.comb += stall.eq(st5.emit & o.valid & ~o.ready)
 
     # stage 0: operands; the products and column sums are computed from this register
     with m.If(go):
@@ -236,20 +265,12 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
         m.d.sync += sat.eq(sat_next)
     result = Signal.like(o.payload, name=f"{name}_result")
     m.d.comb += [result.sat.eq(sat_next), *(result.acc[c].eq(acc_next[c]) for c in range(tile))]
-    new = go & st5.emit
-    taken = o.valid & o.ready
-    if result_queue:  # o, then r1; a new result never meets a full queue (it stalls)
-        with m.If(taken & r1_valid):
-            m.d.sync += [o.payload.eq(r1), r1_valid.eq(0)]
-        with m.Elif(new & o.valid & ~taken):
-            m.d.sync += [r1.eq(result), r1_valid.eq(1)]
-        with m.Elif(new):
-            m.d.sync += [o.payload.eq(result), o.valid.eq(1)]
-        with m.Elif(taken):
-            m.d.sync += o.valid.eq(0)
-    else:
-        with m.If(taken):
-            m.d.sync += o.valid.eq(0)
-        with m.If(new):
-            m.d.sync += [o.valid.eq(1), o.payload.eq(result)]
+    with m.If(moves["to_o"]):
+        m.d.sync += o.payload.eq(result)
+    if result_queue:
+        r1 = Signal.like(o.payload, name=f"{name}_r1")
+        with m.If(moves["r1_to_o"]):
+            m.d.sync += o.payload.eq(r1)
+        with m.If(moves["to_r1"]):
+            m.d.sync += r1.eq(result)
     return inp, stall

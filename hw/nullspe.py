@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from .addrgen import addr_item_layout
 from .common import check_bool, check_int, result_layout, validating
-from .engine import engine_stages
+from .engine import engine_stages, result_handshake
 
 __all__ = ["NullSPE"]
 
@@ -63,12 +63,8 @@ class NullSPE(wiring.Component):
         # issue stage: one cycle per item
         busy, last = Signal(), Signal()
         ends = Signal(engine_stages(self.product_reg))  # per register: it holds a unit's end
-        stall = Signal()
-        r1_valid = Signal()  # result_queue: a (zero) result waits behind o's
-        if self.result_queue:
-            m.d.comb += stall.eq(ends[-1] & r1_valid)
-        else:
-            m.d.comb += stall.eq(ends[-1] & self.o.valid & ~self.o.ready)
+        # the result register's control as the engines' (zero results: no data moves)
+        stall, _ = result_handshake(m, self.o, ends[-1], queue=self.result_queue, name="null")
         adv = busy & ~stall
         issue_ready = ~busy | adv
         take = ~f_valid | issue_ready
@@ -81,15 +77,5 @@ class NullSPE(wiring.Component):
             m.d.sync += busy.eq(0)
         with m.If(~stall):
             m.d.sync += ends.eq((ends << 1) | (adv & last))
-        taken = self.o.valid & self.o.ready
-        new = ~stall & ends[-1]
-        with m.If(taken & r1_valid):
-            m.d.sync += r1_valid.eq(0)
-        with m.Elif(new & self.o.valid & ~taken):
-            m.d.sync += r1_valid.eq(1)
-        with m.Elif(new):
-            m.d.sync += self.o.valid.eq(1)
-        with m.Elif(taken):
-            m.d.sync += self.o.valid.eq(0)
         m.d.comb += self.o.payload.eq(0)
         return m

@@ -240,11 +240,12 @@ class SPE(wiring.Component):
         active = popcount(m, Cat(*lane_ok), "active")
         # the item's zeros skipped: counted from the input as it is accepted (accept_reg), or
         # from the item
+        def zeros_of(x, name):
+            return Mux(is_mx, MX_BLOCK, V) - popcount(m, mask_of(x), name)
         if self.accept_reg:
-            zeros = latched(Mux(is_mx, MX_BLOCK, V)
-                            - popcount(m, mask_of(self.i.payload.x), "nnz_in"), "item_zeros")
+            zeros = latched(zeros_of(self.i.payload.x, "nnz_in"), "item_zeros")
         else:
-            zeros = Mux(is_mx, MX_BLOCK, V) - popcount(m, mask_of(item.x), "nnz")
+            zeros = zeros_of(item.x, "nnz")
         m.d.comb += [
             self.i.ready.eq(~busy | (final & ~pipe_stall)),
             self.busy.eq(adv),
@@ -278,11 +279,12 @@ class SPE(wiring.Component):
         accept = self.i.valid & self.i.ready
         # (the first sweep multiplies the high nibbles; after sweep 0 the high ones again, then
         # the low ones: SPE_NIBBLE_PASSES)
-        a_idx, a_ok, a_rest = lanes_of(sweep_mask(self.i.payload.x, 1), "acc")
+        in_hi = sweep_mask(self.i.payload.x, 1)
+        a_idx, a_ok, a_rest = lanes_of(in_hi, "acc")
         cont_mask = Signal(MX_BLOCK)
         if self.accept_reg:  # the item's sweep masks, from the input as it is accepted
-            sweeps = [latched(sweep_mask(self.i.payload.x, hi), f"item_sweep_{n}")
-                      for hi, n in ((1, "hi"), (0, "lo"))]
+            sweeps = [latched(in_hi, "item_sweep_hi"),
+                      latched(sweep_mask(self.i.payload.x, 0), "item_sweep_lo")]
             next_sweep = Mux(c_cnt == 0, *sweeps)
         else:
             next_sweep = sweep_mask(item.x, c_cnt == 0)
