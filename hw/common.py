@@ -16,7 +16,7 @@ from golden import numerics as nx
 __all__ = [
     "Mode", "Format", "ACC_WIDTH", "ACC_FRAC_BITS", "TERM_LIMIT", "MX_BLOCK", "ELEM_SHAPE",
     "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
-    "validating", "check_int", "check_choice", "barrel_shl", "decode_scale", "term_shift",
+    "validating", "check_int", "check_choice", "barrel_shl", "barrel_shr", "decode_scale", "term_shift",
     "term_unit",
     "adder_tree", "pack_value", "connect_read_port", "thermometer_count", "ACT_COUNTS_LAYOUT",
     "act_counts",
@@ -163,6 +163,18 @@ def barrel_shl(m, value, amount, max_amount, name):
         width = min(len(x) + (1 << b), out_width)
         st = Signal(signed(width) if signed_ else unsigned(width), name=f"{name}_shl{b}")
         m.d.comb += st.eq(Mux(amount[b], x << (1 << b), x))
+        x = st
+    return x
+
+
+def barrel_shr(m, value, amount, step, name):
+    """``value >> (amount * step)`` (arithmetic if ``value`` is signed), ``len(value)`` bits,
+    as explicit 2:1 mux levels, one per bit of ``amount``: a shifter of a known depth (Yosys
+    maps a variable shift by a few bits into deeper logic)."""
+    x = value
+    for b in range(len(amount)):
+        st = Signal(value.shape(), name=f"{name}_shr{b}")
+        m.d.comb += st.eq(Mux(amount[b], x >> (step << b), x))
         x = st
     return x
 

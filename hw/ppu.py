@@ -126,7 +126,8 @@ class PPU(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         C = self.max_channels
-        m.submodules.fixed = fixed = PPUFixedPoint(max_channels=C, split=self.fixed_split)
+        m.submodules.fixed = fixed = PPUFixedPoint(max_channels=C, split=self.fixed_split,
+                                                   scale_codes=self.running_scale)
         m.submodules.queue = queue = BlockQueue(max_channels=C,
                                                 running_scale=self.running_scale)
         m.submodules.drain = drain = BlockQuantizer(max_channels=C)
@@ -136,6 +137,7 @@ class PPU(wiring.Component):
         wiring.connect(m, drain.o, wiring.flipped(self.o))
         m.d.comb += [
             fixed.shift.eq(self.shift), fixed.relu.eq(self.relu), fixed.res_en.eq(self.res_en),
+            *([fixed.out_format.eq(self.out_format)] if self.running_scale else []),
             queue.out_format.eq(self.out_format), drain.out_format.eq(self.out_format),
             # the queue counts an element from the input handshake: the buffer keeps a slot
             # for each one in f1 / f2 (i.ready = queue.i.ready, the fixed stage is lockstep)

@@ -1,7 +1,6 @@
 """Closed-block queue of the PPU (:class:`hw.ppu.PPU`): the value buffer, the closing of output
 blocks, their scale and rounding thresholds, and the read-out of one element per cycle."""
 
-import numpy as np
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -10,7 +9,8 @@ from golden import intref
 from golden import numerics as nx
 
 from .common import MX_BLOCK, Format, barrel_shl, check_int, thermometer_count, validating
-from .ppu_fixed import ppu_value_layout
+from .ppu_fixed import (fp8_thresholds, ppu_value_layout, scale_code_layout,
+                        scale_code_of_parts)
 
 __all__ = ["BlockQueue", "QUEUE_LATENCY", "BUFFER_DEPTH", "ENTRY_LAYOUT", "block_meta_layout",
            "block_params_layout", "ppu_element_layout"]
@@ -72,16 +72,18 @@ class BlockQueue(wiring.Component):
     max_channels : int, 1..4096
         Largest channel index + 1 (width of ``chan`` / ``base``).
     running_scale : bool (default False)
-        Compare every value with the FP8 thresholds as it enters, and keep the comparisons
-        ORed per block (instead of the block's maximum, compared after it closes): the
-        scale's comparators then start at the input rather than at b1, which ends the
-        maximum's comparator chain. Same cycles.
+        Take every value's comparisons with the FP8 thresholds with it, in halves
+        (``i.payload.code``, :func:`hw.ppu_fixed.scale_code_parts`, made upstream by the
+        fixed-point stage; :func:`hw.ppu_fixed.scale_code_of_parts` combines them), and
+        keep them ORed per block instead of the block's maximum, compared after it closes:
+        a thermometer code of the maximum is the OR of its values' codes. The scale's
+        comparators then sit before the queue, not behind b1. Same cycles.
 
     Members
     -------
     out_format : In(Format)
         Output format, stable while blocks are in flight (chooses the scale computation).
-    i : In(stream.Signature(ppu_value_layout(max_channels)))
+    i : In(stream.Signature(ppu_value_layout(max_channels, running_scale)))
         One value per transfer, the values of a block consecutive; ``last`` closes the block
         (at most :data:`hw.common.MX_BLOCK` values).
     accepted : In(1)
@@ -120,22 +122,18 @@ class BlockQueue(wiring.Component):
         self.running_scale = bool(running_scale)
         super().__init__({
             "out_format": In(Format),
-            "i": In(stream.Signature(ppu_value_layout(max_channels))),
+            "i": In(stream.Signature(ppu_value_layout(max_channels, running_scale))),
             "accepted": In(1),
             "o": Out(stream.Signature(ppu_element_layout(max_channels))),
         })
 
     def _fp8_below(self, mag):
-        """The comparisons of ``mag`` with the thresholds ``qmax * value * 2**16`` of the FP8
-        codes below the largest, for the output format's ``qmax``: they rise with the code,
-        so they form a thermometer code whose count is the smallest code with ``qmax * value
-        * 2**16 >= mag``."""
-        fp8 = nx.fp8_e4m3_decode(np.arange(nx.FP8_MAX_CODE + 1, dtype=np.uint8))
-        below = []
-        for qmax in (nx.UINT4_MAX, nx.INT4_MAX):
-            t = [int(qmax * val * 2 ** intref.PPU_FRAC_BITS) for val in fp8[:nx.FP8_MAX_CODE]]
-            assert t == sorted(t)
-            below.append(Cat(*[tk < mag for tk in t]))
+        """The comparisons of ``mag`` with the thresholds of the FP8 codes below the largest,
+        for the output format's ``qmax`` (:func:`hw.ppu_fixed.fp8_thresholds`): a
+        thermometer code whose count is the smallest code with ``qmax * value * 2**16 >=
+        mag``."""
+        below = [Cat(*[t < mag for t in fp8_thresholds(qmax)])
+                 for qmax in (nx.UINT4_MAX, nx.INT4_MAX)]
         return Mux(self.out_format == Format.UINT4, *below)
 
     def elaborate(self, platform):
@@ -163,13 +161,9 @@ class BlockQueue(wiring.Component):
         # running_scale the comparisons of every value, ORed (see the scale below)
         is_mx = self.out_format == Format.MXINT8
         if self.running_scale:
-            below = self._fp8_below(v.mag)
-            acc_layout = data.StructLayout({
-                "below": len(below), "above": width - 1, "nz": 1})
-            acc = Signal(acc_layout)
-            new_acc = Signal(acc_layout)
-            value = Cat(below, Cat(*[v.mag[b:].any() for b in range(1, width)]), v.mag.any())
-            m.d.comb += new_acc.eq(Mux(pos == 0, 0, acc.as_value()) | value)
+            acc = Signal(scale_code_layout())
+            new_acc = Signal(scale_code_layout())
+            m.d.comb += new_acc.eq(Mux(pos == 0, 0, acc.as_value()) | scale_code_of_parts(v.code))
         else:
             acc = Signal(unsigned(width))
             new_acc = Mux(pos == 0, v.mag, Mux(v.mag > acc, v.mag, acc))

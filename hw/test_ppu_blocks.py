@@ -9,6 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 from amaranth.back import rtlil
+from amaranth.sim import Simulator
 from amaranth.hdl import Elaboratable, Module, Mux, Signal, signed
 
 from golden import intref
@@ -17,7 +18,8 @@ from golden import numerics as nx
 from .common import ACC_WIDTH, MX_BLOCK, barrel_shl
 from .cyclemodel import BlockQueueModel
 from .ppu_drain import DRAIN_LATENCY, BlockQuantizer
-from .ppu_fixed import PPUFixedPoint, fixed_latency, fixed_point_value
+from .ppu_fixed import (PPUFixedPoint, fixed_latency, fixed_point_value, partial_products,
+                        product_sum)
 from .ppu_queue import BUFFER_DEPTH, QUEUE_LATENCY, BlockQueue
 from .simtest import run_sim, stream_get, stream_put
 from .toolchain import yosys_executable
@@ -204,13 +206,40 @@ def test_fixed_point_value_equals_full_width_formally(tmp_path):
     assert run.returncode != 0 and "proof did fail" in run.stdout + run.stderr
 
 
+def test_partial_products_sum_to_the_product():
+    """The split stage's multiplier: the partial products' sum equals ``acc * k`` around every
+    part's edges (the carries between parts, the signed top part) and at random."""
+    acc, k = Signal(signed(ACC_WIDTH)), Signal(signed(intref.SCALE_MANT_BITS))
+    m = Module()
+    prod = Signal(signed(ACC_WIDTH + intref.SCALE_MANT_BITS))
+    m.d.comb += prod.eq(product_sum(partial_products(acc, k)))
+    rng = random.Random(7)
+    edges = [0, 1, -1, 2 ** 63 - 1, -2 ** 63]
+    edges += [s * (2 ** b + d) for b in (15, 16, 31, 32, 47, 48, 62) for d in (-1, 0, 1)
+              for s in (1, -1)]
+    edges += [rng.randint(-2 ** 63, 2 ** 63 - 1) for _ in range(40)]
+    ks = [0, 1, -1, 2 ** 15 - 1, -2 ** 15, 12345, -2 ** 14 - 3]
+    cases = [(a, kk) for a in edges for kk in ks]
+
+    async def tb(ctx):
+        for a, kk in cases:
+            ctx.set(acc, a)
+            ctx.set(k, kk)
+            await ctx.delay(1e-9)
+            assert ctx.get(prod) == a * kk, (a, kk)
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+
+
 @pytest.mark.parametrize("split", [False, True])
 def test_fixed_point_latency(split):
     """Back to back with ``o`` always ready: element ``n`` is on ``o`` in cycle ``n + 2``
-    (``split``: ``n + 4``)."""
+    (``split``: ``n + 7``)."""
     dut = PPUFixedPoint(max_channels=8, split=split)
     latency = fixed_latency(split)
-    assert latency == (4 if split else 2)
+    assert latency == (7 if split else 2)
     n = 20
     seen = []
 
@@ -230,13 +259,28 @@ def test_fixed_point_latency(split):
 
 # --------------------------------------------------------------------------- block queue
 
+def _scale_code(y, fmt):
+    """The queue's running-scale input for the value ``y`` (hw.ppu_fixed.scale_code_parts):
+    for each threshold ``t`` (those of the FP8 codes, ``qmax * value * 2**16``, then ``2**b -
+    1`` for b = 1..31, then 0), ``y > t`` and ``y < -t`` compared in signed high / unsigned low
+    16-bit halves."""
+    qmax = nx.UINT4_MAX if fmt == F.UINT4 else nx.INT4_MAX
+    ts = [int(qmax * _FP8[c] * 2 ** intref.PPU_FRAC_BITS) for c in range(nx.FP8_MAX_CODE)]
+    ts += [2 ** b - 1 for b in range(1, intref.PPU_WIDTH)] + [0]
+    yh, yl = y >> 16, y & 0xFFFF
+    return [{"gt_hi": yh > t >> 16, "eq_hi": yh == t >> 16, "gt_lo": yl > t & 0xFFFF,
+             "lt_hi": yh < -t >> 16, "eqn_hi": yh == -t >> 16, "lt_lo": yl < -t & 0xFFFF}
+            for t in ts]
+
+
 def _queue_blocks(rng, fmt, nblocks, max_len):
     blocks, index = [], 0
     for _ in range(nblocks):
         count = rng.choice([1, max_len, max_len, rng.randint(1, max_len)])
         ys = _random_values(rng, count, fmt) if rng.random() > 0.1 else [0] * count
         vals = [{"mag": abs(y), "neg": int(y < 0), "sat": rng.randint(0, 1),
-                 "chan": rng.randint(0, 63), "last": int(k == count - 1)}
+                 "chan": rng.randint(0, 63), "last": int(k == count - 1),
+                 "code": _scale_code(y, fmt)}
                 for k, y in enumerate(ys)]
         blocks.append((index % BUFFER_DEPTH, vals))
         index += count
@@ -287,7 +331,8 @@ def test_block_queue_against_model(fmt, max_len, seed, running):
             o_ready = int(rng.random() < p_out)
             ctx.set(dut.i.valid, pending is not None)
             if pending is not None:
-                ctx.set(dut.i.payload, pending)
+                ctx.set(dut.i.payload, pending if running else
+                        {n: v for n, v in pending.items() if n != "code"})
             ctx.set(dut.o.ready, o_ready)
             i_ready = ctx.get(dut.i.ready)
             ctx.set(dut.accepted, int(pending is not None and i_ready))
@@ -333,8 +378,10 @@ def test_block_queue_latency(running):
         for cycle in range(12):
             ctx.set(dut.i.valid, cycle < 3)
             ctx.set(dut.accepted, cycle < 3)
-            ctx.set(dut.i.payload, {"mag": cycle + 1, "neg": 0, "sat": 0, "chan": 0,
-                                    "last": cycle == 2})
+            value = {"mag": cycle + 1, "neg": 0, "sat": 0, "chan": 0, "last": cycle == 2}
+            if running:
+                value["code"] = _scale_code(cycle + 1, F.INT4)
+            ctx.set(dut.i.payload, value)
             if ctx.get(dut.o.valid):
                 seen.append((cycle, ctx.get(dut.o.payload.e.mag)))
             await ctx.tick()
