@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from .common import (ACT_COUNTS_LAYOUT, MX_BLOCK, VECTOR_CHOICES, Mode, act_counts, check_bool,
                      check_choice, check_int, item_layout, mx_combos, pack_value, validating)
 from .dpe import dpe_item_cycles
-from .spe import SPE_NIBBLE_PASSES
+from .spe import SPE_INFO_LAYOUT, SPE_NIBBLE_PASSES, spe_input_info
 
 __all__ = ["Dispatcher", "COST_BITS", "choose_spe"]
 
@@ -63,6 +63,11 @@ class Dispatcher(wiring.Component):
         The input item's non-zero counts (:func:`hw.common.act_counts`) arrive on
         ``i_counts``, registered by the fetch stage (``OperandFetch(counts_vector=vector)``),
         instead of being counted here: the SPE's cost then starts at registers.
+    spe_info : bool
+        With ``head_reg``: what the SPE needs of the head item's activations (its sweep masks
+        and count of zeros, :func:`hw.spe.spe_input_info`) is registered with it and goes to
+        the SPE beside ``s`` on ``s_info`` (``SPE(info_in=True)``), so that the SPE's lane
+        selection of its input starts at registers. Same cycles.
 
     Members
     -------
@@ -73,6 +78,8 @@ class Dispatcher(wiring.Component):
         the one operand fetch.
     i_counts : In(ACT_COUNTS_LAYOUT) (with ``counts_in`` only)
         The counts of ``i.payload.x``, valid with it.
+    s_info : Out(hw.spe.SPE_INFO_LAYOUT) (with ``spe_info`` only)
+        :func:`hw.spe.spe_input_info` of ``s.payload.x``, valid with it (0 for a null close).
     d, s : Out(stream.Signature(item_layout(tile)))
         The DPE's and the SPE's items: each engine gets exactly one ``first``..``last`` run per
         unit, in unit order.
@@ -106,7 +113,7 @@ class Dispatcher(wiring.Component):
 
     def __init__(self, *, vector, dpe_cols, spe_lanes, tile, col_skip=False,
                  nibble_skip=False, head_reg=False, w_late=False, choice_regs=False,
-                 counts_in=False):
+                 counts_in=False, spe_info=False):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.dpe_cols = check_int("dpe_cols", dpe_cols, 1, 64)
@@ -118,6 +125,10 @@ class Dispatcher(wiring.Component):
             self.w_late = check_bool("w_late", w_late)
             self.choice_regs = check_bool("choice_regs", choice_regs)
             self.counts_in = check_bool("counts_in", counts_in)
+            self.spe_info = check_bool("spe_info", spe_info)
+            if spe_info and not head_reg:
+                raise ValueError("spe_info needs head_reg: the SPE's information is registered "
+                                 "with the head item")
             if w_late and not head_reg:
                 raise ValueError("w_late needs head_reg: the weight fields arrive a cycle "
                                  "after the handshake, when the item is in the head register")
@@ -132,6 +143,7 @@ class Dispatcher(wiring.Component):
             "d_adv": In(1),
             "s_adv": In(1),
             **({"i_counts": In(ACT_COUNTS_LAYOUT)} if counts_in else {}),
+            **({"s_info": Out(SPE_INFO_LAYOUT)} if spe_info else {}),
         })
 
     def elaborate(self, platform):
@@ -179,6 +191,12 @@ class Dispatcher(wiring.Component):
             load = ~head_valid | head_ready
             m.d.comb += self.i.ready.eq(load)
             late = ("w", "w_scale") if self.w_late else ()
+            if self.spe_info:
+                head_info = Signal(SPE_INFO_LAYOUT, name="head_spe_info")
+                with m.If(load):
+                    m.d.sync += head_info.eq(spe_input_info(
+                        m, item_in.x, self.mode, vector=V, nibble_skip=self.nibble_skip,
+                        nnz=nnz))
             with m.If(load):
                 m.d.sync += [head_valid.eq(self.i.valid),
                              *(head[f].eq(item_in[f]) for f in item_in.shape().members
@@ -235,6 +253,8 @@ class Dispatcher(wiring.Component):
                          o.payload.eq(Mux(owed[e], close, item))]
             taken[e] = Signal(name=f"taken_{e}")
             m.d.comb += taken[e].eq(o.valid & o.ready)
+        if self.spe_info:
+            m.d.comb += self.s_info.eq(Mux(owed["s"], 0, head_info))
         m.d.comb += head_ready.eq(Mux(want_s, self.s.ready & to["s"], self.d.ready & to["d"]))
         accept = head_valid & head_ready
 

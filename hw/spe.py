@@ -9,7 +9,8 @@ from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_bool, check_choice, c
                      result_layout, validating, pack_value)
 from .engine import ENGINE_STAGES, engine_stages, lane_products, result_pipeline, scale_factors
 
-__all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles", "spe_item_macs"]
+__all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles", "spe_item_macs",
+           "SPE_INFO_LAYOUT", "spe_input_info"]
 
 #: Cycles from the last processing cycle of a ``last`` item to its result on ``o`` (the result
 #: pipeline of :mod:`hw.engine`, then the result register), without the product register;
@@ -17,6 +18,38 @@ __all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles", "spe_it
 SPE_LATENCY = ENGINE_STAGES + 1
 #: The (x_nibble, w_nibble, shift) products of an 8x8 multiply, in issue order (MXINT8 mode).
 SPE_NIBBLE_PASSES = ((1, 1, 8), (1, 0, 4), (0, 1, 4), (0, 0, 0))
+
+
+#: What the SPE needs of an input item's activations as it accepts it (:func:`spe_input_info`):
+#: the sweep masks of its high- and low-nibble passes (``hi``, ``lo``; without ``nibble_skip``
+#: or in INT4 mode both the non-zero elements) and its count of zero elements (``zeros``).
+SPE_INFO_LAYOUT = data.StructLayout({"hi": MX_BLOCK, "lo": MX_BLOCK, "zeros": range(MX_BLOCK + 1)})
+
+
+def _mask_of(x, is_mx, vector):
+    return Mux(is_mx, nonzero_mask(x, MX_BLOCK), nonzero_mask(x, vector))
+
+
+def _sweep_mask(x, hi, is_mx, vector, nibble_skip):
+    """The lanes' work of a sweep: the non-zero elements, or with ``nibble_skip`` in MXINT8
+    mode the non-zero high (``hi``) or low nibbles."""
+    if not nibble_skip:
+        return _mask_of(x, is_mx, vector)
+    return Mux(is_mx, nonzero_nibble_mask(x, hi), nonzero_mask(x, vector))
+
+
+def spe_input_info(m, x, mode, *, vector, nibble_skip, nnz=None, name="nnz"):
+    """:data:`SPE_INFO_LAYOUT`'s fields of the activations ``x`` (32 elements) in ``mode``, as
+    a value; ``nnz``, if given, is their non-zero count (``vector`` elements in INT4 mode, 32
+    in MXINT8), else it is counted. For a stage before the SPE (``SPE(info_in=True)``), so
+    that the SPE starts at registers."""
+    is_mx = mode == Mode.MXINT8
+    if nnz is None:
+        nnz = popcount(m, _mask_of(x, is_mx, vector), name)
+    zeros = Signal(range(MX_BLOCK + 1), name=f"{name}_zeros")
+    m.d.comb += zeros.eq(Mux(is_mx, MX_BLOCK, vector) - nnz)
+    return Cat(_sweep_mask(x, 1, is_mx, vector, nibble_skip),
+               _sweep_mask(x, 0, is_mx, vector, nibble_skip), zeros)
 
 
 def spe_item_cycles(x, *, mode, null, vector, lanes, nibble_skip=False):
@@ -87,6 +120,11 @@ class SPE(wiring.Component):
         what the lane registers load. The item's sweep masks and its count of zeros are
         registered as it is accepted, so the continuation's lanes and ``skipped`` start at
         registers rather than at the item's elements. Same cycles.
+    info_in : bool
+        Needs ``accept_reg``. The item's sweep masks and count of zeros arrive with it on
+        ``i_info`` (:data:`SPE_INFO_LAYOUT`, :func:`spe_input_info`; the dispatcher's
+        ``spe_info``), registered upstream, instead of being computed here from
+        ``i.payload.x``: the lane selection of the input starts at registers. Same cycles.
 
     Members
     -------
@@ -119,7 +157,7 @@ class SPE(wiring.Component):
     """
 
     def __init__(self, *, vector, lanes, cols, nibble_skip=False, sweep_end_reg=False,
-                 product_reg=False, accept_reg=False, result_queue=False):
+                 product_reg=False, accept_reg=False, result_queue=False, info_in=False):
         with validating(self):
             self.result_queue = check_bool("result_queue", result_queue)
             self.product_reg = check_bool("product_reg", product_reg)
@@ -127,6 +165,10 @@ class SPE(wiring.Component):
             if accept_reg and not sweep_end_reg:
                 raise ValueError("accept_reg needs sweep_end_reg: the end of a sweep is "
                                  "registered with the lanes it belongs to")
+            self.info_in = check_bool("info_in", info_in)
+            if info_in and not accept_reg:
+                raise ValueError("info_in needs accept_reg: the input's information is "
+                                 "latched as the item is accepted")
             self.nibble_skip = check_bool("nibble_skip", nibble_skip)
             self.sweep_end_reg = check_bool("sweep_end_reg", sweep_end_reg)
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
@@ -135,6 +177,7 @@ class SPE(wiring.Component):
         super().__init__({
             "mode": In(Mode),
             "i": In(stream.Signature(item_layout(cols))),
+            **({"i_info": In(SPE_INFO_LAYOUT)} if info_in else {}),
             "o": Out(stream.Signature(result_layout(cols))),
             "busy": Out(1),
             "macs": Out(range(lanes * cols + 1)),
@@ -148,15 +191,8 @@ class SPE(wiring.Component):
         npass = len(SPE_NIBBLE_PASSES)
         is_mx = self.mode == Mode.MXINT8
 
-        def mask_of(x):
-            return Mux(is_mx, nonzero_mask(x, MX_BLOCK), nonzero_mask(x, V))
-
         def sweep_mask(x, hi):
-            """The lanes' work of a sweep: the non-zero elements, or with ``nibble_skip`` in
-            MXINT8 mode the non-zero high (``hi``) or low nibbles."""
-            if not self.nibble_skip:
-                return mask_of(x)
-            return Mux(is_mx, nonzero_nibble_mask(x, hi), nonzero_mask(x, V))
+            return _sweep_mask(x, hi, is_mx, V, self.nibble_skip)
 
         # no reset (read only while busy): the flip-flops' set/reset input, which the
         # domain reset would take, then zeroes the operands of the dispatcher's null item
@@ -238,14 +274,19 @@ class SPE(wiring.Component):
         final = busy & (item.null | (sweep_done & last_pass))
         adv = busy & ~pipe_stall
         active = popcount(m, Cat(*lane_ok), "active")
-        # the item's zeros skipped: counted from the input as it is accepted (accept_reg), or
-        # from the item
-        def zeros_of(x, name):
-            return Mux(is_mx, MX_BLOCK, V) - popcount(m, mask_of(x), name)
+        # the item's zeros skipped: counted from the input as it is accepted (accept_reg; with
+        # info_in counted upstream), or from the item
+        def info_of(x, name):
+            return SPE_INFO_LAYOUT(spe_input_info(m, x, self.mode, vector=V,
+                                                  nibble_skip=self.nibble_skip, name=name))
+        if self.info_in:
+            info_in = self.i_info
+        elif self.accept_reg:
+            info_in = info_of(self.i.payload.x, "nnz_in")
         if self.accept_reg:
-            zeros = latched(zeros_of(self.i.payload.x, "nnz_in"), "item_zeros")
+            zeros = latched(info_in.zeros, "item_zeros")
         else:
-            zeros = zeros_of(item.x, "nnz")
+            zeros = info_of(item.x, "nnz").zeros
         m.d.comb += [
             self.i.ready.eq(~busy | (final & ~pipe_stall)),
             self.busy.eq(adv),
@@ -279,12 +320,11 @@ class SPE(wiring.Component):
         accept = self.i.valid & self.i.ready
         # (the first sweep multiplies the high nibbles; after sweep 0 the high ones again, then
         # the low ones: SPE_NIBBLE_PASSES)
-        in_hi = sweep_mask(self.i.payload.x, 1)
+        in_hi = info_in.hi if self.accept_reg else sweep_mask(self.i.payload.x, 1)
         a_idx, a_ok, a_rest = lanes_of(in_hi, "acc")
         cont_mask = Signal(MX_BLOCK)
         if self.accept_reg:  # the item's sweep masks, from the input as it is accepted
-            sweeps = [latched(in_hi, "item_sweep_hi"),
-                      latched(sweep_mask(self.i.payload.x, 0), "item_sweep_lo")]
+            sweeps = [latched(in_hi, "item_sweep_hi"), latched(info_in.lo, "item_sweep_lo")]
             next_sweep = Mux(c_cnt == 0, *sweeps)
         else:
             next_sweep = sweep_mask(item.x, c_cnt == 0)

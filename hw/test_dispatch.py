@@ -177,6 +177,7 @@ def test_choose_spe_rule():
     ({"w_late": 1, "head_reg": True}, TypeError, "w_late must be a bool, got 1"),
     ({"w_late": True}, ValueError, "w_late needs head_reg"),
     ({"choice_regs": True}, ValueError, "choice_regs needs head_reg"),
+    ({"spe_info": True}, ValueError, "spe_info needs head_reg"),
     ({"choice_regs": 1, "head_reg": True}, TypeError, "choice_regs must be a bool, got 1"),
     ({"col_skip": None}, TypeError, "col_skip must be a bool, got None"),
 ])

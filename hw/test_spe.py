@@ -107,6 +107,8 @@ def test_spe_product_reg_adds_one_cycle_of_latency():
     ({"sweep_end_reg": 1}, TypeError, "sweep_end_reg must be a bool"),
     ({"product_reg": None}, TypeError, "product_reg must be a bool"),
     ({"accept_reg": True}, ValueError, "accept_reg needs sweep_end_reg"),
+    ({"info_in": True, "sweep_end_reg": True}, ValueError, "info_in needs accept_reg"),
+    ({"info_in": 1}, TypeError, "info_in must be a bool"),
 ])
 def test_spe_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -61,7 +61,8 @@ def block_args(config):
                                      sweep_end_reg=bool(c.timing_regs),
                                      product_reg=bool(c.timing_regs),
                                      accept_reg=bool(c.timing_regs),
-                                     result_queue=bool(c.timing_regs)))}
+                                     result_queue=bool(c.timing_regs),
+                                     info_in=bool(balance and c.timing_regs)))}
         if balance:  # one fetch (``fetch_d``) and the dispatcher
             engines["disp"] = (Dispatcher, dict(vector=V, dpe_cols=c.dpe_cols,
                                                 spe_lanes=c.spe_lanes, tile=T,
@@ -69,7 +70,8 @@ def block_args(config):
                                                 head_reg=bool(c.timing_regs),
                                                 w_late=bool(c.timing_regs),
                                                 choice_regs=bool(c.timing_regs),
-                                                counts_in=bool(c.timing_regs)))
+                                                counts_in=bool(c.timing_regs),
+                                                spe_info=bool(c.timing_regs)))
         else:
             engines["fetch_s"] = (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs)))
     skids = {}  # with timing_regs, a skid buffer between each walker and its fetch stage
@@ -295,6 +297,8 @@ class Accelerator(wiring.Component):
                 m.d.comb += disp.i_counts.eq(fetch_d.counts)
             wiring.connect(m, disp.d, dpe.i)
             wiring.connect(m, disp.s, spe.i)
+            if disp.spe_info:
+                m.d.comb += spe.i_info.eq(disp.s_info)
             m.d.comb += [disp.mode.eq(desc.mode), disp.d_adv.eq(dpe.busy),
                          disp.s_adv.eq(spe.busy)]
         else:
