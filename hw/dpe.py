@@ -160,12 +160,12 @@ class DPE(wiring.Component):
         # pass selection: slice (half) and nibble pair of the block
         half = Signal(range(MX_BLOCK // V))
         xn, wn = Signal(), Signal()
-        sh = Signal(range(9))
+        sh4 = Signal(range(3))
         with m.Switch(c_cnt):
             for k, (h, a, b, s) in enumerate(combos):
                 with m.Case(k):
                     m.d.comb += [half.eq(Mux(is_mx, h, 0)), xn.eq(a), wn.eq(b),
-                                  sh.eq(Mux(is_mx, s, 0))]
+                                  sh4.eq(Mux(is_mx, s // 4, 0))]
         nh = MX_BLOCK // V
         x_lane = [Array([item.x[h * V + i] for h in range(nh)])[half] for i in range(V)]
         ops_x = [nibble_operands(x, xn, is_mx) for x in x_lane]
@@ -188,7 +188,7 @@ class DPE(wiring.Component):
         # with one part-select assign per field; Icarus re-resolves all of it per part)
         m.d.comb += issue.eq(pack_value(issue.shape(), {
             "valid": adv, "null": item.null, "first": item.first, "last": item.last,
-            "final": final, "pdone": last_combo, "fresh": c_cnt == 0, "sh": sh, "group": g_cnt,
+            "final": final, "pdone": last_combo, "fresh": c_cnt == 0, "sh4": sh4, "group": g_cnt,
             "ops": {"x": ops_x, "w": ops_w}, "m": ms, "e": es}))
 
         with m.If(adv & ~final):

@@ -13,7 +13,7 @@ stage  work
        operands, and the products of each of its ``cols`` computing columns are summed into
        ``s`` (with ``product_reg``: the products are registered first, in stage 0p, and
        summed from there; every later stage and the latency move by one)
-1      ``P = (fresh ? 0 : P) + (s << sh)``: the exact integer vector product, built over the
+1      ``P = (fresh ? 0 : P) + (s << 4 sh4)``: the exact integer vector product, built over the
        passes of an item (SPE) or of a column group (DPE: the slices / nibble products)
 2      ``mant = P * M`` (``M`` = product of the activation and weight scale mantissas); in
        parallel the term unit's shift amount and range flags from ``E``
@@ -68,7 +68,8 @@ EXP_WIDTH = 10
 def pass_layout(cols, groups, operands=None):
     """One issued pass: ``valid`` (the issue stage processed a pass), the item's ``null``,
     ``first``, ``last``, ``final`` (the item's last pass), ``pdone`` (this pass completes
-    ``P``), ``fresh`` (``P`` starts from zero), ``sh`` (``s << sh``), ``group`` (the column
+    ``P``), ``fresh`` (``P`` starts from zero), ``sh4`` (``s << 4 sh4``: a nibble product's
+    weight, 0, 4 or 8 bits; two multiplexer levels), ``group`` (the column
     group the columns compute), per column the scale factors ``m`` (mantissa product) and
     ``e`` (exponent sum + 24); and the pass's multiplier operands ``ops`` (layout
     ``operands``: the issue stage and stage 0) or, without ``operands``, per column the
@@ -77,7 +78,7 @@ def pass_layout(cols, groups, operands=None):
                   else {"s": data.ArrayLayout(signed(SUM_WIDTH), cols)})
     return data.StructLayout({
         "valid": 1, "null": 1, "first": 1, "last": 1, "final": 1, "pdone": 1, "fresh": 1,
-        "sh": range(9),
+        "sh4": range(3),
         "group": range(max(groups, 2)),  # never 0 bits wide (Verilator rejects [-1:0])
         **data_field,
         "m": data.ArrayLayout(unsigned(8), cols),
@@ -200,7 +201,8 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
     work = st1.valid & ~st1.null
     for j in range(cols):
         p_new = Signal(signed(MANT_WIDTH + 2), name=f"{name}_pnew{j}")
-        m.d.comb += p_new.eq(Mux(st1.fresh, 0, p_reg[j]) + (st1.s[j] << st1.sh))
+        s_sh = Mux(st1.sh4[1], st1.s[j] << 8, Mux(st1.sh4[0], st1.s[j] << 4, st1.s[j]))
+        m.d.comb += p_new.eq(Mux(st1.fresh, 0, p_reg[j]) + s_sh)
         with m.If(go & work):
             m.d.sync += p_reg[j].eq(p_new)
         with m.If(go):

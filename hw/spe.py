@@ -294,11 +294,11 @@ class SPE(wiring.Component):
             self.skipped.eq(Mux(adv & final & ~item.null, zeros, 0)),
         ]
 
-        xn, wn, sh = Signal(), Signal(), Signal(range(9))
+        xn, wn, sh4 = Signal(), Signal(), Signal(range(3))
         with m.Switch(c_cnt):
             for k, (a, b, s) in enumerate(SPE_NIBBLE_PASSES):
                 with m.Case(k):
-                    m.d.comb += [xn.eq(a), wn.eq(b), sh.eq(Mux(is_mx, s, 0))]
+                    m.d.comb += [xn.eq(a), wn.eq(b), sh4.eq(Mux(is_mx, s // 4, 0))]
         x_arr = Array([item.x[e] for e in range(MX_BLOCK)])
         ops_x = [nibble_operands(x_arr[idx[lane]], xn, is_mx) for lane in range(L)]
         ops_w, ms, es = [], [], []
@@ -311,7 +311,7 @@ class SPE(wiring.Component):
         # the whole pass in one assignment (see hw/dpe.py)
         m.d.comb += issue.eq(pack_value(issue.shape(), {
             "valid": adv, "null": item.null, "first": item.first, "last": item.last,
-            "final": final, "pdone": final, "fresh": fresh, "sh": sh, "group": 0,
+            "final": final, "pdone": final, "fresh": fresh, "sh4": sh4, "group": 0,
             "ops": {"x": ops_x, "ok": Cat(*lane_ok), "w": ops_w}, "m": ms, "e": es}))
 
         # the next cycle's lanes: of the accepted item's mask, or of the mask again for the next
