@@ -247,19 +247,20 @@ class Accelerator(wiring.Component):
                          busy.eq(1), done.eq(0), launch.eq(1)]
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
+        # layer constants through registers (out_h, out_w, nblk_out valid from cycle 2, pixels
+        # from 3, out_words from 4; needed only at the end): the arithmetic from the
+        # descriptor and the multiplies stay off the paths that use them
         is_mx_out = desc.out_format == Format.MXINT8
         out_h = Signal(13)
         out_w = Signal(13)
         s2 = desc.stride == 2
-        m.d.comb += [
+        m.d.sync += [
             out_h.eq(((desc.height + 2 * desc.padding - desc.kernel) >> s2) + 1),
             out_w.eq(((desc.width + 2 * desc.padding - desc.kernel) >> s2) + 1),
         ]
         nblk_out = Signal(range(cfg.max_cout + 1))
-        m.d.comb += nblk_out.eq(Mux(is_mx_out, (desc.cout + MX_BLOCK - 1) // MX_BLOCK,
+        m.d.sync += nblk_out.eq(Mux(is_mx_out, (desc.cout + MX_BLOCK - 1) // MX_BLOCK,
                                     (desc.cout + V - 1) // V))
-        # layer constants through registers (valid from cycle 2, needed only at the end): the
-        # multiplies stay off the paths that use them
         pixels = Signal(range(2 ** PIXEL_BITS))
         out_words = Signal(range(2 ** PIXEL_BITS * (cfg.max_cout + 1)))
         m.d.sync += [pixels.eq(out_h * out_w), out_words.eq(pixels * nblk_out)]
