@@ -10,7 +10,7 @@ import numpy as np
 from golden import intref
 from golden import numerics as nx
 
-from .common import ACC_WIDTH, Format, barrel_shr, check_int, validating
+from .common import ACC_WIDTH, Format, adder_tree, barrel_shr, check_int, validating
 
 __all__ = ["PPUFixedPoint", "FIXED_LATENCY", "SPLIT_REGISTERS", "fixed_latency",
            "fixed_point_value", "partial_products", "product_sum", "shift_masks", "coarse_shift",
@@ -46,12 +46,7 @@ def partial_products(acc, k):
 
 def product_sum(parts):
     """The sum of :func:`partial_products`, ``acc * k``: a tree of two adder levels."""
-    shifted = [p << (i * _PART_BITS) for i, p in enumerate(parts)]
-    while len(shifted) > 1:
-        pairs = [shifted[i] + shifted[i + 1] if i + 1 < len(shifted) else shifted[i]
-                 for i in range(0, len(shifted), 2)]
-        shifted = pairs
-    return shifted[0]
+    return adder_tree([p << (i * _PART_BITS) for i, p in enumerate(parts)])
 
 
 def shift_masks(shift):

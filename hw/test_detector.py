@@ -101,3 +101,72 @@ def test_detector_reset_clears_like_clear():
 def test_detector_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
         SparsityDetector(**default_args("det", **kwargs))
+
+
+def _model_map(counts, *, vector, channels, pixels, threshold, groups):
+    """The map of the zero counters ``counts`` (every channel of a group, as the hardware sums
+    them): the docstring's formula."""
+    bits = 0
+    for g in range(groups):
+        real = min(max(channels - g * vector, 0), vector)
+        zeros = sum(counts[g * vector:(g + 1) * vector])
+        if real and 100 * (zeros + (vector - real) * pixels) >= threshold * vector * pixels:
+            bits |= 1 << g
+    return bits
+
+
+@pytest.mark.parametrize("vector,max_channels,max_pixels", [
+    (16, 80, 16), (8, 40, 8), (4, 18, 4), (16, 192, 256),
+])
+def test_detector_every_cycle(vector, max_channels, max_pixels):
+    """Cycle by cycle against a model of the documented timing: every counter (``rd_count``,
+    including the read mux's padding) and the map in the cycle after each transfer, with
+    random valid cycles, clears and changes of the layer constants (the map checked from four
+    cycles after a change): the detector's internal registers (the group sums' pending
+    increment, ``bound - gzc - 1``) are invisible."""
+    rnd = random.Random(vector * 1000 + max_channels)
+    dut = SparsityDetector(vector=vector, max_channels=max_channels, max_pixels=max_pixels)
+    counts = [0] * max_channels
+    checked = {"map": 0, "count": 0}
+
+    async def bench(ctx):
+        consts, stable = {}, 0
+        for cycle in range(600):
+            if cycle == 0 or rnd.random() < 0.02:
+                consts = {"channels": rnd.randint(0, max_channels),
+                          "pixels": rnd.randint(0, max_pixels),
+                          "threshold": rnd.choice([0, 100, rnd.randint(0, 100)])}
+                for name, value in consts.items():
+                    ctx.set(getattr(dut, name), value)
+                stable = 0
+            clear = rnd.random() < 0.02
+            valid = rnd.random() < 0.7
+            base = rnd.randrange(0, max_channels, vector)
+            zeros = rnd.getrandbits(32) & rnd.getrandbits(32) if rnd.random() < 0.5 else \
+                rnd.getrandbits(32)
+            # at most max_pixels zeros per channel (a layer's pixels): no counter overflows
+            zeros &= sum(1 << j for j in range(32)
+                         if base + j >= max_channels or counts[base + j] < max_pixels)
+            ctx.set(dut.clear, clear)
+            ctx.set(dut.i.valid, valid)
+            ctx.set(dut.i.payload, {"zeros": zeros, "base": base})
+            chan = rnd.randrange(2 ** len(dut.rd_chan))
+            ctx.set(dut.rd_chan, chan)
+            want = counts[chan] if chan < max_channels else 0
+            assert ctx.get(dut.rd_count) == want, (cycle, chan)
+            checked["count"] += 1
+            if stable >= 4:
+                want = _model_map(counts, vector=vector, groups=dut.groups, **consts)
+                assert ctx.get(dut.map) == want, (cycle, consts, counts)
+                checked["map"] += 1
+            await ctx.tick()
+            stable += 1
+            if clear:
+                counts[:] = [0] * max_channels
+            elif valid:
+                for j in range(32):
+                    if (zeros >> j) & 1 and base + j < max_channels:
+                        counts[base + j] += 1
+
+    run_sim(dut, [bench], check_streams=False)
+    assert checked["map"] > 400 and checked["count"] == 600
