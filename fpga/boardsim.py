@@ -30,10 +30,15 @@ from hw.toolchain import BUILD_WAIVERS, build_cpp_harness, waiver_flags
 from traces.replay import DEFAULT_TRACES, ReplayError, check_trace, parse_select, write_results
 
 from .board import CORE_NAME, core_verilog
-from .host import DEFAULT_CONFIG, DEFAULT_TIMEOUT, BoardLink, LinkError, replay_on_board, \
+from .host import DEFAULT_CONFIG, BoardLink, LinkError, replay_on_board, \
     summary_lines
 
-__all__ = ["DEFAULT_DIVISOR", "DEFAULT_OUT", "build_board_sim", "BoardSim", "main"]
+__all__ = ["DEFAULT_DIVISOR", "DEFAULT_OUT", "SIM_TIMEOUT", "build_board_sim", "BoardSim", "main"]
+
+#: Seconds to wait for each answer of the simulated board (the host's default is 60 s for a
+#: real one): the simulation answers a layer's weight write in tens of seconds, and on a
+#: loaded machine (a place and route beside it) one took more than 60 s.
+SIM_TIMEOUT = 600.0
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HARNESS_CPP = Path(__file__).resolve().parent / "cpp" / "board_sim.cpp"
@@ -99,7 +104,7 @@ class BoardSim:
 
 
 def run(trace_dir=DEFAULT_TRACES, *, config=None, divisor=DEFAULT_DIVISOR, select="all",
-        limit=None, out_dir=DEFAULT_OUT, timeout=DEFAULT_TIMEOUT, progress=True, log=print):
+        limit=None, out_dir=DEFAULT_OUT, timeout=SIM_TIMEOUT, progress=True, log=print):
     """Build and start the simulated board, replay ``trace_dir`` on it through the host
     program; returns the results dict (also written to ``out_dir/results.json``)."""
     config = PRESETS[DEFAULT_CONFIG] if config is None else config
@@ -136,7 +141,8 @@ def parser():
                    help="clock cycles per bit of the simulated UART (>= 4)")
     p.add_argument("--select", default="all")
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    p.add_argument("--timeout", type=float, default=SIM_TIMEOUT,
+                   help="seconds to wait for each answer (default %(default)s)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--quiet", action="store_true")
     return p
