@@ -1,12 +1,14 @@
 """Address generator: exact item streams (walk_items) and a functional check that the dense and
 sparse streams together cover every (tap, vector) term of golden.intref.conv2d_acc once."""
 
+import random
+
 import numpy as np
 import pytest
 
 from golden import intref
 
-from .addrgen import AddrGen, walk_items
+from .addrgen import ADDRGEN_LATENCY, AddrGen, walk_items
 from .common import MX_BLOCK, Mode
 from .simtest import (addrgen_case, default_args, reference_unit, run_sim, seeded,
                       stream_get)
@@ -110,6 +112,86 @@ def test_addrgen_streams_and_coverage(case):
         oy, ox = divmod(pix, shape.out_width)
         want_acc = list(ref[oy, ox, t * tile:(t + 1) * tile])
         assert acc[:len(want_acc)] == want_acc, (oy, ox, t)
+
+
+LAYERS = [  # height, width, cin, cout, kernel, stride, padding, x_format: run back to back
+    (1, 1, 16, 4, 3, 1, 2, intref.Format.INT4),    # one output pixel, row and column 0 only
+    (7, 3, 70, 9, 3, 2, 1, intref.Format.MXINT8),
+    (2, 6, 33, 4, 1, 1, 0, intref.Format.UINT4),
+    (3, 1, 80, 5, 3, 1, 1, intref.Format.INT4),    # one output column
+    (5, 5, 12, 13, 3, 2, 2, intref.Format.UINT4),
+]
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_walkers_back_to_back_layers_exact_timing(merged):
+    """Layers back to back on one address generator, a junk descriptor between them (the layer
+    constants and the walkers' registers hold the previous layer's values at each start):
+    every item of each layer is walk_items', the first valid 2 (ADDRGEN_LATENCY) cycles
+    after start and one per cycle after it while the consumer is always ready, and the same
+    items under random backpressure (a stall right at the first item included)."""
+    rnd = random.Random(5)
+    tile = 4
+    dut = AddrGen(vector=16, tile=tile, max_cin=80, merged=merged)
+    names = ["o"] if merged else ["d", "s"]
+    runs = []
+    for n, case in enumerate(LAYERS * 2):
+        h, w, cin, cout, k, s, p, fmt = case
+        shape = intref.ConvShape(h, w, cin, cout, k, s, p)
+        ag = addrgen_case(shape, fmt, groups=dut.groups, seed=n, tile=tile,
+                          act_base=rnd.getrandbits(20), w_base=rnd.getrandbits(20))
+        want = {}
+        for name in names:
+            sparse = None if merged else name == "s"
+            items = list(walk_items(shape, ag["route_bits"], sparse=sparse, mode=fmt.mode,
+                                    vector=16, tile=tile))
+            for it in items:
+                if not it["null"]:
+                    it["act_addr"] = (it["act_addr"] + ag["desc"]["act_base"]) % 2 ** 20
+                    it["w_addr"] = (it["w_addr"] + ag["desc"]["w_base"]) % 2 ** 20
+            want[name] = items
+        runs.append((ag, want, n < len(LAYERS)))  # first pass: always ready, timed
+    got = []
+
+    async def bench(ctx):
+        for ag, want, timed in runs:
+            ctx.set(dut.desc.as_value(), rnd.getrandbits(len(dut.desc.as_value())))
+            ctx.set(dut.map, rnd.getrandbits(dut.groups))
+            await ctx.tick()
+            ctx.set(dut.desc, ag["desc"])
+            ctx.set(dut.map, ag["route"])
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            items = {name: [] for name in names}
+            cycle = 1
+            stall = not timed
+            while ctx.get(dut.busy) or cycle == 1:
+                for name in names:
+                    ready = 1 if timed else int(rnd.random() < 0.6 and not stall)
+                    ctx.set(getattr(dut, name).ready, ready)
+                stall = False
+                _, _, *vals = await ctx.tick().sample(
+                    *[getattr(dut, name).valid for name in names],
+                    *[getattr(dut, name).ready for name in names],
+                    *[getattr(dut, name).payload for name in names])
+                valid, ready, payload = (vals[i * len(names):(i + 1) * len(names)]
+                                         for i in range(3))
+                for name, v, r, it in zip(names, valid, ready, payload):
+                    if v and r:
+                        items[name].append((cycle, {f: int(getattr(it, f)) for f in FIELDS}))
+                cycle += 1
+            for name in names:
+                ctx.set(getattr(dut, name).ready, 0)
+            got.append(items)
+
+    run_sim(dut, [bench])
+    for n, ((ag, want, timed), items) in enumerate(zip(runs, got)):
+        for name in names:
+            assert [it for _, it in items[name]] == want[name], (n, name)
+            if timed:
+                assert [c for c, _ in items[name]] == [
+                    ADDRGEN_LATENCY + i for i in range(len(want[name]))], (n, name)
 
 
 def _units(items):

@@ -443,6 +443,58 @@ def test_quantizer_matches_reference(fmt, seed):
             blk["scale"], count, blk["meta"]["base"], blk["meta"]["sat"]), n
 
 
+def _mx_code(mag, neg, sh):
+    """MXINT8 code of ``|Y| = mag`` with the block's shift ``sh``: clamp(RNE((mag << sh) /
+    2**32), 127) with the sign."""
+    v = mag << sh
+    q, f = v >> 32, v & (2 ** 32 - 1)
+    half = 2 ** 31
+    m = min(q + int(f > half or (f == half and q & 1)), nx.MX_ELEMENT_MAX)
+    return -m if neg else m
+
+
+def test_quantizer_mxint8_every_shift():
+    """MXINT8 codes at every shift 0..38 (the split shift: two bits on the way into Q, the
+    multiple of 4 in Q, the masked "a one below / above" bits), with magnitudes at rounding
+    ties, just off them, at the clamp and at random, both signs; and all-zero blocks."""
+    rng = random.Random(21)
+    width = intref.PPU_WIDTH
+    sh_max = width + nx.MX_ELEMENT_FRAC_BITS
+    blocks = []
+    for sh in list(range(sh_max + 1)) * 2 + [0, sh_max]:
+        mags = []
+        for _ in range(MX_BLOCK):
+            q = rng.choice([0, 1, 2, 63, 64, 125, 126, 127, 128, rng.randint(0, 200)])
+            f = rng.choice([0, 2 ** 31 - 1, 2 ** 31, 2 ** 31 + 1, rng.getrandbits(32)])
+            mag = ((q << 32) | f) >> sh if rng.random() < 0.8 else rng.getrandbits(width)
+            mags.append(min(mag, 2 ** width - 1))
+        zero = int(len(blocks) % 13 == 5)
+        blk = {"meta": {"start": 0, "count": MX_BLOCK, "sat": 0, "base": 0}, "scale": 127,
+               "zero": zero, "mx_sh": sh, "thr": [0] * nx.UINT4_MAX}
+        signs = [rng.randint(0, 1) for _ in mags]
+        elems = [{"e": {"mag": mag, "neg": neg}, "rd": k, "last": int(k == MX_BLOCK - 1),
+                  "blk": blk} for k, (mag, neg) in enumerate(zip(mags, signs))]
+        want = [0 if zero else _mx_code(mag, neg, sh) for mag, neg in zip(mags, signs)]
+        blocks.append((elems, want))
+    dut = BlockQuantizer(max_channels=64)
+    got = []
+
+    async def producer(ctx):
+        ctx.set(dut.out_format, F.MXINT8)
+        for elems, _ in blocks:
+            for el in elems:
+                await stream_put(ctx, dut.i, el, rng, 0.1)
+
+    async def consumer(ctx):
+        for _ in blocks:
+            got.append(await stream_get(ctx, dut.o, rng, 0.1))
+
+    run_sim(dut, [producer, consumer], [_watchdog(100 * len(blocks))])
+    for n, (out, (_, want)) in enumerate(zip(got, blocks)):
+        assert [int(c) for c in out.codes] == want, n
+        assert int(out.zeros) == sum(1 << j for j, c in enumerate(want) if c == 0), n
+
+
 def test_quantizer_latency():
     """Elements back to back, ``o`` always ready: a block whose element 0 is taken in cycle
     ``n`` is on ``o`` in cycle ``n + DRAIN_LATENCY + count``, and ``i`` never stalls."""
