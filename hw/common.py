@@ -19,7 +19,7 @@ __all__ = [
     "validating", "check_int", "check_choice", "barrel_shl", "barrel_shr", "decode_scale", "term_shift",
     "term_unit",
     "adder_tree", "pack_value", "connect_read_port", "thermometer_count", "ACT_COUNTS_LAYOUT",
-    "act_counts",
+    "act_counts", "act_nonzero", "act_counts_of",
     "nibble_operands", "lut_product",
     "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask",
     "nonzero_nibble_mask", "popcount",
@@ -381,13 +381,27 @@ ACT_COUNTS_LAYOUT = data.StructLayout({
     "lo": range(MX_BLOCK + 1)})
 
 
+def act_nonzero(x):
+    """The non-zero flags of the 32 elements ``x``'s high nibbles (bits 0-31) and low nibbles
+    (bits 32-63): what :func:`act_counts_of` counts (an element is non-zero when either is)."""
+    return Cat(Cat(*[x[e][4:8] != 0 for e in range(MX_BLOCK)]),
+               Cat(*[x[e][0:4] != 0 for e in range(MX_BLOCK)]))
+
+
+def act_counts_of(m, nz, vector, name="nnz"):
+    """The counts of :data:`ACT_COUNTS_LAYOUT` from the flags ``nz`` of :func:`act_nonzero`
+    (e.g. registered), as a view of the layout."""
+    hi, lo = nz[:MX_BLOCK], nz[MX_BLOCK:]
+    nz_all = hi | lo
+    return ACT_COUNTS_LAYOUT(pack_value(ACT_COUNTS_LAYOUT, {
+        "all": popcount(m, nz_all, f"{name}_all"),
+        "vec": popcount(m, nz_all[:vector], f"{name}_vec"),
+        "hi": popcount(m, hi, f"{name}_hi"),
+        "lo": popcount(m, lo, f"{name}_lo")}))
+
+
 def act_counts(m, x, vector, name="nnz"):
     """The counts of :data:`ACT_COUNTS_LAYOUT` of the 32 elements ``x`` (an item's ``x``),
     the first ``vector`` of them in ``vec``: the SPE's item cost (:func:`hw.spe.spe_item_cycles`)
     is a function of them and the mode (adder trees, :func:`popcount`); a view of the layout."""
-    nz = [x[e] != 0 for e in range(MX_BLOCK)]
-    return ACT_COUNTS_LAYOUT(pack_value(ACT_COUNTS_LAYOUT, {
-        "all": popcount(m, Cat(*nz), f"{name}_all"),
-        "vec": popcount(m, Cat(*nz[:vector]), f"{name}_vec"),
-        "hi": popcount(m, Cat(*[x[e][4:8] != 0 for e in range(MX_BLOCK)]), f"{name}_hi"),
-        "lo": popcount(m, Cat(*[x[e][0:4] != 0 for e in range(MX_BLOCK)]), f"{name}_lo")}))
+    return act_counts_of(m, act_nonzero(x), vector, name)

@@ -6,8 +6,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .addrgen import addr_item_layout
-from .common import (ACT_COUNTS_LAYOUT, MX_BLOCK, VECTOR_CHOICES, act_counts, check_bool,
-                     check_choice, check_int, item_layout, pack_value, validating)
+from .common import (ACT_COUNTS_LAYOUT, MX_BLOCK, VECTOR_CHOICES, act_counts_of, act_nonzero,
+                     check_bool, check_choice, check_int, item_layout, pack_value, validating)
 from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, ELEM_BITS, SCALE_OFFSET, weight_word_bits
 
@@ -164,12 +164,17 @@ class OperandFetch(wiring.Component):
             # The counts of b's word are registered in every cycle (``b_counts``), so that the
             # handshake chain (take) enables flip-flops and no adder tree: c's counts are
             # b_counts in the cycle after c loads (``c_loaded``), else the copy ``c_counts``.
+            # They are counted from the word's non-zero flags, registered with it (``b_nz``),
+            # so that the block RAM's output reaches a register after a LUT level or two.
             c_act = Signal(ACT_WORD_BITS, name="c_act")
+            b_nz = Signal(2 * MX_BLOCK, name="b_nz")
+            raw = [self.act_data[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)]
+            with m.If(take[1]):
+                m.d.sync += b_nz.eq(act_nonzero(raw))
             b_counts = Signal(ACT_COUNTS_LAYOUT, name="b_counts")
             c_counts = Signal(ACT_COUNTS_LAYOUT, name="c_counts")
             c_loaded = Signal(name="c_loaded")
-            elements = [act[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)]
-            m.d.sync += [b_counts.eq(act_counts(m, elements, self.counts_vector)),
+            m.d.sync += [b_counts.eq(act_counts_of(m, b_nz, self.counts_vector)),
                          c_loaded.eq(take[2])]
             with m.If(take[2]):
                 m.d.sync += c_act.eq(act)
