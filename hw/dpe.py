@@ -140,7 +140,12 @@ class DPE(wiring.Component):
                                             product_reg=self.product_reg,
                                             result_queue=self.result_queue)
 
-        last_combo = Mux(is_mx, c_cnt == len(combos) - 1, 1)
+        # c_cnt == its last value in MXINT8 mode (always in INT4), registered with c_cnt, so
+        # that the engine's ready does not start at the mode's comparison
+        last_combo = Signal(init=1)
+
+        def set_combo(value):
+            return [c_cnt.eq(value), last_combo.eq(Mux(is_mx, value == len(combos) - 1, 1))]
 
         def is_last_group(g, ncols):  # g: the group's index; with col_skip, the group holding
             last = g == groups - 1     # the unit's last output channel ends the item too
@@ -193,13 +198,13 @@ class DPE(wiring.Component):
 
         with m.If(adv & ~final):
             with m.If(last_combo):
-                m.d.sync += [g_cnt.eq(g_cnt + 1), c_cnt.eq(0),
+                m.d.sync += [g_cnt.eq(g_cnt + 1), *set_combo(0),
                              last_group.eq(is_last_group(g_cnt + 1, item.ncols))]
             with m.Else():
-                m.d.sync += c_cnt.eq(c_cnt + 1)
+                m.d.sync += set_combo(c_cnt + 1)
 
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [item.eq(self.i.payload), busy.eq(1), g_cnt.eq(0), c_cnt.eq(0),
+            m.d.sync += [item.eq(self.i.payload), busy.eq(1), g_cnt.eq(0), *set_combo(0),
                          last_group.eq(is_last_group(0, self.i.payload.ncols))]
         with m.Elif(adv & final):
             m.d.sync += busy.eq(0)

@@ -270,7 +270,12 @@ class SPE(wiring.Component):
             k_regs = [*k_state[0], *k_state[1], k_state[2], k_done]
             m.d.comb += [c.eq(Mux(took, a, k)) for c, a, k in zip(cur, a_regs, k_regs)]
 
-        last_pass = Mux(is_mx, c_cnt == npass - 1, 1)
+        # c_cnt == its last value in MXINT8 mode (always in INT4), registered with c_cnt, so
+        # that the engine's ready does not start at the mode's comparison
+        last_pass = Signal(init=1)
+
+        def set_pass(value):
+            return [c_cnt.eq(value), last_pass.eq(Mux(is_mx, value == npass - 1, 1))]
         final = busy & (item.null | (sweep_done & last_pass))
         adv = busy & ~pipe_stall
         active = popcount(m, Cat(*lane_ok), "active")
@@ -353,10 +358,10 @@ class SPE(wiring.Component):
         with m.If(adv):
             m.d.sync += fresh.eq(0)
             with m.If(~final & sweep_done):
-                m.d.sync += c_cnt.eq(c_cnt + 1)
+                m.d.sync += set_pass(c_cnt + 1)
 
         with m.If(accept):
-            m.d.sync += [item.eq(self.i.payload), busy.eq(1), fresh.eq(1), c_cnt.eq(0)]
+            m.d.sync += [item.eq(self.i.payload), busy.eq(1), fresh.eq(1), *set_pass(0)]
         with m.Elif(adv & final):
             m.d.sync += busy.eq(0)
         return m
