@@ -414,6 +414,27 @@ def _quantizer_blocks(rng, fmt, nblocks):
     return blocks
 
 
+def _quantizer_run(fmt, blocks, rng, p_in, p_out):
+    """The elements of ``blocks`` (a list of element lists) through a BlockQuantizer in
+    ``fmt``, with random gaps on the input (probability ``p_in``) and output (``p_out``)
+    sides: the output blocks."""
+    dut = BlockQuantizer(max_channels=64)
+    got = []
+
+    async def producer(ctx):
+        ctx.set(dut.out_format, fmt)
+        for elems in blocks:
+            for el in elems:
+                await stream_put(ctx, dut.i, el, rng, p_in)
+
+    async def consumer(ctx):
+        for _ in blocks:
+            got.append(await stream_get(ctx, dut.o, rng, p_out))
+
+    run_sim(dut, [producer, consumer], [_watchdog(200 * len(blocks))])
+    return got
+
+
 @pytest.mark.parametrize("fmt,seed", [(F.UINT4, 1), (F.INT4, 2), (F.MXINT8, 3)])
 def test_quantizer_matches_reference(fmt, seed):
     """Blocks with their parameters, random gaps on both sides: each output block's codes equal
@@ -421,20 +442,7 @@ def test_quantizer_matches_reference(fmt, seed):
     scale, count, base and saturations are the block's."""
     rng = random.Random(seed)
     blocks = _quantizer_blocks(rng, fmt, 40)
-    dut = BlockQuantizer(max_channels=64)
-    got = []
-
-    async def producer(ctx):
-        ctx.set(dut.out_format, fmt)
-        for elems, _, _ in blocks:
-            for el in elems:
-                await stream_put(ctx, dut.i, el, rng, 0.3)
-
-    async def consumer(ctx):
-        for _ in blocks:
-            got.append(await stream_get(ctx, dut.o, rng, 0.4))
-
-    run_sim(dut, [producer, consumer], [_watchdog(200 * len(blocks))])
+    got = _quantizer_run(fmt, [elems for elems, _, _ in blocks], rng, 0.3, 0.4)
     for n, (out, (elems, codes, blk)) in enumerate(zip(got, blocks)):
         count = len(codes)
         assert [int(c) for c in out.codes] == codes + [0] * (MX_BLOCK - count), n
@@ -476,20 +484,7 @@ def test_quantizer_mxint8_every_shift():
                   "blk": blk} for k, (mag, neg) in enumerate(zip(mags, signs))]
         want = [0 if zero else _mx_code(mag, neg, sh) for mag, neg in zip(mags, signs)]
         blocks.append((elems, want))
-    dut = BlockQuantizer(max_channels=64)
-    got = []
-
-    async def producer(ctx):
-        ctx.set(dut.out_format, F.MXINT8)
-        for elems, _ in blocks:
-            for el in elems:
-                await stream_put(ctx, dut.i, el, rng, 0.1)
-
-    async def consumer(ctx):
-        for _ in blocks:
-            got.append(await stream_get(ctx, dut.o, rng, 0.1))
-
-    run_sim(dut, [producer, consumer], [_watchdog(100 * len(blocks))])
+    got = _quantizer_run(F.MXINT8, [elems for elems, _ in blocks], rng, 0.1, 0.1)
     for n, (out, (_, want)) in enumerate(zip(got, blocks)):
         assert [int(c) for c in out.codes] == want, n
         assert int(out.zeros) == sum(1 << j for j, c in enumerate(want) if c == 0), n
