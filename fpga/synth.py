@@ -97,6 +97,8 @@ def synth_ecp5_script(top, flags="", json_out=None, wire_ps=ABC9_WIRE_PS):
     then the synthesis with abc9's LUT mapping given ``wire_ps`` (:data:`ABC9_WIRE_PS`): the
     script up to its ``map_luts`` step, ``abc9 -W wire_ps`` as that step does it, and the rest;
     ``flags`` (e.g. `` -nodsp``) go to both halves, ``json_out`` names the JSON netlist."""
+    # the map_luts step written out below is synth_ecp5's for these flags only
+    assert set(flags.split()) <= {"-nodsp", "-noflatten"}, flags
     json_flag = f" -json {json_out}" if json_out else ""
     return (f"{YOSYS_PREP}\n"
             f"synth_ecp5 -top {top}{flags} -run :map_luts\n"

@@ -16,8 +16,8 @@ from golden import numerics as nx
 __all__ = [
     "Mode", "Format", "ACC_WIDTH", "ACC_FRAC_BITS", "TERM_LIMIT", "MX_BLOCK", "ELEM_SHAPE",
     "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
-    "validating", "check_int", "check_choice", "barrel_shl", "barrel_shr", "decode_scale", "term_shift",
-    "term_unit",
+    "validating", "check_int", "check_choice", "barrel_shl", "barrel_shr", "decode_scale",
+    "term_shift", "term_unit",
     "adder_tree", "pack_value", "connect_read_port", "thermometer_count", "ACT_COUNTS_LAYOUT",
     "act_counts", "act_nonzero", "act_counts_of",
     "nibble_operands", "lut_product",

@@ -75,8 +75,9 @@ class AcceleratorConfig:
     dispatcher's input register (the head item and its costs; the head's weight word stays
     in the weight memory's read port) and its choice's inputs as registers. The fetch's
     register adds a cycle to the start and the product register one to each engine's
-    results; the join's register releases the engines no later than with 0, so a layer takes
-    at most two cycles more, except on a ``balance`` top, where the dispatcher's input
+    results, the PPU's fixed-point registers five to the last block; the join's register
+    releases the engines no later than with 0, so a layer takes at most seven cycles more,
+    except on a ``balance`` top, where the dispatcher's input
     register adds a cycle to the start and its choices follow the engines' timing (a layer
     can also take more); the cycle models follow.
     """

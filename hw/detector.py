@@ -149,7 +149,8 @@ class SparsityDetector(wiring.Component):
         # the map: per group a fourth register, ``gneg<g>`` = bound - gzc - 1 (the bound of the
         # cycle before: valid four cycles after channels / pixels / threshold; the map is read
         # at the layer's end), and map bit g = gzc + gpend >= bound = the sign of
-        # gneg - gpend (one carry chain from registers)
+        # gneg - gpend (one carry chain from registers), and the group present (an absent
+        # group's bound, top + 1, is out of reach unless a counter overflows)
         width = (2 * top + 100 * V + 2).bit_length() + 1  # bound - gzc - 1 - gpend, signed
         for g in range(self.groups):
             full = _gt_const(hi, g)  # channels >= (g + 1) * V
@@ -164,7 +165,8 @@ class SparsityDetector(wiring.Component):
             neg = Signal(signed(width), name=f"gneg{g}", init=top)
             m.d.sync += neg.eq(bound - group_next[g] - 1)
             diff = Signal(signed(width), name=f"gdiff{g}")
-            m.d.comb += [diff.eq(neg - group_pend[g]), self.map[g].eq(diff[width - 1])]
+            m.d.comb += [diff.eq(neg - group_pend[g]),
+                         self.map[g].eq(present[1] & diff[width - 1])]
         return m
 
 

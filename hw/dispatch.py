@@ -191,12 +191,12 @@ class Dispatcher(wiring.Component):
             load = ~head_valid | head_ready
             m.d.comb += self.i.ready.eq(load)
             late = ("w", "w_scale") if self.w_late else ()
-            if self.spe_info:
+            if self.spe_info:  # (computed outside the If: no load in its logic)
+                info_in = spe_input_info(m, item_in.x, self.mode, vector=V,
+                                         nibble_skip=self.nibble_skip, nnz=nnz)
                 head_info = Signal(SPE_INFO_LAYOUT, name="head_spe_info")
                 with m.If(load):
-                    m.d.sync += head_info.eq(spe_input_info(
-                        m, item_in.x, self.mode, vector=V, nibble_skip=self.nibble_skip,
-                        nnz=nnz))
+                    m.d.sync += head_info.eq(info_in)
             with m.If(load):
                 m.d.sync += [head_valid.eq(self.i.valid),
                              *(head[f].eq(item_in[f]) for f in item_in.shape().members

@@ -27,8 +27,8 @@ PPU_LATENCY = fixed_latency(False) + QUEUE_LATENCY + DRAIN_LATENCY
 
 
 def ppu_latency(fixed_split=False):
-    """:data:`PPU_LATENCY` of a PPU built with ``fixed_split`` (two fixed-point registers
-    more)."""
+    """:data:`PPU_LATENCY` of a PPU built with ``fixed_split``
+    (:data:`hw.ppu_fixed.SPLIT_REGISTERS` fixed-point registers more)."""
     return fixed_latency(fixed_split) + QUEUE_LATENCY + DRAIN_LATENCY
 
 
@@ -64,10 +64,12 @@ class PPU(wiring.Component):
     max_channels : int, 1..4096
         Largest channel index + 1 (width of ``chan`` / ``base``).
     fixed_split : bool (default False)
-        The fixed-point stage's two extra registers (:class:`hw.ppu_fixed.PPUFixedPoint`'s
+        The fixed-point stage's five extra registers (:class:`hw.ppu_fixed.PPUFixedPoint`'s
         ``split``; :func:`ppu_latency`).
     running_scale : bool (default False)
-        The queue's per-value scale comparisons (:class:`hw.ppu_queue.BlockQueue`).
+        Per-value scale comparisons: made in halves by the fixed-point stage
+        (``PPUFixedPoint(scale_codes=True)``), ORed per block by the queue
+        (:class:`hw.ppu_queue.BlockQueue`).
 
     Members
     -------
@@ -140,7 +142,8 @@ class PPU(wiring.Component):
             *([fixed.out_format.eq(self.out_format)] if self.running_scale else []),
             queue.out_format.eq(self.out_format), drain.out_format.eq(self.out_format),
             # the queue counts an element from the input handshake: the buffer keeps a slot
-            # for each one in f1 / f2 (i.ready = queue.i.ready, the fixed stage is lockstep)
+            # for each one in the fixed stage's registers (i.ready = queue.i.ready, the fixed
+            # stage is lockstep)
             queue.accepted.eq(self.i.valid & self.i.ready),
         ]
         return m

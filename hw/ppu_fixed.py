@@ -230,7 +230,7 @@ class PPUFixedPoint(wiring.Component):
         Layer configuration, stable while elements are in flight.
     i : In(stream.Signature(ppu_in_layout(max_channels)))
         One channel per transfer.
-    o : Out(stream.Signature(ppu_value_layout(max_channels)))
+    o : Out(stream.Signature(ppu_value_layout(max_channels, scale_codes)))
         Its value ``Y = RNE(acc * k * 2**-shift) + bias (+ residual if res_en)``, clamped to
         signed 32 bits (``sat``), ``max(Y, 0)`` if ``relu``, as ``|Y|`` and the sign; ``chan``
         and ``last`` passed through.
@@ -294,8 +294,8 @@ class PPUFixedPoint(wiring.Component):
             f1 = Signal(data.StructLayout({**tag, "prod": prod_shape, "add": signed(width + 1)}))
             move(f1, pp, add=pp.add,
                  prod=product_sum([pp[f"p{i}"] for i in range(len(parts))]))
-            # the shift's masks, registered in every cycle (the shift is stable for the three
-            # cycles an element takes to reach c)
+            # the shift's masks, registered in every cycle (the shift, a layer constant, is
+            # stable from before an element enters f0; the masks are used four registers on)
             masks = {}
             for name, value in shift_masks(self.shift).items():
                 masks[name] = Signal(len(value), name=f"shift_{name}")

@@ -130,6 +130,8 @@ class SPE(wiring.Component):
     -------
     mode, i, o, busy, macs
         As :class:`hw.dpe.DPE` (``tile = cols``); ``macs`` is ``active lanes * cols``.
+    i_info : In(SPE_INFO_LAYOUT) (with ``info_in`` only)
+        :func:`spe_input_info` of ``i.payload.x``, valid with it.
     skipped : Out(range(33))
         In the final cycle of a non-null item: its zero activation elements (``vector - nnz``
         in INT4 mode, ``32 - nnz`` in MXINT8 mode), each skipped for every column.
@@ -285,11 +287,11 @@ class SPE(wiring.Component):
             return SPE_INFO_LAYOUT(spe_input_info(m, x, self.mode, vector=V,
                                                   nibble_skip=self.nibble_skip, name=name))
         if self.info_in:
-            info_in = self.i_info
+            in_info = self.i_info
         elif self.accept_reg:
-            info_in = info_of(self.i.payload.x, "nnz_in")
+            in_info = info_of(self.i.payload.x, "nnz_in")
         if self.accept_reg:
-            zeros = latched(info_in.zeros, "item_zeros")
+            zeros = latched(in_info.zeros, "item_zeros")
         else:
             zeros = info_of(item.x, "nnz").zeros
         m.d.comb += [
@@ -325,11 +327,11 @@ class SPE(wiring.Component):
         accept = self.i.valid & self.i.ready
         # (the first sweep multiplies the high nibbles; after sweep 0 the high ones again, then
         # the low ones: SPE_NIBBLE_PASSES)
-        in_hi = info_in.hi if self.accept_reg else sweep_mask(self.i.payload.x, 1)
+        in_hi = in_info.hi if self.accept_reg else sweep_mask(self.i.payload.x, 1)
         a_idx, a_ok, a_rest = lanes_of(in_hi, "acc")
         cont_mask = Signal(MX_BLOCK)
         if self.accept_reg:  # the item's sweep masks, from the input as it is accepted
-            sweeps = [latched(in_hi, "item_sweep_hi"), latched(info_in.lo, "item_sweep_lo")]
+            sweeps = [latched(in_hi, "item_sweep_hi"), latched(in_info.lo, "item_sweep_lo")]
             next_sweep = Mux(c_cnt == 0, *sweeps)
         else:
             next_sweep = sweep_mask(item.x, c_cnt == 0)

@@ -8,8 +8,9 @@ from .ppu import PPU, ppu_block_out, ppu_latency
 from .simtest import default_args, ppu_case, run_sim, run_stream_case
 
 
-#: The PPU's options (``timing_regs`` sets both): none, and both.
-OPTIONS = [{}, {"fixed_split": True, "running_scale": True}]
+#: The PPU's options (``timing_regs`` sets both): none, both, and each alone.
+OPTIONS = [{}, {"fixed_split": True, "running_scale": True}, {"fixed_split": True},
+           {"running_scale": True}]
 
 
 def ppu_check(*, out_format, relu, residual, seed, options=None, **kwargs):

@@ -109,7 +109,7 @@ def timing_registers(config):
     second unit register), ``product_reg`` (the engines' product register) and, derived from
     it, ``engine_stages`` (the result pipeline's registers, :func:`hw.engine.engine_stages`),
     ``result_queue`` (the engines' second result register),
-    ``fixed_split`` (the PPU's two fixed-point registers) and, derived from it,
+    ``fixed_split`` (the PPU's five extra fixed-point registers) and, derived from it,
     ``ppu_latency`` (:func:`hw.ppu.ppu_latency`). The cycle models read them here, so they
     follow the blocks."""
     blocks = block_args(config)
