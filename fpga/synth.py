@@ -88,7 +88,7 @@ YOSYS_PREP = "rename -hide w:*]"
 #: recovering area, deepens every cone up to the design's critical path in its own model (10
 #: LUT levels for a 16-bit constant comparison inside the board's PPU, 5 alone). At 1000 ps,
 #: the 1.0 ns per hop :mod:`fpga.paths` assumes and about what a routed ECP5 net costs, the
-#: board's PPU block estimates at 13.7 ns instead of 16.1 for 7 % more LUTs (docs/fpga.md 0.6).
+#: board's PPU block estimates at 13.7 ns instead of 16.1 for 7 % more LUTs (docs/fpga.md 2).
 ABC9_WIRE_PS = 1000
 
 
