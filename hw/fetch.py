@@ -41,6 +41,13 @@ class OperandFetch(wiring.Component):
         until the next one: for a consumer that registers the item and holds it until the next
         handshake (the dispatcher's head, ``Dispatcher(w_late=True)``), whose copy of the
         2.1 kbit weight word (at tile 8) the read port's data register then replaces.
+    free_read : bool
+        With ``act_reg``: the activation memory's read port reads in every cycle
+        (``act_rd_en`` = 1) at the walker's head item's address, so that the stages'
+        handshake chain (which ends at the consumer's ``ready``) reaches no block RAM's
+        enable; the word read for the item that entered the first stage is on the port in
+        the next cycle only, so that stage keeps a copy (``a_act``, loaded by a registered
+        flag). ``reads`` still counts the items' reads. Same cycles.
     counts_vector : None or int, one of 4, 8, 16
         With ``act_reg``: a third register stage that registers the activation word's
         non-zero counts (:func:`hw.common.act_counts`, ``vec`` of the first
@@ -64,7 +71,7 @@ class OperandFetch(wiring.Component):
     act_addr, w_addr : Out(ADDR_BITS); act_rd_en, w_rd_en : Out(1)
         Read addresses and read enables of a synchronous (one-cycle) read port of the
         activation and of the weight memory. ``act_rd_en`` is high in a cycle that takes a
-        non-null item; ``w_rd_en`` in the same cycle, with ``act_reg`` in the cycle the item
+        non-null item (with ``free_read`` always); ``w_rd_en`` in the same cycle, with ``act_reg`` in the cycle the item
         enters the last stage, with ``w_late`` in the cycle it leaves.
     act_data : In(ACT_WORD_BITS), w_data : In(weight_word_bits(tile))
         The read ports' data (the words addressed in the last enabled cycle, held while the
@@ -82,11 +89,16 @@ class OperandFetch(wiring.Component):
     never depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
     """
 
-    def __init__(self, *, tile, act_reg=False, w_late=False, counts_vector=None):
+    def __init__(self, *, tile, act_reg=False, w_late=False, counts_vector=None,
+                 free_read=False):
         with validating(self):
             self.tile = check_int("tile", tile, 1, 256)
             self.act_reg = check_bool("act_reg", act_reg)
             self.w_late = check_bool("w_late", w_late)
+            self.free_read = check_bool("free_read", free_read)
+            if free_read and not act_reg:
+                raise ValueError("free_read needs act_reg: the word is read into the first "
+                                 "stage's copy and registered in the second")
             if counts_vector is not None:
                 check_choice("counts_vector", counts_vector, VECTOR_CHOICES)
                 if not act_reg:
@@ -127,7 +139,8 @@ class OperandFetch(wiring.Component):
         fetch = take[0] & walk.valid & ~walk.payload.null
         m.d.comb += [
             walk.ready.eq(take[0]),
-            self.act_rd_en.eq(fetch), self.act_addr.eq(walk.payload.act_addr),
+            self.act_rd_en.eq(1 if self.free_read else fetch),
+            self.act_addr.eq(walk.payload.act_addr),
         ]
         with m.If(take[0]):
             m.d.sync += [valid[0].eq(walk.valid),
@@ -155,6 +168,14 @@ class OperandFetch(wiring.Component):
         # the act word: read data, registered in b (act_reg), registered again in c with its
         # counts
         act = self.act_data
+        if self.free_read:  # the port's word is a's item's in the cycle after a loaded only
+            a_fresh = Signal(name="a_fresh")
+            a_act = Signal(ACT_WORD_BITS, name="a_act")
+            m.d.sync += a_fresh.eq(take[0])
+            with m.If(a_fresh):
+                m.d.sync += a_act.eq(self.act_data)
+            act = Mux(a_fresh, self.act_data, a_act)
+        a_word = act
         if self.act_reg:
             b_act = Signal(ACT_WORD_BITS, name="b_act")
             with m.If(take[1]):
@@ -168,7 +189,7 @@ class OperandFetch(wiring.Component):
             # so that the block RAM's output reaches a register after a LUT level or two.
             c_act = Signal(ACT_WORD_BITS, name="c_act")
             b_nz = Signal(2 * MX_BLOCK, name="b_nz")
-            raw = [self.act_data[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)]
+            raw = [a_word[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)]
             with m.If(take[1]):
                 m.d.sync += b_nz.eq(act_nonzero(raw))
             b_counts = Signal(ACT_COUNTS_LAYOUT, name="b_counts")

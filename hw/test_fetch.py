@@ -17,7 +17,7 @@ DEPTH = 16
 
 
 def fetch_run(*, tile, items, seed, in_gap, out_gap, act_reg=False, w_late=False,
-              counts_vector=None):
+              counts_vector=None, free_read=False):
     """Random address items through an OperandFetch (:func:`hw.simtest.fetch_case`); checks
     every work item (with ``w_late`` its weight fields in the cycle after its handshake), with
     ``counts_vector`` the counts beside it, and the read count; returns the cycles of the
@@ -25,7 +25,8 @@ def fetch_run(*, tile, items, seed, in_gap, out_gap, act_reg=False, w_late=False
     case = fetch_case(tile=tile, items=items, seed=seed, depth=DEPTH,
                       sparse=counts_vector is not None)
     addr_items = case["inputs"]
-    fe = OperandFetch(tile=tile, act_reg=act_reg, w_late=w_late, counts_vector=counts_vector)
+    fe = OperandFetch(tile=tile, act_reg=act_reg, w_late=w_late, counts_vector=counts_vector,
+                      free_read=free_read)
     dut = WithMemories(fe, [
         (ACT_WORD_BITS, DEPTH, case["act_words"], [(fe.act_rd_en, fe.act_addr, fe.act_data)]),
         (weight_word_bits(tile), DEPTH, case["w_words"],
@@ -83,23 +84,26 @@ def fetch_run(*, tile, items, seed, in_gap, out_gap, act_reg=False, w_late=False
     return cycles
 
 
-@pytest.mark.parametrize("act_reg,w_late,counts_vector", [
-    (False, False, None), (True, False, None), (False, True, None), (True, True, None),
-    (True, False, 8), (True, True, 16)])
+@pytest.mark.parametrize("act_reg,w_late,counts_vector,free_read", [
+    (False, False, None, False), (True, False, None, False), (False, True, None, False),
+    (True, True, None, False), (True, False, 8, False), (True, True, 16, False),
+    (True, False, None, True), (True, True, 16, True)])
 @pytest.mark.parametrize("tile", [1, 4])
 @pytest.mark.parametrize("gaps", [(0.3, 0.3), (0.0, 0.7), (0.7, 0.0)])
-def test_fetch_matches_memories(tile, gaps, act_reg, w_late, counts_vector):
+def test_fetch_matches_memories(tile, gaps, act_reg, w_late, counts_vector, free_read):
     fetch_run(tile=tile, items=40, seed=tile + int(10 * gaps[1]), in_gap=gaps[0],
-              out_gap=gaps[1], act_reg=act_reg, w_late=w_late, counts_vector=counts_vector)
+              out_gap=gaps[1], act_reg=act_reg, w_late=w_late, counts_vector=counts_vector,
+              free_read=free_read)
 
 
-@pytest.mark.parametrize("act_reg,w_late,counts_vector", [
-    (False, False, None), (True, False, None), (True, True, None), (True, True, 4)])
-def test_fetch_back_to_back(act_reg, w_late, counts_vector):
+@pytest.mark.parametrize("act_reg,w_late,counts_vector,free_read", [
+    (False, False, None, False), (True, False, None, False), (True, True, None, False),
+    (True, True, 4, False), (True, True, 4, True)])
+def test_fetch_back_to_back(act_reg, w_late, counts_vector, free_read):
     """Items always valid, ``o`` always ready: one item per cycle, each on ``o``
     :func:`fetch_latency` cycles after it was taken (``w_late`` changes no cycle)."""
     cycles = fetch_run(tile=2, items=30, seed=3, in_gap=0.0, out_gap=0.0, act_reg=act_reg,
-                       w_late=w_late, counts_vector=counts_vector)
+                       w_late=w_late, counts_vector=counts_vector, free_read=free_read)
     first = cycles["i"][0]
     assert cycles["i"] == list(range(first, first + 30))
     latency = fetch_latency(act_reg, counts_vector is not None)
@@ -115,6 +119,7 @@ def test_fetch_back_to_back(act_reg, w_late, counts_vector):
     ({"counts_vector": 32, "act_reg": True}, ValueError,
      r"counts_vector must be one of \(4, 8, 16\), got 32"),
     ({"counts_vector": 8}, ValueError, "counts_vector needs act_reg"),
+    ({"free_read": True}, ValueError, "free_read needs act_reg"),
 ])
 def test_fetch_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -73,7 +73,8 @@ def block_args(config):
                                                 counts_in=bool(c.timing_regs),
                                                 spe_info=bool(c.timing_regs)))
         else:
-            engines["fetch_s"] = (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs)))
+            engines["fetch_s"] = (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs),
+                                                     free_read=bool(c.timing_regs)))
     skids = {}  # with timing_regs, a skid buffer between each walker and its fetch stage
     if c.timing_regs:
         fetches = ["fetch_d"] + [n for n in engines if n.startswith("fetch_")]
@@ -86,6 +87,7 @@ def block_args(config):
         # data register as the item enters the head, which holds no copy of its own
         # the dispatcher's input counts registered by the fetch (its third register stage)
         "fetch_d": (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs),
+                                       free_read=bool(c.timing_regs),
                                        w_late="disp" in engines and bool(c.timing_regs),
                                        counts_vector=(V if "disp" in engines and c.timing_regs
                                                       else None))),
