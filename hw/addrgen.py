@@ -158,28 +158,34 @@ class _Walker(wiring.Component):
             big = size[2:].any() | (size[:2] + p >= 3)
             return Mux(k3, Mux(big, 2, ~(size[0] ^ p[0])), 0)
 
-        def axis(name, size):
+        def axis(name, size, wraps):
+            """One axis of the taps; with ``wraps`` (the x axis, which returns to output
+            column 0 within a layer) also its registered row-0 bound and end flag and the
+            statements of the wrap, else None for those."""
             room = Signal(signed(15), name=f"{name}_room")
             lo, hi = Signal(2, name=f"{name}_lo"), Signal(2, name=f"{name}_hi")
-            lo_next, hi_next = Signal(2, name=f"{name}_lo_next"), Signal(2, name=f"{name}_hi_next")
+            lo_next = Signal(2, name=f"{name}_lo_next")
+            hi_next = Signal(2, name=f"{name}_hi_next")
             hi0_c = Signal(2, name=f"{name}_hi0_c")
-            hi0, end0 = Signal(2, name=f"{name}_hi0"), Signal(name=f"{name}_end0")
             room_big = room[2:].any() | (~s2 & room[0] & room[1])  # room - s >= 2
             m.d.comb += [lo_next.eq(Mux(s2, Mux(lo[1], lo - 2, 0), Mux(lo != 0, lo - 1, 0))),
                          hi_next.eq(Mux(k3, Mux(room_big, 2, room[0] ^ ~s2), 0)),
                          hi0_c.eq(hi_first(size))]
-            m.d.sync += [hi0.eq(hi0_c), end0.eq(hi0_c == p)]
             room0 = size + p - 1
             # output row (column) 0: from desc at start, from the layer constants later
             start = [room.eq(room0), lo.eq(p), hi.eq(hi0_c)]
-            wrap = [room.eq(room0), lo.eq(p), hi.eq(hi0)]
+            end0 = wrap = None
+            if wraps:
+                hi0, end0 = Signal(2, name=f"{name}_hi0"), Signal(name=f"{name}_end0")
+                m.d.sync += [hi0.eq(hi0_c), end0.eq(hi0_c == p)]
+                wrap = [room.eq(room0), lo.eq(p), hi.eq(hi0)]
             step_ = [room.eq(room - in_step), lo.eq(lo_next), hi.eq(hi_next)]
             return lo, hi, lo_next, hi_next, hi0_c == p, end0, start, wrap, step_
 
         (ky_lo, ky_hi, ky_lo_next, ky_hi_next, y_end_c, _,
-         y_start, _, y_step) = axis("y", d.height)
+         y_start, _, y_step) = axis("y", d.height, wraps=False)
         (kx_lo, kx_hi, kx_lo_next, kx_hi_next, x_end_c, x_end0,
-         x_start, x_wrap, x_step) = axis("x", d.width)
+         x_start, x_wrap, x_step) = axis("x", d.width, wraps=True)
         ky_end, kx_end = Signal(), Signal()  # ky == ky_hi, kx == kx_hi
 
         oy, ox = Signal(12), Signal(12)

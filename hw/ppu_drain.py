@@ -108,17 +108,17 @@ class BlockQuantizer(wiring.Component):
             "valid": 1, "e": ENTRY_LAYOUT, "rd": range(MX_BLOCK), "last": 1,
             "ax": width + 3}))
         qp = Signal(block_params_layout(self.max_channels))
-        below = Signal(fbm - 1)  # bit m: m + mx_sh < 31 (bit m of |Y| is below the rounding bit)
-        above = Signal(width)    # bit m: m + mx_sh >= 39 (above the quotient's 7 bits)
+        mx_below = Signal(fbm - 1)  # bit m: m + mx_sh < 31 (bit m of |Y| is below the rounding bit)
+        mx_above = Signal(width)    # bit m: m + mx_sh >= 39 (above the quotient's 7 bits)
         with m.If(go_o):
             m.d.sync += [q.valid.eq(self.i.valid), q.e.eq(el.e), q.rd.eq(el.rd),
                          q.last.eq(self.i.valid & el.last),
                          q.ax.eq(el.e.mag << el.blk.mx_sh[:2])]
             with m.If(self.i.valid & (el.rd == 0)):
                 m.d.sync += [qp.eq(el.blk),
-                             below.eq(Cat(el.blk.mx_sh < fbm - 1 - i for i in range(fbm - 1))),
-                             above.eq(Cat(el.blk.mx_sh >= fbm + win - 1 - i
-                                          for i in range(width)))]
+                             mx_below.eq(Cat(el.blk.mx_sh < fbm - 1 - i for i in range(fbm - 1))),
+                             mx_above.eq(Cat(el.blk.mx_sh >= fbm + win - 1 - i
+                                             for i in range(width)))]
         a = q.e.mag
         # the elements' codes are 0 in an all-zero block (scale 0, M' = 0) and in the other
         # format's half of the code: the MXINT8 quotient is masked here, the comparisons by
@@ -137,14 +137,14 @@ class BlockQuantizer(wiring.Component):
         mxw = Signal(win)
         m.d.comb += mxw.eq(Array(steps)[qp.mx_sh[2:]])
         wq = mxw[1:]
-        sticky = (a[:fbm - 1] & below).any()
+        sticky = (a[:fbm - 1] & mx_below).any()
         # round up: above half, or exactly half and odd (bit tests, no comparator chains)
         mx_up = mxw[0] & (sticky | wq[0])
         # min(wq + mx_up, 127): wq >= 127 clamps (a bit above the seventh, or the seven all
         # ones), else wq < 127 and the increment fits 7 bits; C adds it with the sign
         top = nx.MX_ELEMENT_MAX
         assert top == 2 ** 7 - 1 and len(wq) == 7
-        mx_big = (a & above).any() | wq.all()
+        mx_big = (a & mx_above).any() | wq.all()
 
         # ---- C: the comparisons; the code
         c = Signal(data.StructLayout({
