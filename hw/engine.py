@@ -106,24 +106,33 @@ def lane_products(m, xs, ws, lanes, name, valid=None):
     return parts
 
 
-def result_handshake(m, o, emit, *, queue=False, name="rp"):
+def result_handshake(m, o, emit, *, queue=False, emit_behind=None, name="rp"):
     """The control of an engine's result register ``o`` (with ``queue`` also of the second,
     ``r1``; module docstring) for a pipeline whose last stage holds an ``emit`` pass in the
     cycles ``emit`` is high: drives ``o.valid`` (and ``r1``'s valid flag) and returns ``(stall,
     moves)``, the pipeline's stall and this cycle's data moves, signals ``to_o`` (``o`` loads
     the new result), ``to_r1`` (``r1`` loads it) and ``r1_to_o`` (``o`` loads ``r1``'s).
     :func:`result_pipeline` and :class:`hw.nullspe.NullSPE` (results without data) share it,
-    so their timing is the same by construction."""
+    so their timing is the same by construction.
+
+    With ``queue``, ``emit_behind`` (the ``emit`` flag of the stage before the last, which the
+    last loads when the pipeline does not stall) makes ``stall`` a flip-flop: its next value,
+    ``emit``'s next value and ``r1``'s next valid flag, is registered, so that the stages'
+    enables and the issue stage's ``ready`` start at a register. Same values in every cycle."""
     stall = Signal(name=f"{name}_stall")
     moves = {n: Signal(name=f"{name}_{n}") for n in ("to_o", "to_r1", "r1_to_o")}
     new = emit & ~stall
     taken = o.valid & o.ready
     if queue:  # o, then r1; a new result never meets a full queue (it stalls)
         r1_valid = Signal(name=f"{name}_r1_valid")
-        m.d.comb += [stall.eq(emit & r1_valid),
-                     moves["r1_to_o"].eq(taken & r1_valid),
+        m.d.comb += [moves["r1_to_o"].eq(taken & r1_valid),
                      moves["to_r1"].eq(new & o.valid & ~taken),
                      moves["to_o"].eq(new & ~(o.valid & ~taken))]
+        if emit_behind is None:
+            m.d.comb += stall.eq(emit & r1_valid)
+        else:  # (both registers are cleared by reset, and so is stall)
+            r1_next = Mux(moves["r1_to_o"], 0, Mux(moves["to_r1"], 1, r1_valid))
+            m.d.sync += stall.eq(Mux(stall, emit, emit_behind) & r1_next)
         with m.If(moves["r1_to_o"]):
             m.d.sync += r1_valid.eq(0)
         with m.Elif(moves["to_r1"]):
@@ -166,7 +175,8 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
     st3 = Signal(flags, name=f"{name}_st3")
     st4 = Signal(flags, name=f"{name}_st4")
     st5 = Signal(flags, name=f"{name}_st5")
-    stall, moves = result_handshake(m, o, st5.emit, queue=result_queue, name=name)
+    stall, moves = result_handshake(m, o, st5.emit, queue=result_queue, emit_behind=st4.emit,
+                                    name=name)
     go = ~stall
 
     # stage 0: operands; the products and column sums are computed from this register

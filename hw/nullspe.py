@@ -64,7 +64,9 @@ class NullSPE(wiring.Component):
         busy, last = Signal(), Signal()
         ends = Signal(engine_stages(self.product_reg))  # per register: it holds a unit's end
         # the result register's control as the engines' (zero results: no data moves)
-        stall, _ = result_handshake(m, self.o, ends[-1], queue=self.result_queue, name="null")
+        stall, _ = result_handshake(m, self.o, ends[-1], queue=self.result_queue,
+                                    emit_behind=ends[-2],
+                                    name="null")
         adv = busy & ~stall
         issue_ready = ~busy | adv
         take = ~f_valid | issue_ready
