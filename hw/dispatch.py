@@ -59,6 +59,15 @@ class Dispatcher(wiring.Component):
         head item, compared as the item loads, and each engine's *free* flag, set with its
         remaining-cycles counter (from the loaded cost's "at most 1", or "at most 2" before a
         decrement). Same cycles.
+    predict_ready : bool
+        With ``choice_regs``: each engine's ``ready`` is taken from the dispatcher's own
+        registers and the engine's ``busy`` output (``d_adv`` / ``s_adv``) instead of from the
+        engine's ``i.ready``. An engine is ready when idle (remaining cycles 0, a register
+        ``idle_*`` set with the counter) or in its last issue cycle (``free``) and advancing
+        (not stalled): exactly the engines' ``~busy | (final & ~stall)`` while the counters
+        track their issue cycles (the rule below). The handshake chain to the fetch stage
+        then starts at the dispatcher's flip-flops and the engines' ``busy`` (a LUT after
+        their stall register), not at the engines' issue-stage logic. Same cycles.
     counts_in : bool
         The input item's non-zero counts (:func:`hw.common.act_counts`) arrive on
         ``i_counts``, registered by the fetch stage (``OperandFetch(counts_vector=vector)``),
@@ -84,7 +93,8 @@ class Dispatcher(wiring.Component):
         The DPE's and the SPE's items: each engine gets exactly one ``first``..``last`` run per
         unit, in unit order.
     d_adv, s_adv : In(1)
-        The engines' ``busy`` outputs (high in each cycle an engine processes).
+        The engines' ``busy`` outputs (high in each cycle an engine processes). With
+        ``predict_ready`` the engines' ``ready`` is not read.
 
     Rule
     ----
@@ -113,7 +123,7 @@ class Dispatcher(wiring.Component):
 
     def __init__(self, *, vector, dpe_cols, spe_lanes, tile, col_skip=False,
                  nibble_skip=False, head_reg=False, w_late=False, choice_regs=False,
-                 counts_in=False, spe_info=False):
+                 counts_in=False, spe_info=False, predict_ready=False):
         with validating(self):
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.dpe_cols = check_int("dpe_cols", dpe_cols, 1, 64)
@@ -126,6 +136,10 @@ class Dispatcher(wiring.Component):
             self.choice_regs = check_bool("choice_regs", choice_regs)
             self.counts_in = check_bool("counts_in", counts_in)
             self.spe_info = check_bool("spe_info", spe_info)
+            self.predict_ready = check_bool("predict_ready", predict_ready)
+            if predict_ready and not choice_regs:
+                raise ValueError("predict_ready needs choice_regs: the prediction starts at "
+                                 "the engines' registered free flags")
             if spe_info and not head_reg:
                 raise ValueError("spe_info needs head_reg: the SPE's information is registered "
                                  "with the head item")
@@ -225,6 +239,13 @@ class Dispatcher(wiring.Component):
             free = {e: Signal(name=f"free_{e}", init=1) for e in "ds"}
         else:
             free = {e: rem[e] <= 1 for e in "ds"}
+        adv = {"d": self.d_adv, "s": self.s_adv}
+        out = {"d": self.d, "s": self.s}
+        if self.predict_ready:  # idle (rem == 0), or the last cycle (rem == 1) and advancing
+            idle = {e: Signal(name=f"idle_{e}", init=1) for e in "ds"}
+            ready = {e: idle[e] | (free[e] & adv[e]) for e in "ds"}
+        else:
+            ready = {e: out[e].ready for e in "ds"}
 
         # a unit's close owed to one engine (``close_s``: the SPE) after the other took its last
         closing, close_s = Signal(), Signal()
@@ -239,7 +260,6 @@ class Dispatcher(wiring.Component):
         to = {"s": want_s & ~(closing & close_s) & open_,
               "d": ~want_s & ~(closing & ~close_s) & open_}
         owed = {"s": closing & close_s, "d": closing & ~close_s}
-        out = {"d": self.d, "s": self.s}
         taken = {}
         for e, o in out.items():
             item = pack_value(o.payload.shape(), {
@@ -252,22 +272,26 @@ class Dispatcher(wiring.Component):
             m.d.comb += [o.valid.eq(owed[e] | (head_valid & to[e])),
                          o.payload.eq(Mux(owed[e], close, item))]
             taken[e] = Signal(name=f"taken_{e}")
-            m.d.comb += taken[e].eq(o.valid & o.ready)
+            m.d.comb += taken[e].eq(o.valid & ready[e])
         if self.spe_info:
             m.d.comb += self.s_info.eq(Mux(owed["s"], 0, head_info))
-        m.d.comb += head_ready.eq(Mux(want_s, self.s.ready & to["s"], self.d.ready & to["d"]))
+        m.d.comb += head_ready.eq(Mux(want_s, ready["s"] & to["s"], ready["d"] & to["d"]))
         accept = head_valid & head_ready
 
-        for e, adv in (("d", self.d_adv), ("s", self.s_adv)):
+        for e in "ds":
             with m.If(taken[e]):
                 m.d.sync += rem[e].eq(Mux(owed[e], 1, costs[e]))
                 m.d.sync += got[e].eq(Mux(owed[e], 0, ~head.last))
                 if self.choice_regs:
                     m.d.sync += free[e].eq(owed[e] | cost_le1[e])
-            with m.Elif(adv & (rem[e] != 0)):
+                if self.predict_ready:  # (a cost is at least 1)
+                    m.d.sync += idle[e].eq(0)
+            with m.Elif(adv[e] & (rem[e] != 0)):
                 m.d.sync += rem[e].eq(rem[e] - 1)
                 if self.choice_regs:
                     m.d.sync += free[e].eq(rem[e] <= 2)
+                if self.predict_ready:
+                    m.d.sync += idle[e].eq(rem[e] == 1)
         with m.If(accept & head.last):
             m.d.sync += [closing.eq(1), close_s.eq(~want_s)]
         with m.Elif(taken["s"] & owed["s"] | taken["d"] & owed["d"]):

@@ -72,19 +72,21 @@ class LateWeights(Elaboratable):
 
 @pytest.mark.parametrize("mode", [Mode.INT4, Mode.MXINT8])
 @pytest.mark.parametrize("col_skip,nibble_skip,seed", [(True, True, 1), (False, False, 2)])
-@pytest.mark.parametrize("head_reg,w_late,choice_regs", [
-    (False, False, False), (True, False, False), (True, True, False), (True, True, True)])
+@pytest.mark.parametrize("head_reg,w_late,choice_regs,predict_ready", [
+    (False, False, False, False), (True, False, False, False), (True, True, False, False),
+    (True, True, True, False), (True, True, True, True)])
 def test_dispatcher_matches_its_model(mode, col_skip, nibble_skip, seed, head_reg, w_late,
-                                      choice_regs):
+                                      choice_regs, predict_ready):
     """With ``w_late`` the engines name the items they take by a weight field (``w_scale``),
-    so an item carrying another item's weights fails the check. ``choice_regs`` changes no
-    cycle (the same model)."""
+    so an item carrying another item's weights fails the check. ``choice_regs`` and
+    ``predict_ready`` change no cycle (the same model); with ``predict_ready`` the engines
+    below take an item on their own ``ready``, so a wrong prediction loses or repeats one."""
     rnd, nrng = seeded(seed)
     items = _units(nrng, 14, mode)
     assert len(items) < 256
     dut = Dispatcher(vector=V, dpe_cols=COLS, spe_lanes=LANES, tile=TILE, col_skip=col_skip,
                      nibble_skip=nibble_skip, head_reg=head_reg, w_late=w_late,
-                     choice_regs=choice_regs)
+                     choice_regs=choice_regs, predict_ready=predict_ready)
     top = LateWeights(dut) if w_late else dut
     cost = _costs(mode, col_skip, nibble_skip)
     trace, taken = [], {"d": [], "s": []}
@@ -178,6 +180,8 @@ def test_choose_spe_rule():
     ({"w_late": True}, ValueError, "w_late needs head_reg"),
     ({"choice_regs": True}, ValueError, "choice_regs needs head_reg"),
     ({"spe_info": True}, ValueError, "spe_info needs head_reg"),
+    ({"predict_ready": True, "head_reg": True}, ValueError, "predict_ready needs choice_regs"),
+    ({"predict_ready": 1}, TypeError, "predict_ready must be a bool, got 1"),
     ({"choice_regs": 1, "head_reg": True}, TypeError, "choice_regs must be a bool, got 1"),
     ({"col_skip": None}, TypeError, "col_skip must be a bool, got None"),
 ])

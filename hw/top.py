@@ -71,7 +71,8 @@ def block_args(config):
                                                 w_late=bool(c.timing_regs),
                                                 choice_regs=bool(c.timing_regs),
                                                 counts_in=bool(c.timing_regs),
-                                                spe_info=bool(c.timing_regs)))
+                                                spe_info=bool(c.timing_regs),
+                                                predict_ready=bool(c.timing_regs)))
         else:
             engines["fetch_s"] = (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs),
                                                      free_read=bool(c.timing_regs)))
