@@ -39,7 +39,9 @@ per-column accumulation -- for the integer engines the RTL's term path (hw/dpe.p
 partial-sum adder of MANT_WIDTH + 2 = 22 bits, the 4b x 4b scale-mantissa product, the 22b x
 8b scale multiply, one 64-bit accumulator adder); for FP16 one FP32 accumulate adder. Not
 counted (no table entry): registers, operand multiplexers, the SPE's lane-selection priority
-encoders, the term unit's shifter/rounding/clamp, the PPU, SRAM. docs/evaluation.md says which
+encoders, the term unit's shifter/rounding/clamp, the PPU, SRAM. (The RTL folds the term
+shift's two lowest bits into the scale operand, ``M << (E mod 4)``, an FPGA timing choice of
+``hw.engine``: its multiply is 22b x 11b; the model keeps 22b x 8b and, as before, no shifter.) docs/evaluation.md says which
 way each omission biases the comparison.
 """
 

@@ -137,6 +137,10 @@ class BlockQuantizer(wiring.Component):
         mxw = Signal(win)
         m.d.comb += mxw.eq(Array(steps)[qp.mx_sh[2:]])
         wq = mxw[1:]
+        # the quotient's seven bits all ones, selected like the window (beside its multiplexer,
+        # not after it)
+        wq_all = Signal()
+        m.d.comb += wq_all.eq(Array([st[1:].all() for st in steps])[qp.mx_sh[2:]])
         sticky = (a[:fbm - 1] & mx_below).any()
         # round up: above half, or exactly half and odd (bit tests, no comparator chains)
         mx_up = mxw[0] & (sticky | wq[0])
@@ -144,7 +148,7 @@ class BlockQuantizer(wiring.Component):
         # ones), else wq < 127 and the increment fits 7 bits; C adds it with the sign
         top = nx.MX_ELEMENT_MAX
         assert top == 2 ** 7 - 1 and len(wq) == 7
-        mx_big = (a & mx_above).any() | wq.all()
+        mx_big = (a & mx_above).any() | wq_all
 
         # ---- C: the comparisons; the code
         c = Signal(data.StructLayout({

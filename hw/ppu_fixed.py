@@ -159,15 +159,53 @@ def scale_code_parts_layout():
     return data.ArrayLayout(_PART_LAYOUT, len(_code_thresholds()[0]))
 
 
-def scale_code_parts(y, out_format):
+def _nibble_compare(m, cache, x, name, c, op):
+    """``x > c`` (``op`` "gt"), ``x < c`` ("lt") or ``x == c`` ("eq") for an unsigned value
+    ``x`` of whole nibbles and a constant ``c``, as a balanced tree over the nibbles: each
+    nibble's comparison with its digit of ``c`` is one LUT (a signal in ``cache``, shared by
+    every constant with that digit), two nibbles combine in one more (the higher decides
+    unless equal). A 16-bit comparison is three LUT levels, whatever Yosys' comparator
+    mapping (a carry-lookahead whose depth ABC did not always recover)."""
+    def nibble(i, kind):
+        digit = (c >> (4 * i)) & 15
+        key = (name, i, kind, digit)
+        if key not in cache:
+            part = x[4 * i:4 * i + 4]
+            cache[key] = s = Signal(name=f"{name}_n{i}_{kind}{digit}")
+            m.d.comb += s.eq({"gt": part > digit, "lt": part < digit,
+                              "eq": part == digit}[kind])
+        return cache[key]
+    terms = [(nibble(i, "eq"), None if op == "eq" else nibble(i, op))
+             for i in range(len(x) // 4)]  # (equal, decided) from the lowest nibble up
+    while len(terms) > 1:
+        pairs = []
+        for i in range(0, len(terms) - 1, 2):
+            (e_lo, d_lo), (e_hi, d_hi) = terms[i], terms[i + 1]
+            pairs.append((e_hi & e_lo, None if d_hi is None else d_hi | e_hi & d_lo))
+        terms = pairs + terms[len(terms) - len(terms) % 2:]
+    eq, decided = terms[0]
+    return eq if op == "eq" else decided
+
+
+def scale_code_parts(m, y, out_format):
     """:func:`scale_code_parts_layout`'s bits of the signed 32-bit value ``y``: 16-bit
     constant comparisons (``|y| > t`` is ``y > t | y < -t``), so that they need not wait for
-    ``|y|`` and each is a short cone."""
-    y_hi, y_lo = y[_HALF:].as_signed(), y[:_HALF]
+    ``|y|`` and each is a short cone (:func:`_nibble_compare`; the signed high half compared
+    unsigned with its sign bit flipped)."""
+    flip = 1 << (_HALF - 1)
+    y_hi = Cat(y[_HALF:-1], ~y[-1])  # y's signed high half + 2**15, unsigned
+    y_lo = y[:_HALF]
+    cache = {}
+
+    def hi(t, op):  # y_hi (signed) op t's high half
+        return _nibble_compare(m, cache, y_hi, "code_hi", ((t >> _HALF) + flip) & 0xFFFF, op)
+
+    def lo(t, op):
+        return _nibble_compare(m, cache, y_lo, "code_lo", t & 0xFFFF, op)
 
     def parts(t):
-        return Cat(y_hi > (t >> _HALF), y_hi == (t >> _HALF), y_lo > (t & 0xFFFF),
-                   y_hi < (-t >> _HALF), y_hi == (-t >> _HALF), y_lo < (-t & 0xFFFF))
+        return Cat(hi(t, "gt"), hi(t, "eq"), lo(t, "gt"), hi(-t, "lt"), hi(-t, "eq"),
+                   lo(-t, "lt"))
     uint4, int4 = _code_thresholds()
     return Cat(*[Mux(out_format == Format.UINT4, parts(tu), parts(ti)) if tu != ti
                  else parts(tu) for tu, ti in zip(uint4, int4)])
@@ -329,7 +367,7 @@ class PPUFixedPoint(wiring.Component):
 
         # ---- (split: f3, |Y| registered) the output
         out = self.o.payload
-        code = {"code": scale_code_parts(y, self.out_format)} if self.scale_codes else {}
+        code = {"code": scale_code_parts(m, y, self.out_format)} if self.scale_codes else {}
         if self.split:
             f3 = Signal(data.StructLayout({
                 **tag, "mag": unsigned(width), "neg": 1, "sat": 1,

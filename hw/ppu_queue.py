@@ -1,14 +1,14 @@
 """Closed-block queue of the PPU (:class:`hw.ppu.PPU`): the value buffer, the closing of output
 blocks, their scale and rounding thresholds, and the read-out of one element per cycle."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden import intref
 from golden import numerics as nx
 
-from .common import MX_BLOCK, Format, barrel_shl, check_int, thermometer_count, validating
+from .common import MX_BLOCK, Format, barrel_shl, check_int, validating
 from .ppu_fixed import (fp8_thresholds, ppu_value_layout, scale_code_layout,
                         scale_code_of_parts)
 
@@ -27,7 +27,7 @@ BUFFER_DEPTH = 64
 #: The rounding thresholds ``(2j + 1) * M' << (E' + 16)``: 9-bit odd multiples of the 4-bit
 #: mantissa, shifted by up to 21.
 _THR_ODD_BITS = 9
-_THR_SHIFT_MAX = 21
+_THR_SHIFT_MIN, _THR_SHIFT_MAX = 7, 21
 
 #: One buffered value: ``|Y|`` and its sign (the quantizer works on magnitudes).
 ENTRY_LAYOUT = data.StructLayout({"mag": unsigned(intref.PPU_WIDTH), "neg": 1})
@@ -61,6 +61,25 @@ def ppu_element_layout(max_channels):
     return data.StructLayout({
         "e": ENTRY_LAYOUT, "rd": range(MX_BLOCK), "last": 1,
         "blk": block_params_layout(max_channels)})
+
+
+def _count_functions(m, bits, name, funcs):
+    """Functions of the count ``K`` of a thermometer code ``bits`` (``bits[k]`` is 1 exactly
+    for ``k < K``; :func:`hw.common.thermometer_count`'s edges): ``{key: (f, width)}`` ->
+    ``{key: signal}`` of ``f(K)``, each bit ``f(0)``'s XOR the OR of the one-hot edges
+    ``bits[k] & ~bits[k + 1]`` whose ``f(k + 1)`` differs from ``f(0)`` there. As deep as the
+    count itself, so that any function of it costs no logic after it."""
+    n = len(bits)
+    flat, edge = Signal(n, name=f"{name}_bits"), Signal(n, name=f"{name}_edge")
+    m.d.comb += [flat.eq(bits), edge.eq(flat & ~(flat >> 1))]
+    out = {}
+    for key, (f, width) in funcs.items():
+        assert all(0 <= f(k) < 2 ** width for k in range(n + 1)), key
+        sig = out[key] = Signal(width, name=f"{name}_{key}")
+        for b in range(width):
+            edges = Cat(*[edge[k] for k in range(n) if (f(k + 1) ^ f(0)) >> b & 1])
+            m.d.comb += sig[b].eq(edges.any() ^ (f(0) >> b & 1))
+    return out
 
 
 class BlockQueue(wiring.Component):
@@ -108,7 +127,8 @@ class BlockQueue(wiring.Component):
     maximum's leading one), b3 (the 15 rounding thresholds, the MXINT8 shift; loaded with the read
     address register ``raddr`` = the block's first slot). A register moves on when the next one is
     free or moves on in the same cycle. ``o`` shows element ``rd`` of the b3 block (the buffer read
-    at ``raddr``, combinational) while b3 is taken; each transfer advances ``rd`` and ``raddr``, and
+    at ``raddr``, combinational) while b3 is taken; each transfer advances ``rd`` and ``raddr`` (and
+    the register ``at_end``, ``rd == count - 1``, which is ``last``), and
     the transfer of the last element frees b3, which can take the next block in the same cycle
     (elements stream back to back across blocks). ``i.ready`` is ``~b0 & (held < BUFFER_DEPTH)``,
     both registers (``held``: elements ``accepted`` and not yet transferred on ``o``), so it never
@@ -194,9 +214,12 @@ class BlockQueue(wiring.Component):
         drain_end = Signal()
         mv23, mv12 = Signal(), Signal()
         b3 = Signal(block_params_layout(self.max_channels))
+        # at_end: rd is the b3 block's last element (rd == count - 1), a register set with rd
+        # (so that drain_end, which moves the queue, waits for no subtraction or comparator)
+        at_end = Signal()
         m.d.comb += [
             drain.eq(self.o.valid & self.o.ready),
-            drain_end.eq(drain & (rd == b3.meta.count - 1)),
+            drain_end.eq(drain & at_end),
             mv23.eq(b2_valid & (~b3_valid | drain_end)),
             mv12.eq(b1_valid & (~b2_valid | mv23)),
         ]
@@ -226,43 +249,50 @@ class BlockQueue(wiring.Component):
             below_max = self._fp8_below(b1.max)
             above_max = Cat(*[b1.max[b:].any() for b in range(1, width)])
             zero = b1.max == 0
-        vs_code = Signal(8)
-        m.d.comb += vs_code.eq(thermometer_count(m, below_max, "vs"))
-        lead = Signal(range(width))
-        m.d.comb += lead.eq(thermometer_count(m, above_max, "lead"))
+        # b2 holds what b3 needs of the two counts, each bit an OR of the thermometer codes'
+        # one-hot edges (as deep as the count itself): the FP8 code, its rounding thresholds'
+        # 4-bit mantissa M' and shift E' + 16 - 7 (7..21 as 0..14; M' = 0, E' + 16 = 7 for
+        # code 0), and the MXINT8 scale code and shift
+        fbm = width  # fraction bits of the MXINT8 rounding
+        vs = _count_functions(m, below_max, "vs", {
+            "code": (lambda k: k, 8),
+            "man": (lambda k: (k & 7) + (8 if k >> 3 else 0), 4),
+            "shx": (lambda k: max(k >> 3, 1) - 10 + intref.PPU_FRAC_BITS - _THR_SHIFT_MIN, 4)})
+        lead = _count_functions(m, above_max, "lead", {
+            "mx_sh": (lambda p: fbm + nx.MX_ELEMENT_FRAC_BITS - p, 6),
+            "mx_code": (lambda p: p + nx.MX_SCALE_BIAS - intref.PPU_FRAC_BITS, 8)})
         b2 = Signal(data.StructLayout({
-            "meta": meta, "vs_code": 8, "lead": range(width), "zero": 1}))
+            "meta": meta, "vs_code": 8, "man": 4, "shx": 4, "mx_sh": 6, "mx_code": 8,
+            "zero": 1}))
         with m.If(mv12):
-            m.d.sync += [b2_valid.eq(1), b2.meta.eq(b1.meta), b2.vs_code.eq(vs_code),
-                         b2.lead.eq(lead), b2.zero.eq(zero)]
+            m.d.sync += [b2_valid.eq(1), b2.meta.eq(b1.meta), b2.vs_code.eq(vs["code"]),
+                         b2.man.eq(vs["man"]), b2.shx.eq(vs["shx"]),
+                         b2.mx_sh.eq(lead["mx_sh"]), b2.mx_code.eq(lead["mx_code"]),
+                         b2.zero.eq(zero)]
         with m.Elif(mv23):
             m.d.sync += b2_valid.eq(0)
 
         # ---- rounding thresholds and MXINT8 shift (b2 -> b3)
-        # FP8 scale (M', E' + 16) and the rounding thresholds (2j + 1) * M' << (E' + 16)
-        exp = b2.vs_code[3:7]
-        man = Mux(exp == 0, b2.vs_code[0:3], b2.vs_code[0:3] + 8)
-        sh = Signal(range(32))
-        m.d.comb += sh.eq(Mux(exp == 0, 1, exp) - 10 + intref.PPU_FRAC_BITS)
+        # the rounding thresholds (2j + 1) * M' << (E' + 16)
         thr = []
         for j in range(nx.UINT4_MAX):
             # (2j + 1) * M' as a table of the 4-bit M' (a LUT level, not a multiplier)
             odd = Signal(_THR_ODD_BITS, name=f"odd{j}")
-            m.d.comb += odd.eq(Array([(2 * j + 1) * k for k in range(16)])[man])
-            thr.append(barrel_shl(m, odd, sh, _THR_SHIFT_MAX, f"thr{j}"))
-        fbm = width  # fraction bits of the MXINT8 rounding
-        mx_code = Mux(b2.zero, 0, b2.lead + (nx.MX_SCALE_BIAS - intref.PPU_FRAC_BITS))
+            m.d.comb += odd.eq(Array([(2 * j + 1) * k for k in range(16)])[b2.man])
+            shifted = barrel_shl(m, odd, b2.shx, _THR_SHIFT_MAX - _THR_SHIFT_MIN, f"thr{j}")
+            thr.append(Cat(C(0, _THR_SHIFT_MIN), shifted))
+        mx_code = Mux(b2.zero, 0, b2.mx_code)
         with m.If(mv23):
             m.d.sync += [
-                b3_valid.eq(1), rd.eq(0), b3.meta.eq(b2.meta), b3.zero.eq(b2.zero),
-                b3.mx_sh.eq(fbm + nx.MX_ELEMENT_FRAC_BITS - b2.lead),
-                b3.scale.eq(Mux(is_mx, mx_code, b2.vs_code)),
+                b3_valid.eq(1), rd.eq(0), at_end.eq(b2.meta.count == 1),
+                b3.meta.eq(b2.meta), b3.zero.eq(b2.zero),
+                b3.mx_sh.eq(b2.mx_sh), b3.scale.eq(Mux(is_mx, mx_code, b2.vs_code)),
             ]
             m.d.sync += [b3.thr[k].eq(t) for k, t in enumerate(thr)]
         with m.Elif(drain_end):
             m.d.sync += b3_valid.eq(0)
         with m.Elif(drain):
-            m.d.sync += rd.eq(rd + 1)
+            m.d.sync += [rd.eq(rd + 1), at_end.eq(rd + 2 == b3.meta.count)]
 
         # ---- read-out: element rd of the b3 block from the read address register raddr
         raddr = Signal(ptr)
@@ -273,5 +303,5 @@ class BlockQueue(wiring.Component):
         m.d.comb += buf_r.addr.eq(raddr)
         out = self.o.payload
         m.d.comb += [self.o.valid.eq(b3_valid), out.e.eq(buf_r.data), out.rd.eq(rd),
-                     out.last.eq(rd == b3.meta.count - 1), out.blk.eq(b3)]
+                     out.last.eq(at_end), out.blk.eq(b3)]
         return m

@@ -122,7 +122,10 @@ class JoinSerializer(wiring.Component):
         ssum = dr.payload.sat + sr.payload.sat
         if self.spare_unit:
             # a second unit register N: the pair joins while N is empty (flops only), and U
-            # takes N (or the joining pair) when it is free
+            # takes N (or the joining pair) when it is free. N's data registers load the sums
+            # in every cycle N is empty (enabled by nval alone, not by the handshake chain
+            # from o.ready): they matter only once nval is set, which happens in a join
+            # cycle in which they load that pair.
             nval = Signal()
             nacc = [Signal.like(uacc[0], name=f"nacc{c}") for c in range(T)]
             nsat = Signal.like(usat)
@@ -131,8 +134,9 @@ class JoinSerializer(wiring.Component):
                 m.d.sync += [uval.eq(nval | join), nval.eq(0), usat.eq(Mux(nval, nsat, ssum))]
                 m.d.sync += [uacc[c].eq(Mux(nval, nacc[c], sums[c])) for c in range(T)]
             with m.Elif(join):
-                m.d.sync += [nval.eq(1), nsat.eq(ssum)]
-                m.d.sync += [nacc[c].eq(sums[c]) for c in range(T)]
+                m.d.sync += nval.eq(1)
+            with m.If(~nval):
+                m.d.sync += [nsat.eq(ssum)] + [nacc[c].eq(sums[c]) for c in range(T)]
         else:
             join = dr.valid & sr.valid & (~uval | ser_done)
             with m.If(join):

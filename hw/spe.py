@@ -1,6 +1,6 @@
 """Sparse PE array (SPE): ``lanes`` non-zero activations x ``cols`` output channels per cycle."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, C, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -119,7 +119,12 @@ class SPE(wiring.Component):
         dispatcher's choice, late in the cycle) only sets one flip-flop instead of selecting
         what the lane registers load. The item's sweep masks and its count of zeros are
         registered as it is accepted, so the continuation's lanes and ``skipped`` start at
-        registers rather than at the item's elements. Same cycles.
+        registers rather than at the item's elements. The lanes are then registered as
+        element one-hots (selected by AND-OR, no index encoder after the carry chain), their
+        valid flags and the end of the sweep come from a carry-free count tree, the first
+        lanes of both sweep masks are encoded as the item is accepted (the next sweep's lanes
+        are a multiplexer) and the item's end is a register (``i.ready`` one LUT level after
+        flip-flops). Same cycles.
     info_in : bool
         Needs ``accept_reg``. The item's sweep masks and count of zeros arrive with it on
         ``i_info`` (:data:`SPE_INFO_LAYOUT`, :func:`spe_input_info`; the dispatcher's
@@ -239,47 +244,128 @@ class SPE(wiring.Component):
                 r = nxt
             return idx, ok, r
 
-        # lane selection, registered: this cycle's lane indices and the mask left after them
-        def lane_state(prefix):
-            return ([Signal(range(MX_BLOCK), name=f"{prefix}idx{lane}") for lane in range(L)],
-                    [Signal(name=f"{prefix}lane_ok{lane}") for lane in range(L)],
-                    Signal(MX_BLOCK, name=f"{prefix}rest"))
-        idx, lane_ok, rest = lane_state("")
+        def tree(parts, op, name):
+            """``parts`` reduced pairwise with ``op``, a balanced tree of named levels."""
+            level = 0
+            while len(parts) > 1:
+                nxt = []
+                for k in range(0, len(parts) - 1, 2):
+                    v = op(parts[k], parts[k + 1])
+                    s = Signal(v.shape(), name=f"{name}_l{level}_{k // 2}")
+                    m.d.comb += s.eq(v)
+                    nxt.append(s)
+                parts = nxt + parts[len(parts) & ~1:]
+                level += 1
+            return parts[0]
+
+        def at_least(mask, name):
+            """``[popcount(mask) > j for j <= L]`` without a carry chain: a tree of
+            saturating counts in thermometer code (a node of two children's counts of at most
+            2 bits each is one LUT4 per output bit)."""
+            cap = L + 1
+            nodes = [[mask[e]] for e in range(MX_BLOCK)]
+            level = 0
+            while len(nodes) > 1:
+                nxt = []
+                for k in range(0, len(nodes) - 1, 2):
+                    a, b = nodes[k], nodes[k + 1]
+                    n = min(cap, len(a) + len(b))
+                    bit = [(a[j] if j < len(a) else 0) | (b[j] if j < len(b) else 0)
+                           for j in range(n)]
+                    for j in range(n):
+                        for i in range(min(j, len(a))):
+                            if j - 1 - i < len(b):
+                                bit[j] = bit[j] | (a[i] & b[j - 1 - i])
+                    t = Signal(n, name=f"{name}_l{level}_{k // 2}")
+                    m.d.comb += t.eq(Cat(*bit))
+                    nxt.append([t[j] for j in range(n)])
+                nodes = nxt + nodes[len(nodes) & ~1:]
+                level += 1
+            return nodes[0]
+
+        # the current lanes' multiplexers: indices (a one-hot select per lane with
+        # accept_reg), valid flags, the mask left after them, its emptiness
+        if self.accept_reg:
+            cur_sel = [Signal(MX_BLOCK, name=f"sel{lane}") for lane in range(L)]
+        else:
+            idx = [Signal(range(MX_BLOCK), name=f"idx{lane}") for lane in range(L)]
+        lane_ok = [Signal(name=f"lane_ok{lane}") for lane in range(L)]
+        rest = Signal(MX_BLOCK, name="rest")
         if self.sweep_end_reg:  # rest == 0, registered with rest (empty after reset)
             sweep_done = Signal(init=1)
         else:
             sweep_done = rest == 0
-        if self.accept_reg:
-            # the registers the current lanes come from: the input item's selection (``a_``,
-            # loaded every cycle) when the last cycle accepted it (``took``), else the
-            # continuation (``k_``); ``idx`` .. ``sweep_done`` are their multiplexers
-            took = Signal()
-            a_state, k_state = lane_state("a_"), lane_state("k_")
-            a_done, k_done = Signal(name="a_sweep_done"), Signal(name="k_sweep_done", init=1)
-            cur = [*idx, *lane_ok, rest, sweep_done]
-
-            def latched(value, name):
-                """``value`` (of the input item) as the accepted item's: registered in every
-                cycle (no enable: the handshake, late in the cycle, reaches no logic before
-                a flip-flop), taken in the cycle after the item's acceptance (``took``) and
-                held from then on."""
-                every, held = Signal.like(value, name=f"{name}_in"), Signal.like(value, name=name)
-                m.d.sync += every.eq(value)
-                cur_value = Mux(took, every, held)
-                m.d.sync += held.eq(cur_value)
-                return cur_value
-            a_regs = [*a_state[0], *a_state[1], a_state[2], a_done]
-            k_regs = [*k_state[0], *k_state[1], k_state[2], k_done]
-            m.d.comb += [c.eq(Mux(took, a, k)) for c, a, k in zip(cur, a_regs, k_regs)]
-
         # c_cnt == its last value in MXINT8 mode (always in INT4), registered with c_cnt, so
         # that the engine's ready does not start at the mode's comparison
         last_pass = Signal(init=1)
 
+        def pass_is_last(value):
+            return Mux(is_mx, value == npass - 1, 1)
+
         def set_pass(value):
-            return [c_cnt.eq(value), last_pass.eq(Mux(is_mx, value == npass - 1, 1))]
-        final = busy & (item.null | (sweep_done & last_pass))
+            return [c_cnt.eq(value), last_pass.eq(pass_is_last(value))]
         adv = busy & ~pipe_stall
+
+        if self.accept_reg:
+            # Lane selections as registers, each ``(sel..., ok..., rest, done)``: ``sel`` a
+            # lane's element one-hot (selected by AND-OR: no index encoder after the carry
+            # chain), ``ok`` its valid flag, ``rest`` the sweep's mask left after the lanes,
+            # ``done`` rest == 0. ``a_``: of the input item's high-nibble sweep, loaded every
+            # cycle; ``k_``: the continuation. The current lanes are ``a_``'s in the cycle
+            # after the item's acceptance (``took``), else ``k_``'s: the handshake (late in the
+            # cycle) only sets one flip-flop. The first lanes of each of the item's sweeps
+            # are encoded as it is accepted (``a_``, ``lo_in``) and held (``hi_``, ``lo_``), so
+            # at the end of a sweep the next sweep's lanes are a multiplexer, not an encoder;
+            # within a sweep the next lanes are encoded from the registered ``rest``.
+            took = Signal()
+
+            def lane_regs(prefix, **done_kw):
+                return [*[Signal(MX_BLOCK, name=f"{prefix}sel{lane}") for lane in range(L)],
+                        *[Signal(name=f"{prefix}lane_ok{lane}") for lane in range(L)],
+                        Signal(MX_BLOCK, name=f"{prefix}rest"),
+                        Signal(name=f"{prefix}sweep_done", **done_kw)]
+
+            def lanes(mask, name, counts=None):
+                """The lane selection of ``mask`` in the order of :func:`lane_regs`: each lane
+                isolates the lowest set bit left as ``r & ~(r - 1)`` (a carry chain); the valid
+                flags and ``done`` come from ``counts``, by default ``at_least(mask)``, in
+                parallel."""
+                if counts is None:
+                    counts = at_least(mask, f"{name}_cnt")
+                r, sels = mask, []
+                for lane in range(L):
+                    low = Signal(MX_BLOCK, name=f"{name}_low{lane}")  # one-hot, or 0
+                    nxt = Signal(MX_BLOCK, name=f"{name}_rest{lane}")
+                    m.d.comb += [low.eq(r & ~(r - 1)), nxt.eq(r & (r - 1))]
+                    sels.append(low)
+                    r = nxt
+                return [*sels, *counts[:L], r, ~counts[L] if L < len(counts) else C(1, 1)]
+
+            def held(every, name):
+                """``every`` (loaded in every cycle) as the accepted item's: taken in the cycle
+                after the item's acceptance (``took``) and held from then on."""
+                regs = [Signal.like(v, name=f"{name}_{v.name}") for v in every]
+                cur_values = [Mux(took, e, h) for e, h in zip(every, regs)]
+                m.d.sync += [h.eq(c) for h, c in zip(regs, cur_values)]
+                return cur_values
+
+            def latched(value, name):
+                every = Signal.like(value, name=f"{name}_in")
+                m.d.sync += every.eq(value)
+                return held([every], name)[0]
+
+            a_regs, k_regs = lane_regs("a_"), lane_regs("k_", init=1)
+            cur = [*cur_sel, *lane_ok, rest, sweep_done]
+            m.d.comb += [c.eq(Mux(took, a, k)) for c, a, k in zip(cur, a_regs, k_regs)]
+            lo_in = lane_regs("lo_in_")
+            hi_first, lo_first = held(a_regs, "hi"), held(lo_in, "lo")
+            # the item's end in the current cycle, but for ``busy``: registered for the
+            # input item (``a_fin``) and for the continuation (``k_fin``), so that
+            # ``i.ready`` is one LUT level after flip-flops
+            a_fin, k_fin = Signal(name="a_fin"), Signal(name="k_fin")
+            final = busy & Mux(took, a_fin, k_fin)
+        else:
+            final = busy & (item.null | (sweep_done & last_pass))
         active = popcount(m, Cat(*lane_ok), "active")
         # the item's zeros skipped: counted from the input as it is accepted (accept_reg; with
         # info_in counted upstream), or from the item
@@ -306,12 +392,24 @@ class SPE(wiring.Component):
             for k, (a, b, s) in enumerate(SPE_NIBBLE_PASSES):
                 with m.Case(k):
                     m.d.comb += [xn.eq(a), wn.eq(b), sh4.eq(Mux(is_mx, s // 4, 0))]
-        x_arr = Array([item.x[e] for e in range(MX_BLOCK)])
-        ops_x = [nibble_operands(x_arr[idx[lane]], xn, is_mx) for lane in range(L)]
+
+        # the operands' nibble selection by the item's mode, registered as it is accepted
+        # (accept_reg; ``last_pass`` is, too), so that it is one LUT after the selection
+        op_mx = Signal(name="op_mx") if self.accept_reg else is_mx
+
+        def select(elems, lane, name):
+            """Lane ``lane``'s element of ``elems`` (32 values)."""
+            if not self.accept_reg:
+                return Array(elems)[idx[lane]]
+            return tree([Mux(cur_sel[lane][e], elems[e], 0) for e in range(MX_BLOCK)],
+                        lambda a, b: a | b, f"{name}_sel{lane}")
+        ops_x = [nibble_operands(select([item.x[e] for e in range(MX_BLOCK)], lane, "x"),
+                                 xn, op_mx) for lane in range(L)]
         ops_w, ms, es = [], [], []
         for c in range(T):
-            w_arr = Array([item.w[c][e] for e in range(MX_BLOCK)])
-            ops_w.append([nibble_operands(w_arr[idx[lane]], wn, is_mx) for lane in range(L)])
+            ops_w.append([nibble_operands(select([item.w[c][e] for e in range(MX_BLOCK)],
+                                                 lane, f"w{c}"), wn, op_mx)
+                          for lane in range(L)])
             msc, esc = scale_factors(item.x_scale, item.w_scale[c], self.mode)
             ms.append(msc)
             es.append(esc)
@@ -327,25 +425,35 @@ class SPE(wiring.Component):
         accept = self.i.valid & self.i.ready
         # (the first sweep multiplies the high nibbles; after sweep 0 the high ones again, then
         # the low ones: SPE_NIBBLE_PASSES)
-        in_hi = in_info.hi if self.accept_reg else sweep_mask(self.i.payload.x, 1)
-        a_idx, a_ok, a_rest = lanes_of(in_hi, "acc")
-        cont_mask = Signal(MX_BLOCK)
-        if self.accept_reg:  # the item's sweep masks, from the input as it is accepted
-            sweeps = [latched(in_hi, "item_sweep_hi"), latched(in_info.lo, "item_sweep_lo")]
-            next_sweep = Mux(c_cnt == 0, *sweeps)
-        else:
-            next_sweep = sweep_mask(item.x, c_cnt == 0)
-        m.d.comb += cont_mask.eq(Mux(sweep_done, next_sweep, rest))
-        k_idx, k_ok, k_rest = lanes_of(cont_mask, "cont")
         if self.accept_reg:
             m.d.sync += took.eq(accept)
-            m.d.sync += [r.eq(v) for r, v in zip(a_regs, [*a_idx, *a_ok, a_rest, a_rest == 0])]
-            with m.If(adv & ~final):
-                m.d.sync += [r.eq(v) for r, v in zip(k_regs,
-                                                     [*k_idx, *k_ok, k_rest, k_rest == 0])]
-            with m.Else():  # hold the current lanes (they may be the a_ registers')
+            a_new = lanes(in_info.hi, "acc")
+            m.d.sync += [r.eq(v) for r, v in zip(a_regs, a_new)]
+            m.d.sync += [r.eq(v) for r, v in zip(lo_in, lanes(in_info.lo, "lo"))]
+            m.d.sync += a_fin.eq(self.i.payload.null | (a_new[-1] & pass_is_last(0)))
+            # the lanes after the current ones: the next sweep's first (after sweep 0 the
+            # high nibbles' again, then the low ones'), or the rest of this sweep's. Loaded
+            # unless the engine stalls: after the item's final cycle they are not used (the
+            # next item's lanes are a_'s, and k_'s are only used after a cycle of the same
+            # item)
+            first = [Mux(c_cnt == 0, h, lo) for h, lo in zip(hi_first, lo_first)]
+            # (the counts of the rest from each source, so that the counts start at flip-flops)
+            counts = [Mux(took, a, k) for a, k in zip(at_least(a_regs[2 * L], "a_rest_cnt"),
+                                                      at_least(k_regs[2 * L], "k_rest_cnt"))]
+            nxt = [Mux(sweep_done, f, c) for f, c in zip(first, lanes(rest, "cont", counts))]
+            last_after = Mux(sweep_done, pass_is_last(c_cnt + 1), last_pass)
+            with m.If(pipe_stall):  # hold the current lanes (they may be the a_ registers')
                 m.d.sync += [r.eq(c) for r, c in zip(k_regs, cur)]
+                m.d.sync += k_fin.eq(Mux(took, a_fin, k_fin))
+            with m.Else():
+                m.d.sync += [r.eq(v) for r, v in zip(k_regs, nxt)]
+                m.d.sync += k_fin.eq(nxt[-1] & last_after)
         else:
+            in_hi = sweep_mask(self.i.payload.x, 1)
+            a_idx, a_ok, a_rest = lanes_of(in_hi, "acc")
+            cont_mask = Signal(MX_BLOCK)
+            m.d.comb += cont_mask.eq(Mux(sweep_done, sweep_mask(item.x, c_cnt == 0), rest))
+            k_idx, k_ok, k_rest = lanes_of(cont_mask, "cont")
             with m.If(accept):
                 m.d.sync += [a.eq(b) for a, b in zip(idx + lane_ok, a_idx + a_ok)]
                 m.d.sync += rest.eq(a_rest)
@@ -364,6 +472,8 @@ class SPE(wiring.Component):
 
         with m.If(accept):
             m.d.sync += [item.eq(self.i.payload), busy.eq(1), fresh.eq(1), *set_pass(0)]
+            if self.accept_reg:
+                m.d.sync += op_mx.eq(is_mx)
         with m.Elif(adv & final):
             m.d.sync += busy.eq(0)
         return m

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
-from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed
 
 from golden import intref
 from golden import numerics as nx
@@ -19,7 +19,7 @@ from .common import ACC_WIDTH, MX_BLOCK, barrel_shl
 from .cyclemodel import BlockQueueModel
 from .ppu_drain import DRAIN_LATENCY, BlockQuantizer
 from .ppu_fixed import (PPUFixedPoint, fixed_latency, fixed_point_value, partial_products,
-                        product_sum)
+                        product_sum, scale_code_parts)
 from .ppu_queue import BUFFER_DEPTH, QUEUE_LATENCY, BlockQueue
 from .simtest import run_sim, stream_get, stream_put
 from .toolchain import yosys_executable
@@ -204,6 +204,47 @@ def test_fixed_point_value_equals_full_width_formally(tmp_path):
         return Mux(prod[intref.SCALE_SHIFT_MAX - 1] & (shift == 1), y + 1, y), sat
     run = _sat_prove_fixed_point(slipped, tmp_path)
     assert run.returncode != 0 and "proof did fail" in run.stdout + run.stderr
+
+
+class _ScaleCodeMiter(Elaboratable):
+    """:func:`hw.ppu_fixed.scale_code_parts` (``dut``) next to the plain comparisons of
+    ``y``'s signed high and unsigned low halves with each threshold's (``ref``)."""
+
+    def __init__(self):
+        self.y = Signal(signed(intref.PPU_WIDTH), name="y")
+        self.fmt = Signal(F, name="fmt")
+        self.ref, self.dut = Signal(948, name="ref"), Signal(948, name="dut")
+        self.ports = [self.y, self.fmt, self.ref, self.dut]
+
+    def elaborate(self, platform):
+        m = Module()
+        y_hi, y_lo = self.y[16:].as_signed(), self.y[:16]
+
+        def parts(t):
+            return [y_hi > (t >> 16), y_hi == (t >> 16), y_lo > (t & 0xFFFF),
+                    y_hi < (-t >> 16), y_hi == (-t >> 16), y_lo < (-t & 0xFFFF)]
+        rest = [2 ** b - 1 for b in range(1, intref.PPU_WIDTH)] + [0]
+        ref = []
+        for tu, ti in zip(*[[int(q * _FP8[c] * 2 ** intref.PPU_FRAC_BITS)
+                              for c in range(nx.FP8_MAX_CODE)] + rest
+                             for q in (nx.UINT4_MAX, nx.INT4_MAX)]):
+            ref += [Mux(self.fmt == F.UINT4, u, i) for u, i in zip(parts(tu), parts(ti))]
+        assert len(ref) == len(self.ref)
+        m.d.comb += [self.ref.eq(Cat(*ref)), self.dut.eq(scale_code_parts(m, self.y, self.fmt))]
+        return m
+
+
+def test_scale_code_parts_equal_plain_comparisons_formally(tmp_path):
+    """A SAT proof over every value and format that the nibble-tree comparisons of
+    scale_code_parts equal the plain 16-bit comparisons."""
+    miter = _ScaleCodeMiter()
+    il = tmp_path / "codes.il"
+    il.write_text(rtlil.convert(miter, ports=miter.ports, name="codes"))
+    script = (f"read_rtlil {il}; hierarchy -top codes; proc; flatten; opt -fast; "
+              "sat -prove ref dut -verify codes")
+    run = subprocess.run([yosys_executable(), "-p", script], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0 and "SUCCESS!" in run.stdout, run.stdout[-2000:] + run.stderr
 
 
 def test_partial_products_sum_to_the_product():

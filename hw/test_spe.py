@@ -27,6 +27,16 @@ def test_spe_matches_reference(x_format, vector, lanes, cols, sparsity, regs):
                  item_cycles=spe_cycles(vector, lanes), vector=vector, sparsity=sparsity)
 
 
+@pytest.mark.parametrize("x_format", list(intref.Format))
+def test_spe_one_lane_registered_matches_reference(x_format):
+    """One lane (the board's SPE) with the registered lane selection and nibble_skip: exact
+    results and cycles per item."""
+    dut = SPE(vector=8, lanes=1, cols=2, nibble_skip=True, sweep_end_reg=True,
+              product_reg=True, accept_reg=True, result_queue=True)
+    engine_check(dut, x_format=x_format, units=8, seed=310 + x_format.value,
+                 item_cycles=spe_cycles(8, 1, nibble_skip=True), vector=8, sparsity=0.5)
+
+
 @pytest.mark.parametrize("x_format", [intref.Format.MXINT8, intref.Format.UINT4])
 @pytest.mark.parametrize("accept_reg", [False, True])
 def test_spe_nibble_skip_matches_reference(x_format, accept_reg):
