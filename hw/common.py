@@ -17,7 +17,7 @@ __all__ = [
     "Mode", "Format", "ACC_WIDTH", "ACC_FRAC_BITS", "TERM_LIMIT", "MX_BLOCK", "ELEM_SHAPE",
     "TERM_WIDTH", "SAT_WIDTH", "VECTOR_CHOICES", "MANT_WIDTH",
     "validating", "check_int", "check_choice", "barrel_shl", "barrel_shr", "decode_scale",
-    "term_shift", "term_unit",
+    "TERM_STEP", "term_prescale", "term_shift", "term_unit",
     "adder_tree", "pack_value", "connect_read_port", "thermometer_count", "ACT_COUNTS_LAYOUT",
     "act_counts", "act_nonzero", "act_counts_of",
     "nibble_operands", "lut_product",
@@ -150,19 +150,20 @@ def decode_scale(code, mode):
     return m, e
 
 
-def barrel_shl(m, value, amount, max_amount, name):
-    """``value << amount`` as a logarithmic shifter (one 2:1 mux level per bit of ``amount``),
-    ``len(value) + max_amount`` bits wide; ``amount`` must not exceed ``max_amount``. (Cheaper
-    to simulate and to synthesize than a variable shift that becomes a case per amount.)"""
+def barrel_shl(m, value, amount, max_amount, name, step=1):
+    """``value << (amount * step)`` as a logarithmic shifter (one 2:1 mux level per bit of
+    ``amount``), ``len(value) + max_amount`` bits wide; ``amount * step`` must not exceed
+    ``max_amount``. (Cheaper to simulate and to synthesize than a variable shift that becomes a
+    case per amount.)"""
     out_width = len(value) + max_amount
     signed_ = value.shape().signed
     x = value
     for b in range(len(amount)):
-        if (1 << b) > max_amount:
+        if (step << b) > max_amount:
             break
-        width = min(len(x) + (1 << b), out_width)
+        width = min(len(x) + (step << b), out_width)
         st = Signal(signed(width) if signed_ else unsigned(width), name=f"{name}_shl{b}")
-        m.d.comb += st.eq(Mux(amount[b], x << (1 << b), x))
+        m.d.comb += st.eq(Mux(amount[b], x << (step << b), x))
         x = st
     return x
 
@@ -179,46 +180,111 @@ def barrel_shr(m, value, amount, step, name):
     return x
 
 
-def term_shift(m, mant_width, exp, name="term"):
+#: The step of the term unit's shifter (:func:`term_shift`): the mantissa is shifted by a
+#: multiple of it, the rest (``term_prescale``, 0..3) is applied to ``M`` before the product.
+TERM_STEP = 4
+
+
+def term_prescale(exp, mant_width=MANT_WIDTH, step=TERM_STEP):
+    """The fine part of a term's shift, ``(exp + mant_width) mod step`` (a few low bits of
+    ``exp``): a pipeline shifts the scale mantissa ``M`` left by it before ``mant = P * M``
+    (:mod:`hw.engine`), so that :func:`term_unit` shifts only by multiples of ``step``."""
+    assert step & (step - 1) == 0, "a power of two"
+    return (exp + mant_width)[:step.bit_length() - 1]
+
+
+def term_shift(m, mant_width, exp, name="term", step=TERM_STEP):
     """The exponent's half of :func:`term_unit` for a ``mant_width``-bit mantissa and the
-    signed shift ``exp``: signals ``(shamt, big, small)``, the left shift of the mantissa's
-    fixed-point image and whether the term saturates (``exp`` too large) or rounds to 0 (too
-    small). Combinational, so that a pipeline can compute it a stage ahead of the mantissa
+    signed shift ``exp``: signals ``(q, qhot, qge, big, small)``. The left shift of the
+    mantissa's fixed-point image is ``exp + mant_width = step * q + term_prescale(exp)`` (``q``
+    its coarse part; the fine part is applied to the mantissa ahead of the term unit);
+    ``qhot`` is ``q`` one-hot and ``qge`` as a thermometer code (bit ``k``: ``q >= k``), both
+    decoded from ``exp``, so that the term unit selects mantissa bits without decoding ``q``;
+    ``big`` / ``small``: the term saturates (``exp`` too large) or rounds to 0 (too small).
+    Combinational, so that a pipeline can compute it a stage ahead of the mantissa
     (``hw.engine``: in parallel with ``mant = P * M``)."""
     mw, top = mant_width, TERM_WIDTH - 1  # |mant| >= 1 shifted by >= 52 always saturates
-    shamt = Signal(range(mw + top + 1), name=f"{name}_shamt")
+    fine = step.bit_length() - 1
+    nq = ((mw + top - 1) >> fine) + 1  # values of q
+    q = Signal(range(nq), name=f"{name}_q")
     big, small = Signal(name=f"{name}_big"), Signal(name=f"{name}_small")
     in_range = (exp >= -mw) & (exp < top)
-    m.d.comb += [shamt.eq(Mux(in_range, exp + mw, 0)), big.eq(exp >= top), small.eq(exp < -mw)]
-    return shamt, big, small
+    qhot = Signal(nq, name=f"{name}_qhot")
+    qge = Signal(nq, name=f"{name}_qge")
+    m.d.comb += [q.eq(Mux(in_range, (exp + mw) >> fine, 0)), big.eq(exp >= top),
+                 small.eq(exp < -mw)]
+    m.d.comb += [qhot[k].eq(in_range & (exp >= step * k - mw) & (exp < step * (k + 1) - mw))
+                 for k in range(nq)]
+    m.d.comb += [qge[k].eq(in_range & (exp >= step * k - mw)) for k in range(nq)]
+    return q, qhot, qge, big, small
 
 
-def term_unit(m, mant, shift, *, go, name="term"):
-    """``clamp(RNE(mant * 2**exp), +-TERM_LIMIT)`` for a signed integer ``mant`` and a signed
-    shift ``exp`` (the term of docs/numerics.md section 4, with ``mant = P * M`` and
-    ``exp = E + 24``), given as ``shift = (shamt, big, small)`` of :func:`term_shift`
-    (registered with ``mant``), in two halves with a register between them, loaded when
-    ``go``: the shift and the rounding decision, then the rounding increment and the clamp.
-    Returns ``(term, saturated)`` signals (``term`` is TERM_WIDTH bits) for the ``mant`` and
-    ``shift`` of the previous ``go`` cycle."""
-    mw = len(mant)
+def term_unit(m, mant, shift, *, go, frac_bits=MANT_WIDTH, step=TERM_STEP, name="term"):
+    """``clamp(RNE(mant * 2**(step * q - frac_bits)), +-TERM_LIMIT)`` for a signed integer
+    ``mant`` (the term of docs/numerics.md section 4: ``mant = (P * M) << term_prescale(exp)``
+    and ``exp = E + 24``), given ``shift = (q, qhot, qge, big, small)`` of :func:`term_shift`
+    (registered with ``mant``; ``big``: the term saturates unless ``mant`` is 0, ``small``:
+    it is 0), in two halves with a register between them, loaded when ``go``: the shift and,
+    next to it from ``mant`` and ``qhot`` / ``qge``, the rounding decision and the range
+    checks; then the rounding increment and the clamp. Returns ``(term, saturated)`` signals
+    (``term`` is TERM_WIDTH bits) for the ``mant`` and ``shift`` of the previous ``go``
+    cycle; ``saturated`` is a function of flags registered in the first half (a pipeline can
+    count the saturated terms of its columns in the second, ``hw.engine``)."""
+    fb, n = frac_bits, len(mant)
     top = TERM_WIDTH - 1
-    shamt, big_in, small_in = shift
-    wide = barrel_shl(m, mant, shamt, mw + top - 1, name)
-    frac = wide[:mw]
-    half = 1 << (mw - 1)
+    q, qhot, qge, big_in, small_in = shift
+    nq = len(qhot)
+    wide = barrel_shl(m, mant, q, step * (nq - 1), name, step=step)
+
+    def ge(k):  # q >= k
+        return Const(1, 1) if k <= 0 else Const(0, 1) if k >= nq else qge[k]
+
+    def groups(bits, key):  # the bits j of mant in groups of equal key(j)
+        out = {}
+        for j in bits:
+            out.setdefault(key(j), []).append(mant[j])
+        return out
+
+    # the rounding decision's inputs: the round bit wide[fb - 1] (the mantissa's bit
+    # fb - 1 - step * q, selected by qhot) and the sticky bits wide[:fb - 1]: the mantissa's
+    # bits j < fb - 1 - step * q, i.e. those with q < ceil((fb - 1 - j) / step); the lsb is
+    # the integer part's bit 0
+    def bit_at(pos):
+        return Cat(*[qhot[k] & mant[pos - step * k] for k in range(nq)
+                     if 0 <= pos - step * k < n]).any()
+
+    sticky = Cat(*[~ge(t) & Cat(*bs).any() for t, bs in groups(
+        range(min(fb - 1, n)), lambda j: -(-(fb - 1 - j) // step)).items()]).any()
+    # the clamp, also from the mantissa: a mantissa narrower than the term makes a term with a
+    # fractional part (step * q < fb) far from the limit, so the rounded term exceeds
+    # TERM_LIMIT = 2**top - 1 exactly when mant * 2**(step * q - fb) >= 2**top, i.e. mant >=
+    # 2**K (K = top + fb - step * q; bit j of mant is at or above K when q >= u(j) =
+    # ceil((top + fb - j) / step)), and falls below -TERM_LIMIT exactly when mant <= -2**K,
+    # i.e. K < n and not (the bits from K up all ones and a bit below K set)
+    assert n <= top, "a mantissa narrower than the term"
+    sign = mant[-1]
+    above = groups(range(n - 1), lambda j: -(-(top + fb - j) // step))
+    over_next = ~sign & Cat(*[ge(u) & Cat(*bs).any() for u, bs in above.items()]).any()
+    not_all_above = Cat(*[ge(u) & ~Cat(*bs).all() for u, bs in above.items()]).any()
+    none_below = Cat(*[ge(u) | ~Cat(*bs).any() for u, bs in above.items()]).all()
+    under_next = sign & ge(-(-(top + fb - (n - 1)) // step)) & (not_all_above | none_below)
     # first half, registered: the integer part, the rounding decision, the out-of-range cases
-    whole = Signal(signed(len(wide) - mw), name=f"{name}_whole")
-    up, big, small = (Signal(name=f"{name}_{n}") for n in ("up", "big", "small"))
-    mzero, mneg = Signal(name=f"{name}_mzero"), Signal(name=f"{name}_mneg")
+    # (only its low TERM_WIDTH bits: an unclamped term fits them)
+    whole = Signal(signed(TERM_WIDTH), name=f"{name}_whole")
+    flags = ("round", "sticky", "big", "small", "over", "under", "mzero", "mneg")
+    f = {flag: Signal(name=f"{name}_{flag}") for flag in flags}
     with m.If(go):
-        m.d.sync += [whole.eq(wide[mw:].as_signed()),
-                     up.eq((frac > half) | ((frac == half) & wide[mw])),
-                     big.eq(big_in), small.eq(small_in),
-                     mzero.eq(mant == 0), mneg.eq(mant < 0)]
-    # second half: RNE increment and clamp
-    rounded = Signal(signed(len(whole) + 1), name=f"{name}_rne")
-    m.d.comb += rounded.eq(whole + up)
+        m.d.sync += [whole.eq(wide[fb:fb + TERM_WIDTH].as_signed()),
+                     f["round"].eq(bit_at(fb - 1)), f["sticky"].eq(sticky),
+                     f["big"].eq(big_in), f["small"].eq(small_in),
+                     f["over"].eq(over_next), f["under"].eq(under_next),
+                     f["mzero"].eq(mant == 0), f["mneg"].eq(mant < 0)]
+    big, small, over, under, mzero, mneg = (
+        f[flag] for flag in ("big", "small", "over", "under", "mzero", "mneg"))
+    # second half: RNE increment (round half to even) and clamp
+    up = Signal(name=f"{name}_up")
+    rounded = Signal(signed(TERM_WIDTH), name=f"{name}_rne")
+    m.d.comb += [up.eq(f["round"] & (f["sticky"] | whole[0])), rounded.eq(whole + up)]
     term = Signal(signed(TERM_WIDTH), name=name)
     sat = Signal(name=f"{name}_sat")
     with m.If(big):
@@ -228,9 +294,9 @@ def term_unit(m, mant, shift, *, go, name="term"):
         ]
     with m.Elif(small):
         m.d.comb += term.eq(0)
-    with m.Elif(rounded > TERM_LIMIT):
+    with m.Elif(over):
         m.d.comb += [sat.eq(1), term.eq(TERM_LIMIT)]
-    with m.Elif(rounded < -TERM_LIMIT):
+    with m.Elif(under):
         m.d.comb += [sat.eq(1), term.eq(-TERM_LIMIT)]
     with m.Else():
         m.d.comb += term.eq(rounded)
@@ -258,22 +324,41 @@ def nibble_operands(elem, nibble, is_mx):
 
 
 def lut_product(m, a, b, name):
-    """``a * b`` for a small multiplier operand ``b`` as a sum of shifted partial products
-    (a signed ``b``'s sign bit has weight ``-2**(len(b) - 1)``). Synthesis sees adders, not a
-    ``$mul``: on an FPGA a 5 x 5-bit product takes a few dozen LUTs instead of a whole
-    18 x 18 DSP block (docs/fpga.md 2), and the array's width is then not limited by the
-    device's DSP count. The operands are first assigned to signals named ``name_a`` /
-    ``name_b`` (each bit of ``b`` is used once per partial product: without the signal an
-    operand multiplexer would be repeated for every bit in the emitted Verilog)."""
+    """``a * b`` for a small multiplier operand ``b`` as a sum of shifted partial products,
+    one per radix-4 Booth digit ``d`` of ``b`` (``d`` in -2..2 from three bits of ``b``; a
+    negative digit's row is ``~(|d| a)`` and its ``+1`` fills an empty low bit of the next
+    row). Synthesis sees adders, not a ``$mul``: on an FPGA a 5 x 5-bit product takes a few
+    dozen LUTs instead of a whole 18 x 18 DSP block (docs/fpga.md 2), and the array's width is
+    then not limited by the device's DSP count; three rows (a LUT level each bit) instead of
+    five shorten the adder in front of the product register. The operands are first assigned
+    to signals named ``name_a`` / ``name_b`` (each bit of ``b`` is used once per partial
+    product: without the signal an operand multiplexer would be repeated for every bit in the
+    emitted Verilog)."""
     a_sig = Signal(a.shape(), name=f"{name}_a")
     b_sig = Signal(b.shape(), name=f"{name}_b")
     m.d.comb += [a_sig.eq(a), b_sig.eq(b)]
     a, b = a_sig, b_sig
-    n = len(b)
-    parts = [Mux(b[k], a << k, 0) for k in range(n - 1)]
-    parts.append(Mux(b[n - 1], -(a << (n - 1)), 0) if b.shape().signed
-                 else Mux(b[n - 1], a << (n - 1), 0))
-    return adder_tree(parts)
+    # b's bits as a signed number (an unsigned b gets a 0 sign bit), b[-1] = 0
+    bits = [b[k] for k in range(len(b))] + ([] if b.shape().signed else [Const(0, 1)])
+
+    def bit(k):
+        return Const(0, 1) if k < 0 else bits[min(k, len(bits) - 1)]
+
+    rows, neg_prev = [], None
+    for j in range((len(bits) + 1) // 2):
+        hi, mid, lo = bit(2 * j + 1), bit(2 * j), bit(2 * j - 1)
+        one = mid ^ lo
+        two = (hi & ~mid & ~lo) | (~hi & mid & lo)
+        neg = Signal(name=f"{name}_neg{j}")
+        m.d.comb += neg.eq(hi & ~(mid & lo))
+        mag = Mux(two, a << 1, Mux(one, a, 0))
+        row = Mux(neg, ~mag, mag)
+        low = (Const(0, 2 * j) if neg_prev is None
+               else Cat(Const(0, 2 * j - 2), neg_prev, Const(0, 1)))  # the previous row's +1
+        rows.append(Cat(low, row).as_signed())
+        neg_prev = neg
+    rows.append(neg_prev << (2 * len(rows) - 2))
+    return adder_tree(rows)
 
 
 def adder_tree(parts):

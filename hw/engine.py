@@ -10,16 +10,22 @@ produces per cycle one *pass*: the multiplier operands of that cycle (in the eng
 stage  work
 ====== ====================================================================================
 0      the operand register; the engine's ``column_products`` multiplies the registered
-       operands, and the products of each of its ``cols`` computing columns are summed into
-       ``s`` (with ``product_reg``: the products are registered first, in stage 0p, and
-       summed from there; every later stage and the latency move by one)
-1      ``P = (fresh ? 0 : P) + (s << 4 sh4)``: the exact integer vector product, built over the
-       passes of an item (SPE) or of a column group (DPE: the slices / nibble products)
-2      ``mant = P * M`` (``M`` = product of the activation and weight scale mantissas); in
-       parallel the term unit's shift amount and range flags from ``E``
-3      the term unit, first half: ``mant * 2**E`` (logarithmic shift) and the rounding
-       decision
-4      the term unit, second half: ``clamp(RNE(...), +-TERM_LIMIT)`` (docs/numerics.md 4)
+       operands (radix-4 Booth products, :func:`hw.common.lut_product`), and the products of
+       each of its ``cols`` computing columns are summed in parts of at most
+       :data:`SUM_LANES` into ``s`` (with ``product_reg``: the products are registered
+       first, in stage 0p, and summed from there; every later stage and the latency move by
+       one); the scale mantissas are multiplied into ``M`` at the same register
+1      ``P = (fresh ? 0 : P) + sum_k (s_k << 4 sh4)``: the exact integer vector product, built
+       over the passes of an item (SPE) or of a column group (DPE: the slices / nibble
+       products); in parallel ``M << term_prescale(E)`` (the fine part of the term's shift)
+2      ``mant = P * (M << term_prescale(E))`` (``M`` = product of the activation and weight
+       scale mantissas); in parallel the term unit's coarse shift amount (binary, one-hot and
+       thermometer) and range flags from ``E``
+3      the term unit, first half: ``mant * 2**E`` (logarithmic shift in steps of
+       :data:`hw.common.TERM_STEP`) and, next to the shift, from ``mant`` and the decoded
+       shift amount, the rounding decision's inputs and the clamp's range checks
+4      the term unit, second half: ``clamp(RNE(...), +-TERM_LIMIT)`` (docs/numerics.md 4);
+       the saturated terms counted per group of up to 4 columns
 5      accumulate into column group ``group`` (clear it first if ``first``); a pass with
        ``emit`` (the final pass of a ``last`` item) writes the accumulators to ``o``
 ====== ====================================================================================
@@ -42,11 +48,12 @@ ahead of the join.
 from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
-from .common import (ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, adder_tree, decode_scale,
-                     lut_product, popcount, term_shift, term_unit)
+from .common import (ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, TERM_STEP, adder_tree, barrel_shl,
+                     decode_scale, lut_product, popcount, term_prescale, term_shift, term_unit)
 
-__all__ = ["ENGINE_STAGES", "PRODUCT_WIDTH", "SUM_WIDTH", "engine_stages", "pass_layout",
-           "scale_factors", "lane_products", "result_handshake", "result_pipeline"]
+__all__ = ["ENGINE_STAGES", "PRODUCT_WIDTH", "SUM_WIDTH", "SUM_LANES", "engine_stages",
+           "pass_layout", "scale_factors", "scale_product", "lane_products", "result_handshake",
+           "result_pipeline"]
 
 #: Register stages between an engine's issue stage and its result register (stages 0-5),
 #: without the product register.
@@ -61,21 +68,27 @@ def engine_stages(product_reg=False):
     return ENGINE_STAGES + bool(product_reg)
 #: Signed bits of one pass's partial sum per column (up to 32 lanes of 5 x 5-bit products).
 SUM_WIDTH = 16
+#: The most products per part of a column's partial sum: the sum is registered in
+#: ``ceil(lanes / SUM_LANES)`` parts of nearly equal size (short adder trees), which stage 1 adds
+#: into ``P`` (the 16 lanes of the ``board`` DPE: three parts, 5 + 5 + 6).
+SUM_LANES = 6
 #: Signed bits of a term exponent ``E + 24`` (FP8: -9..5 per scale, E8M0: -133..122).
 EXP_WIDTH = 10
 
 
-def pass_layout(cols, groups, operands=None):
+def pass_layout(cols, groups, operands=None, parts=1):
     """One issued pass: ``valid`` (the issue stage processed a pass), the item's ``null``,
     ``first``, ``last``, ``final`` (the item's last pass), ``pdone`` (this pass completes
     ``P``), ``fresh`` (``P`` starts from zero), ``sh4`` (``s << 4 sh4``: a nibble product's
     weight, 0, 4 or 8 bits; two multiplexer levels), ``group`` (the column
-    group the columns compute), per column the scale factors ``m`` (mantissa product) and
-    ``e`` (exponent sum + 24); and the pass's multiplier operands ``ops`` (layout
-    ``operands``: the issue stage and stage 0) or, without ``operands``, per column the
-    partial sum ``s`` (stage 1)."""
+    group the columns compute), per column the scale factors ``m`` (the two scale mantissas
+    of :func:`scale_factors` in the issue stage and stage 0, their product from the next
+    register on) and ``e`` (exponent sum + 24); and the pass's multiplier operands ``ops``
+    (layout ``operands``: the issue stage and stage 0) or, without ``operands``, per column
+    the partial sum ``s`` in ``parts`` parts (stage 1; :data:`SUM_LANES`)."""
     data_field = ({"ops": operands} if operands is not None
-                  else {"s": data.ArrayLayout(signed(SUM_WIDTH), cols)})
+                  else {"s": data.ArrayLayout(data.ArrayLayout(signed(SUM_WIDTH), parts),
+                                              cols)})
     return data.StructLayout({
         "valid": 1, "null": 1, "first": 1, "last": 1, "final": 1, "pdone": 1, "fresh": 1,
         "sh4": range(3),
@@ -87,11 +100,18 @@ def pass_layout(cols, groups, operands=None):
 
 
 def scale_factors(x_scale, w_scale, mode):
-    """``(M, E + 24)`` of a term: the product of the activation and weight scale mantissas and
-    the sum of their exponents on the accumulator grid (:func:`hw.common.decode_scale`)."""
+    """``(M, E + 24)`` of a term (:func:`hw.common.decode_scale`): the activation and weight
+    scale mantissas, 4 bits each in one 8-bit value (:func:`result_pipeline` multiplies them
+    after its operand register, :func:`scale_product`), and the sum of their exponents on the
+    accumulator grid."""
     mx, ex = decode_scale(x_scale, mode)
     mw, ew = decode_scale(w_scale, mode)
-    return mx * mw, ex + ew + ACC_FRAC_BITS
+    return Cat(mx, mw), ex + ew + ACC_FRAC_BITS
+
+
+def scale_product(m):
+    """``M`` of the two mantissas ``m`` of :func:`scale_factors`: their product."""
+    return m[:4] * m[4:8]
 
 
 def lane_products(m, xs, ws, lanes, name, valid=None):
@@ -101,8 +121,10 @@ def lane_products(m, xs, ws, lanes, name, valid=None):
     parts = []
     for i in range(lanes):
         assert len(xs[i]) <= 5 and len(ws[i]) <= 5, "PRODUCT_WIDTH holds 5 x 5-bit products"
-        prod = lut_product(m, xs[i], ws[i], f"{name}_{i}")
-        parts.append(prod if valid is None else Mux(valid[i], prod, 0))
+        # an invalid lane's weight operand is zeroed: a term of each partial product's LUT,
+        # not a multiplexer after the product's adder
+        w = ws[i] if valid is None else Mux(valid[i], ws[i], 0)
+        parts.append(lut_product(m, xs[i], w, f"{name}_{i}"))
     return parts
 
 
@@ -167,8 +189,7 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
     groups = tile // cols
     inp = Signal(pass_layout(cols, groups, operands), name=f"{name}_in")
     st0 = Signal.like(inp, name=f"{name}_st0")
-    layout = pass_layout(cols, groups)
-    st1 = Signal(layout, name=f"{name}_st1")
+    layout = pass_layout(cols, groups)  # the fields besides the sum (which st1 adds)
     flags = data.StructLayout({"done": 1, "clear": 1, "emit": 1, "first": 1,
                                "group": layout.members["group"]})
     st2 = Signal(flags, name=f"{name}_st2")
@@ -184,39 +205,52 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
         m.d.sync += st0.eq(inp)
     products = column_products(st0.ops)
     fields = [f for f, _ in layout if f != "s"]
+    lanes = len(products[0])
+    parts = -(-lanes // SUM_LANES)
+    cut = [lanes * k // parts for k in range(parts + 1)]  # parts of (nearly) equal size
+    st1 = Signal(pass_layout(cols, groups, parts=parts), name=f"{name}_st1")
+
+    def next_field(src, f):  # a field of the register after stage 0: M is multiplied there
+        return Cat(*(scale_product(v) for v in src[f])) if f == "m" else src[f]
+
     if product_reg:  # stage 0p: the products, registered with the pass's other fields
-        lanes = len(products[0])
         stp = Signal(data.StructLayout({
             **{f: layout.members[f] for f in fields},
             "p": data.ArrayLayout(data.ArrayLayout(signed(PRODUCT_WIDTH), lanes), cols)}),
             name=f"{name}_stp")
         with m.If(go):
-            m.d.sync += [stp[f].eq(st0[f]) for f in fields]
+            m.d.sync += [stp[f].eq(next_field(st0, f)) for f in fields]
             m.d.sync += [stp.p[j][i].eq(products[j][i])
                          for j in range(cols) for i in range(lanes)]
-        src = stp
         products = [[stp.p[j][i] for i in range(lanes)] for j in range(cols)]
+        with m.If(go):
+            m.d.sync += [st1[f].eq(stp[f]) for f in fields]
     else:
-        src = st0
-    sums = [adder_tree(parts) for parts in products]
+        with m.If(go):
+            m.d.sync += [st1[f].eq(next_field(st0, f)) for f in fields]
+    # each column's products summed in parts of at most SUM_LANES (stage 1 adds them): short
+    # adder trees in front of st1
     with m.If(go):
-        m.d.sync += [st1[f].eq(src[f]) for f in fields]
-        m.d.sync += [st1.s[j].eq(sums[j]) for j in range(cols)]
+        m.d.sync += [st1.s[j][k].eq(adder_tree(products[j][cut[k]:cut[k + 1]]))
+                     for j in range(cols) for k in range(parts)]
 
     # stage 1: P over the passes
     p_reg = [Signal(signed(MANT_WIDTH + 2), name=f"{name}_p{j}") for j in range(cols)]
     p2 = [Signal(signed(MANT_WIDTH + 2), name=f"{name}_p2_{j}") for j in range(cols)]
-    m2 = [Signal(unsigned(8), name=f"{name}_m2_{j}") for j in range(cols)]
+    # M << term_prescale(E): the term unit then shifts by multiples of TERM_STEP only
+    m2 = [Signal(unsigned(8 + TERM_STEP - 1), name=f"{name}_m2_{j}") for j in range(cols)]
     e2 = [Signal(signed(EXP_WIDTH), name=f"{name}_e2_{j}") for j in range(cols)]
     work = st1.valid & ~st1.null
     for j in range(cols):
         p_new = Signal(signed(MANT_WIDTH + 2), name=f"{name}_pnew{j}")
-        s_sh = Mux(st1.sh4[1], st1.s[j] << 8, Mux(st1.sh4[0], st1.s[j] << 4, st1.s[j]))
-        m.d.comb += p_new.eq(Mux(st1.fresh, 0, p_reg[j]) + s_sh)
+        s_sh = [Mux(st1.sh4[1], s << 8, Mux(st1.sh4[0], s << 4, s)) for s in st1.s[j]]
+        m.d.comb += p_new.eq(adder_tree([Mux(st1.fresh, 0, p_reg[j]), *s_sh]))
+        m_sh = barrel_shl(m, st1.m[j], term_prescale(st1.e[j]), TERM_STEP - 1,
+                          f"{name}_mpre{j}")
         with m.If(go & work):
             m.d.sync += p_reg[j].eq(p_new)
         with m.If(go):
-            m.d.sync += [p2[j].eq(p_new), m2[j].eq(st1.m[j]), e2[j].eq(st1.e[j])]
+            m.d.sync += [p2[j].eq(p_new), m2[j].eq(m_sh), e2[j].eq(st1.e[j])]
     with m.If(go):
         m.d.sync += [
             st2.done.eq(work & st1.pdone),
@@ -227,7 +261,8 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
         ]
 
     # stage 2: mantissa; in parallel the term unit's shift amount and range flags
-    mant3 = [Signal(signed(MANT_WIDTH), name=f"{name}_mant{j}") for j in range(cols)]
+    mant3 = [Signal(signed(MANT_WIDTH + TERM_STEP - 1), name=f"{name}_mant{j}")
+             for j in range(cols)]
     shift3 = []
     with m.If(go):
         m.d.sync += st3.eq(st2)
@@ -242,7 +277,9 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
     # stages 3 and 4: the term unit, shift and rounding decision (registered inside
     # term_unit), then the increment and the clamp
     term5 = []
-    sats5 = Signal(cols, name=f"{name}_sat5")
+    # the stage's saturated terms, counted in groups of up to 4 columns (stage 5 adds them)
+    sats5 = [Signal(range(min(4, cols - c) + 1), name=f"{name}_sat5_{c // 4}")
+             for c in range(0, cols, 4)]
     with m.If(go):
         m.d.sync += [st4.eq(st3), st5.eq(st4)]
     sat_bits = []
@@ -253,8 +290,9 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
             m.d.sync += reg.eq(term)
         term5.append(reg)
         sat_bits.append(tsat)
-    with m.If(go):
-        m.d.sync += sats5.eq(Cat(*sat_bits))
+    with m.If(go):  # (each sat bit a function of the term unit's registered flags)
+        m.d.sync += [r.eq(popcount(m, Cat(*sat_bits[4 * i:4 * i + 4]), f"{name}_satcnt{i}"))
+                     for i, r in enumerate(sats5)]
 
     # stage 5: accumulate, emit
     acc = [Signal.like(o.payload.acc[c], name=f"{name}_acc{c}") for c in range(tile)]
@@ -270,7 +308,7 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
     restart = st5.first & (st5.clear | (st5.done & (st5.group == 0)))
     sat_next = Signal(SAT_WIDTH, name=f"{name}_sat_next")
     m.d.comb += sat_next.eq(Mux(restart, 0, sat)
-                            + Mux(st5.done, popcount(m, sats5, f"{name}_satcnt"), 0))
+                            + Mux(st5.done, adder_tree(sats5), 0))
 
     with m.If(go):
         m.d.sync += [a.eq(n) for a, n in zip(acc, acc_next)]

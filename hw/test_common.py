@@ -71,6 +71,57 @@ def test_lut_product_is_exact_for_every_operand_pair():
     assert bad == []
 
 
+def test_term_unit_rounds_and_clamps_as_the_reference():
+    """The term unit (prescaled mantissa, coarse shift, rounding decision, clamp) against
+    ``clamp(RNE(mant * 2**exp))`` for the mantissas at the edges of their range, +-2**k (the
+    exact -2**52 term), +-(2**k + 1) and +-1.5 * 2**k (rounding ties) and random ones, at
+    every exponent from below the underflow to above the saturation boundary."""
+    import random
+
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from golden.intref import TERM_LIMIT, rne_shift
+
+    from .common import MANT_WIDTH, TERM_STEP, term_prescale, term_shift, term_unit
+
+    m = Module()
+    mant_in, exp = Signal(signed(MANT_WIDTH)), Signal(signed(10))
+    mant = Signal(signed(MANT_WIDTH + TERM_STEP - 1))
+    shift = [Signal.like(v) for v in term_shift(m, MANT_WIDTH, exp)]
+    m.d.comb += mant.eq(mant_in << term_prescale(exp))
+    m.d.sync += [r.eq(v) for r, v in zip(shift, term_shift(m, MANT_WIDTH, exp, "ts2"))]
+    mant_r = Signal.like(mant)
+    m.d.sync += mant_r.eq(mant)
+    term, sat = term_unit(m, mant_r, shift, go=1)
+    top = 1 << (MANT_WIDTH - 1)
+    mants = sorted({0, top - 1, -top, -top + 1,
+                    *(v for k in range(MANT_WIDTH - 1)
+                      for v in (1 << k, -(1 << k), (1 << k) + 1, -(1 << k) - 1, (3 << k) // 2,
+                                -(3 << k) // 2))})
+    rng = random.Random(7)
+    mants += [rng.randrange(-top, top) for _ in range(12)]
+    cases = [(x, e) for x in mants for e in range(-26, 58)]
+    bad = []
+
+    async def bench(ctx):
+        for x, e in cases:
+            ctx.set(mant_in, x)
+            ctx.set(exp, e)
+            await ctx.tick()
+            await ctx.tick()  # the term unit's first half
+            want = int(rne_shift(x, e))
+            got = (ctx.get(term), ctx.get(sat))
+            if got != (max(-TERM_LIMIT, min(TERM_LIMIT, want)), int(abs(want) > TERM_LIMIT)):
+                bad.append((x, e, got, want))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert bad == []
+
+
 @pytest.mark.parametrize("n", [1, 2, 5, 8, 127])
 def test_thermometer_count_of_every_code(n):
     m = Module()
