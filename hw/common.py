@@ -7,7 +7,7 @@ from :mod:`golden.intref` / :mod:`golden.numerics` and only wrapped for Amaranth
 
 import contextlib
 
-from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
 from golden import intref
@@ -19,7 +19,7 @@ __all__ = [
     "validating", "check_int", "check_choice", "barrel_shl", "barrel_shr", "decode_scale",
     "TERM_STEP", "term_prescale", "term_shift", "term_unit",
     "adder_tree", "pack_value", "connect_read_port", "thermometer_count", "ACT_COUNTS_LAYOUT",
-    "act_counts", "act_nonzero", "act_counts_of",
+    "act_counts", "act_nonzero", "act_counts_of", "ACT_NONZERO_BITS",
     "nibble_operands", "lut_product",
     "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask",
     "nonzero_nibble_mask", "popcount",
@@ -436,14 +436,28 @@ def thermometer_count(m, bits, name):
     return out
 
 
+#: Bits per first-level group of :func:`popcount`: one LUT4 per bit of the group's count.
+POPCOUNT_GROUP = 4
+
+
 def popcount(m, bits, name):
-    """Sum of the bits of a value: an adder tree whose levels are named signals (shallow
-    expressions keep the Python simulator's compile time low)."""
+    """Sum of the bits of a value: each group of :data:`POPCOUNT_GROUP` bits counted by a
+    table (a LUT level, no carry chain), then an adder tree of the groups' counts, each level
+    only as wide as its largest sum; the levels are named signals (shallow expressions keep
+    the Python simulator's compile time low)."""
     if len(bits) == 0:
         return 0
     flat = Signal(len(bits), name=f"{name}_bits")
     m.d.comb += flat.eq(bits)
-    terms = [flat[i] for i in range(len(bits))]
+    terms = []  # (signal, largest value)
+    for g in range(0, len(bits), POPCOUNT_GROUP):
+        group = flat[g:g + POPCOUNT_GROUP]
+        if len(group) == 1:
+            terms.append((group, 1))
+            continue
+        s = Signal(range(len(group) + 1), name=f"{name}_g{g // POPCOUNT_GROUP}")
+        m.d.comb += s.eq(Array([bin(v).count("1") for v in range(1 << len(group))])[group])
+        terms.append((s, len(group)))
     level = 0
     while len(terms) > 1:
         nxt = []
@@ -451,12 +465,13 @@ def popcount(m, bits, name):
             if i + 1 == len(terms):
                 nxt.append(terms[i])
                 continue
-            s = Signal(range(len(bits) + 1), name=f"{name}_l{level}_{i // 2}")
-            m.d.comb += s.eq(terms[i] + terms[i + 1])
-            nxt.append(s)
+            (a, na), (b, nb) = terms[i], terms[i + 1]
+            s = Signal(range(na + nb + 1), name=f"{name}_l{level}_{i // 2}")
+            m.d.comb += s.eq(a + b)
+            nxt.append((s, na + nb))
         terms = nxt
         level += 1
-    return terms[0]
+    return terms[0][0]
 
 
 #: The non-zero counts of an item's 32 activation elements (:func:`act_counts`): ``all`` of
@@ -466,18 +481,23 @@ ACT_COUNTS_LAYOUT = data.StructLayout({
     "lo": range(MX_BLOCK + 1)})
 
 
+#: Bits of :func:`act_nonzero`'s flags: per element its high nibble, its low nibble, itself.
+ACT_NONZERO_BITS = 3 * MX_BLOCK
+
+
 def act_nonzero(x):
-    """The non-zero flags of the 32 elements ``x``'s high nibbles (bits 0-31) and low nibbles
-    (bits 32-63): what :func:`act_counts_of` counts (an element is non-zero when either is)."""
+    """The non-zero flags of the 32 elements ``x``'s high nibbles (bits 0-31), low nibbles
+    (bits 32-63) and whole elements (bits 64-95): what :func:`act_counts_of` counts, each
+    count a table and an adder tree from flags of its own (no OR before it when registered)."""
     return Cat(Cat(*[x[e][4:8] != 0 for e in range(MX_BLOCK)]),
-               Cat(*[x[e][0:4] != 0 for e in range(MX_BLOCK)]))
+               Cat(*[x[e][0:4] != 0 for e in range(MX_BLOCK)]),
+               Cat(*[x[e] != 0 for e in range(MX_BLOCK)]))
 
 
 def act_counts_of(m, nz, vector, name="nnz"):
     """The counts of :data:`ACT_COUNTS_LAYOUT` from the flags ``nz`` of :func:`act_nonzero`
     (e.g. registered), as a view of the layout."""
-    hi, lo = nz[:MX_BLOCK], nz[MX_BLOCK:]
-    nz_all = hi | lo
+    hi, lo, nz_all = nz[:MX_BLOCK], nz[MX_BLOCK:2 * MX_BLOCK], nz[2 * MX_BLOCK:]
     return ACT_COUNTS_LAYOUT(pack_value(ACT_COUNTS_LAYOUT, {
         "all": popcount(m, nz_all, f"{name}_all"),
         "vec": popcount(m, nz_all[:vector], f"{name}_vec"),

@@ -6,8 +6,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .addrgen import addr_item_layout
-from .common import (ACT_COUNTS_LAYOUT, MX_BLOCK, VECTOR_CHOICES, act_counts_of, act_nonzero,
-                     check_bool, check_choice, check_int, item_layout, pack_value, validating)
+from .common import (ACT_COUNTS_LAYOUT, ACT_NONZERO_BITS, MX_BLOCK, VECTOR_CHOICES,
+                     act_counts_of, act_nonzero, check_bool, check_choice, check_int,
+                     item_layout, pack_value, validating)
 from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, ELEM_BITS, SCALE_OFFSET, weight_word_bits
 
@@ -194,7 +195,7 @@ class OperandFetch(wiring.Component):
             # They are counted from the word's non-zero flags, registered with it (``b_nz``),
             # so that the block RAM's output reaches a register after a LUT level or two.
             c_act = Signal(ACT_WORD_BITS, name="c_act")
-            b_nz = Signal(2 * MX_BLOCK, name="b_nz")
+            b_nz = Signal(ACT_NONZERO_BITS, name="b_nz")
             raw = [a_word[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)]
             with m.If(take[1]):
                 m.d.sync += b_nz.eq(act_nonzero(raw))

@@ -46,5 +46,9 @@ class SkidBuffer(wiring.Component):
         with m.If(self.o.ready):
             m.d.sync += held.eq(0)
         with m.Elif(self.i.valid & ~held):
-            m.d.sync += [held.eq(1), skid.eq(self.i.payload)]
+            m.d.sync += held.eq(1)
+        # the skid register loads whenever the stage is empty (what it loads is read only if
+        # held is set with it), so that o.ready reaches one flip-flop, not its enables
+        with m.If(~held):
+            m.d.sync += skid.eq(self.i.payload)
         return m

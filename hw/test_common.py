@@ -1,5 +1,7 @@
 """Shared encodings and helpers of hw/common.py and hw/layout.py."""
 
+import random
+
 import pytest
 
 from golden import intref
@@ -7,7 +9,7 @@ from golden import intref
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from .common import Format, Mode, check_choice, check_int, thermometer_count
+from .common import Format, Mode, check_choice, check_int, popcount, thermometer_count
 from .layout import pack_param, pack_vector, read_memh, unpack_vector, write_memh
 
 
@@ -138,3 +140,28 @@ def test_thermometer_count_of_every_code(n):
     sim.add_testbench(bench)
     sim.run()
     assert got == {k: k for k in range(n + 1)}
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 9, 32, 64])
+def test_popcount_counts_every_bit(n):
+    """Every value for few bits, else each single bit, all bits and random values (the
+    groups' tables and the adder tree's widths)."""
+    m = Module()
+    bits = Signal(n)
+    count = popcount(m, bits, "pc")
+    rng = random.Random(n)
+    values = (range(1 << n) if n <= 9 else
+              [0, (1 << n) - 1, *(1 << k for k in range(n)),
+               *(rng.getrandbits(n) for _ in range(200))])
+    bad = []
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(bits, v)
+            if ctx.get(count) != bin(v).count("1"):
+                bad.append((v, ctx.get(count)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert bad == []
