@@ -338,6 +338,8 @@ def lut_product(m, a, b, name):
     b_sig = Signal(b.shape(), name=f"{name}_b")
     m.d.comb += [a_sig.eq(a), b_sig.eq(b)]
     a, b = a_sig, b_sig
+    if not a.shape().signed:  # a row's top bit is read as its sign
+        a = Cat(a, Const(0, 1)).as_signed()
     # b's bits as a signed number (an unsigned b gets a 0 sign bit), b[-1] = 0
     bits = [b[k] for k in range(len(b))] + ([] if b.shape().signed else [Const(0, 1)])
 
@@ -497,6 +499,7 @@ def act_nonzero(x):
 def act_counts_of(m, nz, vector, name="nnz"):
     """The counts of :data:`ACT_COUNTS_LAYOUT` from the flags ``nz`` of :func:`act_nonzero`
     (e.g. registered), as a view of the layout."""
+    assert len(nz) == ACT_NONZERO_BITS, "the flags of act_nonzero"
     hi, lo, nz_all = nz[:MX_BLOCK], nz[MX_BLOCK:2 * MX_BLOCK], nz[2 * MX_BLOCK:]
     return ACT_COUNTS_LAYOUT(pack_value(ACT_COUNTS_LAYOUT, {
         "all": popcount(m, nz_all, f"{name}_all"),

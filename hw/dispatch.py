@@ -49,9 +49,8 @@ class Dispatcher(wiring.Component):
     w_late : bool
         With ``head_reg``: the input's weight fields (``w``, ``w_scale``) arrive in the cycle
         after the handshake and stay until the next one (``OperandFetch(w_late=True)``: the
-        weight memory's read port), so the head takes them from ``i`` instead of a register
-        of its own. This removes one of the three copies of the weight word between the block
-        RAM and the arithmetic (2112 flip-flops at tile 8) and changes no cycle.
+        weight memory's read port, or with the fetch's ``free_read`` its copy of the word), so
+        the head takes them from ``i`` instead of a register of its own; no cycle changes.
     choice_regs : bool
         With ``head_reg``: the choice's inputs as registers, so that it starts one or two LUT
         levels from flip-flops (the dispatcher is on the handshake chain from the engines to

@@ -66,7 +66,8 @@ def engine_stages(product_reg=False):
     """Register stages of the result pipeline: :data:`ENGINE_STAGES`, one more with the
     product register (``product_reg``, :func:`result_pipeline`)."""
     return ENGINE_STAGES + bool(product_reg)
-#: Signed bits of one pass's partial sum per column (up to 32 lanes of 5 x 5-bit products).
+#: Signed bits of one pass's partial sum per column and part (up to :data:`SUM_LANES` products;
+#: the width holds the 32 lanes of one unsplit sum).
 SUM_WIDTH = 16
 #: The most products per part of a column's partial sum: the sum is registered in
 #: ``ceil(lanes / SUM_LANES)`` parts of nearly equal size (short adder trees), which stage 1 adds
@@ -100,8 +101,8 @@ def pass_layout(cols, groups, operands=None, parts=1):
 
 
 def scale_factors(x_scale, w_scale, mode):
-    """``(M, E + 24)`` of a term (:func:`hw.common.decode_scale`): the activation and weight
-    scale mantissas, 4 bits each in one 8-bit value (:func:`result_pipeline` multiplies them
+    """``((mx, mw), E + 24)`` of a term (:func:`hw.common.decode_scale`): the activation and
+    weight scale mantissas, 4 bits each in one 8-bit value (:func:`result_pipeline` multiplies them
     after its operand register, :func:`scale_product`), and the sum of their exponents on the
     accumulator grid."""
     mx, ex = decode_scale(x_scale, mode)
@@ -137,7 +138,7 @@ def result_handshake(m, o, emit, *, queue=False, emit_behind=None, name="rp"):
     :func:`result_pipeline` and :class:`hw.nullspe.NullSPE` (results without data) share it,
     so their timing is the same by construction.
 
-    With ``queue``, ``emit_behind`` (the ``emit`` flag of the stage before the last, which the
+    With ``queue`` (ignored without), ``emit_behind`` (the ``emit`` flag of the stage before the last, which the
     last loads when the pipeline does not stall) makes ``stall`` a flip-flop: its next value,
     ``emit``'s next value and ``r1``'s next valid flag, is registered, so that the stages'
     enables and the issue stage's ``ready`` start at a register. Same values in every cycle."""
@@ -290,9 +291,11 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
             m.d.sync += reg.eq(term)
         term5.append(reg)
         sat_bits.append(tsat)
-    with m.If(go):  # (each sat bit a function of the term unit's registered flags)
-        m.d.sync += [r.eq(popcount(m, Cat(*sat_bits[4 * i:4 * i + 4]), f"{name}_satcnt{i}"))
-                     for i, r in enumerate(sats5)]
+    # (each sat bit a function of the term unit's registered flags)
+    sat_counts = [popcount(m, Cat(*sat_bits[4 * i:4 * i + 4]), f"{name}_satcnt{i}")
+                  for i in range(len(sats5))]
+    with m.If(go):
+        m.d.sync += [r.eq(v) for r, v in zip(sats5, sat_counts)]
 
     # stage 5: accumulate, emit
     acc = [Signal.like(o.payload.acc[c], name=f"{name}_acc{c}") for c in range(tile)]

@@ -123,8 +123,8 @@ class BlockQueue(wiring.Component):
     slot, count, max ``|Y|`` (with ``running_scale`` its comparisons), saturations and first channel
     accumulate in registers, and a ``last`` value closes the block into b1. Closed blocks move
     through three registers (:data:`QUEUE_LATENCY`): b1 (closed; with a second entry b0 for a block
-    that closes while b1 cannot move on), b2 (the FP8 scale's thermometer count or the MXINT8
-    maximum's leading one), b3 (the 15 rounding thresholds, the MXINT8 shift; loaded with the read
+    that closes while b1 cannot move on), b2 (decoded from the thermometer code's edges: the FP8
+    scale's code, mantissa and threshold shift, the MXINT8 shift and code), b3 (the 15 rounding thresholds, the MXINT8 shift; loaded with the read
     address register ``raddr`` = the block's first slot). A register moves on when the next one is
     free or moves on in the same cycle. ``o`` shows element ``rd`` of the b3 block (the buffer read
     at ``raddr``, combinational) while b3 is taken; each transfer advances ``rd`` and ``raddr`` (and

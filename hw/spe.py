@@ -146,7 +146,8 @@ class SPE(wiring.Component):
     On its handshake an item is registered together with the lane indices of its non-zero
     activation elements: each issue cycle the ``lanes`` lowest set bits of the remaining mask
     are taken, their indices registered one cycle ahead (priority encoders on the mask being
-    loaded), each lane multiplexes its activation and the matching weight of every column;
+    loaded; with ``accept_reg`` element one-hots, see there), each lane multiplexes its
+    activation and the matching weight of every column;
     when the mask is exhausted the sweep ends (an all-zero vector still takes one cycle).
     MXINT8 runs four sweeps, one per nibble product. The operands enter the result pipeline of
     :mod:`hw.engine`, whose operand register (stage 0) feeds the products, summed over the

@@ -46,16 +46,18 @@ def test_word_packing_round_trip(tmp_path):
 
 
 def test_lut_product_is_exact_for_every_operand_pair():
-    """The engines' 5 x 5-bit products (signed x signed, signed x unsigned low nibble)."""
+    """The engines' 5 x 5-bit products (signed x signed, signed x unsigned low nibble) and an
+    unsigned multiplicand (the rows' top bits are not its sign)."""
     from amaranth.hdl import Module, Signal, signed, unsigned
     from amaranth.sim import Simulator
 
     from .common import lut_product
 
     m = Module()
-    a, b, bu = Signal(signed(5)), Signal(signed(5)), Signal(unsigned(4))
-    p, pu = Signal(signed(12)), Signal(signed(12))
-    m.d.comb += [p.eq(lut_product(m, a, b, "ss")), pu.eq(lut_product(m, a, bu, "su"))]
+    a, b, bu, au = Signal(signed(5)), Signal(signed(5)), Signal(unsigned(4)), Signal(4)
+    p, pu, pa = Signal(signed(12)), Signal(signed(12)), Signal(signed(12))
+    m.d.comb += [p.eq(lut_product(m, a, b, "ss")), pu.eq(lut_product(m, a, bu, "su")),
+                 pa.eq(lut_product(m, au, b, "us"))]
     bad = []
 
     async def bench(ctx):
@@ -64,8 +66,10 @@ def test_lut_product_is_exact_for_every_operand_pair():
                 ctx.set(a, x)
                 ctx.set(b, y)
                 ctx.set(bu, y & 15)
-                if (ctx.get(p), ctx.get(pu)) != (x * y, x * (y & 15)):
-                    bad.append((x, y, ctx.get(p), ctx.get(pu)))
+                ctx.set(au, x & 15)
+                if (ctx.get(p), ctx.get(pu), ctx.get(pa)) != (x * y, x * (y & 15),
+                                                              (x & 15) * y):
+                    bad.append((x, y, ctx.get(p), ctx.get(pu), ctx.get(pa)))
 
     sim = Simulator(m)
     sim.add_testbench(bench)

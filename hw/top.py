@@ -84,8 +84,9 @@ def block_args(config):
         "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin, merged=balance)),
         "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T, col_skip=col_skip,
                           product_reg=bool(c.timing_regs), result_queue=bool(c.timing_regs))),
-        # with the dispatcher's head register, the weight word is read into the read port's
-        # data register as the item enters the head, which holds no copy of its own
+        # with the dispatcher's head register, the weight word is read as the item enters the
+        # head, which holds no copy of its own (the fetch's read port or, with free_read, its
+        # copy does)
         # the dispatcher's input counts registered by the fetch (its third register stage)
         "fetch_d": (OperandFetch, dict(tile=T, act_reg=bool(c.timing_regs),
                                        free_read=bool(c.timing_regs),
