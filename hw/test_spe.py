@@ -38,6 +38,16 @@ def test_spe_one_lane_registered_matches_reference(x_format):
 
 
 @pytest.mark.parametrize("x_format", [intref.Format.MXINT8, intref.Format.UINT4])
+def test_spe_all_lanes_registered_matches_reference(x_format):
+    """32 lanes (at least the mask's bits: every sweep one cycle) with the registered lane
+    selection: exact results and cycles per item."""
+    dut = SPE(vector=16, lanes=32, cols=2, sweep_end_reg=True, product_reg=True,
+              accept_reg=True, result_queue=True)
+    engine_check(dut, x_format=x_format, units=6, seed=330 + x_format.value,
+                 item_cycles=spe_cycles(16, 32), vector=16, sparsity=0.3)
+
+
+@pytest.mark.parametrize("x_format", [intref.Format.MXINT8, intref.Format.UINT4])
 @pytest.mark.parametrize("accept_reg", [False, True])
 def test_spe_nibble_skip_matches_reference(x_format, accept_reg):
     """nibble_skip: MXINT8 sweeps the non-zero high nibbles, then the low ones (INT4 as
