@@ -168,7 +168,8 @@ class JoinSerializer(wiring.Component):
         next_tc = Mux(tile_wraps, 0, tc + T)
         end_now = (c_idx == T - 1) | (chan == last_chan)
         end_after_inc = (c_idx == T - 2) | (chan + 1 == last_chan)
-        end_after_wrap = (T == 1) | (next_tc == last_chan)
+        # (next_tc == last_chan, with the wrap's comparison beside the sum's, not before it)
+        end_after_wrap = (T == 1) | Mux(tile_wraps, self.cout == 1, tc + (T + 1) == self.cout)
         m.d.sync += tile_end.eq(Mux(step, Mux(tile_end, end_after_wrap, end_after_inc), end_now))
         blk_end = Mux(is_mx_out, chan[:5] == MX_BLOCK - 1, (chan & (V - 1)) == V - 1)
         m.d.comb += [
