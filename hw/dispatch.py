@@ -66,7 +66,10 @@ class Dispatcher(wiring.Component):
         (not stalled): exactly the engines' ``~busy | (final & ~stall)`` while the counters
         track their issue cycles (the rule below). The handshake chain to the fetch stage
         then starts at the dispatcher's flip-flops and the engines' ``busy`` (a LUT after
-        their stall register), not at the engines' issue-stage logic. Same cycles.
+        their stall register), not at the engines' issue-stage logic. The choice's terms
+        other than "the SPE is cheaper" (whether the head wants the SPE regardless, whether
+        both engines are free, whether each engine is open to it) are then registers too,
+        loaded with their next values. Same cycles.
     counts_in : bool
         The input item's non-zero counts (:func:`hw.common.act_counts`) arrive on
         ``i_counts``, registered by the fetch stage (``OperandFetch(counts_vector=vector)``),
@@ -249,15 +252,26 @@ class Dispatcher(wiring.Component):
         # a unit's close owed to one engine (``close_s``: the SPE) after the other took its last
         closing, close_s = Signal(), Signal()
         hold, hold_s = Signal(), Signal()
+
+        def routing(hold, hold_s, free_d, free_s, closing, close_s, last):
+            """The choice's terms apart from ``cheaper_s``: the head item wants the SPE if
+            ``spe | (both & cheaper_s)``; it may go to engine ``e`` in this cycle if it wants
+            it and ``open[e]``. While a close is owed, items go to the other engine only, and
+            no unit's last item (whose own close would be the second one owed)."""
+            open_ = (hold | free_d | free_s) & (~closing | ~last)
+            return {"spe": Mux(hold, hold_s, ~free_d & free_s), "both": ~hold & free_d & free_s,
+                    "open_s": ~(closing & close_s) & open_,
+                    "open_d": ~(closing & ~close_s) & open_}
+        terms = routing(hold, hold_s, free["d"], free["s"], closing, close_s, head.last)
+        if self.predict_ready:
+            # the terms as registers, loaded with their next values (below), so that the
+            # handshake chain starts one or two LUT levels from flip-flops
+            term_regs = {n: Signal(name=f"route_{n}", init=int(v))
+                         for n, v in (("spe", 0), ("both", 1), ("open_s", 1), ("open_d", 1))}
+            terms = term_regs
         want_s = Signal()
-        m.d.comb += want_s.eq(Mux(hold, hold_s,
-                                  Mux(free["d"] & free["s"], cheaper_s, free["s"])))
-        go = hold | free["d"] | free["s"]
-        # while a close is owed, items go to the other engine only, and no unit's last item
-        # (whose own close would be the second one owed)
-        open_ = go & (~closing | ~head.last)
-        to = {"s": want_s & ~(closing & close_s) & open_,
-              "d": ~want_s & ~(closing & ~close_s) & open_}
+        m.d.comb += want_s.eq(terms["spe"] | (terms["both"] & cheaper_s))
+        to = {"s": want_s & terms["open_s"], "d": ~want_s & terms["open_d"]}
         owed = {"s": closing & close_s, "d": closing & ~close_s}
         taken = {}
         for e, o in out.items():
@@ -277,26 +291,34 @@ class Dispatcher(wiring.Component):
         m.d.comb += head_ready.eq(Mux(want_s, ready["s"] & to["s"], ready["d"] & to["d"]))
         accept = head_valid & head_ready
 
+        # the next values of the control registers
+        free_next = {}
         for e in "ds":
             with m.If(taken[e]):
                 m.d.sync += rem[e].eq(Mux(owed[e], 1, costs[e]))
                 m.d.sync += got[e].eq(Mux(owed[e], 0, ~head.last))
-                if self.choice_regs:
-                    m.d.sync += free[e].eq(owed[e] | cost_le1[e])
                 if self.predict_ready:  # (a cost is at least 1)
                     m.d.sync += idle[e].eq(0)
             with m.Elif(adv[e] & (rem[e] != 0)):
                 m.d.sync += rem[e].eq(rem[e] - 1)
-                if self.choice_regs:
-                    m.d.sync += free[e].eq(rem[e] <= 2)
                 if self.predict_ready:
                     m.d.sync += idle[e].eq(rem[e] == 1)
-        with m.If(accept & head.last):
-            m.d.sync += [closing.eq(1), close_s.eq(~want_s)]
-        with m.Elif(taken["s"] & owed["s"] | taken["d"] & owed["d"]):
-            m.d.sync += closing.eq(0)
-        with m.If(accept):
-            m.d.sync += hold.eq(0)
-        with m.Elif(head_valid & (to["s"] | to["d"])):
-            m.d.sync += [hold.eq(1), hold_s.eq(want_s)]
+            if self.choice_regs:
+                free_next[e] = Mux(taken[e], owed[e] | cost_le1[e],
+                                   Mux(adv[e] & (rem[e] != 0), rem[e] <= 2, free[e]))
+                m.d.sync += free[e].eq(free_next[e])
+        closes = accept & head.last
+        closing_next = Mux(closes, 1,
+                           Mux(taken["s"] & owed["s"] | taken["d"] & owed["d"], 0, closing))
+        close_s_next = Mux(closes, ~want_s, close_s)
+        holds = ~accept & head_valid & (to["s"] | to["d"])
+        hold_next = Mux(accept, 0, Mux(holds, 1, hold))
+        hold_s_next = Mux(holds, want_s, hold_s)
+        m.d.sync += [closing.eq(closing_next), close_s.eq(close_s_next), hold.eq(hold_next),
+                     hold_s.eq(hold_s_next)]
+        if self.predict_ready:
+            last_next = Mux(load, item_in.last, head.last)
+            nxt = routing(hold_next, hold_s_next, free_next["d"], free_next["s"], closing_next,
+                          close_s_next, last_next)
+            m.d.sync += [term_regs[n].eq(v) for n, v in nxt.items()]
         return m
