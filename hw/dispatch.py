@@ -90,7 +90,8 @@ class Dispatcher(wiring.Component):
     i_counts : In(ACT_COUNTS_LAYOUT) (with ``counts_in`` only)
         The counts of ``i.payload.x``, valid with it.
     s_info : Out(hw.spe.SPE_INFO_LAYOUT) (with ``spe_info`` only)
-        :func:`hw.spe.spe_input_info` of ``s.payload.x``, valid with it (0 for a null close).
+        :func:`hw.spe.spe_input_info` of ``s.payload.x``, valid with it (empty masks for a
+        null close).
     d, s : Out(stream.Signature(item_layout(tile)))
         The DPE's and the SPE's items: each engine gets exactly one ``first``..``last`` run per
         unit, in unit order.
@@ -208,8 +209,9 @@ class Dispatcher(wiring.Component):
             m.d.comb += self.i.ready.eq(load)
             late = ("w", "w_scale") if self.w_late else ()
             if self.spe_info:  # (computed outside the If: no load in its logic)
-                info_in = spe_input_info(m, item_in.x, self.mode, vector=V,
-                                         nibble_skip=self.nibble_skip, nnz=nnz)
+                info_in = spe_input_info(m, item_in.x, self.mode, vector=V, lanes=L,
+                                         nibble_skip=self.nibble_skip, nnz=nnz,
+                                         nibble_counts=(counts.hi, counts.lo))
                 head_info = Signal(SPE_INFO_LAYOUT, name="head_spe_info")
                 with m.If(load):
                     m.d.sync += head_info.eq(info_in)
@@ -287,7 +289,9 @@ class Dispatcher(wiring.Component):
             taken[e] = Signal(name=f"taken_{e}")
             m.d.comb += taken[e].eq(o.valid & ready[e])
         if self.spe_info:
-            m.d.comb += self.s_info.eq(Mux(owed["s"], 0, head_info))
+            empty = pack_value(SPE_INFO_LAYOUT, {"hi": 0, "lo": 0, "zeros": 0, "hi_fit": 1,
+                                                 "lo_fit": 1})  # the null close's
+            m.d.comb += self.s_info.eq(Mux(owed["s"], empty, head_info))
         m.d.comb += head_ready.eq(Mux(want_s, ready["s"] & to["s"], ready["d"] & to["d"]))
         accept = head_valid & head_ready
 

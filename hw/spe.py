@@ -22,8 +22,10 @@ SPE_NIBBLE_PASSES = ((1, 1, 8), (1, 0, 4), (0, 1, 4), (0, 0, 0))
 
 #: What the SPE needs of an input item's activations as it accepts it (:func:`spe_input_info`):
 #: the sweep masks of its high- and low-nibble passes (``hi``, ``lo``; without ``nibble_skip``
-#: or in INT4 mode both the non-zero elements) and its count of zero elements (``zeros``).
-SPE_INFO_LAYOUT = data.StructLayout({"hi": MX_BLOCK, "lo": MX_BLOCK, "zeros": range(MX_BLOCK + 1)})
+#: or in INT4 mode both the non-zero elements), its count of zero elements (``zeros``) and
+#: whether each sweep takes one cycle (``hi_fit``, ``lo_fit``: at most ``lanes`` bits set).
+SPE_INFO_LAYOUT = data.StructLayout({"hi": MX_BLOCK, "lo": MX_BLOCK, "zeros": range(MX_BLOCK + 1),
+                                     "hi_fit": 1, "lo_fit": 1})
 
 
 def _mask_of(x, is_mx, vector):
@@ -38,18 +40,29 @@ def _sweep_mask(x, hi, is_mx, vector, nibble_skip):
     return Mux(is_mx, nonzero_nibble_mask(x, hi), nonzero_mask(x, vector))
 
 
-def spe_input_info(m, x, mode, *, vector, nibble_skip, nnz=None, name="nnz"):
-    """:data:`SPE_INFO_LAYOUT`'s fields of the activations ``x`` (32 elements) in ``mode``, as
-    a value; ``nnz``, if given, is their non-zero count (``vector`` elements in INT4 mode, 32
-    in MXINT8), else it is counted. For a stage before the SPE (``SPE(info_in=True)``), so
-    that the SPE starts at registers."""
+def spe_input_info(m, x, mode, *, vector, nibble_skip, lanes, nnz=None, nibble_counts=None,
+                   name="nnz"):
+    """:data:`SPE_INFO_LAYOUT`'s fields of the activations ``x`` (32 elements) in ``mode`` for
+    an SPE of ``lanes`` lanes, as a value; ``nnz``, if given, is their non-zero count
+    (``vector`` elements in INT4 mode, 32 in MXINT8) and ``nibble_counts`` their non-zero high
+    and low nibbles' counts, else they are counted. For a stage before the SPE
+    (``SPE(info_in=True)``), so that the SPE starts at registers."""
     is_mx = mode == Mode.MXINT8
     if nnz is None:
         nnz = popcount(m, _mask_of(x, is_mx, vector), name)
     zeros = Signal(range(MX_BLOCK + 1), name=f"{name}_zeros")
     m.d.comb += zeros.eq(Mux(is_mx, MX_BLOCK, vector) - nnz)
+    fits = []
+    for hi in (1, 0):  # the sweep's count: nnz, or the nibbles' with nibble_skip in MXINT8
+        if not nibble_skip:
+            count = nnz
+        else:
+            nib = (popcount(m, nonzero_nibble_mask(x, hi), f"{name}_nib{hi}")
+                   if nibble_counts is None else nibble_counts[1 - hi])
+            count = Mux(is_mx, nib, nnz)
+        fits.append(count <= lanes)
     return Cat(_sweep_mask(x, 1, is_mx, vector, nibble_skip),
-               _sweep_mask(x, 0, is_mx, vector, nibble_skip), zeros)
+               _sweep_mask(x, 0, is_mx, vector, nibble_skip), zeros, *fits)
 
 
 def spe_item_cycles(x, *, mode, null, vector, lanes, nibble_skip=False):
@@ -326,11 +339,11 @@ class SPE(wiring.Component):
                         Signal(MX_BLOCK, name=f"{prefix}rest"),
                         Signal(name=f"{prefix}sweep_done", **done_kw)]
 
-            def lanes(mask, name, counts=None):
+            def lanes(mask, name, counts=None, done=None):
                 """The lane selection of ``mask`` in the order of :func:`lane_regs`: each lane
                 isolates the lowest set bit left as ``r & ~(r - 1)`` (a carry chain); the valid
                 flags and ``done`` come from ``counts``, by default ``at_least(mask)``, in
-                parallel."""
+                parallel (``done``, if given, instead: the mask has at most ``lanes`` bits)."""
                 if counts is None:
                     counts = at_least(mask, f"{name}_cnt")
                 r, sels = mask, []
@@ -340,7 +353,9 @@ class SPE(wiring.Component):
                     m.d.comb += [low.eq(r & ~(r - 1)), nxt.eq(r & (r - 1))]
                     sels.append(low)
                     r = nxt
-                return [*sels, *counts[:L], r, ~counts[L] if L < len(counts) else C(1, 1)]
+                if done is None:
+                    done = ~counts[L] if L < len(counts) else C(1, 1)
+                return [*sels, *counts[:L], r, done]
 
             def held(every, name):
                 """``every`` (loaded in every cycle) as the accepted item's: taken in the cycle
@@ -371,7 +386,7 @@ class SPE(wiring.Component):
         # the item's zeros skipped: counted from the input as it is accepted (accept_reg; with
         # info_in counted upstream), or from the item
         def info_of(x, name):
-            return SPE_INFO_LAYOUT(spe_input_info(m, x, self.mode, vector=V,
+            return SPE_INFO_LAYOUT(spe_input_info(m, x, self.mode, vector=V, lanes=L,
                                                   nibble_skip=self.nibble_skip, name=name))
         if self.info_in:
             in_info = self.i_info
@@ -428,9 +443,11 @@ class SPE(wiring.Component):
         # the low ones: SPE_NIBBLE_PASSES)
         if self.accept_reg:
             m.d.sync += took.eq(accept)
-            a_new = lanes(in_info.hi, "acc")
+            # (with info_in the sweeps' "at most lanes bits" flags come registered)
+            fit = {n: in_info[f"{n}_fit"] if self.info_in else None for n in ("hi", "lo")}
+            a_new = lanes(in_info.hi, "acc", done=fit["hi"])
             m.d.sync += [r.eq(v) for r, v in zip(a_regs, a_new)]
-            m.d.sync += [r.eq(v) for r, v in zip(lo_in, lanes(in_info.lo, "lo"))]
+            m.d.sync += [r.eq(v) for r, v in zip(lo_in, lanes(in_info.lo, "lo", done=fit["lo"]))]
             m.d.sync += a_fin.eq(self.i.payload.null | (a_new[-1] & pass_is_last(0)))
             # the lanes after the current ones: the next sweep's first (after sweep 0 the
             # high nibbles' again, then the low ones'), or the rest of this sweep's. Loaded
