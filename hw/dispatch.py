@@ -195,6 +195,14 @@ class Dispatcher(wiring.Component):
         in_costs = {"d": Signal(COST_BITS, name="in_cost_d"),
                     "s": Signal(COST_BITS, name="in_cost_s")}
         m.d.comb += [in_costs["d"].eq(d_cost), in_costs["s"].eq(s_cost)]
+        # cost <= 1, from the tables' indices (no adder or comparison after the tables): an
+        # MXINT8 SPE item runs at least two sweeps
+        s_mx_least = (4 if self.nibble_skip else len(SPE_NIBBLE_PASSES)) * min(sweep)
+        assert s_mx_least > 1
+        in_le1 = {
+            "d": item_in.null | Mux(is_mx, table([int(c <= 1) for c in d_mx], nc, "d_mx_le1"),
+                                    table([int(c <= 1) for c in d_int4], nc, "d_i4_le1")),
+            "s": item_in.null | (~is_mx & table([int(c <= 1) for c in sweep], nnz, "sw_le1"))}
 
         def spe_cheaper(c, pref):  # the SPE is the cheaper engine (pref on a tie)
             return (c["s"] < c["d"]) | ((c["s"] == c["d"]) & pref)
@@ -226,7 +234,7 @@ class Dispatcher(wiring.Component):
                 cost_le1 = {e: Signal(name=f"cost_le1_{e}") for e in "ds"}
                 with m.If(load):
                     m.d.sync += cheaper_r.eq(spe_cheaper(in_costs, item_in.pref))
-                    m.d.sync += [cost_le1[e].eq(in_costs[e] <= 1) for e in "ds"]
+                    m.d.sync += [cost_le1[e].eq(in_le1[e]) for e in "ds"]
         else:
             head_valid, head, costs = self.i.valid, item_in, in_costs
             operands = {f: head[f] for f in OPERANDS}
@@ -308,8 +316,10 @@ class Dispatcher(wiring.Component):
                 if self.predict_ready:
                     m.d.sync += idle[e].eq(rem[e] == 1)
             if self.choice_regs:
+                # (with predict_ready, rem != 0 is the idle flag's complement)
+                counting = adv[e] & (~idle[e] if self.predict_ready else rem[e] != 0)
                 free_next[e] = Mux(taken[e], owed[e] | cost_le1[e],
-                                   Mux(adv[e] & (rem[e] != 0), rem[e] <= 2, free[e]))
+                                   Mux(counting, rem[e] <= 2, free[e]))
                 m.d.sync += free[e].eq(free_next[e])
         closes = accept & head.last
         closing_next = Mux(closes, 1,
