@@ -170,8 +170,8 @@ class Dispatcher(wiring.Component):
         item_in = self.i.payload
 
         # ---- the input item's costs (and which engine is cheaper for it)
-        def table(values, index, name):
-            sig = Signal(range(max(values) + 1), name=name)
+        def table(values, index, name):  # (at least one bit: a table of zeros is a flag)
+            sig = Signal(range(max(*values, 1) + 1), name=name)
             m.d.comb += sig.eq(Array(values)[index])
             return sig
 
