@@ -82,6 +82,9 @@ class _Walker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         V, T, G = self.vector, self.tile, self.max_groups
+        # a vector index; one bit (always 0) for a single vector, not a zero-width signal
+        # (Verilator rejects the ``[-1:0]`` range Amaranth would emit)
+        vec_index = range(max(G, 2))
         A = ADDR_BITS
         d = self.desc
         is_mx = d.mode == Mode.MXINT8
@@ -116,7 +119,7 @@ class _Walker(wiring.Component):
             m.d.comb += mask[j].eq(Mux(is_mx, d.cin > j * MX_BLOCK, d.cin > j * V) & mine)
 
         def lowest(v, name):  # index of v's lowest set bit (0 if none)
-            out = Signal(range(G), name=name)
+            out = Signal(vec_index, name=name)
             for i in reversed(range(G)):
                 with m.If(v[i]):
                     m.d.comb += out.eq(i)
@@ -132,7 +135,7 @@ class _Walker(wiring.Component):
                 return a0 | a1, m0 | m1 | (a0 & a1)
             return rec(0, G)[1]
 
-        first_j0 = Signal(range(G))  # the unit's first vector
+        first_j0 = Signal(vec_index)  # the unit's first vector
         rest0 = Signal(G)            # the vectors after it
         rest0_empty = Signal()       # one vector (or none)
         null = Signal()              # no vector: every unit is one null item
@@ -198,14 +201,14 @@ class _Walker(wiring.Component):
         # address; vector j (first_j0 for the first item after start) and the vectors after it
         ky, kx = Signal(2), Signal(2)
         kyp, kxp = Signal(signed(3)), Signal(signed(3))
-        j = Signal(range(G))
+        j = Signal(vec_index)
         rest = Signal(G)
         rest_empty = Signal()
         first_item = Signal()  # no item emitted since start: j, rest are first_j0's
         ustart = Signal()
         running = Signal()
 
-        cur_j = Signal(range(G))
+        cur_j = Signal(vec_index)
         cur_rest = Signal(G)
         cur_rest_empty = Signal()
         m.d.comb += [cur_j.eq(Mux(first_item, first_j0, j)),

@@ -34,11 +34,13 @@ def test_lint_fails_on_a_real_warning(tmp_path):
     ("dpe", {"tile": 24}),                    # 3 column groups of 8: a tile not a power of two
     ("dpe", {"cols": 4, "tile": 4}),          # one column group (the dense peers' tile = cols)
     ("nullspe", {"tile": 4}),                 # a dense top's null engine
+    ("ag", {"max_cin": 16}),                  # one vector group (micro): no zero-width index
 ])
 def test_unusual_shapes_build(block, kwargs, tmp_path):
     """Shapes the configuration accepts lint clean with the build waivers (the Array
     lowering's incomplete cases are waived, nothing else fires): a tile that is not a power of
-    two, a single column group, the null engine."""
+    two, a single column group, the null engine, a walker of one vector group."""
+    from .addrgen import AddrGen
     from .dpe import DPE
     from .nullspe import NullSPE
     from .simtest import default_args
@@ -46,7 +48,9 @@ def test_unusual_shapes_build(block, kwargs, tmp_path):
     from .verilog import emit_verilog
     import subprocess
     path = tmp_path / f"sqdm_{block}.v"
-    dut = DPE(**default_args("dpe", **kwargs)) if block == "dpe" else NullSPE(**kwargs)
+    dut = {"dpe": lambda: DPE(**default_args("dpe", **kwargs)),
+           "ag": lambda: AddrGen(**default_args("ag", **kwargs)),
+           "nullspe": lambda: NullSPE(**kwargs)}[block]()
     emit_verilog(dut, f"sqdm_{block}", path)
     proc = subprocess.run([str(verilator_executable()), "--lint-only",
                            *waiver_flags(BUILD_WAIVERS), "--top-module", f"sqdm_{block}",
