@@ -19,6 +19,7 @@ __all__ = [
     "validating", "check_int", "check_choice", "barrel_shl", "barrel_shr", "decode_scale",
     "TERM_STEP", "term_prescale", "term_shift", "term_unit",
     "adder_tree", "pack_value", "connect_read_port", "thermometer_count", "ACT_COUNTS_LAYOUT",
+    "thermometer_functions", "fresh_or_held",
     "act_counts", "act_nonzero", "act_counts_of", "ACT_NONZERO_BITS",
     "nibble_operands", "lut_product",
     "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask",
@@ -422,20 +423,40 @@ def nonzero_nibble_mask(x, hi):
     return Cat(*[Mux(hi, x[i][4:8], x[i][0:4]) != 0 for i in range(MX_BLOCK)])
 
 
-def thermometer_count(m, bits, name):
-    """``K`` for a thermometer code (``bits[k]`` is 1 exactly for ``k < K``): bit ``b`` of
-    ``K`` is the OR of the one-hot edges ``bits[k] & ~bits[k + 1]`` with bit ``b`` of ``k +
-    1`` set. Logarithmic depth in LUTs, no adder tree (for any other code the result is
-    meaningless)."""
+def thermometer_functions(m, bits, name, funcs):
+    """Functions of the count ``K`` of a thermometer code ``bits`` (``bits[k]`` is 1 exactly
+    for ``k < K``): ``{key: (f, width)}`` -> ``{key: signal}`` of ``f(K)``, each bit ``f(0)``'s
+    XOR the OR of the one-hot edges ``bits[k] & ~bits[k + 1]`` whose ``f(k + 1)`` differs
+    from ``f(0)`` there. Logarithmic depth in LUTs, no adder tree, so that any function of
+    the count costs no logic after it (for any other code the result is meaningless)."""
     n = len(bits)
-    flat = Signal(n, name=f"{name}_bits")
-    m.d.comb += flat.eq(bits)
-    edge = Signal(n, name=f"{name}_edge")
-    m.d.comb += edge.eq(flat & ~(flat >> 1))
-    out = Signal(range(n + 1), name=name)
-    for b in range(len(out)):
-        m.d.comb += out[b].eq(Cat(*[edge[k] for k in range(n) if (k + 1) >> b & 1]).any())
+    flat, edge = Signal(n, name=f"{name}_bits"), Signal(n, name=f"{name}_edge")
+    m.d.comb += [flat.eq(bits), edge.eq(flat & ~(flat >> 1))]
+    out = {}
+    for key, (f, width) in funcs.items():
+        assert all(0 <= f(k) < 2 ** width for k in range(n + 1)), key
+        sig = out[key] = Signal(width, name=f"{name}_{key}")
+        for b in range(width):
+            edges = Cat(*[edge[k] for k in range(n) if (f(k + 1) ^ f(0)) >> b & 1])
+            m.d.comb += sig[b].eq(edges.any() ^ (f(0) >> b & 1))
     return out
+
+
+def thermometer_count(m, bits, name):
+    """``K`` for a thermometer code ``bits``: :func:`thermometer_functions`' identity."""
+    width = len(bits).bit_length()
+    return thermometer_functions(m, bits, name, {"count": (lambda k: k, width)})["count"]
+
+
+def fresh_or_held(m, value, fresh, name):
+    """``value`` in a cycle ``fresh`` is high, and after it the copy of it taken then (the
+    register ``name``): for a value valid in one cycle only (a read port's word in the cycle
+    after its read, a register loaded in every cycle), so that the copy's load enable is a
+    registered flag and not the handshake that made the value."""
+    copy = Signal.like(value, name=name)
+    with m.If(fresh):
+        m.d.sync += copy.eq(value)
+    return Mux(fresh, value, copy)
 
 
 #: Bits per first-level group of :func:`popcount`: one LUT4 per bit of the group's count.

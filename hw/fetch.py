@@ -1,14 +1,14 @@
 """Operand fetch: turns one walker's address items into engine work items by reading the
 activation and weight memories."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .addrgen import addr_item_layout
 from .common import (ACT_COUNTS_LAYOUT, ACT_NONZERO_BITS, MX_BLOCK, VECTOR_CHOICES,
                      act_counts_of, act_nonzero, check_bool, check_choice, check_int,
-                     item_layout, pack_value, validating)
+                     fresh_or_held, item_layout, pack_value, validating)
 from .descriptor import ADDR_BITS
 from .layout import ACT_WORD_BITS, ELEM_BITS, SCALE_OFFSET, weight_word_bits
 
@@ -177,11 +177,8 @@ class OperandFetch(wiring.Component):
         act = self.act_data
         if self.free_read:  # the port's word is a's item's in the cycle after a loaded only
             a_fresh = Signal(name="a_fresh")
-            a_act = Signal(ACT_WORD_BITS, name="a_act")
             m.d.sync += a_fresh.eq(take[0])
-            with m.If(a_fresh):
-                m.d.sync += a_act.eq(self.act_data)
-            act = Mux(a_fresh, self.act_data, a_act)
+            act = fresh_or_held(m, self.act_data, a_fresh, "a_act")
         a_word = act
         if self.act_reg:
             b_act = Signal(ACT_WORD_BITS, name="b_act")
@@ -200,16 +197,13 @@ class OperandFetch(wiring.Component):
             with m.If(take[1]):
                 m.d.sync += b_nz.eq(act_nonzero(raw))
             b_counts = Signal(ACT_COUNTS_LAYOUT, name="b_counts")
-            c_counts = Signal(ACT_COUNTS_LAYOUT, name="c_counts")
             c_loaded = Signal(name="c_loaded")
             m.d.sync += [b_counts.eq(act_counts_of(m, b_nz, self.counts_vector)),
                          c_loaded.eq(take[2])]
             with m.If(take[2]):
                 m.d.sync += c_act.eq(act)
-            with m.If(c_loaded):
-                m.d.sync += c_counts.eq(b_counts)
             act = c_act
-            m.d.comb += self.counts.eq(Mux(c_loaded, b_counts, c_counts))
+            m.d.comb += self.counts.eq(fresh_or_held(m, b_counts, c_loaded, "c_counts"))
         out_valid, out_flags = valid[last], flags[last]
         m.d.comb += [self.w_rd_en.eq(1 if self.free_read else w_read),
                      self.w_addr.eq(w_addr), self.reads.eq(fetch + w_read)]
@@ -219,11 +213,8 @@ class OperandFetch(wiring.Component):
         wd = self.w_data
         if self.free_read:  # the port's word is the reading transfer's in the next cycle only
             w_fresh = Signal(name="w_fresh")
-            w_copy = Signal(weight_word_bits(T), name="w_copy")
             m.d.sync += w_fresh.eq(w_read)
-            with m.If(w_fresh):
-                m.d.sync += w_copy.eq(self.w_data)
-            wd = Mux(w_fresh, self.w_data, w_copy)
+            wd = fresh_or_held(m, self.w_data, w_fresh, "w_copy")
         cols = [wd[ACT_WORD_BITS * c:ACT_WORD_BITS * (c + 1)] for c in range(T)]
         item = pack_value(self.o.payload.shape(), {
             "x": Cat(act[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)),

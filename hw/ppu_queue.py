@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from golden import intref
 from golden import numerics as nx
 
-from .common import MX_BLOCK, Format, barrel_shl, check_int, validating
+from .common import MX_BLOCK, Format, barrel_shl, check_int, thermometer_functions, validating
 from .ppu_fixed import (fp8_thresholds, ppu_value_layout, scale_code_layout,
                         scale_code_of_parts)
 
@@ -63,25 +63,6 @@ def ppu_element_layout(max_channels):
         "blk": block_params_layout(max_channels)})
 
 
-def _count_functions(m, bits, name, funcs):
-    """Functions of the count ``K`` of a thermometer code ``bits`` (``bits[k]`` is 1 exactly
-    for ``k < K``; :func:`hw.common.thermometer_count`'s edges): ``{key: (f, width)}`` ->
-    ``{key: signal}`` of ``f(K)``, each bit ``f(0)``'s XOR the OR of the one-hot edges
-    ``bits[k] & ~bits[k + 1]`` whose ``f(k + 1)`` differs from ``f(0)`` there. As deep as the
-    count itself, so that any function of it costs no logic after it."""
-    n = len(bits)
-    flat, edge = Signal(n, name=f"{name}_bits"), Signal(n, name=f"{name}_edge")
-    m.d.comb += [flat.eq(bits), edge.eq(flat & ~(flat >> 1))]
-    out = {}
-    for key, (f, width) in funcs.items():
-        assert all(0 <= f(k) < 2 ** width for k in range(n + 1)), key
-        sig = out[key] = Signal(width, name=f"{name}_{key}")
-        for b in range(width):
-            edges = Cat(*[edge[k] for k in range(n) if (f(k + 1) ^ f(0)) >> b & 1])
-            m.d.comb += sig[b].eq(edges.any() ^ (f(0) >> b & 1))
-    return out
-
-
 class BlockQueue(wiring.Component):
     """Buffers values, closes them into blocks and reads each block out one element per cycle,
     with the block's scale code and quantizer parameters.
@@ -124,8 +105,8 @@ class BlockQueue(wiring.Component):
     accumulate in registers, and a ``last`` value closes the block into b1. Closed blocks move
     through three registers (:data:`QUEUE_LATENCY`): b1 (closed; with a second entry b0 for a block
     that closes while b1 cannot move on), b2 (decoded from the thermometer code's edges: the FP8
-    scale's code, mantissa and threshold shift, the MXINT8 shift and code), b3 (the 15 rounding thresholds, the MXINT8 shift; loaded with the read
-    address register ``raddr`` = the block's first slot). A register moves on when the next one is
+    scale's code, mantissa and threshold shift, the MXINT8 shift and code), b3 (the 15
+    rounding thresholds, the MXINT8 shift; loaded with the read address register ``raddr`` = the block's first slot). A register moves on when the next one is
     free or moves on in the same cycle. ``o`` shows element ``rd`` of the b3 block (the buffer read
     at ``raddr``, combinational) while b3 is taken; each transfer advances ``rd`` and ``raddr`` (and
     the register ``at_end``, ``rd == count - 1``, which is ``last``), and
@@ -254,11 +235,11 @@ class BlockQueue(wiring.Component):
         # 4-bit mantissa M' and shift E' + 16 - 7 (7..21 as 0..14; M' = 0, E' + 16 = 7 for
         # code 0), and the MXINT8 scale code and shift
         fbm = width  # fraction bits of the MXINT8 rounding
-        vs = _count_functions(m, below_max, "vs", {
+        vs = thermometer_functions(m, below_max, "vs", {
             "code": (lambda k: k, 8),
             "man": (lambda k: (k & 7) + (8 if k >> 3 else 0), 4),
             "shx": (lambda k: max(k >> 3, 1) - 10 + intref.PPU_FRAC_BITS - _THR_SHIFT_MIN, 4)})
-        lead = _count_functions(m, above_max, "lead", {
+        lead = thermometer_functions(m, above_max, "lead", {
             "mx_sh": (lambda p: fbm + nx.MX_ELEMENT_FRAC_BITS - p, 6),
             "mx_code": (lambda p: p + nx.MX_SCALE_BIAS - intref.PPU_FRAC_BITS, 8)})
         b2 = Signal(data.StructLayout({

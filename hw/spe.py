@@ -5,8 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import (MX_BLOCK, VECTOR_CHOICES, Mode, check_bool, check_choice, check_int,
-                     item_layout, nibble_operands, nonzero_mask, nonzero_nibble_mask, popcount,
-                     result_layout, validating, pack_value)
+                     fresh_or_held, item_layout, nibble_operands, nonzero_mask,
+                     nonzero_nibble_mask, popcount, result_layout, validating, pack_value)
 from .engine import ENGINE_STAGES, engine_stages, lane_products, result_pipeline, scale_factors
 
 __all__ = ["SPE", "SPE_LATENCY", "SPE_NIBBLE_PASSES", "spe_item_cycles", "spe_item_macs",
@@ -360,10 +360,7 @@ class SPE(wiring.Component):
             def held(every, name):
                 """``every`` (loaded in every cycle) as the accepted item's: taken in the cycle
                 after the item's acceptance (``took``) and held from then on."""
-                regs = [Signal.like(v, name=f"{name}_{v.name}") for v in every]
-                cur_values = [Mux(took, e, h) for e, h in zip(every, regs)]
-                m.d.sync += [h.eq(c) for h, c in zip(regs, cur_values)]
-                return cur_values
+                return [fresh_or_held(m, e, took, f"{name}_{e.name}") for e in every]
 
             def latched(value, name):
                 every = Signal.like(value, name=f"{name}_in")
