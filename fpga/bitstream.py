@@ -4,6 +4,7 @@ nextpnr-ecp5 and ecppack (the pinned yowasp tools).
 ```
 python -m fpga.bitstream [--config board] [--param NAME=VALUE] [--clock 25] [--baud 1000000]
     [--design board|loopback] [--seed 1] [--target-mhz MHZ] [--allow-timing-fail]
+    [--router router1|router2] [--nextpnr-arg ARG ...] [--pnr-timeout SECONDS]
     [--out build/bitstream]
 ```
 
@@ -121,10 +122,12 @@ def _key(paths, extra):
 
 def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
           clock_mhz=DEFAULT_CLOCK_MHZ, baud=DEFAULT_BAUD, seed=1, allow_timing_fail=False,
-          out=DEFAULT_OUT, pnr_timeout=None, router="router1", target_mhz=None):
+          out=DEFAULT_OUT, pnr_timeout=None, router="router1", target_mhz=None,
+          nextpnr_args=()):
     """Build one bitstream; returns the report dict (``status``: ``bitstream``,
     ``timing_failed``, ``does_not_fit``, ``pnr_timeout``). ``target_mhz``: place and route
-    against this system clock instead of ``clock_mhz`` (step 3)."""
+    against this system clock instead of ``clock_mhz`` (step 3). ``nextpnr_args``: extra
+    nextpnr-ecp5 arguments, after the flow's own."""
     if target_mhz is not None and not target_mhz > 0:
         raise ValueError(f"target_mhz must be a positive frequency, got {target_mhz!r}")
     if design not in DESIGNS:
@@ -208,6 +211,7 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
            str(SPEED), "--json", f"{name}.json", "--lpf", "ulx3s.lpf", "--textcfg",
            f"{name}.config", "--seed", str(seed), "--timing-allow-fail", "--report",
            "nextpnr_report.json", "--log", "nextpnr.log", "--router", router]
+    cmd += list(nextpnr_args)
     report["nextpnr_cmd"] = " ".join([Path(cmd[0]).name] + cmd[1:])
     t = time.monotonic()
     try:
@@ -274,6 +278,9 @@ def parser():
     p.add_argument("--router", choices=("router1", "router2"), default="router1",
                    help="nextpnr's router (default router1; on the board preset router2 "
                         "diverged and router1 did not finish either, docs/fpga.md 0.6)")
+    p.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
+                   help="extra nextpnr-ecp5 argument (repeatable), e.g. "
+                        "--nextpnr-arg=--placer=static")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     return p
 
@@ -285,7 +292,7 @@ def main(argv=None):
                        overrides=parse_overrides(args.param), clock_mhz=args.clock,
                        baud=args.baud, seed=args.seed, allow_timing_fail=args.allow_timing_fail,
                        out=args.out, pnr_timeout=args.pnr_timeout, router=args.router,
-                       target_mhz=args.target_mhz)
+                       target_mhz=args.target_mhz, nextpnr_args=args.nextpnr_arg)
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

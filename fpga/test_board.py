@@ -249,7 +249,9 @@ def test_loopback_bitstream_builds(tmp_path):
     """Yosys, nextpnr-ecp5 and ecppack from the pinned yowasp packages, on the UART echo,
     placed and routed for a 400 MHz target that it misses (the oscillator's constraint
     scaled): the bitstream is still written, since it runs at the 25 MHz clock."""
-    report = build_bitstream(design="loopback", out=tmp_path, target_mhz=400)
+    report = build_bitstream(design="loopback", out=tmp_path, target_mhz=400,
+                             nextpnr_args=["--placer-heap-beta", "0.8"])
+    assert report["nextpnr_cmd"].endswith("--router router1 --placer-heap-beta 0.8")
     lpf = (tmp_path / "loopback" / "ulx3s.lpf").read_text()
     assert 'FREQUENCY PORT "clk_25mhz" 400 MHZ;' in lpf
     assert report["target_mhz"] == 400 and report["clock_mhz"] == 25
