@@ -53,7 +53,8 @@ from hw.rtlcache import TOPLEVEL, top_verilog
 from hw.verilog import BUILD_ROOT, emit_verilog
 
 from . import protocol as proto
-from .board import BOARD_NAME, OSC_MHZ, PLL_NAME, board_verilog, divisor_for, ulx3s_lpf
+from .board import (BOARD_NAME, OSC_MHZ, PLL_NAME, board_verilog, divisor_for, global_reset,
+                    ulx3s_lpf)
 from .host import DEFAULT_BAUD, DEFAULT_CONFIG
 from .paths import describe, estimate_report
 from .synth import (DEVICES, PNR_CELLS, ToolTimeout, _bin, _pnr_progress, _pnr_stage_line,
@@ -84,11 +85,11 @@ class Loopback(wiring.Component):
                           "btn_pwr_n": In(1), "led": Out(8)})
 
     def elaborate(self, platform):
-        from amaranth.hdl import ClockDomain, ClockSignal, ResetSignal
+        from amaranth.hdl import ClockDomain, ClockSignal
         m = Module()
-        m.domains.sync = ClockDomain("sync")
-        m.d.comb += [ClockSignal("sync").eq(self.clk_25mhz),
-                     ResetSignal("sync").eq(~self.btn_pwr_n)]
+        m.domains.sync = ClockDomain("sync", async_reset=True)
+        m.d.comb += ClockSignal("sync").eq(self.clk_25mhz)
+        global_reset(m, ~self.btn_pwr_n)
         m.submodules.rx = rx = UARTRx(divisor=self.divisor)
         m.submodules.tx = tx = UARTTx(divisor=self.divisor)
         wiring.connect(m, rx.o, tx.i)

@@ -8,13 +8,14 @@
   ``tx``.
 * :class:`Ulx3sTop` (``sqdm_ulx3s``): the core on the ULX3S pins (:data:`ULX3S_PINS`): the
   25 MHz oscillator, through an ECP5 PLL (module ``sqdm_pll``, written by ``ecppll``) when the
-  system clock is not 25 MHz; reset until the PLL locks and while button PWR is pressed; the
-  FTDI UART; LEDs 0..3 = busy, done, a framing error seen, heartbeat.
+  system clock is not 25 MHz; reset until the PLL locks and while button PWR is pressed
+  (:func:`global_reset`); the FTDI UART; LEDs 0..3 = busy, done, a framing error seen,
+  heartbeat.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import Const, ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,7 +28,7 @@ from .uart import UARTRx, UARTTx
 from .wrapper import top_ports
 
 __all__ = ["CORE_NAME", "BOARD_NAME", "PLL_NAME", "OSC_MHZ", "ULX3S_PINS", "BoardCore",
-           "Ulx3sTop", "core_verilog", "board_verilog", "ulx3s_lpf"]
+           "Ulx3sTop", "global_reset", "core_verilog", "board_verilog", "ulx3s_lpf"]
 
 CORE_NAME = "sqdm_board_core"
 BOARD_NAME = "sqdm_ulx3s"
@@ -45,6 +46,21 @@ ULX3S_PINS = {
     **{f"led[{i}]": ball for i, ball in enumerate(("B2", "C2", "C1", "D2", "D1", "E2", "E1",
                                                     "H3"))},
 }
+
+
+def global_reset(m, arst):
+    """Drive the ``sync`` domain's (asynchronous) reset from ``arst`` (active high, any
+    clock): asserted at once, released on the second clock edge after ``arst`` falls (a
+    reset synchronizer), through an ECP5 ``DCCA`` clock buffer onto a global network, which
+    reaches every slice's LSR. In the fabric, the reset of the accelerator's ~20 k
+    flip-flops was one net of ~20 k routing arcs (about a tenth of the design's), spread
+    over the whole die (docs/fpga.md 0.6); nextpnr promotes only clocks to globals."""
+    m.domains.arst = ClockDomain("arst", async_reset=True, local=True)
+    m.d.comb += [ClockSignal("arst").eq(ClockSignal("sync")), ResetSignal("arst").eq(arst)]
+    held = Signal(2, init=0b11)  # ones while arst, then shifts zeros in
+    m.d.arst += held.eq(held >> 1)
+    m.submodules.reset_buffer = Instance("DCCA", i_CLKI=held[0], i_CE=Const(1, 1),
+                                         o_CLKO=ResetSignal("sync"))
 
 
 class BoardCore(wiring.Component):
@@ -97,7 +113,7 @@ class Ulx3sTop(wiring.Component):
         else:
             m.submodules.pll = Instance(PLL_NAME, i_clkin=self.clk_25mhz,
                                         o_clkout0=ClockSignal("sync"), o_locked=locked)
-        m.d.comb += ResetSignal("sync").eq(~locked | ~self.btn_pwr_n)
+        global_reset(m, ~locked | ~self.btn_pwr_n)
         m.submodules.core = core = BoardCore(self.config, divisor=self.divisor)
         half_second = max(2, int(self.clock_mhz * 1e6) // 2)
         beat = Signal(range(half_second))
