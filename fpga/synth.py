@@ -148,8 +148,10 @@ SPEED_GRADES = (6, 7, 8)
 #: packed slices: TRELLIS_COMB = LUT4 (+ carry halves), TRELLIS_FF, ...).
 CELLS = ("LUT4", "TRELLIS_FF", "MULT18X18D", "DP16KD", "CCU2C", "TRELLIS_DPR16X4",
          "PFUMX", "L6MUX21", "ALU54B")
-#: nextpnr utilisation rows carried into the report's ``utilisation``.
-PNR_CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_RAMW", "TRELLIS_IO")
+#: nextpnr utilisation rows carried into the report's ``utilisation`` (DCCA: the global
+#: buffers, one per clock and the board tops' reset, :func:`fpga.board.global_reset`).
+PNR_CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_RAMW", "TRELLIS_IO",
+             "DCCA")
 
 
 def normalise_device(name):

@@ -259,6 +259,10 @@ def test_loopback_bitstream_builds(tmp_path):
     assert report["status"] == "bitstream" and report["timing_pass"]
     assert report["bitstream_bytes"] > 100_000
     assert report["utilisation"]["TRELLIS_IO"]["used"] == len(ULX3S_PINS)
+    # two global buffers: the clock's and the reset's (global_reset), routed on globals
+    assert report["utilisation"]["DCCA"]["used"] == 2
+    log = (tmp_path / "loopback" / "nextpnr.stdout").read_text()
+    assert "routing clock net rst using global" in log
     assert (tmp_path / "loopback" / "sqdm_loopback.bit").exists()
     # fpga.paths on the real netlist: the UART's registers, its estimate near nextpnr's
     est = report["path_estimate"]
