@@ -55,10 +55,12 @@ def global_reset(m, arst):
     reaches every slice's LSR. In the fabric, the reset of the accelerator's ~20 k
     flip-flops was one net of ~20 k routing arcs (about a tenth of the design's), spread
     over the whole die (docs/fpga.md 0.6); nextpnr promotes only clocks to globals."""
-    m.domains.arst = ClockDomain("arst", async_reset=True, local=True)
-    m.d.comb += [ClockSignal("arst").eq(ClockSignal("sync")), ResetSignal("arst").eq(arst)]
+    # (the domain's name sorts after "clk", so that nextpnr names the clock net "clk")
+    m.domains.reset_sync = ClockDomain("reset_sync", async_reset=True, local=True)
+    m.d.comb += [ClockSignal("reset_sync").eq(ClockSignal("sync")),
+                 ResetSignal("reset_sync").eq(arst)]
     held = Signal(2, init=0b11)  # ones while arst, then shifts zeros in
-    m.d.arst += held.eq(held >> 1)
+    m.d.reset_sync += held.eq(held >> 1)
     m.submodules.reset_buffer = Instance("DCCA", i_CLKI=held[0], i_CE=Const(1, 1),
                                          o_CLKO=ResetSignal("sync"))
 
