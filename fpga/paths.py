@@ -1,7 +1,7 @@
 """Estimated register-to-register delays of a synthesised ECP5 netlist, before placement.
 
 ``python -m fpga.paths NETLIST.json [--hop 1.0] [--target-mhz 100] [--top 30] [--blocks]
-[--path NAME] [--json OUT]`` reads the JSON netlist Yosys' ``synth_ecp5`` writes (``python -m
+[--path NAME] [--fanout N] [--json OUT]`` reads the JSON netlist Yosys' ``synth_ecp5`` writes (``python -m
 fpga.synth --no-pnr`` leaves one in its run folder, ``python -m fpga.bitstream`` too) and
 estimates, for
 every timing endpoint (a flip-flop's data, enable or set/reset input; a block RAM's or LUT
@@ -9,7 +9,10 @@ RAM's input), the arrival of its latest signal: the cells' own delays (``CELL_NS
 fixed routing delay per net hop (``--hop``, ns; none into a carry input or between a LUT and
 its PFUMX / L6MUX21, which are wired inside the slice). It prints the endpoints grouped by the
 name of the register they load, worst first, with how many miss ``--target-mhz``, and with
-``--path`` the worst path into a register whose name contains NAME.
+``--path`` the worst path into a register whose name contains NAME. ``--fanout N`` also
+prints the N nets with the most sinks (clock nets aside), with their driver and the kinds of
+pin they reach: a net to thousands of pins is routed as thousands of arcs (the board's reset
+was one of ~20 k, docs/fpga.md 0.6).
 
 What it is for: ranking what to pipeline next in seconds, where nextpnr needs a placement
 (15-20 minutes for the ``board`` preset) to print one critical path. What it is not: timing
@@ -30,7 +33,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["CELL_NS", "Endpoint", "Netlist", "estimate", "estimate_report", "describe",
-           "group_name", "summary", "block_counts", "trace", "main"]
+           "group_name", "summary", "block_counts", "trace", "fanouts", "main"]
 
 #: Delay (ns) of a cell from its inputs to its output, or for a register or block RAM from its
 #: clock to its output (ECP5 speed grade 6, rounded: nextpnr's timing database).
@@ -252,6 +255,26 @@ def trace(arrival, netlist, bit):
     return out
 
 
+def fanouts(netlist: Netlist, top=20):
+    """The ``top`` nets with the most sinks, most first, clock inputs not counted (the clock
+    is on a global network): ``{"net", "sinks", "driver", "pins"}``, ``driver`` the driving
+    cell's type (``"(input)"`` for a port), ``pins`` the sinks per ``"CELL.PORT"``, most
+    first."""
+    pins = collections.defaultdict(collections.Counter)
+    for cname, cell in netlist.cells.items():
+        for port, bit in netlist.inputs(cname):
+            if port not in CLOCKS:
+                pins[bit][f"{cell['type']}.{port}"] += 1
+    ranked = sorted(pins.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:top]
+    rows = []
+    for bit, kinds in ranked:
+        driver = netlist.driver.get(bit)
+        rows.append({"net": netlist.names.get(bit, f"${bit}"), "sinks": sum(kinds.values()),
+                     "driver": netlist.cells[driver[0]]["type"] if driver else "(input)",
+                     "pins": dict(kinds.most_common())})
+    return rows
+
+
 def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=None):
     """The estimate of the netlist at ``path`` as a JSON-ready dict: ``hop_ns``,
     ``target_mhz``, ``endpoints``, ``failing`` (endpoints over the target's period),
@@ -296,10 +319,12 @@ def main(argv=None):
                    "whose name contains NAME")
     p.add_argument("--blocks", action="store_true",
                    help="also print the failing endpoints per block")
+    p.add_argument("--fanout", type=int, default=0, metavar="N",
+                   help="also print the N nets with the most sinks")
     p.add_argument("--json", metavar="OUT", help="write the estimate as JSON")
     args = p.parse_args(argv)
-    if args.hop < 0 or args.target_mhz <= 0 or args.top < 0:
-        p.error("--hop must be >= 0, --target-mhz > 0, --top >= 0")
+    if args.hop < 0 or args.target_mhz <= 0 or args.top < 0 or args.fanout < 0:
+        p.error("--hop must be >= 0, --target-mhz > 0, --top >= 0, --fanout >= 0")
     try:
         rep = estimate_report(args.netlist, hop_ns=args.hop, target_mhz=args.target_mhz,
                               top=args.top, trace_name=args.path)
@@ -322,6 +347,12 @@ def main(argv=None):
         print(f"worst path into {end['name']} ({end['port']}), {end['ns']:.1f} ns:")
         for row in rep["path"]:
             print(f"  {row['ns']:6.1f}  {row['cell']:14s} {row['net']}")
+    if args.fanout:
+        rep["fanouts"] = fanouts(Netlist(args.netlist), args.fanout)
+        print("nets with the most sinks (clock inputs aside):")
+        for f in rep["fanouts"]:
+            kinds = ", ".join(f"{k} {n}" for k, n in list(f["pins"].items())[:3])
+            print(f"  {f['sinks']:6d}  {f['net']}  (from {f['driver']}: {kinds})")
     if args.json:
         Path(args.json).write_text(json.dumps({"netlist": str(args.netlist), **rep},
                                               indent=2) + "\n")

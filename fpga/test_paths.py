@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from fpga.paths import (CELL_NS, SETUP_NS, Netlist, block_counts, estimate, group_name, main,
-                        summary)
+from fpga.paths import (CELL_NS, SETUP_NS, Netlist, block_counts, estimate, fanouts, group_name,
+                        main, summary)
 
 
 def _cell(ctype, inputs, outputs, **params):
@@ -117,6 +117,23 @@ def test_cli_report_and_path(tmp_path, capsys):
     assert report["endpoints"] == 2 and report["failing"] == 1
     assert report["path_end"]["name"] == "core.reg" and report["blocks"][0]["block"] == "core"
     assert [p["cell"] for p in report["path"]] == ["LUT4", "TRELLIS_FF"]
+
+
+def test_fanouts(tmp_path, capsys):
+    """Nets ranked by sinks, clock pins not counted; the driver's type and the pin kinds."""
+    cells = {"r": _ff(9, 2), "a": _ff(2, 3), "b": _ff(2, 4),
+             "l": _cell("LUT4", {"A": [2], "B": [5]}, {"Z": [6]}),
+             "c": _cell("TRELLIS_FF", {"CLK": [1], "DI": [6], "LSR": [2]}, {"Q": [7]})}
+    path = _write(tmp_path, cells, {"rst": [2], "clk": [1], "in": [5]})
+    rows = fanouts(Netlist(path), top=2)
+    assert rows[0] == {"net": "rst", "sinks": 4, "driver": "TRELLIS_FF",
+                       "pins": {"TRELLIS_FF.DI": 2, "LUT4.A": 1, "TRELLIS_FF.LSR": 1}}
+    assert rows[1]["sinks"] == 1 and rows[1]["driver"] in ("TRELLIS_FF", "LUT4", "(input)")
+    assert all(r["net"] != "clk" for r in fanouts(Netlist(path), top=10))
+    out = tmp_path / "f.json"
+    assert main([str(path), "--fanout", "1", "--json", str(out)]) == 0
+    assert "     4  rst  (from TRELLIS_FF: TRELLIS_FF.DI 2" in capsys.readouterr().out
+    assert json.loads(out.read_text())["fanouts"][0]["net"] == "rst"
 
 
 @pytest.mark.parametrize("content,msg", [
