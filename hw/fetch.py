@@ -43,16 +43,15 @@ class OperandFetch(wiring.Component):
         handshake (the dispatcher's head, ``Dispatcher(w_late=True)``), whose copy of the
         2.1 kbit weight word (at tile 8) the read port's data register then replaces.
     free_read : bool
-        With ``act_reg``: both read ports read in every cycle (``act_rd_en`` = ``w_rd_en`` =
-        1), so that the stages' handshake chain (which ends at the consumer's ``ready``)
-        reaches no block RAM's enable. The activation port reads at the walker's head item's
-        address; the word read for the item that entered the first stage is on the port in
-        the next cycle only, so that stage keeps a copy (``a_act``, loaded by a registered
-        flag). The weight port reads at the address of the item in the stage before the
-        reading transfer (above); its word is on the port in the cycle after that transfer
-        only, so the fetch keeps a copy (``w_copy``, loaded by the registered transfer) and
-        ``o.payload.w`` / ``w_scale`` are the port's word in that cycle, the copy after it.
-        ``reads`` still counts the items' reads. Same cycles.
+        With ``act_reg``: the activation memory's read port reads in every cycle
+        (``act_rd_en`` = 1) at the walker's head item's address, so that the stages'
+        handshake chain (which ends at the consumer's ``ready``) reaches no activation block
+        RAM's enable; the word read for the item that entered the first stage is on the port
+        in the next cycle only, so that stage keeps a copy (``a_act``, loaded by a registered
+        flag). ``reads`` still counts the items' reads. Same cycles. The weight port keeps its
+        enable: a copy of its word (2.1 kbit at tile 8) and the select between port and copy
+        in front of both engines' item registers cost more routing than the enable's path
+        (docs/fpga.md 0.6).
     counts_vector : None or int, one of 4, 8, 16
         With ``act_reg``: a third register stage that registers the activation word's
         non-zero counts (:func:`hw.common.act_counts`, ``vec`` of the first
@@ -78,7 +77,7 @@ class OperandFetch(wiring.Component):
         activation and of the weight memory. ``act_rd_en`` is high in a cycle that takes a
         non-null item; ``w_rd_en`` in the same cycle, with ``act_reg`` in the cycle the item
         enters the last stage, with ``w_late`` in the cycle it leaves (with ``free_read``
-        both always).
+        ``act_rd_en`` always).
     act_data : In(ACT_WORD_BITS), w_data : In(weight_word_bits(tile))
         The read ports' data (the words addressed in the last enabled cycle, held while the
         enable is low).
@@ -91,9 +90,9 @@ class OperandFetch(wiring.Component):
     fetch_latency(act_reg, counts_vector is not None)``. Each stage takes an item whenever it is
     empty or its item moves on (``i.ready = ~o.valid | o.ready`` for one stage), so items stream
     back to back; while a stage is stalled the read enable that would overwrite its data stays low
-    and the read port holds it (with ``free_read`` the copies hold it). A null item reads nothing
-    (its operands are don't-care). ``i.ready``
-    never depends on ``i.valid``; ``o.valid`` never on ``o.ready``.
+    and the read port holds it (with ``free_read`` the act word's copy holds it). A null item
+    reads nothing (its operands are don't-care). ``i.ready`` never depends on ``i.valid``;
+    ``o.valid`` never on ``o.ready``.
     """
 
     def __init__(self, *, tile, act_reg=False, w_late=False, counts_vector=None,
@@ -205,16 +204,12 @@ class OperandFetch(wiring.Component):
             act = c_act
             m.d.comb += self.counts.eq(fresh_or_held(m, b_counts, c_loaded, "c_counts"))
         out_valid, out_flags = valid[last], flags[last]
-        m.d.comb += [self.w_rd_en.eq(1 if self.free_read else w_read),
-                     self.w_addr.eq(w_addr), self.reads.eq(fetch + w_read)]
+        m.d.comb += [self.w_rd_en.eq(w_read), self.w_addr.eq(w_addr),
+                     self.reads.eq(fetch + w_read)]
         # One assignment of the whole item, not one per field: field by field, the Verilog
         # drives the ~2.4 kbit payload wire with ~300 part-select assigns, which Icarus
         # re-resolves (and fans out) once per part (docs/hardware.md, "Simulator notes").
         wd = self.w_data
-        if self.free_read:  # the port's word is the reading transfer's in the next cycle only
-            w_fresh = Signal(name="w_fresh")
-            m.d.sync += w_fresh.eq(w_read)
-            wd = fresh_or_held(m, self.w_data, w_fresh, "w_copy")
         cols = [wd[ACT_WORD_BITS * c:ACT_WORD_BITS * (c + 1)] for c in range(T)]
         item = pack_value(self.o.payload.shape(), {
             "x": Cat(act[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)),
