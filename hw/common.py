@@ -23,7 +23,7 @@ __all__ = [
     "act_counts", "act_nonzero", "act_counts_of", "ACT_NONZERO_BITS",
     "nibble_operands", "lut_product",
     "item_layout", "NCOLS_SHAPE", "result_layout", "mx_combos", "nonzero_mask",
-    "nonzero_nibble_mask", "popcount",
+    "nonzero_nibble_mask", "popcount", "shallow_popcount",
 ]
 
 # --------------------------------------------------------------------------- encodings
@@ -497,6 +497,48 @@ def popcount(m, bits, name):
     return terms[0][0]
 
 
+#: Bits per table of :func:`shallow_popcount`'s compression levels (one LUT6 per output bit).
+COMPRESS_GROUP = 6
+
+
+def shallow_popcount(m, bits, name):
+    """Sum of the bits of a value in a few LUT levels and no carry chain, for a count that
+    must reach a register within a cycle (:func:`act_counts_of`). The bits, in columns by
+    weight, are compressed level by level: each column's bits in groups of at most
+    :data:`COMPRESS_GROUP`, each group counted by a table whose bits go to that column and
+    the next ones, until no column holds more than three bits (32 bits: two levels, nine
+    bits left); then each bit of the sum is a table of the bits of its weight and below.
+    Every table is a named signal."""
+    width = len(bits).bit_length()  # bits of the sum
+    if len(bits) <= 1:
+        return Value.cast(bits) if len(bits) else Const(0, 1)
+    cols = [[Value.cast(bits)[i] for i in range(len(bits))]] + [[] for _ in range(width - 1)]
+    level = 0
+    while max(map(len, cols)) > 3:
+        nxt = [[] for _ in cols]
+        for w, col in enumerate(cols):
+            if len(col) <= 2:  # (no fewer bits from a table)
+                nxt[w] += col
+                continue
+            groups = -(-len(col) // COMPRESS_GROUP)  # of equal sizes (+-1), at least 3 bits
+            for g in range(groups):
+                group = col[g * len(col) // groups:(g + 1) * len(col) // groups]
+                s = Signal(range(len(group) + 1), name=f"{name}_l{level}w{w}g{g}")
+                m.d.comb += s.eq(Array([bin(v).count("1") for v in range(1 << len(group))])
+                                 [Cat(*group)])
+                for k in range(len(s)):
+                    if w + k < width:  # (a carry out of the sum's width is always 0)
+                        nxt[w + k].append(s[k])
+        cols, level = nxt, level + 1
+    out = Signal(width, name=name)
+    for k in range(width):
+        ins = [(w, b) for w in range(k + 1) for b in cols[w]]
+        m.d.comb += out[k].eq(Array([
+            sum(1 << w for j, (w, _) in enumerate(ins) if v >> j & 1) >> k & 1
+            for v in range(1 << len(ins))])[Cat(*(b for _, b in ins))])
+    return out
+
+
 #: The non-zero counts of an item's 32 activation elements (:func:`act_counts`): ``all`` of
 #: them, the first ``vec`` ones (an INT4 vector), and their non-zero ``hi`` and ``lo`` nibbles.
 ACT_COUNTS_LAYOUT = data.StructLayout({
@@ -519,18 +561,19 @@ def act_nonzero(x):
 
 def act_counts_of(m, nz, vector, name="nnz"):
     """The counts of :data:`ACT_COUNTS_LAYOUT` from the flags ``nz`` of :func:`act_nonzero`
-    (e.g. registered), as a view of the layout."""
+    (e.g. registered), as a view of the layout (:func:`shallow_popcount`: a register's
+    input within a cycle of the flags)."""
     assert len(nz) == ACT_NONZERO_BITS, "the flags of act_nonzero"
     hi, lo, nz_all = nz[:MX_BLOCK], nz[MX_BLOCK:2 * MX_BLOCK], nz[2 * MX_BLOCK:]
     return ACT_COUNTS_LAYOUT(pack_value(ACT_COUNTS_LAYOUT, {
-        "all": popcount(m, nz_all, f"{name}_all"),
-        "vec": popcount(m, nz_all[:vector], f"{name}_vec"),
-        "hi": popcount(m, hi, f"{name}_hi"),
-        "lo": popcount(m, lo, f"{name}_lo")}))
+        "all": shallow_popcount(m, nz_all, f"{name}_all"),
+        "vec": shallow_popcount(m, nz_all[:vector], f"{name}_vec"),
+        "hi": shallow_popcount(m, hi, f"{name}_hi"),
+        "lo": shallow_popcount(m, lo, f"{name}_lo")}))
 
 
 def act_counts(m, x, vector, name="nnz"):
     """The counts of :data:`ACT_COUNTS_LAYOUT` of the 32 elements ``x`` (an item's ``x``),
     the first ``vector`` of them in ``vec``: the SPE's item cost (:func:`hw.spe.spe_item_cycles`)
-    is a function of them and the mode (adder trees, :func:`popcount`); a view of the layout."""
+    is a function of them and the mode (:func:`shallow_popcount`); a view of the layout."""
     return act_counts_of(m, act_nonzero(x), vector, name)

@@ -10,7 +10,7 @@ from .common import (ACT_COUNTS_LAYOUT, MX_BLOCK, VECTOR_CHOICES, Mode, act_coun
 from .dpe import dpe_item_cycles
 from .spe import SPE_INFO_LAYOUT, SPE_NIBBLE_PASSES, spe_input_info
 
-__all__ = ["Dispatcher", "COST_BITS", "choose_spe"]
+__all__ = ["Dispatcher", "COST_BITS", "choose_spe", "below_table", "below_bounds"]
 
 #: Bits of an item's cost and of an engine's remaining cycles (the largest DPE item: 256
 #: column groups x 32 MXINT8 passes).
@@ -30,6 +30,30 @@ def choose_spe(*, dpe_free, spe_free, dpe_cost, spe_cost, pref):
     if dpe_free or spe_free:
         return bool(spe_free)
     return None
+
+
+#: Entries of a table indexed by a count of :data:`ACT_COUNTS_LAYOUT` (0..32, six bits).
+COUNT_ENTRIES = 1 << MX_BLOCK.bit_length()
+#: ``choice_regs``' "SPE cheaper" as flags per DPE cost value up to this many values (column
+#: group counts), else as the comparison of the costs.
+MAX_COST_FLAGS = 16
+
+
+def below_table(cost, limit):
+    """The flags ``cost(n) < limit``, a table indexed by a count ``n``."""
+    return [int(n <= MX_BLOCK and cost(n) < limit) for n in range(COUNT_ENTRIES)]
+
+
+def below_bounds(cost, limit):
+    """For a cost of two counts ``cost(hi, lo)``, non-decreasing in ``hi``: the bounds ``b``
+    with ``cost(hi, lo) < limit`` exactly when ``hi < b``, a table indexed by ``lo``, so that
+    the flag is one comparison after one table (no adder)."""
+    bounds = []
+    for lo in range(COUNT_ENTRIES):
+        below = [lo <= MX_BLOCK and cost(hi, lo) < limit for hi in range(MX_BLOCK + 1)]
+        assert below == sorted(below, reverse=True), "cost not monotonic in hi"
+        bounds.append(sum(below))
+    return bounds
 
 
 class Dispatcher(wiring.Component):
@@ -55,9 +79,12 @@ class Dispatcher(wiring.Component):
         With ``head_reg``: the choice's inputs as registers, so that it starts one or two LUT
         levels from flip-flops (the dispatcher is on the handshake chain from the engines to
         the fetch stage's block RAM enables): whether the SPE is the cheaper engine for the
-        head item, compared as the item loads, and each engine's *free* flag, set with its
-        remaining-cycles counter (from the loaded cost's "at most 1", or "at most 2" before a
-        decrement). Same cycles.
+        head item, compared as the item loads (one flag per value of the DPE's cost, each a
+        table of the input's counts or a table and one comparison: no adder after the
+        counts), and each engine's *free* flag, set with its remaining-cycles counter (from
+        the loaded cost's "at most 1", or before a decrement from "at most 2", itself a
+        register set with the counter: the loaded cost's "at most 2", or before a decrement
+        "at most 3"). Same cycles.
     predict_ready : bool
         With ``choice_regs``: each engine's ``ready`` is taken from the dispatcher's own
         registers and the engine's ``busy`` output (``d_adv`` / ``s_adv``) instead of from the
@@ -195,17 +222,48 @@ class Dispatcher(wiring.Component):
         in_costs = {"d": Signal(COST_BITS, name="in_cost_d"),
                     "s": Signal(COST_BITS, name="in_cost_s")}
         m.d.comb += [in_costs["d"].eq(d_cost), in_costs["s"].eq(s_cost)]
-        # cost <= 1, from the tables' indices (no adder or comparison after the tables): an
-        # MXINT8 SPE item runs at least two sweeps
+        # cost <= k, from the tables' indices (no adder or comparison after the tables): an
+        # MXINT8 SPE item runs four nibble passes of at least one sweep
         s_mx_least = (4 if self.nibble_skip else len(SPE_NIBBLE_PASSES)) * min(sweep)
-        assert s_mx_least > 1
-        in_le1 = {
-            "d": item_in.null | Mux(is_mx, table([int(c <= 1) for c in d_mx], nc, "d_mx_le1"),
-                                    table([int(c <= 1) for c in d_int4], nc, "d_i4_le1")),
-            "s": item_in.null | (~is_mx & table([int(c <= 1) for c in sweep], nnz, "sw_le1"))}
+
+        def cost_at_most(k):
+            assert s_mx_least > k
+            return {"d": item_in.null | Mux(is_mx,
+                                            table([int(c <= k) for c in d_mx], nc, f"d_mx_le{k}"),
+                                            table([int(c <= k) for c in d_int4], nc,
+                                                  f"d_i4_le{k}")),
+                    "s": item_in.null | (~is_mx & table([int(c <= k) for c in sweep], nnz,
+                                                        f"sw_le{k}"))}
 
         def spe_cheaper(c, pref):  # the SPE is the cheaper engine (pref on a tie)
             return (c["s"] < c["d"]) | ((c["s"] == c["d"]) & pref)
+
+        def spe_cheaper_in():
+            """:func:`spe_cheaper` of the input item without its costs' adders: the DPE's cost
+            takes one value ``d`` per column-group count, so the flag is "SPE cost < d" (or
+            "< d + 1" with ``pref``) for the value selected by the DPE cost's index; each limit's
+            flag is a table of a count (:func:`below_table`), or with ``nibble_skip`` in MXINT8
+            the high nibbles' count compared with a table of the low ones'
+            (:func:`below_bounds`)."""
+            def below(mode, limit):
+                name = f"{mode.name.lower()}_below{limit}"
+                if mode == Mode.MXINT8 and self.nibble_skip:
+                    bounds = below_bounds(lambda hi, lo: 2 * (sweep[hi] + sweep[lo]), limit)
+                    return counts.hi < table(bounds, counts.lo, name)
+                if mode == Mode.MXINT8:
+                    flags = below_table(lambda n: len(SPE_NIBBLE_PASSES) * sweep[n], limit)
+                    return table(flags, counts.all, name)
+                return table(below_table(lambda n: sweep[n], limit), counts.vec, name)
+            if len(set(d_mx)) > MAX_COST_FLAGS:  # (many column groups: the costs' comparison)
+                return spe_cheaper(in_costs, item_in.pref)
+            per_mode = {}
+            for mode, d_tab in ((Mode.INT4, d_int4), (Mode.MXINT8, d_mx)):
+                limits = sorted({*d_tab, *(d + 1 for d in d_tab)})
+                flags = {limit: below(mode, limit) for limit in limits}
+                per_mode[mode] = Array(Mux(item_in.pref, flags[d + 1], flags[d])
+                                       for d in d_tab)[nc]
+            return Mux(item_in.null, item_in.pref,
+                       Mux(is_mx, per_mode[Mode.MXINT8], per_mode[Mode.INT4]))
 
         # ---- the head: the input itself, or (head_reg) a register stage holding it
         head_ready = Signal()  # the head item leaves in this cycle
@@ -229,12 +287,14 @@ class Dispatcher(wiring.Component):
                                if f not in late),
                              *(costs[e].eq(in_costs[e]) for e in "ds")]
             operands = {f: item_in[f] if f in late else head[f] for f in OPERANDS}
-            if self.choice_regs:  # registered as the item loads
+            if self.choice_regs:  # registered as the item loads (computed outside the If)
                 cheaper_r = Signal(name="cheaper_s_r")
-                cost_le1 = {e: Signal(name=f"cost_le1_{e}") for e in "ds"}
+                cheaper_in = spe_cheaper_in()
+                in_le = {k: cost_at_most(k) for k in (1, 2)}
+                cost_le = {k: {e: Signal(name=f"cost_le{k}_{e}") for e in "ds"} for k in (1, 2)}
                 with m.If(load):
-                    m.d.sync += cheaper_r.eq(spe_cheaper(in_costs, item_in.pref))
-                    m.d.sync += [cost_le1[e].eq(in_le1[e]) for e in "ds"]
+                    m.d.sync += cheaper_r.eq(cheaper_in)
+                    m.d.sync += [cost_le[k][e].eq(in_le[k][e]) for k in (1, 2) for e in "ds"]
         else:
             head_valid, head, costs = self.i.valid, item_in, in_costs
             operands = {f: head[f] for f in OPERANDS}
@@ -247,8 +307,10 @@ class Dispatcher(wiring.Component):
         # ---- engine state: remaining cycles, "has an item of this unit", free (rem <= 1)
         rem = {e: Signal(COST_BITS, name=f"rem_{e}") for e in "ds"}
         got = {e: Signal(name=f"got_{e}") for e in "ds"}
-        if self.choice_regs:  # set with rem (rem is 0 after reset: free)
+        if self.choice_regs:  # set with rem (rem is 0 after reset: free); at_most_2 is
+            # rem <= 2, free's next value while counting down
             free = {e: Signal(name=f"free_{e}", init=1) for e in "ds"}
+            at_most_2 = {e: Signal(name=f"rem_le2_{e}", init=1) for e in "ds"}
         else:
             free = {e: rem[e] <= 1 for e in "ds"}
         adv = {"d": self.d_adv, "s": self.s_adv}
@@ -318,9 +380,12 @@ class Dispatcher(wiring.Component):
             if self.choice_regs:
                 # (with predict_ready, rem != 0 is the idle flag's complement)
                 counting = adv[e] & (~idle[e] if self.predict_ready else rem[e] != 0)
-                free_next[e] = Mux(taken[e], owed[e] | cost_le1[e],
-                                   Mux(counting, rem[e] <= 2, free[e]))
+                free_next[e] = Mux(taken[e], owed[e] | cost_le[1][e],
+                                   Mux(counting, at_most_2[e], free[e]))
                 m.d.sync += free[e].eq(free_next[e])
+                # (counting: rem - 1 <= 2, no bit of rem above its lowest two)
+                m.d.sync += at_most_2[e].eq(Mux(taken[e], owed[e] | cost_le[2][e],
+                                                Mux(counting, rem[e][2:] == 0, at_most_2[e])))
         closes = accept & head.last
         closing_next = Mux(closes, 1,
                            Mux(taken["s"] & owed["s"] | taken["d"] & owed["d"], 0, closing))

@@ -57,9 +57,10 @@ class OperandFetch(wiring.Component):
         non-zero counts (:func:`hw.common.act_counts`, ``vec`` of the first
         ``counts_vector`` elements) beside the item, on ``counts``; for a consumer whose cost
         logic would otherwise start with the adder trees (the dispatcher's,
-        ``Dispatcher(counts_in=True)``). The counts are registered in every cycle from the
-        second stage's word, so that the stages' handshake chain enables flip-flops and
-        feeds no adder tree. The weight word is read as the item enters the third stage (or
+        ``Dispatcher(counts_in=True)``). The counts are counted from the second stage's
+        non-zero flags (registered with its word) as the item enters the third stage
+        (:func:`hw.common.shallow_popcount`), so that the stages' handshake chain only
+        enables flip-flops. The weight word is read as the item enters the third stage (or
         leaves it, with ``w_late``). One cycle more per item, still one per cycle.
 
     Members
@@ -185,24 +186,22 @@ class OperandFetch(wiring.Component):
                 m.d.sync += b_act.eq(act)
             act = b_act
         if self.counts_vector is not None:
-            # The counts of b's word are registered in every cycle (``b_counts``), so that the
-            # handshake chain (take) enables flip-flops and no adder tree: c's counts are
-            # b_counts in the cycle after c loads (``c_loaded``), else the copy ``c_counts``.
-            # They are counted from the word's non-zero flags, registered with it (``b_nz``),
-            # so that the block RAM's output reaches a register after a LUT level or two.
+            # The counts are counted from the word's non-zero flags, registered with it in b
+            # (``b_nz``: the block RAM's output reaches a register after a LUT level or two),
+            # and registered with the word in c (``c_counts``, the output itself). The counting
+            # logic is built outside the If, so that the handshake chain (take) only enables
+            # the flip-flops and does not enter the count.
             c_act = Signal(ACT_WORD_BITS, name="c_act")
             b_nz = Signal(ACT_NONZERO_BITS, name="b_nz")
             raw = [a_word[ELEM_BITS * e:ELEM_BITS * (e + 1)] for e in range(MX_BLOCK)]
             with m.If(take[1]):
                 m.d.sync += b_nz.eq(act_nonzero(raw))
-            b_counts = Signal(ACT_COUNTS_LAYOUT, name="b_counts")
-            c_loaded = Signal(name="c_loaded")
-            m.d.sync += [b_counts.eq(act_counts_of(m, b_nz, self.counts_vector)),
-                         c_loaded.eq(take[2])]
+            b_counts = act_counts_of(m, b_nz, self.counts_vector, "b_nnz")
+            c_counts = Signal(ACT_COUNTS_LAYOUT, name="c_counts")
             with m.If(take[2]):
-                m.d.sync += c_act.eq(act)
+                m.d.sync += [c_act.eq(act), c_counts.eq(b_counts)]
             act = c_act
-            m.d.comb += self.counts.eq(fresh_or_held(m, b_counts, c_loaded, "c_counts"))
+            m.d.comb += self.counts.eq(c_counts)
         out_valid, out_flags = valid[last], flags[last]
         m.d.comb += [self.w_rd_en.eq(w_read), self.w_addr.eq(w_addr),
                      self.reads.eq(fetch + w_read)]

@@ -9,7 +9,8 @@ from golden import intref
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from .common import Format, Mode, check_choice, check_int, popcount, thermometer_count
+from .common import (Format, Mode, check_choice, check_int, popcount, shallow_popcount,
+                     thermometer_count)
 from .layout import pack_param, pack_vector, read_memh, unpack_vector, write_memh
 
 
@@ -146,13 +147,15 @@ def test_thermometer_count_of_every_code(n):
     assert got == {k: k for k in range(n + 1)}
 
 
-@pytest.mark.parametrize("n", [1, 3, 4, 5, 9, 32, 64])
-def test_popcount_counts_every_bit(n):
+@pytest.mark.parametrize("count_fn", [popcount, shallow_popcount])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 9, 16, 32, 64])
+def test_popcount_counts_every_bit(n, count_fn):
     """Every value for few bits, else each single bit, all bits and random values (the
-    groups' tables and the adder tree's widths)."""
+    groups' tables and the adder tree's widths; the compression levels' columns and the
+    sum's tables)."""
     m = Module()
     bits = Signal(n)
-    count = popcount(m, bits, "pc")
+    count = count_fn(m, bits, "pc")
     rng = random.Random(n)
     values = (range(1 << n) if n <= 9 else
               [0, (1 << n) - 1, *(1 << k for k in range(n)),

@@ -7,7 +7,7 @@ from amaranth.lib import stream
 
 from .common import Mode, item_layout
 from .cyclemodel import DispatcherModel
-from .dispatch import Dispatcher, choose_spe
+from .dispatch import Dispatcher, below_bounds, below_table, choose_spe
 from .dpe import dpe_item_cycles
 from .simtest import run_sim, seeded, stream_put
 from .spe import spe_item_cycles
@@ -169,6 +169,20 @@ def test_choose_spe_rule():
     assert choose_spe(dpe_free=True, spe_free=False, dpe_cost=32, spe_cost=1, pref=1) is False
     assert choose_spe(dpe_free=False, spe_free=True, dpe_cost=1, spe_cost=16, pref=0) is True
     assert choose_spe(dpe_free=False, spe_free=False, dpe_cost=1, spe_cost=1, pref=0) is None
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 32])
+def test_below_tables_match_the_comparison(lanes):
+    """The flag tables of ``Dispatcher(choice_regs=True)``'s "SPE cheaper" (no adder after
+    the tables) against the comparison of the costs, for every count and every limit an
+    item cost can take."""
+    sweep = [max(1, -(-n // lanes)) for n in range(33)]
+    for limit in range(1, 4 * sweep[-1] + 3):
+        flags = below_table(lambda n: sweep[n], limit)
+        assert [flags[n] for n in range(33)] == [int(sweep[n] < limit) for n in range(33)]
+        bounds = below_bounds(lambda hi, lo: 2 * (sweep[hi] + sweep[lo]), limit)
+        assert all((hi < bounds[lo]) == (2 * (sweep[hi] + sweep[lo]) < limit)
+                   for hi in range(33) for lo in range(33)), limit
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
