@@ -1,13 +1,13 @@
 """Estimated register-to-register delays of a synthesised ECP5 netlist, before placement.
 
 ``python -m fpga.paths NETLIST.json [--hop 1.0] [--target-mhz 100] [--top 30] [--blocks]
-[--path NAME] [--fanout N] [--json OUT]`` reads the JSON netlist Yosys' ``synth_ecp5`` writes (``python -m
-fpga.synth --no-pnr`` leaves one in its run folder, ``python -m fpga.bitstream`` too) and
-estimates, for
-every timing endpoint (a flip-flop's data, enable or set/reset input; a block RAM's or LUT
-RAM's input), the arrival of its latest signal: the cells' own delays (``CELL_NS``) plus a
-fixed routing delay per net hop (``--hop``, ns; none into a carry input or between a LUT and
-its PFUMX / L6MUX21, which are wired inside the slice). It prints the endpoints grouped by the
+[--path NAME] [--fanout N] [--json OUT]`` reads the JSON netlist Yosys' ``synth_ecp5``
+writes (``python -m fpga.synth --no-pnr`` leaves one in its run folder, ``python -m
+fpga.bitstream`` too) and estimates, for every timing endpoint (a flip-flop's data, enable
+or set/reset input; a block RAM's or LUT RAM's input), the arrival of its latest signal:
+the cells' own delays (``CELL_NS``) plus a fixed routing delay per net hop (``--hop``, ns;
+none into a carry input or between a LUT and its PFUMX / L6MUX21, which are wired inside the
+slice). It prints the endpoints grouped by the
 name of the register they load, worst first, with how many miss ``--target-mhz``, and with
 ``--path`` the worst path into a register whose name contains NAME. ``--fanout N`` also
 prints the N nets with the most sinks (clock nets aside), with their driver and the kinds of
@@ -275,14 +275,16 @@ def fanouts(netlist: Netlist, top=20):
     return rows
 
 
-def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=None):
+def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=None,
+                    fanout=0):
     """The estimate of the netlist at ``path`` as a JSON-ready dict: ``hop_ns``,
     ``target_mhz``, ``endpoints``, ``failing`` (endpoints over the target's period),
     ``worst_ns``, ``estimate_mhz``, the ``top`` worst register ``groups``, the ``top``
     ``blocks`` with the most failing endpoints (:func:`block_counts`) and, with
     ``trace_name``, the worst ``path`` into a register whose name contains it and that
-    endpoint (``path_end``; ``[]`` and None when none does). The synthesis and bitstream
-    flows put it in their reports (``path_estimate``)."""
+    endpoint (``path_end``; ``[]`` and None when none does); with ``fanout``, the
+    ``fanout`` nets with the most sinks (``fanouts``, :func:`fanouts`). The synthesis and
+    bitstream flows put it in their reports (``path_estimate``)."""
     netlist = Netlist(path)
     ends, arrival = estimate(netlist, hop_ns)
     period = 1000.0 / target_mhz
@@ -299,7 +301,7 @@ def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=No
             "estimate_mhz": round(1000.0 / worst, 2) if worst else None,
             "groups": summary(ends, target_mhz)[:top],
             "blocks": block_counts(ends, target_mhz)[:top], "path_end": path_end,
-            "path": path_rows}
+            "path": path_rows, **({"fanouts": fanouts(netlist, fanout)} if fanout else {})}
 
 
 def describe(rep):
@@ -327,7 +329,7 @@ def main(argv=None):
         p.error("--hop must be >= 0, --target-mhz > 0, --top >= 0, --fanout >= 0")
     try:
         rep = estimate_report(args.netlist, hop_ns=args.hop, target_mhz=args.target_mhz,
-                              top=args.top, trace_name=args.path)
+                              top=args.top, trace_name=args.path, fanout=args.fanout)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -348,7 +350,6 @@ def main(argv=None):
         for row in rep["path"]:
             print(f"  {row['ns']:6.1f}  {row['cell']:14s} {row['net']}")
     if args.fanout:
-        rep["fanouts"] = fanouts(Netlist(args.netlist), args.fanout)
         print("nets with the most sinks (clock inputs aside):")
         for f in rep["fanouts"]:
             kinds = ", ".join(f"{k} {n}" for k, n in list(f["pins"].items())[:3])
