@@ -4,9 +4,12 @@ top's ports (``desc``, ``map``, ``start``, the host port, the read-out ports and
 It sits between a UART's byte streams and an instance of ``sqdm_top`` (:class:`fpga.board.
 BoardCore` wires the three together). One command at a time:
 
-* ``WRITE``: every byte of a word goes to its byte slot of a staging register as it arrives;
-  after the word's last byte the register is written through the host port (``host_we`` for
-  one cycle at the command's address plus the word's number).
+* ``WRITE``: every byte of a word goes to its byte slot of a staging register: the received
+  byte and a one-hot byte position are registered as it arrives and stored in the next cycle,
+  so each slot's enable is a flip-flop and an AND (the position's decode, spread over the
+  register's 2 kbit, was the board's critical path). One cycle after the word's last byte
+  (``STORE``) the register is written through the host port (``host_we`` for one cycle at the
+  command's address plus the word's number).
 * ``DESC``: the bytes fill the staging register, whose low bits then load the ``desc`` and
   ``map`` registers that drive the top.
 * ``START``: ``start`` for one cycle, then ``FINISHED`` once ``done`` rises again.
@@ -70,6 +73,9 @@ class HostLink(wiring.Component):
         addr = Signal(8 * proto.ADDR_BYTES)
         count = Signal(8 * proto.COUNT_BYTES)
         bidx = Signal(range(nbytes_stage + 1))
+        # the received byte, registered with its slot (one-hot) and stored in the next cycle
+        rx_byte, rx_new = Signal(8), Signal()
+        rx_slot = Signal(nbytes_stage, init=1)
         blast = Signal(range(nbytes_stage + 1))  # index of the current word's last byte
         desc = Signal(descriptor_layout().size)
         route = Signal(cfg.groups_in)
@@ -83,6 +89,12 @@ class HostLink(wiring.Component):
         m.d.sync += zc_chan.eq(Mux(addr < cfg.max_cout, addr, 0))
         with m.If(self.framing_error):
             m.d.sync += framing.eq(1)
+        m.d.sync += rx_new.eq(0)
+        with m.If(rx_new):
+            m.d.sync += rx_slot.eq(rx_slot.rotate_left(1))
+            for i in range(nbytes_stage):
+                with m.If(rx_slot[i]):
+                    m.d.sync += stage[8 * i:8 * (i + 1)].eq(rx_byte)
 
         # the bytes of one word of each memory, by its host-port number
         mem_bytes = Array(Const(wbytes.get(name, 1), range(nbytes_stage + 1))
@@ -102,7 +114,8 @@ class HostLink(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(self.rx.valid):
-                    m.d.sync += [cmd.eq(self.rx.payload), argn.eq(0), bidx.eq(0)]
+                    m.d.sync += [cmd.eq(self.rx.payload), argn.eq(0), bidx.eq(0),
+                                 rx_slot.eq(1)]
                     p = self.rx.payload
                     with m.If((p == cmd_bytes["WRITE"]) | (p == cmd_bytes["READ"])):
                         m.next = "ARGS"
@@ -147,16 +160,20 @@ class HostLink(wiring.Component):
             with m.State("DATA"):  # the bytes of one word (WRITE) or of the descriptor (DESC)
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(self.rx.valid):
-                    m.d.sync += [stage.word_select(bidx, 8).eq(self.rx.payload),
-                                 bidx.eq(bidx + 1)]
-                    with m.If((bidx == blast) & (cmd == cmd_bytes["DESC"])):
-                        m.next = "LOAD_DESC"
-                    with m.Elif(bidx == blast):
-                        m.next = "WRITE"
+                    m.d.sync += [rx_byte.eq(self.rx.payload), rx_new.eq(1), bidx.eq(bidx + 1)]
+                    with m.If(bidx == blast):
+                        m.next = "STORE"
+
+            with m.State("STORE"):  # the last byte reaches its slot
+                with m.If(cmd == cmd_bytes["DESC"]):
+                    m.next = "LOAD_DESC"
+                with m.Else():
+                    m.next = "WRITE"
 
             with m.State("WRITE"):
                 m.d.comb += self.host_we.eq(1)
-                m.d.sync += [addr.eq(addr + 1), count.eq(count - 1), bidx.eq(0)]
+                m.d.sync += [addr.eq(addr + 1), count.eq(count - 1), bidx.eq(0),
+                             rx_slot.eq(1)]
                 with m.If(count == 1):
                     send(proto.ACK, 1, "SEND")
                 with m.Else():
