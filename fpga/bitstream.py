@@ -56,7 +56,7 @@ from . import protocol as proto
 from .board import (BOARD_NAME, OSC_MHZ, PLL_NAME, board_verilog, divisor_for, global_reset,
                     ulx3s_lpf)
 from .host import DEFAULT_BAUD, DEFAULT_CONFIG
-from .paths import describe, estimate_report
+from .paths import describe, describe_routed, estimate_report, routed_report
 from .synth import (DEVICES, PNR_CELLS, ToolTimeout, _bin, _pnr_progress, _pnr_stage_line,
                     _run_tool, _say, _yosys_progress, fit_problems, git_state, parse_nextpnr_log,
                     parse_yosys_stat, pnr_stage, synth_ecp5_script, tool_versions,
@@ -128,7 +128,9 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
     """Build one bitstream; returns the report dict (``status``: ``bitstream``,
     ``timing_failed``, ``does_not_fit``, ``pnr_timeout``). ``target_mhz``: place and route
     against this system clock instead of ``clock_mhz`` (step 3). ``nextpnr_args``: extra
-    nextpnr-ecp5 arguments, after the flow's own."""
+    nextpnr-ecp5 arguments, after the flow's own; with ``--detailed-timing-report`` among
+    them the report also ranks every endpoint's routed arrival (``routed_paths``,
+    :func:`fpga.paths.routed_report`)."""
     if target_mhz is not None and not target_mhz > 0:
         raise ValueError(f"target_mhz must be a positive frequency, got {target_mhz!r}")
     if design not in DESIGNS:
@@ -234,6 +236,11 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
         pnr["fmax_mhz"] is not None and pnr["fmax_mhz"] >= clock_mhz)
     report["utilisation"] = {k: pnr["utilisation"][k] for k in PNR_CELLS
                              if k in (pnr["utilisation"] or {})}
+    if "--detailed-timing-report" in nextpnr_args and report["status"] != "pnr_timeout":
+        # every endpoint's routed arrival, ranked against the target (fpga.paths --routed)
+        report["routed_paths"] = routed_report(rundir / "nextpnr_report.json",
+                                               target_mhz=target)
+        _say(describe_routed(report["routed_paths"]))
     if report["status"] == "pnr_timeout":
         write_report()
         _say(f"place and route stopped after {pnr_timeout:.0f} s ({pnr['stage']}; estimate "

@@ -14,6 +14,13 @@ prints the N nets with the most sinks (clock nets aside), with their driver and 
 pin they reach: a net to thousands of pins is routed as thousands of arcs (the board's reset
 was one of ~20 k, docs/fpga.md 0.6).
 
+``python -m fpga.paths --routed NEXTPNR_REPORT.json [--target-mhz 100] [--top 30]
+[--blocks] [--json OUT]`` ranks the same way the routed arrival of every endpoint, from the
+report nextpnr writes with ``--report FILE --detailed-timing-report`` (``python -m
+fpga.bitstream --nextpnr-arg=--detailed-timing-report`` leaves ``nextpnr_report.json`` in
+its run folder): where nextpnr's log names one critical path, this shows how many endpoints
+of which blocks miss the target after routing.
+
 What it is for: ranking what to pipeline next in seconds, where nextpnr needs a placement
 (15-20 minutes for the ``board`` preset) to print one critical path. What it is not: timing
 sign-off. Routing delay depends on placement and fan-out, not on a constant; with the default
@@ -33,7 +40,8 @@ import sys
 from pathlib import Path
 
 __all__ = ["CELL_NS", "Endpoint", "Netlist", "estimate", "estimate_report", "describe",
-           "group_name", "summary", "block_counts", "trace", "fanouts", "main"]
+           "group_name", "summary", "block_counts", "trace", "fanouts", "routed_endpoints",
+           "routed_report", "describe_routed", "main"]
 
 #: Delay (ns) of a cell from its inputs to its output, or for a register or block RAM from its
 #: clock to its output (ECP5 speed grade 6, rounded: nextpnr's timing database).
@@ -304,6 +312,57 @@ def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=No
             "path": path_rows, **({"fanouts": fanouts(netlist, fanout)} if fanout else {})}
 
 
+def routed_endpoints(path):
+    """The timing endpoints of a placed and routed design (:class:`Endpoint`, latest first,
+    ``bit`` -1, ``name`` the packed cell's) from nextpnr's JSON report written with
+    ``--detailed-timing-report``: per endpoint, its latest arrival on a path launched by a
+    clock edge, routing included (paths from asynchronous inputs, such as the reset pin's,
+    aside). The worst arrival is nextpnr's critical path (the clock's period at its Fmax)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no nextpnr report at {path}")
+    try:
+        nets = json.loads(path.read_text())["detailed_net_timings"]
+        worst = {}
+        for net in nets:
+            if net["event"] == "<async>":
+                continue
+            for e in net["endpoints"]:
+                key, ns = (e["cell"], e["port"]), float(e["delay"][-1])
+                if e["event"] != "<async>" and ns > worst.get(key, -1.0):
+                    worst[key] = ns
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON ({exc})") from None
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise ValueError(f"{path} is not a nextpnr report with detailed net timings (nextpnr "
+                         f"--report FILE --detailed-timing-report; missing {exc})") from None
+    ends = [Endpoint(round(ns, 3), cell, cell, port, -1) for (cell, port), ns in worst.items()]
+    ends.sort(key=lambda e: (-e.arrival_ns, e.name, e.port))
+    return ends
+
+
+def routed_report(path, *, target_mhz=100.0, top=10):
+    """:func:`routed_endpoints` of the report at ``path`` as a JSON-ready dict, in the shape of
+    :func:`estimate_report`: ``target_mhz``, ``endpoints``, ``failing``, ``worst_ns``,
+    ``fmax_mhz`` (of the worst arrival), the ``top`` worst register ``groups`` and the
+    ``top`` ``blocks`` with the most failing endpoints."""
+    ends = routed_endpoints(path)
+    period = 1000.0 / target_mhz
+    worst = ends[0].arrival_ns if ends else 0.0
+    return {"target_mhz": target_mhz, "endpoints": len(ends),
+            "failing": sum(1 for e in ends if e.arrival_ns > period), "worst_ns": worst,
+            "fmax_mhz": round(1000.0 / worst, 2) if worst else None,
+            "groups": summary(ends, target_mhz)[:top],
+            "blocks": block_counts(ends, target_mhz)[:top]}
+
+
+def describe_routed(rep):
+    """One line for a flow's log: the worst routed arrival and the endpoints over the target."""
+    return (f"routed (nextpnr): worst {rep['worst_ns']:.2f} ns (~{rep['fmax_mhz']} MHz), "
+            f"{rep['failing']:,} of {rep['endpoints']:,} endpoints over "
+            f"{1000 / rep['target_mhz']:.1f} ns")
+
+
 def describe(rep):
     """One line for a flow's log: the worst estimate and the endpoints over the target."""
     return (f"pre-placement estimate (fpga.paths, {rep['hop_ns']} ns per hop): worst "
@@ -313,7 +372,10 @@ def describe(rep):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fpga.paths", description=__doc__.split("\n")[0])
-    p.add_argument("netlist", help="synth_ecp5 JSON netlist")
+    p.add_argument("netlist", help="synth_ecp5 JSON netlist (with --routed: nextpnr's report)")
+    p.add_argument("--routed", action="store_true",
+                   help="the file is nextpnr's --report written with --detailed-timing-report: "
+                        "rank the routed arrivals")
     p.add_argument("--hop", type=float, default=1.0, help="routing delay per net hop, ns")
     p.add_argument("--target-mhz", type=float, default=100.0)
     p.add_argument("--top", type=int, default=30, help="register groups to print")
@@ -327,16 +389,21 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.hop < 0 or args.target_mhz <= 0 or args.top < 0 or args.fanout < 0:
         p.error("--hop must be >= 0, --target-mhz > 0, --top >= 0, --fanout >= 0")
+    if args.routed and (args.path or args.fanout):
+        p.error("--path and --fanout read a netlist, not a routed report")
     try:
-        rep = estimate_report(args.netlist, hop_ns=args.hop, target_mhz=args.target_mhz,
-                              top=args.top, trace_name=args.path, fanout=args.fanout)
+        if args.routed:
+            rep = routed_report(args.netlist, target_mhz=args.target_mhz, top=args.top)
+        else:
+            rep = estimate_report(args.netlist, hop_ns=args.hop, target_mhz=args.target_mhz,
+                                  top=args.top, trace_name=args.path, fanout=args.fanout)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.path and not rep["path"]:
         print(f"error: no register name contains {args.path!r}", file=sys.stderr)
         return 2
-    print(describe(rep))
+    print(describe_routed(rep) if args.routed else describe(rep))
     for g in rep["groups"]:
         print(f"  {g['worst_ns']:6.1f} ns  {g['endpoints']:6d} endpoints  {g['failing']:6d} "
               f"failing  {g['name']}")
@@ -355,7 +422,8 @@ def main(argv=None):
             kinds = ", ".join(f"{k} {n}" for k, n in list(f["pins"].items())[:3])
             print(f"  {f['sinks']:6d}  {f['net']}  (from {f['driver']}: {kinds})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"netlist": str(args.netlist), **rep},
+        source = "report" if args.routed else "netlist"
+        Path(args.json).write_text(json.dumps({source: str(args.netlist), **rep},
                                               indent=2) + "\n")
     return 0
 

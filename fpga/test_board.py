@@ -250,8 +250,10 @@ def test_loopback_bitstream_builds(tmp_path):
     placed and routed for a 400 MHz target that it misses (the oscillator's constraint
     scaled): the bitstream is still written, since it runs at the 25 MHz clock."""
     report = build_bitstream(design="loopback", out=tmp_path, target_mhz=400,
-                             nextpnr_args=["--placer-heap-beta", "0.8"])
-    assert report["nextpnr_cmd"].endswith("--router router1 --placer-heap-beta 0.8")
+                             nextpnr_args=["--placer-heap-beta", "0.8",
+                                           "--detailed-timing-report"])
+    assert report["nextpnr_cmd"].endswith(
+        "--router router1 --placer-heap-beta 0.8 --detailed-timing-report")
     lpf = (tmp_path / "loopback" / "ulx3s.lpf").read_text()
     assert 'FREQUENCY PORT "clk_25mhz" 400 MHZ;' in lpf
     assert report["target_mhz"] == 400 and report["clock_mhz"] == 25
@@ -271,3 +273,7 @@ def test_loopback_bitstream_builds(tmp_path):
     assert 0.5 * routed_ns < est["worst_ns"] < 2.0 * routed_ns
     ends, _ = estimate(Netlist(tmp_path / "loopback" / "loopback.json"))
     assert ends[0].arrival_ns == est["worst_ns"]
+    # fpga.paths --routed on nextpnr's detailed report: its worst endpoint is the critical path
+    routed = report["routed_paths"]
+    assert abs(routed["worst_ns"] - routed_ns) < 0.01 and routed["endpoints"] > 20
+    assert routed["failing"] > 0 and routed["target_mhz"] == 400

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from fpga.paths import (CELL_NS, SETUP_NS, Netlist, block_counts, estimate, fanouts, group_name,
-                        main, summary)
+                        main, routed_endpoints, routed_report, summary)
 
 
 def _cell(ctype, inputs, outputs, **params):
@@ -134,6 +134,68 @@ def test_fanouts(tmp_path, capsys):
     assert main([str(path), "--fanout", "1", "--json", str(out)]) == 0
     assert "     4  rst  (from TRELLIS_FF: TRELLIS_FF.DI 2" in capsys.readouterr().out
     assert json.loads(out.read_text())["fanouts"][0]["net"] == "rst"
+
+
+def _nextpnr_report(tmp_path, nets):
+    """A report as nextpnr writes it with ``--detailed-timing-report`` (``delay``: the
+    arrival's minimum and maximum, ns)."""
+    clk = "posedge $glbnet$clk"
+    doc = {"fmax": {}, "critical_paths": [], "utilization": {}, "detailed_net_timings": [
+        {"net": net, "driver": "d", "port": "Q", "event": launch, "sources": [],
+         "endpoints": [{"cell": c, "port": p, "event": clk, "delay": [ns / 2, ns]}
+                       for c, p, ns in sinks]}
+        for net, launch, sinks in nets]}
+    path = tmp_path / "nextpnr_report.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_routed_endpoints_and_report(tmp_path, capsys):
+    """Per endpoint the latest clocked arrival (an endpoint on two nets' lists counts once,
+    with its later one); the reset pin's asynchronous paths aside; ranked and grouped as the
+    estimate is."""
+    clk = "posedge $glbnet$clk"
+    path = _nextpnr_report(tmp_path, [
+        ("a", clk, [("core.top.dpe.rp_mant3_TRELLIS_FF_Q_21", "DI", 13.22),
+                    ("core.top.dpe.rp_mant3_TRELLIS_FF_Q_2", "DI", 9.5)]),
+        ("b", clk, [("core.top.dpe.rp_mant3_TRELLIS_FF_Q_2", "DI", 10.5),
+                    ("core.link.stage_TRELLIS_FF_Q", "CE", 4.0)]),
+        ("rst", "<async>", [("core.link.stage_TRELLIS_FF_Q", "LSR", 30.0)])])
+    ends = routed_endpoints(path)
+    assert [(e.name, e.port, e.arrival_ns) for e in ends] == [
+        ("core.top.dpe.rp_mant3_TRELLIS_FF_Q_21", "DI", 13.22),
+        ("core.top.dpe.rp_mant3_TRELLIS_FF_Q_2", "DI", 10.5),
+        ("core.link.stage_TRELLIS_FF_Q", "CE", 4.0)]
+    rep = routed_report(path, target_mhz=100)
+    assert rep["worst_ns"] == 13.22 and rep["fmax_mhz"] == 75.64
+    assert rep["endpoints"] == 3 and rep["failing"] == 2
+    assert rep["groups"][0] == {"name": "core.top.dpe.rp_mant#", "endpoints": 2,
+                                "worst_ns": 13.22, "failing": 2}
+    assert rep["blocks"][0] == {"block": "core.top.dpe", "endpoints": 2, "failing": 2}
+    out = tmp_path / "routed.json"
+    assert main([str(path), "--routed", "--blocks", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "routed (nextpnr): worst 13.22 ns (~75.64 MHz), 2 of 3 endpoints over 10.0 ns" in text
+    assert "2 of      2  core.top.dpe" in text
+    assert json.loads(out.read_text())["report"] == str(path)
+
+
+@pytest.mark.parametrize("content,msg", [
+    (None, "no nextpnr report at"),
+    ("not json", "is not JSON"),
+    ('{"fmax": {}, "critical_paths": []}', "detailed-timing-report"),
+    ('{"detailed_net_timings": [{"net": "a", "event": "x", "endpoints": [{"cell": "c"}]}]}',
+     "missing 'port'"),
+])
+def test_routed_rejects_bad_reports(tmp_path, capsys, content, msg):
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(content)
+    assert main([str(path), "--routed"]) == 2
+    assert msg in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(path), "--routed", "--path", "x"])
+    assert "--path and --fanout read a netlist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content,msg", [
