@@ -69,15 +69,14 @@ class AcceleratorConfig:
     unit register at the join (the engines' ``ready`` from registers only, so the
     serializer's handshake no longer reaches the engines in the cycle it is used; ``tile`` x
     64 + 24 flip-flops), the SPE's end-of-sweep flag and its input item's lane selection as
-    registers, the engines' products registered before their column sums (and the mantissa's
-    partial products before theirs), the engine-side
+    registers, the engines' products registered before their column sums, the engine-side
     counter increments through a register, a skid buffer between each walker and its fetch
     stage (no cycle added), the fetch stage's second register and, on a ``balance`` top, the
     dispatcher's input register (the head item and its costs; the head's weight word stays
     in the weight memory's read port) and its choice's inputs as registers. The fetch's
-    register adds a cycle to the start and the product registers two to each engine's
+    register adds a cycle to the start and the product register one to each engine's
     results, the PPU's fixed-point registers five to the last block; the join's register
-    releases the engines no later than with 0, so a layer takes at most eight cycles more,
+    releases the engines no later than with 0, so a layer takes at most seven cycles more,
     except on a ``balance`` top, where the dispatcher's input
     register adds a cycle to the start and its choices follow the engines' timing (a layer
     can also take more); the cycle models follow.

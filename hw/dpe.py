@@ -48,10 +48,9 @@ class DPE(wiring.Component):
         Issue only the column groups that hold the unit's ``ncols`` output channels (the
         accumulators of the other groups keep stale values: the serializer never reads them).
     product_reg : bool
-        A register between the multipliers and the column sums, and one between the
-        mantissa's multiplier block and its sum (the ``timing_regs`` configuration;
-        :func:`hw.engine.result_pipeline`): two cycles more of latency (``latency``), the
-        same issue cycles.
+        A register between the multipliers and the column sums (the ``timing_regs``
+        configuration; :func:`hw.engine.result_pipeline`): one cycle more of latency
+        (``latency``), the same issue cycles.
     result_queue : bool
         A second result register behind ``o`` (``timing_regs``;
         :func:`hw.engine.result_pipeline`): the engine stalls only when both hold a result,

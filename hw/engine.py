@@ -20,9 +20,7 @@ stage  work
        products); in parallel ``M << term_prescale(E)`` (the fine part of the term's shift)
 2      ``mant = P * (M << term_prescale(E))`` (``M`` = product of the activation and weight
        scale mantissas); in parallel the term unit's coarse shift amount (binary, one-hot and
-       thermometer) and range flags from ``E`` (with ``product_reg``: the product's two
-       partial products are registered first, in stage 2p, and added from there; every later
-       stage and the latency move by one more)
+       thermometer) and range flags from ``E``
 3      the term unit, first half: ``mant * 2**E`` (logarithmic shift in steps of
        :data:`hw.common.TERM_STEP`) and, next to the shift, from ``mant`` and the decoded
        shift amount, the rounding decision's inputs and the clamp's range checks
@@ -47,7 +45,7 @@ reaches no stage's enable and no input handshake; an engine may finish one resul
 ahead of the join.
 """
 
-from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
 from .common import (ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, TERM_STEP, adder_tree, barrel_shl,
@@ -64,16 +62,10 @@ ENGINE_STAGES = 6
 PRODUCT_WIDTH = 10
 
 
-#: The bits of ``P`` that the mantissa's multiplier block takes (unsigned, with
-#: ``product_reg``): an ECP5 MULT18X18D multiplies 18-bit operands.
-MULT_LOW_BITS = 17
-
-
 def engine_stages(product_reg=False):
-    """Register stages of the result pipeline: :data:`ENGINE_STAGES`, two more with the
-    product registers (``product_reg``, :func:`result_pipeline`: the lane products' and the
-    mantissa's partial products)."""
-    return ENGINE_STAGES + 2 * bool(product_reg)
+    """Register stages of the result pipeline: :data:`ENGINE_STAGES`, one more with the
+    product register (``product_reg``, :func:`result_pipeline`)."""
+    return ENGINE_STAGES + bool(product_reg)
 #: Signed bits of one pass's partial sum per column and part (up to :data:`SUM_LANES` products;
 #: the width holds the 32 lanes of one unsplit sum).
 SUM_WIDTH = 16
@@ -272,34 +264,12 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
     # stage 2: mantissa; in parallel the term unit's shift amount and range flags
     mant3 = [Signal(signed(MANT_WIDTH + TERM_STEP - 1), name=f"{name}_mant{j}")
              for j in range(cols)]
-    if product_reg:
-        # stage 2p: the mantissa's partial products registered, P's low MULT_LOW_BITS
-        # (unsigned) times M on one multiplier block, its signed high bits by LUTs; stage 2
-        # adds them (only mant's bits are kept, so the high product's low bits suffice). A
-        # multiplier block sits where the device has one, often far from both registers: its
-        # output no longer crosses the die into an adder before a register.
-        st2p = Signal(flags, name=f"{name}_st2p")
-        e2p = [Signal.like(e2[j], name=f"{name}_e2p_{j}") for j in range(cols)]
-        lo = [Signal(min(len(mant3[j]), MULT_LOW_BITS + len(m2[j])), name=f"{name}_plo{j}")
-              for j in range(cols)]
-        hi = [Signal(len(mant3[j]) - MULT_LOW_BITS, name=f"{name}_phi{j}") for j in range(cols)]
-        with m.If(go):
-            m.d.sync += [st2p.eq(st2), *(e2p[j].eq(e2[j]) for j in range(cols))]
-            m.d.sync += [lo[j].eq(p2[j][:MULT_LOW_BITS] * m2[j]) for j in range(cols)]
-            m.d.sync += [hi[j].eq(lut_product(m, m2[j], p2[j][MULT_LOW_BITS:].as_signed(),
-                                              f"{name}_mhi{j}")) for j in range(cols)]
-        st_mant, exps = st2p, e2p
-        mants = [(Cat(Const(0, MULT_LOW_BITS), hi[j]) + lo[j])[:len(mant3[j])]
-                 for j in range(cols)]
-    else:
-        st_mant, exps = st2, e2
-        mants = [p2[j] * m2[j] for j in range(cols)]
     shift3 = []
     with m.If(go):
-        m.d.sync += st3.eq(st_mant)
-        m.d.sync += [mant3[j].eq(mants[j]) for j in range(cols)]
+        m.d.sync += st3.eq(st2)
+        m.d.sync += [mant3[j].eq(p2[j] * m2[j]) for j in range(cols)]
     for j in range(cols):
-        shift = term_shift(m, MANT_WIDTH, exps[j], name=f"{name}_ts{j}")
+        shift = term_shift(m, MANT_WIDTH, e2[j], name=f"{name}_ts{j}")
         regs = [Signal.like(v, name=f"{v.name}3") for v in shift]
         with m.If(go):
             m.d.sync += [r.eq(v) for r, v in zip(regs, shift)]

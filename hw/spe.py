@@ -121,8 +121,8 @@ class SPE(wiring.Component):
         (the ``timing_regs`` configuration): ``i.ready`` then starts at registers one LUT
         level closer. Same cycles.
     product_reg : bool
-        As :class:`hw.dpe.DPE`'s: registers after the multipliers and after the mantissa's
-        multiplier block, two cycles more of latency (``latency``).
+        As :class:`hw.dpe.DPE`'s: a register between the multipliers and the column sums, one
+        cycle more of latency (``latency``).
     result_queue : bool
         As :class:`hw.dpe.DPE`'s: a second result register.
     accept_reg : bool

@@ -54,22 +54,20 @@ def test_dpe_back_to_back_throughput():
 
 @pytest.mark.parametrize("x_format", list(intref.Format))
 def test_dpe_product_reg_matches_reference(x_format):
-    """product_reg (timing_regs): the products registered before the column sums and the
-    mantissa's partial products before their sum; exact."""
+    """product_reg (timing_regs): the products registered before the column sums; exact."""
     dut = DPE(vector=16, cols=2, tile=4, col_skip=True, product_reg=True)
-    assert dut.latency == DPE_LATENCY + 2
+    assert dut.latency == DPE_LATENCY + 1
     engine_check(dut, x_format=x_format, units=10, seed=170 + x_format.value,
                  item_cycles=dpe_cycles(16, 2, 4, col_skip=True), vector=16, real_cols=True)
 
 
-def test_dpe_product_reg_adds_two_cycles_of_latency():
-    """Without gaps the same busy cycles and exactly two cycles more in all (the lane
-    products' register and the mantissa's partial products')."""
+def test_dpe_product_reg_adds_one_cycle_of_latency():
+    """Without gaps the same busy cycles and exactly one cycle more in all."""
     runs = [engine_check(DPE(vector=8, cols=1, tile=2, product_reg=reg),
                          x_format=intref.Format.MXINT8, units=4, seed=5, vector=8,
                          item_cycles=dpe_cycles(8, 1, 2), in_gap=0.0, out_gap=0.0)
             for reg in (False, True)]
-    assert runs[1] == (runs[0][0], runs[0][1] + 2)
+    assert runs[1] == (runs[0][0], runs[0][1] + 1)
 
 
 @pytest.mark.parametrize("x_format", [intref.Format.INT4, intref.Format.MXINT8])
