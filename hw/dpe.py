@@ -1,6 +1,6 @@
 """Dense PE array (DPE): ``vector`` x ``cols`` 5-bit multipliers, exact term accumulation."""
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -143,24 +143,9 @@ class DPE(wiring.Component):
         # c_cnt == its last value in MXINT8 mode (always in INT4), registered with c_cnt, so
         # that the engine's ready does not start at the mode's comparison
         last_combo = Signal(init=1)
-        # the pass's selection, registered with the counters it is decoded from: the slice
-        # (half) and nibble pair of the block, and the weight operand's entry (group, slice);
-        # their nets reach every lane's and column's operand multiplexer (hundreds of
-        # inputs), so they start at flip-flops, not at a decode and an adder
-        nh = MX_BLOCK // V
-        half = Signal(range(nh))
-        xn, wn = Signal(init=combos[0][1]), Signal(init=combos[0][2])
-        sh4 = Signal(range(3))
-        wsel = Signal(range(groups * nh))  # exact width: a complete case in the Verilog
 
-        def set_pass(group, combo):  # the counters' next values (group, combo)
-            def field(of):
-                return Array(Const(of(c)) for c in combos)[combo]
-            h = Mux(is_mx, field(lambda c: c[0]), 0)
-            return [c_cnt.eq(combo), last_combo.eq(Mux(is_mx, combo == len(combos) - 1, 1)),
-                    half.eq(h), xn.eq(field(lambda c: c[1])), wn.eq(field(lambda c: c[2])),
-                    sh4.eq(Mux(is_mx, field(lambda c: c[3] // 4), 0)),
-                    wsel.eq(group * nh + h)]
+        def set_combo(value):
+            return [c_cnt.eq(value), last_combo.eq(Mux(is_mx, value == len(combos) - 1, 1))]
 
         def is_last_group(g, ncols):  # g: the group's index; with col_skip, the group holding
             last = g == groups - 1     # the unit's last output channel ends the item too
@@ -177,9 +162,21 @@ class DPE(wiring.Component):
             self.macs.eq(Mux(adv & ~item.null, V * N, 0)),
         ]
 
+        # pass selection: slice (half) and nibble pair of the block
+        half = Signal(range(MX_BLOCK // V))
+        xn, wn = Signal(), Signal()
+        sh4 = Signal(range(3))
+        with m.Switch(c_cnt):
+            for k, (h, a, b, s) in enumerate(combos):
+                with m.Case(k):
+                    m.d.comb += [half.eq(Mux(is_mx, h, 0)), xn.eq(a), wn.eq(b),
+                                  sh4.eq(Mux(is_mx, s // 4, 0))]
+        nh = MX_BLOCK // V
         x_lane = [Array([item.x[h * V + i] for h in range(nh)])[half] for i in range(V)]
         ops_x = [nibble_operands(x, xn, is_mx) for x in x_lane]
 
+        wsel = Signal(range(groups * nh))  # exact width: a complete case in the Verilog
+        m.d.comb += wsel.eq(g_cnt * nh + half)
         ops_w, ms, es = [], [], []
         for j in range(N):
             row = []
@@ -201,13 +198,13 @@ class DPE(wiring.Component):
 
         with m.If(adv & ~final):
             with m.If(last_combo):
-                m.d.sync += [g_cnt.eq(g_cnt + 1), *set_pass(g_cnt + 1, 0),
+                m.d.sync += [g_cnt.eq(g_cnt + 1), *set_combo(0),
                              last_group.eq(is_last_group(g_cnt + 1, item.ncols))]
             with m.Else():
-                m.d.sync += set_pass(g_cnt, c_cnt + 1)
+                m.d.sync += set_combo(c_cnt + 1)
 
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [item.eq(self.i.payload), busy.eq(1), g_cnt.eq(0), *set_pass(0, 0),
+            m.d.sync += [item.eq(self.i.payload), busy.eq(1), g_cnt.eq(0), *set_combo(0),
                          last_group.eq(is_last_group(0, self.i.payload.ncols))]
         with m.Elif(adv & final):
             m.d.sync += busy.eq(0)
