@@ -7,9 +7,9 @@ BoardCore` wires the three together). One command at a time:
 * ``WRITE``: every byte of a word goes to its byte slot of a staging register: the received
   byte and a one-hot byte position are registered as it arrives and stored in the next cycle,
   so each slot's enable is a flip-flop and an AND (the position's decode, spread over the
-  register's 2 kbit, was the board's critical path). One cycle after the word's last byte
-  (``STORE``) the register is written through the host port (``host_we`` for one cycle at the
-  command's address plus the word's number).
+  register's 2 kbit, was the board's critical path). Once the word's last byte has reached
+  its slot (the ``STORE`` cycle) the register is written through the host port (``host_we``
+  for one cycle at the command's address plus the word's number).
 * ``DESC``: the bytes fill the staging register, whose low bits then load the ``desc`` and
   ``map`` registers that drive the top.
 * ``START``: ``start`` for one cycle, then ``FINISHED`` once ``done`` rises again.
