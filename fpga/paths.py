@@ -295,8 +295,6 @@ def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=No
     bitstream flows put it in their reports (``path_estimate``)."""
     netlist = Netlist(path)
     ends, arrival = estimate(netlist, hop_ns)
-    period = 1000.0 / target_mhz
-    worst = ends[0].arrival_ns if ends else 0.0
     path_rows, path_end = [], None
     if trace_name:
         hit = next((e for e in ends if trace_name in e.name), None)
@@ -304,12 +302,23 @@ def estimate_report(path, *, hop_ns=1.0, target_mhz=100.0, top=10, trace_name=No
             path_end = {"name": hit.name, "port": hit.port, "ns": hit.arrival_ns}
             path_rows = [{"ns": t, "cell": c, "net": n}
                          for t, c, n in trace(arrival, netlist, hit.bit)]
-    return {"hop_ns": hop_ns, "target_mhz": target_mhz, "endpoints": len(ends),
+    return {"hop_ns": hop_ns, **_ranking(ends, target_mhz, top, "estimate_mhz"),
+            "path_end": path_end, "path": path_rows,
+            **({"fanouts": fanouts(netlist, fanout)} if fanout else {})}
+
+
+def _ranking(ends, target_mhz, top, mhz_key):
+    """What the estimate's and the routed report share, from endpoints latest first:
+    ``target_mhz``, ``endpoints``, ``failing`` (over the target's period), ``worst_ns``, the
+    clock of the worst as ``mhz_key``, the ``top`` worst register ``groups`` and the ``top``
+    ``blocks`` with the most failing endpoints."""
+    period = 1000.0 / target_mhz
+    worst = ends[0].arrival_ns if ends else 0.0
+    return {"target_mhz": target_mhz, "endpoints": len(ends),
             "failing": sum(1 for e in ends if e.arrival_ns > period), "worst_ns": worst,
-            "estimate_mhz": round(1000.0 / worst, 2) if worst else None,
+            mhz_key: round(1000.0 / worst, 2) if worst else None,
             "groups": summary(ends, target_mhz)[:top],
-            "blocks": block_counts(ends, target_mhz)[:top], "path_end": path_end,
-            "path": path_rows, **({"fanouts": fanouts(netlist, fanout)} if fanout else {})}
+            "blocks": block_counts(ends, target_mhz)[:top]}
 
 
 def routed_endpoints(path):
@@ -346,14 +355,7 @@ def routed_report(path, *, target_mhz=100.0, top=10):
     :func:`estimate_report`: ``target_mhz``, ``endpoints``, ``failing``, ``worst_ns``,
     ``fmax_mhz`` (of the worst arrival), the ``top`` worst register ``groups`` and the
     ``top`` ``blocks`` with the most failing endpoints."""
-    ends = routed_endpoints(path)
-    period = 1000.0 / target_mhz
-    worst = ends[0].arrival_ns if ends else 0.0
-    return {"target_mhz": target_mhz, "endpoints": len(ends),
-            "failing": sum(1 for e in ends if e.arrival_ns > period), "worst_ns": worst,
-            "fmax_mhz": round(1000.0 / worst, 2) if worst else None,
-            "groups": summary(ends, target_mhz)[:top],
-            "blocks": block_counts(ends, target_mhz)[:top]}
+    return _ranking(routed_endpoints(path), target_mhz, top, "fmax_mhz")
 
 
 def describe_routed(rep):
