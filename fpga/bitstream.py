@@ -239,7 +239,7 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
     if "--detailed-timing-report" in nextpnr_args and report["status"] != "pnr_timeout":
         # every endpoint's routed arrival, ranked against the target (fpga.paths --routed)
         report["routed_paths"] = routed_report(rundir / "nextpnr_report.json",
-                                               target_mhz=target)
+                                               target_mhz=target, nets=10)
         _say(describe_routed(report["routed_paths"]))
     if report["status"] == "pnr_timeout":
         write_report()

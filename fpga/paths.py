@@ -15,11 +15,12 @@ pin they reach: a net to thousands of pins is routed as thousands of arcs (the b
 was one of ~20 k, docs/fpga.md 0.6).
 
 ``python -m fpga.paths --routed NEXTPNR_REPORT.json [--target-mhz 100] [--top 30]
-[--blocks] [--json OUT]`` ranks the same way the routed arrival of every endpoint, from the
-report nextpnr writes with ``--report FILE --detailed-timing-report`` (``python -m
+[--blocks] [--nets N] [--json OUT]`` ranks the same way the routed arrival of every endpoint,
+from the report nextpnr writes with ``--report FILE --detailed-timing-report`` (``python -m
 fpga.bitstream --nextpnr-arg=--detailed-timing-report`` leaves ``nextpnr_report.json`` in
 its run folder): where nextpnr's log names one critical path, this shows how many endpoints
-of which blocks miss the target after routing.
+of which blocks miss the target after routing, and with ``--nets`` which nets deliver the
+latest arrival of the most of them (one LUT to a thousand set/reset pins is one row).
 
 What it is for: ranking what to pipeline next in seconds, where nextpnr needs a placement
 (15-20 minutes for the ``board`` preset) to print one critical path. What it is not: timing
@@ -41,7 +42,7 @@ from pathlib import Path
 
 __all__ = ["CELL_NS", "Endpoint", "Netlist", "estimate", "estimate_report", "describe",
            "group_name", "summary", "block_counts", "trace", "fanouts", "routed_endpoints",
-           "routed_report", "describe_routed", "main"]
+           "last_nets", "routed_report", "describe_routed", "main"]
 
 #: Delay (ns) of a cell from its inputs to its output, or for a register or block RAM from its
 #: clock to its output (ECP5 speed grade 6, rounded: nextpnr's timing database).
@@ -321,12 +322,11 @@ def _ranking(ends, target_mhz, top, mhz_key):
             "blocks": block_counts(ends, target_mhz)[:top]}
 
 
-def routed_endpoints(path):
-    """The timing endpoints of a placed and routed design (:class:`Endpoint`, latest first,
-    ``bit`` -1, ``name`` the packed cell's) from nextpnr's JSON report written with
+def _routed_arrivals(path):
+    """``{(cell, port): (ns, net, driver)}`` from nextpnr's JSON report written with
     ``--detailed-timing-report``: per endpoint, its latest arrival on a path launched by a
-    clock edge, routing included (paths from asynchronous inputs, such as the reset pin's,
-    aside). The worst arrival is nextpnr's critical path (the clock's period at its Fmax)."""
+    clock edge (paths from asynchronous inputs, such as the reset pin's, aside), the net that
+    delivers it and that net's driver (``cell.port``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no nextpnr report at {path}")
@@ -338,24 +338,56 @@ def routed_endpoints(path):
                 continue
             for e in net["endpoints"]:
                 key, ns = (e["cell"], e["port"]), float(e["delay"][-1])
-                if e["event"] != "<async>" and ns > worst.get(key, -1.0):
-                    worst[key] = ns
+                if e["event"] != "<async>" and ns > worst.get(key, (-1.0,))[0]:
+                    worst[key] = (ns, net["net"], f"{net['driver']}.{net['port']}")
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not JSON ({exc})") from None
     except (KeyError, TypeError, IndexError, ValueError) as exc:
         raise ValueError(f"{path} is not a nextpnr report with detailed net timings (nextpnr "
                          f"--report FILE --detailed-timing-report; missing {exc})") from None
-    ends = [Endpoint(round(ns, 3), cell, cell, port, -1) for (cell, port), ns in worst.items()]
+    return worst
+
+
+def routed_endpoints(path):
+    """The timing endpoints of a placed and routed design (:class:`Endpoint`, latest first,
+    ``bit`` -1, ``name`` the packed cell's) from nextpnr's JSON report written with
+    ``--detailed-timing-report``: per endpoint, its latest arrival, routing included
+    (:func:`_routed_arrivals`). The worst arrival is nextpnr's critical path (the clock's
+    period at its Fmax)."""
+    ends = [Endpoint(round(ns, 3), cell, cell, port, -1)
+            for (cell, port), (ns, _, _) in _routed_arrivals(path).items()]
     ends.sort(key=lambda e: (-e.arrival_ns, e.name, e.port))
     return ends
 
 
-def routed_report(path, *, target_mhz=100.0, top=10):
+def last_nets(path, *, target_mhz=100.0, top=10):
+    """The nets that deliver the latest arrival of the most endpoints over the target's
+    period in nextpnr's report at ``path``, ``top`` rows of ``net``, ``driver``, the
+    endpoints' ``port``, ``failing`` and ``worst_ns``, most failing first. A net of one
+    driver to many set/reset or enable pins (a wide clear or load enable) shows here as one
+    row; a data path ends in a LUT's own net per endpoint."""
+    period = 1000.0 / target_mhz
+    rows = {}
+    for (_, port), (ns, net, driver) in _routed_arrivals(path).items():
+        if ns > period:
+            row = rows.setdefault((net, port), {"net": net, "driver": driver, "port": port,
+                                                "failing": 0, "worst_ns": 0.0})
+            row["failing"] += 1
+            row["worst_ns"] = max(row["worst_ns"], round(ns, 3))
+    return sorted(rows.values(), key=lambda r: (-r["failing"], -r["worst_ns"], r["net"],
+                                                r["port"]))[:top]
+
+
+def routed_report(path, *, target_mhz=100.0, top=10, nets=0):
     """:func:`routed_endpoints` of the report at ``path`` as a JSON-ready dict, in the shape of
     :func:`estimate_report`: ``target_mhz``, ``endpoints``, ``failing``, ``worst_ns``,
     ``fmax_mhz`` (of the worst arrival), the ``top`` worst register ``groups`` and the
-    ``top`` ``blocks`` with the most failing endpoints."""
-    return _ranking(routed_endpoints(path), target_mhz, top, "fmax_mhz")
+    ``top`` ``blocks`` with the most failing endpoints; with ``nets``, the ``nets`` nets
+    that deliver the most failing endpoints' arrivals (``last_nets``, :func:`last_nets`)."""
+    rep = _ranking(routed_endpoints(path), target_mhz, top, "fmax_mhz")
+    if nets:
+        rep["last_nets"] = last_nets(path, target_mhz=target_mhz, top=nets)
+    return rep
 
 
 def describe_routed(rep):
@@ -387,15 +419,21 @@ def main(argv=None):
                    help="also print the failing endpoints per block")
     p.add_argument("--fanout", type=int, default=0, metavar="N",
                    help="also print the N nets with the most sinks")
+    p.add_argument("--nets", type=int, default=0, metavar="N",
+                   help="with --routed: also print the N nets that deliver the latest arrival "
+                        "of the most endpoints over the target")
     p.add_argument("--json", metavar="OUT", help="write the estimate as JSON")
     args = p.parse_args(argv)
-    if args.hop < 0 or args.target_mhz <= 0 or args.top < 0 or args.fanout < 0:
-        p.error("--hop must be >= 0, --target-mhz > 0, --top >= 0, --fanout >= 0")
+    if args.hop < 0 or args.target_mhz <= 0 or min(args.top, args.fanout, args.nets) < 0:
+        p.error("--hop must be >= 0, --target-mhz > 0, --top, --fanout and --nets >= 0")
     if args.routed and (args.path or args.fanout):
         p.error("--path and --fanout read a netlist, not a routed report")
+    if args.nets and not args.routed:
+        p.error("--nets reads a routed report (--routed)")
     try:
         if args.routed:
-            rep = routed_report(args.netlist, target_mhz=args.target_mhz, top=args.top)
+            rep = routed_report(args.netlist, target_mhz=args.target_mhz, top=args.top,
+                                nets=args.nets)
         else:
             rep = estimate_report(args.netlist, hop_ns=args.hop, target_mhz=args.target_mhz,
                                   top=args.top, trace_name=args.path, fanout=args.fanout)
@@ -423,6 +461,11 @@ def main(argv=None):
         for f in rep["fanouts"]:
             kinds = ", ".join(f"{k} {n}" for k, n in list(f["pins"].items())[:3])
             print(f"  {f['sinks']:6d}  {f['net']}  (from {f['driver']}: {kinds})")
+    if args.nets:
+        print("nets into the most endpoints over the target (their latest arrival's last net):")
+        for r in rep["last_nets"]:
+            print(f"  {r['failing']:6d}  {r['worst_ns']:6.2f} ns  {r['port']:4s} {r['net']}  "
+                  f"(from {r['driver']})")
     if args.json:
         source = "report" if args.routed else "netlist"
         Path(args.json).write_text(json.dumps({source: str(args.netlist), **rep},

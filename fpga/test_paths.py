@@ -5,7 +5,7 @@ import json
 import pytest
 
 from fpga.paths import (CELL_NS, SETUP_NS, Netlist, block_counts, estimate, fanouts, group_name,
-                        main, routed_endpoints, routed_report, summary)
+                        last_nets, main, routed_endpoints, routed_report, summary)
 
 
 def _cell(ctype, inputs, outputs, **params):
@@ -178,6 +178,30 @@ def test_routed_endpoints_and_report(tmp_path, capsys):
     assert "routed (nextpnr): worst 13.22 ns (~75.64 MHz), 2 of 3 endpoints over 10.0 ns" in text
     assert "2 of      2  core.top.dpe" in text
     assert json.loads(out.read_text())["report"] == str(path)
+
+
+def test_routed_last_nets(tmp_path, capsys):
+    """The nets that deliver the latest arrival of the most failing endpoints: one LUT to many
+    set/reset pins is one row; an endpoint counts under the net of its latest arrival only,
+    and endpoints within the target not at all."""
+    clk = "posedge $glbnet$clk"
+    path = _nextpnr_report(tmp_path, [
+        ("clear", clk, [(f"core.top.det.cnt_TRELLIS_FF_Q_{k}", "LSR", 10.5 + k / 10)
+                        for k in range(3)] + [("core.top.wr.n_TRELLIS_FF_Q", "LSR", 9.0)]),
+        ("d1", clk, [("core.top.dpe.rp_mant3_TRELLIS_FF_Q", "DI", 13.22)]),
+        ("d2", clk, [("core.top.dpe.rp_mant3_TRELLIS_FF_Q", "DI", 12.0),
+                     ("core.top.det.cnt_TRELLIS_FF_Q_0", "LSR", 10.2)])])
+    rows = last_nets(path, target_mhz=100, top=5)
+    assert rows == [
+        {"net": "clear", "driver": "d.Q", "port": "LSR", "failing": 3, "worst_ns": 10.7},
+        {"net": "d1", "driver": "d.Q", "port": "DI", "failing": 1, "worst_ns": 13.22}]
+    assert routed_report(path, nets=1)["last_nets"] == rows[:1]
+    assert "last_nets" not in routed_report(path)
+    assert main([str(path), "--routed", "--nets", "2"]) == 0
+    assert "       3   10.70 ns  LSR  clear  (from d.Q)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([str(path), "--nets", "2"])
+    assert "--nets reads a routed report" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content,msg", [
