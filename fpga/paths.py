@@ -354,8 +354,13 @@ def routed_endpoints(path):
     ``--detailed-timing-report``: per endpoint, its latest arrival, routing included
     (:func:`_routed_arrivals`). The worst arrival is nextpnr's critical path (the clock's
     period at its Fmax)."""
+    return _endpoints_of(_routed_arrivals(path))
+
+
+def _endpoints_of(arrivals):
+    """:class:`Endpoint` rows, latest first, of :func:`_routed_arrivals`' mapping."""
     ends = [Endpoint(round(ns, 3), cell, cell, port, -1)
-            for (cell, port), (ns, _, _) in _routed_arrivals(path).items()]
+            for (cell, port), (ns, _, _) in arrivals.items()]
     ends.sort(key=lambda e: (-e.arrival_ns, e.name, e.port))
     return ends
 
@@ -366,9 +371,14 @@ def last_nets(path, *, target_mhz=100.0, top=10):
     endpoints' ``port``, ``failing`` and ``worst_ns``, most failing first. A net of one
     driver to many set/reset or enable pins (a wide clear or load enable) shows here as one
     row; a data path ends in a LUT's own net per endpoint."""
+    return _last_nets_of(_routed_arrivals(path), target_mhz, top)
+
+
+def _last_nets_of(arrivals, target_mhz, top):
+    """:func:`last_nets` of :func:`_routed_arrivals`' mapping."""
     period = 1000.0 / target_mhz
     rows = {}
-    for (_, port), (ns, net, driver) in _routed_arrivals(path).items():
+    for (_, port), (ns, net, driver) in arrivals.items():
         if ns > period:
             row = rows.setdefault((net, port), {"net": net, "driver": driver, "port": port,
                                                 "failing": 0, "worst_ns": 0.0})
@@ -384,9 +394,10 @@ def routed_report(path, *, target_mhz=100.0, top=10, nets=0):
     ``fmax_mhz`` (of the worst arrival), the ``top`` worst register ``groups`` and the
     ``top`` ``blocks`` with the most failing endpoints; with ``nets``, the ``nets`` nets
     that deliver the most failing endpoints' arrivals (``last_nets``, :func:`last_nets`)."""
-    rep = _ranking(routed_endpoints(path), target_mhz, top, "fmax_mhz")
+    arrivals = _routed_arrivals(path)  # (the report read once for both)
+    rep = _ranking(_endpoints_of(arrivals), target_mhz, top, "fmax_mhz")
     if nets:
-        rep["last_nets"] = last_nets(path, target_mhz=target_mhz, top=nets)
+        rep["last_nets"] = _last_nets_of(arrivals, target_mhz, nets)
     return rep
 
 
