@@ -137,11 +137,27 @@ def _comb_delay(ctype, in_port, out_port):
     return CELL_NS[ctype]
 
 
+def _dsp_register(cell, which):
+    """Whether ``cell`` is a multiplier block with its ``which`` register (``OUTPUT``,
+    ``INPUTA``) clocked."""
+    return (cell["type"] == "MULT18X18D"
+            and cell.get("parameters", {}).get(f"REG_{which}_CLK", "NONE") not in ("NONE", ""))
+
+
 def _is_start(cell):
-    """The cell's outputs start paths: a register, a block RAM, or an unknown cell."""
-    return cell["type"] not in COMB_INPUTS or (
-        cell["type"] == "MULT18X18D"
-        and cell.get("parameters", {}).get("REG_OUTPUT_CLK", "NONE") not in ("NONE", ""))
+    """The cell's outputs start paths: a register, a block RAM, a multiplier block with its
+    output register, or an unknown cell."""
+    return cell["type"] not in COMB_INPUTS or _dsp_register(cell, "OUTPUT")
+
+
+def _timed_endpoints(cell, port):
+    """Whether input ``port`` of ``cell`` loads a register: a register's, a block RAM's
+    (not their clocks, not a LUT RAM's read address), a multiplier block's A and B with its
+    input registers."""
+    if _dsp_register(cell, "INPUTA"):
+        return port in COMB_INPUTS["MULT18X18D"]
+    return (cell["type"] in SEQUENTIAL and port not in CLOCKS
+            and port not in COMB_INPUTS.get(cell["type"], ()))
 
 
 def estimate(netlist: Netlist, hop_ns=1.0):
@@ -188,12 +204,12 @@ def estimate(netlist: Netlist, hop_ns=1.0):
 
     ends = []
     for cname, cell in netlist.cells.items():
-        if cell["type"] not in SEQUENTIAL:
+        if cell["type"] not in SEQUENTIAL and not _dsp_register(cell, "INPUTA"):
             continue
         q = cell["connections"].get("Q", [None])[0] if cell["type"] == "TRELLIS_FF" else None
         name = netlist.names.get(q, cname) if isinstance(q, int) else cname
         for port, bit in netlist.inputs(cname):
-            if port in CLOCKS or port in COMB_INPUTS.get(cell["type"], ()):
+            if not _timed_endpoints(cell, port):
                 continue
             ends.append(Endpoint(round(arrival(bit)[0] + hop_ns + SETUP_NS, 3), name, cname,
                                  port, bit))

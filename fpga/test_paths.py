@@ -71,6 +71,24 @@ def test_block_ram_and_multiplier(tmp_path):
     assert ("r", "ADA0") in got and ("r", "CLKA") not in got
 
 
+def test_multiplier_block_registers(tmp_path):
+    """A multiplier block with its input and output registers: its A and B inputs end
+    paths, its P outputs start them; the multiplier is on neither."""
+    regs = {"REG_INPUTA_CLK": "CLK0", "REG_INPUTB_CLK": "CLK0", "REG_OUTPUT_CLK": "CLK0"}
+    cells = {"a": _ff(9, 2), "l": _cell("LUT4", {"A": [2]}, {"Z": [3]}),
+             "x": _cell("MULT18X18D", {"A0": [3], "B0": [2], "CLK0": [1]}, {"P0": [4]},
+                        **regs),
+             "f": _ff(4, 5)}
+    path = _write(tmp_path, cells, {"prod": [5]})
+    ends, _ = estimate(Netlist(path))
+    got = {(e.cell, e.port): e.arrival_ns for e in ends}
+    ff, lut = CELL_NS["TRELLIS_FF"], CELL_NS["LUT4"]
+    assert got[("x", "A0")] == pytest.approx(ff + 1 + lut + 1 + SETUP_NS)
+    assert got[("x", "B0")] == pytest.approx(ff + 1 + SETUP_NS)
+    assert ("x", "CLK0") not in got
+    assert got[("f", "DI")] == pytest.approx(CELL_NS["MULT18X18D"] + 1 + SETUP_NS)
+
+
 def test_combinational_loop_terminates(tmp_path):
     cells = {"l1": _cell("LUT4", {"A": [3]}, {"Z": [2]}),
              "l2": _cell("LUT4", {"A": [2]}, {"Z": [3]}), "f": _ff(3, 4)}
