@@ -49,6 +49,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.config import PRESETS, parse_overrides, preset
+from hw.dsp import ECP5
 from hw.rtlcache import TOPLEVEL, top_verilog
 from hw.verilog import BUILD_ROOT, emit_verilog
 
@@ -158,7 +159,7 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
         report.update({"config": config_name, "params": config.to_dict(),
                        "config_id": f"{proto.config_id(config):#010x}"})
         t = time.monotonic()
-        top_v, _ = top_verilog(config, log=_say)
+        top_v, _ = top_verilog(config, log=_say, target=ECP5)
         shutil.copyfile(top_v, rundir / f"{TOPLEVEL}.v")
         board_verilog(config, clock_mhz=clock_mhz, baud=baud, path=rundir / f"{module}.v")
         sources = [f"{TOPLEVEL}.v", f"{module}.v"]

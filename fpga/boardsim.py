@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from hw.config import PRESETS, parse_overrides, preset
+from hw.dsp import ECP5
 from hw.rtlcache import top_verilog
 from hw.toolchain import BUILD_WAIVERS, build_cpp_harness, waiver_flags
 from traces.replay import DEFAULT_TRACES, ReplayError, check_trace, parse_select, write_results
@@ -42,6 +43,8 @@ SIM_TIMEOUT = 600.0
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HARNESS_CPP = Path(__file__).resolve().parent / "cpp" / "board_sim.cpp"
+#: The models of the ECP5 primitives the accelerator's ECP5 Verilog instantiates (hw.dsp).
+PRIMITIVE_MODELS = (Path(__file__).resolve().parent / "models" / "MULT18X18D.v",)
 WORK_ROOT = REPO_ROOT / "build" / "board-sim"
 DEFAULT_OUT = WORK_ROOT
 #: Clock cycles per bit of the simulated UART (the smallest the receiver takes).
@@ -51,19 +54,22 @@ BUILD_FLAGS = ("--cc", "--exe", "--build", "-j", "2", "-Wno-fatal") + waiver_fla
 
 def build_board_sim(config, *, divisor=DEFAULT_DIVISOR, log=print):
     """Build (or reuse) the simulated board for ``config``: returns ``(binary, seconds,
-    built)``. Keyed by the Verilog of the core and the top, the harness and the flags."""
-    top_path, _ = top_verilog(config, log=log)
+    built)``. The top's Verilog is the bitstream's (for :data:`hw.dsp.ECP5`, with the models
+    of its primitives, :data:`PRIMITIVE_MODELS`). Keyed by the Verilog of the core, the top
+    and the models, the harness and the flags."""
+    top_path, _ = top_verilog(config, log=log, target=ECP5)
     core_text = core_verilog(config, divisor=divisor)
     h = hashlib.sha256()
     for part in (top_path.read_bytes(), core_text.encode(), HARNESS_CPP.read_bytes(),
-                 " ".join(BUILD_FLAGS).encode()):
+                 *(p.read_bytes() for p in PRIMITIVE_MODELS), " ".join(BUILD_FLAGS).encode()):
         h.update(hashlib.sha256(part).digest())
     folder = WORK_ROOT / f"harness-{h.hexdigest()[:16]}"
     core_path = folder / f"{CORE_NAME}.v"
     if not core_path.exists():
         core_verilog(config, divisor=divisor, path=core_path)  # atomic (hw.verilog)
     try:
-        return build_cpp_harness(folder, CORE_NAME, [core_path, top_path, HARNESS_CPP],
+        return build_cpp_harness(folder, CORE_NAME, [core_path, top_path, *PRIMITIVE_MODELS,
+                                                     HARNESS_CPP],
                                  BUILD_FLAGS, binary_name="board_sim", log=log,
                                  what="simulated board")
     except RuntimeError as e:

@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 from hw.config import PRESETS, parse_overrides, preset
+from hw.dsp import ECP5
 from hw.rtlcache import (BLOCKS, TOPLEVEL, block_args, block_component, block_module,
                          block_verilog, check_block, rtl_key)
 from hw.verilog import BUILD_ROOT
@@ -697,14 +698,14 @@ def run(config=DEFAULT_CONFIG, *, overrides=None, device="85k", package="CABGA38
               "clock_constraint_mhz": freq, "freq_constraint_mhz": freq, "nodsp": nodsp,
               "seed": seed, "wrapper": WRAPPER_NAME, "status": "started",
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "rtl_key": rtl_key(params, block)[:16], "git": git_state(), "fmax_mhz": None,
+              "rtl_key": rtl_key(params, block, ECP5)[:16], "git": git_state(), "fmax_mhz": None,
               "fmax_stage": None, "timing_pass": None, "critical_path": None,
               "capacity": {k: DEVICES[device][k] for k in ("lut", "dsp", "bram")}}
 
     _say(f"run {name}: {module}{'' if block == 'top' else ' ' + str(report['block_args'])} "
          f"on {part} {package} speed {speed}, {freq:g} MHz constraint, params {params}")
     t = time.monotonic()
-    top_v, _ = block_verilog(block, params, log=_say)
+    top_v, _ = block_verilog(block, params, log=_say, target=ECP5)
     times["top_verilog_s"] = round(time.monotonic() - t, 2)
     shutil.copyfile(top_v, rundir / f"{module}.v")
     t = time.monotonic()

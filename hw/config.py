@@ -20,7 +20,7 @@ from .layout import ACT_WORD_BITS, PARAM_WORD_BITS, RES_WORD_BITS, weight_word_b
 __all__ = ["AcceleratorConfig", "PAPER", "V2", "ABLATION_PRESETS", "PRESETS", "preset",
            "parse_overrides", "for_workload", "WORKLOAD_MEMORIES", "COUNTERS", "MODEL_COUNTERS",
            "SATURATION_COUNTERS", "COUNTER_BITS",
-           "MEMORIES", "MECHANISMS", "SPE_MECHANISMS"]
+           "MEMORIES", "MECHANISMS", "SPE_MECHANISMS", "LATER_FIELDS"]
 
 #: Performance counters of the top (output ports ``cnt_<name>``), cleared by ``start``.
 COUNTERS = ("cycles", "dpe_busy", "spe_busy", "macs", "zeros_skipped", "mem_reads",
@@ -33,6 +33,9 @@ SATURATION_COUNTERS = COUNTERS[7:]
 COUNTER_BITS = 48
 #: The architecture-v2 mechanisms: configuration fields, each 0 (off) or 1 (docs/hardware.md 8).
 MECHANISMS = ("balance", "col_skip", "nibble_skip")
+#: Fields added after configurations were first identified by their dict, with their
+#: defaults: :meth:`AcceleratorConfig.to_dict` leaves them out at these values.
+LATER_FIELDS = {"dsp_regs": 0}
 #: The mechanisms that change the SPE's work (meaningless on a dense top).
 SPE_MECHANISMS = ("balance", "nibble_skip")
 #: The top's memories, in host-port select order (``hw.top.MemSel``).
@@ -80,6 +83,11 @@ class AcceleratorConfig:
     except on a ``balance`` top, where the dispatcher's input
     register adds a cycle to the start and its choices follow the engines' timing (a layer
     can also take more); the cycle models follow.
+    dsp_regs -- the engines' mantissa multiplier (``P * M``, stage 2 of hw/engine.py)
+    registered at its operands and at its product, as an FPGA's multiplier block holds them:
+    on ECP5 (the FPGA kit's Verilog, :mod:`hw.dsp`) the ``MULT18X18D`` blocks' own input and
+    output registers, so that no path runs through a block and the wires on both sides of
+    it. Two cycles more per result; the cycle models follow.
     """
     vector: int = 16
     dpe_cols: int = 8
@@ -96,6 +104,7 @@ class AcceleratorConfig:
     col_skip: int = 0
     nibble_skip: int = 0
     timing_regs: int = 0
+    dsp_regs: int = 0
 
     def __post_init__(self):
         check_choice("vector", self.vector, VECTOR_CHOICES)
@@ -117,6 +126,7 @@ class AcceleratorConfig:
                                  "(a dense top: the dense preset, or also "
                                  f"{'=0, '.join(SPE_MECHANISMS)}=0)")
         check_int("timing_regs", self.timing_regs, 0, 1)
+        check_int("dsp_regs", self.dsp_regs, 0, 1)
 
     # ---- construction helpers
 
@@ -139,7 +149,12 @@ class AcceleratorConfig:
         return cls().replace(**dict(params))
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every parameter, except those of :data:`LATER_FIELDS` at their default: a field
+        added later leaves the dict of every configuration that does not use it as it was, and
+        with it every identity derived from it (``fpga.protocol.config_id``, which the board
+        top holds as a constant, so its netlist and the routed figures measured on it)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
 
     # ---- derived rules
 

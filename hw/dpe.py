@@ -55,6 +55,10 @@ class DPE(wiring.Component):
         A second result register behind ``o`` (``timing_regs``;
         :func:`hw.engine.result_pipeline`): the engine stalls only when both hold a result,
         so ``o.ready`` reaches neither its stall nor ``i.ready``.
+    mant_regs : bool
+        The mantissa multiplier's operand and product registers (the ``dsp_regs``
+        configuration; :func:`hw.engine.result_pipeline`, :mod:`hw.dsp`): two cycles more of
+        latency, the same issue cycles.
 
     Members
     -------
@@ -93,11 +97,12 @@ class DPE(wiring.Component):
     """
 
     def __init__(self, *, vector, cols, tile, col_skip=False, product_reg=False,
-                 result_queue=False):
+                 result_queue=False, mant_regs=False):
         with validating(self):
             self.col_skip = check_bool("col_skip", col_skip)
             self.product_reg = check_bool("product_reg", product_reg)
             self.result_queue = check_bool("result_queue", result_queue)
+            self.mant_regs = check_bool("mant_regs", mant_regs)
             self.vector = check_choice("vector", vector, VECTOR_CHOICES)
             self.cols = check_int("cols", cols, 1, 64)
             self.tile = check_int("tile", tile, cols, 256)
@@ -110,7 +115,7 @@ class DPE(wiring.Component):
             "busy": Out(1),
             "macs": Out(range(vector * cols + 1)),
         })
-        self.latency = engine_stages(self.product_reg) + 1
+        self.latency = engine_stages(self.product_reg, self.mant_regs) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -138,6 +143,7 @@ class DPE(wiring.Component):
         issue, pipe_stall = result_pipeline(m, cols=N, tile=T, o=self.o, operands=operands,
                                             column_products=column_products,
                                             product_reg=self.product_reg,
+                                            mant_regs=self.mant_regs, platform=platform,
                                             result_queue=self.result_queue)
 
         # c_cnt == its last value in MXINT8 mode (always in INT4), registered with c_cnt, so

@@ -20,7 +20,10 @@ stage  work
        products); in parallel ``M << term_prescale(E)`` (the fine part of the term's shift)
 2      ``mant = P * (M << term_prescale(E))`` (``M`` = product of the activation and weight
        scale mantissas); in parallel the term unit's coarse shift amount (binary, one-hot and
-       thermometer) and range flags from ``E``
+       thermometer) and range flags from ``E`` (with ``mant_regs``: the multiplier's operands
+       are registered first, stage 2a, and its product, stage 2b, as an FPGA's multiplier
+       block registers them, :func:`hw.dsp.registered_product`; every later stage and the
+       latency move by two)
 3      the term unit, first half: ``mant * 2**E`` (logarithmic shift in steps of
        :data:`hw.common.TERM_STEP`) and, next to the shift, from ``mant`` and the decoded
        shift amount, the rounding decision's inputs and the clamp's range checks
@@ -50,6 +53,7 @@ from amaranth.lib import data
 
 from .common import (ACC_FRAC_BITS, MANT_WIDTH, SAT_WIDTH, TERM_STEP, adder_tree, barrel_shl,
                      decode_scale, lut_product, popcount, term_prescale, term_shift, term_unit)
+from .dsp import PRODUCT_REGS, registered_product
 
 __all__ = ["ENGINE_STAGES", "PRODUCT_WIDTH", "SUM_WIDTH", "SUM_LANES", "engine_stages",
            "pass_layout", "scale_factors", "scale_product", "lane_products", "result_handshake",
@@ -62,10 +66,11 @@ ENGINE_STAGES = 6
 PRODUCT_WIDTH = 10
 
 
-def engine_stages(product_reg=False):
+def engine_stages(product_reg=False, mant_regs=False):
     """Register stages of the result pipeline: :data:`ENGINE_STAGES`, one more with the
-    product register (``product_reg``, :func:`result_pipeline`)."""
-    return ENGINE_STAGES + bool(product_reg)
+    product register (``product_reg``, :func:`result_pipeline`), two more with the mantissa
+    multiplier's registers (``mant_regs``)."""
+    return ENGINE_STAGES + bool(product_reg) + PRODUCT_REGS * bool(mant_regs)
 #: Signed bits of one pass's partial sum per column and part (up to :data:`SUM_LANES` products;
 #: the width holds the 32 lanes of one unsplit sum).
 SUM_WIDTH = 16
@@ -174,7 +179,7 @@ def result_handshake(m, o, emit, *, queue=False, emit_behind=None, name="rp"):
 
 
 def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=False,
-                    result_queue=False, name="rp"):
+                    result_queue=False, mant_regs=False, platform=None, name="rp"):
     """Build the pipeline of the module docstring into ``m`` for ``cols`` computing columns
     and ``tile`` accumulators (column ``c`` belongs to group ``c // cols``); ``o`` is the
     engine's result stream (``result_layout(tile)``); ``operands`` is the layout of a pass's
@@ -182,7 +187,9 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
     number of products (:func:`lane_products`; their sum fits ``signed(SUM_WIDTH)``) of the
     registered operands ``ops``. ``product_reg``: a register between the products and their
     sums (the ``timing_regs`` configuration; :func:`engine_stages` stages). ``result_queue``:
-    the second result register (module docstring; ``timing_regs``).
+    the second result register (module docstring; ``timing_regs``). ``mant_regs``: stages
+    2a and 2b (module docstring; ``dsp_regs``), built for ``platform`` (``elaborate``'s:
+    :data:`hw.dsp.ECP5` or ``None``).
 
     Returns ``(inp, stall)``: ``inp`` (a :func:`pass_layout` signal with ``ops``) must be
     driven combinationally by the issue stage, with ``valid`` high only in cycles it
@@ -261,13 +268,30 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
             st2.group.eq(st1.group),
         ]
 
-    # stage 2: mantissa; in parallel the term unit's shift amount and range flags
+    # stage 2: mantissa; in parallel the term unit's shift amount and range flags (with
+    # mant_regs: stages 2a and 2b first, the multiplier's operand and product registers,
+    # hw.dsp.registered_product, with the flags and E beside them)
     mant3 = [Signal(signed(MANT_WIDTH + TERM_STEP - 1), name=f"{name}_mant{j}")
              for j in range(cols)]
     shift3 = []
+    if mant_regs:
+        products = [registered_product(m, p2[j], m2[j], en=go, width=len(mant3[j]),
+                                       name=f"{name}_mp{j}", platform=platform)
+                    for j in range(cols)]
+        st2a = Signal(flags, name=f"{name}_st2a")
+        st2b = Signal(flags, name=f"{name}_st2b")
+        e2a = [Signal.like(e, name=f"{name}_e2a_{j}") for j, e in enumerate(e2)]
+        e2b = [Signal.like(e, name=f"{name}_e2b_{j}") for j, e in enumerate(e2)]
+        with m.If(go):
+            m.d.sync += [st2a.eq(st2), st2b.eq(st2a),
+                         *(a.eq(e) for a, e in zip(e2a, e2)),
+                         *(b.eq(a) for b, a in zip(e2b, e2a))]
+        st2, e2 = st2b, e2b
+    else:
+        products = [p2[j] * m2[j] for j in range(cols)]
     with m.If(go):
         m.d.sync += st3.eq(st2)
-        m.d.sync += [mant3[j].eq(p2[j] * m2[j]) for j in range(cols)]
+        m.d.sync += [mant3[j].eq(products[j]) for j in range(cols)]
     for j in range(cols):
         shift = term_shift(m, MANT_WIDTH, e2[j], name=f"{name}_ts{j}")
         regs = [Signal.like(v, name=f"{v.name}3") for v in shift]

@@ -26,9 +26,10 @@ class NullSPE(wiring.Component):
     ------------------------------------------------------------------------------------
     tile : int, 1..256
         Accumulators of a result (the top's tile).
-    product_reg, result_queue : bool
+    product_reg, result_queue, mant_regs : bool
         As the DPE's (:class:`hw.dpe.DPE`): one pipeline register more, a second result
-        register, so that the null results keep the timing of the SPE the top would have.
+        register, two pipeline registers more, so that the null results keep the timing of
+        the SPE the top would have.
 
     Members
     -------
@@ -43,14 +44,15 @@ class NullSPE(wiring.Component):
     per item and :func:`hw.engine.engine_stages` flag registers that stall, with the issue
     register, while the last holds a unit's end and ``o`` is full (``result_queue``: and a
     second result, ``r1_valid``, waits behind it); a result is valid
-    ``engine_stages(product_reg) + 1`` cycles after its unit's last item was issued.
+    ``engine_stages(product_reg, mant_regs) + 1`` cycles after its unit's last item was issued.
     """
 
-    def __init__(self, *, tile, product_reg=False, result_queue=False):
+    def __init__(self, *, tile, product_reg=False, result_queue=False, mant_regs=False):
         with validating(self):
             self.tile = check_int("tile", tile, 1, 256)
             self.product_reg = check_bool("product_reg", product_reg)
             self.result_queue = check_bool("result_queue", result_queue)
+            self.mant_regs = check_bool("mant_regs", mant_regs)
         super().__init__({
             "i": In(stream.Signature(addr_item_layout())),
             "o": Out(stream.Signature(result_layout(tile))),
@@ -62,7 +64,7 @@ class NullSPE(wiring.Component):
         f_valid, f_last = Signal(), Signal()
         # issue stage: one cycle per item
         busy, last = Signal(), Signal()
-        ends = Signal(engine_stages(self.product_reg))  # per register: it holds a unit's end
+        ends = Signal(engine_stages(self.product_reg, self.mant_regs))  # per register: it holds a unit's end
         # the result register's control as the engines' (zero results: no data moves)
         stall, _ = result_handshake(m, self.o, ends[-1], queue=self.result_queue,
                                     emit_behind=ends[-2],

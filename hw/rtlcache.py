@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 from .config import AcceleratorConfig
+from .dsp import is_ecp5
 from .verilog import BUILD_ROOT, REPO_ROOT, emit_verilog
 
-__all__ = ["TOPLEVEL", "BLOCKS", "DEFAULT_ROOT", "check_block", "block_module", "has_block",
-           "block_args", "block_component", "rtl_key", "top_verilog", "block_verilog"]
+__all__ = ["TOPLEVEL", "BLOCKS", "DEFAULT_ROOT", "check_block", "check_target", "block_module",
+           "has_block", "block_args", "block_component", "rtl_key", "top_verilog", "block_verilog"]
 
 #: Verilog module name of the top (as ``python -m hw.generate`` names it).
 TOPLEVEL = "sqdm_top"
@@ -81,8 +82,9 @@ def _source_files():
     return hw + [REPO_ROOT / "golden" / "intref.py", REPO_ROOT / "golden" / "numerics.py"]
 
 
-def rtl_key(config, block="top"):
-    """Hash of everything the emitted Verilog of ``block`` (default the top) depends on."""
+def rtl_key(config, block="top", target=None):
+    """Hash of everything the emitted Verilog of ``block`` (default the top) for ``target``
+    (``None`` or :data:`hw.dsp.ECP5`) depends on."""
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an hw.config.AcceleratorConfig, got {config!r}")
     h = hashlib.sha256()
@@ -90,6 +92,8 @@ def rtl_key(config, block="top"):
     what = {"params": config.to_dict(), "versions": versions, "top": TOPLEVEL}
     if block != "top":  # the top's key is unchanged, so its cached Verilog stays valid
         what["block"] = block_module(block)
+    if target is not None:  # likewise the generic Verilog's
+        what["target"] = check_target(target).name
     h.update(json.dumps(what, sort_keys=True).encode())
     for path in _source_files():
         h.update(b"\0" + path.relative_to(REPO_ROOT).as_posix().encode() + b"\0")
@@ -97,18 +101,27 @@ def rtl_key(config, block="top"):
     return h.hexdigest()
 
 
-def top_verilog(config, *, root=None, log=None):
-    """Path of the top's Verilog for ``config``, emitted unless an up-to-date copy exists.
-    Returns ``(path, seconds spent emitting or waiting)``."""
-    return block_verilog("top", config, root=root, log=log)
+def top_verilog(config, *, root=None, log=None, target=None):
+    """Path of the top's Verilog for ``config`` and ``target`` (``None``: generic; the FPGA
+    kit's :data:`hw.dsp.ECP5`), emitted unless an up-to-date copy exists. Returns ``(path,
+    seconds spent emitting or waiting)``."""
+    return block_verilog("top", config, root=root, log=log, target=target)
 
 
-def block_verilog(block, config, *, root=None, log=None):
-    """Path of ``block``'s Verilog (module :func:`block_module`) for ``config``, emitted
-    unless an up-to-date copy exists. Returns ``(path, seconds spent emitting or waiting)``."""
+def check_target(target):
+    """``target`` if it is ``None`` or :data:`hw.dsp.ECP5`, else :class:`ValueError`."""
+    if target is not None and not is_ecp5(target):
+        raise ValueError(f"unknown generation target {target!r}; choose None or hw.dsp.ECP5")
+    return target
+
+
+def block_verilog(block, config, *, root=None, log=None, target=None):
+    """Path of ``block``'s Verilog (module :func:`block_module`) for ``config`` and
+    ``target`` (as :func:`top_verilog`'s), emitted unless an up-to-date copy exists. Returns
+    ``(path, seconds spent emitting or waiting)``."""
     root = Path(root) if root is not None else DEFAULT_ROOT
     module = block_module(block)
-    key = rtl_key(config, block)[:16]
+    key = rtl_key(config, block, check_target(target))[:16]
     path = root / key / f"{module}.v"
     start = time.monotonic()
     if path.exists():
@@ -120,12 +133,14 @@ def block_verilog(block, config, *, root=None, log=None):
             if not path.exists():
                 cls, kwargs = block_args(block, config)
                 if log:
-                    log(f"emitting {module} ({cls.__name__} {kwargs}) -> {path}")
-                emit_verilog(cls(**kwargs), module, path)
+                    log(f"emitting {module} ({cls.__name__} {kwargs}"
+                        f"{f', for {target!r}' if target is not None else ''}) -> {path}")
+                emit_verilog(cls(**kwargs), module, path, platform=target)
                 shown = {k: (v.to_dict() if isinstance(v, AcceleratorConfig) else v)
                          for k, v in kwargs.items()}
                 (path.parent / "params.json").write_text(json.dumps(
-                    {"params": config.to_dict(), "block": block, "block_args": shown},
+                    {"params": config.to_dict(), "block": block, "block_args": shown,
+                     "target": target.name if target is not None else None},
                     indent=1, sort_keys=True) + "\n")
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

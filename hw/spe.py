@@ -125,6 +125,9 @@ class SPE(wiring.Component):
         cycle more of latency (``latency``).
     result_queue : bool
         As :class:`hw.dpe.DPE`'s: a second result register.
+    mant_regs : bool
+        As :class:`hw.dpe.DPE`'s: the mantissa multiplier's registers, two cycles more of
+        latency.
     accept_reg : bool
         Needs ``sweep_end_reg``. The lane selection of the input item is registered in every
         cycle, separately from the continuation of the current one, and a registered copy of
@@ -178,10 +181,12 @@ class SPE(wiring.Component):
     """
 
     def __init__(self, *, vector, lanes, cols, nibble_skip=False, sweep_end_reg=False,
-                 product_reg=False, accept_reg=False, result_queue=False, info_in=False):
+                 product_reg=False, accept_reg=False, result_queue=False, info_in=False,
+                 mant_regs=False):
         with validating(self):
             self.result_queue = check_bool("result_queue", result_queue)
             self.product_reg = check_bool("product_reg", product_reg)
+            self.mant_regs = check_bool("mant_regs", mant_regs)
             self.accept_reg = check_bool("accept_reg", accept_reg)
             if accept_reg and not sweep_end_reg:
                 raise ValueError("accept_reg needs sweep_end_reg: the end of a sweep is "
@@ -204,7 +209,7 @@ class SPE(wiring.Component):
             "macs": Out(range(lanes * cols + 1)),
             "skipped": Out(range(MX_BLOCK + 1)),
         })
-        self.latency = engine_stages(self.product_reg) + 1
+        self.latency = engine_stages(self.product_reg, self.mant_regs) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -235,7 +240,8 @@ class SPE(wiring.Component):
         issue, pipe_stall = result_pipeline(m, cols=T, tile=T, o=self.o, operands=operands,
                                             column_products=column_products,
                                             product_reg=self.product_reg,
-                                            result_queue=self.result_queue)
+                                            result_queue=self.result_queue,
+                                            mant_regs=self.mant_regs, platform=platform)
 
         def lanes_of(mask, name):
             """The ``L`` lowest set bits of ``mask`` (index, valid) and the rest of it. Each

@@ -61,13 +61,27 @@ def test_dpe_product_reg_matches_reference(x_format):
                  item_cycles=dpe_cycles(16, 2, 4, col_skip=True), vector=16, real_cols=True)
 
 
-def test_dpe_product_reg_adds_one_cycle_of_latency():
-    """Without gaps the same busy cycles and exactly one cycle more in all."""
-    runs = [engine_check(DPE(vector=8, cols=1, tile=2, product_reg=reg),
+@pytest.mark.parametrize("regs,extra", [("product_reg", 1), ("mant_regs", 2)])
+def test_dpe_registers_add_latency(regs, extra):
+    """product_reg (mant_regs): without gaps the same busy cycles and exactly one (two) cycles
+    more in all."""
+    runs = [engine_check(DPE(vector=8, cols=1, tile=2, **{regs: on}),
                          x_format=intref.Format.MXINT8, units=4, seed=5, vector=8,
                          item_cycles=dpe_cycles(8, 1, 2), in_gap=0.0, out_gap=0.0)
-            for reg in (False, True)]
-    assert runs[1] == (runs[0][0], runs[0][1] + 1)
+            for on in (False, True)]
+    assert runs[1] == (runs[0][0], runs[0][1] + extra)
+
+
+@pytest.mark.parametrize("x_format", [intref.Format.INT4, intref.Format.MXINT8])
+def test_dpe_mant_regs_match_reference(x_format):
+    """mant_regs (dsp_regs): the mantissa multiplier's operand and product registers, with
+    the other timing registers, under random gaps on both sides; exact."""
+    dut = DPE(vector=16, cols=2, tile=4, col_skip=True, product_reg=True, result_queue=True,
+              mant_regs=True)
+    assert dut.latency == DPE_LATENCY + 3
+    engine_check(dut, x_format=x_format, units=10, seed=230 + x_format.value,
+                 item_cycles=dpe_cycles(16, 2, 4, col_skip=True), vector=16, real_cols=True,
+                 in_gap=0.2, out_gap=0.5)
 
 
 @pytest.mark.parametrize("x_format", [intref.Format.INT4, intref.Format.MXINT8])
@@ -100,6 +114,7 @@ def test_dpe_result_queue_runs_a_result_ahead():
     ({"cols": 8, "tile": 12}, ValueError, "tile must be a multiple of cols=8, got 12"),
     ({"tile": True}, TypeError, "tile must be an int"),
     ({"product_reg": 1}, TypeError, "product_reg must be a bool"),
+    ({"mant_regs": 1}, TypeError, "mant_regs must be a bool"),
     ({"result_queue": "no"}, TypeError, "result_queue must be a bool"),
 ])
 def test_dpe_rejects_bad_parameters(kwargs, exc, msg):

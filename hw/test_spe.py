@@ -107,14 +107,16 @@ def test_spe_beats_dpe_per_multiplier_at_65_percent_sparsity():
     assert spe_total < 0.6 * dpe_total
 
 
-def test_spe_product_reg_adds_one_cycle_of_latency():
-    """Without gaps the same busy cycles and exactly one cycle more in all."""
-    runs = [engine_check(SPE(vector=16, lanes=2, cols=2, nibble_skip=True, product_reg=reg),
+@pytest.mark.parametrize("regs,extra", [("product_reg", 1), ("mant_regs", 2)])
+def test_spe_registers_add_latency(regs, extra):
+    """product_reg (mant_regs, dsp_regs): exact, without gaps the same busy cycles and
+    exactly one (two) cycles more in all."""
+    runs = [engine_check(SPE(vector=16, lanes=2, cols=2, nibble_skip=True, **{regs: on}),
                          x_format=intref.Format.MXINT8, units=4, seed=6, sparsity=0.5,
                          item_cycles=spe_cycles(16, 2, nibble_skip=True), in_gap=0.0,
                          out_gap=0.0)
-            for reg in (False, True)]
-    assert runs[1] == (runs[0][0], runs[0][1] + 1)
+            for on in (False, True)]
+    assert runs[1] == (runs[0][0], runs[0][1] + extra)
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
@@ -126,6 +128,7 @@ def test_spe_product_reg_adds_one_cycle_of_latency():
     ({"cols": 1.5}, TypeError, "cols must be an int"),
     ({"sweep_end_reg": 1}, TypeError, "sweep_end_reg must be a bool"),
     ({"product_reg": None}, TypeError, "product_reg must be a bool"),
+    ({"mant_regs": "yes"}, TypeError, "mant_regs must be a bool"),
     ({"accept_reg": True}, ValueError, "accept_reg needs sweep_end_reg"),
     ({"info_in": True, "sweep_end_reg": True}, ValueError, "info_in needs accept_reg"),
     ({"info_in": 1}, TypeError, "info_in must be a bool"),

@@ -224,6 +224,8 @@ def test_host_port_and_init_file(tmp_path):
     ({"spe_lanes": 0, "balance": 0, "nibble_skip": 1}, ValueError, "nibble_skip=1 needs an SPE"),
     ({"timing_regs": 2}, ValueError, r"timing_regs must be in \[0, 1\], got 2"),
     ({"timing_regs": False}, TypeError, "timing_regs must be an int"),
+    ({"dsp_regs": 2}, ValueError, r"dsp_regs must be in \[0, 1\], got 2"),
+    ({"dsp_regs": True}, TypeError, "dsp_regs must be an int"),
 ])
 def test_config_rejects_bad_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -241,6 +243,20 @@ def test_config_rejects_bad_parameters(kwargs, exc, msg):
 def test_top_rejects_bad_arguments(config, init, exc, msg):
     with pytest.raises(exc, match=msg):
         Accelerator(config, init=init)
+
+
+def test_later_fields_leave_the_dict_as_it_was():
+    """A field added later (dsp_regs) is in a configuration's dict only when it is used, so
+    the identities of the configurations before it (the board's config_id) stay the same."""
+    import dataclasses
+    from .config import LATER_FIELDS
+    defaults = {f.name: f.default for f in dataclasses.fields(AcceleratorConfig)}
+    assert all(defaults[k] == v for k, v in LATER_FIELDS.items())
+    board = PRESETS["board"]
+    assert set(board.to_dict()) == set(defaults) - set(LATER_FIELDS)
+    assert board.replace(dsp_regs=1).to_dict() == {**board.to_dict(), "dsp_regs": 1}
+    for config in (board, board.replace(dsp_regs=1)):
+        assert AcceleratorConfig.from_dict(config.to_dict()) == config
 
 
 def test_presets_and_overrides():
@@ -329,18 +345,20 @@ def test_non_power_of_two_tile(x_format):
 V2_UNIT = SMALL.replace(dpe_cols=2, balance=1, col_skip=1, nibble_skip=1)
 
 
-@pytest.mark.parametrize("timing_regs", [0, 1])
+@pytest.mark.parametrize("regs", [{"timing_regs": 0}, {"timing_regs": 1},
+                                  {"timing_regs": 1, "dsp_regs": 1}],
+                         ids=["plain", "timing_regs", "dsp_regs"])
 @pytest.mark.parametrize("n", range(len(LAYERS)))
-def test_v2_mechanisms_match_golden_and_model(n, timing_regs):
+def test_v2_mechanisms_match_golden_and_model(n, regs):
     """The architecture-v2 mechanisms together (one walker + dispatcher, DPE column-group
     skipping with 2 groups of 2 columns, SPE nibble skipping), as in the ``board`` preset also
-    with ``timing_regs``: bit-exact, and every counter equal to the cycle model, with a random
-    channel map (the dispatcher's tie-breaker)."""
+    with ``timing_regs`` and ``dsp_regs``: bit-exact, and every counter equal to the cycle
+    model, with a random channel map (the dispatcher's tie-breaker)."""
     dims, xf, of, relu, res = LAYERS[n]
     layer = make_layer(300 + n, intref.ConvShape(*dims), xf, of, relu, res)
     _, nrng = seeded(n)
     route = [int(b) for b in nrng.integers(0, 2, SMALL.groups_in)]
-    out, = run_top(layer, [route], config=V2_UNIT.replace(timing_regs=timing_regs))
+    out, = run_top(layer, [route], config=V2_UNIT.replace(**regs))
     check_against_golden(layer, out)
     want = out["job"].predicted_counters()
     assert {k: out["counters"][k] for k in want} == want
@@ -384,18 +402,20 @@ def test_timing_regs_matches_golden_and_model(n, v2):
     assert (old["cycles"], want["cycles"]) == (v2_cycles if v2 else small)
 
 
-def test_timing_regs_on_a_dense_top():
+@pytest.mark.parametrize("dsp_regs", [0, 1])
+def test_timing_regs_on_a_dense_top(dsp_regs):
     """The dense top (hw.nullspe in the SPE's place) with the ``timing_regs`` registers:
     bit-exact, every counter equal to the cycle model, and at most the seven cycles more of the
     fetch's second register, the engines' product register and the PPU's five fixed-point
-    registers (the join's second unit register only ever saves cycles)."""
+    registers (the join's second unit register only ever saves cycles); with ``dsp_regs``
+    (hw.nullspe's two flag registers more) at most two more."""
     seed, dims, xf, sparsity, _, _, _ = READY_LAYERS[1]
     layer = make_layer(seed, intref.ConvShape(*dims), xf, intref.Format.UINT4, True, False,
                        sparsity=sparsity)
     dense = [0] * SMALL.groups_in
-    out, = run_top(layer, [dense], config=DENSE_TOP.replace(timing_regs=1))
+    out, = run_top(layer, [dense], config=DENSE_TOP.replace(timing_regs=1, dsp_regs=dsp_regs))
     check_against_golden(layer, out)
     want = out["job"].predicted_counters()
     assert {k: out["counters"][k] for k in want} == want
     old = make_job(layer["desc"], layer["arrays"], DENSE_TOP, route=dense).predicted_counters()
-    assert want["cycles"] <= old["cycles"] + 1 + 1 + SPLIT_REGISTERS
+    assert want["cycles"] <= old["cycles"] + 1 + 1 + SPLIT_REGISTERS + 2 * dsp_regs

@@ -54,7 +54,8 @@ def block_args(config):
     balance, col_skip, nibble_skip = bool(c.balance), bool(c.col_skip), bool(c.nibble_skip)
     if not c.has_spe:
         engines = {"spe": (NullSPE, dict(tile=T, product_reg=bool(c.timing_regs),
-                                         result_queue=bool(c.timing_regs)))}
+                                         result_queue=bool(c.timing_regs),
+                                         mant_regs=bool(c.dsp_regs)))}
     else:
         engines = {"spe": (SPE, dict(vector=V, lanes=c.spe_lanes, cols=T,
                                      nibble_skip=nibble_skip,
@@ -62,7 +63,8 @@ def block_args(config):
                                      product_reg=bool(c.timing_regs),
                                      accept_reg=bool(c.timing_regs),
                                      result_queue=bool(c.timing_regs),
-                                     info_in=bool(balance and c.timing_regs)))}
+                                     info_in=bool(balance and c.timing_regs),
+                                     mant_regs=bool(c.dsp_regs)))}
         if balance:  # one fetch (``fetch_d``) and the dispatcher
             engines["disp"] = (Dispatcher, dict(vector=V, dpe_cols=c.dpe_cols,
                                                 spe_lanes=c.spe_lanes, tile=T,
@@ -83,7 +85,8 @@ def block_args(config):
     return {
         "ag": (AddrGen, dict(vector=V, tile=T, max_cin=c.max_cin, merged=balance)),
         "dpe": (DPE, dict(vector=V, cols=c.dpe_cols, tile=T, col_skip=col_skip,
-                          product_reg=bool(c.timing_regs), result_queue=bool(c.timing_regs))),
+                          product_reg=bool(c.timing_regs), result_queue=bool(c.timing_regs),
+                          mant_regs=bool(c.dsp_regs))),
         # with the dispatcher's head register, the weight word is read as the item enters the
         # head, which holds no copy of its own (the fetch's read port or, with free_read, its
         # copy does)
@@ -110,8 +113,9 @@ def timing_registers(config):
     stage's registers, :func:`hw.fetch.fetch_latency`: with the dispatcher's ``counts_in``
     a third, the counts' register), ``head_reg`` (the
     dispatcher's input register; False without a dispatcher), ``spare_unit`` (the join's
-    second unit register), ``product_reg`` (the engines' product register) and, derived from
-    it, ``engine_stages`` (the result pipeline's registers, :func:`hw.engine.engine_stages`),
+    second unit register), ``product_reg`` (the engines' product register), ``mant_regs``
+    (their mantissa multiplier's registers, ``dsp_regs``) and, derived from them,
+    ``engine_stages`` (the result pipeline's registers, :func:`hw.engine.engine_stages`),
     ``result_queue`` (the engines' second result register),
     ``fixed_split`` (the PPU's five extra fixed-point registers) and, derived from it,
     ``ppu_latency`` (:func:`hw.ppu.ppu_latency`). The cycle models read them here, so they
@@ -119,8 +123,10 @@ def timing_registers(config):
     blocks = block_args(config)
     disp = blocks.get("disp")
     product_reg = blocks["dpe"][1]["product_reg"]
+    mant_regs = blocks["dpe"][1]["mant_regs"]
     result_queue = blocks["dpe"][1]["result_queue"]
     assert blocks["spe"][1]["product_reg"] == product_reg, "the engines' latencies differ"
+    assert blocks["spe"][1]["mant_regs"] == mant_regs, "the engines' latencies differ"
     assert blocks["spe"][1]["result_queue"] == result_queue, "the engines' queues differ"
     fetch_d = blocks["fetch_d"][1]
     return {"act_reg": fetch_d["act_reg"],
@@ -128,7 +134,8 @@ def timing_registers(config):
                                           fetch_d["counts_vector"] is not None),
             "head_reg": bool(disp and disp[1]["head_reg"]),
             "spare_unit": blocks["ser"][1]["spare_unit"],
-            "product_reg": product_reg, "engine_stages": engine_stages(product_reg),
+            "product_reg": product_reg, "mant_regs": mant_regs,
+            "engine_stages": engine_stages(product_reg, mant_regs),
             "result_queue": result_queue,
             "fixed_split": blocks["ppu"][1]["fixed_split"],
             "ppu_latency": ppu_latency(blocks["ppu"][1]["fixed_split"])}

@@ -24,7 +24,7 @@ def _set_cache_home():
     os.environ.setdefault("XDG_CACHE_HOME", str(BUILD_ROOT / "cache"))
 
 
-def emit_verilog(component, name, path=None):
+def emit_verilog(component, name, path=None, platform=None):
     """Convert ``component`` to Verilog and return the text.
 
     Parameters
@@ -38,13 +38,15 @@ def emit_verilog(component, name, path=None):
         If given, the text is also written there, atomically (a temporary file in the same
         folder, then a rename), so parallel test workers never read a half-written file. Parent
         folders are created.
+    platform : ``None`` or :data:`hw.dsp.ECP5`
+        The generation target, passed to every ``elaborate`` (:mod:`hw.dsp`).
 
     Sets ``XDG_CACHE_HOME`` to ``<repo>/build/cache`` in this process if it is unset.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"Verilog module name must be an identifier, not {name!r}")
     _set_cache_home()
-    text = verilog.convert(component, name=name, emit_src=False)
+    text = verilog.convert(component, name=name, platform=platform, emit_src=False)
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
