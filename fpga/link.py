@@ -14,10 +14,10 @@ BoardCore` wires the three together). One command at a time:
   ``map`` registers that drive the top.
 * ``START``: ``start`` for one cycle, then ``FINISHED`` once ``done`` rises again.
 * ``READ``: per item, the address goes to ``host_addr`` and, through a register, to
-  ``zc_chan``; the selected counter and ``zc_count`` are registered in the next cycle and the
-  item is captured into a shift register the cycle after, then sent byte by byte. (Each
-  multiplexer between the address and the shift register has a register of its own: the
-  read-out was one of the board's longest paths.)
+  ``zc_chan``; the memory word, the selected counter and ``zc_count`` are registered in the
+  next cycle and the item is captured into a shift register the cycle after, then sent byte
+  by byte. (Each multiplexer between the address and the shift register has a register of
+  its own: the read-out was one of the board's longest paths.)
 
 The accelerator's cycle counters run from ``start`` to ``done`` inside the top, so the link's
 own timing (and the serial line's) never changes a counted cycle.
@@ -103,8 +103,9 @@ class HostLink(wiring.Component):
         counters = Array(getattr(self, f"cnt_{n}") for n in COUNTERS)
         counter = Mux(addr < len(COUNTERS), counters[addr[:max(1, (len(COUNTERS) - 1)
                                                                .bit_length())]], 0)
+        rd_data = Signal.like(self.host_rdata)
         rd_zc, rd_counter = Signal.like(self.zc_count), Signal.like(counter)
-        item = Array([self.host_rdata, rd_zc, rd_counter, self.next_map])
+        item = Array([rd_data, rd_zc, rd_counter, self.next_map])
 
         def send(value, nbytes, then):
             m.d.sync += [tx_shift.eq(value), tx_left.eq(nbytes)]
@@ -196,7 +197,8 @@ class HostLink(wiring.Component):
             with m.State("READ_ADDR"):  # host_addr and zc_chan's register load
                 m.next = "READ_WAIT"
             with m.State("READ_WAIT"):  # host_rdata: one cycle after host_addr
-                m.d.sync += [rd_zc.eq(self.zc_count), rd_counter.eq(counter)]
+                m.d.sync += [rd_data.eq(self.host_rdata), rd_zc.eq(self.zc_count),
+                             rd_counter.eq(counter)]
                 m.next = "READ_ITEM"
             with m.State("READ_ITEM"):
                 m.d.sync += [addr.eq(addr + 1), count.eq(count - 1)]

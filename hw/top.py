@@ -250,7 +250,10 @@ class Accelerator(wiring.Component):
         route = Signal(self.groups_in)
         busy = Signal()
         done = Signal()
-        launch = Signal()  # one cycle after start: the walkers start on the registered desc
+        # one cycle after start: the walkers start on the registered desc, and the serializer,
+        # the writer and the detector clear (nothing reaches them for many cycles more), so
+        # their set/reset pins are driven from a flip-flop, not from the start handshake
+        launch = Signal()
         m.d.sync += launch.eq(0)
         with m.If(self.start & ~busy):
             # a dense top (no SPE) runs every channel group on the DPE, whatever the map says
@@ -333,7 +336,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             ser.cout.eq(desc.cout), ser.out_format.eq(desc.out_format),
             ser.res_en.eq(desc.res_en), ser.par_base.eq(desc.par_base),
-            ser.res_base.eq(desc.res_base), ser.clear.eq(self.start & ~busy),
+            ser.res_base.eq(desc.res_base), ser.clear.eq(launch),
             ppu.shift.eq(desc.shift), ppu.relu.eq(desc.relu),
             ppu.res_en.eq(desc.res_en), ppu.out_format.eq(desc.out_format),
         ]
@@ -345,12 +348,12 @@ class Accelerator(wiring.Component):
         wiring.connect(m, ppu.o, wr.i)
         m.d.comb += [
             wr.out_base.eq(desc.out_base), wr.out_words.eq(out_words),
-            wr.clear.eq(self.start & ~busy),
+            wr.clear.eq(launch),
             out_wp.en.eq(wr.wr_en), out_wp.addr.eq(wr.wr_addr), out_wp.data.eq(wr.wr_data),
         ]
         m.submodules.det = det = build("det")
         m.d.comb += [
-            det.clear.eq(self.start & ~busy),
+            det.clear.eq(launch),
             det.i.valid.eq(ppu.o.valid), det.i.payload.zeros.eq(po.zeros),
             det.i.payload.base.eq(po.base),
             det.channels.eq(desc.cout), det.pixels.eq(pixels), det.threshold.eq(desc.threshold),
