@@ -79,7 +79,7 @@ DEFAULT_CLOCK_MHZ = 15
 #: ``static`` (electrostatic: the cells spread to a 70 % target density, then the same
 #: refinement); the default is the one the board's routed figure was measured with.
 PLACERS = ("heap", "static")
-DEFAULT_PLACER = "heap"
+DEFAULT_PLACER = "static"
 
 
 class Loopback(wiring.Component):

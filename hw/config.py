@@ -227,7 +227,8 @@ ABLATION_PRESETS = ("paper",) + tuple(f"paper+{name}" for name in MECHANISMS)
 #: ``board``: the FPGA board's (docs/fpga.md): architecture v2 with every block of ``default``
 #: (DPE, SPE, both precisions, PPU, detector, address generator) at 4 DPE columns, one SPE lane
 #: and tile 8, with memories and channel limits that hold every layer of the digits model
-#: (``python -m fpga.host`` replays the default trace on it), with ``timing_regs``.
+#: (``python -m fpga.host`` replays the default trace on it), with ``timing_regs`` and
+#: ``dsp_regs``.
 #: ``mnist``: ``default`` with memories and channel limits for the MNIST workload's 32x32 layers
 #: (act 4096 words, residual 32768, 288 output channels: attention's qkv of 96 channels); the
 #: same datapath, so the same cycles per layer as ``default`` would take.
@@ -250,7 +251,7 @@ PRESETS = {
                                out_depth=16),
     "board": V2.replace(dpe_cols=4, spe_lanes=1, tile=8, max_cin=128, max_cout=192,
                         max_pixels=256, act_depth=1024, weight_depth=512, res_depth=8192,
-                        out_depth=512, timing_regs=1),
+                        out_depth=512, timing_regs=1, dsp_regs=1),
     "mnist": V2.replace(**WORKLOAD_MEMORIES["mnist"]),
     "dense": AcceleratorConfig(dpe_cols=16, spe_lanes=0, col_skip=1),
     "icarus": AcceleratorConfig(dpe_cols=4, spe_lanes=2, tile=8, max_cin=64, max_cout=64,

@@ -247,12 +247,12 @@ def test_top_rejects_bad_arguments(config, init, exc, msg):
 
 def test_later_fields_leave_the_dict_as_it_was():
     """A field added later (dsp_regs) is in a configuration's dict only when it is used, so
-    the identities of the configurations before it (the board's config_id) stay the same."""
+    the identities of the configurations before it (their config_id) stay the same."""
     import dataclasses
     from .config import LATER_FIELDS
     defaults = {f.name: f.default for f in dataclasses.fields(AcceleratorConfig)}
     assert all(defaults[k] == v for k, v in LATER_FIELDS.items())
-    board = PRESETS["board"]
+    board = PRESETS["board"].replace(dsp_regs=0)
     assert set(board.to_dict()) == set(defaults) - set(LATER_FIELDS)
     assert board.replace(dsp_regs=1).to_dict() == {**board.to_dict(), "dsp_regs": 1}
     for config in (board, board.replace(dsp_regs=1)):
@@ -266,8 +266,9 @@ def test_presets_and_overrides():
     assert preset("paper+balance").balance == 1 and preset("paper+balance").col_skip == 0
     assert preset("tiny", tile=16).tile == 16 and PRESETS["tiny"].tile == 8
     # the FPGA board's registers; every ASIC configuration keeps its cycles without them
-    assert preset("board").timing_regs == 1
-    assert all(PRESETS[p].timing_regs == 0 for p in PRESETS if p != "board")
+    assert preset("board").timing_regs == 1 and preset("board").dsp_regs == 1
+    assert all(PRESETS[p].timing_regs == 0 == PRESETS[p].dsp_regs
+               for p in PRESETS if p != "board")
     with pytest.raises(ValueError, match="configuration must be one of"):
         preset("huge")
     with pytest.raises(ValueError, match=r"unknown Accelerator parameter\(s\) \['tiles'\]"):
