@@ -150,7 +150,7 @@ def _is_start(cell):
     return cell["type"] not in COMB_INPUTS or _dsp_register(cell, "OUTPUT")
 
 
-def _timed_endpoints(cell, port):
+def _is_endpoint(cell, port):
     """Whether input ``port`` of ``cell`` loads a register: a register's, a block RAM's
     (not their clocks, not a LUT RAM's read address), a multiplier block's A and B with its
     input registers."""
@@ -209,7 +209,7 @@ def estimate(netlist: Netlist, hop_ns=1.0):
         q = cell["connections"].get("Q", [None])[0] if cell["type"] == "TRELLIS_FF" else None
         name = netlist.names.get(q, cname) if isinstance(q, int) else cname
         for port, bit in netlist.inputs(cname):
-            if not _timed_endpoints(cell, port):
+            if not _is_endpoint(cell, port):
                 continue
             ends.append(Endpoint(round(arrival(bit)[0] + hop_ns + SETUP_NS, 3), name, cname,
                                  port, bit))

@@ -249,8 +249,9 @@ def test_board_link_rejects_a_foreign_device():
 
 def test_loopback_bitstream_builds(tmp_path):
     """Yosys, nextpnr-ecp5 and ecppack from the pinned yowasp packages, on the UART echo,
-    placed by the static placer and routed for a 400 MHz target that it misses (the oscillator's constraint
-    scaled): the bitstream is still written, since it runs at the 25 MHz clock."""
+    placed by the static placer and routed for a 400 MHz target that it misses (the
+    oscillator's constraint scaled): the bitstream is still written, since it runs at the
+    25 MHz clock."""
     report = build_bitstream(design="loopback", out=tmp_path, target_mhz=400, placer="static",
                              nextpnr_args=["--detailed-timing-report"])
     assert report["nextpnr_cmd"].endswith(

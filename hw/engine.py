@@ -275,9 +275,9 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
              for j in range(cols)]
     shift3 = []
     if mant_regs:
-        products = [registered_product(m, p2[j], m2[j], en=go, width=len(mant3[j]),
-                                       name=f"{name}_mp{j}", platform=platform)
-                    for j in range(cols)]
+        mant_next = [registered_product(m, p2[j], m2[j], en=go, width=len(mant3[j]),
+                                        name=f"{name}_mp{j}", platform=platform)
+                     for j in range(cols)]
         st2a = Signal(flags, name=f"{name}_st2a")
         st2b = Signal(flags, name=f"{name}_st2b")
         e2a = [Signal.like(e, name=f"{name}_e2a_{j}") for j, e in enumerate(e2)]
@@ -288,10 +288,10 @@ def result_pipeline(m, *, cols, tile, o, operands, column_products, product_reg=
                          *(b.eq(a) for b, a in zip(e2b, e2a))]
         st2, e2 = st2b, e2b
     else:
-        products = [p2[j] * m2[j] for j in range(cols)]
+        mant_next = [p2[j] * m2[j] for j in range(cols)]
     with m.If(go):
         m.d.sync += st3.eq(st2)
-        m.d.sync += [mant3[j].eq(products[j]) for j in range(cols)]
+        m.d.sync += [mant3[j].eq(mant_next[j]) for j in range(cols)]
     for j in range(cols):
         shift = term_shift(m, MANT_WIDTH, e2[j], name=f"{name}_ts{j}")
         regs = [Signal.like(v, name=f"{v.name}3") for v in shift]

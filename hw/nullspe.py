@@ -64,7 +64,8 @@ class NullSPE(wiring.Component):
         f_valid, f_last = Signal(), Signal()
         # issue stage: one cycle per item
         busy, last = Signal(), Signal()
-        ends = Signal(engine_stages(self.product_reg, self.mant_regs))  # per register: it holds a unit's end
+        # per register: it holds a unit's end
+        ends = Signal(engine_stages(self.product_reg, self.mant_regs))
         # the result register's control as the engines' (zero results: no data moves)
         stall, _ = result_handshake(m, self.o, ends[-1], queue=self.result_queue,
                                     emit_behind=ends[-2],
